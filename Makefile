@@ -1,0 +1,56 @@
+# Tessera top-level Makefile (DuckDB style): thin wrappers around CMake presets and ctest.
+#   make deps   idempotent install of the Debian packages + the Python venv for test references
+#   make        build (Release, ccache)
+#   make test   deps + build + default model + every test
+#   make serve  deps + build + default model + the main job
+#   make bench  Google Benchmark kernels and decode speed
+SHELL := /bin/bash
+PRESET ?= $(if $(CI),ci,default)
+BUILD := $(if $(filter engine-only,$(PRESET)),build-engine,build)
+JOBS ?= $(shell nproc)
+VENV := .venv
+PY := $(VENV)/bin/python
+TESSERA := $(BUILD)/tessera
+export TESSERA_PYTHON := $(abspath $(PY))
+export CCACHE_DIR ?= $(HOME)/.cache/ccache
+
+.PHONY: all deps deps-apt deps-venv configure build test serve model bench format clean
+
+all: build
+
+deps: deps-apt deps-venv
+
+deps-apt:
+	@bash scripts/install_deps.sh
+
+deps-venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+configure:
+	cmake --preset $(PRESET) -DTESSERA_PYTHON=$(abspath $(PY))
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+model: build
+	$(TESSERA) models pull smollm2-135m-instruct
+
+test: deps build model
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1200
+
+serve: deps build model
+	$(TESSERA) generate --model smollm2-135m-instruct --chat \
+	  --prompt "What is the capital of France? Answer in one sentence." --max-tokens 64
+
+bench: deps build model
+	bash benchmarks/run_cpu.sh
+
+format:
+	git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' | xargs clang-format -i
+
+clean:
+	rm -rf build build-engine build-debug

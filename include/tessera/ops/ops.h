@@ -1,0 +1,112 @@
+// The op interface. Every op here has three implementations behind one signature:
+//   ops::ref::*  the plain CPU reference (scalar loops, fp32 accumulation) - the specification;
+//   ops::cpu::*  the fast CPU version (SIMD chosen at run time, BLAS, OpenMP threads);
+//   CUDA         launchers in kernels/, used when the tensors live on a CUDA device.
+// ops::* (no sub-namespace) dispatches on the device of its tensors. Layers call only ops::*, so a
+// layer never knows its backend. Ops allocate nothing: callers pass outputs of the right shape.
+// Activations are F32 [rows, cols] row-major; weights may be any DType (quantized kept quantized).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tessera/core/tensor.h"
+
+namespace tessera::ops {
+
+enum class RopeStyle : uint8_t {
+  kInterleaved,  // pairs (x[2i], x[2i+1]): GGUF llama weights (Q/K rows permuted by the converter)
+  kNeox,         // pairs (x[i], x[i+rot/2]): Hugging Face checkpoints, qwen2
+};
+
+struct RopeParams {
+  int head_dim = 0;
+  int rotary_dim = 0;  // <= head_dim; 0 means head_dim
+  float theta = 10000.0f;
+  RopeStyle style = RopeStyle::kInterleaved;
+  float linear_factor = 1.0f;  // position / linear_factor ("linear" scaling)
+  // Llama-3 scaling ("rope_type": "llama3"); off when llama3_factor == 0.
+  float llama3_factor = 0.0f;
+  float llama3_low_freq_factor = 1.0f;
+  float llama3_high_freq_factor = 4.0f;
+  int llama3_original_max_position = 8192;
+};
+
+// Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values.
+std::vector<float> rope_inv_freq(const RopeParams& p);
+
+// The paged KV cache of one layer: k and v are [num_blocks, block_size, num_kv_heads, head_dim]
+// F32. Token t of a sequence lives in slot block_table[t / block_size] * block_size +
+// t % block_size.
+struct AttentionParams {
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 0;
+  float scale = 0.0f;  // usually 1/sqrt(head_dim)
+};
+
+// One step's batch: sequence s owns query rows [query_start[s], query_start[s+1]) of q, which are
+// its newest q_len tokens; context_lens[s] counts all its tokens including those, so query row j
+// sits at position context_lens[s] - q_len + j and attends causally to positions 0..that one.
+// A step may mix prefill chunks (q_len > 1) and decodes (q_len == 1) of different lengths.
+struct AttentionBatch {
+  std::span<const int32_t> query_start;   // num_seqs + 1
+  std::span<const int32_t> context_lens;  // num_seqs
+  std::span<const int32_t> block_tables;  // num_seqs * max_blocks_per_seq
+  int max_blocks_per_seq = 0;
+};
+
+namespace ref {
+void dequantize_row(DType type, const void* src, float* dst, int64_t n);
+void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+void add(Tensor& x, const Tensor& y);
+void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+void softmax(Tensor& x);
+std::vector<int32_t> argmax(const Tensor& logits);
+void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+               Tensor& v_cache);
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+}  // namespace ref
+
+namespace cpu {
+void dequantize_row(DType type, const void* src, float* dst, int64_t n);
+void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+void add(Tensor& x, const Tensor& y);
+void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+void softmax(Tensor& x);
+std::vector<int32_t> argmax(const Tensor& logits);
+void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+               Tensor& v_cache);
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+// Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
+const char* simd_level();
+}  // namespace cpu
+
+// Quantizers (round-to-nearest, ggml-compatible) so tests and tools can make quantized weights.
+void quantize_row(DType type, const float* src, void* dst, int64_t n);
+
+// Dispatching entry points used by layers. `bias` may be an undefined Tensor (no bias).
+void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+void add(Tensor& x, const Tensor& y);
+void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+void softmax(Tensor& x);
+std::vector<int32_t> argmax(const Tensor& logits);
+void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+               Tensor& v_cache);
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+
+}  // namespace tessera::ops

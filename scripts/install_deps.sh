@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tessera builds with; installs nothing when all are present.
+set -euo pipefail
+pkgs=(cmake g++ make ccache pkg-config git python3 python3-venv python3-pip
+      libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+      libyaml-cpp-dev libpcre2-dev libopenblas-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,26 @@
+#include "tessera/core/dtype.h"
+
+#include "tessera/core/error.h"
+
+namespace tessera {
+
+const DTypeInfo& dtype_info(DType t) {
+  static constexpr DTypeInfo kInfo[] = {
+      {"f32", 1, 4, false},   {"f16", 1, 2, false},   {"bf16", 1, 2, false},
+      {"i32", 1, 4, false},   {"q8_0", 32, 34, true}, {"q4_0", 32, 18, true},
+      {"q4_1", 32, 20, true}, {"q5_0", 32, 22, true}, {"q5_1", 32, 24, true},
+  };
+  auto i = static_cast<size_t>(t);
+  TESSERA_CHECK(i < std::size(kInfo), "bad dtype ", i);
+  return kInfo[i];
+}
+
+size_t row_bytes(DType t, int64_t elems) {
+  const auto& info = dtype_info(t);
+  if (elems % info.block_elems != 0)
+    fail(ErrorCode::kInvalidArgument, "row of ", elems, " elements is not a multiple of the ",
+         info.name, " block size ", info.block_elems);
+  return static_cast<size_t>(elems / info.block_elems) * static_cast<size_t>(info.block_bytes);
+}
+
+}  // namespace tessera

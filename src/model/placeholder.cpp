@@ -1,0 +1,1 @@
+// Placeholder translation unit; replaced as the module lands.
