@@ -1,0 +1,36 @@
+// KvPool: the paged KV cache memory of one worker, one K and one V tensor per layer, each
+// [num_blocks, block_size, num_kv_heads, head_dim] F32. The worker (or a local runner) owns it;
+// which blocks belong to which sequence is the BlockAllocator's business, not the pool's.
+#pragma once
+
+#include <vector>
+
+#include "tessera/core/tensor.h"
+
+namespace tessera::kv_cache {
+
+struct KvPoolParams {
+  int num_layers = 0;
+  int num_blocks = 0;
+  int block_size = 16;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  Device device = Device::cpu();
+};
+
+class KvPool {
+ public:
+  explicit KvPool(const KvPoolParams& p);
+  const KvPoolParams& params() const { return params_; }
+  Tensor& k(int layer) { return k_.at(static_cast<size_t>(layer)); }
+  Tensor& v(int layer) { return v_.at(static_cast<size_t>(layer)); }
+  size_t bytes() const;
+  // Blocks that fit in `budget_bytes` for this shape (what a pool may be sized to).
+  static int blocks_for_budget(const KvPoolParams& shape, size_t budget_bytes);
+
+ private:
+  KvPoolParams params_;
+  std::vector<Tensor> k_, v_;
+};
+
+}  // namespace tessera::kv_cache

@@ -1,0 +1,33 @@
+#include "tessera/kv_cache/kv_pool.h"
+
+#include "tessera/core/error.h"
+
+namespace tessera::kv_cache {
+
+KvPool::KvPool(const KvPoolParams& p) : params_(p) {
+  if (p.num_layers <= 0 || p.num_blocks <= 0 || p.block_size <= 0 || p.num_kv_heads <= 0 ||
+      p.head_dim <= 0)
+    fail(ErrorCode::kInvalidArgument, "bad KV pool shape: layers ", p.num_layers, " blocks ",
+         p.num_blocks, " block_size ", p.block_size, " kv_heads ", p.num_kv_heads, " head_dim ",
+         p.head_dim);
+  const Shape shape{p.num_blocks, p.block_size, p.num_kv_heads, p.head_dim};
+  for (int l = 0; l < p.num_layers; ++l) {
+    k_.push_back(Tensor::empty(shape, DType::kF32, p.device));
+    v_.push_back(Tensor::empty(shape, DType::kF32, p.device));
+  }
+}
+
+size_t KvPool::bytes() const {
+  size_t b = 0;
+  for (size_t i = 0; i < k_.size(); ++i) b += k_[i].nbytes() + v_[i].nbytes();
+  return b;
+}
+
+int KvPool::blocks_for_budget(const KvPoolParams& s, size_t budget_bytes) {
+  const size_t per_block = 2ull * static_cast<size_t>(s.num_layers) * static_cast<size_t>(s.block_size) *
+                           static_cast<size_t>(s.num_kv_heads) * static_cast<size_t>(s.head_dim) *
+                           sizeof(float);
+  return per_block ? static_cast<int>(budget_bytes / per_block) : 0;
+}
+
+}  // namespace tessera::kv_cache

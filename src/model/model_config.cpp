@@ -1,0 +1,75 @@
+#include "tessera/model/model_config.h"
+
+#include <cmath>
+
+#include "tessera/core/error.h"
+#include "tessera/model/gguf.h"
+
+namespace tessera::model {
+
+void ModelConfig::validate() const {
+  auto positive = [](const char* field, int v) {
+    if (v <= 0) fail(ErrorCode::kInvalidArgument, "model config: ", field, " must be positive, got ", v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("num_layers", num_layers);
+  positive("num_heads", num_heads);
+  positive("num_kv_heads", num_kv_heads);
+  positive("head_dim", head_dim);
+  positive("intermediate_size", intermediate_size);
+  if (num_heads % num_kv_heads != 0)
+    fail(ErrorCode::kInvalidArgument, "model config: num_heads ", num_heads,
+         " is not a multiple of num_kv_heads ", num_kv_heads);
+  if (head_dim % 2 != 0 || rope.rotary_dim % 2 != 0 || rope.rotary_dim > head_dim)
+    fail(ErrorCode::kInvalidArgument, "model config: head_dim ", head_dim, " / rotary_dim ",
+         rope.rotary_dim, " must be even with rotary_dim <= head_dim");
+  if (!(rms_eps > 0.0f) || !(rope.theta > 0.0f))
+    fail(ErrorCode::kInvalidArgument, "model config: rms_eps and rope theta must be positive");
+}
+
+ModelConfig config_from_gguf(const GgufFile& f) {
+  ModelConfig c;
+  c.architecture = f.get_string("general.architecture");
+  if (c.architecture != "llama" && c.architecture != "qwen2")
+    fail(ErrorCode::kUnsupported, "architecture '", c.architecture, "' in ", f.path(),
+         " is not supported (supported: llama, qwen2)");
+  const std::string a = c.architecture + ".";
+  c.name = f.get_string("general.name", "");
+  c.hidden_size = static_cast<int>(f.get_int(a + "embedding_length"));
+  c.num_layers = static_cast<int>(f.get_int(a + "block_count"));
+  c.num_heads = static_cast<int>(f.get_int(a + "attention.head_count"));
+  c.num_kv_heads = static_cast<int>(f.get_int(a + "attention.head_count_kv", c.num_heads));
+  c.intermediate_size = static_cast<int>(f.get_int(a + "feed_forward_length"));
+  c.max_position = static_cast<int>(f.get_int(a + "context_length", 4096));
+  c.rms_eps = static_cast<float>(f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  c.head_dim = c.num_heads ? static_cast<int>(f.get_int(a + "attention.key_length",
+                                                         c.hidden_size / c.num_heads))
+                           : 0;
+  if (f.get_int(a + "attention.value_length", c.head_dim) != c.head_dim)
+    fail(ErrorCode::kUnsupported, "key_length != value_length is not supported");
+  const auto* embd = f.find_tensor("token_embd.weight");
+  if (!embd) fail(ErrorCode::kNotFound, f.path(), " has no token_embd.weight");
+  c.vocab_size = static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
+  c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+
+  c.rope.head_dim = c.head_dim;
+  c.rope.rotary_dim = static_cast<int>(f.get_int(a + "rope.dimension_count", c.head_dim));
+  c.rope.theta = static_cast<float>(f.get_float(a + "rope.freq_base", 10000.0));
+  // llama.cpp's converter permutes llama Q/K rows so that rotation pairs are adjacent; qwen2 is
+  // converted without that permutation and uses NeoX pairs.
+  c.rope.style = c.architecture == "llama" ? ops::RopeStyle::kInterleaved : ops::RopeStyle::kNeox;
+  const std::string scaling = f.get_string(a + "rope.scaling.type", "none");
+  double factor = f.get_float(a + "rope.scaling.factor", 0.0);
+  if (factor == 0.0) factor = f.get_float(a + "rope.scale_linear", 0.0);
+  if (scaling == "linear" && factor > 0.0) {
+    c.rope.linear_factor = static_cast<float>(factor);
+  } else if (scaling != "none" && scaling != "linear" && scaling != "llama3") {
+    fail(ErrorCode::kUnsupported, "rope scaling type '", scaling, "' is not supported");
+  }
+  c.validate();
+  return c;
+}
+
+}  // namespace tessera::model
