@@ -1,0 +1,94 @@
+// This machine's ceilings, to put the kernel figures of ops_bench beside: memory read bandwidth
+// (a large AVX2 streaming read, one thread and all OpenMP threads) and the fp32 FMA peak of one
+// core (independent AVX2 FMA chains, enough of them to hide the FMA latency).
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+namespace {
+
+constexpr size_t kBytes = size_t{512} << 20;  // far beyond any last-level cache
+
+struct Buffer {
+  Buffer() : p(static_cast<float*>(std::aligned_alloc(64, kBytes))) {
+    std::memset(p, 1, kBytes);  // touch every page so the benchmark reads real memory
+  }
+  ~Buffer() { std::free(p); }
+  float* p;
+};
+
+__attribute__((target("avx2"))) float read_range(const float* p, size_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  const __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[7];
+}
+
+void BM_MemoryRead(benchmark::State& state) {
+  if (!__builtin_cpu_supports("avx2")) {
+    state.SkipWithError("no AVX2");
+    return;
+  }
+  static Buffer buf;  // allocated once for all runs of this benchmark
+  const int threads = state.range(0) == 0 ? omp_get_max_threads() : 1;
+  const size_t n = kBytes / sizeof(float);
+  for (auto _ : state) {
+    float total = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : total)
+    for (int t = 0; t < threads; ++t) {
+      const size_t chunk = n / static_cast<size_t>(threads);
+      total += read_range(buf.p + static_cast<size_t>(t) * chunk, chunk);
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kBytes));
+  state.SetLabel(std::to_string(threads) + " thread(s)");
+}
+BENCHMARK(BM_MemoryRead)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+__attribute__((target("avx2,fma"))) float fma_loop(int64_t iters) {
+  // 10 independent chains: 2 FMA ports x 4-5 cycles latency.
+  __m256 a[10];
+  for (int i = 0; i < 10; ++i) a[i] = _mm256_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 10; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
+  __m256 s = a[0];
+  for (int i = 1; i < 10; ++i) s = _mm256_add_ps(s, a[i]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0];
+}
+
+void BM_FmaPeakOneCore(benchmark::State& state) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    state.SkipWithError("no AVX2/FMA");
+    return;
+  }
+  constexpr int64_t kIters = 1 << 20;
+  for (auto _ : state) {
+    int64_t iters = kIters;
+    benchmark::DoNotOptimize(iters);  // opaque, so the pure loop cannot be hoisted or folded
+    benchmark::DoNotOptimize(fma_loop(iters));
+  }
+  // 10 chains x 8 lanes x 2 FLOP per FMA.
+  state.counters["FLOP/s"] = benchmark::Counter(
+      static_cast<double>(kIters) * 10 * 8 * 2 * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FmaPeakOneCore)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

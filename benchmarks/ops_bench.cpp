@@ -1,0 +1,119 @@
+// Kernel benchmarks for ops::cpu on the default model's shapes (SmolLM2-135M: hidden 576, FFN
+// 1536, vocab 49152). Matmuls report weight bytes read per second (bytes_per_second) and
+// FLOP/s, to set beside machine_bench's memory bandwidth and FMA peak.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "tessera/core/tensor.h"
+#include "tessera/ops/ops.h"
+
+namespace {
+
+using tessera::DType;
+using tessera::Tensor;
+namespace ops = tessera::ops;
+
+constexpr DType kTypes[] = {DType::kF32, DType::kQ8_0, DType::kQ4_1};
+
+Tensor random_weight(DType t, int64_t n, int64_t k) {
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Tensor w = Tensor::empty({n, k}, t);
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < n; ++r) {
+    for (float& x : row) x = dist(rng);
+    ops::quantize_row(t, row.data(), const_cast<uint8_t*>(w.row_ptr(r)), k);
+  }
+  return w;
+}
+
+Tensor random_f32(tessera::Shape shape) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist;
+  Tensor t = Tensor::empty(std::move(shape), DType::kF32);
+  for (float& x : t.f32()) x = dist(rng);
+  return t;
+}
+
+// Args: type index, N (weight rows), K, M (activation rows).
+void BM_Matmul(benchmark::State& state) {
+  const DType t = kTypes[state.range(0)];
+  const int64_t n = state.range(1), k = state.range(2), m = state.range(3);
+  Tensor w = random_weight(t, n, k);
+  Tensor x = random_f32({m, k});
+  Tensor y = Tensor::empty({m, n}, DType::kF32);
+  for (auto _ : state) {
+    ops::matmul(x, w, Tensor(), y);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(tessera::dtype_name(t)) + " " + ops::cpu::simd_level());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(w.nbytes()));
+  state.counters["FLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
+void MatmulArgs(benchmark::internal::Benchmark* b) {
+  const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
+  for (int64_t m : {1, 64})
+    for (int t = 0; t < 3; ++t)
+      for (auto& s : shapes) b->Args({t, s[0], s[1], m});
+  b->ArgNames({"type", "N", "K", "M"});
+  b->Unit(benchmark::kMicrosecond);
+  b->UseRealTime();
+}
+BENCHMARK(BM_Matmul)->Apply(MatmulArgs);
+
+// Decode step of paged attention: Args: sequences, context length. 9 heads / 3 kv heads, hd 64.
+void BM_PagedAttentionDecode(benchmark::State& state) {
+  const int seqs = static_cast<int>(state.range(0)), ctx = static_cast<int>(state.range(1));
+  const int H = 9, KVH = 3, HD = 64, BS = 16;
+  const int blocks_per_seq = (ctx + BS - 1) / BS;
+  Tensor kc = random_f32({seqs * blocks_per_seq, BS, KVH, HD});
+  Tensor vc = random_f32({seqs * blocks_per_seq, BS, KVH, HD});
+  Tensor q = random_f32({seqs, H * HD});
+  Tensor out = Tensor::empty({seqs, H * HD}, DType::kF32);
+  std::vector<int32_t> qs(static_cast<size_t>(seqs) + 1), lens(static_cast<size_t>(seqs), ctx),
+      tables(static_cast<size_t>(seqs * blocks_per_seq));
+  for (int s = 0; s <= seqs; ++s) qs[static_cast<size_t>(s)] = s;
+  for (size_t i = 0; i < tables.size(); ++i)
+    tables[i] = static_cast<int32_t>(tables.size() - 1 - i);
+  const ops::AttentionBatch batch{qs, lens, tables, blocks_per_seq};
+  const ops::AttentionParams p{H, KVH, HD, BS, 0.125f};
+  for (auto _ : state) {
+    ops::paged_attention(q, kc, vc, batch, p, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  // K and V bytes read per step.
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * seqs * ctx * KVH * HD *
+                          static_cast<int64_t>(sizeof(float)));
+  state.counters["FLOP/s"] =
+      benchmark::Counter(4.0 * seqs * ctx * H * HD * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttentionDecode)
+    ->Args({1, 512})
+    ->Args({8, 512})
+    ->Args({8, 2048})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+void BM_RmsNormSiluSoftmax(benchmark::State& state) {
+  Tensor x = random_f32({1, 1536}), w = random_f32({1536}),
+         y = Tensor::empty({1, 1536}, DType::kF32);
+  Tensor logits = random_f32({1, 49152});
+  for (auto _ : state) {
+    ops::rms_norm(x, w, 1e-5f, y);
+    ops::silu_mul(x, w, y);
+    ops::softmax(logits);
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+BENCHMARK(BM_RmsNormSiluSoftmax)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

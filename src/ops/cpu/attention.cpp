@@ -1,0 +1,120 @@
+// ops::cpu::paged_attention: flash-style online softmax over the paged cache. A work item is
+// (sequence, kv head, chunk of query rows); the query heads that share the kv head (GQA group)
+// are handled together so every K/V row fetched through the block table is used `group` times
+// while it sits in L1. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
+// rescale of the running max/sum/accumulator, then the value accumulation.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../check.h"
+#include "simd.h"
+
+namespace tessera::ops::cpu {
+namespace {
+
+constexpr int64_t kKeyChunk = 64;
+constexpr int64_t kQueryChunk = 16;
+
+struct WorkItem {
+  int64_t seq;
+  int kv_head;
+  int64_t j0, j1;  // query rows [j0, j1) of the sequence
+};
+
+struct Ctx {
+  const Tensor* q;
+  const float* kc;
+  const float* vc;
+  float* out;
+  const AttentionBatch* batch;
+  const AttentionParams* p;
+};
+
+void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
+  const AttentionParams& p = *c.p;
+  const int hd = p.head_dim, group = p.num_heads / p.num_kv_heads;
+  const int64_t slot_width = int64_t{p.num_kv_heads} * hd;
+  const int64_t q0 = c.batch->query_start[it.seq];
+  const int64_t q_len = c.batch->query_start[it.seq + 1] - q0;
+  const int64_t ctx = c.batch->context_lens[it.seq];
+  const int32_t* table = c.batch->block_tables.data() + it.seq * c.batch->max_blocks_per_seq;
+  // scratch: scores [group][kKeyChunk], acc [group][hd], max [group], sum [group]
+  scratch.resize(static_cast<size_t>(group * (kKeyChunk + hd + 2)));
+  float* scores = scratch.data();
+  float* acc = scores + group * kKeyChunk;
+  float* mx = acc + group * hd;
+  float* sum = mx + group;
+  const float* kvk[kKeyChunk];
+  const float* kvv[kKeyChunk];
+  for (int64_t j = it.j0; j < it.j1; ++j) {
+    const int64_t pos = ctx - q_len + j;
+    const float* qrow = c.q->data_as<float>() + (q0 + j) * p.num_heads * hd;
+    const int h0 = it.kv_head * group;
+    std::fill(acc, acc + group * hd, 0.0f);
+    std::fill(mx, mx + group, -INFINITY);
+    std::fill(sum, sum + group, 0.0f);
+    for (int64_t t0 = 0; t0 <= pos; t0 += kKeyChunk) {
+      const int64_t n = std::min(kKeyChunk, pos + 1 - t0);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = t0 + i;
+        const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
+        kvk[i] = c.kc + slot * slot_width + int64_t{it.kv_head} * hd;
+        kvv[i] = c.vc + slot * slot_width + int64_t{it.kv_head} * hd;
+        for (int g = 0; g < group; ++g)
+          scores[g * kKeyChunk + i] =
+              detail::dot_f32_avx2(qrow + (h0 + g) * hd, kvk[i], hd) * p.scale;
+      }
+      for (int g = 0; g < group; ++g) {
+        float* sc = scores + g * kKeyChunk;
+        float cmax = mx[g];
+        for (int64_t i = 0; i < n; ++i) cmax = std::fmax(cmax, sc[i]);
+        if (cmax > mx[g]) {  // rescale what was accumulated under the old maximum
+          const float corr = std::exp(mx[g] - cmax);
+          sum[g] *= corr;
+          detail::scale_avx2(corr, acc + g * hd, hd);
+          mx[g] = cmax;
+        }
+        detail::exp_inplace_avx2(sc, n, mx[g]);
+        for (int64_t i = 0; i < n; ++i) sum[g] += sc[i];
+      }
+      for (int64_t i = 0; i < n; ++i)
+        for (int g = 0; g < group; ++g)
+          detail::axpy_avx2(scores[g * kKeyChunk + i], kvv[i], acc + g * hd, hd);
+    }
+    for (int g = 0; g < group; ++g) {
+      float* o = c.out + ((q0 + j) * p.num_heads + h0 + g) * hd;
+      const float inv = 1.0f / sum[g];
+      for (int i = 0; i < hd; ++i) o[i] = acc[g * hd + i] * inv;
+    }
+  }
+}
+
+}  // namespace
+
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
+  if (!detail::have_avx2()) return ref::paged_attention(q, k_cache, v_cache, batch, p, out);
+  const int64_t num_seqs =
+      ops::detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
+  std::vector<WorkItem> items;
+  int64_t work = 0;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t q_len = batch.query_start[s + 1] - batch.query_start[s];
+    work += q_len * batch.context_lens[s];
+    for (int h = 0; h < p.num_kv_heads; ++h)
+      for (int64_t j0 = 0; j0 < q_len; j0 += kQueryChunk)
+        items.push_back({s, h, j0, std::min(q_len, j0 + kQueryChunk)});
+  }
+  const Ctx c{&q, k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), &batch,
+              &p};
+  const auto n_items = static_cast<int64_t>(items.size());
+#pragma omp parallel if (work * p.num_heads * p.head_dim >= (1 << 16))
+  {
+    std::vector<float> scratch;
+#pragma omp for schedule(dynamic)
+    for (int64_t i = 0; i < n_items; ++i) run_item(c, items[static_cast<size_t>(i)], scratch);
+  }
+}
+
+}  // namespace tessera::ops::cpu

@@ -1,0 +1,136 @@
+// ops::cpu element-wise and row ops: AVX2 when the CPU has it (simd.h), the reference loops
+// otherwise; rows are split over OpenMP threads when there are enough of them to pay off.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../check.h"
+#include "simd.h"
+
+namespace tessera::ops::cpu {
+
+using ops::detail::check_cpu;
+using ops::detail::check_f32;
+using ops::detail::cols_of;
+using ops::detail::rows_of;
+
+namespace detail {
+bool have_avx2() {
+  static const bool kHave = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("f16c");
+  return kHave;
+}
+}  // namespace detail
+
+// The AVX2 kernels are the widest built; an AVX-512 machine runs them too, so report what runs.
+const char* simd_level() { return detail::have_avx2() ? "avx2" : "scalar"; }
+
+namespace {
+// Element count from which a row op is split across threads.
+constexpr int64_t kParallelMinElems = 1 << 16;
+}  // namespace
+
+void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
+  if (!detail::have_avx2() || n % dtype_info(type).block_elems != 0)
+    return ref::dequantize_row(type, src, dst, n);  // ref reports bad sizes
+  if (type == DType::kF32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  detail::dequantize_row_avx2(type, src, dst, n);
+}
+
+void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
+  check_cpu("embedding", "table", table);
+  check_f32("embedding", "out", out);
+  if (table.ndim() != 2)
+    fail(ErrorCode::kInvalidArgument, "embedding: table ", table.str(), " is not 2-D");
+  const int64_t d = table.dim(1);
+  if (cols_of(out) != d || rows_of(out) != static_cast<int64_t>(ids.size()))
+    fail(ErrorCode::kInvalidArgument, "embedding: out ", out.str(), " should be [", ids.size(),
+         ", ", d, "]");
+  for (int32_t id : ids)
+    if (id < 0 || id >= table.dim(0))
+      fail(ErrorCode::kOutOfRange, "embedding: id ", id, " outside [0, ", table.dim(0), ")");
+  float* o = out.data_as<float>();
+  for (size_t t = 0; t < ids.size(); ++t)
+    cpu::dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
+}
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  if (!detail::have_avx2()) return ref::rms_norm(x, weight, eps, out);
+  check_f32("rms_norm", "x", x);
+  check_f32("rms_norm", "out", out);
+  check_cpu("rms_norm", "weight", weight);
+  const int64_t d = cols_of(x), rows = rows_of(x);
+  if (weight.numel() != d || out.shape() != x.shape())
+    fail(ErrorCode::kInvalidArgument, "rms_norm: x ", x.str(), " weight ", weight.str(), " out ",
+         out.str());
+  std::vector<float> wbuf;
+  const float* w = weight.data_as<float>();
+  if (weight.dtype() != DType::kF32) {
+    wbuf.resize(static_cast<size_t>(d));
+    cpu::dequantize_row(weight.dtype(), weight.data(), wbuf.data(), d);
+    w = wbuf.data();
+  }
+  const float* xp = x.data_as<float>();
+  float* op = out.data_as<float>();
+#pragma omp parallel for schedule(static) if (rows * d >= kParallelMinElems)
+  for (int64_t r = 0; r < rows; ++r) detail::rms_norm_row_avx2(xp + r * d, w, eps, d, op + r * d);
+}
+
+void add(Tensor& x, const Tensor& y) {
+  if (!detail::have_avx2()) return ref::add(x, y);
+  check_f32("add", "x", x);
+  check_f32("add", "y", y);
+  if (x.numel() != y.numel()) fail(ErrorCode::kInvalidArgument, "add: ", x.str(), " += ", y.str());
+  detail::add_avx2(x.data_as<float>(), y.data_as<float>(), x.numel());
+}
+
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  if (!detail::have_avx2()) return ref::silu_mul(gate, up, out);
+  check_f32("silu_mul", "gate", gate);
+  check_f32("silu_mul", "up", up);
+  check_f32("silu_mul", "out", out);
+  if (gate.numel() != up.numel() || out.numel() != gate.numel())
+    fail(ErrorCode::kInvalidArgument, "silu_mul: ", gate.str(), " ", up.str(), " -> ", out.str());
+  const int64_t n = gate.numel();
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElems)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    detail::silu_mul_avx2(gate.data_as<float>() + i0, up.data_as<float>() + i0,
+                          out.data_as<float>() + i0, len);
+  }
+}
+
+void softmax(Tensor& x) {
+  if (!detail::have_avx2()) return ref::softmax(x);
+  check_f32("softmax", "x", x);
+  const int64_t d = cols_of(x), rows = rows_of(x);
+  float* p = x.data_as<float>();
+#pragma omp parallel for schedule(static) if (rows * d >= kParallelMinElems && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) detail::softmax_row_avx2(p + r * d, d);
+}
+
+std::vector<int32_t> argmax(const Tensor& logits) {
+  // Memory-bound single pass; the plain loop already vectorises well enough and keeps
+  // "first maximum wins" trivially true.
+  return ref::argmax(logits);
+}
+
+void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+               Tensor& v_cache) {
+  const int64_t width = ops::detail::check_kv_append("kv_append", k, v, slots, k_cache, v_cache);
+  const size_t bytes = static_cast<size_t>(width) * sizeof(float);
+  for (size_t t = 0; t < slots.size(); ++t) {
+    const auto row = static_cast<int64_t>(t);
+    std::memcpy(k_cache.data_as<float>() + slots[t] * width, k.data_as<float>() + row * width,
+                bytes);
+    std::memcpy(v_cache.data_as<float>() + slots[t] * width, v.data_as<float>() + row * width,
+                bytes);
+  }
+}
+
+}  // namespace tessera::ops::cpu

@@ -1,0 +1,49 @@
+// ops::cpu::rope: the angles of a row are computed once (same fp32 formula as the reference, so
+// cos/sin are bit-identical) and applied to every head of that row; rows go to OpenMP threads.
+#include <cmath>
+#include <vector>
+
+#include "../check.h"
+
+namespace tessera::ops::cpu {
+
+void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p) {
+  const int rot = ops::detail::check_rope("rope", x, num_heads, positions, p);
+  const std::vector<float> inv = rope_inv_freq(p);
+  const int half = rot / 2;
+  const bool interleaved = p.style == RopeStyle::kInterleaved;
+  float* base = x.data_as<float>();
+  const auto rows = static_cast<int64_t>(positions.size());
+#pragma omp parallel if (rows >= 16)
+  {
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < rows; ++t) {
+      for (int i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(positions[t]) * inv[static_cast<size_t>(i)];
+        cs[static_cast<size_t>(i)] = std::cos(angle);
+        sn[static_cast<size_t>(i)] = std::sin(angle);
+      }
+      for (int h = 0; h < num_heads; ++h) {
+        float* v = base + (t * num_heads + h) * p.head_dim;
+        if (interleaved) {
+          for (int i = 0; i < half; ++i) {
+            const float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * cs[i] - x1 * sn[i];
+            v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+          }
+        } else {
+          float* lo = v;
+          float* hi = v + half;
+          for (int i = 0; i < half; ++i) {  // contiguous halves: auto-vectorised
+            const float x0 = lo[i], x1 = hi[i];
+            lo[i] = x0 * cs[i] - x1 * sn[i];
+            hi[i] = x0 * sn[i] + x1 * cs[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tessera::ops::cpu

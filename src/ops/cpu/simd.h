@@ -1,0 +1,47 @@
+// Private to the CPU ops: run-time SIMD selection and the AVX2 building blocks the kernels share.
+// Everything AVX2 is compiled with a target pragma (the library itself is built for baseline
+// x86-64), and only called after have_avx2() said the CPU has AVX2+FMA+F16C. Holds no state
+// beyond the immutable CPU probe.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "tessera/core/dtype.h"
+
+namespace tessera::ops::cpu::detail {
+
+// AVX2 + FMA + F16C present (probed once; the answer never changes).
+bool have_avx2();
+
+// --- AVX2 kernels (defined in *_avx2.cpp files, call only when have_avx2()) ---
+
+// Shared arguments of the small-M (decode) matmul kernel: y[m, n] for n in [n0, n1), m < m_count.
+struct MatvecArgs {
+  DType wtype = DType::kF32;
+  const uint8_t* w = nullptr;  // row n at w + n * w_row_bytes
+  size_t w_row_bytes = 0;
+  const float* x = nullptr;     // [m_count, k]
+  const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1 only), else null
+  int m_count = 0;              // 1..4
+  int64_t k = 0;
+  float* y = nullptr;  // row m at y + m * ldy
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n] or null
+  float* scratch = nullptr;     // k floats, for types dequantized to f32 first
+};
+void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
+void dequantize_row_avx2(DType type, const void* src, float* dst, int64_t n);
+void block_sums_avx2(const float* x, int64_t n, float* sums);  // n % 32 == 0
+
+float dot_f32_avx2(const float* a, const float* b, int64_t n);
+void rms_norm_row_avx2(const float* x, const float* w, float eps, int64_t n, float* out);
+void add_avx2(float* x, const float* y, int64_t n);
+void silu_mul_avx2(const float* g, const float* u, float* out, int64_t n);
+void softmax_row_avx2(float* x, int64_t n);
+void exp_inplace_avx2(float* x, int64_t n, float sub);         // x[i] = exp(x[i] - sub)
+void axpy_avx2(float a, const float* x, float* y, int64_t n);  // y += a * x
+void scale_avx2(float a, float* y, int64_t n);                 // y *= a
+
+}  // namespace tessera::ops::cpu::detail

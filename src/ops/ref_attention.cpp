@@ -1,0 +1,58 @@
+// Reference paged attention: for every query row, gather its keys/values through the block table,
+// take a full (two-pass) softmax of the scaled scores and sum the values. Straight from the
+// AttentionBatch definition in ops.h.
+#include <cmath>
+#include <vector>
+
+#include "check.h"
+
+namespace tessera::ops::ref {
+
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
+  const int64_t num_seqs =
+      detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
+  const int hd = p.head_dim;
+  const int group = p.num_heads / p.num_kv_heads;
+  const int64_t slot_width = int64_t{p.num_kv_heads} * hd;
+  const float* kc = k_cache.data_as<float>();
+  const float* vc = v_cache.data_as<float>();
+  std::vector<float> scores;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int64_t q0 = batch.query_start[s], q_len = batch.query_start[s + 1] - q0;
+    const int64_t ctx = batch.context_lens[s];
+    const int32_t* table = batch.block_tables.data() + s * batch.max_blocks_per_seq;
+    for (int64_t j = 0; j < q_len; ++j) {
+      const int64_t pos = ctx - q_len + j;
+      for (int h = 0; h < p.num_heads; ++h) {
+        const int kvh = h / group;
+        const float* qv = q.data_as<float>() + ((q0 + j) * p.num_heads + h) * hd;
+        float* ov = out.data_as<float>() + ((q0 + j) * p.num_heads + h) * hd;
+        scores.assign(static_cast<size_t>(pos + 1), 0.0f);
+        float max = -INFINITY;
+        for (int64_t t = 0; t <= pos; ++t) {
+          const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
+          const float* kv = kc + slot * slot_width + int64_t{kvh} * hd;
+          float dot = 0.0f;
+          for (int i = 0; i < hd; ++i) dot += qv[i] * kv[i];
+          scores[static_cast<size_t>(t)] = dot * p.scale;
+          max = std::fmax(max, dot * p.scale);
+        }
+        float sum = 0.0f;
+        for (float& sc : scores) {
+          sc = std::exp(sc - max);
+          sum += sc;
+        }
+        for (int i = 0; i < hd; ++i) ov[i] = 0.0f;
+        for (int64_t t = 0; t <= pos; ++t) {
+          const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
+          const float* vv = vc + slot * slot_width + int64_t{kvh} * hd;
+          const float w = scores[static_cast<size_t>(t)] / sum;
+          for (int i = 0; i < hd; ++i) ov[i] += w * vv[i];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tessera::ops::ref

@@ -1,0 +1,134 @@
+// The reference ops: plain scalar loops with fp32 accumulation, written to be obviously right.
+// They are the specification the fast CPU and CUDA versions are tested against.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "check.h"
+
+namespace tessera::ops::ref {
+
+using detail::check_cpu;
+using detail::check_f32;
+using detail::cols_of;
+using detail::rows_of;
+
+void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
+  check_cpu("embedding", "table", table);
+  check_f32("embedding", "out", out);
+  if (table.ndim() != 2)
+    fail(ErrorCode::kInvalidArgument, "embedding: table ", table.str(), " is not 2-D");
+  const int64_t d = table.dim(1);
+  if (cols_of(out) != d || rows_of(out) != static_cast<int64_t>(ids.size()))
+    fail(ErrorCode::kInvalidArgument, "embedding: out ", out.str(), " should be [", ids.size(),
+         ", ", d, "]");
+  float* o = out.data_as<float>();
+  for (size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= table.dim(0))
+      fail(ErrorCode::kOutOfRange, "embedding: id ", ids[t], " outside [0, ", table.dim(0), ")");
+    dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
+  }
+}
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  check_f32("rms_norm", "x", x);
+  check_f32("rms_norm", "out", out);
+  check_cpu("rms_norm", "weight", weight);
+  const int64_t d = cols_of(x), rows = rows_of(x);
+  if (weight.numel() != d || out.shape() != x.shape())
+    fail(ErrorCode::kInvalidArgument, "rms_norm: x ", x.str(), " weight ", weight.str(), " out ",
+         out.str());
+  std::vector<float> w(static_cast<size_t>(d));
+  dequantize_row(weight.dtype(), weight.data(), w.data(), d);
+  const float* xp = x.data_as<float>();
+  float* op = out.data_as<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < d; ++i) ss += xp[r * d + i] * xp[r * d + i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+    for (int64_t i = 0; i < d; ++i) op[r * d + i] = xp[r * d + i] * inv * w[i];
+  }
+}
+
+void add(Tensor& x, const Tensor& y) {
+  check_f32("add", "x", x);
+  check_f32("add", "y", y);
+  if (x.numel() != y.numel()) fail(ErrorCode::kInvalidArgument, "add: ", x.str(), " += ", y.str());
+  float* xp = x.data_as<float>();
+  const float* yp = y.data_as<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) xp[i] += yp[i];
+}
+
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  const auto s = detail::check_matmul("matmul", x, w, bias, y);
+  const float* xp = x.data_as<float>();
+  float* yp = y.data_as<float>();
+  std::vector<float> row(static_cast<size_t>(s.k));
+  for (int64_t n = 0; n < s.n; ++n) {
+    dequantize_row(w.dtype(), w.row_ptr(n), row.data(), s.k);
+    const float b = bias.defined() ? bias.data_as<float>()[n] : 0.0f;
+    for (int64_t m = 0; m < s.m; ++m) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < s.k; ++k) acc += xp[m * s.k + k] * row[static_cast<size_t>(k)];
+      yp[m * s.n + n] = acc + b;
+    }
+  }
+}
+
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  check_f32("silu_mul", "gate", gate);
+  check_f32("silu_mul", "up", up);
+  check_f32("silu_mul", "out", out);
+  if (gate.numel() != up.numel() || out.numel() != gate.numel())
+    fail(ErrorCode::kInvalidArgument, "silu_mul: ", gate.str(), " ", up.str(), " -> ", out.str());
+  const float* g = gate.data_as<float>();
+  const float* u = up.data_as<float>();
+  float* o = out.data_as<float>();
+  for (int64_t i = 0; i < gate.numel(); ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void softmax(Tensor& x) {
+  check_f32("softmax", "x", x);
+  const int64_t d = cols_of(x), rows = rows_of(x);
+  float* p = x.data_as<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = p + r * d;
+    float max = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < d; ++i) max = std::fmax(max, row[i]);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < d; ++i) {
+      row[i] = std::exp(row[i] - max);
+      sum += row[i];
+    }
+    for (int64_t i = 0; i < d; ++i) row[i] /= sum;
+  }
+}
+
+std::vector<int32_t> argmax(const Tensor& logits) {
+  check_f32("argmax", "logits", logits);
+  const int64_t d = cols_of(logits), rows = rows_of(logits);
+  std::vector<int32_t> out(static_cast<size_t>(rows), 0);
+  const float* p = logits.data_as<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < d; ++i)
+      if (p[r * d + i] > p[r * d + best]) best = i;
+    out[static_cast<size_t>(r)] = static_cast<int32_t>(best);
+  }
+  return out;
+}
+
+void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+               Tensor& v_cache) {
+  const int64_t width = detail::check_kv_append("kv_append", k, v, slots, k_cache, v_cache);
+  for (size_t t = 0; t < slots.size(); ++t) {
+    const auto row = static_cast<int64_t>(t);
+    for (int64_t i = 0; i < width; ++i) {
+      k_cache.data_as<float>()[slots[t] * width + i] = k.data_as<float>()[row * width + i];
+      v_cache.data_as<float>()[slots[t] * width + i] = v.data_as<float>()[row * width + i];
+    }
+  }
+}
+
+}  // namespace tessera::ops::ref

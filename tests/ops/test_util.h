@@ -1,0 +1,75 @@
+// Helpers for the ops tests: a seeded RNG whose seed is printed on failure, random tensors and
+// quantized weight tensors.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tessera/core/error.h"
+#include "tessera/core/tensor.h"
+#include "tessera/ops/ops.h"
+
+namespace tessera::ops::test {
+
+// Fresh entropy every run; SCOPED_TRACE puts the seed in every failure message so a failing run
+// can be replayed by hard-coding it.
+class SeededTest : public ::testing::Test {
+ protected:
+  SeededTest()
+      : seed_(std::random_device{}()),
+        rng_(seed_),
+        trace_(__FILE__, __LINE__, "seed=" + std::to_string(seed_)) {}
+  float uniform(float lo = -1.0f, float hi = 1.0f) {
+    return std::uniform_real_distribution<float>(lo, hi)(rng_);
+  }
+  float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(rng_); }
+  int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  std::vector<float> uniform_vec(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::vector<float> v(n);
+    for (float& x : v) x = uniform(lo, hi);
+    return v;
+  }
+  std::vector<float> normal_vec(size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = normal();
+    return v;
+  }
+  Tensor random_f32(Shape shape) {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    auto v = normal_vec(static_cast<size_t>(n));
+    return Tensor::from_floats(v, std::move(shape));
+  }
+  // A [rows, cols] weight of `type` quantized from uniform(-1, 1) values.
+  Tensor random_weight(DType type, int64_t rows, int64_t cols) {
+    Tensor w = Tensor::empty({rows, cols}, type);
+    std::vector<float> src = uniform_vec(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (float& x : src) x = uniform();
+      quantize_row(type, src.data(), const_cast<uint8_t*>(w.row_ptr(r)), cols);
+    }
+    return w;
+  }
+  std::mt19937& rng() { return rng_; }
+
+  uint32_t seed_;
+  std::mt19937 rng_;
+  ::testing::ScopedTrace trace_;
+};
+
+inline Tensor clone(const Tensor& t) {
+  Tensor c = Tensor::empty(t.shape(), t.dtype());
+  std::memcpy(c.data(), t.data(), t.nbytes());
+  return c;
+}
+
+inline constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
+                                         DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1};
+
+}  // namespace tessera::ops::test
