@@ -42,6 +42,10 @@ Tensor LocalRunner::step(std::span<const Chunk> chunks, bool all_rows) {
   for (const auto& ch : chunks) {
     const auto& s = seqs_.at(ch.seq);
     if (ch.tokens.empty()) fail(ErrorCode::kInvalidArgument, "empty chunk for sequence ", ch.seq);
+    for (int32_t t : ch.tokens)
+      if (t < 0 || t >= model_.config().vocab_size)
+        fail(ErrorCode::kOutOfRange, "token id ", t, " of sequence ", ch.seq,
+             " outside the vocabulary of ", model_.config().vocab_size);
     if (s.length + static_cast<int64_t>(ch.tokens.size()) > model_.config().max_position)
       fail(ErrorCode::kOutOfRange, "sequence ", ch.seq, " would reach ",
            s.length + static_cast<int64_t>(ch.tokens.size()), " tokens, beyond the context of ",

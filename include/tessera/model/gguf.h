@@ -46,6 +46,15 @@ enum class GgmlType : uint32_t {
   kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
   kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kBF16 = 30,
 };
+// Block geometry of a ggml type: `block_elems` elements packed into `block_bytes` bytes along the
+// innermost dimension. Known for every type ggml has defined, so files holding types Tessera
+// cannot compute with still parse; nullptr for an unknown id.
+struct GgmlTypeInfo {
+  const char* name;
+  uint32_t block_elems;
+  uint32_t block_bytes;
+};
+const GgmlTypeInfo* ggml_type_info(uint32_t type);
 // Name of any ggml type id ("q4_K", "type 99" when unknown) for error messages.
 std::string ggml_type_name(uint32_t type);
 // The DType that holds a ggml type, or nullopt when Tessera cannot compute with it.

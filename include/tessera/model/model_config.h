@@ -36,3 +36,11 @@ struct ModelConfig {
 ModelConfig config_from_gguf(const GgufFile& file);
 
 }  // namespace tessera::model
+
+#if TESSERA_HAVE_JSON
+#include <nlohmann/json_fwd.hpp>
+namespace tessera::model {
+// Reads a Hugging Face config.json (model_type llama, mistral or qwen2).
+ModelConfig config_from_hf(const nlohmann::json& config);
+}  // namespace tessera::model
+#endif

@@ -25,3 +25,11 @@ class WeightSource {
 std::unique_ptr<WeightSource> open_gguf_weights(const std::string& path);
 
 }  // namespace tessera::model
+
+namespace tessera::model {
+// A Hugging Face model directory's weights (config.json + *.safetensors), under GGUF names.
+// Needs the JSON build (TESSERA_HAVE_JSON); throws kUnsupported otherwise.
+std::unique_ptr<WeightSource> open_hf_weights(const std::string& dir);
+// Opens a GGUF file or a Hugging Face directory, whichever `path` is.
+std::unique_ptr<WeightSource> open_weights(const std::string& path);
+}  // namespace tessera::model

@@ -1,0 +1,79 @@
+// ModelConfig from a Hugging Face config.json.
+#if TESSERA_HAVE_JSON
+#include <nlohmann/json.hpp>
+
+#include "tessera/core/error.h"
+#include "tessera/model/model_config.h"
+
+namespace tessera::model {
+namespace {
+
+template <typename T>
+T field(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null())
+    fail(ErrorCode::kInvalidArgument, "config.json lacks '", key, "'");
+  try {
+    return j[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(ErrorCode::kInvalidArgument, "config.json: '", key, "' has the wrong type");
+  }
+}
+
+template <typename T>
+T field_or(const nlohmann::json& j, const char* key, T def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  return field<T>(j, key);
+}
+
+}  // namespace
+
+ModelConfig config_from_hf(const nlohmann::json& j) {
+  ModelConfig c;
+  const std::string type = field_or<std::string>(j, "model_type", "");
+  if (type == "llama" || type == "mistral") {
+    c.architecture = "llama";
+    c.qkv_bias = field_or<bool>(j, "attention_bias", false);
+  } else if (type == "qwen2") {
+    c.architecture = "qwen2";
+    c.qkv_bias = true;
+  } else {
+    fail(ErrorCode::kUnsupported, "architecture '", type,
+         "' (model_type in config.json) is not supported (supported: llama, mistral, qwen2)");
+  }
+  c.name = field_or<std::string>(j, "_name_or_path", "");
+  c.vocab_size = field<int>(j, "vocab_size");
+  c.hidden_size = field<int>(j, "hidden_size");
+  c.num_layers = field<int>(j, "num_hidden_layers");
+  c.num_heads = field<int>(j, "num_attention_heads");
+  c.num_kv_heads = field_or<int>(j, "num_key_value_heads", c.num_heads);
+  c.head_dim = field_or<int>(j, "head_dim", c.num_heads ? c.hidden_size / c.num_heads : 0);
+  c.intermediate_size = field<int>(j, "intermediate_size");
+  c.max_position = field_or<int>(j, "max_position_embeddings", 4096);
+  c.rms_eps = field_or<float>(j, "rms_norm_eps", 1e-6f);
+  c.tied_embeddings = field_or<bool>(j, "tie_word_embeddings", false);
+  c.rope.head_dim = c.head_dim;
+  c.rope.rotary_dim = c.head_dim;
+  c.rope.theta = field_or<float>(j, "rope_theta", 10000.0f);
+  // Hugging Face checkpoints keep Q/K rows unpermuted: rotate-half (NeoX) pairs.
+  c.rope.style = ops::RopeStyle::kNeox;
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    const auto& rs = j["rope_scaling"];
+    const std::string kind = rs.value("rope_type", rs.value("type", std::string("default")));
+    if (kind == "llama3") {
+      c.rope.llama3_factor = field<float>(rs, "factor");
+      c.rope.llama3_low_freq_factor = field_or<float>(rs, "low_freq_factor", 1.0f);
+      c.rope.llama3_high_freq_factor = field_or<float>(rs, "high_freq_factor", 4.0f);
+      c.rope.llama3_original_max_position = field_or<int>(rs, "original_max_position_embeddings", 8192);
+    } else if (kind == "linear") {
+      c.rope.linear_factor = field<float>(rs, "factor");
+    } else if (kind != "default") {
+      fail(ErrorCode::kUnsupported, "rope_scaling type '", kind,
+           "' is not supported (supported: llama3, linear)");
+    }
+  }
+  c.validate();
+  return c;
+}
+
+}  // namespace tessera::model
+#endif  // TESSERA_HAVE_JSON

@@ -1,0 +1,129 @@
+// Hugging Face directories on disk: single-file and two-shard weights, tokenizer file discovery,
+// and missing or inconsistent files raising Error.
+#include "tessera/model/hf_dir.h"
+
+#include <gtest/gtest.h>
+
+#if TESSERA_HAVE_JSON
+
+#include "safetensors_writer.h"
+#include "tessera/core/error.h"
+
+namespace tessera::model {
+namespace {
+
+using testing::make_safetensors;
+using testing::random_st_bytes;
+using testing::StTensor;
+using testing::TempDir;
+using testing::write_file;
+
+ErrorCode open_error(const std::filesystem::path& dir) {
+  try {
+    HfDirectory::open(dir.string());
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return ErrorCode::kInternal;  // opened: not an error
+}
+
+const char* kConfig = R"({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 2})";
+
+TEST(HfDirectory, SingleFile) {
+  std::mt19937 rng(std::random_device{}());
+  TempDir dir;
+  const std::vector<StTensor> specs = {
+      {"model.norm.weight", "F32", {8}, random_st_bytes(rng, 32)},
+      {"lm_head.weight", "BF16", {4, 8}, random_st_bytes(rng, 64)},
+  };
+  write_file(dir.path() / "config.json", std::string(kConfig));
+  write_file(dir.path() / "tokenizer.json", std::string("{}"));
+  write_file(dir.path() / "model.safetensors", make_safetensors(specs));
+  EXPECT_TRUE(HfDirectory::looks_like(dir.path().string()));
+  const HfDirectory d = HfDirectory::open(dir.path().string());
+  EXPECT_EQ(d.config()["model_type"], "llama");
+  EXPECT_EQ(d.config()["hidden_size"].get<int>(), 8);
+  ASSERT_TRUE(d.tokenizer_json().has_value());
+  EXPECT_EQ(*d.tokenizer_json(), (dir.path() / "tokenizer.json").string());
+  EXPECT_FALSE(d.tokenizer_config().has_value());
+  EXPECT_EQ(d.tensor_names(), (std::vector<std::string>{"lm_head.weight", "model.norm.weight"}));
+  EXPECT_EQ(d.shards().size(), 1u);
+  for (const auto& spec : specs) {
+    ASSERT_TRUE(d.has(spec.name));
+    const Tensor t = d.tensor(spec.name);
+    EXPECT_EQ(t.shape(), spec.shape);
+    EXPECT_EQ(std::memcmp(t.data(), spec.data.data(), spec.data.size()), 0);
+  }
+  EXPECT_FALSE(d.has("nope"));
+  EXPECT_THROW(d.tensor("nope"), Error);
+}
+
+TEST(HfDirectory, TwoShardsWithIndex) {
+  std::mt19937 rng(std::random_device{}());
+  TempDir dir;
+  const std::vector<StTensor> a = {{"x.0", "F32", {2, 3}, random_st_bytes(rng, 24)},
+                                   {"x.1", "F16", {4}, random_st_bytes(rng, 8)}};
+  const std::vector<StTensor> b = {{"y.0", "BF16", {3, 2}, random_st_bytes(rng, 12)},
+                                   {"unlisted", "F32", {1}, random_st_bytes(rng, 4)}};
+  write_file(dir.path() / "config.json", std::string(kConfig));
+  write_file(dir.path() / "tokenizer_config.json", std::string("{}"));
+  write_file(dir.path() / "model-00001-of-00002.safetensors", make_safetensors(a));
+  write_file(dir.path() / "model-00002-of-00002.safetensors", make_safetensors(b));
+  const nlohmann::json index = {{"metadata", {{"total_size", 48}}},
+                                {"weight_map",
+                                 {{"x.0", "model-00001-of-00002.safetensors"},
+                                  {"x.1", "model-00001-of-00002.safetensors"},
+                                  {"y.0", "model-00002-of-00002.safetensors"}}}};
+  write_file(dir.path() / "model.safetensors.index.json", index.dump());
+  const HfDirectory d = HfDirectory::open(dir.path().string());
+  EXPECT_EQ(d.shards().size(), 2u);
+  EXPECT_TRUE(d.tokenizer_config().has_value());
+  EXPECT_EQ(d.tensor_names(), (std::vector<std::string>{"x.0", "x.1", "y.0"}));
+  EXPECT_FALSE(d.has("unlisted"));  // the index is authoritative
+  for (const auto& spec : {a[0], a[1], b[0]}) {
+    const Tensor t = d.tensor(spec.name);
+    EXPECT_EQ(t.shape(), spec.shape);
+    EXPECT_EQ(std::memcmp(t.data(), spec.data.data(), spec.data.size()), 0) << spec.name;
+  }
+
+  // The index names a tensor its shard lacks.
+  nlohmann::json bad = index;
+  bad["weight_map"]["z"] = "model-00001-of-00002.safetensors";
+  write_file(dir.path() / "model.safetensors.index.json", bad.dump());
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+  // A shard outside the directory.
+  bad = index;
+  bad["weight_map"]["x.0"] = "../model-00001-of-00002.safetensors";
+  write_file(dir.path() / "model.safetensors.index.json", bad.dump());
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+  // A missing shard.
+  bad = index;
+  bad["weight_map"]["x.0"] = "model-00009-of-00009.safetensors";
+  write_file(dir.path() / "model.safetensors.index.json", bad.dump());
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kNotFound);
+  // No weight_map, or not JSON at all.
+  write_file(dir.path() / "model.safetensors.index.json", std::string(R"({"metadata": {}})"));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+  write_file(dir.path() / "model.safetensors.index.json", std::string("{oops"));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+}
+
+TEST(HfDirectory, MissingOrBrokenFiles) {
+  TempDir dir;
+  EXPECT_EQ(open_error(dir.path() / "nonexistent"), ErrorCode::kNotFound);
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kNotFound);  // no config.json
+  EXPECT_FALSE(HfDirectory::looks_like(dir.path().string()));
+  write_file(dir.path() / "config.json", std::string("{not json"));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+  write_file(dir.path() / "config.json", std::string("[1]"));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+  write_file(dir.path() / "config.json", std::string(kConfig));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kNotFound);  // no weights
+  write_file(dir.path() / "model.safetensors", std::string("short"));
+  EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+}
+
+}  // namespace
+}  // namespace tessera::model
+
+#endif  // TESSERA_HAVE_JSON
