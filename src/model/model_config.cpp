@@ -68,6 +68,15 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   } else if (scaling != "none" && scaling != "linear" && scaling != "llama3") {
     fail(ErrorCode::kUnsupported, "rope scaling type '", scaling, "' is not supported");
   }
+  // Llama 3.1+ GGUF files carry their rope scaling as per-pair divisors in rope_freqs.weight.
+  if (f.find_tensor("rope_freqs.weight")) {
+    const Tensor t = f.tensor("rope_freqs.weight");
+    if (t.dtype() != DType::kF32 || t.numel() != c.rope.rotary_dim / 2)
+      fail(ErrorCode::kInvalidArgument, "rope_freqs.weight is ", t.str(), ", expected f32[",
+           c.rope.rotary_dim / 2, "]");
+    const float* v = t.data_as<float>();
+    c.rope.freq_factors.assign(v, v + t.numel());
+  }
   c.validate();
   return c;
 }

@@ -39,6 +39,12 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
   }
   if (p.linear_factor != 1.0f)
     for (float& f : inv) f /= p.linear_factor;  // position / factor == frequency / factor
+  if (!p.freq_factors.empty()) {
+    if (p.freq_factors.size() != inv.size())
+      fail(ErrorCode::kInvalidArgument, "rope_inv_freq: ", p.freq_factors.size(),
+           " freq_factors for ", inv.size(), " rotary pairs");
+    for (size_t i = 0; i < inv.size(); ++i) inv[i] /= p.freq_factors[i];
+  }
   return inv;
 }
 

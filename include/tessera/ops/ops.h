@@ -31,6 +31,9 @@ struct RopeParams {
   float llama3_low_freq_factor = 1.0f;
   float llama3_high_freq_factor = 4.0f;
   int llama3_original_max_position = 8192;
+  // Per-pair frequency divisors (GGUF `rope_freqs.weight`, where llama.cpp's converter bakes in
+  // Llama-3 scaling); empty: none. Size rotary_dim/2 when set.
+  std::vector<float> freq_factors;
 };
 
 // Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values.

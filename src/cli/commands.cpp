@@ -1,0 +1,212 @@
+#include "commands.h"
+
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "args.h"
+#include "generation.h"
+#include "loaded_model.h"
+#include "model_registry.h"
+#include "tessera/core/error.h"
+#include "tessera/model/local_runner.h"
+#include "tessera/tokenizer/chat_template.h"
+
+namespace tessera::cli {
+namespace {
+
+const std::set<std::string> kSamplingOptions = {
+    "max-tokens", "temperature", "top-k", "top-p", "min-p", "seed", "repetition-penalty",
+    "presence-penalty", "frequency-penalty", "threads", "model", "prompt", "system"};
+
+void apply_threads(const Args& a) {
+  const int t = a.get_int("threads", 0);
+  if (t < 0) fail(ErrorCode::kInvalidArgument, "--threads must be >= 0");
+  if (t > 0) omp_set_num_threads(t);
+}
+
+sampling::SamplingParams sampling_from(const Args& a) {
+  sampling::SamplingParams s;
+  s.temperature = static_cast<float>(a.get_double("temperature", 0.0));
+  s.top_k = a.get_int("top-k", 0);
+  s.top_p = static_cast<float>(a.get_double("top-p", 1.0));
+  s.min_p = static_cast<float>(a.get_double("min-p", 0.0));
+  s.repetition_penalty = static_cast<float>(a.get_double("repetition-penalty", 1.0));
+  s.presence_penalty = static_cast<float>(a.get_double("presence-penalty", 0.0));
+  s.frequency_penalty = static_cast<float>(a.get_double("frequency-penalty", 0.0));
+  if (auto seed = a.get("seed")) s.seed = static_cast<uint64_t>(std::stoull(*seed));
+  return s;
+}
+
+std::string render_chat(const LoadedModel& m, const nlohmann::ordered_json& messages) {
+  const auto& src = m.tokenizer->chat_template();
+  if (src.empty()) fail(ErrorCode::kNotFound, m.path, " has no chat template");
+  tokenizer::ChatTemplate tmpl(src, m.tokenizer->bos_token(), m.tokenizer->eos_token());
+  return tmpl.render(messages, nullptr, /*add_generation_prompt=*/true);
+}
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) ids.push_back(static_cast<int32_t>(std::stol(item)));
+  return ids;
+}
+
+void print_speed(const GenerateResult& r) {
+  const size_t prefilled = r.prompt_tokens - r.reused_tokens;
+  std::fprintf(stderr, "\n[prefill: %zu tokens in %.3f s, %.1f tok/s | decode: %zu tokens in %.3f s, %.1f tok/s]\n",
+               prefilled, r.prefill_seconds, r.prefill_seconds > 0 ? prefilled / r.prefill_seconds : 0.0,
+               r.token_ids.size(), r.decode_seconds,
+               r.decode_seconds > 0 ? (r.token_ids.size() > 0 ? (r.token_ids.size() - 1) / r.decode_seconds : 0.0) : 0.0);
+}
+
+}  // namespace
+
+int cmd_models(const std::vector<std::string>& argv) {
+  Args a(argv, {}, {});
+  const auto& pos = a.positionals();
+  if (pos.empty() || (pos[0] != "pull" && pos[0] != "path"))
+    fail(ErrorCode::kInvalidArgument, "usage: tessera models pull|path [NAME]");
+  const std::string name = pos.size() > 1 ? pos[1] : default_model().name;
+  const KnownModel* m = find_known_model(name);
+  if (!m) fail(ErrorCode::kNotFound, "unknown model '", name, "'");
+  std::cout << (pos[0] == "pull" ? pull_model(*m) : resolve_model_path(name)) << "\n";
+  return 0;
+}
+
+int cmd_generate(const std::vector<std::string>& argv) {
+  auto opts = kSamplingOptions;
+  opts.insert("prompt-ids");
+  Args a(argv, opts, {"json", "chat", "ignore-eos"});
+  apply_threads(a);
+  LoadedModel m = load_model(a.get_or("model", default_model().name));
+  std::vector<int32_t> prompt;
+  if (auto ids = a.get("prompt-ids")) {
+    prompt = parse_ids(*ids);
+  } else {
+    auto text = a.get("prompt");
+    if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
+    if (a.flag("chat")) {
+      nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+      if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
+      msgs.push_back({{"role", "user"}, {"content", *text}});
+      prompt = m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
+    } else {
+      prompt = m.tokenizer->encode(*text);
+    }
+  }
+  GenerateParams p{.max_tokens = a.get_int("max-tokens", 128),
+                   .ignore_eos = a.flag("ignore-eos"),
+                   .sampling = sampling_from(a)};
+  if (p.max_tokens < 0) fail(ErrorCode::kInvalidArgument, "--max-tokens must be >= 0");
+  Session session(m, static_cast<int>(prompt.size()) + p.max_tokens);
+  const bool json = a.flag("json");
+  auto r = session.generate(prompt, p, [&](const std::string& piece) {
+    if (!json) {
+      std::cout << piece;
+      std::cout.flush();
+    }
+  });
+  if (json) {
+    nlohmann::json out{{"text", r.text},
+                       {"token_ids", r.token_ids},
+                       {"prompt_token_ids", prompt},
+                       {"finish_reason", r.finish_reason}};
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << "\n";
+  }
+  print_speed(r);
+  return 0;
+}
+
+int cmd_chat(const std::vector<std::string>& argv) {
+  Args a(argv, kSamplingOptions, {});
+  apply_threads(a);
+  LoadedModel m = load_model(a.get_or("model", default_model().name));
+  const int ctx = m.model->config().max_position;
+  Session session(m, std::min(ctx, 8192));
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
+  GenerateParams p{.max_tokens = a.get_int("max-tokens", 512), .sampling = sampling_from(a)};
+  std::string line;
+  std::cerr << "tessera chat: " << m.path << " (empty line or EOF ends)\n";
+  while (true) {
+    std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    msgs.push_back({{"role", "user"}, {"content", line}});
+    auto prompt = m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
+    auto r = session.generate(prompt, p, [](const std::string& piece) { std::cout << piece << std::flush; });
+    std::cout << "\n";
+    print_speed(r);
+    msgs.push_back({{"role", "assistant"}, {"content", r.text}});
+  }
+  return 0;
+}
+
+int cmd_tokenize(const std::vector<std::string>& argv) {
+  Args a(argv, {"model"}, {"json", "no-special"});
+  LoadedModel m = load_model(a.get_or("model", default_model().name), /*with_weights=*/false);
+  std::string text;
+  for (size_t i = 0; i < a.positionals().size(); ++i) text += (i ? " " : "") + a.positionals()[i];
+  auto ids = m.tokenizer->encode(text, {.add_special = !a.flag("no-special"), .parse_special = true});
+  if (a.flag("json")) {
+    std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";
+  } else {
+    for (int32_t id : ids) {
+      nlohmann::json piece = m.tokenizer->token_bytes(id);
+      std::cout << id << "\t" << piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+  }
+  return 0;
+}
+
+int cmd_template(const std::vector<std::string>& argv) {
+  Args a(argv, {"model", "messages"}, {});
+  LoadedModel m = load_model(a.get_or("model", default_model().name), /*with_weights=*/false);
+  auto file = a.get("messages");
+  if (!file) fail(ErrorCode::kInvalidArgument, "template needs --messages FILE.json");
+  std::ifstream in(*file);
+  if (!in) fail(ErrorCode::kNotFound, "cannot read ", *file);
+  nlohmann::ordered_json msgs;
+  try {
+    msgs = nlohmann::ordered_json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::kInvalidArgument, *file, " is not valid JSON: ", e.what());
+  }
+  if (msgs.is_object() && msgs.contains("messages")) msgs = msgs["messages"];
+  if (!msgs.is_array()) fail(ErrorCode::kInvalidArgument, *file, " must hold a list of messages");
+  std::cout << render_chat(m, msgs);
+  return 0;
+}
+
+// Debug/test hook: teacher-forced logits of every position, raw float32 rows, written to --out.
+// --chunks N splits the sequence into N prefill steps to exercise the paged cache.
+int cmd_logits(const std::vector<std::string>& argv) {
+  Args a(argv, {"model", "ids", "out", "threads", "chunk"}, {});
+  apply_threads(a);
+  LoadedModel m = load_model(a.get_or("model", default_model().name));
+  auto ids = parse_ids(a.get_or("ids", ""));
+  if (ids.empty()) fail(ErrorCode::kInvalidArgument, "logits needs --ids 1,2,3");
+  const auto out_path = a.get("out");
+  if (!out_path) fail(ErrorCode::kInvalidArgument, "logits needs --out FILE");
+  const size_t chunk = static_cast<size_t>(std::max(1, a.get_int("chunk", 1 << 30)));
+  model::LocalRunner runner(*m.model, {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
+  const int seq = runner.add_sequence();
+  std::ofstream out(*out_path, std::ios::binary);
+  for (size_t i = 0; i < ids.size(); i += chunk) {
+    const size_t n = std::min(chunk, ids.size() - i);
+    const model::LocalRunner::Chunk c{.seq = seq, .tokens = {ids.data() + i, n}};
+    Tensor logits = runner.step({&c, 1}, /*all_rows=*/true);
+    out.write(static_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.nbytes()));
+  }
+  return out.good() ? 0 : 1;
+}
+
+}  // namespace tessera::cli

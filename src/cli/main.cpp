@@ -1,0 +1,53 @@
+// tessera: the command-line entry point. Subcommands live in commands.cpp; this file only
+// dispatches, sets up logging and turns errors into messages and exit codes.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+
+namespace {
+void usage() {
+  std::fputs(
+      "usage: tessera <command> [options]\n"
+      "  models pull [NAME]                      download a known model (default smollm2-135m-instruct)\n"
+      "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
+      "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"
+      "  chat --model M [--system TEXT]          interactive, uses the model's chat template\n"
+      "  tokenize --model M [--json] TEXT\n"
+      "  template --model M --messages FILE.json\n"
+      "  logits --model M --ids 1,2,3 --out FILE [--chunk N]   (debugging: raw float32 logits)\n",
+      stderr);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  tessera::set_log_level(std::getenv("TESSERA_LOG_LEVEL") ? std::getenv("TESSERA_LOG_LEVEL") : "info");
+  const std::string cmd = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (cmd == "models") return tessera::cli::cmd_models(args);
+    if (cmd == "generate") return tessera::cli::cmd_generate(args);
+    if (cmd == "chat") return tessera::cli::cmd_chat(args);
+    if (cmd == "tokenize") return tessera::cli::cmd_tokenize(args);
+    if (cmd == "template") return tessera::cli::cmd_template(args);
+    if (cmd == "logits") return tessera::cli::cmd_logits(args);
+    std::fprintf(stderr, "tessera: unknown command '%s'\n", cmd.c_str());
+    usage();
+    return 2;
+  } catch (const tessera::Error& e) {
+    std::fprintf(stderr, "tessera %s: error (%s): %s\n", cmd.c_str(),
+                 tessera::error_code_name(e.code()), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tessera %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}

