@@ -13,5 +13,6 @@ int cmd_chat(const std::vector<std::string>& args);
 int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_template(const std::vector<std::string>& args);
 int cmd_logits(const std::vector<std::string>& args);
+int cmd_serve(const std::vector<std::string>& args);
 
 }  // namespace tessera::cli

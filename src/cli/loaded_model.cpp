@@ -4,55 +4,14 @@
 #include "tessera/core/error.h"
 #include <filesystem>
 
-#include "tessera/model/gguf.h"
-#include "tessera/model/hf_dir.h"
+#include "tessera/engine/llm_engine.h"
 
 namespace tessera::cli {
-
-tokenizer::TokenizerSpec tokenizer_spec_from_gguf(const model::GgufFile& f) {
-  tokenizer::TokenizerSpec s;
-  const std::string kind = f.get_string("tokenizer.ggml.model");
-  if (kind == "gpt2") {
-    s.kind = tokenizer::TokenizerSpec::Kind::kByteLevelBpe;
-  } else if (kind == "llama") {
-    s.kind = tokenizer::TokenizerSpec::Kind::kSentencePieceBpe;
-  } else {
-    fail(ErrorCode::kUnsupported, "tokenizer model '", kind, "' in ", f.path(),
-         " is not supported (supported: gpt2, llama)");
-  }
-  s.pre = f.get_string("tokenizer.ggml.pre", "default");
-  s.tokens = f.get_string_array("tokenizer.ggml.tokens");
-  if (f.has("tokenizer.ggml.scores"))
-    for (double x : f.get_float_array("tokenizer.ggml.scores")) s.scores.push_back(static_cast<float>(x));
-  if (f.has("tokenizer.ggml.token_type"))
-    for (int64_t x : f.get_int_array("tokenizer.ggml.token_type")) s.token_types.push_back(static_cast<int32_t>(x));
-  if (f.has("tokenizer.ggml.merges")) s.merges = f.get_string_array("tokenizer.ggml.merges");
-  s.bos_id = static_cast<int32_t>(f.get_int("tokenizer.ggml.bos_token_id", -1));
-  s.eos_id = static_cast<int32_t>(f.get_int("tokenizer.ggml.eos_token_id", -1));
-  s.unk_id = static_cast<int32_t>(f.get_int("tokenizer.ggml.unknown_token_id", -1));
-  s.pad_id = static_cast<int32_t>(f.get_int("tokenizer.ggml.padding_token_id", -1));
-  const bool spm = s.kind == tokenizer::TokenizerSpec::Kind::kSentencePieceBpe;
-  s.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm);
-  s.add_eos = f.get_bool("tokenizer.ggml.add_eos_token", false);
-  s.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", spm);
-  s.chat_template = f.get_string("tokenizer.chat_template", "");
-  return s;
-}
 
 LoadedModel load_model(const std::string& model_arg, bool with_weights) {
   LoadedModel m;
   m.path = resolve_model_path(model_arg);
-  if (std::filesystem::is_directory(m.path)) {
-    auto dir = model::HfDirectory::open(m.path);
-    if (!dir.tokenizer_json())
-      fail(ErrorCode::kNotFound, m.path, " has no tokenizer.json");
-    m.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::from_hf_json(
-        *dir.tokenizer_json(), dir.tokenizer_config().value_or("")));
-  } else {
-    auto file = model::GgufFile::open(m.path);
-    m.tokenizer = std::make_unique<tokenizer::Tokenizer>(
-        tokenizer::Tokenizer::from_spec(tokenizer_spec_from_gguf(file)));
-  }
+  m.tokenizer = engine::load_tokenizer(m.path);
   if (with_weights) {
     m.weights = model::open_weights(m.path);
     m.model = std::make_unique<model::LlamaModel>(*m.weights);

@@ -10,10 +10,6 @@
 #include "tessera/model/weights.h"
 #include "tessera/tokenizer/tokenizer.h"
 
-namespace tessera::model {
-class GgufFile;
-}
-
 namespace tessera::cli {
 
 struct LoadedModel {
@@ -22,9 +18,6 @@ struct LoadedModel {
   std::unique_ptr<model::LlamaModel> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
 };
-
-// Reads the tokenizer.ggml.* keys into a TokenizerSpec.
-tokenizer::TokenizerSpec tokenizer_spec_from_gguf(const model::GgufFile& file);
 
 // `model_arg` is a path or a known name. Loads the tokenizer always, the transformer when
 // `with_weights` is set (tokenize/template do not need it).

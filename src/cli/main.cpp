@@ -13,6 +13,8 @@ namespace {
 void usage() {
   std::fputs(
       "usage: tessera <command> [options]\n"
+      "  serve [--model M] [--host H] [--http-port N] [--api-key K] [--max-num-seqs N]\n"
+      "        [--kv-cache-mb MB] [--threads N]   OpenAI-compatible HTTP server\n"
       "  models pull [NAME]                      download a known model (default smollm2-135m-instruct)\n"
       "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
       "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
     if (cmd == "tokenize") return tessera::cli::cmd_tokenize(args);
     if (cmd == "template") return tessera::cli::cmd_template(args);
     if (cmd == "logits") return tessera::cli::cmd_logits(args);
+    if (cmd == "serve") return tessera::cli::cmd_serve(args);
     std::fprintf(stderr, "tessera: unknown command '%s'\n", cmd.c_str());
     usage();
     return 2;

@@ -126,6 +126,7 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv) const {
 
   // Only the wanted rows go through the final norm and the LM head.
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  if (R == 0) return Tensor::empty({0, c.vocab_size}, DType::kF32);
   Tensor last = Tensor::empty({R, c.hidden_size}, DType::kF32);
   for (int64_t i = 0; i < R; ++i) {
     const int32_t row = b.logit_rows[static_cast<size_t>(i)];

@@ -36,7 +36,7 @@ constexpr DtypeEntry kDtypes[] = {
     {"F8_E8M0", 1, std::nullopt},
 };
 
-const DtypeEntry* find_dtype(std::string_view name) {
+[[maybe_unused]] const DtypeEntry* find_dtype(std::string_view name) {
   for (const DtypeEntry& e : kDtypes)
     if (name == e.name) return &e;
   return nullptr;

@@ -1,0 +1,58 @@
+// EngineInterface: what the front ends (HTTP, gRPC) see of the engine. Implementations own the
+// step loop thread, the scheduler state and the executor; every method here is thread-safe and
+// never blocks on a step. Output callbacks run on the engine thread: they must only hand the
+// output over (post to an I/O strand, push to a queue) and never block.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "tessera/core/metrics.h"
+#include "tessera/protocol/request.h"
+#include "tessera/tokenizer/tokenizer.h"
+
+namespace tessera::engine {
+
+struct ModelInfo {
+  std::string id;          // served model name, e.g. "smollm2-135m-instruct"
+  std::string path;
+  int max_model_len = 0;   // context length
+  int vocab_size = 0;
+  int num_blocks = 0;
+  int block_size = 0;
+};
+
+struct EngineLimits {
+  int max_num_seqs = 64;             // running sequences
+  int max_num_batched_tokens = 2048; // tokens per step
+  int max_waiting = 1024;            // queued requests before submit() refuses (-> 429)
+};
+
+class EngineInterface {
+ public:
+  virtual ~EngineInterface() = default;
+  using OutputCallback = std::function<void(const protocol::RequestOutput&)>;
+
+  // Queues a request. Throws tessera::Error: kInvalidArgument for bad parameters or a prompt +
+  // max_tokens beyond the context (the message names both numbers), kOutOfRange for token ids
+  // outside the vocabulary, kResourceExhausted when the queue is full, kUnavailable-style
+  // kInternal when the engine is not running. After a successful submit the callback is called
+  // at least once, last with finished() true.
+  virtual void submit(protocol::GenerationRequest req, OutputCallback cb) = 0;
+  // Stops a request within one step and frees its KV blocks; unknown ids are ignored.
+  virtual void abort(const std::string& request_id) = 0;
+
+  virtual const tokenizer::Tokenizer& tokenizer() const = 0;
+  virtual const ModelInfo& model_info() const = 0;
+  virtual const EngineLimits& limits() const = 0;
+  virtual MetricsRegistry& metrics() = 0;
+
+  virtual bool ready() const = 0;    // model loaded, workers up, not draining
+  virtual bool healthy() const = 0;  // the step loop made progress within its bound
+  // Stops admitting, lets running requests finish for up to `drain_seconds`, then aborts the
+  // rest and stops the loop.
+  virtual void shutdown(double drain_seconds) = 0;
+};
+
+}  // namespace tessera::engine

@@ -1,0 +1,107 @@
+// LlmEngine: the EngineInterface implementation. One step-loop thread owns the scheduler, every
+// request's state (detokenizer, stop checker, timings) and the executor (an in-process Worker for
+// now). Other threads only touch the inbox (new requests, aborts) under `mu_` and read atomics.
+// Loop: drain inbox → schedule → execute → update requests, stream outputs → metrics.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "tessera/engine/engine.h"
+#include "tessera/engine/stop_checker.h"
+#include "tessera/scheduler/scheduler.h"
+#include "tessera/tokenizer/detokenizer.h"
+#include "tessera/worker/worker.h"
+
+namespace tessera::engine {
+
+struct EngineConfig {
+  std::string model_path;
+  std::string served_model_name;
+  EngineLimits limits;
+  int block_size = 16;
+  int num_blocks = 0;  // 0: from kv_cache_bytes
+  size_t kv_cache_bytes = size_t{256} << 20;
+  bool enable_prefix_caching = true;
+  double health_timeout_seconds = 60.0;
+};
+
+class LlmEngine final : public EngineInterface {
+ public:
+  explicit LlmEngine(const EngineConfig& cfg);  // loads the model; call start() to run
+  ~LlmEngine() override;
+
+  void start();
+  void submit(protocol::GenerationRequest req, OutputCallback cb) override;
+  void abort(const std::string& request_id) override;
+  const tokenizer::Tokenizer& tokenizer() const override { return *tokenizer_; }
+  const ModelInfo& model_info() const override { return info_; }
+  const EngineLimits& limits() const override { return cfg_.limits; }
+  MetricsRegistry& metrics() override { return metrics_; }
+  bool ready() const override;
+  bool healthy() const override;
+  void shutdown(double drain_seconds) override;
+
+ private:
+  struct Live {
+    protocol::GenerationRequest req;
+    OutputCallback cb;
+    uint64_t seq = 0;
+    std::unique_ptr<tokenizer::IncrementalDecoder> detok;
+    std::unique_ptr<StopChecker> stop;
+    int generated = 0;
+    bool sent_to_worker = false;
+    protocol::Clock::time_point arrival, scheduled, last_token;
+    bool has_first = false;
+  };
+  struct Inbox {
+    std::vector<std::pair<protocol::GenerationRequest, OutputCallback>> added;
+    std::vector<std::string> aborted;
+  };
+
+  void loop();
+  void admit(protocol::GenerationRequest req, OutputCallback cb);
+  void step();
+  void on_token(Live& r, const protocol::SampledToken& t);
+  void finish(uint64_t seq, protocol::FinishReason reason, std::string error = {},
+              bool notify = true);
+  void fail_all(const std::string& why);
+  void update_gauges();
+
+  EngineConfig cfg_;
+  std::unique_ptr<worker::Worker> worker_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  ModelInfo info_;
+  MetricsRegistry metrics_;
+
+  // Engine-thread state.
+  std::unordered_map<uint64_t, Live> live_;
+  std::unordered_map<std::string, uint64_t> by_id_;
+  std::vector<uint64_t> to_drop_;  // finished since the last step: the worker forgets them
+  uint64_t next_seq_ = 1;
+
+  // Shared with other threads.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  Inbox inbox_;
+  size_t pending_ = 0;  // requests in the inbox or live (for the queue limit)
+  bool stopping_ = false;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<int64_t> last_progress_ns_{0};
+  std::thread thread_;
+};
+
+// Loads the tokenizer of a GGUF file or Hugging Face directory (what the engine serves with).
+std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& model_path);
+
+}  // namespace tessera::engine

@@ -1,0 +1,42 @@
+// What the engine sends to the workers each step and what comes back: only what changed (new
+// sequences with their sampling parameters, finished ids) plus the step's chunks. Workers keep
+// per-sequence state (samplers) between steps.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tessera/sampling/sampler.h"
+
+namespace tessera::protocol {
+
+struct NewSequence {
+  uint64_t seq_id = 0;
+  sampling::SamplingParams sampling;
+  std::vector<int32_t> prompt;  // for the repetition penalty
+};
+
+struct ExecuteChunk {
+  uint64_t seq_id = 0;
+  std::vector<int32_t> tokens;       // fed this step
+  int32_t start_pos = 0;             // position of tokens[0]
+  std::vector<int32_t> block_table;  // all blocks of the sequence
+  bool sample = false;               // sample the next token after the last fed one
+};
+
+struct ExecutePlan {
+  std::vector<NewSequence> new_sequences;
+  std::vector<uint64_t> finished;  // drop their per-sequence state (after this step)
+  std::vector<ExecuteChunk> chunks;
+};
+
+struct SampledToken {
+  uint64_t seq_id = 0;
+  sampling::SampleResult result;
+};
+
+struct ExecuteResult {
+  std::vector<SampledToken> sampled;  // one per chunk with sample == true, in chunk order
+};
+
+}  // namespace tessera::protocol

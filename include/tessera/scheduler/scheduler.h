@@ -1,0 +1,101 @@
+// Scheduler: iteration-level continuous batching as a pure state machine (no threads, no I/O, no
+// devices, no clocks: time comes in as `arrival`). It owns the waiting and running queues and the
+// KV BlockAllocator with its prefix-cache index; the engine thread is its only caller.
+//
+// The loop: plan = schedule(); run it; on_step_done(sampled tokens); repeat. Exactly one
+// on_step_done() follows every non-empty plan (even when nothing was sampled), before the next
+// schedule(). abort()/finish()/add() may come at any time; blocks of an aborted sequence are
+// freed at once (the plan in flight still writes them, but nobody can get them before the next
+// schedule(), which comes after the step).
+//
+// Policy per step, inside the token budget: (1) decodes of running sequences, (2) their
+// continuing prefill chunks, (3) new admissions from the waiting queue (FCFS by priority, head of
+// line blocks). KV capacity decides admission and preemption; the token budget shapes the batch.
+// When a running sequence cannot grow, the worst-ranked (highest priority value, latest arrival)
+// running sequence not yet in this plan is preempted by recompute: its blocks are released
+// (hashed ones stay cached) and it returns to the front of its priority class in waiting.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "tessera/kv_cache/block_allocator.h"
+#include "tessera/scheduler/scheduler_types.h"
+#include "tessera/scheduler/sequence.h"
+
+namespace tessera::scheduler {
+
+class Scheduler {
+ public:
+  // Throws Error(kInvalidArgument) for a config without blocks, budget or sequences.
+  explicit Scheduler(SchedulerConfig cfg);
+
+  // Queues a request. Throws Error(kInvalidArgument) for an empty prompt, max_tokens < 1, a
+  // duplicate id, or one that can never fit (prompt + max_tokens beyond max_model_len or the
+  // whole KV cache; the message names both numbers); Error(kResourceExhausted) when
+  // max_waiting requests are already queued.
+  void add(SeqRequest req);
+  void add(uint64_t seq_id, std::vector<int32_t> prompt, int max_tokens, int priority = 0,
+           double arrival = 0) {
+    add(SeqRequest{.seq_id = seq_id,
+                   .prompt = std::move(prompt),
+                   .max_tokens = max_tokens,
+                   .priority = priority,
+                   .arrival = arrival});
+  }
+  void abort(uint64_t seq_id);  // frees its blocks now; unknown ids are ignored
+  // The engine decided it stopped (EOS, stop string); frees it. Unknown ids are ignored.
+  void finish(uint64_t seq_id) { abort(seq_id); }
+
+  StepPlan schedule();
+  // After running a plan: the token sampled for every chunk with sample == true (ids aborted
+  // meanwhile may be missing or present; both are fine). Appends them and returns the ids that
+  // reached max_tokens: those are finished and freed already. Throws Error(kInvalidArgument)
+  // (changing nothing) when a sampled id had no sample chunk or a sample chunk got no token.
+  std::vector<uint64_t> on_step_done(const std::vector<std::pair<uint64_t, int32_t>>& sampled);
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  bool contains(uint64_t seq_id) const { return seqs_.contains(seq_id); }
+  SchedulerStats stats() const;
+  const SchedulerConfig& config() const { return cfg_; }
+  const kv_cache::BlockAllocator& allocator() const { return alloc_; }
+  // For tests and debugging: "" when every invariant holds, else a description of what broke.
+  std::string check_invariants() const;
+
+ private:
+  struct StepState;  // one schedule() call's budget and choices
+  struct PrefixHit {
+    std::vector<int32_t> blocks;
+    std::vector<uint64_t> hashes;
+    int revived = 0;  // hit blocks that are cached (refcount 0): they count against free blocks
+  };
+
+  void schedule_running(StepState& st, bool decodes);
+  int fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want);
+  void admit_waiting(StepState& st);
+  bool try_admit(StepState& st, Sequence& s);
+  PrefixHit find_prefix(const Sequence& s) const;
+  void add_chunk(StepState& st, Sequence& s, int n);
+  void preempt(StepState& st, Sequence& s);
+  void register_full_blocks(Sequence& s);
+  void free_seq(Sequence& s);
+  int tokens_fitting(const Sequence& s) const;  // more tokens s can take with free blocks
+
+  SchedulerConfig cfg_;
+  kv_cache::BlockAllocator alloc_;
+  std::unordered_map<uint64_t, Sequence> seqs_;
+  std::set<QueueKey> waiting_;
+  std::vector<uint64_t> running_;
+  uint64_t next_order_ = 0;
+  bool in_flight_ = false;
+  std::vector<uint64_t> last_plan_;             // sequences in the plan in flight
+  std::unordered_set<uint64_t> expect_sample_;  // their chunks with sample == true
+  SchedulerStats counters_;                     // the prefix and preemption counters
+};
+
+}  // namespace tessera::scheduler

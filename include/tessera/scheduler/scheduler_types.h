@@ -1,0 +1,54 @@
+// Scheduler value types: its configuration, the StepPlan it hands the engine each iteration and
+// its counters. Plain values; whoever holds one owns it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tessera::scheduler {
+
+struct SchedulerConfig {
+  int num_blocks = 0;                 // KV cache blocks (all of them)
+  int block_size = 16;                // tokens per block
+  int max_num_seqs = 64;              // running sequences at once
+  int max_num_batched_tokens = 2048;  // tokens fed per step, decodes and prefill chunks together
+  int max_model_len = 0;              // prompt + max_tokens limit; 0: only the cache size limits
+  bool enable_prefix_caching = true;
+  int max_waiting = 1024;  // queued (not yet running) requests before add() refuses
+};
+
+// A new request for add().
+struct SeqRequest {
+  uint64_t seq_id = 0;
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;  // sampled tokens after which the sequence finishes by itself
+  int priority = 0;     // lower runs first; FCFS (arrival, then add order) within a priority
+  double arrival = 0;   // caller's clock, only compared
+};
+
+// One sequence's part of a step.
+struct SeqChunk {
+  uint64_t seq_id = 0;
+  std::vector<int32_t> tokens;       // tokens to feed now (prompt chunk / recompute / last sampled)
+  int32_t start_pos = 0;             // position of tokens[0] (== tokens already in the KV cache)
+  std::vector<int32_t> block_table;  // every block of the sequence, in order
+  bool sample = false;               // feeds the last known token: sample the next one
+};
+
+struct StepPlan {
+  std::vector<SeqChunk> chunks;  // at most one per sequence
+  // Sequences whose KV blocks were taken back this step: workers drop their state; they come
+  // back later in a chunk with start_pos 0 (or a prefix-cache hit) and recompute.
+  std::vector<uint64_t> preempted;
+  int num_batched_tokens = 0;  // sum of chunks' tokens, <= max_num_batched_tokens
+  bool empty() const { return chunks.empty(); }
+};
+
+struct SchedulerStats {
+  int running = 0, waiting = 0;
+  // used + free + cached == total. Cached blocks hold reusable prefixes and are evicted on demand.
+  int used_blocks = 0, free_blocks = 0, cached_blocks = 0, total_blocks = 0;
+  uint64_t prefix_queried_tokens = 0, prefix_hit_tokens = 0, preemptions = 0;
+};
+
+}  // namespace tessera::scheduler

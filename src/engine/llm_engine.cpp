@@ -1,0 +1,319 @@
+#include "tessera/engine/llm_engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+
+namespace tessera::engine {
+namespace {
+
+using protocol::Clock;
+using protocol::FinishReason;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
+                                          0.5,   0.75,  1.0,  2.5,  5.0,  7.5,  10,   20,  40, 80};
+
+}  // namespace
+
+LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
+  worker_ = std::make_unique<worker::Worker>(worker::WorkerParams{.model_path = cfg.model_path,
+                                                                  .num_blocks = cfg.num_blocks,
+                                                                  .block_size = cfg.block_size,
+                                                                  .kv_cache_bytes = cfg.kv_cache_bytes});
+  tokenizer_ = load_tokenizer(cfg.model_path);
+  const auto& mc = worker_->config();
+  info_ = ModelInfo{.id = cfg.served_model_name,
+                    .path = cfg.model_path,
+                    .max_model_len = mc.max_position,
+                    .vocab_size = mc.vocab_size,
+                    .num_blocks = worker_->num_blocks(),
+                    .block_size = worker_->block_size()};
+  scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler::SchedulerConfig{
+      .num_blocks = info_.num_blocks,
+      .block_size = info_.block_size,
+      .max_num_seqs = cfg.limits.max_num_seqs,
+      .max_num_batched_tokens = cfg.limits.max_num_batched_tokens,
+      .max_model_len = info_.max_model_len,
+      .enable_prefix_caching = cfg.enable_prefix_caching,
+      .max_waiting = cfg.limits.max_waiting});
+  metrics_.gauge_set("tessera:cache_config_info", "KV cache configuration", 1.0,
+                     {{"block_size", std::to_string(info_.block_size)},
+                      {"num_gpu_blocks", std::to_string(info_.num_blocks)}});
+  update_gauges();
+}
+
+LlmEngine::~LlmEngine() { shutdown(0.0); }
+
+void LlmEngine::start() {
+  last_progress_ns_ = now_ns();
+  running_ = true;
+  thread_ = std::thread([this] { loop(); });
+}
+
+bool LlmEngine::ready() const { return running_ && !draining_; }
+
+bool LlmEngine::healthy() const {
+  return running_ && (now_ns() - last_progress_ns_.load()) < cfg_.health_timeout_seconds * 1e9;
+}
+
+void LlmEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
+  // Checks that need no engine state happen here, on the caller's thread, so bad requests fail
+  // fast with a clear error and never reach the loop.
+  if (req.prompt_ids.empty()) fail(ErrorCode::kInvalidArgument, "the prompt is empty");
+  for (int32_t t : req.prompt_ids)
+    if (t < 0 || t >= info_.vocab_size)
+      fail(ErrorCode::kOutOfRange, "token id ", t, " is outside the vocabulary of ", info_.vocab_size);
+  if (req.stopping.max_tokens < 1) fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
+  const int64_t need = static_cast<int64_t>(req.prompt_ids.size()) + req.stopping.max_tokens;
+  if (need > info_.max_model_len)
+    fail(ErrorCode::kInvalidArgument, "this model's maximum context length is ", info_.max_model_len,
+         " tokens, but ", req.prompt_ids.size(), " prompt tokens + ", req.stopping.max_tokens,
+         " max_tokens were requested");
+  req.sampling.validate(info_.vocab_size);
+  std::lock_guard lock(mu_);
+  if (!running_ || stopping_ || draining_) fail(ErrorCode::kInternal, "the engine is not accepting requests");
+  if (pending_ >= static_cast<size_t>(cfg_.limits.max_waiting + cfg_.limits.max_num_seqs))
+    fail(ErrorCode::kResourceExhausted, "the server is overloaded: ", pending_, " requests queued");
+  ++pending_;
+  inbox_.added.emplace_back(std::move(req), std::move(cb));
+  cv_.notify_one();
+}
+
+void LlmEngine::abort(const std::string& request_id) {
+  std::lock_guard lock(mu_);
+  inbox_.aborted.push_back(request_id);
+  cv_.notify_one();
+}
+
+void LlmEngine::shutdown(double drain_seconds) {
+  {
+    std::lock_guard lock(mu_);
+    if (!running_ && !thread_.joinable()) return;
+    draining_ = true;
+  }
+  const auto until = Clock::now() + std::chrono::duration<double>(drain_seconds);
+  while (Clock::now() < until) {
+    {
+      std::lock_guard lock(mu_);
+      if (pending_ == 0) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+  running_ = false;
+}
+
+void LlmEngine::loop() {
+  while (true) {
+    Inbox in;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(500), [&] {
+        return stopping_ || !inbox_.added.empty() || !inbox_.aborted.empty() || !live_.empty();
+      });
+      std::swap(in, inbox_);
+      if (stopping_) {
+        lock.unlock();
+        for (auto& [req, cb] : in.added) {
+          protocol::RequestOutput out{.request_id = req.request_id, .finish = FinishReason::kAbort};
+          cb(out);
+        }
+        fail_all("the server is shutting down");
+        return;
+      }
+    }
+    last_progress_ns_ = now_ns();
+    for (auto& [req, cb] : in.added) admit(std::move(req), std::move(cb));
+    for (const auto& id : in.aborted)
+      if (auto it = by_id_.find(id); it != by_id_.end()) finish(it->second, FinishReason::kAbort);
+    // Deadlines are enforced here, within one step of expiring.
+    const auto now = Clock::now();
+    std::vector<uint64_t> expired;
+    for (auto& [seq, r] : live_)
+      if (r.req.deadline && *r.req.deadline <= now) expired.push_back(seq);
+    for (uint64_t seq : expired) finish(seq, FinishReason::kError, "the request's deadline expired");
+    if (scheduler_->has_work()) step();
+    update_gauges();
+  }
+}
+
+void LlmEngine::admit(protocol::GenerationRequest req, OutputCallback cb) {
+  const uint64_t seq = next_seq_++;
+  try {
+    if (by_id_.contains(req.request_id))
+      fail(ErrorCode::kInvalidArgument, "request id '", req.request_id, "' is already in use");
+    scheduler_->add(seq, req.prompt_ids, req.stopping.max_tokens, req.priority, 0.0);
+  } catch (const Error& e) {
+    protocol::RequestOutput out{.request_id = req.request_id,
+                                .finish = FinishReason::kError,
+                                .error = e.what(),
+                                .prompt_tokens = static_cast<int>(req.prompt_ids.size())};
+    cb(out);
+    std::lock_guard lock(mu_);
+    --pending_;
+    return;
+  }
+  Live r;
+  r.detok = std::make_unique<tokenizer::IncrementalDecoder>(*tokenizer_);
+  r.stop = std::make_unique<StopChecker>(req.stopping.stop, req.stopping.include_stop_str_in_output);
+  r.arrival = Clock::now();
+  r.req = std::move(req);
+  r.cb = std::move(cb);
+  r.seq = seq;
+  by_id_[r.req.request_id] = seq;
+  live_.emplace(seq, std::move(r));
+}
+
+void LlmEngine::step() {
+  scheduler::StepPlan plan = scheduler_->schedule();
+  if (plan.empty() && to_drop_.empty()) return;
+  protocol::ExecutePlan exec;
+  exec.finished = std::move(to_drop_);
+  to_drop_.clear();
+  for (auto& ch : plan.chunks) {
+    Live& r = live_.at(ch.seq_id);
+    if (!r.sent_to_worker) {
+      exec.new_sequences.push_back({.seq_id = r.seq, .sampling = r.req.sampling, .prompt = r.req.prompt_ids});
+      r.sent_to_worker = true;
+      r.scheduled = Clock::now();
+      metrics_.histogram_observe("tessera:request_queue_time_seconds", "Time spent waiting",
+                                 kLatencyBuckets, seconds(r.scheduled - r.arrival));
+    }
+    exec.chunks.push_back({.seq_id = ch.seq_id,
+                           .tokens = std::move(ch.tokens),
+                           .start_pos = ch.start_pos,
+                           .block_table = std::move(ch.block_table),
+                           .sample = ch.sample});
+  }
+  if (!plan.preempted.empty())
+    metrics_.counter_add("tessera:num_preemptions_total", "Preempted sequences",
+                         static_cast<double>(plan.preempted.size()));
+  protocol::ExecuteResult result;
+  try {
+    result = worker_->execute(exec);
+  } catch (const std::exception& e) {
+    // A failed step fails the requests in it, not the server.
+    TESSERA_LOG_ERROR("step failed: {}", e.what());
+    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "step"}});
+    for (const auto& ch : exec.chunks)
+      if (live_.contains(ch.seq_id)) finish(ch.seq_id, FinishReason::kError, e.what());
+    scheduler_->on_step_done({});  // the scheduler ignores the aborted sequences' missing tokens
+    return;
+  }
+  std::vector<std::pair<uint64_t, int32_t>> sampled;
+  for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
+  scheduler_->on_step_done(sampled);
+  for (const auto& t : result.sampled)
+    if (auto it = live_.find(t.seq_id); it != live_.end()) on_token(it->second, t);
+}
+
+void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
+  const auto now = Clock::now();
+  if (!r.has_first) {
+    r.has_first = true;
+    metrics_.histogram_observe("tessera:time_to_first_token_seconds", "Time to first token",
+                               kLatencyBuckets, seconds(now - r.arrival));
+  } else {
+    metrics_.histogram_observe("tessera:inter_token_latency_seconds", "Inter-token latency",
+                               kLatencyBuckets, seconds(now - r.last_token));
+  }
+  r.last_token = now;
+  ++r.generated;
+  metrics_.counter_add("tessera:generation_tokens_total", "Generated tokens");
+  const int32_t tok = t.result.token;
+  const auto& stops = tokenizer_->stop_ids();
+  const bool eos = !r.req.stopping.ignore_eos && std::find(stops.begin(), stops.end(), tok) != stops.end();
+  const bool stop_id = std::find(r.req.stopping.stop_token_ids.begin(), r.req.stopping.stop_token_ids.end(),
+                                 tok) != r.req.stopping.stop_token_ids.end();
+  protocol::RequestOutput out{.request_id = r.req.request_id,
+                              .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
+                              .completion_tokens = r.generated};
+  out.new_token_ids.push_back(tok);
+  if (r.req.sampling.logprobs || r.req.sampling.top_logprobs > 0) out.logprobs.push_back(t.result);
+  if (!eos && !stop_id) {
+    auto d = r.stop->push(r.detok->push(tok));
+    out.new_text = std::move(d.text);
+    if (d.matched) {
+      out.finish = FinishReason::kStop;
+      out.matched_stop = d.matched;
+    }
+  } else {
+    out.finish = FinishReason::kStop;
+  }
+  if (!out.finished() && r.generated >= r.req.stopping.max_tokens) out.finish = FinishReason::kLength;
+  if (out.finished() && !out.matched_stop) out.new_text += r.stop->push(r.detok->flush()).text + r.stop->flush();
+  const uint64_t seq = r.seq;
+  const FinishReason fin = out.finish;
+  r.cb(out);
+  if (fin != FinishReason::kNone) finish(seq, fin, {}, /*notify=*/false);
+}
+
+void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, bool notify) {
+  auto it = live_.find(seq);
+  if (it == live_.end()) return;
+  Live& r = it->second;
+  // Either way its blocks are freed; full prompt blocks stay in the prefix cache.
+  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+    scheduler_->finish(seq);
+  } else {
+    scheduler_->abort(seq);
+  }
+  if (r.sent_to_worker) to_drop_.push_back(seq);
+  if (notify) {
+    protocol::RequestOutput out{.request_id = r.req.request_id,
+                                .finish = reason,
+                                .error = error,
+                                .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
+                                .completion_tokens = r.generated};
+    r.cb(out);
+  }
+  const char* name = protocol::finish_reason_name(reason);
+  if (reason == FinishReason::kAbort) {
+    metrics_.counter_add("tessera:request_aborts_total", "Aborted requests");
+  } else if (reason == FinishReason::kError) {
+    TESSERA_LOG_WARN("request {} failed: {}", r.req.request_id, error);
+    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "request"}});
+  } else {
+    metrics_.counter_add("tessera:request_success_total", "Finished requests", 1.0, {{"finished_reason", name}});
+    metrics_.histogram_observe("tessera:e2e_request_latency_seconds", "End-to-end latency",
+                               kLatencyBuckets, seconds(Clock::now() - r.arrival));
+  }
+  metrics_.counter_add("tessera:prompt_tokens_total", "Prompt tokens",
+                       static_cast<double>(r.req.prompt_ids.size()));
+  by_id_.erase(r.req.request_id);
+  live_.erase(it);
+  std::lock_guard lock(mu_);
+  --pending_;
+}
+
+void LlmEngine::fail_all(const std::string& why) {
+  std::vector<uint64_t> seqs;
+  for (const auto& [seq, r] : live_) seqs.push_back(seq);
+  for (uint64_t s : seqs) finish(s, FinishReason::kAbort, why);
+}
+
+void LlmEngine::update_gauges() {
+  const auto s = scheduler_->stats();
+  metrics_.gauge_set("tessera:num_requests_running", "Requests running", s.running);
+  metrics_.gauge_set("tessera:num_requests_waiting", "Requests waiting", s.waiting);
+  metrics_.gauge_set("tessera:kv_cache_usage_perc", "KV cache usage (0-1)",
+                     s.total_blocks ? static_cast<double>(s.used_blocks) / s.total_blocks : 0.0);
+  metrics_.gauge_set("tessera:prefix_cache_queries", "Prompt tokens looked up in the prefix cache",
+                     static_cast<double>(s.prefix_queried_tokens));
+  metrics_.gauge_set("tessera:prefix_cache_hits", "Prompt tokens found in the prefix cache",
+                     static_cast<double>(s.prefix_hit_tokens));
+}
+
+}  // namespace tessera::engine

@@ -1,0 +1,178 @@
+// Scheduler lifecycle: configuration, admission checks, abort/finish, step results, stats and
+// the invariant checker. The per-step policy lives in schedule_step.cpp.
+#include "tessera/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <span>
+#include <sstream>
+
+#include "tessera/core/error.h"
+
+namespace tessera::scheduler {
+
+using kv_cache::blocks_for;
+
+namespace {
+
+const SchedulerConfig& validated(const SchedulerConfig& c) {
+  if (c.num_blocks <= 0 || c.block_size <= 0 || c.max_num_seqs <= 0 ||
+      c.max_num_batched_tokens <= 0 || c.max_model_len < 0 || c.max_waiting < 0)
+    fail(ErrorCode::kInvalidArgument, "bad scheduler config: num_blocks ", c.num_blocks,
+         ", block_size ", c.block_size, ", max_num_seqs ", c.max_num_seqs,
+         ", max_num_batched_tokens ", c.max_num_batched_tokens, ", max_model_len ", c.max_model_len,
+         ", max_waiting ", c.max_waiting);
+  return c;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerConfig cfg) : cfg_(validated(cfg)), alloc_(cfg.num_blocks) {}
+
+void Scheduler::add(SeqRequest r) {
+  const auto p = static_cast<int64_t>(r.prompt.size());
+  const int64_t total = p + r.max_tokens;
+  if (p == 0) fail(ErrorCode::kInvalidArgument, "sequence ", r.seq_id, ": empty prompt");
+  if (r.max_tokens < 1)
+    fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1, got ", r.max_tokens);
+  if (seqs_.contains(r.seq_id))
+    fail(ErrorCode::kInvalidArgument, "duplicate sequence id ", r.seq_id);
+  if (cfg_.max_model_len > 0 && total > cfg_.max_model_len)
+    fail(ErrorCode::kInvalidArgument, "prompt (", p, " tokens) + max_tokens (", r.max_tokens,
+         ") = ", total, " exceeds max_model_len ", cfg_.max_model_len);
+  const int need = blocks_for(total, cfg_.block_size);
+  if (need > cfg_.num_blocks)
+    fail(ErrorCode::kInvalidArgument, "prompt (", p, " tokens) + max_tokens (", r.max_tokens,
+         ") = ", total, " tokens need ", need, " KV blocks but the cache has ", cfg_.num_blocks,
+         " (", static_cast<int64_t>(cfg_.num_blocks) * cfg_.block_size, " tokens)");
+  if (static_cast<int>(waiting_.size()) >= cfg_.max_waiting)
+    fail(ErrorCode::kResourceExhausted, "waiting queue full (", cfg_.max_waiting, " requests)");
+  Sequence s;
+  s.key = QueueKey{
+      .priority = r.priority, .arrival = r.arrival, .order = next_order_++, .seq_id = r.seq_id};
+  s.prompt_len = static_cast<int>(p);
+  s.max_tokens = r.max_tokens;
+  s.tokens = std::move(r.prompt);
+  waiting_.insert(s.key);
+  seqs_.emplace(r.seq_id, std::move(s));
+}
+
+void Scheduler::abort(uint64_t seq_id) {
+  auto it = seqs_.find(seq_id);
+  if (it == seqs_.end()) return;
+  free_seq(it->second);
+  if (!it->second.running) waiting_.erase(it->second.key);
+  seqs_.erase(it);
+}
+
+// Gives back s's blocks, tail first so that the tail is evicted before the (more shareable)
+// head, and takes s off the running queue. The caller decides where s goes next.
+void Scheduler::free_seq(Sequence& s) {
+  for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) alloc_.release(*b);
+  s.blocks.clear();
+  s.hashes.clear();
+  s.num_computed = 0;
+  if (s.running) std::erase(running_, s.id());
+}
+
+// Registers the full blocks s has computed so that later sequences can share them. Called only
+// after the step that wrote them ran: a block is never read by one chunk while another writes it.
+void Scheduler::register_full_blocks(Sequence& s) {
+  if (!cfg_.enable_prefix_caching) return;
+  const int bs = cfg_.block_size;
+  const auto full = static_cast<size_t>(s.num_computed / bs);
+  while (s.hashes.size() < full) {
+    const size_t i = s.hashes.size();
+    const uint64_t parent = i == 0 ? kv_cache::kRootHash : s.hashes.back();
+    const uint64_t h =
+        kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
+                                         i * static_cast<size_t>(bs), static_cast<size_t>(bs)));
+    alloc_.cache_block(s.blocks[i], h);
+    s.hashes.push_back(h);
+  }
+}
+
+std::vector<uint64_t> Scheduler::on_step_done(
+    const std::vector<std::pair<uint64_t, int32_t>>& sampled) {
+  std::unordered_set<uint64_t> got;
+  for (const auto& [id, tok] : sampled) {
+    if (!seqs_.contains(id)) continue;  // aborted while the step ran
+    if (!expect_sample_.contains(id) || !got.insert(id).second)
+      fail(ErrorCode::kInvalidArgument, "sampled token for sequence ", id,
+           " that had no sample chunk in the plan (or a second one)");
+  }
+  for (uint64_t id : expect_sample_)
+    if (seqs_.contains(id) && !got.contains(id))
+      fail(ErrorCode::kInvalidArgument, "no sampled token for sequence ", id);
+  in_flight_ = false;
+  for (uint64_t id : last_plan_) {
+    auto it = seqs_.find(id);
+    if (it != seqs_.end() && it->second.running) register_full_blocks(it->second);
+  }
+  std::vector<uint64_t> finished;
+  for (const auto& [id, tok] : sampled) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    it->second.tokens.push_back(tok);
+    if (it->second.num_generated() >= it->second.max_tokens) {
+      finished.push_back(id);
+      abort(id);
+    }
+  }
+  last_plan_.clear();
+  expect_sample_.clear();
+  return finished;
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats s = counters_;
+  s.running = static_cast<int>(running_.size());
+  s.waiting = static_cast<int>(waiting_.size());
+  s.used_blocks = alloc_.num_used();
+  s.cached_blocks = alloc_.num_cached();
+  s.free_blocks = alloc_.num_free() - alloc_.num_cached();
+  s.total_blocks = alloc_.num_blocks();
+  return s;
+}
+
+std::string Scheduler::check_invariants() const {
+  std::ostringstream err;
+  const int bs = cfg_.block_size;
+  std::vector<int> held(static_cast<size_t>(alloc_.num_blocks()), 0);
+  size_t n_running = 0;
+  for (const auto& [id, s] : seqs_) {
+    if (!s.running) {
+      if (!s.blocks.empty() || s.num_computed != 0) err << "waiting seq " << id << " holds KV; ";
+      if (!waiting_.contains(s.key)) err << "seq " << id << " in no queue; ";
+      continue;
+    }
+    ++n_running;
+    if (static_cast<int>(s.blocks.size()) != blocks_for(s.num_computed, bs))
+      err << "seq " << id << " has " << s.blocks.size() << " blocks for " << s.num_computed
+          << " tokens; ";
+    if (!in_flight_ && s.num_computed >= s.len()) err << "seq " << id << " has no token to feed; ";
+    if (static_cast<int>(s.hashes.size()) > s.num_computed / bs)
+      err << "seq " << id << " hashed a block it has not filled; ";
+    for (int32_t b : s.blocks) ++held[static_cast<size_t>(b)];
+  }
+  if (n_running != running_.size() || seqs_.size() != n_running + waiting_.size())
+    err << "queues disagree with sequences; ";
+  if (static_cast<int>(running_.size()) > cfg_.max_num_seqs) err << "too many running; ";
+  int used = 0;
+  for (int32_t b = 0; b < alloc_.num_blocks(); ++b) {
+    const int h = held[static_cast<size_t>(b)];
+    used += h > 0;
+    if (alloc_.refcount(b) != h)
+      err << "block " << b << " refcount " << alloc_.refcount(b) << " but " << h << " holders; ";
+  }
+  // Shared blocks must be full, hashed and behind every holder's write position.
+  for (const auto& [id, s] : seqs_)
+    for (size_t i = 0; i < s.blocks.size(); ++i)
+      if (held[static_cast<size_t>(s.blocks[i])] > 1 &&
+          (i >= s.hashes.size() || !alloc_.has_hash(s.blocks[i])))
+        err << "seq " << id << " shares unfinished block " << s.blocks[i] << "; ";
+  if (used != alloc_.num_used())
+    err << "allocator counts " << alloc_.num_used() << " used, " << used << " held; ";
+  return err.str();
+}
+
+}  // namespace tessera::scheduler

@@ -1,0 +1,83 @@
+#include "tessera/worker/worker.h"
+
+#include <algorithm>
+
+#include "tessera/core/error.h"
+
+namespace tessera::worker {
+
+Worker::Worker(const WorkerParams& p) {
+  weights_ = model::open_weights(p.model_path);
+  model_ = std::make_unique<model::LlamaModel>(*weights_);
+  const auto& c = model_->config();
+  kv_cache::KvPoolParams kp{.num_layers = c.num_layers,
+                            .num_blocks = p.num_blocks,
+                            .block_size = p.block_size,
+                            .num_kv_heads = c.num_kv_heads,
+                            .head_dim = c.head_dim};
+  if (kp.num_blocks == 0) kp.num_blocks = kv_cache::KvPool::blocks_for_budget(kp, p.kv_cache_bytes);
+  if (kp.num_blocks <= 0)
+    fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
+         " bytes holds no block of ", p.block_size, " tokens");
+  pool_ = std::make_unique<kv_cache::KvPool>(kp);
+}
+
+protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
+  const int vocab = model_->config().vocab_size;
+  for (const auto& ns : plan.new_sequences) {
+    sampling::Sampler s(ns.sampling, vocab);
+    s.set_prompt(ns.prompt);
+    samplers_.insert_or_assign(ns.seq_id, std::move(s));
+  }
+  protocol::ExecuteResult result;
+  if (!plan.chunks.empty()) {
+    const int bs = pool_->params().block_size;
+    std::vector<int32_t> tokens, positions, slots, query_start{0}, context_lens, logit_rows, tables;
+    std::vector<uint64_t> sample_seqs;
+    size_t max_blocks = 0;
+    for (const auto& ch : plan.chunks) max_blocks = std::max(max_blocks, ch.block_table.size());
+    for (const auto& ch : plan.chunks) {
+      if (ch.tokens.empty()) fail(ErrorCode::kInvalidArgument, "empty chunk for sequence ", ch.seq_id);
+      const int64_t end = ch.start_pos + static_cast<int64_t>(ch.tokens.size());
+      if (static_cast<int64_t>(ch.block_table.size()) * bs < end)
+        fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has ", ch.block_table.size(),
+             " blocks for ", end, " tokens");
+      for (size_t i = 0; i < ch.tokens.size(); ++i) {
+        const int32_t pos = ch.start_pos + static_cast<int32_t>(i);
+        tokens.push_back(ch.tokens[i]);
+        positions.push_back(pos);
+        const int32_t block = ch.block_table[static_cast<size_t>(pos / bs)];
+        if (block < 0 || block >= pool_->params().num_blocks)
+          fail(ErrorCode::kOutOfRange, "block ", block, " outside the KV pool");
+        slots.push_back(block * bs + pos % bs);
+      }
+      query_start.push_back(static_cast<int32_t>(tokens.size()));
+      context_lens.push_back(static_cast<int32_t>(end));
+      tables.insert(tables.end(), ch.block_table.begin(), ch.block_table.end());
+      tables.resize(tables.size() + max_blocks - ch.block_table.size(), 0);
+      if (ch.sample) {
+        if (!samplers_.contains(ch.seq_id))
+          fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
+        logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
+        sample_seqs.push_back(ch.seq_id);
+      }
+    }
+    const model::ForwardBatch batch{.tokens = tokens,
+                                    .positions = positions,
+                                    .slots = slots,
+                                    .query_start = query_start,
+                                    .context_lens = context_lens,
+                                    .block_tables = tables,
+                                    .max_blocks_per_seq = static_cast<int>(max_blocks),
+                                    .logit_rows = logit_rows};
+    Tensor logits = model_->forward(batch, *pool_);
+    for (size_t r = 0; r < sample_seqs.size(); ++r) {
+      std::span<float> row(logits.data_as<float>() + r * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
+      result.sampled.push_back({sample_seqs[r], samplers_.at(sample_seqs[r]).sample(row)});
+    }
+  }
+  for (uint64_t id : plan.finished) samplers_.erase(id);
+  return result;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,158 @@
+// The engine on the default model: concurrent requests, batch invariance of greedy outputs,
+// stop strings, aborts, deadlines and bad requests failing alone.
+#include "tessera/engine/llm_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include "tessera/core/error.h"
+
+namespace tessera::engine {
+namespace {
+
+std::string model_path() {
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+// Collects one request's outputs; wait() returns when it has finished.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int32_t> tokens;
+  std::string text;
+  protocol::FinishReason finish = protocol::FinishReason::kNone;
+  std::string error;
+  std::optional<std::string> matched;
+  EngineInterface::OutputCallback callback() {
+    return [this](const protocol::RequestOutput& o) {
+      std::lock_guard lock(mu);
+      tokens.insert(tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      text += o.new_text;
+      if (o.finished()) {
+        finish = o.finish;
+        error = o.error;
+        matched = o.matched_stop;
+        cv.notify_all();
+      }
+    };
+  }
+  void wait() {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(300), [&] { return finish != protocol::FinishReason::kNone; }));
+  }
+};
+
+class Engine : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(model_path())) return;
+    engine_ = new LlmEngine({.model_path = model_path(),
+                             .served_model_name = "smol",
+                             .limits = {.max_num_seqs = 64, .max_num_batched_tokens = 512},
+                             .kv_cache_bytes = size_t{96} << 20});
+    engine_->start();
+  }
+  static void TearDownTestSuite() { delete engine_; }
+  void SetUp() override {
+    if (!engine_) GTEST_SKIP() << "default model not downloaded";
+  }
+  protocol::GenerationRequest request(const std::string& id, const std::string& text, int max_tokens) {
+    protocol::GenerationRequest r;
+    r.request_id = id;
+    r.prompt_ids = engine_->tokenizer().encode(text);
+    r.sampling.temperature = 0.0f;
+    r.stopping.max_tokens = max_tokens;
+    r.stopping.ignore_eos = true;
+    return r;
+  }
+  static LlmEngine* engine_;
+};
+LlmEngine* Engine::engine_ = nullptr;
+
+TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
+  Collector alone;
+  engine_->submit(request("alone", "The history of the Roman empire", 12), alone.callback());
+  alone.wait();
+  ASSERT_EQ(alone.tokens.size(), 12u);
+
+  std::vector<std::unique_ptr<Collector>> others;
+  Collector again;
+  for (int i = 0; i < 63; ++i) {
+    others.push_back(std::make_unique<Collector>());
+    engine_->submit(request("other" + std::to_string(i), "Request number " + std::to_string(i) + " asks about",
+                            4 + i % 9),
+                    others.back()->callback());
+    if (i == 20) engine_->submit(request("again", "The history of the Roman empire", 12), again.callback());
+  }
+  again.wait();
+  for (auto& c : others) c->wait();
+  EXPECT_EQ(again.tokens, alone.tokens);
+  EXPECT_EQ(again.text, alone.text);
+  for (auto& c : others) EXPECT_EQ(c->finish, protocol::FinishReason::kLength);
+}
+
+TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
+  Collector full;
+  engine_->submit(request("full", "Count: 1, 2, 3,", 12), full.callback());
+  full.wait();
+  ASSERT_GE(full.text.size(), 4u);
+  // Stop at a piece of the text we know comes.
+  const std::string stop = full.text.substr(2, 2);
+  Collector c;
+  auto r = request("stopped", "Count: 1, 2, 3,", 12);
+  r.stopping.stop = {stop};
+  engine_->submit(r, c.callback());
+  c.wait();
+  EXPECT_EQ(c.finish, protocol::FinishReason::kStop);
+  EXPECT_EQ(c.matched, stop);
+  EXPECT_EQ(c.text, full.text.substr(0, full.text.find(stop)));
+}
+
+TEST_F(Engine, AbortAndDeadlineStopRequests) {
+  Collector a;
+  engine_->submit(request("to-abort", "Write a very long story", 2000), a.callback());
+  engine_->abort("to-abort");
+  a.wait();
+  EXPECT_EQ(a.finish, protocol::FinishReason::kAbort);
+  Collector d;
+  auto r = request("deadline", "Write a very long story", 2000);
+  r.deadline = protocol::Clock::now() + std::chrono::milliseconds(300);
+  engine_->submit(r, d.callback());
+  d.wait();
+  EXPECT_EQ(d.finish, protocol::FinishReason::kError);
+  EXPECT_NE(d.error.find("deadline"), std::string::npos);
+}
+
+TEST_F(Engine, BadRequestsAreRefusedWithClearErrors) {
+  Collector c;
+  auto too_long = request("long", "hi", 100000);
+  try {
+    engine_->submit(too_long, c.callback());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("100000"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("8192"), std::string::npos);
+  }
+  auto bad_token = request("bad", "hi", 4);
+  bad_token.prompt_ids.push_back(49152);
+  EXPECT_THROW(engine_->submit(bad_token, c.callback()), Error);
+  auto bad_param = request("badp", "hi", 4);
+  bad_param.sampling.top_p = 2.0f;
+  EXPECT_THROW(engine_->submit(bad_param, c.callback()), Error);
+  // The engine still serves.
+  Collector ok;
+  engine_->submit(request("ok", "hello", 3), ok.callback());
+  ok.wait();
+  EXPECT_EQ(ok.tokens.size(), 3u);
+  EXPECT_TRUE(engine_->healthy());
+  EXPECT_TRUE(engine_->ready());
+  EXPECT_GT(engine_->metrics().value("tessera:generation_tokens_total"), 0.0);
+}
+
+}  // namespace
+}  // namespace tessera::engine
