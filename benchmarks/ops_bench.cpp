@@ -67,6 +67,16 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Matmul)->Apply(MatmulArgs);
 
+// Row-count sweep on the FFN up shape (Q4_1, N=1536, K=576): where the fused one-pass kernels hand
+// over to dequantize + sgemm (kMaxFusedM in src/ops/cpu/matmul.cpp), and prefill-size efficiency.
+void MatmulRowsArgs(benchmark::internal::Benchmark* b) {
+  for (int64_t m : {1, 2, 4, 8, 16, 24, 32, 42, 128}) b->Args({2, 1536, 576, m});
+  b->ArgNames({"type", "N", "K", "M"});
+  b->Unit(benchmark::kMicrosecond);
+  b->UseRealTime();
+}
+BENCHMARK(BM_Matmul)->Name("BM_MatmulRows")->Apply(MatmulRowsArgs);
+
 // Decode step of paged attention: Args: sequences, context length. 9 heads / 3 kv heads, hd 64.
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int seqs = static_cast<int>(state.range(0)), ctx = static_cast<int>(state.range(1));

@@ -47,7 +47,7 @@ class MatmulTest : public SeededTest {
 
 TEST_F(MatmulTest, EveryWeightTypeAndRowCount) {
   for (DType t : kWeightTypes)
-    for (int64_t m : {1, 2, 3, 7, 64}) check(t, m, 37, 96, m % 2 == 1);
+    for (int64_t m : {1, 2, 3, 7, 9, 16, 17, 64}) check(t, m, 37, 96, m % 2 == 1);
 }
 
 TEST_F(MatmulTest, ModelShapesDecode) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../check.h"
+#include "parallel.h"
 #include "simd.h"
 
 namespace tessera::ops::cpu {
@@ -109,12 +110,13 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   const Ctx c{&q, k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), &batch,
               &p};
   const auto n_items = static_cast<int64_t>(items.size());
-#pragma omp parallel if (work * p.num_heads * p.head_dim >= (1 << 16))
-  {
-    std::vector<float> scratch;
-#pragma omp for schedule(dynamic)
-    for (int64_t i = 0; i < n_items; ++i) run_item(c, items[static_cast<size_t>(i)], scratch);
-  }
+  detail::parallel_for(
+      n_items,
+      [&](int64_t i) {
+        thread_local std::vector<float> scratch;  // per pool thread, reused across calls
+        run_item(c, items[static_cast<size_t>(i)], scratch);
+      },
+      work * p.num_heads * p.head_dim >= (1 << 16));
 }
 
 }  // namespace tessera::ops::cpu

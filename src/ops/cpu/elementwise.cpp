@@ -1,10 +1,12 @@
 // ops::cpu element-wise and row ops: AVX2 when the CPU has it (simd.h), the reference loops
-// otherwise; rows are split over OpenMP threads when there are enough of them to pay off.
+// otherwise; rows are split over the pool's threads (parallel.h) when there are enough of them to
+// pay off.
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "../check.h"
+#include "parallel.h"
 #include "simd.h"
 
 namespace tessera::ops::cpu {
@@ -75,8 +77,9 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   }
   const float* xp = x.data_as<float>();
   float* op = out.data_as<float>();
-#pragma omp parallel for schedule(static) if (rows * d >= kParallelMinElems)
-  for (int64_t r = 0; r < rows; ++r) detail::rms_norm_row_avx2(xp + r * d, w, eps, d, op + r * d);
+  detail::parallel_for(
+      rows, [&](int64_t r) { detail::rms_norm_row_avx2(xp + r * d, w, eps, d, op + r * d); },
+      rows * d >= kParallelMinElems);
 }
 
 void add(Tensor& x, const Tensor& y) {
@@ -97,12 +100,14 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   const int64_t n = gate.numel();
   constexpr int64_t kChunk = 1 << 14;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElems)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
-    detail::silu_mul_avx2(gate.data_as<float>() + i0, up.data_as<float>() + i0,
-                          out.data_as<float>() + i0, len);
-  }
+  detail::parallel_for(
+      chunks,
+      [&](int64_t c) {
+        const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+        detail::silu_mul_avx2(gate.data_as<float>() + i0, up.data_as<float>() + i0,
+                              out.data_as<float>() + i0, len);
+      },
+      n >= kParallelMinElems);
 }
 
 void softmax(Tensor& x) {
@@ -110,8 +115,9 @@ void softmax(Tensor& x) {
   check_f32("softmax", "x", x);
   const int64_t d = cols_of(x), rows = rows_of(x);
   float* p = x.data_as<float>();
-#pragma omp parallel for schedule(static) if (rows * d >= kParallelMinElems && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) detail::softmax_row_avx2(p + r * d, d);
+  detail::parallel_for(
+      rows, [&](int64_t r) { detail::softmax_row_avx2(p + r * d, d); },
+      rows * d >= kParallelMinElems);
 }
 
 std::vector<int32_t> argmax(const Tensor& logits) {

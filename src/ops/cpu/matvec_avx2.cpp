@@ -1,5 +1,5 @@
 // Small-M (decode) matmul kernels for AVX2: every weight row is read once, still quantized, and
-// dotted against up to 4 activation rows. Q8_0 / Q4_0 / Q4_1 blocks are unpacked in registers
+// dotted against up to 8 activation rows. Q8_0 / Q4_0 / Q4_1 blocks are unpacked in registers
 // (int8/nibbles -> int32 -> f32) and multiplied in fp32, so the result differs from the reference
 // (dequantize, then dot) only by fp32 rounding order: no activation quantization is involved.
 // Per block: acc += d * (q . x)  (+ m * sum(x) for Q4_1, with the block sums precomputed).
@@ -149,8 +149,16 @@ void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
       return rows_m<2>(a, n0, n1);
     case 3:
       return rows_m<3>(a, n0, n1);
-    default:
+    case 4:
       return rows_m<4>(a, n0, n1);
+    case 5:
+      return rows_m<5>(a, n0, n1);
+    case 6:
+      return rows_m<6>(a, n0, n1);
+    case 7:
+      return rows_m<7>(a, n0, n1);
+    default:
+      return rows_m<8>(a, n0, n1);
   }
 }
 

@@ -1,9 +1,12 @@
 // ops::cpu::rope: the angles of a row are computed once (same fp32 formula as the reference, so
-// cos/sin are bit-identical) and applied to every head of that row; rows go to OpenMP threads.
+// cos/sin are bit-identical) and applied to every head of that row; chunks of rows go to the pool
+// (parallel.h).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../check.h"
+#include "parallel.h"
 
 namespace tessera::ops::cpu {
 
@@ -14,36 +17,39 @@ void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const Ro
   const bool interleaved = p.style == RopeStyle::kInterleaved;
   float* base = x.data_as<float>();
   const auto rows = static_cast<int64_t>(positions.size());
-#pragma omp parallel if (rows >= 16)
-  {
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < rows; ++t) {
-      for (int i = 0; i < half; ++i) {
-        const float angle = static_cast<float>(positions[t]) * inv[static_cast<size_t>(i)];
-        cs[static_cast<size_t>(i)] = std::cos(angle);
-        sn[static_cast<size_t>(i)] = std::sin(angle);
-      }
-      for (int h = 0; h < num_heads; ++h) {
-        float* v = base + (t * num_heads + h) * p.head_dim;
-        if (interleaved) {
+  constexpr int64_t kRowsPerChunk = 8;
+  detail::parallel_for(
+      (rows + kRowsPerChunk - 1) / kRowsPerChunk,
+      [&](int64_t chunk) {
+        std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+        for (int64_t t = chunk * kRowsPerChunk; t < std::min(rows, (chunk + 1) * kRowsPerChunk);
+             ++t) {
           for (int i = 0; i < half; ++i) {
-            const float x0 = v[2 * i], x1 = v[2 * i + 1];
-            v[2 * i] = x0 * cs[i] - x1 * sn[i];
-            v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+            const float angle = static_cast<float>(positions[t]) * inv[static_cast<size_t>(i)];
+            cs[static_cast<size_t>(i)] = std::cos(angle);
+            sn[static_cast<size_t>(i)] = std::sin(angle);
           }
-        } else {
-          float* lo = v;
-          float* hi = v + half;
-          for (int i = 0; i < half; ++i) {  // contiguous halves: auto-vectorised
-            const float x0 = lo[i], x1 = hi[i];
-            lo[i] = x0 * cs[i] - x1 * sn[i];
-            hi[i] = x0 * sn[i] + x1 * cs[i];
+          for (int h = 0; h < num_heads; ++h) {
+            float* v = base + (t * num_heads + h) * p.head_dim;
+            if (interleaved) {
+              for (int i = 0; i < half; ++i) {
+                const float x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = x0 * cs[i] - x1 * sn[i];
+                v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+              }
+            } else {
+              float* lo = v;
+              float* hi = v + half;
+              for (int i = 0; i < half; ++i) {  // contiguous halves: auto-vectorised
+                const float x0 = lo[i], x1 = hi[i];
+                lo[i] = x0 * cs[i] - x1 * sn[i];
+                hi[i] = x0 * sn[i] + x1 * cs[i];
+              }
+            }
           }
         }
-      }
-    }
-  }
+      },
+      rows >= 16);
 }
 
 }  // namespace tessera::ops::cpu

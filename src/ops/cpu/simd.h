@@ -24,7 +24,7 @@ struct MatvecArgs {
   size_t w_row_bytes = 0;
   const float* x = nullptr;     // [m_count, k]
   const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1 only), else null
-  int m_count = 0;              // 1..4
+  int m_count = 0;              // 1..8
   int64_t k = 0;
   float* y = nullptr;  // row m at y + m * ldy
   int64_t ldy = 0;

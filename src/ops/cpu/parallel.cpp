@@ -1,0 +1,138 @@
+// The ops' chunk pool (see parallel.h). A job is published as a new epoch in `ticket_`, whose
+// low 32 bits count the chunks handed out. Every claim is a compare-exchange that names the epoch,
+// so a worker holding a stale view of the job (it read the parameters, then was descheduled
+// while the job finished and the next one was published) can never run a chunk of the wrong job:
+// its claim fails and it re-reads. A claimed chunk keeps its job alive (the caller waits for
+// `done_`), which is what makes reading the job's parameters before the claim safe. All atomics
+// are sequentially consistent: the loads are free on x86 and the proof above relies on one order.
+#include "parallel.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tessera::ops::cpu::detail {
+namespace {
+
+constexpr uint64_t kChunkMask = 0xffffffffu;
+// How long an idle worker polls for the next job before sleeping on a futex. Decode issues ops
+// back to back with a few microseconds of serial work between them, so a short spin catches the
+// next one without a wake-up syscall, while an idle process stops burning a shared core quickly.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+// True on pool workers, and on a caller while it runs chunks: a parallel_for from inside a chunk
+// runs inline (the pool is busy with the outer job, and its mutex is held).
+thread_local bool t_in_job = false;
+
+class Pool {
+ public:
+  ~Pool() {
+    stop_ = true;
+    epoch_word_.fetch_add(1);
+    epoch_word_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  void run(int threads, int64_t chunks, ChunkFn fn, void* ctx) {
+    std::lock_guard<std::mutex> lock(run_mu_);
+    while (static_cast<int>(workers_.size()) < threads - 1) {
+      const int id = static_cast<int>(workers_.size());
+      workers_.emplace_back([this, id] { worker_loop(id); });
+    }
+    fn_ = fn;
+    ctx_ = ctx;
+    chunks_ = chunks;
+    active_workers_ = threads - 1;
+    done_ = 0;
+    const uint64_t epoch = (ticket_.load() >> 32) + 1;
+    ticket_.store(epoch << 32);
+    epoch_word_.store(static_cast<uint32_t>(epoch));
+    if (sleepers_.load() > 0) epoch_word_.notify_all();
+    t_in_job = true;
+    claim_and_run(epoch << 32, fn, ctx, chunks);
+    t_in_job = false;
+    // Wait only for chunks other threads have claimed and are running.
+    for (int spins = 0; done_.load() < chunks; ++spins) {
+      if (spins < 4096)
+        _mm_pause();
+      else
+        std::this_thread::yield();
+    }
+  }
+
+ private:
+  // Claims chunks of the job whose ticket was `t` until it is exhausted or replaced.
+  void claim_and_run(uint64_t t, ChunkFn fn, void* ctx, int64_t chunks) {
+    const uint64_t epoch = t >> 32;
+    while ((t >> 32) == epoch && static_cast<int64_t>(t & kChunkMask) < chunks) {
+      if (ticket_.compare_exchange_weak(t, t + 1)) {
+        fn(ctx, static_cast<int64_t>(t & kChunkMask));
+        done_.fetch_add(1);
+        t = ticket_.load();
+      }
+    }
+  }
+
+  void worker_loop(int id) {
+    t_in_job = true;
+    uint64_t seen = 0;
+    while (!stop_) {
+      uint64_t t = ticket_.load();
+      if ((t >> 32) == seen) {
+        const auto until = std::chrono::steady_clock::now() + kSpin;
+        for (int i = 0; (ticket_.load() >> 32) == seen && !stop_; ++i) {
+          _mm_pause();
+          if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) {
+            sleepers_.fetch_add(1);
+            // Re-check after announcing ourselves, so a publish in between is not missed.
+            if ((ticket_.load() >> 32) == seen && !stop_)
+              epoch_word_.wait(static_cast<uint32_t>(seen));
+            sleepers_.fetch_sub(1);
+          }
+        }
+        continue;
+      }
+      seen = t >> 32;
+      if (id >= active_workers_.load()) continue;
+      // Parameters of epoch `seen` (or of a later job: then every claim below fails).
+      claim_and_run(t, fn_.load(), ctx_.load(), chunks_.load());
+    }
+  }
+
+  std::mutex run_mu_;  // one job at a time; callers from several threads queue here
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> ticket_{0};      // epoch << 32 | next chunk to hand out
+  std::atomic<uint32_t> epoch_word_{0};  // low bits of the epoch, for futex sleeping
+  std::atomic<int> sleepers_{0};
+  std::atomic<ChunkFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<int64_t> chunks_{0};
+  std::atomic<int> active_workers_{0};
+  std::atomic<int64_t> done_{0};
+  std::atomic<bool> stop_{false};
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+}  // namespace
+
+int max_threads() { return omp_get_max_threads(); }
+
+void run_chunks(int threads, int64_t chunks, ChunkFn fn, void* ctx) {
+  // (More than 2^31 chunks cannot be counted in the ticket; no op comes near that.)
+  if (threads <= 1 || chunks <= 1 || chunks > (int64_t{1} << 31) || t_in_job || omp_in_parallel()) {
+    for (int64_t c = 0; c < chunks; ++c) fn(ctx, c);
+    return;
+  }
+  pool().run(threads, chunks, fn, ctx);
+}
+
+}  // namespace tessera::ops::cpu::detail
