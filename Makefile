@@ -2,7 +2,7 @@
 #   make deps   idempotent install of the Debian packages + the Python venv for test references
 #   make        build (Release, ccache)
 #   make test   deps + build + default model + every test
-#   make serve  deps + build + default model + the main job
+#   make serve  deps + build + default model + the OpenAI-compatible server on :8000
 #   make bench  Google Benchmark kernels and decode speed
 SHELL := /bin/bash
 PRESET ?= $(if $(CI),ci,default)
@@ -14,7 +14,7 @@ TESSERA := $(BUILD)/tessera
 export TESSERA_PYTHON := $(abspath $(PY))
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
-.PHONY: all deps deps-apt deps-venv configure build test serve model bench format clean
+.PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean
 
 all: build
 
@@ -43,6 +43,9 @@ test: deps build model
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1200
 
 serve: deps build model
+	$(TESSERA) serve --model smollm2-135m-instruct --http-port $(or $(PORT),8000)
+
+generate: deps build model
 	$(TESSERA) generate --model smollm2-135m-instruct --chat \
 	  --prompt "What is the capital of France? Answer in one sentence." --max-tokens 64
 

@@ -13,11 +13,46 @@
 #include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
 
+#include <future>
+
+#include "tessera/tokenizer/chat_template.h"
+
 #if TESSERA_HAVE_HTTP
 #include "tessera/server/http_server.h"
 #endif
 
 namespace tessera::cli {
+namespace {
+
+// One short chat generation before the listeners open: it proves the model answers (the answer
+// is logged) and touches every weight page once, so the first client does not pay for it.
+[[maybe_unused]] void warm_up(engine::EngineInterface& engine) {
+  const auto& tok = engine.tokenizer();
+  const std::string question = "What is the capital of France? Answer in one sentence.";
+  std::string prompt = question;
+  if (!tok.chat_template().empty()) {
+    tokenizer::ChatTemplate tmpl(tok.chat_template(), tok.bos_token(), tok.eos_token());
+    nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+    msgs.push_back({{"role", "user"}, {"content", question}});
+    prompt = tmpl.render(msgs, nullptr, /*add_generation_prompt=*/true);
+  }
+  protocol::GenerationRequest req;
+  req.request_id = "warmup";
+  req.prompt_ids = tok.encode(prompt, {.add_special = false, .parse_special = true});
+  req.sampling.temperature = 0.0f;
+  req.stopping.max_tokens = 32;
+  auto done = std::make_shared<std::promise<void>>();
+  auto text = std::make_shared<std::string>();
+  engine.submit(req, [done, text](const protocol::RequestOutput& o) {
+    *text += o.new_text;
+    if (o.finished()) done->set_value();
+  });
+  done->get_future().wait();
+  TESSERA_LOG_INFO("warm-up: {} -> {}", question, *text);
+  std::printf("warm-up: %s\n%s\n", question.c_str(), text->c_str());
+}
+
+}  // namespace
 
 int cmd_serve(const std::vector<std::string>& argv) {
 #if !TESSERA_HAVE_HTTP
@@ -27,7 +62,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
           "drain-timeout", "io-threads"},
-         {"no-prefix-caching"});
+         {"no-prefix-caching", "no-warmup"});
   const std::string model_arg = a.get_or("model", default_model().name);
   const std::string path = resolve_model_path(model_arg);
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
@@ -51,6 +86,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   TESSERA_LOG_INFO("loading {}", path);
   engine::LlmEngine engine(ec);
   engine.start();
+  if (!a.flag("no-warmup")) warm_up(engine);
   server::HttpServer http(engine, {.host = a.get_or("host", "127.0.0.1"),
                                    .port = a.get_int("http-port", 8000),
                                    .api_key = a.get_or("api-key", ""),

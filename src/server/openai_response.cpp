@@ -1,0 +1,129 @@
+#include "tessera/server/openai_response.h"
+
+namespace tessera::server {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+json bytes_array(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(int(c));
+  return a;
+}
+
+const char* object_name(const ResponseMeta& meta, bool chunk) {
+  if (meta.chat) return chunk ? "chat.completion.chunk" : "chat.completion";
+  return "text_completion";
+}
+
+json head(const ResponseMeta& meta, bool chunk) {
+  json j;
+  j["id"] = meta.id;
+  j["object"] = object_name(meta, chunk);
+  j["created"] = meta.created;
+  j["model"] = meta.model;
+  return j;
+}
+
+json finish_json(protocol::FinishReason r) {
+  if (r == protocol::FinishReason::kNone) return nullptr;
+  return finish_reason_text(r);
+}
+
+}  // namespace
+
+const char* finish_reason_text(protocol::FinishReason r) { return protocol::finish_reason_name(r); }
+
+json usage_json(const Usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+
+json chat_logprobs(const tokenizer::Tokenizer& tok,
+                   const std::vector<sampling::SampleResult>& results) {
+  json content = json::array();
+  for (const auto& r : results) {
+    const std::string piece = tok.token_bytes(r.token);
+    json top = json::array();
+    for (const auto& t : r.top) {
+      const std::string tp = tok.token_bytes(t.token);
+      top.push_back({{"token", tp}, {"logprob", t.logprob}, {"bytes", bytes_array(tp)}});
+    }
+    content.push_back({{"token", piece},
+                       {"logprob", r.logprob},
+                       {"bytes", bytes_array(piece)},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return {{"content", std::move(content)}};
+}
+
+json completion_logprobs(const tokenizer::Tokenizer& tok,
+                         const std::vector<sampling::SampleResult>& results, size_t text_offset) {
+  json tokens = json::array(), token_lp = json::array(), top = json::array(),
+       offsets = json::array();
+  for (const auto& r : results) {
+    const std::string piece = tok.token_bytes(r.token);
+    tokens.push_back(piece);
+    token_lp.push_back(r.logprob);
+    json alts = json::object();
+    for (const auto& t : r.top) alts[tok.token_bytes(t.token)] = t.logprob;
+    top.push_back(std::move(alts));
+    offsets.push_back(text_offset);
+    text_offset += piece.size();
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_lp)},
+          {"top_logprobs", std::move(top)},
+          {"text_offset", std::move(offsets)}};
+}
+
+json full_response(const ResponseMeta& meta, const tokenizer::Tokenizer& tok,
+                   const std::vector<ChoiceState>& choices, const Usage& usage) {
+  json j = head(meta, /*chunk=*/false);
+  json arr = json::array();
+  for (const auto& c : choices) {
+    json choice;
+    choice["index"] = c.index;
+    if (meta.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      choice["logprobs"] = meta.logprobs ? chat_logprobs(tok, c.logprobs) : json(nullptr);
+    } else {
+      choice["text"] = c.text;
+      choice["logprobs"] = meta.logprobs ? completion_logprobs(tok, c.logprobs, 0) : json(nullptr);
+    }
+    choice["finish_reason"] = finish_json(c.finish);
+    arr.push_back(std::move(choice));
+  }
+  j["choices"] = std::move(arr);
+  j["usage"] = usage_json(usage);
+  return j;
+}
+
+json stream_chunk(const ResponseMeta& meta, const ChunkPart& part, bool with_null_usage) {
+  json j = head(meta, /*chunk=*/true);
+  json choice;
+  choice["index"] = part.index;
+  if (meta.chat) {
+    json delta = json::object();
+    if (part.role) delta["role"] = *part.role;
+    if (part.content) delta["content"] = *part.content;
+    choice["delta"] = std::move(delta);
+  } else {
+    choice["text"] = part.content.value_or("");
+  }
+  choice["logprobs"] = part.logprobs;
+  choice["finish_reason"] = finish_json(part.finish);
+  j["choices"] = json::array({std::move(choice)});
+  if (with_null_usage) j["usage"] = nullptr;
+  return j;
+}
+
+json usage_chunk(const ResponseMeta& meta, const Usage& usage) {
+  json j = head(meta, /*chunk=*/true);
+  j["choices"] = json::array();
+  j["usage"] = usage_json(usage);
+  return j;
+}
+
+}  // namespace tessera::server

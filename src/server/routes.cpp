@@ -1,0 +1,160 @@
+// The router: path and method checks, bearer auth, and the small JSON routes. Generation routes
+// hand over to a GenerationJob.
+#include <algorithm>
+#include <string_view>
+
+#include "tessera/server/generation_job.h"
+#include "tessera/server/openai_request.h"
+#include "tessera/server/session.h"
+
+namespace tessera::server {
+namespace {
+
+using json = nlohmann::ordered_json;
+using Request = http::request<http::string_body>;
+
+// Compares in time that depends only on the lengths, so a wrong key leaks no prefix.
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  const size_t n = std::max(a.size(), b.size());
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= unsigned(x ^ y);
+  }
+  return diff == 0;
+}
+
+void check_auth(const ServerContext& ctx, const Request& req) {
+  if (ctx.cfg.api_key.empty()) return;
+  const auto field = req[http::field::authorization];
+  const std::string_view h(field.data(), field.size());
+  constexpr std::string_view kBearer = "bearer ";
+  if (h.size() < kBearer.size() ||
+      !beast::iequals(beast::string_view(h.data(), kBearer.size()),
+                      beast::string_view(kBearer.data(), kBearer.size()))) {
+    throw ApiError(401, "missing API key: send `Authorization: Bearer <key>`", "",
+                   "invalid_api_key");
+  }
+  if (!constant_time_equal(h.substr(kBearer.size()), ctx.cfg.api_key)) {
+    throw ApiError(401, "incorrect API key", "", "invalid_api_key");
+  }
+}
+
+void require_ready(ServerContext& ctx) {
+  if (!ctx.engine.ready()) throw ApiError(503, "the engine is not ready");
+}
+
+Response models(ServerContext& ctx) {
+  json m;
+  m["id"] = ctx.model_name;
+  m["object"] = "model";
+  m["created"] = ctx.created;
+  m["owned_by"] = "tessera";
+  m["root"] = ctx.model_name;
+  m["max_model_len"] = ctx.engine.model_info().max_model_len;
+  return json_response(200, json{{"object", "list"}, {"data", json::array({m})}});
+}
+
+Response tokenize(ServerContext& ctx, const Request& req) {
+  const json body = parse_json_body(req.body());
+  const ParseContext pc = ctx.parse_context();
+  check_model(body, pc.model_name);
+  std::string text;
+  bool add_special = true;
+  if (body.contains("messages")) {
+    text = render_chat_prompt(body, pc);
+    add_special = false;  // the template already placed the special tokens
+  } else if (body.contains("prompt") && body["prompt"].is_string()) {
+    text = body["prompt"].get<std::string>();
+  } else {
+    bad_request("prompt", "tokenize needs a string prompt or messages");
+  }
+  if (body.contains("add_special_tokens")) {
+    if (!body["add_special_tokens"].is_boolean()) {
+      bad_request("add_special_tokens", "add_special_tokens must be a boolean");
+    }
+    add_special = body["add_special_tokens"].get<bool>();
+  }
+  const auto ids = pc.tok.encode(text, {.add_special = add_special, .parse_special = true});
+  return json_response(
+      200, json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", pc.max_model_len}});
+}
+
+Response detokenize(ServerContext& ctx, const Request& req) {
+  const json body = parse_json_body(req.body());
+  check_model(body, ctx.model_name);
+  if (!body.contains("tokens")) bad_request("tokens", "tokens is required");
+  const auto& tok = ctx.engine.tokenizer();
+  const auto ids = parse_token_ids(body["tokens"], "tokens", tok.vocab_size());
+  return json_response(200, json{{"prompt", tok.decode(ids)}});
+}
+
+void generate(Session& session, ServerContext& ctx, const Request& req, bool chat) {
+  require_ready(ctx);
+  const json body = parse_json_body(req.body());
+  const ParseContext pc = ctx.parse_context();
+  ParsedGeneration parsed =
+      chat ? parse_chat_request(body, pc) : parse_completion_request(body, pc);
+  auto job = std::make_shared<GenerationJob>(ctx, session.shared_from_this(), std::move(parsed));
+  job->start();
+  session.attach_job(std::move(job));
+}
+
+struct Route {
+  std::string_view path;
+  http::verb method;
+  bool auth;
+};
+constexpr Route kRoutes[] = {
+    {"/v1/chat/completions", http::verb::post, true},
+    {"/v1/completions", http::verb::post, true},
+    {"/v1/models", http::verb::get, true},
+    {"/health", http::verb::get, false},
+    {"/ready", http::verb::get, false},
+    {"/metrics", http::verb::get, false},
+    {"/tokenize", http::verb::post, true},
+    {"/detokenize", http::verb::post, true},
+};
+
+}  // namespace
+
+void handle_request(Session& session, ServerContext& ctx, Request&& req) {
+  std::string_view path(req.target().data(), req.target().size());
+  path = path.substr(0, path.find('?'));
+  const Route* route = nullptr;
+  for (const auto& r : kRoutes) {
+    if (r.path == path) route = &r;
+  }
+  if (!route) throw ApiError(404, "no route for " + std::string(path), "", "not_found");
+  session.set_route(std::string(route->path));  // a bounded label set for the metrics
+  if (req.method() != route->method) {
+    ApiError e(405, "method " + std::string(req.method_string()) + " is not allowed on " +
+                        std::string(path));
+    e.headers.emplace_back("Allow", std::string(http::to_string(route->method)));
+    throw e;
+  }
+  if (route->auth) check_auth(ctx, req);
+
+  if (path == "/v1/chat/completions") return generate(session, ctx, req, true);
+  if (path == "/v1/completions") return generate(session, ctx, req, false);
+  if (path == "/v1/models") return session.send_response(models(ctx));
+  if (path == "/health") {
+    if (!ctx.engine.healthy()) throw ApiError(503, "the engine step loop is stalled");
+    return session.send_response(json_response(200, json{{"status", "ok"}}));
+  }
+  if (path == "/ready") {
+    require_ready(ctx);
+    return session.send_response(json_response(200, json{{"status", "ready"}}));
+  }
+  if (path == "/metrics") {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = ctx.engine.metrics().render() + ctx.http_metrics.render();
+    return session.send_response(std::move(r));
+  }
+  if (path == "/tokenize") return session.send_response(tokenize(ctx, req));
+  if (path == "/detokenize") return session.send_response(detokenize(ctx, req));
+}
+
+}  // namespace tessera::server

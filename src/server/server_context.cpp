@@ -1,0 +1,100 @@
+#include "tessera/server/server_context.h"
+
+#include <cstdio>
+#include <random>
+
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+
+namespace tessera::server {
+namespace {
+
+std::unique_ptr<tokenizer::ChatTemplate> load_template(const tokenizer::Tokenizer& tok) {
+  if (tok.chat_template().empty()) return nullptr;
+  try {
+    return std::make_unique<tokenizer::ChatTemplate>(tok.chat_template(), tok.bos_token(),
+                                                     tok.eos_token());
+  } catch (const Error& e) {
+    // The completions route still works without one; chat requests get a 400 naming this.
+    TESSERA_LOG_WARN("the model's chat template does not parse: {}", e.what());
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+ServerContext::ServerContext(engine::EngineInterface& e, HttpServerConfig c)
+    : engine(e),
+      cfg(std::move(c)),
+      model_name(cfg.served_model_name.empty() ? e.model_info().id : cfg.served_model_name),
+      created(std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count()),
+      chat_template_(load_template(e.tokenizer())) {
+  std::random_device rd;
+  char salt[16];
+  std::snprintf(salt, sizeof salt, "%08x", unsigned(rd()));
+  id_salt_ = salt;
+}
+
+ParseContext ServerContext::parse_context() const {
+  return ParseContext{.tok = engine.tokenizer(),
+                      .chat_template = chat_template_.get(),
+                      .model_name = model_name,
+                      .max_model_len = engine.model_info().max_model_len,
+                      .max_n = cfg.max_n,
+                      .max_logprobs = cfg.max_logprobs,
+                      .max_stop = cfg.max_stop};
+}
+
+std::string ServerContext::new_id(std::string_view prefix) {
+  char num[24];
+  std::snprintf(num, sizeof num, "%010llx",
+                static_cast<unsigned long long>(next_id_.fetch_add(1) + 1));
+  return std::string(prefix) + id_salt_ + num;
+}
+
+void ServerContext::record(const std::string& method, const std::string& target,
+                           const std::string& route, int status, double seconds,
+                           const std::string& cause) {
+  const std::string code = std::to_string(status);
+  http_metrics.counter_add("tessera_http_requests_total", "HTTP requests by route and status", 1.0,
+                           {{"route", route}, {"status", code}});
+  http_metrics.histogram_observe("tessera_http_request_duration_seconds",
+                                 "HTTP request handling time (streams: until the last event)",
+                                 {0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 120}, seconds,
+                                 {{"route", route}});
+  TESSERA_LOG_INFO("{} {} {} {:.1f}ms", method, target, status, seconds * 1e3);
+  if (!cause.empty()) {
+    if (status >= 500 || status < 400) {  // < 400: a stream that failed after its 200 head
+      TESSERA_LOG_ERROR("{} {} -> {}: {}", method, target, status, cause);
+    } else {
+      TESSERA_LOG_WARN("{} {} -> {}: {}", method, target, status, cause);
+    }
+  }
+}
+
+void ServerContext::add_session(const std::shared_ptr<Session>& s) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  sessions_[s.get()] = s;
+}
+
+void ServerContext::remove_session(const Session* s) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  sessions_.erase(s);
+}
+
+std::vector<std::shared_ptr<Session>> ServerContext::live_sessions() {
+  std::vector<std::weak_ptr<Session>> weak;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    for (const auto& [ptr, w] : sessions_) weak.push_back(w);
+  }
+  std::vector<std::shared_ptr<Session>> out;
+  for (auto& w : weak) {
+    if (auto s = w.lock()) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace tessera::server
