@@ -14,7 +14,7 @@ void usage() {
   std::fputs(
       "usage: tessera <command> [options]\n"
       "  serve [--model M] [--host H] [--http-port N] [--api-key K] [--max-num-seqs N]\n"
-      "        [--kv-cache-mb MB] [--threads N]   OpenAI-compatible HTTP server\n"
+      "        [--kv-cache-mb MB] [--threads N] [--grpc-port N]   OpenAI HTTP (+ gRPC) server\n"
       "  models pull [NAME]                      download a known model (default smollm2-135m-instruct)\n"
       "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
       "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"

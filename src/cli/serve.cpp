@@ -14,10 +14,12 @@
 #include "tessera/engine/llm_engine.h"
 
 #include <future>
+#include <memory>
 
 #include "tessera/tokenizer/chat_template.h"
 
 #if TESSERA_HAVE_HTTP
+#include "tessera/server/grpc_server.h"
 #include "tessera/server/http_server.h"
 #endif
 
@@ -61,7 +63,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   Args a(argv,
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
-          "drain-timeout", "io-threads"},
+          "drain-timeout", "io-threads", "grpc-port"},
          {"no-prefix-caching", "no-warmup"});
   const std::string model_arg = a.get_or("model", default_model().name);
   const std::string path = resolve_model_path(model_arg);
@@ -93,6 +95,17 @@ int cmd_serve(const std::vector<std::string>& argv) {
                                    .threads = a.get_int("io-threads", 2),
                                    .served_model_name = ec.served_model_name});
   http.start();
+  // gRPC is opt-in (--grpc-port N, 0 = any free port), as in vLLM.
+  std::unique_ptr<server::GrpcServer> grpc;
+  if (auto gp = a.get("grpc-port")) {
+    grpc = std::make_unique<server::GrpcServer>(
+        engine, server::GrpcServerConfig{.host = a.get_or("host", "127.0.0.1"),
+                                         .port = a.get_int("grpc-port", 0),
+                                         .api_key = a.get_or("api-key", "")});
+    grpc->start();
+    TESSERA_LOG_INFO("gRPC on {}:{}", a.get_or("host", "127.0.0.1"), grpc->port());
+    std::printf("GRPC %s:%d\n", a.get_or("host", "127.0.0.1").c_str(), grpc->port());
+  }
   TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name,
                    a.get_or("host", "127.0.0.1"), http.port(), engine.model_info().num_blocks,
                    engine.model_info().block_size);
@@ -103,6 +116,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   TESSERA_LOG_INFO("signal {}: draining", sig);
   http.stop_accepting();
   engine.shutdown(a.get_double("drain-timeout", 30.0));
+  if (grpc) grpc->stop();
   http.stop();
   TESSERA_LOG_INFO("stopped");
   return 0;
