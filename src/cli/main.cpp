@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "worker_cmd.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 
@@ -14,7 +15,8 @@ void usage() {
   std::fputs(
       "usage: tessera <command> [options]\n"
       "  serve [--model M] [--host H] [--http-port N] [--api-key K] [--max-num-seqs N]\n"
-      "        [--kv-cache-mb MB] [--threads N] [--grpc-port N]   OpenAI HTTP (+ gRPC) server\n"
+      "        [--kv-cache-mb MB] [--threads N] [--grpc-port N] [--in-process-worker]\n"
+      "                                          OpenAI HTTP (+ gRPC) server, worker in its own process\n"
       "  models pull [NAME]                      download a known model (default smollm2-135m-instruct)\n"
       "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
       "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "template") return tessera::cli::cmd_template(args);
     if (cmd == "logits") return tessera::cli::cmd_logits(args);
     if (cmd == "serve") return tessera::cli::cmd_serve(args);
+    if (cmd == "worker") return tessera::cli::cmd_worker(args);  // internal: engine-spawned
     std::fprintf(stderr, "tessera: unknown command '%s'\n", cmd.c_str());
     usage();
     return 2;

@@ -13,6 +13,7 @@
 #include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
 
+#include <filesystem>
 #include <future>
 #include <memory>
 
@@ -64,7 +65,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
           "drain-timeout", "io-threads", "grpc-port"},
-         {"no-prefix-caching", "no-warmup"});
+         {"no-prefix-caching", "no-warmup", "in-process-worker"});
   const std::string model_arg = a.get_or("model", default_model().name);
   const std::string path = resolve_model_path(model_arg);
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
@@ -76,7 +77,11 @@ int cmd_serve(const std::vector<std::string>& argv) {
                  .max_waiting = a.get_int("max-waiting", 1024)},
       .block_size = a.get_int("block-size", 16),
       .kv_cache_bytes = static_cast<size_t>(a.get_int("kv-cache-mb", 512)) << 20,
-      .enable_prefix_caching = !a.flag("no-prefix-caching")};
+      .enable_prefix_caching = !a.flag("no-prefix-caching"),
+      // The worker runs in its own process (`tessera worker`) unless asked otherwise.
+      .worker_executable = a.flag("in-process-worker")
+                               ? std::string()
+                               : std::filesystem::read_symlink("/proc/self/exe").string()};
 
   // Block the signals before any thread starts so that only sigwait() below receives them.
   sigset_t signals;

@@ -23,26 +23,16 @@ const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 
 }  // namespace
 
 LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
-  worker_ = std::make_unique<worker::Worker>(worker::WorkerParams{.model_path = cfg.model_path,
-                                                                  .num_blocks = cfg.num_blocks,
-                                                                  .block_size = cfg.block_size,
-                                                                  .kv_cache_bytes = cfg.kv_cache_bytes});
+  executor_ = make_executor();
   tokenizer_ = load_tokenizer(cfg.model_path);
-  const auto& mc = worker_->config();
+  const ExecutorInfo& ei = executor_->info();
   info_ = ModelInfo{.id = cfg.served_model_name,
                     .path = cfg.model_path,
-                    .max_model_len = mc.max_position,
-                    .vocab_size = mc.vocab_size,
-                    .num_blocks = worker_->num_blocks(),
-                    .block_size = worker_->block_size()};
-  scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler::SchedulerConfig{
-      .num_blocks = info_.num_blocks,
-      .block_size = info_.block_size,
-      .max_num_seqs = cfg.limits.max_num_seqs,
-      .max_num_batched_tokens = cfg.limits.max_num_batched_tokens,
-      .max_model_len = info_.max_model_len,
-      .enable_prefix_caching = cfg.enable_prefix_caching,
-      .max_waiting = cfg.limits.max_waiting});
+                    .max_model_len = ei.max_position,
+                    .vocab_size = ei.vocab_size,
+                    .num_blocks = ei.num_blocks,
+                    .block_size = ei.block_size};
+  scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
   metrics_.gauge_set("tessera:cache_config_info", "KV cache configuration", 1.0,
                      {{"block_size", std::to_string(info_.block_size)},
                       {"num_gpu_blocks", std::to_string(info_.num_blocks)}});
@@ -51,16 +41,58 @@ LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
 
 LlmEngine::~LlmEngine() { shutdown(0.0); }
 
+std::unique_ptr<Executor> LlmEngine::make_executor() const {
+  const worker::WorkerParams wp{.model_path = cfg_.model_path,
+                                .num_blocks = cfg_.num_blocks,
+                                .block_size = cfg_.block_size,
+                                .kv_cache_bytes = cfg_.kv_cache_bytes};
+  if (cfg_.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
+  return std::make_unique<ProcessExecutor>(
+      ProcessExecutorParams{.executable = cfg_.worker_executable, .worker = wp});
+}
+
+scheduler::SchedulerConfig LlmEngine::scheduler_config() const {
+  return {.num_blocks = info_.num_blocks,
+          .block_size = info_.block_size,
+          .max_num_seqs = cfg_.limits.max_num_seqs,
+          .max_num_batched_tokens = cfg_.limits.max_num_batched_tokens,
+          .max_model_len = info_.max_model_len,
+          .enable_prefix_caching = cfg_.enable_prefix_caching,
+          .max_waiting = cfg_.limits.max_waiting};
+}
+
+// A dead worker loses its KV cache: every live request fails with the reason, the scheduler (and
+// its prefix cache, which described that KV cache) starts afresh, and a new worker is started.
+// Readiness is false until it reports in.
+void LlmEngine::restart_after_worker_death(const std::string& why) {
+  worker_ok_ = false;
+  TESSERA_LOG_ERROR("worker lost: {}; restarting it", why);
+  metrics_.counter_add("tessera:worker_restarts_total", "Worker restarts after a failure");
+  std::vector<uint64_t> seqs;
+  for (const auto& [seq, r] : live_) seqs.push_back(seq);
+  for (uint64_t s : seqs) finish(s, FinishReason::kError, "worker failed: " + why);
+  to_drop_.clear();
+  scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
+  try {
+    executor_ = make_executor();
+    worker_ok_ = true;
+    TESSERA_LOG_INFO("worker restarted");
+  } catch (const std::exception& e) {
+    TESSERA_LOG_ERROR("worker restart failed: {}", e.what());
+  }
+}
+
 void LlmEngine::start() {
   last_progress_ns_ = now_ns();
   running_ = true;
   thread_ = std::thread([this] { loop(); });
 }
 
-bool LlmEngine::ready() const { return running_ && !draining_; }
+bool LlmEngine::ready() const { return running_ && !draining_ && worker_ok_; }
 
 bool LlmEngine::healthy() const {
-  return running_ && (now_ns() - last_progress_ns_.load()) < cfg_.health_timeout_seconds * 1e9;
+  return running_ && worker_ok_ &&
+         (now_ns() - last_progress_ns_.load()) < cfg_.health_timeout_seconds * 1e9;
 }
 
 void LlmEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
@@ -202,10 +234,15 @@ void LlmEngine::step() {
                          static_cast<double>(plan.preempted.size()));
   protocol::ExecuteResult result;
   try {
-    result = worker_->execute(exec);
+    if (!executor_ || !executor_->alive()) fail(ErrorCode::kInternal, "no live worker");
+    result = executor_->execute(exec);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it, not the server.
     TESSERA_LOG_ERROR("step failed: {}", e.what());
+    if (!executor_ || !executor_->alive()) {
+      restart_after_worker_death(e.what());
+      return;
+    }
     metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "step"}});
     for (const auto& ch : exec.chunks)
       if (live_.contains(ch.seq_id)) finish(ch.seq_id, FinishReason::kError, e.what());

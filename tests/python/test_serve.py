@@ -109,6 +109,31 @@ def test_errors_health_and_metrics(server):
         assert name in m, name
 
 
+def test_killed_worker_fails_its_requests_and_is_restarted(server):
+    url, proc = server
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children  # the worker process
+    c = client(url)
+    stream = c.completions.create(model="smollm2-135m-instruct", prompt="Tell a long story.",
+                                  max_tokens=2000, temperature=0, stream=True,
+                                  extra_body={"ignore_eos": True})
+    next(iter(stream))  # generation has started
+    os.kill(int(children[0]), signal.SIGKILL)
+    with pytest.raises(Exception) as e:
+        for _ in stream:
+            pass
+    assert "worker" in str(e.value).lower() or "error" in str(e.value).lower()
+    # The server restarts the worker and serves again.
+    deadline = time.time() + 60
+    while time.time() < deadline and requests.get(url + "/ready", timeout=10).status_code != 200:
+        time.sleep(0.5)
+    r = c.completions.create(model="smollm2-135m-instruct", prompt="Hello", max_tokens=4, temperature=0)
+    assert r.usage.completion_tokens == 4
+    new_children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(new_children) == 1 and new_children != children
+    assert "tessera:worker_restarts_total 1" in requests.get(url + "/metrics", timeout=10).text
+
+
 def test_sigterm_exits_cleanly(server):
     _, proc = server
     proc.send_signal(signal.SIGTERM)

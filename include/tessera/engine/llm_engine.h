@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tessera/engine/engine.h"
+#include "tessera/engine/executor.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/scheduler/scheduler.h"
 #include "tessera/tokenizer/detokenizer.h"
@@ -32,6 +33,9 @@ struct EngineConfig {
   size_t kv_cache_bytes = size_t{256} << 20;
   bool enable_prefix_caching = true;
   double health_timeout_seconds = 60.0;
+  // Path of the tessera binary to run the worker in its own process (`tessera worker`); empty:
+  // the worker runs inside the engine's process.
+  std::string worker_executable;
 };
 
 class LlmEngine final : public EngineInterface {
@@ -75,9 +79,12 @@ class LlmEngine final : public EngineInterface {
               bool notify = true);
   void fail_all(const std::string& why);
   void update_gauges();
+  scheduler::SchedulerConfig scheduler_config() const;
 
   EngineConfig cfg_;
-  std::unique_ptr<worker::Worker> worker_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<Executor> make_executor() const;
+  void restart_after_worker_death(const std::string& why);
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
   ModelInfo info_;
@@ -98,6 +105,7 @@ class LlmEngine final : public EngineInterface {
   std::atomic<bool> draining_{false};
   std::atomic<bool> running_{false};
   std::atomic<int64_t> last_progress_ns_{0};
+  std::atomic<bool> worker_ok_{true};
   std::thread thread_;
 };
 

@@ -1,0 +1,83 @@
+// Executor: where the engine's steps run. The engine thread owns its Executor and calls it one
+// step at a time. LocalExecutor runs a Worker in the engine's process; ProcessExecutor runs it in
+// a child process (`tessera worker ...`) and talks ExecutePlan/ExecuteResult frames over a
+// socketpair, so a crash in the model code costs the step, not the server.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "tessera/protocol/step.h"
+#include "tessera/worker/worker.h"
+
+namespace tessera::engine {
+
+struct ExecutorInfo {
+  int vocab_size = 0;
+  int max_position = 0;
+  int num_layers = 0;
+  int num_blocks = 0;
+  int block_size = 0;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs one step. Throws tessera::Error when the step fails; when alive() turns false the
+  // executor is unusable and every later call throws.
+  virtual protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) = 0;
+  virtual const ExecutorInfo& info() const = 0;
+  virtual bool alive() const = 0;
+};
+
+class LocalExecutor final : public Executor {
+ public:
+  explicit LocalExecutor(const worker::WorkerParams& p);
+  protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override;
+  const ExecutorInfo& info() const override { return info_; }
+  bool alive() const override { return true; }
+
+ private:
+  std::unique_ptr<worker::Worker> worker_;
+  ExecutorInfo info_;
+};
+
+struct ProcessExecutorParams {
+  std::string executable;  // the tessera binary; run as `<executable> worker --model ...`
+  worker::WorkerParams worker;
+  double start_timeout_seconds = 120.0;  // loading the model
+  double step_timeout_seconds = 300.0;   // one execute()
+  double shutdown_grace_seconds = 2.0;   // after Shutdown, before SIGKILL
+};
+
+class ProcessExecutor final : public Executor {
+ public:
+  // Spawns the worker and waits for its Hello. Throws Error naming the model when the worker
+  // fails to load (with the worker's own message), exits or does not answer in time.
+  explicit ProcessExecutor(const ProcessExecutorParams& p);
+  ~ProcessExecutor() override;
+  ProcessExecutor(const ProcessExecutor&) = delete;
+  ProcessExecutor& operator=(const ProcessExecutor&) = delete;
+
+  protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override;
+  const ExecutorInfo& info() const override { return info_; }
+  bool alive() const override { return alive_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  [[noreturn]] void lost(const std::string& what);  // marks dead, reaps, throws kInternal
+  std::string exit_description();                   // "exited with status 1", "killed by signal 9"
+  void stop_child();
+
+  ProcessExecutorParams params_;
+  ExecutorInfo info_;
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  bool alive_ = false;
+  bool reaped_ = false;
+  int wait_status_ = 0;
+};
+
+}  // namespace tessera::engine
