@@ -347,10 +347,14 @@ void LlmEngine::update_gauges() {
   metrics_.gauge_set("tessera:num_requests_waiting", "Requests waiting", s.waiting);
   metrics_.gauge_set("tessera:kv_cache_usage_perc", "KV cache usage (0-1)",
                      s.total_blocks ? static_cast<double>(s.used_blocks) / s.total_blocks : 0.0);
-  metrics_.gauge_set("tessera:prefix_cache_queries", "Prompt tokens looked up in the prefix cache",
-                     static_cast<double>(s.prefix_queried_tokens));
-  metrics_.gauge_set("tessera:prefix_cache_hits", "Prompt tokens found in the prefix cache",
-                     static_cast<double>(s.prefix_hit_tokens));
+  // The scheduler keeps running totals (reset with it after a worker restart); export deltas.
+  const uint64_t q = s.prefix_queried_tokens, h = s.prefix_hit_tokens;
+  if (q < prefix_seen_.first || h < prefix_seen_.second) prefix_seen_ = {0, 0};
+  metrics_.counter_add("tessera:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache",
+                       static_cast<double>(q - prefix_seen_.first));
+  metrics_.counter_add("tessera:prefix_cache_hits_total", "Prompt tokens found in the prefix cache",
+                       static_cast<double>(h - prefix_seen_.second));
+  prefix_seen_ = {q, h};
 }
 
 }  // namespace tessera::engine

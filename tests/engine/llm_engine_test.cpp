@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "tessera/core/error.h"
 
@@ -126,6 +127,22 @@ TEST_F(Engine, AbortAndDeadlineStopRequests) {
   d.wait();
   EXPECT_EQ(d.finish, protocol::FinishReason::kError);
   EXPECT_NE(d.error.find("deadline"), std::string::npos);
+}
+
+TEST_F(Engine, RepeatedLongPromptHitsThePrefixCache) {
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  const double before = engine_->metrics().value("tessera:prefix_cache_hits_total");
+  for (int k = 0; k < 2; ++k) {
+    Collector c;
+    engine_->submit(request("prefix" + std::to_string(k), text, 2), c.callback());
+    c.wait();
+    ASSERT_EQ(c.tokens.size(), 2u);
+  }
+  // Let the loop export its counters (it does so after every iteration).
+  for (int i = 0; i < 50 && engine_->metrics().value("tessera:prefix_cache_hits_total") <= before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GE(engine_->metrics().value("tessera:prefix_cache_hits_total") - before, 16.0 * 10);
 }
 
 TEST_F(Engine, BadRequestsAreRefusedWithClearErrors) {

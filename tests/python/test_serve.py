@@ -105,7 +105,8 @@ def test_errors_health_and_metrics(server):
     assert r.status_code == 400
     m = requests.get(url + "/metrics", timeout=10).text
     for name in ("tessera:num_requests_running", "tessera:kv_cache_usage_perc",
-                 "tessera:time_to_first_token_seconds_bucket", "tessera:generation_tokens_total"):
+                 "tessera:time_to_first_token_seconds_bucket", "tessera:generation_tokens_total",
+                 "tessera:prefix_cache_queries_total", "tessera:request_success_total"):
         assert name in m, name
 
 

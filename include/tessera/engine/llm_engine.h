@@ -95,6 +95,7 @@ class LlmEngine final : public EngineInterface {
   std::unordered_map<std::string, uint64_t> by_id_;
   std::vector<uint64_t> to_drop_;  // finished since the last step: the worker forgets them
   uint64_t next_seq_ = 1;
+  std::pair<uint64_t, uint64_t> prefix_seen_{0, 0};  // scheduler prefix totals already exported
 
   // Shared with other threads.
   mutable std::mutex mu_;
