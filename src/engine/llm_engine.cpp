@@ -108,6 +108,11 @@ void LlmEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
     fail(ErrorCode::kInvalidArgument, "this model's maximum context length is ", info_.max_model_len,
          " tokens, but ", req.prompt_ids.size(), " prompt tokens + ", req.stopping.max_tokens,
          " max_tokens were requested");
+  const int64_t blocks = (need + info_.block_size - 1) / info_.block_size;
+  if (blocks > info_.num_blocks)
+    fail(ErrorCode::kInvalidArgument, req.prompt_ids.size(), " prompt tokens + ",
+         req.stopping.max_tokens, " max_tokens need ", blocks, " KV blocks but the cache holds ",
+         info_.num_blocks, " (", static_cast<int64_t>(info_.num_blocks) * info_.block_size, " tokens)");
   req.sampling.validate(info_.vocab_size);
   std::lock_guard lock(mu_);
   if (!running_ || stopping_ || draining_) fail(ErrorCode::kInternal, "the engine is not accepting requests");
