@@ -13,6 +13,9 @@ PY := $(VENV)/bin/python
 TESSERA := $(BUILD)/tessera
 export TESSERA_PYTHON := $(abspath $(PY))
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Paths inside the checkout hash relative to it, so a fresh clone elsewhere (CI) hits the cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= true
 
 .PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean
 
