@@ -56,4 +56,20 @@ int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v,
 int check_rope(const char* op, const Tensor& x, int num_heads, std::span<const int32_t> positions,
                const RopeParams& p);
 
+// Shared argument checks of embedding (ref and cpu): returns the row width.
+inline int64_t check_embedding(const Tensor& table, std::span<const int32_t> ids, const Tensor& out) {
+  check_cpu("embedding", "table", table);
+  check_f32("embedding", "out", out);
+  if (table.ndim() != 2)
+    fail(ErrorCode::kInvalidArgument, "embedding: table ", table.str(), " is not 2-D");
+  const int64_t d = table.dim(1);
+  if (cols_of(out) != d || rows_of(out) != static_cast<int64_t>(ids.size()))
+    fail(ErrorCode::kInvalidArgument, "embedding: out ", out.str(), " should be [", ids.size(),
+         ", ", d, "]");
+  for (int32_t id : ids)
+    if (id < 0 || id >= table.dim(0))
+      fail(ErrorCode::kOutOfRange, "embedding: id ", id, " outside [0, ", table.dim(0), ")");
+  return d;
+}
+
 }  // namespace tessera::ops::detail

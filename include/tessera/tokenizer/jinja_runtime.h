@@ -57,4 +57,11 @@ std::string py_strip(const std::string& s, const Value& chars, bool left, bool r
 std::string py_lower(std::string s);
 std::string py_upper(std::string s);
 
+// Argument `i` of a filter or method call, given by position or by keyword `name`, else `dflt`.
+inline const Value& arg(const CallArgs& a, size_t i, const char* name, const Value& dflt) {
+  if (i < a.pos.size()) return a.pos[i];
+  if (const Value* v = a.kwarg(name)) return *v;
+  return dflt;
+}
+
 }  // namespace tessera::tokenizer::jinja

@@ -15,6 +15,7 @@ using ops::detail::check_cpu;
 using ops::detail::check_f32;
 using ops::detail::cols_of;
 using ops::detail::rows_of;
+using ops::detail::check_embedding;
 
 namespace detail {
 bool have_avx2() {
@@ -43,17 +44,7 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
 }
 
 void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
-  check_cpu("embedding", "table", table);
-  check_f32("embedding", "out", out);
-  if (table.ndim() != 2)
-    fail(ErrorCode::kInvalidArgument, "embedding: table ", table.str(), " is not 2-D");
-  const int64_t d = table.dim(1);
-  if (cols_of(out) != d || rows_of(out) != static_cast<int64_t>(ids.size()))
-    fail(ErrorCode::kInvalidArgument, "embedding: out ", out.str(), " should be [", ids.size(),
-         ", ", d, "]");
-  for (int32_t id : ids)
-    if (id < 0 || id >= table.dim(0))
-      fail(ErrorCode::kOutOfRange, "embedding: id ", id, " outside [0, ", table.dim(0), ")");
+  const int64_t d = check_embedding(table, ids, out);
   float* o = out.data_as<float>();
   for (size_t t = 0; t < ids.size(); ++t)
     cpu::dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
