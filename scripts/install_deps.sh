@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(cmake g++ make ccache pkg-config git python3 python3-venv python3-pip
       libgtest-dev libgmock-dev libbenchmark-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-      libyaml-cpp-dev libpcre2-dev libopenblas-dev libboost-dev
+      libyaml-cpp-dev libgloo-dev libpcre2-dev libopenblas-dev libboost-dev
       libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,5 +14,7 @@ int cmd_tokenize(const std::vector<std::string>& args);
 int cmd_template(const std::vector<std::string>& args);
 int cmd_logits(const std::vector<std::string>& args);
 int cmd_serve(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);  // bench_cmd.cpp: load-testing client
+int cmd_plan(const std::vector<std::string>& args);   // plan_cmd.cpp: T x P layout planner
 
 }  // namespace tessera::cli

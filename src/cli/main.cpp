@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
     if (cmd == "template") return tessera::cli::cmd_template(args);
     if (cmd == "logits") return tessera::cli::cmd_logits(args);
     if (cmd == "serve") return tessera::cli::cmd_serve(args);
+    if (cmd == "bench") return tessera::cli::cmd_bench(args);
+    if (cmd == "plan") return tessera::cli::cmd_plan(args);
     if (cmd == "worker") return tessera::cli::cmd_worker(args);  // internal: engine-spawned
     std::fprintf(stderr, "tessera: unknown command '%s'\n", cmd.c_str());
     usage();

@@ -1,5 +1,7 @@
 #include "tessera/engine/executor.h"
 
+#include "tessera/core/error.h"
+
 namespace tessera::engine {
 
 LocalExecutor::LocalExecutor(const worker::WorkerParams& p)
@@ -14,6 +16,28 @@ LocalExecutor::LocalExecutor(const worker::WorkerParams& p)
 
 protocol::ExecuteResult LocalExecutor::execute(const protocol::ExecutePlan& plan) {
   return worker_->execute(plan);
+}
+
+}  // namespace tessera::engine
+
+namespace tessera::engine {
+
+void Executor::submit(const protocol::ExecutePlan& plan) {
+  Done d;
+  try {
+    d.result = execute(plan);
+  } catch (...) {
+    d.error = std::current_exception();
+  }
+  queued_.push_back(std::move(d));
+}
+
+protocol::ExecuteResult Executor::collect() {
+  if (queued_.empty()) fail(ErrorCode::kInternal, "collect() with no plan in flight");
+  Done d = std::move(queued_.front());
+  queued_.pop_front();
+  if (d.error) std::rethrow_exception(d.error);
+  return std::move(d.result);
 }
 
 }  // namespace tessera::engine

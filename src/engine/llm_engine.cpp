@@ -46,6 +46,12 @@ std::unique_ptr<Executor> LlmEngine::make_executor() const {
                                 .num_blocks = cfg_.num_blocks,
                                 .block_size = cfg_.block_size,
                                 .kv_cache_bytes = cfg_.kv_cache_bytes};
+  if (cfg_.group) {
+    WorkerGroupParams gp = *cfg_.group;
+    gp.worker = wp;
+    gp.executable = cfg_.worker_executable;
+    return std::make_unique<WorkerGroupExecutor>(gp);
+  }
   if (cfg_.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
   return std::make_unique<ProcessExecutor>(
       ProcessExecutorParams{.executable = cfg_.worker_executable, .worker = wp});

@@ -13,12 +13,11 @@
 #include <thread>
 #include <vector>
 
+#include "child_process.h"
 #include "tessera/core/error.h"
 #include "tessera/engine/executor.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
-
-extern char** environ;
 
 namespace tessera::engine {
 namespace {
@@ -26,35 +25,13 @@ namespace {
 using protocol::FrameType;
 using protocol::ReadStatus;
 
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-  return "stopped";
-}
-
-// posix_spawn with the child's socket end moved to a descriptor number of our choosing: dup2
-// onto a different number clears close-on-exec in the child only, so our copies stay private.
+// The worker's socket end is moved to a descriptor number of our choosing in the child.
 pid_t spawn_worker(const ProcessExecutorParams& p, int child_end, int child_fd) {
   const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
-  std::vector<std::string> args = {p.executable,    "worker",
-                                   "--model",       p.worker.model_path,
-                                   "--num-blocks",  std::to_string(p.worker.num_blocks),
-                                   "--block-size",  std::to_string(p.worker.block_size),
-                                   "--kv-cache-mb", std::to_string(kv_mb),
-                                   "--fd",          std::to_string(child_fd)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, child_end, child_fd);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, p.executable.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    fail(ErrorCode::kInternal, "cannot start worker process '", p.executable,
-         "': ", std::strerror(rc));
-  return pid;
+  return spawn_child({p.executable, "worker", "--model", p.worker.model_path, "--num-blocks",
+                      std::to_string(p.worker.num_blocks), "--block-size", std::to_string(p.worker.block_size),
+                      "--kv-cache-mb", std::to_string(kv_mb), "--fd", std::to_string(child_fd)},
+                     child_end, child_fd);
 }
 
 }  // namespace
@@ -159,7 +136,7 @@ std::string ProcessExecutor::exit_description() {
       wait_status_ = status;
     }
   }
-  return reaped_ ? describe_status(wait_status_) : "is still running";
+  return reaped_ ? describe_exit(wait_status_) : "is still running";
 }
 
 void ProcessExecutor::stop_child() {
@@ -172,22 +149,8 @@ void ProcessExecutor::stop_child() {
     }
   }
   if (pid_ > 0 && !reaped_) {
-    using Clock = std::chrono::steady_clock;
-    const auto deadline =
-        Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(params_.shutdown_grace_seconds));
-    while (!reaped_ && Clock::now() < deadline) {
-      exit_description();
-      if (!reaped_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-      reaped_ = true;
-      wait_status_ = status;
-    }
+    wait_status_ = stop_children({pid_}, params_.shutdown_grace_seconds)[0];
+    reaped_ = true;
   }
   if (fd_ >= 0) {
     ::close(fd_);

@@ -10,11 +10,11 @@ namespace tessera::model {
 LocalRunner::LocalRunner(const LlamaModel& model, const LocalRunnerParams& params)
     : model_(model),
       params_(params),
-      pool_(kv_cache::KvPoolParams{.num_layers = model.config().num_layers,
-                                   .num_blocks = params.num_blocks,
-                                   .block_size = params.block_size,
-                                   .num_kv_heads = model.config().num_kv_heads,
-                                   .head_dim = model.config().head_dim}),
+      pool_([&] {
+        auto kp = model.kv_shape(params.block_size);
+        kp.num_blocks = params.num_blocks;
+        return kp;
+      }()),
       allocator_(params.num_blocks) {}
 
 int LocalRunner::add_sequence() {

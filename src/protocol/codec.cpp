@@ -133,7 +133,7 @@ sampling::SamplingParams get_sampling(Reader& r) {
   return s;
 }
 
-bool known_type(uint8_t t) { return t >= 1 && t <= 5; }
+bool known_type(uint8_t t) { return t >= 1 && t <= 6; }
 
 }  // namespace
 
@@ -217,8 +217,11 @@ ExecuteResult decode_result(std::span<const uint8_t> payload) {
 
 std::vector<uint8_t> encode_hello(const WorkerHello& h) {
   Writer w;
-  for (int32_t v : {h.vocab_size, h.max_position, h.num_layers, h.num_blocks, h.block_size})
+  for (int32_t v : {h.vocab_size, h.max_position, h.num_layers, h.num_blocks, h.block_size, h.rank})
     w.i32(v);
+  w.u64(h.weight_bytes);
+  w.u64(h.resident_bytes);
+  w.u64(h.kv_bytes);
   return w.take();
 }
 
@@ -230,6 +233,10 @@ WorkerHello decode_hello(std::span<const uint8_t> payload) {
   h.num_layers = r.i32();
   h.num_blocks = r.i32();
   h.block_size = r.i32();
+  h.rank = r.i32();
+  h.weight_bytes = r.u64();
+  h.resident_bytes = r.u64();
+  h.kv_bytes = r.u64();
   r.finish();
   return h;
 }
@@ -245,7 +252,7 @@ WorkerError decode_error(std::span<const uint8_t> payload) {
   Reader r(payload, "worker error");
   WorkerError e;
   const uint8_t code = r.u8();
-  if (code > static_cast<uint8_t>(ErrorCode::kInternal))
+  if (code > static_cast<uint8_t>(ErrorCode::kUnavailable))
     fail(ErrorCode::kCorruptFile, "worker error: unknown error code ", int{code});
   e.code = static_cast<ErrorCode>(code);
   e.message = r.str();

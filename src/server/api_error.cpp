@@ -41,6 +41,10 @@ ApiError api_error_from_engine(const Error& e, bool engine_ready) {
       err.headers.emplace_back("Retry-After", "1");
       return err;
     }
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kDeadlineExceeded:
+      // A worker group that died or stalled: the request may be retried once it is restarted.
+      return ApiError(503, std::string("the engine is unavailable: ") + e.what());
     default:
       if (!engine_ready) return ApiError(503, std::string("the engine is not ready: ") + e.what());
       return ApiError(500, std::string("the engine failed: ") + e.what());

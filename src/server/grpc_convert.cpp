@@ -229,6 +229,10 @@ grpc::Status to_status(const Error& e) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, e.what()};
     case ErrorCode::kNotFound:
       return {grpc::StatusCode::NOT_FOUND, e.what()};
+    case ErrorCode::kUnavailable:
+      return {grpc::StatusCode::UNAVAILABLE, e.what()};
+    case ErrorCode::kDeadlineExceeded:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, e.what()};
     default:
       return {grpc::StatusCode::INTERNAL, e.what()};
   }

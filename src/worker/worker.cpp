@@ -6,15 +6,14 @@
 
 namespace tessera::worker {
 
-Worker::Worker(const WorkerParams& p) {
+Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp) : pp_(pp) {
   weights_ = model::open_weights(p.model_path);
-  model_ = std::make_unique<model::LlamaModel>(*weights_);
-  const auto& c = model_->config();
-  kv_cache::KvPoolParams kp{.num_layers = c.num_layers,
-                            .num_blocks = p.num_blocks,
-                            .block_size = p.block_size,
-                            .num_kv_heads = c.num_kv_heads,
-                            .head_dim = c.head_dim};
+  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp);
+  if (p.shard.num_stages > 1 && (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))
+    fail(ErrorCode::kInvalidArgument, "pipeline stage ", p.shard.stage, " of ", p.shard.num_stages,
+         " needs a PP communicator of that size and rank");
+  kv_cache::KvPoolParams kp = model_->kv_shape(p.block_size);
+  kp.num_blocks = p.num_blocks;
   if (kp.num_blocks == 0) kp.num_blocks = kv_cache::KvPool::blocks_for_budget(kp, p.kv_cache_bytes);
   if (kp.num_blocks <= 0)
     fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
@@ -24,7 +23,9 @@ Worker::Worker(const WorkerParams& p) {
 
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
   const int vocab = model_->config().vocab_size;
+  const bool sampler = output_rank();
   for (const auto& ns : plan.new_sequences) {
+    if (!sampler) continue;
     sampling::Sampler s(ns.sampling, vocab);
     s.set_prompt(ns.prompt);
     samplers_.insert_or_assign(ns.seq_id, std::move(s));
@@ -56,7 +57,7 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
       tables.insert(tables.end(), ch.block_table.begin(), ch.block_table.end());
       tables.resize(tables.size() + max_blocks - ch.block_table.size(), 0);
       if (ch.sample) {
-        if (!samplers_.contains(ch.seq_id))
+        if (sampler && !samplers_.contains(ch.seq_id))
           fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
         logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
         sample_seqs.push_back(ch.seq_id);
@@ -70,14 +71,29 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
                                     .block_tables = tables,
                                     .max_blocks_per_seq = static_cast<int>(max_blocks),
                                     .logit_rows = logit_rows};
-    Tensor logits = model_->forward(batch, *pool_);
-    for (size_t r = 0; r < sample_seqs.size(); ++r) {
-      std::span<float> row(logits.data_as<float>() + r * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
-      result.sampled.push_back({sample_seqs[r], samplers_.at(sample_seqs[r]).sample(row)});
+    const auto& shard = model_->shard();
+    Tensor hidden_in;
+    if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
+      hidden_in = Tensor::empty({static_cast<int64_t>(tokens.size()), model_->config().hidden_size}, DType::kF32);
+      pp_->recv(hidden_in, shard.stage - 1);
+    }
+    Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
+    if (!model_->last_stage()) {
+      pp_->send(out, shard.stage + 1);
+    } else if (sampler) {
+      sample_rows(out, sample_seqs, result);
     }
   }
   for (uint64_t id : plan.finished) samplers_.erase(id);
   return result;
+}
+
+void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs, protocol::ExecuteResult& result) {
+  const auto vocab = static_cast<size_t>(model_->config().vocab_size);
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    std::span<float> row(logits.data_as<float>() + r * vocab, vocab);
+    result.sampled.push_back({seqs[r], samplers_.at(seqs[r]).sample(row)});
+  }
 }
 
 }  // namespace tessera::worker

@@ -17,6 +17,8 @@ enum class ErrorCode {
   kOutOfRange,
   kResourceExhausted,
   kInternal,
+  kDeadlineExceeded,  // a peer or a collective did not answer in time
+  kUnavailable,       // a peer, a listener or a group is gone
 };
 
 const char* error_code_name(ErrorCode code);

@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <deque>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -20,6 +22,8 @@ struct ExecutorInfo {
   int num_layers = 0;
   int num_blocks = 0;
   int block_size = 0;
+  int world_size = 1;             // ranks in the group
+  std::string layout = "1 rank";  // for logs: "TP=3 x PP=2 over gloo"
 };
 
 class Executor {
@@ -30,6 +34,21 @@ class Executor {
   virtual protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) = 0;
   virtual const ExecutorInfo& info() const = 0;
   virtual bool alive() const = 0;
+
+  // Pipelined use: up to max_in_flight() plans may be submitted before the first is collected;
+  // collect() returns their results in submission order (or throws as execute() does). The
+  // default runs each plan at submit() time.
+  virtual int max_in_flight() const { return 1; }
+  virtual void submit(const protocol::ExecutePlan& plan);
+  virtual protocol::ExecuteResult collect();
+  virtual size_t in_flight() const { return queued_.size(); }
+
+ private:
+  struct Done {
+    protocol::ExecuteResult result;
+    std::exception_ptr error;
+  };
+  std::deque<Done> queued_;
 };
 
 class LocalExecutor final : public Executor {

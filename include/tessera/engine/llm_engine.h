@@ -17,6 +17,7 @@
 
 #include "tessera/engine/engine.h"
 #include "tessera/engine/executor.h"
+#include "tessera/engine/worker_group.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/scheduler/scheduler.h"
 #include "tessera/tokenizer/detokenizer.h"
@@ -36,6 +37,9 @@ struct EngineConfig {
   // Path of the tessera binary to run the worker in its own process (`tessera worker`); empty:
   // the worker runs inside the engine's process.
   std::string worker_executable;
+  // A T x P worker group (one process per device, each with its shard) instead of one worker;
+  // its `worker` and `executable` fields are filled from the fields above.
+  std::optional<WorkerGroupParams> group;
 };
 
 class LlmEngine final : public EngineInterface {

@@ -2,6 +2,13 @@
 // QKV bias) as a sequence of ops over a paged KV cache. It holds views of the weights (borrowed
 // from the WeightSource's mapping) and nothing per request: the caller owns the KV pool and the
 // block tables, so one forward() can mix prefill chunks and decodes of many sequences.
+//
+// One model object may be one shard of a T x P worker group (ShardSpec): Q/K/V and gate/up are
+// column-parallel (rows of the weight), attention output and down row-parallel (columns), with one
+// all-reduce on the TP communicator after each; embedding and LM head are vocabulary-parallel. A
+// stage holds a contiguous range of layers; the first stage embeds tokens, the others take the
+// previous stage's hidden states, and only the last stage produces logits. The model never
+// knows which communicator engine or backend it runs on.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +17,9 @@
 
 #include "tessera/core/tensor.h"
 #include "tessera/kv_cache/kv_pool.h"
+#include "tessera/comm/communicator.h"
 #include "tessera/model/model_config.h"
+#include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
 
 namespace tessera::model {
@@ -31,20 +40,36 @@ struct ForwardBatch {
 
 class LlamaModel {
  public:
-  explicit LlamaModel(const WeightSource& weights);
-  const ModelConfig& config() const { return config_; }
+  // The whole model (shard = {}), or one shard of it. `tp` (borrowed, may be null when
+  // shard.tp_size == 1) must outlive the model and is used from the thread calling forward().
+  explicit LlamaModel(const WeightSource& weights, const ShardSpec& shard = {},
+                      comm::Communicator* tp = nullptr);
+  const ModelConfig& config() const { return config_; }  // the full model's hyperparameters
+  const ShardSpec& shard() const { return shard_; }
+  const TpLayout& tp_layout() const { return tp_; }
+  bool last_stage() const { return shard_.first_layer + shard_.num_layers == config_.num_layers; }
+  // The KV pool this shard needs: its layers and its KV heads (num_blocks left to the caller).
+  kv_cache::KvPoolParams kv_shape(int block_size) const;
 
-  // Runs all layers; returns logits [logit_rows.size(), vocab_size] F32.
-  Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv) const;
-  // Bytes of weights referenced (what one decode step must read at least once).
+  // Runs this shard's layers. The first stage reads batch.tokens; later stages read `hidden_in`
+  // [tokens, hidden] from the previous stage. Returns logits [logit_rows.size(), vocab_size] F32
+  // on the last stage, otherwise the hidden states [tokens, hidden] to send on.
+  Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv, const Tensor* hidden_in = nullptr) const;
+  // Bytes of weights this shard references (what one decode step must read at least once).
   size_t weight_bytes() const;
 
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
   };
+  void embed(std::span<const int32_t> tokens, Tensor& hidden) const;
+  Tensor lm_head(const Tensor& last) const;
+
   ModelConfig config_;
-  Tensor token_embd_, output_norm_, output_;
+  ShardSpec shard_;
+  TpLayout tp_;
+  comm::Communicator* comm_ = nullptr;
+  Tensor token_embd_, output_norm_, output_;  // vocabulary shards when T > 1
   std::vector<Layer> layers_;
 };
 

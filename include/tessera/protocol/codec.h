@@ -22,6 +22,7 @@ enum class FrameType : uint8_t {
   kPlan = 3,      // engine -> worker
   kResult = 4,    // worker -> engine
   kShutdown = 5,  // engine -> worker: exit cleanly
+  kHeartbeat = 6, // worker -> engine: still alive (empty payload), sent between and during steps
 };
 
 inline constexpr size_t kFrameHeaderSize = 5;
@@ -34,6 +35,10 @@ struct WorkerHello {
   int32_t num_layers = 0;
   int32_t num_blocks = 0;
   int32_t block_size = 0;
+  int32_t rank = 0;             // world rank in a worker group
+  uint64_t weight_bytes = 0;    // this rank's shard
+  uint64_t resident_bytes = 0;  // VmRSS after loading (weights touched + KV pool)
+  uint64_t kv_bytes = 0;        // this rank's KV pool
   bool operator==(const WorkerHello&) const = default;
 };
 

@@ -1,7 +1,8 @@
-// Worker: runs the model for an ExecutePlan and samples. It owns the model (weights mapped from
-// the file), its KV pool and one Sampler per live sequence. Today one worker runs in the engine's
-// process (LocalExecutor); the worker-group issue puts one per device in its own process behind
-// the same ExecutePlan/ExecuteResult boundary. Single-threaded: the engine thread calls it.
+// Worker: runs one shard of the model for an ExecutePlan and, on the output rank (TP rank 0 of
+// the last pipeline stage), samples. It owns its shard (weights mapped from the file), its KV pool
+// and one Sampler per live sequence. Every rank of a group receives the same plan; a later stage
+// receives its input hidden states from the previous stage on the PP communicator and sends its
+// own on. The communicators are borrowed (the worker process owns them). Single-threaded.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "tessera/comm/communicator.h"
 #include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/llama.h"
 #include "tessera/model/weights.h"
@@ -22,12 +24,17 @@ struct WorkerParams {
   int num_blocks = 0;  // 0: sized from kv_cache_bytes
   int block_size = 16;
   size_t kv_cache_bytes = size_t{256} << 20;
+  model::ShardSpec shard;  // the whole model by default
 };
 
 class Worker {
  public:
-  explicit Worker(const WorkerParams& p);
+  // `tp` and `pp` may be null for a single rank; they must outlive the worker.
+  explicit Worker(const WorkerParams& p, comm::Communicator* tp = nullptr, comm::Communicator* pp = nullptr);
   const model::ModelConfig& config() const { return model_->config(); }
+  const model::LlamaModel& model() const { return *model_; }
+  // TP rank 0 of the last stage: the rank that samples and answers the engine.
+  bool output_rank() const { return model_->last_stage() && model_->shard().tp_rank == 0; }
   int num_blocks() const { return pool_->params().num_blocks; }
   int block_size() const { return pool_->params().block_size; }
 
@@ -35,11 +42,14 @@ class Worker {
   // token outside the vocabulary, slot outside the cache); the worker's state stays usable.
   protocol::ExecuteResult execute(const protocol::ExecutePlan& plan);
   size_t live_sequences() const { return samplers_.size(); }
+  size_t kv_bytes() const { return pool_->bytes(); }
 
  private:
+  comm::Communicator* pp_ = nullptr;
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
   std::unique_ptr<kv_cache::KvPool> pool_;
+  void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs, protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
 };
 

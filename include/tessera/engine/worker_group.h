@@ -1,0 +1,101 @@
+// WorkerGroupExecutor: the engine's side of a T x P worker group, one `tessera worker --group`
+// process per device. It is the coordinator: it runs the rendezvous store, spawns this node's
+// ranks, checks that every rank registered the same model and layout before letting them connect
+// their communicators, and accepts each rank's control connection (TCP, so ranks on other nodes
+// join the same way). Each step's plan is encoded once and written to every rank over its
+// persistent connection; every rank answers (only the output rank, TP 0 of the last stage, with
+// sampled tokens). Up to `pipeline` plans are kept in flight so that the stages work at once.
+//
+// Faults: a rank that exits, closes its connection, reports a collective failure, or sends
+// nothing (not even a heartbeat) for heartbeat_timeout_seconds marks the whole group dead: all its
+// processes are stopped and the engine builds a new group (a new group id, so no stale key or
+// connection of the old one is reused).
+//
+// Ownership: the engine thread owns the executor; the executor owns the store, the listener, the
+// connections and the local child processes, and stops them all in its destructor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/comm/rendezvous.h"
+#include "tessera/engine/executor.h"
+#include "tessera/protocol/codec.h"
+
+namespace tessera::engine {
+
+struct WorkerGroupParams {
+  std::string executable;       // the tessera binary, run as `<executable> worker --group ...`
+  worker::WorkerParams worker;  // model path and KV sizing per rank
+  int tensor = 1;
+  int pipeline = 1;
+  std::vector<int> layer_split;  // empty: even
+  std::vector<int> local_ranks;  // ranks this process spawns; empty: all of them
+  std::vector<int> devices;      // device id per local rank (CUDA_VISIBLE_DEVICES for cuda)
+  std::string backend = "cpu";   // cpu (Gloo) | cuda (NCCL)
+  std::string store_host = "127.0.0.1";
+  int store_port = 0;            // 0: any free port
+  std::string control_host = "127.0.0.1";  // where ranks reach the engine
+  int threads_per_rank = 0;      // cpu: op threads per rank (0: cores / local ranks, at least 1)
+  double start_timeout_seconds = 180.0;
+  double step_timeout_seconds = 300.0;
+  double collective_timeout_seconds = 30.0;
+  double heartbeat_seconds = 1.0;
+  double heartbeat_timeout_seconds = 10.0;
+  double shutdown_grace_seconds = 3.0;
+  int max_in_flight = 0;         // 0: pipeline (one micro-batch per stage)
+};
+
+struct RankInfo {
+  int rank = 0;
+  pid_t pid = -1;  // -1 for a rank of another node
+  int fd = -1;
+  protocol::WorkerHello hello;
+};
+
+class WorkerGroupExecutor final : public Executor {
+ public:
+  // Starts the group and waits until every rank said Hello. Throws Error naming the rank and its
+  // own message when a rank fails to load, exits or does not join in time.
+  explicit WorkerGroupExecutor(const WorkerGroupParams& p);
+  ~WorkerGroupExecutor() override;
+  WorkerGroupExecutor(const WorkerGroupExecutor&) = delete;
+  WorkerGroupExecutor& operator=(const WorkerGroupExecutor&) = delete;
+
+  protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override;
+  const ExecutorInfo& info() const override { return info_; }
+  bool alive() const override { return alive_; }
+  int max_in_flight() const override { return max_in_flight_; }
+  void submit(const protocol::ExecutePlan& plan) override;
+  protocol::ExecuteResult collect() override;
+  size_t in_flight() const override { return pending_; }
+
+  const std::vector<RankInfo>& ranks() const { return ranks_; }
+  const std::string& group_id() const { return group_id_; }
+  int store_port() const;
+
+ private:
+  void spawn_local(int rank, int local_index, const std::string& fingerprint);
+  void await_registrations(const std::string& fingerprint);
+  void accept_ranks();
+  [[noreturn]] void lost(const std::string& what);
+  void stop_all();
+  std::string rank_status(const RankInfo& r);
+
+  WorkerGroupParams params_;
+  ExecutorInfo info_;
+  std::string group_id_;
+  std::unique_ptr<comm::StoreServer> store_;
+  int listen_fd_ = -1;
+  std::vector<RankInfo> ranks_;  // by world rank
+  int output_rank_ = 0;
+  int max_in_flight_ = 1;
+  size_t pending_ = 0;
+  bool alive_ = false;
+};
+
+}  // namespace tessera::engine

@@ -1,0 +1,57 @@
+// Sharding of a llama-family model across a T x P worker group (Megatron-style tensor parallelism
+// inside a stage, contiguous layer ranges across pipeline stages). ShardSpec says which part a
+// rank holds; the functions here cut that part out of the full weights. Rows of a [out, in]
+// weight are cut as views (they borrow the mapped file, so only the shard's pages are ever read);
+// columns are copied out row by row and the source pages handed back to the kernel, so a rank's
+// resident memory stays near weights / T.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tessera/core/tensor.h"
+#include "tessera/model/model_config.h"
+
+namespace tessera::model {
+
+struct ShardSpec {
+  int tp_rank = 0;
+  int tp_size = 1;
+  int first_layer = 0;
+  int num_layers = -1;  // layers of this stage; -1: from first_layer to the end
+  int stage = 0;        // for messages
+  int num_stages = 1;
+
+  bool first_stage() const { return first_layer == 0; }
+};
+
+// What one TP rank holds of the attention and MLP, from the full config and the spec.
+struct TpLayout {
+  int heads = 0;          // query heads on this rank (num_heads / T)
+  int kv_heads = 0;       // KV heads on this rank (num_kv_heads / T, or 1 when replicated)
+  int first_head = 0;     // first query head
+  int first_kv_head = 0;  // first KV head (shared by several ranks when T > num_kv_heads)
+  int64_t ffn = 0;        // intermediate columns on this rank
+  int64_t first_ffn = 0;
+  int64_t vocab_per_rank = 0;  // ceil(vocab / T): the padded vocabulary shard
+  int64_t first_vocab = 0;
+  int64_t vocab = 0;           // real rows on this rank (the last shard may be short)
+};
+
+// Throws kInvalidArgument naming the constraint (T must divide the heads and the intermediate
+// size; KV heads must divide among or be replicated across the T ranks).
+TpLayout tp_layout(const ModelConfig& c, int tp_rank, int tp_size);
+// Rank r's layers when `num_layers` are split into per-stage counts `split` (empty: as even as
+// possible, earlier stages taking the remainder). Returns {first_layer, count} per stage.
+std::vector<std::pair<int, int>> stage_ranges(int num_layers, int num_stages, const std::vector<int>& split);
+
+// Rows [begin, end) of a [rows, cols] weight: a view of the same storage.
+Tensor shard_rows(const Tensor& w, int64_t begin, int64_t end);
+// Columns [begin, end) of a [rows, cols] weight, copied into owned memory. For block-quantized
+// types begin and end must fall on block boundaries (kUnsupported names the weight otherwise).
+// The source pages are released afterwards when `w` borrows a mapping (madvise DONTNEED).
+Tensor shard_cols(const Tensor& w, int64_t begin, int64_t end, const std::string& name);
+// Bytes of this process's resident memory (VmRSS), for the per-rank memory report.
+size_t resident_bytes();
+
+}  // namespace tessera::model

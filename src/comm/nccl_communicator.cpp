@@ -1,0 +1,274 @@
+// The NCCL engine (CUDA backend): ops are enqueued on the worker's stream. The communicator is
+// created non-blocking (ncclConfig_t.blocking = 0) so that neither init nor an op can hang the
+// calling thread: after enqueueing, the host polls ncclCommGetAsyncError and cudaStreamQuery until
+// the stream has drained or the group's deadline passes, and then calls ncclCommAbort, which also
+// releases kernels stuck waiting for a missing peer. NCCL cannot say which rank is missing, so the
+// error names the group and the op only. Each call waits for the stream because the interface
+// promises that the op is complete on this rank when the call returns.
+#include "group_util.h"
+#include "tessera/comm/groups.h"
+#include "tessera/core/error.h"
+
+#if TESSERA_HAVE_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <sstream>
+#include <thread>
+#endif
+
+namespace tessera::comm {
+
+#if TESSERA_HAVE_NCCL
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until the communicator leaves ncclInProgress; returns its state (ncclInProgress when the
+// deadline passed first).
+ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline) {
+  for (int spins = 0;; ++spins) {
+    ncclResult_t st = ncclSuccess;
+    if (ncclResult_t r = ncclCommGetAsyncError(comm, &st); r != ncclSuccess) return r;
+    if (st != ncclInProgress) return st;
+    if (Clock::now() >= deadline) return ncclInProgress;
+    if (spins > 100) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(const GroupParams& p, ncclComm_t comm, void* barrier_buf)
+      : rank_(p.rank),
+        size_(p.size),
+        name_(p.name),
+        timeout_(p.timeout_seconds),
+        device_(p.cuda_device),
+        stream_(static_cast<cudaStream_t>(p.cuda_stream)),
+        comm_(comm),
+        barrier_buf_(barrier_buf) {}
+
+  ~NcclCommunicator() override {
+    cudaSetDevice(device_);
+    if (!aborted_) {
+      // A clean finalize flushes NCCL's internal work; bounded like everything else.
+      ncclCommFinalize(comm_);
+      if (settle(comm_, group_util::deadline_after(timeout_)) == ncclSuccess)
+        ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
+    }
+    cudaFree(barrier_buf_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  std::string engine() const override { return "nccl"; }
+  bool aborted() const override { return aborted_; }
+
+  void all_reduce_sum(Tensor& t) override {
+    const char* op = "all_reduce_sum";
+    check(t, op);
+    ncclDataType_t dt;
+    switch (t.dtype()) {
+      case DType::kF32:
+        dt = ncclFloat32;
+        break;
+      case DType::kF16:
+        dt = ncclFloat16;
+        break;
+      case DType::kBF16:
+        dt = ncclBfloat16;
+        break;
+      default:
+        fail(ErrorCode::kInvalidArgument, name_, " all_reduce_sum: needs F32, F16 or BF16, got ",
+             t.str());
+    }
+    const auto n = static_cast<size_t>(t.numel());
+    run(op, [&] { return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, stream_); });
+  }
+
+  void all_gather(const Tensor& in, Tensor& out) override {
+    const char* op = "all_gather";
+    check(in, op);
+    check(out, op);
+    if (out.dtype() != in.dtype() || out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
+      fail(ErrorCode::kInvalidArgument, name_, " all_gather: out ", out.str(), " is not ", size_,
+           " x in ", in.str());
+    run(op, [&] {
+      return ncclAllGather(in.data(), out.data(), in.nbytes(), ncclUint8, comm_, stream_);
+    });
+  }
+
+  void broadcast(Tensor& t, int root) override {
+    const char* op = "broadcast";
+    check(t, op);
+    if (root < 0 || root >= size_)
+      fail(ErrorCode::kInvalidArgument, name_, " broadcast: rank ", root, " is not in a group of ",
+           size_);
+    run(op, [&] {
+      return ncclBroadcast(t.data(), t.data(), t.nbytes(), ncclUint8, root, comm_, stream_);
+    });
+  }
+
+  void send(const Tensor& t, int peer) override {
+    const char* op = "send";
+    check(t, op);
+    check_peer(peer, op);
+    run(op, [&] { return ncclSend(t.data(), t.nbytes(), ncclUint8, peer, comm_, stream_); });
+  }
+
+  void recv(Tensor& t, int peer) override {
+    const char* op = "recv";
+    check(t, op);
+    check_peer(peer, op);
+    run(op, [&] { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, stream_); });
+  }
+
+  void barrier() override {
+    run("barrier", [&] {
+      return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_);
+    });
+  }
+
+ private:
+  void check(const Tensor& t, const char* op) const {
+    if (aborted_)
+      fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
+           ": the communicator was aborted by an earlier failure");
+    if (!t.defined() || !t.is_contiguous() || t.device() != Device::cuda(device_))
+      fail(ErrorCode::kInvalidArgument, name_, " ", op,
+           ": needs a contiguous tensor on cuda:", device_, ", got ",
+           t.defined() ? t.str() : std::string("an undefined tensor"));
+  }
+  void check_peer(int peer, const char* op) const {
+    if (peer < 0 || peer >= size_ || peer == rank_)
+      fail(ErrorCode::kInvalidArgument, name_, " ", op, ": rank ", peer, " is not a peer of rank ",
+           rank_, " in a group of ", size_);
+  }
+
+  [[noreturn]] void failed(const char* op, ErrorCode code, const std::string& why) {
+    aborted_ = true;
+    ncclCommAbort(comm_);
+    fail(code, "group ", name_, ": ", op, " on rank ", rank_, " ", why);
+  }
+
+  template <typename Enqueue>
+  void run(const char* op, Enqueue&& enqueue) {
+    if (aborted_)
+      fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
+           ": the communicator was aborted by an earlier failure");
+    cudaSetDevice(device_);
+    const auto deadline = group_util::deadline_after(timeout_);
+    const ncclResult_t r = enqueue();
+    if (r != ncclSuccess && r != ncclInProgress)
+      failed(op, ErrorCode::kUnavailable,
+             std::string("failed: NCCL: ") + ncclGetErrorString(r) + " (" +
+                 ncclGetLastError(comm_) + ")");
+    for (int spins = 0;; ++spins) {
+      ncclResult_t st = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &st);
+      if (st != ncclSuccess && st != ncclInProgress)
+        failed(op, ErrorCode::kUnavailable,
+               std::string("failed: NCCL: ") + ncclGetErrorString(st) + " (" +
+                   ncclGetLastError(comm_) + ")");
+      if (st == ncclSuccess) {
+        const cudaError_t q = cudaStreamQuery(stream_);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady)
+          failed(op, ErrorCode::kInternal, std::string("failed: CUDA: ") + cudaGetErrorString(q));
+      }
+      if (Clock::now() >= deadline) {
+        std::ostringstream why;
+        why << "timed out after " << timeout_
+            << " s: a rank of the group did not join (NCCL cannot tell which)";
+        failed(op, ErrorCode::kDeadlineExceeded, why.str());
+      }
+      if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  int rank_, size_;
+  std::string name_;
+  double timeout_;
+  int device_;
+  cudaStream_t stream_;
+  ncclComm_t comm_;
+  void* barrier_buf_;  // one float on the device for barrier()
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(const GroupParams& p) {
+  group_util::check_params(p, "nccl");
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    fail(ErrorCode::kUnsupported, "group ", p.name,
+         ": NCCL needs a CUDA device and none is present");
+  }
+  if (p.cuda_device < 0 || p.cuda_device >= devices)
+    fail(ErrorCode::kInvalidArgument, "group ", p.name, ": cuda device ", p.cuda_device,
+         " is not one of the ", devices, " present");
+  if (cudaError_t e = cudaSetDevice(p.cuda_device); e != cudaSuccess)
+    fail(ErrorCode::kUnavailable, "group ", p.name, ": cudaSetDevice(", p.cuda_device,
+         "): ", cudaGetErrorString(e));
+  const auto deadline = group_util::deadline_after(p.timeout_seconds);
+  group_util::join(p, deadline);
+
+  ncclUniqueId id;
+  const std::string key = p.name + "/nccl_id";
+  if (p.rank == 0) {
+    if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
+      fail(ErrorCode::kUnavailable, "group ", p.name, ": ncclGetUniqueId: ", ncclGetErrorString(r));
+    const auto* b = reinterpret_cast<const uint8_t*>(&id);
+    p.store->set(key, std::vector<uint8_t>(b, b + sizeof(id)));
+  } else {
+    const auto v = p.store->get(key, group_util::seconds_left(deadline));
+    if (v.size() != sizeof(id))
+      fail(ErrorCode::kInvalidArgument, "group ", p.name, ": '", key, "' holds ", v.size(),
+           " bytes, not an NCCL unique id");
+    std::memcpy(&id, v.data(), sizeof(id));
+  }
+
+  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+  cfg.blocking = 0;
+  ncclComm_t comm = nullptr;
+  ncclResult_t r = ncclCommInitRankConfig(&comm, p.size, id, p.rank, &cfg);
+  if (r != ncclSuccess && r != ncclInProgress)
+    fail(ErrorCode::kUnavailable, "group ", p.name, ": ncclCommInitRank on rank ", p.rank, ": ",
+         ncclGetErrorString(r), " (", ncclGetLastError(comm), ")");
+  r = settle(comm, deadline);
+  if (r != ncclSuccess) {
+    std::string why = r == ncclInProgress ? std::string("a rank of the group did not join")
+                                          : std::string(ncclGetErrorString(r));
+    ncclCommAbort(comm);
+    fail(r == ncclInProgress ? ErrorCode::kDeadlineExceeded : ErrorCode::kUnavailable, "group ",
+         p.name, ": connect on rank ", p.rank, " failed after at most ", p.timeout_seconds,
+         " s: ", why);
+  }
+  void* barrier_buf = nullptr;
+  if (cudaError_t e = cudaMalloc(&barrier_buf, sizeof(float)); e != cudaSuccess) {
+    ncclCommAbort(comm);
+    fail(ErrorCode::kResourceExhausted, "group ", p.name, ": cudaMalloc: ", cudaGetErrorString(e));
+  }
+  cudaMemset(barrier_buf, 0, sizeof(float));
+  return std::make_unique<NcclCommunicator>(p, comm, barrier_buf);
+}
+
+bool have_nccl() { return true; }
+
+#else
+
+std::unique_ptr<Communicator> make_nccl_communicator(const GroupParams& p) {
+  fail(ErrorCode::kUnsupported, "group ", p.name, ": this build has no NCCL");
+}
+bool have_nccl() { return false; }
+
+#endif
+
+}  // namespace tessera::comm

@@ -1,0 +1,25 @@
+// Starting and stopping the engine's child processes (`tessera worker`), shared by the single
+// worker's ProcessExecutor and the WorkerGroupExecutor. No state: callers own the pids.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace tessera::engine {
+
+// posix_spawn of args[0] with args. When child_end >= 0 it is dup2'ed onto child_fd in the child
+// (dup2 onto a different number clears close-on-exec there only, so our copies stay private).
+// extra_env entries ("NAME=value") are added to this process's environment. Throws kInternal.
+pid_t spawn_child(const std::vector<std::string>& args, int child_end = -1, int child_fd = -1,
+                  const std::vector<std::string>& extra_env = {});
+// "exited with status 1", "was killed by signal 9".
+std::string describe_exit(int wait_status);
+// Non-blocking reap: true (and the status) once the child has exited.
+bool try_reap(pid_t pid, int& wait_status);
+// Waits up to grace_seconds for each child to exit by itself, then SIGKILLs and reaps the rest.
+// Returns each child's wait status, in order.
+std::vector<int> stop_children(const std::vector<pid_t>& pids, double grace_seconds);
+
+}  // namespace tessera::engine

@@ -1,0 +1,355 @@
+#include "tessera/engine/worker_group.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "child_process.h"
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+#include "tessera/protocol/codec.h"
+#include "tessera/protocol/frame_io.h"
+#include "tessera/worker/group_worker.h"
+
+namespace tessera::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using protocol::FrameType;
+
+Clock::time_point after(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+int listen_tcp(const std::string& host, int& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail(ErrorCode::kUnavailable, "socket: ", std::strerror(errno));
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail(ErrorCode::kUnavailable, "cannot listen for workers on ", host, ":", port, ": ", std::strerror(err));
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+std::string new_group_id() {
+  std::random_device rd;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "g%d-%08x", static_cast<int>(::getpid()), rd());
+  return buf;
+}
+
+bool comm_failure(ErrorCode c) { return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable; }
+
+}  // namespace
+
+WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p), group_id_(new_group_id()) {
+  const int T = p.tensor, P = p.pipeline, W = T * P;
+  if (T < 1 || P < 1) fail(ErrorCode::kInvalidArgument, "worker group of ", T, " x ", P);
+  if (params_.local_ranks.empty())
+    for (int r = 0; r < W; ++r) params_.local_ranks.push_back(r);
+  max_in_flight_ = p.max_in_flight > 0 ? p.max_in_flight : P;
+  output_rank_ = (P - 1) * T;
+  info_.world_size = W;
+  info_.layout = "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " + (p.backend == "cuda" ? "nccl" : "gloo");
+  ranks_.resize(static_cast<size_t>(W));
+  for (int r = 0; r < W; ++r) ranks_[static_cast<size_t>(r)].rank = r;
+  try {
+    store_ = std::make_unique<comm::StoreServer>(comm::StoreServerParams{.host = p.store_host, .port = p.store_port});
+    int port = 0;
+    listen_fd_ = listen_tcp(p.control_host, port);
+    store_->set(worker::control_key(group_id_), [&] {
+      const std::string s = p.control_host + ":" + std::to_string(port);
+      return std::vector<uint8_t>(s.begin(), s.end());
+    }());
+    std::string split;
+    for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
+    const std::string fingerprint = "T=" + std::to_string(T) + " P=" + std::to_string(P) + " split=" + split +
+                                    " block=" + std::to_string(p.worker.block_size) + " backend=" + p.backend;
+    for (size_t i = 0; i < params_.local_ranks.size(); ++i)
+      spawn_local(params_.local_ranks[i], static_cast<int>(i), fingerprint);
+    await_registrations(fingerprint);
+    accept_ranks();
+  } catch (...) {
+    stop_all();
+    throw;
+  }
+  const auto& h = ranks_[static_cast<size_t>(output_rank_)].hello;
+  info_.vocab_size = h.vocab_size;
+  info_.max_position = h.max_position;
+  info_.num_layers = h.num_layers;
+  info_.block_size = h.block_size;
+  info_.num_blocks = h.num_blocks;
+  for (const auto& r : ranks_) info_.num_blocks = std::min(info_.num_blocks, r.hello.num_blocks);
+  alive_ = true;
+  for (const auto& r : ranks_)
+    TESSERA_LOG_INFO("group {}: rank {} pid {}: weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB", group_id_,
+                     r.rank, r.pid, r.hello.weight_bytes / 1048576.0, r.hello.kv_bytes / 1048576.0,
+                     r.hello.resident_bytes / 1048576.0);
+}
+
+WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(); }
+
+int WorkerGroupExecutor::store_port() const { return store_ ? store_->port() : 0; }
+
+void WorkerGroupExecutor::spawn_local(int rank, int local_index, const std::string& fingerprint) {
+  const auto& p = params_;
+  const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
+  std::string split;
+  for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
+  int threads = p.threads_per_rank;
+  if (threads <= 0)
+    threads = std::max<int>(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                   static_cast<int>(p.local_ranks.size()));
+  std::vector<std::string> args = {p.executable, "worker", "--group", "--rank", std::to_string(rank),
+                                   "--tp", std::to_string(p.tensor), "--pp", std::to_string(p.pipeline),
+                                   "--store", p.store_host + ":" + std::to_string(store_->port()),
+                                   "--group-id", group_id_, "--comm", p.backend == "cuda" ? "nccl" : "gloo",
+                                   "--bind-host", p.control_host, "--model", p.worker.model_path,
+                                   "--num-blocks", std::to_string(p.worker.num_blocks),
+                                   "--block-size", std::to_string(p.worker.block_size),
+                                   "--kv-cache-mb", std::to_string(kv_mb), "--threads", std::to_string(threads),
+                                   "--collective-timeout", std::to_string(p.collective_timeout_seconds),
+                                   "--connect-timeout", std::to_string(p.start_timeout_seconds),
+                                   "--heartbeat", std::to_string(p.heartbeat_seconds),
+                                   "--fingerprint", fingerprint};
+  if (!split.empty()) args.insert(args.end(), {"--layer-split", split});
+  std::vector<std::string> env;
+  if (local_index < static_cast<int>(p.devices.size()))
+    args.insert(args.end(), {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});
+  ranks_[static_cast<size_t>(rank)].pid = spawn_child(args, -1, -1, env);
+}
+
+std::string WorkerGroupExecutor::rank_status(const RankInfo& r) {
+  std::string s = "rank " + std::to_string(r.rank);
+  if (r.pid > 0) {
+    s += " (pid " + std::to_string(r.pid) + ")";
+    int status = 0;
+    if (try_reap(r.pid, status)) {
+      const_cast<RankInfo&>(r).pid = -r.pid;  // reaped: remember for messages, never signal it
+      s += " " + describe_exit(status);
+    }
+  }
+  if (store_ && store_->has(worker::error_key(group_id_, r.rank))) {
+    const auto v = store_->value(worker::error_key(group_id_, r.rank));
+    s += ": " + std::string(v.begin(), v.end());
+  }
+  return s;
+}
+
+void WorkerGroupExecutor::await_registrations(const std::string& fingerprint) {
+  const auto deadline = after(params_.start_timeout_seconds);
+  const int W = static_cast<int>(ranks_.size());
+  for (;;) {
+    std::vector<int> missing;
+    for (int r = 0; r < W; ++r) {
+      const RankInfo& ri = ranks_[static_cast<size_t>(r)];
+      const std::string st = rank_status(ri);
+      if (ri.pid < -1 || store_->has(worker::error_key(group_id_, r)))
+        fail(ErrorCode::kUnavailable, "worker group ", info_.layout, ": ", st, " before joining");
+      if (!store_->has(worker::register_key(group_id_, r))) missing.push_back(r);
+    }
+    if (missing.empty()) break;
+    if (Clock::now() > deadline) {
+      std::string who;
+      for (int r : missing) who += (who.empty() ? "" : ", ") + std::to_string(r);
+      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who, " did not register within ",
+           params_.start_timeout_seconds, " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Every rank must have loaded the same model with the same layout.
+  std::string first, verdict = "ok";
+  for (int r = 0; r < W; ++r) {
+    const auto v = store_->value(worker::register_key(group_id_, r));
+    const std::string f(v.begin(), v.end());
+    if (r == 0) first = f;
+    if (f.rfind(fingerprint, 0) != 0 || f != first) {
+      verdict = "rank " + std::to_string(r) + " registered '" + f + "' but rank 0 registered '" + first + "'";
+      break;
+    }
+  }
+  store_->set(worker::go_key(group_id_), std::vector<uint8_t>(verdict.begin(), verdict.end()));
+  if (verdict != "ok") fail(ErrorCode::kInvalidArgument, "worker group ", info_.layout, ": ", verdict);
+}
+
+void WorkerGroupExecutor::accept_ranks() {
+  const auto deadline = after(params_.start_timeout_seconds);
+  size_t joined = 0;
+  while (joined < ranks_.size()) {
+    for (const auto& r : ranks_) {
+      if (r.fd >= 0) continue;
+      const std::string st = rank_status(r);
+      if (r.pid < -1 || store_->has(worker::error_key(group_id_, r.rank)))
+        fail(ErrorCode::kUnavailable, "worker group ", info_.layout, ": ", st);
+    }
+    if (Clock::now() > deadline) {
+      std::string who;
+      for (const auto& r : ranks_)
+        if (r.fd < 0) who += (who.empty() ? "" : ", ") + std::to_string(r.rank);
+      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who, " did not join within ",
+           params_.start_timeout_seconds, " s");
+    }
+    pollfd pf{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+    if (::poll(&pf, 1, 50) <= 0) continue;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    protocol::ReadOutcome in;
+    try {
+      in = protocol::read_frame(fd, 10.0);
+    } catch (const Error& e) {
+      TESSERA_LOG_WARN("group {}: dropped a control connection: {}", group_id_, e.what());
+    }
+    if (in.status != protocol::ReadStatus::kOk || in.frame.type != FrameType::kHello) {
+      ::close(fd);
+      continue;
+    }
+    protocol::WorkerHello h;
+    try {
+      h = protocol::decode_hello(in.frame.payload);
+    } catch (const Error&) {
+      ::close(fd);
+      continue;
+    }
+    if (h.rank < 0 || h.rank >= static_cast<int>(ranks_.size()) || ranks_[static_cast<size_t>(h.rank)].fd >= 0) {
+      TESSERA_LOG_WARN("group {}: refused a Hello from rank {}", group_id_, h.rank);
+      ::close(fd);
+      continue;
+    }
+    ranks_[static_cast<size_t>(h.rank)].fd = fd;
+    ranks_[static_cast<size_t>(h.rank)].hello = h;
+    ++joined;
+  }
+}
+
+protocol::ExecuteResult WorkerGroupExecutor::execute(const protocol::ExecutePlan& plan) {
+  submit(plan);
+  return collect();
+}
+
+void WorkerGroupExecutor::submit(const protocol::ExecutePlan& plan) {
+  if (!alive_) fail(ErrorCode::kUnavailable, "worker group ", info_.layout, " is not running");
+  const auto payload = protocol::encode_plan(plan);
+  for (auto& r : ranks_) {
+    try {
+      protocol::write_frame(r.fd, FrameType::kPlan, payload);
+    } catch (const Error& e) {
+      lost(rank_status(r) + " is gone (" + e.what() + ")");
+    }
+  }
+  ++pending_;
+}
+
+protocol::ExecuteResult WorkerGroupExecutor::collect() {
+  if (!alive_) fail(ErrorCode::kUnavailable, "worker group ", info_.layout, " is not running");
+  if (pending_ == 0) fail(ErrorCode::kInternal, "collect() with no plan in flight");
+  // Wait on every rank at once, so that a rank that dies is noticed even while the others are
+  // blocked in a collective waiting for it.
+  const size_t W = ranks_.size();
+  std::vector<bool> got(W, false);
+  std::vector<Clock::time_point> heard(W, Clock::now());
+  const auto step_deadline = after(params_.step_timeout_seconds);
+  std::optional<protocol::WorkerError> first_error;
+  protocol::ExecuteResult result;
+  size_t answered = 0;
+  while (answered < W) {
+    std::vector<pollfd> pfs;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < W; ++i)
+      if (!got[i]) {
+        pfs.push_back({.fd = ranks_[i].fd, .events = POLLIN, .revents = 0});
+        which.push_back(i);
+      }
+    ::poll(pfs.data(), pfs.size(), 100);
+    const auto now = Clock::now();
+    for (size_t k = 0; k < pfs.size(); ++k) {
+      RankInfo& r = ranks_[which[k]];
+      if (!(pfs[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (now - heard[which[k]] > std::chrono::duration<double>(params_.heartbeat_timeout_seconds))
+          lost(rank_status(r) + " sent nothing, not even a heartbeat, for " +
+               std::to_string(params_.heartbeat_timeout_seconds) + " s: hung");
+        continue;
+      }
+      protocol::ReadOutcome in;
+      try {
+        in = protocol::read_frame(r.fd, params_.heartbeat_timeout_seconds);
+      } catch (const Error& e) {
+        lost(rank_status(r) + " sent a corrupt frame: " + e.what());
+      }
+      if (in.status == protocol::ReadStatus::kEof) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it be reaped for the message
+        lost(rank_status(r) + " closed its connection (died?) during a step");
+      }
+      if (in.status == protocol::ReadStatus::kTimeout) lost(rank_status(r) + " stalled in the middle of a frame");
+      heard[which[k]] = now;
+      if (in.frame.type == FrameType::kHeartbeat) continue;
+      got[which[k]] = true;
+      ++answered;
+      if (in.frame.type == FrameType::kError) {
+        protocol::WorkerError err = protocol::decode_error(in.frame.payload);
+        if (comm_failure(err.code)) lost(err.message);  // the group is broken: do not wait for the rest
+        if (!first_error) first_error = std::move(err);
+      } else if (in.frame.type == FrameType::kResult) {
+        if (r.rank == output_rank_) result = protocol::decode_result(in.frame.payload);
+      } else {
+        lost(rank_status(r) + " answered a plan with frame type " + std::to_string(int(in.frame.type)));
+      }
+    }
+    if (Clock::now() > step_deadline)
+      lost("a step took longer than " + std::to_string(params_.step_timeout_seconds) + " s");
+  }
+  --pending_;
+  if (first_error) throw Error(first_error->code, first_error->message);
+  return result;
+}
+
+void WorkerGroupExecutor::lost(const std::string& what) {
+  TESSERA_LOG_ERROR("worker group {} ({}) lost: {}", group_id_, info_.layout, what);
+  stop_all();
+  fail(ErrorCode::kUnavailable, "worker group ", info_.layout, ": ", what);
+}
+
+void WorkerGroupExecutor::stop_all() {
+  alive_ = false;
+  pending_ = 0;
+  for (auto& r : ranks_)
+    if (r.fd >= 0) {
+      try {
+        protocol::write_frame(r.fd, FrameType::kShutdown, {});
+      } catch (const Error&) {
+      }
+    }
+  std::vector<pid_t> pids;
+  for (const auto& r : ranks_)
+    if (r.pid > 0) pids.push_back(r.pid);
+  stop_children(pids, params_.shutdown_grace_seconds);
+  for (auto& r : ranks_) {
+    if (r.pid > 0) r.pid = -r.pid;
+    if (r.fd >= 0) ::close(r.fd);
+    r.fd = -1;
+  }
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
+}
+
+}  // namespace tessera::engine

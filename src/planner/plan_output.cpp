@@ -1,0 +1,147 @@
+// A Plan for people (a table and the recommendation) and for programs (JSON).
+#include <cstdio>
+#include <sstream>
+
+#include "tessera/planner/planner.h"
+
+#if TESSERA_HAVE_JSON
+#include <nlohmann/json.hpp>
+#endif
+
+namespace tessera::planner {
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  double v = bytes < 0 ? -bytes : bytes;
+  while (v >= 1000.0 && u < 4) {
+    v /= 1000.0;
+    ++u;
+  }
+  char buf[48];
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%s%.0f B", bytes < 0 ? "-" : "", v);
+  else
+    std::snprintf(buf, sizeof buf, "%s%.2f %s", bytes < 0 ? "-" : "", v, units[u]);
+  return buf;
+}
+
+std::string format_plan(const ModelSpec& m, const Plan& plan) {
+  const model::ModelConfig& c = m.config;
+  const PlanParams& p = plan.params;
+  std::ostringstream os;
+  char line[256];
+  os << "model: " << (c.name.empty() ? m.source : c.name) << " (" << c.architecture << ", "
+     << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads / "
+     << c.num_kv_heads << " KV heads, vocab " << c.vocab_size
+     << (c.tied_embeddings ? ", tied embeddings" : "") << ")\n";
+  os << "weights: " << format_bytes(static_cast<double>(m.weights.total())) << " ("
+     << m.weights_from << ")\n";
+  os << "GPUs: " << p.gpus << " (" << p.node_size() << " per node), " << p.gpu_memory_gb
+     << " GB each, " << format_bytes(static_cast<double>(p.usable_bytes())) << " usable at "
+     << p.gpu_memory_utilization * 100 << "%\n";
+  os << "load: context " << p.context << " x batch " << p.batch << ", KV cache " << p.kv_bits
+     << "-bit, activations for a " << p.max_batched_tokens << "-token prefill chunk\n\n";
+
+  std::snprintf(line, sizeof line, "%4s %4s %7s %12s %12s %12s %12s %12s %14s %5s\n", "TP", "PP",
+                "layers", "weights/GPU", "KV/GPU", "act/GPU", "total/GPU", "KV tokens",
+                "comm/token", "fits");
+  os << line;
+  for (const Layout& l : plan.layouts) {
+    std::snprintf(line, sizeof line, "%4d %4d %7d %12s %12s %12s %12s %12llu %14s %5s\n", l.tensor,
+                  l.pipeline, l.layers_per_stage,
+                  format_bytes(static_cast<double>(l.weight_bytes_per_gpu)).c_str(),
+                  format_bytes(static_cast<double>(l.kv_bytes_per_gpu)).c_str(),
+                  format_bytes(static_cast<double>(l.activation_bytes_per_gpu)).c_str(),
+                  format_bytes(static_cast<double>(l.total_bytes_per_gpu)).c_str(),
+                  static_cast<unsigned long long>(l.kv_tokens),
+                  format_bytes(static_cast<double>(l.comm_bytes_per_token)).c_str(),
+                  l.fits ? "yes" : "no");
+    os << line;
+  }
+  if (plan.layouts.empty()) os << "  (no allowed layout)\n";
+  os << "\ncomm/token: bytes one GPU sends per generated token of one sequence: TP ring\n"
+        "  all-reduces and the logits all-gather, plus PP stage boundaries on the token's path\n";
+  for (const Rejected& r : plan.rejected)
+    os << "not allowed: TP=" << r.tensor << " PP=" << r.pipeline << ": " << r.reason << "\n";
+  os << "\n";
+  if (plan.recommended && plan.recommended->fits)
+    os << "recommended: TP=" << plan.recommended->tensor << " PP=" << plan.recommended->pipeline
+       << "\n  " << plan.reason << "\n";
+  else
+    os << "no layout fits\n  " << plan.reason << "\n";
+  return os.str();
+}
+
+#if TESSERA_HAVE_JSON
+namespace {
+
+nlohmann::ordered_json layout_json(const Layout& l) {
+  return {
+      {"tensor", l.tensor},
+      {"pipeline", l.pipeline},
+      {"weight_bytes_per_gpu", l.weight_bytes_per_gpu},
+      {"kv_bytes_per_gpu", l.kv_bytes_per_gpu},
+      {"activation_bytes_per_gpu", l.activation_bytes_per_gpu},
+      {"total_bytes_per_gpu", l.total_bytes_per_gpu},
+      {"spare_bytes_per_gpu", l.spare_bytes},
+      {"kv_bytes_per_token", l.kv_bytes_per_token},
+      {"kv_tokens", l.kv_tokens},
+      {"layers_per_stage", l.layers_per_stage},
+      {"kv_heads_per_rank", l.kv_heads_per_rank},
+      {"allreduces_per_token", l.allreduces_per_token},
+      {"comm_tp_bytes_per_token", l.comm_tp_bytes_per_token},
+      {"comm_pp_bytes_per_token", l.comm_pp_bytes_per_token},
+      {"comm_bytes_per_token", l.comm_bytes_per_token},
+      {"fits", l.fits},
+  };
+}
+
+}  // namespace
+
+nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
+  const model::ModelConfig& c = m.config;
+  const PlanParams& p = plan.params;
+  nlohmann::ordered_json j;
+  j["model"] = {
+      {"source", m.source},
+      {"name", c.name},
+      {"architecture", c.architecture},
+      {"num_layers", c.num_layers},
+      {"hidden_size", c.hidden_size},
+      {"num_heads", c.num_heads},
+      {"num_kv_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"intermediate_size", c.intermediate_size},
+      {"vocab_size", c.vocab_size},
+      {"tied_embeddings", c.tied_embeddings},
+      {"weight_bytes", m.weights.total()},
+      {"weights_from", m.weights_from},
+  };
+  j["params"] = {
+      {"gpus", p.gpus},
+      {"gpus_per_node", p.node_size()},
+      {"gpu_memory_bytes", static_cast<uint64_t>(p.gpu_memory_gb * 1e9)},
+      {"gpu_memory_utilization", p.gpu_memory_utilization},
+      {"usable_bytes_per_gpu", p.usable_bytes()},
+      {"context", p.context},
+      {"batch", p.batch},
+      {"max_batched_tokens", p.max_batched_tokens},
+      {"kv_bits", p.kv_bits},
+  };
+  j["layouts"] = nlohmann::ordered_json::array();
+  for (const Layout& l : plan.layouts) j["layouts"].push_back(layout_json(l));
+  j["rejected"] = nlohmann::ordered_json::array();
+  for (const Rejected& r : plan.rejected)
+    j["rejected"].push_back({{"tensor", r.tensor}, {"pipeline", r.pipeline}, {"reason", r.reason}});
+  if (plan.recommended) {
+    j["recommended"] = layout_json(*plan.recommended);
+  } else {
+    j["recommended"] = {{"tensor", nullptr}, {"pipeline", nullptr}, {"fits", false}};
+  }
+  j["recommended"]["reason"] = plan.reason;
+  return j;
+}
+#endif
+
+}  // namespace tessera::planner

@@ -1,0 +1,203 @@
+// The layout arithmetic of the planner; the model of it is written out in planner.h.
+#include "tessera/planner/planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "tessera/core/error.h"
+
+namespace tessera::planner {
+namespace {
+
+uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+// `bytes` of a tensor of `whole` rows, of which a rank holds `part`: rounded up.
+uint64_t shard(uint64_t bytes, uint64_t part, uint64_t whole) {
+  return ceil_div(bytes * part, whole);
+}
+
+struct StageFigures {
+  int layers = 0;
+  uint64_t weights = 0, kv = 0, act = 0, kv_per_token = 0;
+  uint64_t total() const { return weights + kv + act; }
+};
+
+}  // namespace
+
+void PlanParams::validate() const {
+  auto positive = [](const char* field, double v) {
+    if (!(v > 0)) fail(ErrorCode::kInvalidArgument, "plan: ", field, " must be positive, got ", v);
+  };
+  positive("gpus", gpus);
+  positive("gpu memory", gpu_memory_gb);
+  positive("context", context);
+  positive("batch", batch);
+  positive("max batched tokens", max_batched_tokens);
+  positive("kv bits", kv_bits);
+  positive("activation bits", act_bits);
+  if (gpus_per_node < 0)
+    fail(ErrorCode::kInvalidArgument, "plan: gpus per node must be >= 0, got ", gpus_per_node);
+  if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1))
+    fail(ErrorCode::kInvalidArgument, "plan: gpu memory utilization must be in (0, 1], got ",
+         gpu_memory_utilization);
+}
+
+int PlanParams::node_size() const { return gpus_per_node > 0 ? gpus_per_node : std::min(gpus, 8); }
+
+uint64_t PlanParams::usable_bytes() const {
+  return static_cast<uint64_t>(std::floor(gpu_memory_gb * 1e9 * gpu_memory_utilization));
+}
+
+std::optional<std::string> layout_problem(const model::ModelConfig& c, const PlanParams& p, int t,
+                                          int pp) {
+  using detail::concat;
+  if (t < 1 || pp < 1 || t * pp != p.gpus)
+    return concat("T x P must use exactly the ", p.gpus, " GPUs");
+  if (c.num_heads % t != 0) return concat("T must divide the ", c.num_heads, " attention heads");
+  if (c.num_kv_heads % t != 0 && t % c.num_kv_heads != 0)
+    return concat("T must divide the ", c.num_kv_heads, " KV heads or be a multiple of them");
+  if (t > p.node_size())
+    return concat("tensor parallelism would cross nodes (T=", t, " > ", p.node_size(),
+                  " GPUs per node)");
+  if (pp > c.num_layers) return concat("more stages than the ", c.num_layers, " layers");
+  return std::nullopt;
+}
+
+Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
+  const model::ModelConfig& c = m.config;
+  const WeightInventory& w = m.weights;
+  const uint64_t act = p.act_bits / 8 > 0 ? p.act_bits / 8 : 1;
+  const uint64_t h = c.hidden_size, vocab = c.vocab_size, inter = c.intermediate_size;
+  const uint64_t kvr = c.num_kv_heads >= t ? c.num_kv_heads / t : 1;
+  const uint64_t vocab_rows = ceil_div(vocab, t), inter_rows = ceil_div(inter, t);
+  const bool tied = w.lm_head == 0;
+
+  // Activations of one layer at a prefill chunk; the logits are added on the last stage.
+  const uint64_t chunk = std::min<uint64_t>(p.max_batched_tokens, uint64_t(p.context) * p.batch);
+  const uint64_t attn_scratch = chunk * (2 * c.q_dim() / t + 2 * kvr * c.head_dim) * act;
+  const uint64_t mlp_scratch = chunk * 2 * inter_rows * act;
+  const uint64_t layer_act = 2 * chunk * h * act + std::max(attn_scratch, mlp_scratch);
+  const uint64_t logits = uint64_t(p.batch) * vocab_rows * 4;
+
+  const int n_layers = static_cast<int>(w.layers.size());
+  StageFigures worst;
+  int first = 0;
+  for (int s = 0; s < pp; ++s) {
+    StageFigures st;
+    st.layers = n_layers / pp + (s < n_layers % pp ? 1 : 0);
+    for (int i = first; i < first + st.layers; ++i) {
+      const LayerWeights& l = w.layers[i];
+      st.weights += ceil_div(l.attn_qo, t) + shard(l.attn_kv, kvr, c.num_kv_heads) +
+                    shard(l.mlp, inter_rows, inter) + l.replicated;
+    }
+    first += st.layers;
+    const bool is_first = s == 0, is_last = s == pp - 1;
+    if (is_first || (is_last && tied)) st.weights += shard(w.embedding, vocab_rows, vocab);
+    if (is_last) st.weights += shard(w.lm_head, vocab_rows, vocab) + w.final_other;
+    st.kv_per_token = 2 * uint64_t(st.layers) * kvr * c.head_dim * p.kv_bits / 8;
+    st.kv = st.kv_per_token * p.context * p.batch;
+    st.act = layer_act + (is_last ? logits : 0);
+    if (s == 0 || st.total() > worst.total()) worst = st;
+  }
+
+  Layout l{.tensor = t,
+           .pipeline = pp,
+           .layers_per_stage = worst.layers,
+           .kv_heads_per_rank = static_cast<int>(kvr)};
+  l.weight_bytes_per_gpu = worst.weights;
+  l.kv_bytes_per_gpu = worst.kv;
+  l.activation_bytes_per_gpu = worst.act;
+  l.total_bytes_per_gpu = worst.total();
+  l.kv_bytes_per_token = worst.kv_per_token;
+  const uint64_t usable = p.usable_bytes();
+  l.spare_bytes = static_cast<int64_t>(usable) - static_cast<int64_t>(l.total_bytes_per_gpu);
+  const uint64_t fixed = worst.weights + worst.act;
+  l.kv_tokens = usable > fixed && worst.kv_per_token ? (usable - fixed) / worst.kv_per_token : 0;
+  l.fits = l.total_bytes_per_gpu <= usable;
+
+  if (t > 1) {
+    // Ring all-reduce: reduce-scatter then all-gather, each T-1 chunks of ceil(m / T).
+    const uint64_t per_allreduce = 2 * uint64_t(t - 1) * ceil_div(h * act, t);
+    l.allreduces_per_token = 2 * c.num_layers + 1;
+    l.comm_tp_bytes_per_token = l.allreduces_per_token * per_allreduce +
+                                uint64_t(t - 1) * vocab_rows * 4;  // logits all-gather (fp32)
+  }
+  l.comm_pp_bytes_per_token = uint64_t(pp - 1) * h * act;
+  l.comm_bytes_per_token = l.comm_tp_bytes_per_token + l.comm_pp_bytes_per_token;
+  return l;
+}
+
+namespace {
+
+std::string gb(uint64_t bytes) { return format_bytes(static_cast<double>(bytes)); }
+
+std::string why_recommended(const Plan& plan, const Layout& r) {
+  const PlanParams& p = plan.params;
+  using detail::concat;
+  std::string s =
+      concat("TP=", r.tensor, " PP=", r.pipeline, ": fits in ", p.gpu_memory_gb, " GB per GPU (",
+             gb(r.total_bytes_per_gpu), " of ", gb(p.usable_bytes()), " usable at ",
+             p.gpu_memory_utilization * 100, "%) with ", gb(r.kv_bytes_per_gpu),
+             " of KV cache for ", p.batch, " x ", p.context, " tokens and ", gb(r.spare_bytes),
+             " to spare (room for ", r.kv_tokens, " tokens of KV cache in all)");
+  if (r.pipeline == 1) {
+    s += "; no pipeline bubbles";
+  } else {
+    std::string ruled_out;
+    for (const Layout& l : plan.layouts)
+      if (l.pipeline < r.pipeline)
+        ruled_out += concat(ruled_out.empty() ? "" : "; ", "TP=", l.tensor, " PP=", l.pipeline,
+                            " needs ", gb(l.total_bytes_per_gpu), " per GPU");
+    for (const Rejected& x : plan.rejected)
+      if (x.pipeline < r.pipeline)
+        ruled_out += concat(ruled_out.empty() ? "" : "; ", "TP=", x.tensor, " PP=", x.pipeline,
+                            ": ", x.reason);
+    s += concat("; ", r.pipeline, " pipeline stages because fewer do not work (", ruled_out,
+                "), and only the hidden state (", r.comm_pp_bytes_per_token / (r.pipeline - 1),
+                " bytes per token) crosses each stage boundary");
+  }
+  if (r.tensor > 1) s += concat("; TP stays within one ", p.node_size(), "-GPU node");
+  return s;
+}
+
+}  // namespace
+
+Plan make_plan(const ModelSpec& m, const PlanParams& p) {
+  p.validate();
+  Plan plan{.params = p};
+  for (int pp = 1; pp <= p.gpus; ++pp) {
+    if (p.gpus % pp != 0) continue;
+    const int t = p.gpus / pp;
+    if (auto problem = layout_problem(m.config, p, t, pp)) {
+      plan.rejected.push_back({.tensor = t, .pipeline = pp, .reason = *problem});
+      continue;
+    }
+    plan.layouts.push_back(evaluate(m, p, t, pp));
+  }
+  // Layouts are by increasing P: the first that fits is the pick.
+  for (const Layout& l : plan.layouts) {
+    if (l.fits) {
+      plan.recommended = l;
+      plan.reason = why_recommended(plan, l);
+      return plan;
+    }
+  }
+  if (plan.layouts.empty()) {
+    plan.reason = detail::concat("no layout of ", p.gpus, " GPUs is allowed for this model");
+    return plan;
+  }
+  const Layout& best = *std::min_element(plan.layouts.begin(), plan.layouts.end(),
+                                         [](const Layout& a, const Layout& b) {
+                                           return a.total_bytes_per_gpu < b.total_bytes_per_gpu;
+                                         });
+  plan.recommended = best;
+  plan.reason =
+      detail::concat("nothing fits: the smallest layout, TP=", best.tensor, " PP=", best.pipeline,
+                     ", needs ", gb(best.total_bytes_per_gpu), " per GPU (",
+                     gb(best.weight_bytes_per_gpu), " weights, ", gb(best.kv_bytes_per_gpu),
+                     " KV cache), ", gb(-best.spare_bytes), " over the ", gb(p.usable_bytes()),
+                     " usable; use more GPUs, a shorter --context or smaller --batch, or "
+                     "a quantised model");
+  return plan;
+}
+
+}  // namespace tessera::planner

@@ -1,0 +1,197 @@
+#include "tessera/worker/group_worker.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "tessera/comm/groups.h"
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+#include "tessera/model/shard.h"
+#include "tessera/protocol/codec.h"
+#include "tessera/protocol/frame_io.h"
+
+namespace tessera::worker {
+
+std::string register_key(const std::string& g, int rank) { return g + "/register/" + std::to_string(rank); }
+std::string error_key(const std::string& g, int rank) { return g + "/error/" + std::to_string(rank); }
+std::string go_key(const std::string& g) { return g + "/go"; }
+std::string control_key(const std::string& g) { return g + "/control"; }
+
+namespace {
+
+using protocol::FrameType;
+
+int connect_tcp(const std::string& hostport) {
+  const auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) fail(ErrorCode::kInvalidArgument, "bad control address '", hostport, "'");
+  const std::string host = hostport.substr(0, colon), port = hostport.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    fail(ErrorCode::kUnavailable, "cannot resolve the engine's control address ", hostport, ": ", gai_strerror(rc));
+  int fd = -1;
+  for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd >= 0 && ::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) fail(ErrorCode::kUnavailable, "cannot connect to the engine at ", hostport, ": ", std::strerror(errno));
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small frames, latency-bound
+  return fd;
+}
+
+// Frames go out from the step loop and the heartbeat thread; one lock keeps them whole.
+class Channel {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+  void send(FrameType t, std::span<const uint8_t> payload) {
+    std::lock_guard lk(mu_);
+    protocol::write_frame(fd_, t, payload);
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+};
+
+class Heartbeat {
+ public:
+  Heartbeat(Channel& ch, double period) : thread_([this, &ch, period] {
+      std::unique_lock lk(mu_);
+      while (!cv_.wait_for(lk, std::chrono::duration<double>(period), [&] { return stop_; })) {
+        lk.unlock();
+        try {
+          ch.send(FrameType::kHeartbeat, {});
+        } catch (const Error&) {
+          return;  // the engine is gone; the main loop sees EOF
+        }
+        lk.lock();
+      }
+    }) {}
+  ~Heartbeat() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+bool comm_failure(ErrorCode c) { return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable; }
+
+}  // namespace
+
+int run_group_worker(const GroupWorkerArgs& a) {
+  const std::string who = "rank " + std::to_string(a.rank);
+  const int T = a.tensor, P = a.pipeline, W = T * P;
+  if (a.rank < 0 || a.rank >= W) fail(ErrorCode::kInvalidArgument, who, " outside a group of ", W);
+  comm::StoreClient store({.host = a.store_host, .port = a.store_port, .connect_timeout_seconds = a.connect_timeout_seconds});
+  std::unique_ptr<comm::Communicator> tp, pp;
+  std::unique_ptr<Worker> w;
+  const int stage = a.rank / T, tp_rank = a.rank % T;
+  try {
+    // 1. Register what we are about to load, and wait for the coordinator's verdict on all ranks.
+    const model::ModelConfig loaded = model::open_weights(a.worker.model_path)->config();
+    store.set_string(register_key(a.group_id, a.rank),
+                     a.fingerprint + " model=" + loaded.architecture + " L" + std::to_string(loaded.num_layers) +
+                         " H" + std::to_string(loaded.hidden_size) + " heads" + std::to_string(loaded.num_heads) +
+                         "/" + std::to_string(loaded.num_kv_heads) + " V" + std::to_string(loaded.vocab_size));
+    const std::string go = store.get_string(go_key(a.group_id), a.connect_timeout_seconds);
+    if (go != "ok") fail(ErrorCode::kInvalidArgument, "the coordinator refused the group: ", go);
+    // 2. Communicators: TP inside the stage, PP across stages at the same tp rank.
+    auto make = [&](const std::string& name, int rank, int size) {
+      const comm::GroupParams gp{.name = a.group_id + "/" + name,
+                                 .rank = rank,
+                                 .size = size,
+                                 .timeout_seconds = a.collective_timeout_seconds,
+                                 .store = &store,
+                                 .bind_host = a.bind_host};
+      return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_gloo_communicator(gp);
+    };
+    if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
+    if (P > 1) pp = make("pp[tp " + std::to_string(tp_rank) + "]", stage, P);
+    // 3. The shard.
+    WorkerParams wp = a.worker;
+    const auto ranges = model::stage_ranges(loaded.num_layers, P, a.layer_split);
+    wp.shard = {.tp_rank = tp_rank,
+                .tp_size = T,
+                .first_layer = ranges[static_cast<size_t>(stage)].first,
+                .num_layers = ranges[static_cast<size_t>(stage)].second,
+                .stage = stage,
+                .num_stages = P};
+    w = std::make_unique<Worker>(wp, tp.get(), pp.get());
+  } catch (const std::exception& e) {
+    TESSERA_LOG_ERROR("{}: {}", who, e.what());
+    try {
+      store.set_string(error_key(a.group_id, a.rank), e.what());
+    } catch (const std::exception&) {
+    }
+    return 1;
+  }
+  // 4. Join the engine.
+  const int fd = connect_tcp(store.get_string(control_key(a.group_id), a.connect_timeout_seconds));
+  Channel ch(fd);
+  const auto& shard = w->model().shard();
+  const protocol::WorkerHello hello{.vocab_size = w->config().vocab_size,
+                                    .max_position = w->config().max_position,
+                                    .num_layers = w->config().num_layers,
+                                    .num_blocks = w->num_blocks(),
+                                    .block_size = w->block_size(),
+                                    .rank = a.rank,
+                                    .weight_bytes = w->model().weight_bytes(),
+                                    .resident_bytes = model::resident_bytes(),
+                                    .kv_bytes = w->kv_bytes()};
+  TESSERA_LOG_INFO("{} (stage {}, tp {}): layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB", who,
+                   stage, tp_rank, shard.first_layer, shard.first_layer + shard.num_layers - 1,
+                   hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
+  ch.send(FrameType::kHello, protocol::encode_hello(hello));
+  Heartbeat beat(ch, a.heartbeat_seconds);
+  int code = 0;
+  for (;;) {
+    const protocol::ReadOutcome in = protocol::read_frame(fd, 0.0);
+    if (in.status != protocol::ReadStatus::kOk || in.frame.type == FrameType::kShutdown) break;
+    try {
+      if (in.frame.type != FrameType::kPlan)
+        fail(ErrorCode::kInvalidArgument, "worker: unexpected frame type ", int(in.frame.type));
+      const protocol::ExecuteResult r = w->execute(protocol::decode_plan(in.frame.payload));
+      ch.send(FrameType::kResult, protocol::encode_result(r));
+    } catch (const Error& e) {
+      TESSERA_LOG_ERROR("{}: step failed: {}", who, e.what());
+      ch.send(FrameType::kError, protocol::encode_error({e.code(), who + ": " + e.what()}));
+      if (comm_failure(e.code())) {  // a broken group cannot be repaired from here
+        code = 3;
+        break;
+      }
+    } catch (const std::exception& e) {
+      ch.send(FrameType::kError, protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
+    }
+  }
+  ::close(fd);
+  return code;
+}
+
+}  // namespace tessera::worker
