@@ -53,7 +53,8 @@ generate: deps build model
 	  --prompt "What is the capital of France? Answer in one sentence." --max-tokens 64
 
 bench: deps build model
-	bash benchmarks/run_cpu.sh
+	BUILD=$(BUILD) bash benchmarks/run_cpu.sh
+	BUILD=$(BUILD) bash benchmarks/run_serving_sweep.sh
 
 format:
 	git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' | xargs clang-format -i

@@ -1,5 +1,12 @@
 #include "commands.h"
 
+#include <future>
+#include <iostream>
+
+#include "tessera/engine/llm_engine.h"
+#include "tessera/tokenizer/chat_template.h"
+#include "topology_launch.h"
+
 #include <omp.h>
 
 #include <cstdio>
@@ -80,11 +87,70 @@ int cmd_models(const std::vector<std::string>& argv) {
   return 0;
 }
 
+// `generate --config FILE`: one request through the worker group the file describes (the engine
+// and its processes, no HTTP front end). Same output as the single-process path.
+int generate_on_group(const Args& a) {
+  const Launch l = launch_from_config(*a.get("config"), 0);
+  engine::LlmEngine engine(l.engine);
+  engine.start();
+  const auto& tok = engine.tokenizer();
+  protocol::GenerationRequest req;
+  req.request_id = "generate";
+  if (auto ids = a.get("prompt-ids")) {
+    req.prompt_ids = parse_ids(*ids);
+  } else {
+    auto text = a.get("prompt");
+    if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
+    if (a.flag("chat")) {
+      nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+      if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
+      msgs.push_back({{"role", "user"}, {"content", *text}});
+      tokenizer::ChatTemplate tmpl(tok.chat_template(), tok.bos_token(), tok.eos_token());
+      req.prompt_ids = tok.encode(tmpl.render(msgs, nullptr, true), {.add_special = false, .parse_special = true});
+    } else {
+      req.prompt_ids = tok.encode(*text);
+    }
+  }
+  req.sampling = sampling_from(a);
+  req.stopping.max_tokens = a.get_int("max-tokens", 128);
+  req.stopping.ignore_eos = a.flag("ignore-eos");
+  const bool json = a.flag("json");
+  std::promise<void> done;
+  std::string text, finish, error;
+  std::vector<int32_t> ids;
+  engine.submit(req, [&](const protocol::RequestOutput& o) {
+    text += o.new_text;
+    ids.insert(ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    if (!json) {
+      std::cout << o.new_text;
+      std::cout.flush();
+    }
+    if (o.finished()) {
+      finish = protocol::finish_reason_name(o.finish);
+      error = o.error;
+      done.set_value();
+    }
+  });
+  done.get_future().wait();
+  engine.shutdown(0.0);
+  if (!error.empty()) fail(ErrorCode::kInternal, "generation failed: ", error);
+  if (json) {
+    nlohmann::json out{{"text", text}, {"token_ids", ids}, {"prompt_token_ids", req.prompt_ids},
+                       {"finish_reason", finish}};
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 int cmd_generate(const std::vector<std::string>& argv) {
   auto opts = kSamplingOptions;
   opts.insert("prompt-ids");
+  opts.insert("config");
   Args a(argv, opts, {"json", "chat", "ignore-eos"});
   apply_threads(a);
+  if (a.get("config")) return generate_on_group(a);
   LoadedModel m = load_model(a.get_or("model", default_model().name));
   std::vector<int32_t> prompt;
   if (auto ids = a.get("prompt-ids")) {

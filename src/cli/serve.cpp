@@ -12,10 +12,12 @@
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
+#include "topology_launch.h"
 
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <optional>
 
 #include "tessera/tokenizer/chat_template.h"
 
@@ -64,12 +66,28 @@ int cmd_serve(const std::vector<std::string>& argv) {
   Args a(argv,
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
-          "drain-timeout", "io-threads", "grpc-port"},
+          "drain-timeout", "io-threads", "grpc-port", "config", "node-rank"},
          {"no-prefix-caching", "no-warmup", "in-process-worker"});
   const std::string model_arg = a.get_or("model", default_model().name);
-  const std::string path = resolve_model_path(model_arg);
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
-  engine::EngineConfig ec{
+
+  // Block the signals before any thread starts so that only sigwait() below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // With a topology file: the worker group it describes (node 0 serves, other nodes run ranks).
+  std::optional<Launch> launch;
+  if (auto cfg = a.get("config")) {
+    const int node_rank = a.get_int("node-rank", 0);
+    launch = launch_from_config(*cfg, node_rank);
+    if (node_rank > 0) return run_worker_node(*launch, node_rank);
+  }
+  const std::string path = launch ? launch->engine.model_path : resolve_model_path(model_arg);
+  const config::ListenSpec listen = launch ? launch->topo.listen : config::ListenSpec{};
+  engine::EngineConfig ec = launch ? launch->engine : engine::EngineConfig{
       .model_path = path,
       .served_model_name = a.get_or("served-model-name", find_known_model(model_arg) ? model_arg : path),
       .limits = {.max_num_seqs = a.get_int("max-num-seqs", 64),
@@ -82,39 +100,34 @@ int cmd_serve(const std::vector<std::string>& argv) {
       .worker_executable = a.flag("in-process-worker")
                                ? std::string()
                                : std::filesystem::read_symlink("/proc/self/exe").string()};
-
-  // Block the signals before any thread starts so that only sigwait() below receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Flags given on the command line win over the file.
+  const std::string host = a.get_or("host", listen.host);
+  const int http_port = a.get_int("http-port", listen.http_port);
+  const std::string api_key = a.get_or("api-key", listen.api_key);
+  const int grpc_port = a.get("grpc-port") ? a.get_int("grpc-port", 0) : listen.grpc_port;
 
   TESSERA_LOG_INFO("loading {}", path);
   engine::LlmEngine engine(ec);
   engine.start();
   if (!a.flag("no-warmup")) warm_up(engine);
-  server::HttpServer http(engine, {.host = a.get_or("host", "127.0.0.1"),
-                                   .port = a.get_int("http-port", 8000),
-                                   .api_key = a.get_or("api-key", ""),
+  server::HttpServer http(engine, {.host = host,
+                                   .port = http_port,
+                                   .api_key = api_key,
                                    .threads = a.get_int("io-threads", 2),
                                    .served_model_name = ec.served_model_name});
   http.start();
   // gRPC is opt-in (--grpc-port N, 0 = any free port), as in vLLM.
   std::unique_ptr<server::GrpcServer> grpc;
-  if (auto gp = a.get("grpc-port")) {
+  if (grpc_port >= 0) {
     grpc = std::make_unique<server::GrpcServer>(
-        engine, server::GrpcServerConfig{.host = a.get_or("host", "127.0.0.1"),
-                                         .port = a.get_int("grpc-port", 0),
-                                         .api_key = a.get_or("api-key", "")});
+        engine, server::GrpcServerConfig{.host = host, .port = grpc_port, .api_key = api_key});
     grpc->start();
-    TESSERA_LOG_INFO("gRPC on {}:{}", a.get_or("host", "127.0.0.1"), grpc->port());
-    std::printf("GRPC %s:%d\n", a.get_or("host", "127.0.0.1").c_str(), grpc->port());
+    TESSERA_LOG_INFO("gRPC on {}:{}", host, grpc->port());
+    std::printf("GRPC %s:%d\n", host.c_str(), grpc->port());
   }
-  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name,
-                   a.get_or("host", "127.0.0.1"), http.port(), engine.model_info().num_blocks,
-                   engine.model_info().block_size);
-  std::printf("READY http://%s:%d\n", a.get_or("host", "127.0.0.1").c_str(), http.port());
+  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name, host,
+                   http.port(), engine.model_info().num_blocks, engine.model_info().block_size);
+  std::printf("READY http://%s:%d\n", host.c_str(), http.port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -33,6 +33,7 @@ LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
                     .num_blocks = ei.num_blocks,
                     .block_size = ei.block_size};
   scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
+  export_rank_memory();
   metrics_.gauge_set("tessera:cache_config_info", "KV cache configuration", 1.0,
                      {{"block_size", std::to_string(info_.block_size)},
                       {"num_gpu_blocks", std::to_string(info_.num_blocks)}});
@@ -57,6 +58,19 @@ std::unique_ptr<Executor> LlmEngine::make_executor() const {
       ProcessExecutorParams{.executable = cfg_.worker_executable, .worker = wp});
 }
 
+// Per rank of a worker group: what it holds (weights / T, its KV pool) and its resident memory.
+void LlmEngine::export_rank_memory() {
+  for (const auto& h : executor_->info().ranks) {
+    const Labels rank{{"rank", std::to_string(h.rank)}};
+    metrics_.gauge_set("tessera:worker_weight_bytes", "Weight bytes of this rank's shard",
+                       static_cast<double>(h.weight_bytes), rank);
+    metrics_.gauge_set("tessera:worker_kv_cache_bytes", "Bytes of this rank's KV cache pool",
+                       static_cast<double>(h.kv_bytes), rank);
+    metrics_.gauge_set("tessera:worker_resident_bytes", "Resident memory of the rank's process after loading",
+                       static_cast<double>(h.resident_bytes), rank);
+  }
+}
+
 scheduler::SchedulerConfig LlmEngine::scheduler_config() const {
   return {.num_blocks = info_.num_blocks,
           .block_size = info_.block_size,
@@ -64,7 +78,8 @@ scheduler::SchedulerConfig LlmEngine::scheduler_config() const {
           .max_num_batched_tokens = cfg_.limits.max_num_batched_tokens,
           .max_model_len = info_.max_model_len,
           .enable_prefix_caching = cfg_.enable_prefix_caching,
-          .max_waiting = cfg_.limits.max_waiting};
+          .max_waiting = cfg_.limits.max_waiting,
+          .max_in_flight = executor_ ? executor_->max_in_flight() : 1};
 }
 
 // A dead worker loses its KV cache: every live request fails with the reason, the scheduler (and
@@ -78,9 +93,12 @@ void LlmEngine::restart_after_worker_death(const std::string& why) {
   for (const auto& [seq, r] : live_) seqs.push_back(seq);
   for (uint64_t s : seqs) finish(s, FinishReason::kError, "worker failed: " + why);
   to_drop_.clear();
+  in_flight_.clear();
   scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
   try {
+    executor_.reset();  // the old group's processes, ports and store go first
     executor_ = make_executor();
+    export_rank_memory();
     worker_ok_ = true;
     TESSERA_LOG_INFO("worker restarted");
   } catch (const std::exception& e) {
@@ -187,7 +205,7 @@ void LlmEngine::loop() {
     for (auto& [seq, r] : live_)
       if (r.req.deadline && *r.req.deadline <= now) expired.push_back(seq);
     for (uint64_t seq : expired) finish(seq, FinishReason::kError, "the request's deadline expired");
-    if (scheduler_->has_work()) step();
+    if (scheduler_->has_work() || !in_flight_.empty()) step();
     update_gauges();
   }
 }
@@ -219,9 +237,56 @@ void LlmEngine::admit(protocol::GenerationRequest req, OutputCallback cb) {
   live_.emplace(seq, std::move(r));
 }
 
+// Fills the pipeline with up to max_in_flight plans (each over different sequences: with P
+// stages, P micro-batches keep every stage busy), then collects the oldest result.
 void LlmEngine::step() {
-  scheduler::StepPlan plan = scheduler_->schedule();
-  if (plan.empty() && to_drop_.empty()) return;
+  if (!executor_ || !executor_->alive()) {
+    restart_after_worker_death("no live worker");
+    return;
+  }
+  while (static_cast<int>(executor_->in_flight()) < executor_->max_in_flight()) {
+    scheduler::StepPlan plan = scheduler_->schedule();
+    if (plan.empty() && to_drop_.empty()) break;
+    protocol::ExecutePlan exec = to_exec(plan);
+    std::vector<uint64_t> ids;
+    for (const auto& ch : exec.chunks) ids.push_back(ch.seq_id);
+    try {
+      executor_->submit(exec);
+    } catch (const std::exception& e) {
+      TESSERA_LOG_ERROR("step failed: {}", e.what());
+      restart_after_worker_death(e.what());  // a submit only fails when the workers are gone
+      return;
+    }
+    in_flight_.push_back(std::move(ids));
+    if (plan.empty()) break;  // only dropped sequences to tell the workers about
+  }
+  if (in_flight_.empty()) return;
+  std::vector<uint64_t> ids = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  protocol::ExecuteResult result;
+  try {
+    result = executor_->collect();
+  } catch (const std::exception& e) {
+    // A failed step fails the requests in it, not the server.
+    TESSERA_LOG_ERROR("step failed: {}", e.what());
+    if (!executor_->alive()) {
+      restart_after_worker_death(e.what());
+      return;
+    }
+    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "step"}});
+    for (uint64_t id : ids)
+      if (live_.contains(id)) finish(id, FinishReason::kError, e.what());
+    if (!ids.empty()) scheduler_->on_step_done({});  // it ignores the aborted sequences' missing tokens
+    return;
+  }
+  std::vector<std::pair<uint64_t, int32_t>> sampled;
+  for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
+  if (!ids.empty()) scheduler_->on_step_done(sampled);
+  for (const auto& t : result.sampled)
+    if (auto it = live_.find(t.seq_id); it != live_.end()) on_token(it->second, t);
+}
+
+protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   protocol::ExecutePlan exec;
   exec.finished = std::move(to_drop_);
   to_drop_.clear();
@@ -243,28 +308,7 @@ void LlmEngine::step() {
   if (!plan.preempted.empty())
     metrics_.counter_add("tessera:num_preemptions_total", "Preempted sequences",
                          static_cast<double>(plan.preempted.size()));
-  protocol::ExecuteResult result;
-  try {
-    if (!executor_ || !executor_->alive()) fail(ErrorCode::kInternal, "no live worker");
-    result = executor_->execute(exec);
-  } catch (const std::exception& e) {
-    // A failed step fails the requests in it, not the server.
-    TESSERA_LOG_ERROR("step failed: {}", e.what());
-    if (!executor_ || !executor_->alive()) {
-      restart_after_worker_death(e.what());
-      return;
-    }
-    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "step"}});
-    for (const auto& ch : exec.chunks)
-      if (live_.contains(ch.seq_id)) finish(ch.seq_id, FinishReason::kError, e.what());
-    scheduler_->on_step_done({});  // the scheduler ignores the aborted sequences' missing tokens
-    return;
-  }
-  std::vector<std::pair<uint64_t, int32_t>> sampled;
-  for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
-  scheduler_->on_step_done(sampled);
-  for (const auto& t : result.sampled)
-    if (auto it = live_.find(t.seq_id); it != live_.end()) on_token(it->second, t);
+  return exec;
 }
 
 void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {

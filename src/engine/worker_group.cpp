@@ -80,13 +80,10 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p
       const std::string s = p.control_host + ":" + std::to_string(port);
       return std::vector<uint8_t>(s.begin(), s.end());
     }());
-    std::string split;
-    for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
-    const std::string fingerprint = "T=" + std::to_string(T) + " P=" + std::to_string(P) + " split=" + split +
-                                    " block=" + std::to_string(p.worker.block_size) + " backend=" + p.backend;
-    for (size_t i = 0; i < params_.local_ranks.size(); ++i)
-      spawn_local(params_.local_ranks[i], static_cast<int>(i), fingerprint);
-    await_registrations(fingerprint);
+    // Ranks of other nodes learn the incarnation from the store (see run_node_agent).
+    store_->set(kCurrentGroupKey, std::vector<uint8_t>(group_id_.begin(), group_id_.end()));
+    for (size_t i = 0; i < params_.local_ranks.size(); ++i) spawn_local(params_.local_ranks[i], static_cast<int>(i));
+    await_registrations(group_fingerprint(p));
     accept_ranks();
   } catch (...) {
     stop_all();
@@ -100,6 +97,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p
   info_.num_blocks = h.num_blocks;
   for (const auto& r : ranks_) info_.num_blocks = std::min(info_.num_blocks, r.hello.num_blocks);
   alive_ = true;
+  for (const auto& r : ranks_) info_.ranks.push_back(r.hello);
   for (const auto& r : ranks_)
     TESSERA_LOG_INFO("group {}: rank {} pid {}: weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB", group_id_,
                      r.rank, r.pid, r.hello.weight_bytes / 1048576.0, r.hello.kv_bytes / 1048576.0,
@@ -110,32 +108,44 @@ WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(); }
 
 int WorkerGroupExecutor::store_port() const { return store_ ? store_->port() : 0; }
 
-void WorkerGroupExecutor::spawn_local(int rank, int local_index, const std::string& fingerprint) {
-  const auto& p = params_;
-  const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
+std::string group_fingerprint(const WorkerGroupParams& p) {
   std::string split;
   for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
+  return "T=" + std::to_string(p.tensor) + " P=" + std::to_string(p.pipeline) + " split=" + split +
+         " block=" + std::to_string(p.worker.block_size) + " backend=" + p.backend;
+}
+
+std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, int local_index,
+                                        const std::string& group_id, const std::string& store_addr) {
+  const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
   int threads = p.threads_per_rank;
   if (threads <= 0)
     threads = std::max<int>(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                   static_cast<int>(p.local_ranks.size()));
+                                   std::max<int>(1, static_cast<int>(p.local_ranks.size())));
   std::vector<std::string> args = {p.executable, "worker", "--group", "--rank", std::to_string(rank),
                                    "--tp", std::to_string(p.tensor), "--pp", std::to_string(p.pipeline),
-                                   "--store", p.store_host + ":" + std::to_string(store_->port()),
-                                   "--group-id", group_id_, "--comm", p.backend == "cuda" ? "nccl" : "gloo",
-                                   "--bind-host", p.control_host, "--model", p.worker.model_path,
+                                   "--store", store_addr, "--group-id", group_id,
+                                   "--comm", p.backend == "cuda" ? "nccl" : "gloo",
+                                   "--bind-host", p.bind_host.empty() ? p.control_host : p.bind_host,
+                                   "--model", p.worker.model_path,
                                    "--num-blocks", std::to_string(p.worker.num_blocks),
                                    "--block-size", std::to_string(p.worker.block_size),
                                    "--kv-cache-mb", std::to_string(kv_mb), "--threads", std::to_string(threads),
                                    "--collective-timeout", std::to_string(p.collective_timeout_seconds),
                                    "--connect-timeout", std::to_string(p.start_timeout_seconds),
                                    "--heartbeat", std::to_string(p.heartbeat_seconds),
-                                   "--fingerprint", fingerprint};
+                                   "--fingerprint", group_fingerprint(p)};
+  std::string split;
+  for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
   if (!split.empty()) args.insert(args.end(), {"--layer-split", split});
-  std::vector<std::string> env;
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(), {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});
-  ranks_[static_cast<size_t>(rank)].pid = spawn_child(args, -1, -1, env);
+  return args;
+}
+
+void WorkerGroupExecutor::spawn_local(int rank, int local_index) {
+  ranks_[static_cast<size_t>(rank)].pid = spawn_child(
+      worker_command(params_, rank, local_index, group_id_, params_.store_host + ":" + std::to_string(store_->port())));
 }
 
 std::string WorkerGroupExecutor::rank_status(const RankInfo& r) {

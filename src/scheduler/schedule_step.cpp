@@ -20,7 +20,8 @@ struct Scheduler::StepState {
 };
 
 StepPlan Scheduler::schedule() {
-  TESSERA_CHECK(!in_flight_, "schedule() before on_step_done() of the previous plan");
+  TESSERA_CHECK(static_cast<int>(flights_.size()) < std::max(1, cfg_.max_in_flight),
+                "schedule() with ", flights_.size(), " plans in flight (max ", cfg_.max_in_flight, ")");
   StepState st;
   st.budget = cfg_.max_num_batched_tokens;
   st.order = running_;
@@ -29,12 +30,14 @@ StepPlan Scheduler::schedule() {
   schedule_running(st, /*decodes=*/true);
   schedule_running(st, /*decodes=*/false);
   admit_waiting(st);
-  in_flight_ = !st.plan.chunks.empty();
-  last_plan_.clear();
-  expect_sample_.clear();
-  for (const SeqChunk& c : st.plan.chunks) {
-    last_plan_.push_back(c.seq_id);
-    if (c.sample) expect_sample_.insert(c.seq_id);
+  if (!st.plan.chunks.empty()) {
+    Flight f;
+    for (const SeqChunk& c : st.plan.chunks) {
+      f.seqs.push_back(c.seq_id);
+      busy_.insert(c.seq_id);
+      if (c.sample) f.expect_sample.insert(c.seq_id);
+    }
+    flights_.push_back(std::move(f));
   }
   return std::move(st.plan);
 }
@@ -45,7 +48,8 @@ void Scheduler::schedule_running(StepState& st, bool decodes) {
     auto it = seqs_.find(st.order[rank]);
     if (it == seqs_.end()) continue;
     Sequence& s = it->second;
-    if (!s.running || st.scheduled.contains(s.id()) || s.is_decode() != decodes) continue;
+    if (!s.running || st.scheduled.contains(s.id()) || busy_.contains(s.id()) || s.is_decode() != decodes)
+      continue;
     int n = fit_or_preempt(st, rank, s, std::min(s.len() - s.num_computed, st.budget));
     if (n > 0) add_chunk(st, s, n);
   }
@@ -62,7 +66,8 @@ int Scheduler::fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want)
     Sequence* victim = nullptr;
     for (size_t r = st.order.size(); r-- > rank + 1 && !victim;) {
       auto it = seqs_.find(st.order[r]);
-      if (it != seqs_.end() && it->second.running && !st.scheduled.contains(it->first))
+      if (it != seqs_.end() && it->second.running && !st.scheduled.contains(it->first) &&
+          !busy_.contains(it->first))
         victim = &it->second;
     }
     if (!victim) {

@@ -93,18 +93,20 @@ void Scheduler::register_full_blocks(Sequence& s) {
 
 std::vector<uint64_t> Scheduler::on_step_done(
     const std::vector<std::pair<uint64_t, int32_t>>& sampled) {
+  if (flights_.empty()) fail(ErrorCode::kInvalidArgument, "on_step_done() with no plan in flight");
+  const Flight& flight = flights_.front();
   std::unordered_set<uint64_t> got;
   for (const auto& [id, tok] : sampled) {
     if (!seqs_.contains(id)) continue;  // aborted while the step ran
-    if (!expect_sample_.contains(id) || !got.insert(id).second)
+    if (!flight.expect_sample.contains(id) || !got.insert(id).second)
       fail(ErrorCode::kInvalidArgument, "sampled token for sequence ", id,
            " that had no sample chunk in the plan (or a second one)");
   }
-  for (uint64_t id : expect_sample_)
+  for (uint64_t id : flight.expect_sample)
     if (seqs_.contains(id) && !got.contains(id))
       fail(ErrorCode::kInvalidArgument, "no sampled token for sequence ", id);
-  in_flight_ = false;
-  for (uint64_t id : last_plan_) {
+  for (uint64_t id : flight.seqs) {
+    busy_.erase(id);
     auto it = seqs_.find(id);
     if (it != seqs_.end() && it->second.running) register_full_blocks(it->second);
   }
@@ -118,8 +120,7 @@ std::vector<uint64_t> Scheduler::on_step_done(
       abort(id);
     }
   }
-  last_plan_.clear();
-  expect_sample_.clear();
+  flights_.pop_front();
   return finished;
 }
 
@@ -149,7 +150,7 @@ std::string Scheduler::check_invariants() const {
     if (static_cast<int>(s.blocks.size()) != blocks_for(s.num_computed, bs))
       err << "seq " << id << " has " << s.blocks.size() << " blocks for " << s.num_computed
           << " tokens; ";
-    if (!in_flight_ && s.num_computed >= s.len()) err << "seq " << id << " has no token to feed; ";
+    if (!busy_.contains(id) && s.num_computed >= s.len()) err << "seq " << id << " has no token to feed; ";
     if (static_cast<int>(s.hashes.size()) > s.num_computed / bs)
       err << "seq " << id << " hashed a block it has not filled; ";
     for (int32_t b : s.blocks) ++held[static_cast<size_t>(b)];

@@ -5,6 +5,7 @@
 // early must finish with exactly max_tokens sampled tokens.
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -44,13 +45,22 @@ class Sim {
            k > 0 && next_id <= static_cast<uint64_t>(c_.num_requests); --k)
         add_request(next_id++);
       maybe_drop();
-      if (!s_.has_work()) {
+      if (!s_.has_work() && in_flight_.empty()) {
         if (next_id > static_cast<uint64_t>(c_.num_requests)) return;
         continue;
       }
-      StepPlan plan = s_.schedule();
-      ASSERT_FALSE(plan.empty()) << "no progress at step " << step;
-      check_and_run(plan);
+      // Keep up to max_in_flight plans outstanding, as a pipeline of stages would; run the
+      // oldest (in order, as every worker does) once the pipeline is full or nothing more fits.
+      while (s_.has_work() && static_cast<int>(in_flight_.size()) < std::max(1, c_.cfg.max_in_flight)) {
+        StepPlan plan = s_.schedule();
+        if (plan.empty()) break;
+        check_plan(plan);
+        if (::testing::Test::HasFatalFailure()) return;
+        in_flight_.push_back(std::move(plan));
+        if (rng_() % 2) break;  // sometimes run with the pipeline part full
+      }
+      ASSERT_FALSE(in_flight_.empty()) << "no progress at step " << step;
+      run_oldest();
       if (::testing::Test::HasFatalFailure()) return;
       ASSERT_EQ(s_.check_invariants(), "") << "step " << step;
       SchedulerStats st = s_.stats();
@@ -109,16 +119,18 @@ class Sim {
     it->second.dropped = true;
   }
 
-  void check_and_run(const StepPlan& plan) {
+  // At schedule time: the plan's shape, and that no sequence is in two outstanding plans.
+  void check_plan(const StepPlan& plan) {
     const int bs = c_.cfg.block_size;
     std::set<uint64_t> ids;
     std::set<int32_t> written;
     int total = 0;
-    std::vector<std::pair<uint64_t, int32_t>> sampled;
     for (const SeqChunk& c : plan.chunks) {
       Truth& t = truth_.at(c.seq_id);
       ASSERT_TRUE(ids.insert(c.seq_id).second) << "seq twice in a plan";
       ASSERT_FALSE(t.done || t.dropped);
+      for (const StepPlan& other : in_flight_)
+        for (const SeqChunk& o : other.chunks) ASSERT_NE(o.seq_id, c.seq_id) << "seq in two plans in flight";
       const size_t end = static_cast<size_t>(c.start_pos) + c.tokens.size();
       ASSERT_FALSE(c.tokens.empty());
       ASSERT_LE(end, t.tokens.size());
@@ -126,9 +138,6 @@ class Sim {
       ASSERT_EQ(static_cast<int>(c.block_table.size()),
                 kv_cache::blocks_for(static_cast<int64_t>(end), bs));
       total += static_cast<int>(c.tokens.size());
-      // Reads: the KV of every earlier position holds this sequence's own token.
-      for (size_t p = 0; p < static_cast<size_t>(c.start_pos); ++p)
-        ASSERT_EQ(kv_[slot(c, p)], t.tokens[p]) << "seq " << c.seq_id << " pos " << p;
       // Writes: into blocks of its own, never shared, never written twice in a step.
       for (size_t p = static_cast<size_t>(c.start_pos); p < end; ++p) {
         ASSERT_EQ(c.tokens[p - static_cast<size_t>(c.start_pos)], t.tokens[p]);
@@ -141,11 +150,22 @@ class Sim {
     }
     ASSERT_EQ(total, plan.num_batched_tokens);
     ASSERT_LE(total, c_.cfg.max_num_batched_tokens);
-    for (const SeqChunk& c : plan.chunks) {  // run the step: write KV, sample
-      Truth& t = truth_.at(c.seq_id);
-      for (size_t i = 0; i < c.tokens.size(); ++i)
+  }
+
+  // At run time, in plan order: every live chunk reads exactly its own history from the fake KV
+  // cache (whatever plans ran before it), then writes and samples.
+  void run_oldest() {
+    const StepPlan plan = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    std::vector<std::pair<uint64_t, int32_t>> sampled;
+    for (const SeqChunk& c : plan.chunks) {
+      const Truth& t = truth_.at(c.seq_id);
+      if (!t.dropped)
+        for (size_t p = 0; p < static_cast<size_t>(c.start_pos); ++p)
+          ASSERT_EQ(kv_[slot(c, p)], t.tokens[p]) << "seq " << c.seq_id << " pos " << p;
+      for (size_t i = 0; i < c.tokens.size(); ++i)  // a dropped sequence's step still writes
         kv_[slot(c, static_cast<size_t>(c.start_pos) + i)] = c.tokens[i];
-      if (c.sample) sampled.emplace_back(c.seq_id, testing::fake_token(c.seq_id, t.tokens.size()));
+      if (c.sample && !t.dropped) sampled.emplace_back(c.seq_id, testing::fake_token(c.seq_id, t.tokens.size()));
     }
     for (const auto& [id, tok] : sampled) {
       truth_.at(id).tokens.push_back(tok);
@@ -173,6 +193,7 @@ class Sim {
   std::vector<int32_t> kv_;  // fake KV cache: the token id written at each slot
   std::vector<std::vector<int32_t>> prefixes_;
   std::map<uint64_t, Truth> truth_;
+  std::deque<StepPlan> in_flight_;
 };
 
 TEST(SchedulerSimulation, RandomWorkloadsDrainWithInvariants) {
@@ -202,6 +223,16 @@ TEST(SchedulerSimulation, RandomWorkloadsDrainWithInvariants) {
         .max_num_seqs = 16,
         .max_num_batched_tokens = 64,
         .max_model_len = 200},
+       400,
+       120,
+       60},
+      {"pipeline of 2, tiny cache",
+       {.num_blocks = 16, .block_size = 4, .max_num_seqs = 8, .max_num_batched_tokens = 24, .max_in_flight = 2},
+       300,
+       40,
+       20},
+      {"pipeline of 3, roomier",
+       {.num_blocks = 48, .block_size = 8, .max_num_seqs = 16, .max_num_batched_tokens = 64, .max_in_flight = 3},
        400,
        120,
        60},

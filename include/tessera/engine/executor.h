@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "tessera/protocol/codec.h"
 #include "tessera/protocol/step.h"
 #include "tessera/worker/worker.h"
 
@@ -24,6 +25,7 @@ struct ExecutorInfo {
   int block_size = 0;
   int world_size = 1;             // ranks in the group
   std::string layout = "1 rank";  // for logs: "TP=3 x PP=2 over gloo"
+  std::vector<protocol::WorkerHello> ranks;  // per rank of a group: memory as each reported it
 };
 
 class Executor {

@@ -84,6 +84,7 @@ class LlmEngine final : public EngineInterface {
   void fail_all(const std::string& why);
   void update_gauges();
   scheduler::SchedulerConfig scheduler_config() const;
+  void export_rank_memory();
 
   EngineConfig cfg_;
   std::unique_ptr<Executor> executor_;
@@ -97,6 +98,8 @@ class LlmEngine final : public EngineInterface {
   // Engine-thread state.
   std::unordered_map<uint64_t, Live> live_;
   std::unordered_map<std::string, uint64_t> by_id_;
+  protocol::ExecutePlan to_exec(scheduler::StepPlan& plan);
+  std::deque<std::vector<uint64_t>> in_flight_;  // sequences of each submitted plan, oldest first
   std::vector<uint64_t> to_drop_;  // finished since the last step: the worker forgets them
   uint64_t next_seq_ = 1;
   std::pair<uint64_t, uint64_t> prefix_seen_{0, 0};  // scheduler prefix totals already exported

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -40,6 +41,7 @@ struct WorkerGroupParams {
   std::string store_host = "127.0.0.1";
   int store_port = 0;            // 0: any free port
   std::string control_host = "127.0.0.1";  // where ranks reach the engine
+  std::string bind_host;                   // this node's address for Gloo pairs ("" = control_host)
   int threads_per_rank = 0;      // cpu: op threads per rank (0: cores / local ranks, at least 1)
   double start_timeout_seconds = 180.0;
   double step_timeout_seconds = 300.0;
@@ -79,7 +81,7 @@ class WorkerGroupExecutor final : public Executor {
   int store_port() const;
 
  private:
-  void spawn_local(int rank, int local_index, const std::string& fingerprint);
+  void spawn_local(int rank, int local_index);
   void await_registrations(const std::string& fingerprint);
   void accept_ranks();
   [[noreturn]] void lost(const std::string& what);
@@ -97,5 +99,19 @@ class WorkerGroupExecutor final : public Executor {
   size_t pending_ = 0;
   bool alive_ = false;
 };
+
+// The store key naming the group incarnation that ranks should join now.
+inline constexpr const char* kCurrentGroupKey = "current_group";
+// What every rank registers besides its model: the layout it was launched with.
+std::string group_fingerprint(const WorkerGroupParams& p);
+// The `tessera worker --group ...` command line of one rank.
+std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, int local_index,
+                                        const std::string& group_id, const std::string& store_addr);
+
+// A node other than the coordinator's (`tessera serve --config F --node-rank R`, R > 0): waits for
+// the coordinator's store, spawns this node's ranks (p.local_ranks) into the current group, and
+// when that group ends (a rank exits, or the coordinator starts a new incarnation or goes away)
+// stops them and follows the next one. Returns when `stop` becomes true (checked every 100 ms).
+int run_node_agent(const WorkerGroupParams& p, const std::atomic<bool>& stop);
 
 }  // namespace tessera::engine

@@ -3,10 +3,12 @@
 // KV BlockAllocator with its prefix-cache index; the engine thread is its only caller.
 //
 // The loop: plan = schedule(); run it; on_step_done(sampled tokens); repeat. Exactly one
-// on_step_done() follows every non-empty plan (even when nothing was sampled), before the next
-// schedule(). abort()/finish()/add() may come at any time; blocks of an aborted sequence are
-// freed at once (the plan in flight still writes them, but nobody can get them before the next
-// schedule(), which comes after the step).
+// on_step_done() follows every non-empty plan (even when nothing was sampled), in the order the
+// plans were made. Up to max_in_flight plans may be outstanding (pipeline parallelism); a
+// sequence in an outstanding plan is left out of new plans and is never preempted.
+// abort()/finish()/add() may come at any time; blocks of an aborted sequence are freed at once.
+// A plan in flight may still write them while a later plan hands them to another sequence: that
+// is safe because every worker runs plans in order, so the later writes land after the earlier.
 //
 // Policy per step, inside the token budget: (1) decodes of running sequences, (2) their
 // continuing prefill chunks, (3) new admissions from the waiting queue (FCFS by priority, head of
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -60,6 +63,7 @@ class Scheduler {
   std::vector<uint64_t> on_step_done(const std::vector<std::pair<uint64_t, int32_t>>& sampled);
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  size_t plans_in_flight() const { return flights_.size(); }
   bool contains(uint64_t seq_id) const { return seqs_.contains(seq_id); }
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return cfg_; }
@@ -92,9 +96,12 @@ class Scheduler {
   std::set<QueueKey> waiting_;
   std::vector<uint64_t> running_;
   uint64_t next_order_ = 0;
-  bool in_flight_ = false;
-  std::vector<uint64_t> last_plan_;             // sequences in the plan in flight
-  std::unordered_set<uint64_t> expect_sample_;  // their chunks with sample == true
+  struct Flight {
+    std::vector<uint64_t> seqs;                  // sequences in the plan
+    std::unordered_set<uint64_t> expect_sample;  // their chunks with sample == true
+  };
+  std::deque<Flight> flights_;           // plans in flight, oldest first
+  std::unordered_set<uint64_t> busy_;    // sequences in any of them
   SchedulerStats counters_;                     // the prefix and preemption counters
 };
 

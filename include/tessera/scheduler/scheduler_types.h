@@ -15,6 +15,9 @@ struct SchedulerConfig {
   int max_model_len = 0;              // prompt + max_tokens limit; 0: only the cache size limits
   bool enable_prefix_caching = true;
   int max_waiting = 1024;  // queued (not yet running) requests before add() refuses
+  // Plans that may be in flight at once (pipeline parallelism: one micro-batch per stage). A
+  // sequence is in at most one of them, so each plan holds different sequences.
+  int max_in_flight = 1;
 };
 
 // A new request for add().

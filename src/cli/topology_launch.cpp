@@ -1,0 +1,83 @@
+#include "topology_launch.h"
+
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include "model_registry.h"
+#include "tessera/core/error.h"
+#include "tessera/core/log.h"
+#include "tessera/model/weights.h"
+
+namespace tessera::cli {
+
+Launch launch_from_config(const std::string& path, int node_rank) {
+  Launch l;
+  l.topo = config::load_topology(path);
+  const auto& t = l.topo;
+  if (node_rank < 0 || node_rank >= static_cast<int>(t.nodes.size()))
+    fail(ErrorCode::kInvalidArgument, "--node-rank ", node_rank, ": ", path, " has ", t.nodes.size(),
+         " node(s) (valid: 0..", t.nodes.size() - 1, ")");
+  set_log_level(t.logging.level);
+  const std::string model_path = resolve_model_path(t.model.path);
+  {
+    const model::ModelConfig mc = model::open_weights(model_path)->config();
+    config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers);
+  }
+  const auto& node = t.nodes[static_cast<size_t>(node_rank)];
+  engine::WorkerGroupParams g{
+      .tensor = t.parallel.tensor,
+      .pipeline = t.parallel.pipeline,
+      .layer_split = t.parallel.layer_split,
+      .devices = node.devices,
+      .backend = t.backend,
+      .store_host = t.coordinator.host,
+      // One node: nobody else needs to find the store, so any free port (no clash between
+      // servers on one machine). Several: the port the other nodes were told.
+      .store_port = t.nodes.size() > 1 ? t.coordinator.port : 0,
+      .control_host = t.coordinator.host,
+      .bind_host = node.host,
+      .threads_per_rank = t.threads_per_rank,
+      .start_timeout_seconds = t.coordinator.timeout_seconds,
+      .collective_timeout_seconds = t.coordinator.collective_timeout_seconds,
+      .heartbeat_seconds = t.coordinator.heartbeat_seconds,
+      .heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds)};
+  const int first = t.first_rank_of_node(node_rank);
+  for (int r = 0; r < t.ranks_on_node(node_rank); ++r) g.local_ranks.push_back(first + r);
+  l.engine = engine::EngineConfig{
+      .model_path = model_path,
+      .served_model_name = t.model.served_name.empty() ? t.model.path : t.model.served_name,
+      .limits = {.max_num_seqs = t.scheduler.max_num_seqs,
+                 .max_num_batched_tokens = t.scheduler.max_num_batched_tokens,
+                 .max_waiting = t.scheduler.max_waiting},
+      .block_size = t.scheduler.block_size,
+      .kv_cache_bytes = t.scheduler.kv_cache_bytes,
+      .enable_prefix_caching = t.scheduler.enable_prefix_caching,
+      .worker_executable = std::filesystem::read_symlink("/proc/self/exe").string(),
+      .group = g};
+  l.engine.group->worker = {.model_path = model_path,
+                            .block_size = t.scheduler.block_size,
+                            .kv_cache_bytes = t.scheduler.kv_cache_bytes};
+  l.engine.group->executable = l.engine.worker_executable;
+  return l;
+}
+
+int run_worker_node(const Launch& l, int node_rank) {
+  std::atomic<bool> stop{false};
+  engine::WorkerGroupParams g = *l.engine.group;
+  TESSERA_LOG_INFO("node {} of {}: ranks {}..{} under the coordinator at {}:{}", node_rank, l.topo.nodes.size(),
+                   g.local_ranks.front(), g.local_ranks.back(), g.store_host, g.store_port);
+  std::thread agent([&] { engine::run_node_agent(g, stop); });
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  TESSERA_LOG_INFO("signal {}: stopping this node's ranks", sig);
+  stop = true;
+  agent.join();
+  return 0;
+}
+
+}  // namespace tessera::cli

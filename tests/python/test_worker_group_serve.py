@@ -1,0 +1,171 @@
+"""The worker group behind the real server, with real processes over Gloo:
+- `tessera serve --config configs/cpu-tp3-pp2.yaml` (6 worker processes) answers a greedy
+  completion with the text of the single-process `tessera generate`, and reports each rank's
+  memory (weights about 1/6 of the model's layers, plus its vocabulary shard);
+- killing one worker mid-stream fails that stream with a clear error within seconds, /ready turns
+  503 while the group restarts, and the server then serves the same answer again;
+- two loopback "nodes" (`--node-rank 0` and `--node-rank 1`) form one PP=2 group.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from serve_util import BIN, MODEL, start_server
+
+SRC = os.environ.get("TESSERA_SOURCE_DIR", ".")
+PROMPT = "The capital of France is"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
+
+
+def solo_greedy(max_tokens):
+    out = subprocess.run([BIN, "generate", "--model", MODEL, "--prompt", PROMPT, "--max-tokens", str(max_tokens),
+                          "--temperature", "0", "--json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["text"]
+
+
+def complete(url, max_tokens, **extra):
+    r = requests.post(url + "/v1/completions", json={"model": "smollm2-135m-instruct", "prompt": PROMPT,
+                                                      "max_tokens": max_tokens, "temperature": 0, **extra},
+                      timeout=120)
+    return r
+
+
+def worker_pids(server_pid):
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == server_pid and b"--group" in cmd:
+            pids.append((int(cmd[cmd.index(b"--rank") + 1]), int(d)))
+    return dict(pids)
+
+
+def metric(url, name, labels=""):
+    text = requests.get(url + "/metrics", timeout=10).text
+    m = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def write_config(tmp_path, body):
+    p = tmp_path / "topology.yaml"
+    p.write_text(body)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def tp3pp2():
+    proc, url = start_server("--config", os.path.join(SRC, "configs/cpu-tp3-pp2.yaml"), "--no-warmup",
+                             "--kv-cache-mb", "64")
+    yield proc, url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def test_tp3_pp2_serves_the_single_process_answer(tp3pp2):
+    proc, url = tp3pp2
+    want = solo_greedy(16)
+    r = complete(url, 16)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == want
+    # Memory per rank, as each worker measured it: 6 ranks, each with 1/6 of the layer weights.
+    weights = [metric(url, "tessera:worker_weight_bytes", f'{{rank="{k}"}}') for k in range(6)]
+    resident = [metric(url, "tessera:worker_resident_bytes", f'{{rank="{k}"}}') for k in range(6)]
+    assert all(w and w > 0 for w in weights) and all(m and m > 0 for m in resident)
+    model_bytes = os.path.getsize(MODEL)
+    for w in weights:
+        assert w < model_bytes / 3, (w, model_bytes)  # a sixth of the layers + a third of the vocab
+    assert len(worker_pids(proc.pid)) == 6
+
+
+def test_killed_worker_fails_the_stream_and_the_group_restarts(tp3pp2):
+    proc, url = tp3pp2
+    want = solo_greedy(8)
+    before = metric(url, "tessera:worker_restarts_total") or 0.0
+    r = requests.post(url + "/v1/completions", stream=True, timeout=120,
+                      json={"model": "smollm2-135m-instruct", "prompt": PROMPT, "max_tokens": 400,
+                            "temperature": 0, "ignore_eos": True, "stream": True})
+    assert r.status_code == 200
+    lines = r.iter_lines()
+    got = 0
+    for line in lines:  # a few tokens arrive: generation is under way
+        if line.startswith(b"data: {"):
+            got += 1
+            if got == 3:
+                break
+    pids = worker_pids(proc.pid)
+    assert sorted(pids) == list(range(6))
+    t0 = time.time()
+    os.kill(pids[4], signal.SIGKILL)  # stage 1, tp rank 1
+    rest = b"\n".join(lines).decode()
+    elapsed = time.time() - t0
+    assert elapsed < 15, elapsed
+    assert "error" in rest and "rank 4" in rest, rest[-2000:]
+    saw_not_ready = False
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        code = requests.get(url + "/ready", timeout=10).status_code
+        if code == 503:
+            saw_not_ready = True
+        elif code == 200 and saw_not_ready:
+            break
+        time.sleep(0.05)
+    assert saw_not_ready
+    assert requests.get(url + "/ready", timeout=10).status_code == 200
+    assert metric(url, "tessera:worker_restarts_total") == before + 1
+    r = complete(url, 8)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == want
+    new = worker_pids(proc.pid)
+    assert sorted(new) == list(range(6)) and new[4] != pids[4]
+
+
+def test_two_nodes_form_one_pipeline(tmp_path):
+    port = 29700 + os.getpid() % 200
+    cfg = write_config(tmp_path, f"""
+model: {{path: smollm2-135m-instruct}}
+backend: cpu
+parallel: {{tensor: 1, pipeline: 2}}
+nodes:
+  - {{name: a, host: 127.0.0.1, devices: [0]}}
+  - {{name: b, host: 127.0.0.1, devices: [0]}}
+coordinator: {{host: 127.0.0.1, port: {port}}}
+scheduler: {{kv_cache_mb: 32}}
+""")
+    node1 = subprocess.Popen([BIN, "serve", "--config", cfg, "--node-rank", "1"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        proc, url = start_server("--config", cfg, "--node-rank", "0", "--no-warmup")
+        try:
+            r = complete(url, 12)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["text"] == solo_greedy(12)
+            assert len(worker_pids(proc.pid)) == 1  # rank 0 here, rank 1 under the other node
+            assert len(worker_pids(node1.pid)) == 1
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        node1.send_signal(signal.SIGTERM)
+        node1.wait(timeout=60)
+
+
+def test_invalid_topology_exits_with_the_line_and_the_choices(tmp_path):
+    cfg = write_config(tmp_path, "model: {path: smollm2-135m-instruct}\nparallel: {tensor: 2}\n")
+    out = subprocess.run([BIN, "serve", "--config", cfg], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "tensor" in out.stderr and "1, 3, 9" in out.stderr, out.stderr
