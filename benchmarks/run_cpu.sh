@@ -7,7 +7,7 @@ BUILD=${BUILD:-build}
 out=benchmarks/results
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-for b in machine_bench ops_bench decode_bench; do
+for b in machine_bench ops_bench decode_bench dispatch_bench; do
   if [ -x "$BUILD/benchmarks/$b" ]; then
     echo "== $b"
     "$BUILD/benchmarks/$b" --benchmark_out="$out/$b-$stamp.json" --benchmark_out_format=json \

@@ -114,12 +114,22 @@ int generate_on_group(const Args& a) {
   req.sampling = sampling_from(a);
   req.stopping.max_tokens = a.get_int("max-tokens", 128);
   req.stopping.ignore_eos = a.flag("ignore-eos");
+  if (const int k = a.get_int("logprobs", -1); k >= 0) {
+    req.sampling.logprobs = true;
+    req.sampling.top_logprobs = k;
+  }
   const bool json = a.flag("json");
   std::promise<void> done;
   std::string text, finish, error;
   std::vector<int32_t> ids;
+  nlohmann::json logprobs = nlohmann::json::array();
   engine.submit(req, [&](const protocol::RequestOutput& o) {
     text += o.new_text;
+    for (const auto& lp : o.logprobs) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& t : lp.top) top.push_back({t.token, t.logprob});
+      logprobs.push_back({{"token", lp.token}, {"logprob", lp.logprob}, {"top", top}});
+    }
     ids.insert(ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
     if (!json) {
       std::cout << o.new_text;
@@ -137,6 +147,7 @@ int generate_on_group(const Args& a) {
   if (json) {
     nlohmann::json out{{"text", text}, {"token_ids", ids}, {"prompt_token_ids", req.prompt_ids},
                        {"finish_reason", finish}};
+    if (req.sampling.logprobs) out["logprobs"] = logprobs;
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << "\n";
@@ -148,6 +159,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   auto opts = kSamplingOptions;
   opts.insert("prompt-ids");
   opts.insert("config");
+  opts.insert("logprobs");
   Args a(argv, opts, {"json", "chat", "ignore-eos"});
   apply_threads(a);
   if (a.get("config")) return generate_on_group(a);

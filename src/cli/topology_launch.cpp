@@ -41,7 +41,8 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .start_timeout_seconds = t.coordinator.timeout_seconds,
       .collective_timeout_seconds = t.coordinator.collective_timeout_seconds,
       .heartbeat_seconds = t.coordinator.heartbeat_seconds,
-      .heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds)};
+      .heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds),
+      .max_in_flight = t.parallel.micro_batches};
   const int first = t.first_rank_of_node(node_rank);
   for (int r = 0; r < t.ranks_on_node(node_rank); ++r) g.local_ranks.push_back(first + r);
   l.engine = engine::EngineConfig{

@@ -27,6 +27,7 @@ struct ParallelSpec {
   int tensor = 1;
   int pipeline = 1;
   std::vector<int> layer_split;  // per-stage layer counts; empty = as even as possible
+  int micro_batches = 0;         // plans in flight at once; 0 = pipeline (one per stage)
 };
 
 struct NodeSpec {
