@@ -55,6 +55,7 @@ generate: deps build model
 bench: deps build model
 	BUILD=$(BUILD) bash benchmarks/run_cpu.sh
 	BUILD=$(BUILD) bash benchmarks/run_serving_sweep.sh
+	BUILD=$(BUILD) bash benchmarks/run_pp_compare.sh
 
 format:
 	git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' | xargs clang-format -i

@@ -51,16 +51,23 @@ void BM_GroupRoundTrip(benchmark::State& state) {
     state.SkipWithError("needs the default model and the tessera binary");
     return;
   }
-  tessera::engine::WorkerGroupExecutor g({.executable = tessera_bin(),
-                                          .worker = {.model_path = model_path(), .num_blocks = 64, .kv_cache_bytes = 0},
-                                          .tensor = static_cast<int>(state.range(1)),
-                                          .pipeline = static_cast<int>(state.range(0)),
-                                          .threads_per_rank = 1});
+  tessera::engine::WorkerGroupExecutor g(
+      {.executable = tessera_bin(),
+       .worker = {.model_path = model_path(), .num_blocks = 64, .kv_cache_bytes = 0},
+       .tensor = static_cast<int>(state.range(1)),
+       .pipeline = static_cast<int>(state.range(0)),
+       .threads_per_rank = 1});
   const tessera::protocol::ExecutePlan empty;
   for (auto _ : state) benchmark::DoNotOptimize(g.execute(empty));
   state.counters["ranks"] = static_cast<double>(state.range(0) * state.range(1));
 }
-BENCHMARK(BM_GroupRoundTrip)->Args({1, 1})->Args({2, 1})->Args({1, 3})->Args({2, 3})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GroupRoundTrip)
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({1, 3})
+    ->Args({2, 3})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -1,16 +1,10 @@
 #include "commands.h"
 
-#include <future>
-#include <iostream>
-
-#include "tessera/engine/llm_engine.h"
-#include "tessera/tokenizer/chat_template.h"
-#include "topology_launch.h"
-
 #include <omp.h>
 
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -20,15 +14,27 @@
 #include "loaded_model.h"
 #include "model_registry.h"
 #include "tessera/core/error.h"
+#include "tessera/engine/llm_engine.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/tokenizer/chat_template.h"
+#include "topology_launch.h"
 
 namespace tessera::cli {
 namespace {
 
-const std::set<std::string> kSamplingOptions = {
-    "max-tokens", "temperature", "top-k", "top-p", "min-p", "seed", "repetition-penalty",
-    "presence-penalty", "frequency-penalty", "threads", "model", "prompt", "system"};
+const std::set<std::string> kSamplingOptions = {"max-tokens",
+                                                "temperature",
+                                                "top-k",
+                                                "top-p",
+                                                "min-p",
+                                                "seed",
+                                                "repetition-penalty",
+                                                "presence-penalty",
+                                                "frequency-penalty",
+                                                "threads",
+                                                "model",
+                                                "prompt",
+                                                "system"};
 
 void apply_threads(const Args& a) {
   const int t = a.get_int("threads", 0);
@@ -49,11 +55,15 @@ sampling::SamplingParams sampling_from(const Args& a) {
   return s;
 }
 
-std::string render_chat(const LoadedModel& m, const nlohmann::ordered_json& messages) {
-  const auto& src = m.tokenizer->chat_template();
-  if (src.empty()) fail(ErrorCode::kNotFound, m.path, " has no chat template");
-  tokenizer::ChatTemplate tmpl(src, m.tokenizer->bos_token(), m.tokenizer->eos_token());
+std::string render_chat(const tokenizer::Tokenizer& tok, const std::string& source,
+                        const nlohmann::ordered_json& messages) {
+  const auto& src = tok.chat_template();
+  if (src.empty()) fail(ErrorCode::kNotFound, source, " has no chat template");
+  tokenizer::ChatTemplate tmpl(src, tok.bos_token(), tok.eos_token());
   return tmpl.render(messages, nullptr, /*add_generation_prompt=*/true);
+}
+std::string render_chat(const LoadedModel& m, const nlohmann::ordered_json& messages) {
+  return render_chat(*m.tokenizer, m.path, messages);
 }
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -65,12 +75,30 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+// The prompt of `generate`: --prompt-ids, or --prompt TEXT (with --chat: through the chat
+// template, after an optional --system message).
+std::vector<int32_t> prompt_from(const Args& a, const tokenizer::Tokenizer& tok,
+                                 const std::string& source) {
+  if (auto ids = a.get("prompt-ids")) return parse_ids(*ids);
+  auto text = a.get("prompt");
+  if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
+  if (!a.flag("chat")) return tok.encode(*text);
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
+  msgs.push_back({{"role", "user"}, {"content", *text}});
+  return tok.encode(render_chat(tok, source, msgs), {.add_special = false, .parse_special = true});
+}
+
 void print_speed(const GenerateResult& r) {
   const size_t prefilled = r.prompt_tokens - r.reused_tokens;
-  std::fprintf(stderr, "\n[prefill: %zu tokens in %.3f s, %.1f tok/s | decode: %zu tokens in %.3f s, %.1f tok/s]\n",
-               prefilled, r.prefill_seconds, r.prefill_seconds > 0 ? prefilled / r.prefill_seconds : 0.0,
-               r.token_ids.size(), r.decode_seconds,
-               r.decode_seconds > 0 ? (r.token_ids.size() > 0 ? (r.token_ids.size() - 1) / r.decode_seconds : 0.0) : 0.0);
+  std::fprintf(
+      stderr,
+      "\n[prefill: %zu tokens in %.3f s, %.1f tok/s | decode: %zu tokens in %.3f s, %.1f tok/s]\n",
+      prefilled, r.prefill_seconds, r.prefill_seconds > 0 ? prefilled / r.prefill_seconds : 0.0,
+      r.token_ids.size(), r.decode_seconds,
+      r.decode_seconds > 0
+          ? (r.token_ids.size() > 0 ? (r.token_ids.size() - 1) / r.decode_seconds : 0.0)
+          : 0.0);
 }
 
 }  // namespace
@@ -96,21 +124,7 @@ int generate_on_group(const Args& a) {
   const auto& tok = engine.tokenizer();
   protocol::GenerationRequest req;
   req.request_id = "generate";
-  if (auto ids = a.get("prompt-ids")) {
-    req.prompt_ids = parse_ids(*ids);
-  } else {
-    auto text = a.get("prompt");
-    if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
-    if (a.flag("chat")) {
-      nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-      if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
-      msgs.push_back({{"role", "user"}, {"content", *text}});
-      tokenizer::ChatTemplate tmpl(tok.chat_template(), tok.bos_token(), tok.eos_token());
-      req.prompt_ids = tok.encode(tmpl.render(msgs, nullptr, true), {.add_special = false, .parse_special = true});
-    } else {
-      req.prompt_ids = tok.encode(*text);
-    }
-  }
+  req.prompt_ids = prompt_from(a, tok, l.engine.model_path);
   req.sampling = sampling_from(a);
   req.stopping.max_tokens = a.get_int("max-tokens", 128);
   req.stopping.ignore_eos = a.flag("ignore-eos");
@@ -145,7 +159,9 @@ int generate_on_group(const Args& a) {
   engine.shutdown(0.0);
   if (!error.empty()) fail(ErrorCode::kInternal, "generation failed: ", error);
   if (json) {
-    nlohmann::json out{{"text", text}, {"token_ids", ids}, {"prompt_token_ids", req.prompt_ids},
+    nlohmann::json out{{"text", text},
+                       {"token_ids", ids},
+                       {"prompt_token_ids", req.prompt_ids},
                        {"finish_reason", finish}};
     if (req.sampling.logprobs) out["logprobs"] = logprobs;
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -164,21 +180,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   apply_threads(a);
   if (a.get("config")) return generate_on_group(a);
   LoadedModel m = load_model(a.get_or("model", default_model().name));
-  std::vector<int32_t> prompt;
-  if (auto ids = a.get("prompt-ids")) {
-    prompt = parse_ids(*ids);
-  } else {
-    auto text = a.get("prompt");
-    if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
-    if (a.flag("chat")) {
-      nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-      if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
-      msgs.push_back({{"role", "user"}, {"content", *text}});
-      prompt = m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
-    } else {
-      prompt = m.tokenizer->encode(*text);
-    }
-  }
+  const std::vector<int32_t> prompt = prompt_from(a, *m.tokenizer, m.path);
   GenerateParams p{.max_tokens = a.get_int("max-tokens", 128),
                    .ignore_eos = a.flag("ignore-eos"),
                    .sampling = sampling_from(a)};
@@ -219,8 +221,10 @@ int cmd_chat(const std::vector<std::string>& argv) {
     std::cout << "> " << std::flush;
     if (!std::getline(std::cin, line) || line.empty()) break;
     msgs.push_back({{"role", "user"}, {"content", line}});
-    auto prompt = m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
-    auto r = session.generate(prompt, p, [](const std::string& piece) { std::cout << piece << std::flush; });
+    auto prompt =
+        m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
+    auto r = session.generate(prompt, p,
+                              [](const std::string& piece) { std::cout << piece << std::flush; });
     std::cout << "\n";
     print_speed(r);
     msgs.push_back({{"role", "assistant"}, {"content", r.text}});
@@ -233,13 +237,15 @@ int cmd_tokenize(const std::vector<std::string>& argv) {
   LoadedModel m = load_model(a.get_or("model", default_model().name), /*with_weights=*/false);
   std::string text;
   for (size_t i = 0; i < a.positionals().size(); ++i) text += (i ? " " : "") + a.positionals()[i];
-  auto ids = m.tokenizer->encode(text, {.add_special = !a.flag("no-special"), .parse_special = true});
+  auto ids =
+      m.tokenizer->encode(text, {.add_special = !a.flag("no-special"), .parse_special = true});
   if (a.flag("json")) {
     std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";
   } else {
     for (int32_t id : ids) {
       nlohmann::json piece = m.tokenizer->token_bytes(id);
-      std::cout << id << "\t" << piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      std::cout << id << "\t"
+                << piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   }
   return 0;
@@ -275,14 +281,16 @@ int cmd_logits(const std::vector<std::string>& argv) {
   const auto out_path = a.get("out");
   if (!out_path) fail(ErrorCode::kInvalidArgument, "logits needs --out FILE");
   const size_t chunk = static_cast<size_t>(std::max(1, a.get_int("chunk", 1 << 30)));
-  model::LocalRunner runner(*m.model, {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
+  model::LocalRunner runner(
+      *m.model, {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
   const int seq = runner.add_sequence();
   std::ofstream out(*out_path, std::ios::binary);
   for (size_t i = 0; i < ids.size(); i += chunk) {
     const size_t n = std::min(chunk, ids.size() - i);
     const model::LocalRunner::Chunk c{.seq = seq, .tokens = {ids.data() + i, n}};
     Tensor logits = runner.step({&c, 1}, /*all_rows=*/true);
-    out.write(static_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.nbytes()));
+    out.write(static_cast<const char*>(logits.data()),
+              static_cast<std::streamsize>(logits.nbytes()));
   }
   return out.good() ? 0 : 1;
 }

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "commands.h"
-#include "worker_cmd.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "worker_cmd.h"
 
 namespace {
 void usage() {
@@ -16,13 +16,15 @@ void usage() {
       "usage: tessera <command> [options]\n"
       "  serve [--model M] [--host H] [--http-port N] [--api-key K] [--max-num-seqs N]\n"
       "        [--kv-cache-mb MB] [--threads N] [--grpc-port N] [--in-process-worker]\n"
-      "                                          OpenAI HTTP (+ gRPC) server, worker in its own process\n"
+      "                                          OpenAI HTTP (+ gRPC) server, worker in its own "
+      "process\n"
       "  serve --config FILE.yaml [--node-rank R] the worker group of a topology file (configs/)\n"
       "  generate --config FILE.yaml --prompt TEXT [--json]   one generation through that group\n"
       "  plan --model M --gpus N [--gpu-memory GB] [--context L] [--batch B] [--json]\n"
       "                                          T x P layouts: memory and communication per GPU\n"
       "  bench --base-url URL --model NAME ...   load-test any OpenAI-compatible server\n"
-      "  models pull [NAME]                      download a known model (default smollm2-135m-instruct)\n"
+      "  models pull [NAME]                      download a known model (default "
+      "smollm2-135m-instruct)\n"
       "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
       "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"
       "  chat --model M [--system TEXT]          interactive, uses the model's chat template\n"
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
-  tessera::set_log_level(std::getenv("TESSERA_LOG_LEVEL") ? std::getenv("TESSERA_LOG_LEVEL") : "info");
+  tessera::set_log_level(std::getenv("TESSERA_LOG_LEVEL") ? std::getenv("TESSERA_LOG_LEVEL")
+                                                          : "info");
   const std::string cmd = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
   try {

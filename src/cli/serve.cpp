@@ -1,10 +1,15 @@
 // `tessera serve`: the engine and the OpenAI-compatible HTTP front end in one process (the worker
 // group of the parallelism issue will put workers in processes of their own). SIGTERM/SIGINT:
 // stop accepting, drain running requests up to --drain-timeout, stop, exit 0.
+#include <omp.h>
+
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <future>
 #include <iostream>
-#include <omp.h>
+#include <memory>
+#include <optional>
 
 #include "args.h"
 #include "commands.h"
@@ -12,14 +17,8 @@
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
-#include "topology_launch.h"
-
-#include <filesystem>
-#include <future>
-#include <memory>
-#include <optional>
-
 #include "tessera/tokenizer/chat_template.h"
+#include "topology_launch.h"
 
 #if TESSERA_HAVE_HTTP
 #include "tessera/server/grpc_server.h"
@@ -87,19 +86,23 @@ int cmd_serve(const std::vector<std::string>& argv) {
   }
   const std::string path = launch ? launch->engine.model_path : resolve_model_path(model_arg);
   const config::ListenSpec listen = launch ? launch->topo.listen : config::ListenSpec{};
-  engine::EngineConfig ec = launch ? launch->engine : engine::EngineConfig{
-      .model_path = path,
-      .served_model_name = a.get_or("served-model-name", find_known_model(model_arg) ? model_arg : path),
-      .limits = {.max_num_seqs = a.get_int("max-num-seqs", 64),
-                 .max_num_batched_tokens = a.get_int("max-num-batched-tokens", 2048),
-                 .max_waiting = a.get_int("max-waiting", 1024)},
-      .block_size = a.get_int("block-size", 16),
-      .kv_cache_bytes = static_cast<size_t>(a.get_int("kv-cache-mb", 512)) << 20,
-      .enable_prefix_caching = !a.flag("no-prefix-caching"),
-      // The worker runs in its own process (`tessera worker`) unless asked otherwise.
-      .worker_executable = a.flag("in-process-worker")
-                               ? std::string()
-                               : std::filesystem::read_symlink("/proc/self/exe").string()};
+  engine::EngineConfig ec =
+      launch ? launch->engine
+             : engine::EngineConfig{
+                   .model_path = path,
+                   .served_model_name = a.get_or("served-model-name",
+                                                 find_known_model(model_arg) ? model_arg : path),
+                   .limits = {.max_num_seqs = a.get_int("max-num-seqs", 64),
+                              .max_num_batched_tokens = a.get_int("max-num-batched-tokens", 2048),
+                              .max_waiting = a.get_int("max-waiting", 1024)},
+                   .block_size = a.get_int("block-size", 16),
+                   .kv_cache_bytes = static_cast<size_t>(a.get_int("kv-cache-mb", 512)) << 20,
+                   .enable_prefix_caching = !a.flag("no-prefix-caching"),
+                   // The worker runs in its own process (`tessera worker`) unless asked otherwise.
+                   .worker_executable =
+                       a.flag("in-process-worker")
+                           ? std::string()
+                           : std::filesystem::read_symlink("/proc/self/exe").string()};
   // Flags given on the command line win over the file.
   const std::string host = a.get_or("host", listen.host);
   const int http_port = a.get_int("http-port", listen.http_port);
@@ -125,8 +128,9 @@ int cmd_serve(const std::vector<std::string>& argv) {
     TESSERA_LOG_INFO("gRPC on {}:{}", host, grpc->port());
     std::printf("GRPC %s:%d\n", host.c_str(), grpc->port());
   }
-  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name, host,
-                   http.port(), engine.model_info().num_blocks, engine.model_info().block_size);
+  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name,
+                   host, http.port(), engine.model_info().num_blocks,
+                   engine.model_info().block_size);
   std::printf("READY http://%s:%d\n", host.c_str(), http.port());
   std::fflush(stdout);
   int sig = 0;

@@ -16,8 +16,8 @@ Launch launch_from_config(const std::string& path, int node_rank) {
   l.topo = config::load_topology(path);
   const auto& t = l.topo;
   if (node_rank < 0 || node_rank >= static_cast<int>(t.nodes.size()))
-    fail(ErrorCode::kInvalidArgument, "--node-rank ", node_rank, ": ", path, " has ", t.nodes.size(),
-         " node(s) (valid: 0..", t.nodes.size() - 1, ")");
+    fail(ErrorCode::kInvalidArgument, "--node-rank ", node_rank, ": ", path, " has ",
+         t.nodes.size(), " node(s) (valid: 0..", t.nodes.size() - 1, ")");
   set_log_level(t.logging.level);
   const std::string model_path = resolve_model_path(t.model.path);
   {
@@ -66,8 +66,9 @@ Launch launch_from_config(const std::string& path, int node_rank) {
 int run_worker_node(const Launch& l, int node_rank) {
   std::atomic<bool> stop{false};
   engine::WorkerGroupParams g = *l.engine.group;
-  TESSERA_LOG_INFO("node {} of {}: ranks {}..{} under the coordinator at {}:{}", node_rank, l.topo.nodes.size(),
-                   g.local_ranks.front(), g.local_ranks.back(), g.store_host, g.store_port);
+  TESSERA_LOG_INFO("node {} of {}: ranks {}..{} under the coordinator at {}:{}", node_rank,
+                   l.topo.nodes.size(), g.local_ranks.front(), g.local_ranks.back(), g.store_host,
+                   g.store_port);
   std::thread agent([&] { engine::run_node_agent(g, stop); });
   sigset_t signals;
   sigemptyset(&signals);

@@ -53,13 +53,15 @@ class LocalCommunicator final : public Communicator {
   }
 
   void all_gather(const Tensor& in, Tensor& out) override {
-    if (!in.is_contiguous() || !out.is_contiguous() || out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
+    if (!in.is_contiguous() || !out.is_contiguous() ||
+        out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
       fail(ErrorCode::kInvalidArgument, name_, " all_gather: out ", out.str(), " is not ", size_,
            " x in ", in.str());
     const size_t bytes = in.nbytes();
     collective("all_gather", in.data(), [&](const std::vector<const void*>& bufs) {
       for (int r = 0; r < size_; ++r)
-        std::memcpy(static_cast<char*>(out.data()) + r * bytes, bufs[static_cast<size_t>(r)], bytes);
+        std::memcpy(static_cast<char*>(out.data()) + r * bytes, bufs[static_cast<size_t>(r)],
+                    bytes);
     });
   }
 
@@ -94,19 +96,21 @@ class LocalCommunicator final : public Communicator {
     std::vector<uint8_t> msg = std::move(box.front());
     box.pop_front();
     if (msg.size() != t.nbytes())
-      fail(ErrorCode::kInvalidArgument, name_, " recv from rank ", peer, ": message of ", msg.size(),
-           " bytes into a buffer of ", t.nbytes());
+      fail(ErrorCode::kInvalidArgument, name_, " recv from rank ", peer, ": message of ",
+           msg.size(), " bytes into a buffer of ", t.nbytes());
     std::memcpy(t.data(), msg.data(), msg.size());
   }
 
  private:
   Clock::time_point deadline() const {
-    return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
+    return Clock::now() +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
   }
 
   void check_f32(const Tensor& t, const char* op) const {
     if (t.dtype() != DType::kF32 || !t.is_contiguous() || !t.device().is_cpu())
-      fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs a contiguous F32 CPU tensor, got ", t.str());
+      fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs a contiguous F32 CPU tensor, got ",
+           t.str());
   }
   void check_peer(int peer, const char* op) const {
     if (peer < 0 || peer >= size_ || (peer == rank_ && std::string(op) != "broadcast"))
@@ -114,22 +118,24 @@ class LocalCommunicator final : public Communicator {
            rank_, " in a group of ", size_);
   }
 
-  [[noreturn]] void timed_out(std::unique_lock<std::mutex>& lk, const char* op, std::vector<int> missing) {
+  [[noreturn]] void timed_out(std::unique_lock<std::mutex>& lk, const char* op,
+                              std::vector<int> missing) {
     aborted_ = true;
     s_->dead = true;
     s_->cv.notify_all();
     lk.unlock();
     std::string who;
     for (int r : missing) who += (who.empty() ? "" : ", ") + std::to_string(r);
-    fail(ErrorCode::kDeadlineExceeded, "group ", name_, ": ", op, " on rank ", rank_, " timed out after ",
-         timeout_, " s waiting for rank ", who);
+    fail(ErrorCode::kDeadlineExceeded, "group ", name_, ": ", op, " on rank ", rank_,
+         " timed out after ", timeout_, " s waiting for rank ", who);
   }
 
   // Phase 2g+1: post and wait for all posts; run `fn` on everyone's buffers; phase 2g+2: wait for
   // everyone to finish reading.
   template <typename Fn>
   void collective(const char* op, const void* buf, Fn&& fn) {
-    if (aborted_) fail(ErrorCode::kUnavailable, "group ", name_, " was aborted by an earlier failure");
+    if (aborted_)
+      fail(ErrorCode::kUnavailable, "group ", name_, " was aborted by an earlier failure");
     const int64_t phase = ++gen_ * 2 - 1;
     std::unique_lock lk(s_->mu);
     s_->posted[static_cast<size_t>(rank_)] = buf;

@@ -44,15 +44,16 @@ void parse_model(const Field& s, TopologyConfig& c) {
 
 void parse_parallel(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
-      s.source, s.value, s.key, s.pos, "parallel.", {"tensor", "pipeline", "layer_split", "micro_batches"},
-      [&](const Field& f) {
+      s.source, s.value, s.key, s.pos, "parallel.",
+      {"tensor", "pipeline", "layer_split", "micro_batches"}, [&](const Field& f) {
         c.positions[f.key] = f.pos;
         if (f.key == "parallel.tensor") {
           c.parallel.tensor = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.pipeline") {
           c.parallel.pipeline = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.micro_batches") {
-          c.parallel.micro_batches = static_cast<int>(detail::read_int(f, 0, kMaxParallel, "0 (= pipeline) or plans in flight"));
+          c.parallel.micro_batches = static_cast<int>(
+              detail::read_int(f, 0, kMaxParallel, "0 (= pipeline) or plans in flight"));
         } else {
           detail::expect_sequence(f, "a list of layer counts, one per stage, e.g. [15, 15]");
           size_t i = 0;

@@ -33,7 +33,8 @@ pid_t spawn_child(const std::vector<std::string>& args, int child_end, int child
   pid_t pid = -1;
   const int rc = posix_spawn(&pid, a[0].c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) fail(ErrorCode::kInternal, "cannot start worker process '", a[0], "': ", std::strerror(rc));
+  if (rc != 0)
+    fail(ErrorCode::kInternal, "cannot start worker process '", a[0], "': ", std::strerror(rc));
   return pid;
 }
 
@@ -49,7 +50,8 @@ std::vector<int> stop_children(const std::vector<pid_t>& pids, double grace_seco
   using Clock = std::chrono::steady_clock;
   std::vector<int> status(pids.size(), 0);
   std::vector<bool> done(pids.size(), false);
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_seconds));
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(grace_seconds));
   for (;;) {
     bool all = true;
     for (size_t i = 0; i < pids.size(); ++i) {

@@ -13,12 +13,14 @@ using protocol::Clock;
 using protocol::FinishReason;
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
-                                          0.5,   0.75,  1.0,  2.5,  5.0,  7.5,  10,   20,  40, 80};
+const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
+                                          0.1,   0.25,  0.5,  0.75, 1.0,  2.5,  5.0,
+                                          7.5,   10,    20,   40,   80};
 
 }  // namespace
 
@@ -66,7 +68,8 @@ void LlmEngine::export_rank_memory() {
                        static_cast<double>(h.weight_bytes), rank);
     metrics_.gauge_set("tessera:worker_kv_cache_bytes", "Bytes of this rank's KV cache pool",
                        static_cast<double>(h.kv_bytes), rank);
-    metrics_.gauge_set("tessera:worker_resident_bytes", "Resident memory of the rank's process after loading",
+    metrics_.gauge_set("tessera:worker_resident_bytes",
+                       "Resident memory of the rank's process after loading",
                        static_cast<double>(h.resident_bytes), rank);
   }
 }
@@ -125,21 +128,25 @@ void LlmEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
   if (req.prompt_ids.empty()) fail(ErrorCode::kInvalidArgument, "the prompt is empty");
   for (int32_t t : req.prompt_ids)
     if (t < 0 || t >= info_.vocab_size)
-      fail(ErrorCode::kOutOfRange, "token id ", t, " is outside the vocabulary of ", info_.vocab_size);
-  if (req.stopping.max_tokens < 1) fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
+      fail(ErrorCode::kOutOfRange, "token id ", t, " is outside the vocabulary of ",
+           info_.vocab_size);
+  if (req.stopping.max_tokens < 1)
+    fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
   const int64_t need = static_cast<int64_t>(req.prompt_ids.size()) + req.stopping.max_tokens;
   if (need > info_.max_model_len)
-    fail(ErrorCode::kInvalidArgument, "this model's maximum context length is ", info_.max_model_len,
-         " tokens, but ", req.prompt_ids.size(), " prompt tokens + ", req.stopping.max_tokens,
-         " max_tokens were requested");
+    fail(ErrorCode::kInvalidArgument, "this model's maximum context length is ",
+         info_.max_model_len, " tokens, but ", req.prompt_ids.size(), " prompt tokens + ",
+         req.stopping.max_tokens, " max_tokens were requested");
   const int64_t blocks = (need + info_.block_size - 1) / info_.block_size;
   if (blocks > info_.num_blocks)
     fail(ErrorCode::kInvalidArgument, req.prompt_ids.size(), " prompt tokens + ",
          req.stopping.max_tokens, " max_tokens need ", blocks, " KV blocks but the cache holds ",
-         info_.num_blocks, " (", static_cast<int64_t>(info_.num_blocks) * info_.block_size, " tokens)");
+         info_.num_blocks, " (", static_cast<int64_t>(info_.num_blocks) * info_.block_size,
+         " tokens)");
   req.sampling.validate(info_.vocab_size);
   std::lock_guard lock(mu_);
-  if (!running_ || stopping_ || draining_) fail(ErrorCode::kInternal, "the engine is not accepting requests");
+  if (!running_ || stopping_ || draining_)
+    fail(ErrorCode::kInternal, "the engine is not accepting requests");
   if (pending_ >= static_cast<size_t>(cfg_.limits.max_waiting + cfg_.limits.max_num_seqs))
     fail(ErrorCode::kResourceExhausted, "the server is overloaded: ", pending_, " requests queued");
   ++pending_;
@@ -204,7 +211,8 @@ void LlmEngine::loop() {
     std::vector<uint64_t> expired;
     for (auto& [seq, r] : live_)
       if (r.req.deadline && *r.req.deadline <= now) expired.push_back(seq);
-    for (uint64_t seq : expired) finish(seq, FinishReason::kError, "the request's deadline expired");
+    for (uint64_t seq : expired)
+      finish(seq, FinishReason::kError, "the request's deadline expired");
     if (scheduler_->has_work() || !in_flight_.empty()) step();
     update_gauges();
   }
@@ -228,7 +236,8 @@ void LlmEngine::admit(protocol::GenerationRequest req, OutputCallback cb) {
   }
   Live r;
   r.detok = std::make_unique<tokenizer::IncrementalDecoder>(*tokenizer_);
-  r.stop = std::make_unique<StopChecker>(req.stopping.stop, req.stopping.include_stop_str_in_output);
+  r.stop =
+      std::make_unique<StopChecker>(req.stopping.stop, req.stopping.include_stop_str_in_output);
   r.arrival = Clock::now();
   r.req = std::move(req);
   r.cb = std::move(cb);
@@ -273,10 +282,12 @@ void LlmEngine::step() {
       restart_after_worker_death(e.what());
       return;
     }
-    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "step"}});
+    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0,
+                         {{"kind", "step"}});
     for (uint64_t id : ids)
       if (live_.contains(id)) finish(id, FinishReason::kError, e.what());
-    if (!ids.empty()) scheduler_->on_step_done({});  // it ignores the aborted sequences' missing tokens
+    if (!ids.empty())
+      scheduler_->on_step_done({});  // it ignores the aborted sequences' missing tokens
     return;
   }
   std::vector<std::pair<uint64_t, int32_t>> sampled;
@@ -293,7 +304,8 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   for (auto& ch : plan.chunks) {
     Live& r = live_.at(ch.seq_id);
     if (!r.sent_to_worker) {
-      exec.new_sequences.push_back({.seq_id = r.seq, .sampling = r.req.sampling, .prompt = r.req.prompt_ids});
+      exec.new_sequences.push_back(
+          {.seq_id = r.seq, .sampling = r.req.sampling, .prompt = r.req.prompt_ids});
       r.sent_to_worker = true;
       r.scheduled = Clock::now();
       metrics_.histogram_observe("tessera:request_queue_time_seconds", "Time spent waiting",
@@ -326,9 +338,11 @@ void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
   metrics_.counter_add("tessera:generation_tokens_total", "Generated tokens");
   const int32_t tok = t.result.token;
   const auto& stops = tokenizer_->stop_ids();
-  const bool eos = !r.req.stopping.ignore_eos && std::find(stops.begin(), stops.end(), tok) != stops.end();
-  const bool stop_id = std::find(r.req.stopping.stop_token_ids.begin(), r.req.stopping.stop_token_ids.end(),
-                                 tok) != r.req.stopping.stop_token_ids.end();
+  const bool eos =
+      !r.req.stopping.ignore_eos && std::find(stops.begin(), stops.end(), tok) != stops.end();
+  const bool stop_id =
+      std::find(r.req.stopping.stop_token_ids.begin(), r.req.stopping.stop_token_ids.end(), tok) !=
+      r.req.stopping.stop_token_ids.end();
   protocol::RequestOutput out{.request_id = r.req.request_id,
                               .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
                               .completion_tokens = r.generated};
@@ -344,8 +358,10 @@ void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
   } else {
     out.finish = FinishReason::kStop;
   }
-  if (!out.finished() && r.generated >= r.req.stopping.max_tokens) out.finish = FinishReason::kLength;
-  if (out.finished() && !out.matched_stop) out.new_text += r.stop->push(r.detok->flush()).text + r.stop->flush();
+  if (!out.finished() && r.generated >= r.req.stopping.max_tokens)
+    out.finish = FinishReason::kLength;
+  if (out.finished() && !out.matched_stop)
+    out.new_text += r.stop->push(r.detok->flush()).text + r.stop->flush();
   const uint64_t seq = r.seq;
   const FinishReason fin = out.finish;
   r.cb(out);
@@ -376,9 +392,11 @@ void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, boo
     metrics_.counter_add("tessera:request_aborts_total", "Aborted requests");
   } else if (reason == FinishReason::kError) {
     TESSERA_LOG_WARN("request {} failed: {}", r.req.request_id, error);
-    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0, {{"kind", "request"}});
+    metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0,
+                         {{"kind", "request"}});
   } else {
-    metrics_.counter_add("tessera:request_success_total", "Finished requests", 1.0, {{"finished_reason", name}});
+    metrics_.counter_add("tessera:request_success_total", "Finished requests", 1.0,
+                         {{"finished_reason", name}});
     metrics_.histogram_observe("tessera:e2e_request_latency_seconds", "End-to-end latency",
                                kLatencyBuckets, seconds(Clock::now() - r.arrival));
   }
@@ -405,7 +423,8 @@ void LlmEngine::update_gauges() {
   // The scheduler keeps running totals (reset with it after a worker restart); export deltas.
   const uint64_t q = s.prefix_queried_tokens, h = s.prefix_hit_tokens;
   if (q < prefix_seen_.first || h < prefix_seen_.second) prefix_seen_ = {0, 0};
-  metrics_.counter_add("tessera:prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache",
+  metrics_.counter_add("tessera:prefix_cache_queries_total",
+                       "Prompt tokens looked up in the prefix cache",
                        static_cast<double>(q - prefix_seen_.first));
   metrics_.counter_add("tessera:prefix_cache_hits_total", "Prompt tokens found in the prefix cache",
                        static_cast<double>(h - prefix_seen_.second));

@@ -16,11 +16,13 @@ int run_node_agent(const WorkerGroupParams& p, const std::atomic<bool>& stop) {
     std::unique_ptr<comm::StoreClient> store;
     std::string gid;
     try {
-      store = std::make_unique<comm::StoreClient>(
-          comm::StoreClientParams{.host = p.store_host, .port = p.store_port, .connect_timeout_seconds = 2.0});
+      store = std::make_unique<comm::StoreClient>(comm::StoreClientParams{
+          .host = p.store_host, .port = p.store_port, .connect_timeout_seconds = 2.0});
       gid = store->get_string(kCurrentGroupKey, 2.0);
     } catch (const std::exception& e) {
-      if (!waiting_logged) TESSERA_LOG_INFO("node agent: waiting for the coordinator at {} ({})", store_addr, e.what());
+      if (!waiting_logged)
+        TESSERA_LOG_INFO("node agent: waiting for the coordinator at {} ({})", store_addr,
+                         e.what());
       waiting_logged = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
@@ -31,7 +33,8 @@ int run_node_agent(const WorkerGroupParams& p, const std::atomic<bool>& stop) {
     }
     std::vector<pid_t> pids;
     for (size_t i = 0; i < p.local_ranks.size(); ++i)
-      pids.push_back(spawn_child(worker_command(p, p.local_ranks[i], static_cast<int>(i), gid, store_addr)));
+      pids.push_back(
+          spawn_child(worker_command(p, p.local_ranks[i], static_cast<int>(i), gid, store_addr)));
     TESSERA_LOG_INFO("node agent: {} rank(s) joining group {}", pids.size(), gid);
     std::string why = "stopping";
     while (!stop) {

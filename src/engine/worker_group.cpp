@@ -27,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 using protocol::FrameType;
 
 Clock::time_point after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
 int listen_tcp(const std::string& host, int& port) {
@@ -38,11 +39,13 @@ int listen_tcp(const std::string& host, int& port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
     const int err = errno;
     ::close(fd);
-    fail(ErrorCode::kUnavailable, "cannot listen for workers on ", host, ":", port, ": ", std::strerror(err));
+    fail(ErrorCode::kUnavailable, "cannot listen for workers on ", host, ":", port, ": ",
+         std::strerror(err));
   }
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -57,11 +60,14 @@ std::string new_group_id() {
   return buf;
 }
 
-bool comm_failure(ErrorCode c) { return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable; }
+bool comm_failure(ErrorCode c) {
+  return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable;
+}
 
 }  // namespace
 
-WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p), group_id_(new_group_id()) {
+WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
+    : params_(p), group_id_(new_group_id()) {
   const int T = p.tensor, P = p.pipeline, W = T * P;
   if (T < 1 || P < 1) fail(ErrorCode::kInvalidArgument, "worker group of ", T, " x ", P);
   if (params_.local_ranks.empty())
@@ -69,11 +75,13 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p
   max_in_flight_ = p.max_in_flight > 0 ? p.max_in_flight : P;
   output_rank_ = (P - 1) * T;
   info_.world_size = W;
-  info_.layout = "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " + (p.backend == "cuda" ? "nccl" : "gloo");
+  info_.layout = "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " +
+                 (p.backend == "cuda" ? "nccl" : "gloo");
   ranks_.resize(static_cast<size_t>(W));
   for (int r = 0; r < W; ++r) ranks_[static_cast<size_t>(r)].rank = r;
   try {
-    store_ = std::make_unique<comm::StoreServer>(comm::StoreServerParams{.host = p.store_host, .port = p.store_port});
+    store_ = std::make_unique<comm::StoreServer>(
+        comm::StoreServerParams{.host = p.store_host, .port = p.store_port});
     int port = 0;
     listen_fd_ = listen_tcp(p.control_host, port);
     store_->set(worker::control_key(group_id_), [&] {
@@ -82,7 +90,8 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p
     }());
     // Ranks of other nodes learn the incarnation from the store (see run_node_agent).
     store_->set(kCurrentGroupKey, std::vector<uint8_t>(group_id_.begin(), group_id_.end()));
-    for (size_t i = 0; i < params_.local_ranks.size(); ++i) spawn_local(params_.local_ranks[i], static_cast<int>(i));
+    for (size_t i = 0; i < params_.local_ranks.size(); ++i)
+      spawn_local(params_.local_ranks[i], static_cast<int>(i));
     await_registrations(group_fingerprint(p));
     accept_ranks();
   } catch (...) {
@@ -99,9 +108,10 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p) : params_(p
   alive_ = true;
   for (const auto& r : ranks_) info_.ranks.push_back(r.hello);
   for (const auto& r : ranks_)
-    TESSERA_LOG_INFO("group {}: rank {} pid {}: weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB", group_id_,
-                     r.rank, r.pid, r.hello.weight_bytes / 1048576.0, r.hello.kv_bytes / 1048576.0,
-                     r.hello.resident_bytes / 1048576.0);
+    TESSERA_LOG_INFO(
+        "group {}: rank {} pid {}: weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB",
+        group_id_, r.rank, r.pid, r.hello.weight_bytes / 1048576.0, r.hello.kv_bytes / 1048576.0,
+        r.hello.resident_bytes / 1048576.0);
 }
 
 WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(); }
@@ -116,36 +126,61 @@ std::string group_fingerprint(const WorkerGroupParams& p) {
 }
 
 std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, int local_index,
-                                        const std::string& group_id, const std::string& store_addr) {
+                                        const std::string& group_id,
+                                        const std::string& store_addr) {
   const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
   int threads = p.threads_per_rank;
   if (threads <= 0)
     threads = std::max<int>(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                    std::max<int>(1, static_cast<int>(p.local_ranks.size())));
-  std::vector<std::string> args = {p.executable, "worker", "--group", "--rank", std::to_string(rank),
-                                   "--tp", std::to_string(p.tensor), "--pp", std::to_string(p.pipeline),
-                                   "--store", store_addr, "--group-id", group_id,
-                                   "--comm", p.backend == "cuda" ? "nccl" : "gloo",
-                                   "--bind-host", p.bind_host.empty() ? p.control_host : p.bind_host,
-                                   "--model", p.worker.model_path,
-                                   "--num-blocks", std::to_string(p.worker.num_blocks),
-                                   "--block-size", std::to_string(p.worker.block_size),
-                                   "--kv-cache-mb", std::to_string(kv_mb), "--threads", std::to_string(threads),
-                                   "--collective-timeout", std::to_string(p.collective_timeout_seconds),
-                                   "--connect-timeout", std::to_string(p.start_timeout_seconds),
-                                   "--heartbeat", std::to_string(p.heartbeat_seconds),
-                                   "--fingerprint", group_fingerprint(p)};
+  std::vector<std::string> args = {p.executable,
+                                   "worker",
+                                   "--group",
+                                   "--rank",
+                                   std::to_string(rank),
+                                   "--tp",
+                                   std::to_string(p.tensor),
+                                   "--pp",
+                                   std::to_string(p.pipeline),
+                                   "--store",
+                                   store_addr,
+                                   "--group-id",
+                                   group_id,
+                                   "--comm",
+                                   p.backend == "cuda" ? "nccl" : "gloo",
+                                   "--bind-host",
+                                   p.bind_host.empty() ? p.control_host : p.bind_host,
+                                   "--model",
+                                   p.worker.model_path,
+                                   "--num-blocks",
+                                   std::to_string(p.worker.num_blocks),
+                                   "--block-size",
+                                   std::to_string(p.worker.block_size),
+                                   "--kv-cache-mb",
+                                   std::to_string(kv_mb),
+                                   "--threads",
+                                   std::to_string(threads),
+                                   "--collective-timeout",
+                                   std::to_string(p.collective_timeout_seconds),
+                                   "--connect-timeout",
+                                   std::to_string(p.start_timeout_seconds),
+                                   "--heartbeat",
+                                   std::to_string(p.heartbeat_seconds),
+                                   "--fingerprint",
+                                   group_fingerprint(p)};
   std::string split;
   for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
   if (!split.empty()) args.insert(args.end(), {"--layer-split", split});
   if (local_index < static_cast<int>(p.devices.size()))
-    args.insert(args.end(), {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});
+    args.insert(args.end(),
+                {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});
   return args;
 }
 
 void WorkerGroupExecutor::spawn_local(int rank, int local_index) {
-  ranks_[static_cast<size_t>(rank)].pid = spawn_child(
-      worker_command(params_, rank, local_index, group_id_, params_.store_host + ":" + std::to_string(store_->port())));
+  ranks_[static_cast<size_t>(rank)].pid =
+      spawn_child(worker_command(params_, rank, local_index, group_id_,
+                                 params_.store_host + ":" + std::to_string(store_->port())));
 }
 
 std::string WorkerGroupExecutor::rank_status(const RankInfo& r) {
@@ -181,8 +216,8 @@ void WorkerGroupExecutor::await_registrations(const std::string& fingerprint) {
     if (Clock::now() > deadline) {
       std::string who;
       for (int r : missing) who += (who.empty() ? "" : ", ") + std::to_string(r);
-      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who, " did not register within ",
-           params_.start_timeout_seconds, " s");
+      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who,
+           " did not register within ", params_.start_timeout_seconds, " s");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -193,12 +228,14 @@ void WorkerGroupExecutor::await_registrations(const std::string& fingerprint) {
     const std::string f(v.begin(), v.end());
     if (r == 0) first = f;
     if (f.rfind(fingerprint, 0) != 0 || f != first) {
-      verdict = "rank " + std::to_string(r) + " registered '" + f + "' but rank 0 registered '" + first + "'";
+      verdict = "rank " + std::to_string(r) + " registered '" + f + "' but rank 0 registered '" +
+                first + "'";
       break;
     }
   }
   store_->set(worker::go_key(group_id_), std::vector<uint8_t>(verdict.begin(), verdict.end()));
-  if (verdict != "ok") fail(ErrorCode::kInvalidArgument, "worker group ", info_.layout, ": ", verdict);
+  if (verdict != "ok")
+    fail(ErrorCode::kInvalidArgument, "worker group ", info_.layout, ": ", verdict);
 }
 
 void WorkerGroupExecutor::accept_ranks() {
@@ -215,8 +252,8 @@ void WorkerGroupExecutor::accept_ranks() {
       std::string who;
       for (const auto& r : ranks_)
         if (r.fd < 0) who += (who.empty() ? "" : ", ") + std::to_string(r.rank);
-      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who, " did not join within ",
-           params_.start_timeout_seconds, " s");
+      fail(ErrorCode::kDeadlineExceeded, "worker group ", info_.layout, ": rank(s) ", who,
+           " did not join within ", params_.start_timeout_seconds, " s");
     }
     pollfd pf{.fd = listen_fd_, .events = POLLIN, .revents = 0};
     if (::poll(&pf, 1, 50) <= 0) continue;
@@ -241,7 +278,8 @@ void WorkerGroupExecutor::accept_ranks() {
       ::close(fd);
       continue;
     }
-    if (h.rank < 0 || h.rank >= static_cast<int>(ranks_.size()) || ranks_[static_cast<size_t>(h.rank)].fd >= 0) {
+    if (h.rank < 0 || h.rank >= static_cast<int>(ranks_.size()) ||
+        ranks_[static_cast<size_t>(h.rank)].fd >= 0) {
       TESSERA_LOG_WARN("group {}: refused a Hello from rank {}", group_id_, h.rank);
       ::close(fd);
       continue;
@@ -295,7 +333,8 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
     for (size_t k = 0; k < pfs.size(); ++k) {
       RankInfo& r = ranks_[which[k]];
       if (!(pfs[k].revents & (POLLIN | POLLHUP | POLLERR))) {
-        if (now - heard[which[k]] > std::chrono::duration<double>(params_.heartbeat_timeout_seconds))
+        if (now - heard[which[k]] >
+            std::chrono::duration<double>(params_.heartbeat_timeout_seconds))
           lost(rank_status(r) + " sent nothing, not even a heartbeat, for " +
                std::to_string(params_.heartbeat_timeout_seconds) + " s: hung");
         continue;
@@ -307,22 +346,26 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
         lost(rank_status(r) + " sent a corrupt frame: " + e.what());
       }
       if (in.status == protocol::ReadStatus::kEof) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it be reaped for the message
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(20));  // let it be reaped for the message
         lost(rank_status(r) + " closed its connection (died?) during a step");
       }
-      if (in.status == protocol::ReadStatus::kTimeout) lost(rank_status(r) + " stalled in the middle of a frame");
+      if (in.status == protocol::ReadStatus::kTimeout)
+        lost(rank_status(r) + " stalled in the middle of a frame");
       heard[which[k]] = now;
       if (in.frame.type == FrameType::kHeartbeat) continue;
       got[which[k]] = true;
       ++answered;
       if (in.frame.type == FrameType::kError) {
         protocol::WorkerError err = protocol::decode_error(in.frame.payload);
-        if (comm_failure(err.code)) lost(err.message);  // the group is broken: do not wait for the rest
+        if (comm_failure(err.code))
+          lost(err.message);  // the group is broken: do not wait for the rest
         if (!first_error) first_error = std::move(err);
       } else if (in.frame.type == FrameType::kResult) {
         if (r.rank == output_rank_) result = protocol::decode_result(in.frame.payload);
       } else {
-        lost(rank_status(r) + " answered a plan with frame type " + std::to_string(int(in.frame.type)));
+        lost(rank_status(r) + " answered a plan with frame type " +
+             std::to_string(int(in.frame.type)));
       }
     }
     if (Clock::now() > step_deadline)

@@ -33,12 +33,14 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     : config_(w.config()), shard_(shard), comm_(tp) {
   const auto& c = config_;
   if (shard_.num_layers < 0) shard_.num_layers = c.num_layers - shard_.first_layer;
-  if (shard_.first_layer < 0 || shard_.num_layers < 1 || shard_.first_layer + shard_.num_layers > c.num_layers)
+  if (shard_.first_layer < 0 || shard_.num_layers < 1 ||
+      shard_.first_layer + shard_.num_layers > c.num_layers)
     fail(ErrorCode::kInvalidArgument, "stage layers [", shard_.first_layer, ", ",
          shard_.first_layer + shard_.num_layers, ") outside the model's ", c.num_layers);
-  if (shard_.tp_size > 1 && (!comm_ || comm_->size() != shard_.tp_size || comm_->rank() != shard_.tp_rank))
-    fail(ErrorCode::kInvalidArgument, "tensor-parallel rank ", shard_.tp_rank, " of ", shard_.tp_size,
-         " needs a communicator of that size and rank");
+  if (shard_.tp_size > 1 &&
+      (!comm_ || comm_->size() != shard_.tp_size || comm_->rank() != shard_.tp_rank))
+    fail(ErrorCode::kInvalidArgument, "tensor-parallel rank ", shard_.tp_rank, " of ",
+         shard_.tp_size, " needs a communicator of that size and rank");
   tp_ = model::tp_layout(c, shard_.tp_rank, shard_.tp_size);
   const bool split = shard_.tp_size > 1;
   const int64_t hd = c.head_dim;
@@ -48,20 +50,26 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     return t;
   };
   // Rows of an [out, in] weight: a view; columns: a copy (see shard.h).
-  auto rows = [&](const Tensor& t, int64_t b, int64_t n) { return split ? shard_rows(t, b, b + n) : t; };
-  auto bias = [&](const Tensor& t, int64_t b, int64_t n) { return split ? as_f32(t).slice(b, b + n) : as_f32(t); };
+  auto rows = [&](const Tensor& t, int64_t b, int64_t n) {
+    return split ? shard_rows(t, b, b + n) : t;
+  };
+  auto bias = [&](const Tensor& t, int64_t b, int64_t n) {
+    return split ? as_f32(t).slice(b, b + n) : as_f32(t);
+  };
   auto cols = [&](const std::string& name, const Tensor& t, int64_t b, int64_t n) {
     return split ? shard_cols(t, b, b + n, name) : t;
   };
   const int64_t q0 = tp_.first_head * hd, qn = tp_.heads * hd;
   const int64_t k0 = tp_.first_kv_head * hd, kn = tp_.kv_heads * hd;
   if (shard_.first_stage() || (last_stage() && c.tied_embeddings)) {
-    token_embd_ = rows(get("token_embd.weight", {c.vocab_size, c.hidden_size}), tp_.first_vocab, tp_.vocab);
+    token_embd_ =
+        rows(get("token_embd.weight", {c.vocab_size, c.hidden_size}), tp_.first_vocab, tp_.vocab);
   }
   if (last_stage()) {
     output_norm_ = as_f32(get("output_norm.weight", {c.hidden_size}));
     output_ = c.tied_embeddings ? token_embd_
-                                : rows(get("output.weight", {c.vocab_size, c.hidden_size}), tp_.first_vocab, tp_.vocab);
+                                : rows(get("output.weight", {c.vocab_size, c.hidden_size}),
+                                       tp_.first_vocab, tp_.vocab);
   }
   for (int l = shard_.first_layer; l < shard_.first_layer + shard_.num_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -70,17 +78,21 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     L.wq = rows(get(p + "attn_q.weight", {c.q_dim(), c.hidden_size}), q0, qn);
     L.wk = rows(get(p + "attn_k.weight", {c.kv_dim(), c.hidden_size}), k0, kn);
     L.wv = rows(get(p + "attn_v.weight", {c.kv_dim(), c.hidden_size}), k0, kn);
-    L.wo = cols(p + "attn_output.weight", get(p + "attn_output.weight", {c.hidden_size, c.q_dim()}), q0, qn);
+    L.wo = cols(p + "attn_output.weight", get(p + "attn_output.weight", {c.hidden_size, c.q_dim()}),
+                q0, qn);
     if (c.qkv_bias) {
       L.bq = bias(get(p + "attn_q.bias", {c.q_dim()}), q0, qn);
       L.bk = bias(get(p + "attn_k.bias", {c.kv_dim()}), k0, kn);
       L.bv = bias(get(p + "attn_v.bias", {c.kv_dim()}), k0, kn);
     }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
-    L.w_gate = rows(get(p + "ffn_gate.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn, tp_.ffn);
-    L.w_up = rows(get(p + "ffn_up.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn, tp_.ffn);
-    L.w_down = cols(p + "ffn_down.weight", get(p + "ffn_down.weight", {c.hidden_size, c.intermediate_size}),
-                    tp_.first_ffn, tp_.ffn);
+    L.w_gate = rows(get(p + "ffn_gate.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
+                    tp_.ffn);
+    L.w_up = rows(get(p + "ffn_up.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
+                  tp_.ffn);
+    L.w_down = cols(p + "ffn_down.weight",
+                    get(p + "ffn_down.weight", {c.hidden_size, c.intermediate_size}), tp_.first_ffn,
+                    tp_.ffn);
     layers_.push_back(std::move(L));
   }
 }
@@ -125,7 +137,8 @@ void LlamaModel::embed(std::span<const int32_t> tokens, Tensor& hidden) const {
     Tensor mine = Tensor::empty({static_cast<int64_t>(local_ids.size()), H}, DType::kF32);
     ops::embedding(token_embd_, local_ids, mine);
     for (size_t j = 0; j < where.size(); ++j)
-      std::memcpy(hidden.data_as<float>() + where[j] * H, mine.data_as<float>() + static_cast<int64_t>(j) * H,
+      std::memcpy(hidden.data_as<float>() + where[j] * H,
+                  mine.data_as<float>() + static_cast<int64_t>(j) * H,
                   sizeof(float) * static_cast<size_t>(H));
   }
   comm_->all_reduce_sum(hidden);
@@ -161,7 +174,8 @@ Tensor LlamaModel::lm_head(const Tensor& last) const {
   return logits;
 }
 
-Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv, const Tensor* hidden_in) const {
+Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
+                           const Tensor* hidden_in) const {
   const auto& c = config_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (T == 0) fail(ErrorCode::kInvalidArgument, "forward: empty batch");
@@ -173,7 +187,8 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv, const Te
       fail(ErrorCode::kOutOfRange, "token id ", id, " outside the vocabulary of ", c.vocab_size);
   if (kv.params().num_layers != shard_.num_layers || kv.params().num_kv_heads != tp_.kv_heads)
     fail(ErrorCode::kInvalidArgument, "forward: KV pool of ", kv.params().num_layers, " layers x ",
-         kv.params().num_kv_heads, " heads for a shard of ", shard_.num_layers, " x ", tp_.kv_heads);
+         kv.params().num_kv_heads, " heads for a shard of ", shard_.num_layers, " x ",
+         tp_.kv_heads);
 
   const auto& kp = kv.params();
   const ops::AttentionParams attn{.num_heads = tp_.heads,
@@ -202,8 +217,9 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv, const Te
     embed(b.tokens, hidden);
   } else {
     if (!hidden_in || hidden_in->shape() != hidden.shape())
-      fail(ErrorCode::kInvalidArgument, "stage ", shard_.stage, " needs hidden states [", T, ", ", c.hidden_size,
-           "] from the previous stage, got ", hidden_in ? hidden_in->str() : std::string("none"));
+      fail(ErrorCode::kInvalidArgument, "stage ", shard_.stage, " needs hidden states [", T, ", ",
+           c.hidden_size, "] from the previous stage, got ",
+           hidden_in ? hidden_in->str() : std::string("none"));
     std::memcpy(hidden.data(), hidden_in->data(), hidden.nbytes());
   }
   auto reduce = [&](Tensor& t) {
@@ -239,8 +255,10 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv, const Te
   Tensor last = Tensor::empty({R, c.hidden_size}, DType::kF32);
   for (int64_t i = 0; i < R; ++i) {
     const int32_t row = b.logit_rows[static_cast<size_t>(i)];
-    if (row < 0 || row >= T) fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
-    std::memcpy(last.data_as<float>() + i * c.hidden_size, hidden.data_as<float>() + row * c.hidden_size,
+    if (row < 0 || row >= T)
+      fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
+    std::memcpy(last.data_as<float>() + i * c.hidden_size,
+                hidden.data_as<float>() + row * c.hidden_size,
                 sizeof(float) * static_cast<size_t>(c.hidden_size));
   }
   ops::rms_norm(last, output_norm_, c.rms_eps, last);

@@ -72,7 +72,8 @@ Tensor LocalRunner::step(std::span<const Chunk> chunks, bool all_rows) {
       const int64_t pos = s.length + static_cast<int64_t>(i);
       tokens.push_back(ch.tokens[i]);
       positions.push_back(static_cast<int32_t>(pos));
-      slots.push_back(s.blocks[static_cast<size_t>(pos / bs)] * bs + static_cast<int32_t>(pos % bs));
+      slots.push_back(s.blocks[static_cast<size_t>(pos / bs)] * bs +
+                      static_cast<int32_t>(pos % bs));
       if (all_rows) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
     }
     if (!all_rows) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));

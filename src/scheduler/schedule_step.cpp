@@ -1,6 +1,7 @@
 // The scheduling policy: one schedule() call, split into short policy functions. Capacity (what
 // fits in KV blocks: fit_or_preempt, try_admit) is decided apart from batch shape (token budget).
 #include <algorithm>
+#include <cstdint>
 #include <span>
 #include <unordered_set>
 
@@ -17,14 +18,23 @@ struct Scheduler::StepState {
   std::vector<uint64_t> order;             // running sequences by rank (best first) at step start
   std::unordered_set<uint64_t> scheduled;  // in plan.chunks
   std::unordered_set<uint64_t> preempted;  // in plan.preempted
+  size_t max_seqs = SIZE_MAX;  // sequences this plan may take (its share of the pipeline)
 };
 
 StepPlan Scheduler::schedule() {
   TESSERA_CHECK(static_cast<int>(flights_.size()) < std::max(1, cfg_.max_in_flight),
-                "schedule() with ", flights_.size(), " plans in flight (max ", cfg_.max_in_flight, ")");
+                "schedule() with ", flights_.size(), " plans in flight (max ", cfg_.max_in_flight,
+                ")");
   StepState st;
   st.budget = cfg_.max_num_batched_tokens;
   st.order = running_;
+  // With P plans in flight, each takes about 1/P of the sequences, so that every pipeline stage
+  // has a micro-batch of its own instead of one plan taking all and the rest running empty.
+  if (cfg_.max_in_flight > 1) {
+    const size_t total = running_.size() + waiting_.size(),
+                 p = static_cast<size_t>(cfg_.max_in_flight);
+    st.max_seqs = std::max<size_t>(1, (total + p - 1) / p);
+  }
   std::sort(st.order.begin(), st.order.end(),
             [&](uint64_t a, uint64_t b) { return seqs_.at(a).key < seqs_.at(b).key; });
   schedule_running(st, /*decodes=*/true);
@@ -44,11 +54,13 @@ StepPlan Scheduler::schedule() {
 
 // Running sequences in rank order: either the decodes or the continuing prefills.
 void Scheduler::schedule_running(StepState& st, bool decodes) {
-  for (size_t rank = 0; rank < st.order.size() && st.budget > 0; ++rank) {
+  for (size_t rank = 0;
+       rank < st.order.size() && st.budget > 0 && st.scheduled.size() < st.max_seqs; ++rank) {
     auto it = seqs_.find(st.order[rank]);
     if (it == seqs_.end()) continue;
     Sequence& s = it->second;
-    if (!s.running || st.scheduled.contains(s.id()) || busy_.contains(s.id()) || s.is_decode() != decodes)
+    if (!s.running || st.scheduled.contains(s.id()) || busy_.contains(s.id()) ||
+        s.is_decode() != decodes)
       continue;
     int n = fit_or_preempt(st, rank, s, std::min(s.len() - s.num_computed, st.budget));
     if (n > 0) add_chunk(st, s, n);
@@ -85,7 +97,7 @@ int Scheduler::tokens_fitting(const Sequence& s) const {
 
 // FCFS by rank; the head of the queue blocks the rest (no starvation of long prompts).
 void Scheduler::admit_waiting(StepState& st) {
-  while (st.budget > 0 && !waiting_.empty() &&
+  while (st.budget > 0 && !waiting_.empty() && st.scheduled.size() < st.max_seqs &&
          static_cast<int>(running_.size()) < cfg_.max_num_seqs) {
     Sequence& s = seqs_.at(waiting_.begin()->seq_id);
     if (st.preempted.contains(s.id()) || !try_admit(st, s)) return;

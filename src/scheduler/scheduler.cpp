@@ -150,7 +150,8 @@ std::string Scheduler::check_invariants() const {
     if (static_cast<int>(s.blocks.size()) != blocks_for(s.num_computed, bs))
       err << "seq " << id << " has " << s.blocks.size() << " blocks for " << s.num_computed
           << " tokens; ";
-    if (!busy_.contains(id) && s.num_computed >= s.len()) err << "seq " << id << " has no token to feed; ";
+    if (!busy_.contains(id) && s.num_computed >= s.len())
+      err << "seq " << id << " has no token to feed; ";
     if (static_cast<int>(s.hashes.size()) > s.num_computed / bs)
       err << "seq " << id << " hashed a block it has not filled; ";
     for (int32_t b : s.blocks) ++held[static_cast<size_t>(b)];

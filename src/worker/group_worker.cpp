@@ -22,8 +22,12 @@
 
 namespace tessera::worker {
 
-std::string register_key(const std::string& g, int rank) { return g + "/register/" + std::to_string(rank); }
-std::string error_key(const std::string& g, int rank) { return g + "/error/" + std::to_string(rank); }
+std::string register_key(const std::string& g, int rank) {
+  return g + "/register/" + std::to_string(rank);
+}
+std::string error_key(const std::string& g, int rank) {
+  return g + "/error/" + std::to_string(rank);
+}
 std::string go_key(const std::string& g) { return g + "/go"; }
 std::string control_key(const std::string& g) { return g + "/control"; }
 
@@ -33,14 +37,16 @@ using protocol::FrameType;
 
 int connect_tcp(const std::string& hostport) {
   const auto colon = hostport.rfind(':');
-  if (colon == std::string::npos) fail(ErrorCode::kInvalidArgument, "bad control address '", hostport, "'");
+  if (colon == std::string::npos)
+    fail(ErrorCode::kInvalidArgument, "bad control address '", hostport, "'");
   const std::string host = hostport.substr(0, colon), port = hostport.substr(colon + 1);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
-    fail(ErrorCode::kUnavailable, "cannot resolve the engine's control address ", hostport, ": ", gai_strerror(rc));
+    fail(ErrorCode::kUnavailable, "cannot resolve the engine's control address ", hostport, ": ",
+         gai_strerror(rc));
   int fd = -1;
   for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
     fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
@@ -50,7 +56,9 @@ int connect_tcp(const std::string& hostport) {
     }
   }
   ::freeaddrinfo(res);
-  if (fd < 0) fail(ErrorCode::kUnavailable, "cannot connect to the engine at ", hostport, ": ", std::strerror(errno));
+  if (fd < 0)
+    fail(ErrorCode::kUnavailable, "cannot connect to the engine at ", hostport, ": ",
+         std::strerror(errno));
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small frames, latency-bound
   return fd;
@@ -73,18 +81,19 @@ class Channel {
 
 class Heartbeat {
  public:
-  Heartbeat(Channel& ch, double period) : thread_([this, &ch, period] {
-      std::unique_lock lk(mu_);
-      while (!cv_.wait_for(lk, std::chrono::duration<double>(period), [&] { return stop_; })) {
-        lk.unlock();
-        try {
-          ch.send(FrameType::kHeartbeat, {});
-        } catch (const Error&) {
-          return;  // the engine is gone; the main loop sees EOF
-        }
-        lk.lock();
-      }
-    }) {}
+  Heartbeat(Channel& ch, double period)
+      : thread_([this, &ch, period] {
+          std::unique_lock lk(mu_);
+          while (!cv_.wait_for(lk, std::chrono::duration<double>(period), [&] { return stop_; })) {
+            lk.unlock();
+            try {
+              ch.send(FrameType::kHeartbeat, {});
+            } catch (const Error&) {
+              return;  // the engine is gone; the main loop sees EOF
+            }
+            lk.lock();
+          }
+        }) {}
   ~Heartbeat() {
     {
       std::lock_guard lk(mu_);
@@ -101,7 +110,9 @@ class Heartbeat {
   std::thread thread_;
 };
 
-bool comm_failure(ErrorCode c) { return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable; }
+bool comm_failure(ErrorCode c) {
+  return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable;
+}
 
 }  // namespace
 
@@ -109,17 +120,21 @@ int run_group_worker(const GroupWorkerArgs& a) {
   const std::string who = "rank " + std::to_string(a.rank);
   const int T = a.tensor, P = a.pipeline, W = T * P;
   if (a.rank < 0 || a.rank >= W) fail(ErrorCode::kInvalidArgument, who, " outside a group of ", W);
-  comm::StoreClient store({.host = a.store_host, .port = a.store_port, .connect_timeout_seconds = a.connect_timeout_seconds});
+  comm::StoreClient store({.host = a.store_host,
+                           .port = a.store_port,
+                           .connect_timeout_seconds = a.connect_timeout_seconds});
   std::unique_ptr<comm::Communicator> tp, pp;
   std::unique_ptr<Worker> w;
   const int stage = a.rank / T, tp_rank = a.rank % T;
   try {
     // 1. Register what we are about to load, and wait for the coordinator's verdict on all ranks.
     const model::ModelConfig loaded = model::open_weights(a.worker.model_path)->config();
-    store.set_string(register_key(a.group_id, a.rank),
-                     a.fingerprint + " model=" + loaded.architecture + " L" + std::to_string(loaded.num_layers) +
-                         " H" + std::to_string(loaded.hidden_size) + " heads" + std::to_string(loaded.num_heads) +
-                         "/" + std::to_string(loaded.num_kv_heads) + " V" + std::to_string(loaded.vocab_size));
+    store.set_string(
+        register_key(a.group_id, a.rank),
+        a.fingerprint + " model=" + loaded.architecture + " L" + std::to_string(loaded.num_layers) +
+            " H" + std::to_string(loaded.hidden_size) + " heads" +
+            std::to_string(loaded.num_heads) + "/" + std::to_string(loaded.num_kv_heads) + " V" +
+            std::to_string(loaded.vocab_size));
     const std::string go = store.get_string(go_key(a.group_id), a.connect_timeout_seconds);
     if (go != "ok") fail(ErrorCode::kInvalidArgument, "the coordinator refused the group: ", go);
     // 2. Communicators: TP inside the stage, PP across stages at the same tp rank.
@@ -165,9 +180,10 @@ int run_group_worker(const GroupWorkerArgs& a) {
                                     .weight_bytes = w->model().weight_bytes(),
                                     .resident_bytes = model::resident_bytes(),
                                     .kv_bytes = w->kv_bytes()};
-  TESSERA_LOG_INFO("{} (stage {}, tp {}): layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB", who,
-                   stage, tp_rank, shard.first_layer, shard.first_layer + shard.num_layers - 1,
-                   hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
+  TESSERA_LOG_INFO(
+      "{} (stage {}, tp {}): layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB",
+      who, stage, tp_rank, shard.first_layer, shard.first_layer + shard.num_layers - 1,
+      hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);
   int code = 0;
@@ -187,7 +203,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
         break;
       }
     } catch (const std::exception& e) {
-      ch.send(FrameType::kError, protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
+      ch.send(FrameType::kError,
+              protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
     }
   }
   ::close(fd);

@@ -9,7 +9,8 @@ namespace tessera::worker {
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp) : pp_(pp) {
   weights_ = model::open_weights(p.model_path);
   model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp);
-  if (p.shard.num_stages > 1 && (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))
+  if (p.shard.num_stages > 1 &&
+      (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))
     fail(ErrorCode::kInvalidArgument, "pipeline stage ", p.shard.stage, " of ", p.shard.num_stages,
          " needs a PP communicator of that size and rank");
   kv_cache::KvPoolParams kp = model_->kv_shape(p.block_size);
@@ -38,7 +39,8 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     size_t max_blocks = 0;
     for (const auto& ch : plan.chunks) max_blocks = std::max(max_blocks, ch.block_table.size());
     for (const auto& ch : plan.chunks) {
-      if (ch.tokens.empty()) fail(ErrorCode::kInvalidArgument, "empty chunk for sequence ", ch.seq_id);
+      if (ch.tokens.empty())
+        fail(ErrorCode::kInvalidArgument, "empty chunk for sequence ", ch.seq_id);
       const int64_t end = ch.start_pos + static_cast<int64_t>(ch.tokens.size());
       if (static_cast<int64_t>(ch.block_table.size()) * bs < end)
         fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has ", ch.block_table.size(),
@@ -74,7 +76,8 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     const auto& shard = model_->shard();
     Tensor hidden_in;
     if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
-      hidden_in = Tensor::empty({static_cast<int64_t>(tokens.size()), model_->config().hidden_size}, DType::kF32);
+      hidden_in = Tensor::empty({static_cast<int64_t>(tokens.size()), model_->config().hidden_size},
+                                DType::kF32);
       pp_->recv(hidden_in, shard.stage - 1);
     }
     Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
@@ -88,7 +91,8 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
   return result;
 }
 
-void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs, protocol::ExecuteResult& result) {
+void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
+                         protocol::ExecuteResult& result) {
   const auto vocab = static_cast<size_t>(model_->config().vocab_size);
   for (size_t r = 0; r < seqs.size(); ++r) {
     std::span<float> row(logits.data_as<float>() + r * vocab, vocab);

@@ -13,21 +13,14 @@
 #include <filesystem>
 #include <random>
 
+#include "engine_test_paths.h"
 #include "tessera/core/error.h"
 
 namespace tessera::engine {
 namespace {
 
-std::string model_path() {
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-std::string tessera_bin() {
-  if (const char* b = std::getenv("TESSERA_BIN")) return b;
-  const std::string guess = std::string(TESSERA_BINARY_DIR) + "/tessera";
-  return std::filesystem::exists(guess) ? guess : "";
-}
+using testing::model_path;
+using testing::tessera_bin;
 
 worker::WorkerParams small_worker() {
   return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
@@ -40,12 +33,6 @@ ProcessExecutorParams process_params() {
           .step_timeout_seconds = 30,
           .shutdown_grace_seconds = 2};
 }
-
-#define SKIP_WITHOUT_MODEL_OR_BIN()                                                      \
-  do {                                                                                   \
-    if (!std::filesystem::exists(model_path())) GTEST_SKIP() << "model missing";         \
-    if (tessera_bin().empty()) GTEST_SKIP() << "TESSERA_BIN unset and no build/tessera"; \
-  } while (0)
 
 // Two greedy sequences with random prompts: one prefill plan, then `decodes` decode plans that
 // feed back whatever was sampled. Returns the sampled tokens in order.

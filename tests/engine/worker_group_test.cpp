@@ -14,21 +14,14 @@
 #include <random>
 #include <thread>
 
+#include "engine_test_paths.h"
 #include "tessera/core/error.h"
 
 namespace tessera::engine {
 namespace {
 
-std::string model_path() {
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-std::string tessera_bin() {
-  if (const char* b = std::getenv("TESSERA_BIN")) return b;
-  const std::string guess = std::string(TESSERA_BINARY_DIR) + "/tessera";
-  return std::filesystem::exists(guess) ? guess : "";
-}
+using testing::model_path;
+using testing::tessera_bin;
 
 worker::WorkerParams small_worker() {
   return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
@@ -48,12 +41,6 @@ WorkerGroupParams group(int T, int P, std::vector<int> split = {}) {
           .heartbeat_timeout_seconds = 5};
 }
 
-#define SKIP_WITHOUT_MODEL_OR_BIN()                                                      \
-  do {                                                                                   \
-    if (!std::filesystem::exists(model_path())) GTEST_SKIP() << "model missing";         \
-    if (tessera_bin().empty()) GTEST_SKIP() << "TESSERA_BIN unset and no build/tessera"; \
-  } while (0)
-
 // Three greedy sequences with random prompts, a prefill step then `decodes` decode steps; both
 // executors get the same plans, built from the reference's tokens.
 void compare_lockstep(Executor& ref, Executor& group, uint64_t seed, int decodes) {
@@ -70,7 +57,8 @@ void compare_lockstep(Executor& ref, Executor& group, uint64_t seed, int decodes
     sp.logprobs = true;
     sp.top_logprobs = 2;
     plan.new_sequences.push_back({static_cast<uint64_t>(s + 1), sp, prompt});
-    plan.chunks.push_back({static_cast<uint64_t>(s + 1), prompt, 0, {3 * s, 3 * s + 1, 3 * s + 2}, true});
+    plan.chunks.push_back(
+        {static_cast<uint64_t>(s + 1), prompt, 0, {3 * s, 3 * s + 1, 3 * s + 2}, true});
     pos[static_cast<size_t>(s)] = static_cast<int32_t>(prompt.size());
   }
   int compared = 0;
@@ -92,8 +80,12 @@ void compare_lockstep(Executor& ref, Executor& group, uint64_t seed, int decodes
         EXPECT_EQ(x.token, y.token) << "step " << step << " seq " << i;
         ++compared;
       }
-      plan.chunks.push_back({a.sampled[i].seq_id, {x.token}, pos[i], {3 * static_cast<int32_t>(i),
-                             3 * static_cast<int32_t>(i) + 1, 3 * static_cast<int32_t>(i) + 2}, true});
+      plan.chunks.push_back({a.sampled[i].seq_id,
+                             {x.token},
+                             pos[i],
+                             {3 * static_cast<int32_t>(i), 3 * static_cast<int32_t>(i) + 1,
+                              3 * static_cast<int32_t>(i) + 2},
+                             true});
       ++pos[i];
     }
   }
@@ -119,7 +111,8 @@ TEST_P(WorkerGroupLayouts, MatchesOneWorker) {
   // Each rank holds about 1/(T*P) of the layer weights (the vocabulary shards ride on top).
   size_t total = 0;
   for (const auto& r : g.ranks()) total += r.hello.weight_bytes;
-  for (const auto& r : g.ranks()) EXPECT_LT(r.hello.weight_bytes, total / g.ranks().size() * 2) << "rank " << r.rank;
+  for (const auto& r : g.ranks())
+    EXPECT_LT(r.hello.weight_bytes, total / g.ranks().size() * 2) << "rank " << r.rank;
   const uint64_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   compare_lockstep(local, g, seed, 4);
@@ -129,7 +122,8 @@ INSTANTIATE_TEST_SUITE_P(DefaultModel, WorkerGroupLayouts,
                          ::testing::Values(Layout{3, 1, {}}, Layout{1, 2, {}}, Layout{3, 2, {}},
                                            Layout{1, 3, {4, 20, 6}}),
                          [](const auto& info) {
-                           return "T" + std::to_string(info.param.T) + "xP" + std::to_string(info.param.P) +
+                           return "T" + std::to_string(info.param.T) + "xP" +
+                                  std::to_string(info.param.P) +
                                   (info.param.split.empty() ? "" : "_uneven");
                          });
 

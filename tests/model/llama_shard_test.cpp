@@ -28,7 +28,8 @@ class RandomWeights final : public WeightSource {
       std::vector<float> v(static_cast<size_t>(rows * cols));
       for (auto& x : v) x = nd(rng) + (shape.size() == 1 ? 1.0f : 0.0f);
       Tensor t = Tensor::empty(shape, dt);
-      for (int64_t r = 0; r < rows; ++r) ops::quantize_row(dt, v.data() + r * cols, const_cast<uint8_t*>(t.row_ptr(r)), cols);
+      for (int64_t r = 0; r < rows; ++r)
+        ops::quantize_row(dt, v.data() + r * cols, const_cast<uint8_t*>(t.row_ptr(r)), cols);
       w_[name] = t;
     };
     const int64_t H = c_.hidden_size;
@@ -119,8 +120,14 @@ Steps make_steps(std::mt19937& rng, int vocab) {
 }
 
 ForwardBatch batch_of(const Steps& s, size_t i) {
-  return {.tokens = s.tokens[i], .positions = s.positions[i], .slots = s.slots[i], .query_start = s.qs[i],
-          .context_lens = s.lens[i], .block_tables = s.tables[i], .max_blocks_per_seq = 4, .logit_rows = s.rows[i]};
+  return {.tokens = s.tokens[i],
+          .positions = s.positions[i],
+          .slots = s.slots[i],
+          .query_start = s.qs[i],
+          .context_lens = s.lens[i],
+          .block_tables = s.tables[i],
+          .max_blocks_per_seq = 4,
+          .logit_rows = s.rows[i]};
 }
 
 std::vector<std::vector<float>> run_whole(const WeightSource& w, const Steps& s) {
@@ -143,8 +150,10 @@ std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& 
                                             const std::vector<int>& split) {
   const auto ranges = stage_ranges(w.config().num_layers, P, split);
   std::vector<std::vector<std::unique_ptr<comm::Communicator>>> tp, pp;
-  for (int st = 0; st < P; ++st) tp.push_back(comm::make_local_group(T, "tp[stage " + std::to_string(st) + "]", 20));
-  for (int r = 0; r < T; ++r) pp.push_back(comm::make_local_group(P, "pp[tp " + std::to_string(r) + "]", 20));
+  for (int st = 0; st < P; ++st)
+    tp.push_back(comm::make_local_group(T, "tp[stage " + std::to_string(st) + "]", 20));
+  for (int r = 0; r < T; ++r)
+    pp.push_back(comm::make_local_group(P, "pp[tp " + std::to_string(r) + "]", 20));
   std::vector<std::vector<float>> out;
   std::vector<std::string> errors(static_cast<size_t>(T * P));
   std::vector<std::thread> threads;
@@ -152,8 +161,12 @@ std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& 
     for (int r = 0; r < T; ++r)
       threads.emplace_back([&, st, r] {
         try {
-          const ShardSpec spec{.tp_rank = r, .tp_size = T, .first_layer = ranges[st].first,
-                               .num_layers = ranges[st].second, .stage = st, .num_stages = P};
+          const ShardSpec spec{.tp_rank = r,
+                               .tp_size = T,
+                               .first_layer = ranges[st].first,
+                               .num_layers = ranges[st].second,
+                               .stage = st,
+                               .num_stages = P};
           LlamaModel m(w, spec, tp[st][r].get());
           auto kp = m.kv_shape(4);
           kp.num_blocks = 8;
@@ -162,12 +175,15 @@ std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& 
             const ForwardBatch b = batch_of(s, i);
             Tensor in;
             if (st > 0) {
-              in = Tensor::empty({static_cast<int64_t>(b.tokens.size()), w.config().hidden_size}, DType::kF32);
+              in = Tensor::empty({static_cast<int64_t>(b.tokens.size()), w.config().hidden_size},
+                                 DType::kF32);
               pp[r][st]->recv(in, st - 1);
             }
             Tensor o = m.forward(b, kv, st > 0 ? &in : nullptr);
-            if (st + 1 < P) pp[r][st]->send(o, st + 1);
-            else if (r == 0) out.emplace_back(o.f32().begin(), o.f32().end());
+            if (st + 1 < P)
+              pp[r][st]->send(o, st + 1);
+            else if (r == 0)
+              out.emplace_back(o.f32().begin(), o.f32().end());
           }
         } catch (const std::exception& e) {
           errors[static_cast<size_t>(st * T + r)] = e.what();
@@ -209,24 +225,29 @@ TEST_P(ShardedModel, LogitsMatchTheWholeModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, ShardedModel,
-    ::testing::Values(Layout{2, 1, {}, DType::kF32, false, false}, Layout{4, 1, {}, DType::kF32, true, false},
-                      Layout{8, 1, {}, DType::kF32, false, true}, Layout{1, 2, {}, DType::kF32, true, false},
-                      Layout{2, 2, {1, 4}, DType::kF32, false, false}, Layout{1, 5, {}, DType::kF32, false, true},
-                      Layout{2, 3, {2, 2, 1}, DType::kQ8_0, true, false}, Layout{4, 1, {}, DType::kQ8_0, false, false},
-                      Layout{2, 1, {}, DType::kF16, false, true}),
-    [](const auto& info) {
-      const auto& L = info.param;
-      std::string split;
-      for (int n : L.split) split += "_" + std::to_string(n);
-      return "T" + std::to_string(L.T) + "xP" + std::to_string(L.P) + split + "_" +
-             std::string(dtype_name(L.dtype)) + (L.tied ? "_tied" : "") + (L.bias ? "_bias" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Layouts, ShardedModel,
+                         ::testing::Values(Layout{2, 1, {}, DType::kF32, false, false},
+                                           Layout{4, 1, {}, DType::kF32, true, false},
+                                           Layout{8, 1, {}, DType::kF32, false, true},
+                                           Layout{1, 2, {}, DType::kF32, true, false},
+                                           Layout{2, 2, {1, 4}, DType::kF32, false, false},
+                                           Layout{1, 5, {}, DType::kF32, false, true},
+                                           Layout{2, 3, {2, 2, 1}, DType::kQ8_0, true, false},
+                                           Layout{4, 1, {}, DType::kQ8_0, false, false},
+                                           Layout{2, 1, {}, DType::kF16, false, true}),
+                         [](const auto& info) {
+                           const auto& L = info.param;
+                           std::string split;
+                           for (int n : L.split) split += "_" + std::to_string(n);
+                           return "T" + std::to_string(L.T) + "xP" + std::to_string(L.P) + split +
+                                  "_" + std::string(dtype_name(L.dtype)) + (L.tied ? "_tied" : "") +
+                                  (L.bias ? "_bias" : "");
+                         });
 
 TEST(ShardLayout, ConstraintsNameTheValidChoices) {
   ModelConfig c = tiny_config(false, false);
-  c.num_heads = 9, c.num_kv_heads = 3, c.head_dim = 64, c.hidden_size = 576, c.intermediate_size = 4608;
+  c.num_heads = 9, c.num_kv_heads = 3, c.head_dim = 64, c.hidden_size = 576,
+  c.intermediate_size = 4608;
   try {
     tp_layout(c, 0, 2);
     FAIL() << "T=2 accepted for 9 heads";
@@ -241,7 +262,8 @@ TEST(ShardLayout, ConstraintsNameTheValidChoices) {
   EXPECT_EQ(t.ffn, 1536);
   const TpLayout r = tp_layout(c, 7, 9);  // 9 ranks over 3 KV heads: each replicated 3 times
   EXPECT_EQ(r.first_kv_head, 2);
-  EXPECT_EQ(stage_ranges(30, 4, {}), (std::vector<std::pair<int, int>>{{0, 8}, {8, 8}, {16, 7}, {23, 7}}));
+  EXPECT_EQ(stage_ranges(30, 4, {}),
+            (std::vector<std::pair<int, int>>{{0, 8}, {8, 8}, {16, 7}, {23, 7}}));
   EXPECT_THROW(stage_ranges(30, 2, {10, 10}), Error);
   EXPECT_THROW(stage_ranges(3, 4, {}), Error);
 }

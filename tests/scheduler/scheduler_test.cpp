@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "sched_test_util.h"
@@ -269,6 +270,37 @@ TEST(Scheduler, PreemptsWorstRankedAndRecomputes) {
       for (size_t i = 4; i < f.size(); ++i) EXPECT_EQ(f[i], testing::fake_token(id, i));
     }
   }
+}
+
+}  // namespace
+}  // namespace tessera::scheduler
+
+namespace tessera::scheduler {
+namespace {
+
+// Pipeline parallelism: with 2 plans in flight, 8 sequences split into two micro-batches of 4,
+// no sequence is in both, and a finished plan's sequences go into the next one.
+TEST(Scheduler, PlansInFlightSplitTheSequences) {
+  Scheduler s({.num_blocks = 64,
+               .block_size = 4,
+               .max_num_seqs = 16,
+               .max_num_batched_tokens = 256,
+               .max_in_flight = 2});
+  for (uint64_t id = 1; id <= 8; ++id) s.add(id, {1, 2, 3}, 5);
+  const StepPlan a = s.schedule(), b = s.schedule();
+  ASSERT_EQ(a.chunks.size(), 4u);
+  ASSERT_EQ(b.chunks.size(), 4u);
+  std::set<uint64_t> ids;
+  for (const auto* p : {&a, &b})
+    for (const auto& c : p->chunks) EXPECT_TRUE(ids.insert(c.seq_id).second) << c.seq_id;
+  EXPECT_EQ(s.plans_in_flight(), 2u);
+  std::vector<std::pair<uint64_t, int32_t>> sampled;
+  for (const auto& c : a.chunks) sampled.emplace_back(c.seq_id, 7);
+  s.on_step_done(sampled);  // a's four may run again; b's are still in flight
+  const StepPlan c = s.schedule();
+  ASSERT_EQ(c.chunks.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(c.chunks[i].seq_id, a.chunks[i].seq_id);
+  EXPECT_EQ(s.check_invariants(), "");
 }
 
 }  // namespace

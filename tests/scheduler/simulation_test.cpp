@@ -51,7 +51,8 @@ class Sim {
       }
       // Keep up to max_in_flight plans outstanding, as a pipeline of stages would; run the
       // oldest (in order, as every worker does) once the pipeline is full or nothing more fits.
-      while (s_.has_work() && static_cast<int>(in_flight_.size()) < std::max(1, c_.cfg.max_in_flight)) {
+      while (s_.has_work() &&
+             static_cast<int>(in_flight_.size()) < std::max(1, c_.cfg.max_in_flight)) {
         StepPlan plan = s_.schedule();
         if (plan.empty()) break;
         check_plan(plan);
@@ -130,7 +131,8 @@ class Sim {
       ASSERT_TRUE(ids.insert(c.seq_id).second) << "seq twice in a plan";
       ASSERT_FALSE(t.done || t.dropped);
       for (const StepPlan& other : in_flight_)
-        for (const SeqChunk& o : other.chunks) ASSERT_NE(o.seq_id, c.seq_id) << "seq in two plans in flight";
+        for (const SeqChunk& o : other.chunks)
+          ASSERT_NE(o.seq_id, c.seq_id) << "seq in two plans in flight";
       const size_t end = static_cast<size_t>(c.start_pos) + c.tokens.size();
       ASSERT_FALSE(c.tokens.empty());
       ASSERT_LE(end, t.tokens.size());
@@ -160,12 +162,15 @@ class Sim {
     std::vector<std::pair<uint64_t, int32_t>> sampled;
     for (const SeqChunk& c : plan.chunks) {
       const Truth& t = truth_.at(c.seq_id);
-      if (!t.dropped)
-        for (size_t p = 0; p < static_cast<size_t>(c.start_pos); ++p)
+      if (!t.dropped) {
+        for (size_t p = 0; p < static_cast<size_t>(c.start_pos); ++p) {
           ASSERT_EQ(kv_[slot(c, p)], t.tokens[p]) << "seq " << c.seq_id << " pos " << p;
+        }
+      }
       for (size_t i = 0; i < c.tokens.size(); ++i)  // a dropped sequence's step still writes
         kv_[slot(c, static_cast<size_t>(c.start_pos) + i)] = c.tokens[i];
-      if (c.sample && !t.dropped) sampled.emplace_back(c.seq_id, testing::fake_token(c.seq_id, t.tokens.size()));
+      if (c.sample && !t.dropped)
+        sampled.emplace_back(c.seq_id, testing::fake_token(c.seq_id, t.tokens.size()));
     }
     for (const auto& [id, tok] : sampled) {
       truth_.at(id).tokens.push_back(tok);
@@ -227,12 +232,20 @@ TEST(SchedulerSimulation, RandomWorkloadsDrainWithInvariants) {
        120,
        60},
       {"pipeline of 2, tiny cache",
-       {.num_blocks = 16, .block_size = 4, .max_num_seqs = 8, .max_num_batched_tokens = 24, .max_in_flight = 2},
+       {.num_blocks = 16,
+        .block_size = 4,
+        .max_num_seqs = 8,
+        .max_num_batched_tokens = 24,
+        .max_in_flight = 2},
        300,
        40,
        20},
       {"pipeline of 3, roomier",
-       {.num_blocks = 48, .block_size = 8, .max_num_seqs = 16, .max_num_batched_tokens = 64, .max_in_flight = 3},
+       {.num_blocks = 48,
+        .block_size = 8,
+        .max_num_seqs = 16,
+        .max_num_batched_tokens = 64,
+        .max_in_flight = 3},
        400,
        120,
        60},

@@ -22,10 +22,10 @@ namespace tessera::comm {
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  virtual int rank() const = 0;                  // 0 .. size()-1 within this group
+  virtual int rank() const = 0;  // 0 .. size()-1 within this group
   virtual int size() const = 0;
-  virtual const std::string& name() const = 0;   // e.g. "tp[stage 1]", "pp[tp 0]", "world"
-  virtual std::string engine() const = 0;        // "gloo", "nccl", "local"
+  virtual const std::string& name() const = 0;  // e.g. "tp[stage 1]", "pp[tp 0]", "world"
+  virtual std::string engine() const = 0;       // "gloo", "nccl", "local"
 
   // In place: t = sum over ranks of t. Contiguous F32 on CPU (gloo, local); F32/F16/BF16 on the
   // communicator's CUDA device (nccl). Every rank gets bitwise the same result.

@@ -16,8 +16,8 @@ struct GroupParams {
   std::string name;  // also the store key prefix
   int rank = 0;      // within the group
   int size = 1;
-  double timeout_seconds = 30.0;  // every op, and connecting
-  StoreClient* store = nullptr;   // borrowed; must outlive the connect
+  double timeout_seconds = 30.0;        // every op, and connecting
+  StoreClient* store = nullptr;         // borrowed; must outlive the connect
   std::string bind_host = "127.0.0.1";  // this rank's address for Gloo pairs
   int cuda_device = -1;                 // NCCL: the device
   void* cuda_stream = nullptr;          // NCCL: cudaStream_t the ops are enqueued on

@@ -39,7 +39,8 @@ std::string concat(Args&&... args) {
   (os << ... << args);
   return os.str();
 }
-[[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
+[[noreturn]] void check_failed(const char* expr, const char* file, int line,
+                               const std::string& msg);
 }  // namespace detail
 
 // Throws a tessera::Error with a message built from the arguments.
@@ -51,9 +52,9 @@ template <typename... Args>
 }  // namespace tessera
 
 // Broken invariant: print the expression, place and message, then abort.
-#define TESSERA_CHECK(cond, ...)                                                          \
-  do {                                                                                    \
-    if (!(cond)) [[unlikely]]                                                             \
-      ::tessera::detail::check_failed(#cond, __FILE__, __LINE__,                          \
+#define TESSERA_CHECK(cond, ...)                                                                 \
+  do {                                                                                           \
+    if (!(cond)) [[unlikely]]                                                                    \
+      ::tessera::detail::check_failed(#cond, __FILE__, __LINE__,                                 \
                                       ::tessera::detail::concat("" __VA_OPT__(, ) __VA_ARGS__)); \
   } while (0)

@@ -23,8 +23,8 @@ struct ExecutorInfo {
   int num_layers = 0;
   int num_blocks = 0;
   int block_size = 0;
-  int world_size = 1;             // ranks in the group
-  std::string layout = "1 rank";  // for logs: "TP=3 x PP=2 over gloo"
+  int world_size = 1;                        // ranks in the group
+  std::string layout = "1 rank";             // for logs: "TP=3 x PP=2 over gloo"
   std::vector<protocol::WorkerHello> ranks;  // per rank of a group: memory as each reported it
 };
 

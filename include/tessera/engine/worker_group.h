@@ -39,17 +39,17 @@ struct WorkerGroupParams {
   std::vector<int> devices;      // device id per local rank (CUDA_VISIBLE_DEVICES for cuda)
   std::string backend = "cpu";   // cpu (Gloo) | cuda (NCCL)
   std::string store_host = "127.0.0.1";
-  int store_port = 0;            // 0: any free port
+  int store_port = 0;                      // 0: any free port
   std::string control_host = "127.0.0.1";  // where ranks reach the engine
   std::string bind_host;                   // this node's address for Gloo pairs ("" = control_host)
-  int threads_per_rank = 0;      // cpu: op threads per rank (0: cores / local ranks, at least 1)
+  int threads_per_rank = 0;  // cpu: op threads per rank (0: cores / local ranks, at least 1)
   double start_timeout_seconds = 180.0;
   double step_timeout_seconds = 300.0;
   double collective_timeout_seconds = 30.0;
   double heartbeat_seconds = 1.0;
   double heartbeat_timeout_seconds = 10.0;
   double shutdown_grace_seconds = 3.0;
-  int max_in_flight = 0;         // 0: pipeline (one micro-batch per stage)
+  int max_in_flight = 0;  // 0: pipeline (one micro-batch per stage)
 };
 
 struct RankInfo {

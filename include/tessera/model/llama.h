@@ -15,9 +15,9 @@
 #include <span>
 #include <vector>
 
+#include "tessera/comm/communicator.h"
 #include "tessera/core/tensor.h"
 #include "tessera/kv_cache/kv_pool.h"
-#include "tessera/comm/communicator.h"
 #include "tessera/model/model_config.h"
 #include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
@@ -54,7 +54,8 @@ class LlamaModel {
   // Runs this shard's layers. The first stage reads batch.tokens; later stages read `hidden_in`
   // [tokens, hidden] from the previous stage. Returns logits [logit_rows.size(), vocab_size] F32
   // on the last stage, otherwise the hidden states [tokens, hidden] to send on.
-  Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv, const Tensor* hidden_in = nullptr) const;
+  Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv,
+                 const Tensor* hidden_in = nullptr) const;
   // Bytes of weights this shard references (what one decode step must read at least once).
   size_t weight_bytes() const;
 

@@ -35,7 +35,7 @@ struct TpLayout {
   int64_t first_ffn = 0;
   int64_t vocab_per_rank = 0;  // ceil(vocab / T): the padded vocabulary shard
   int64_t first_vocab = 0;
-  int64_t vocab = 0;           // real rows on this rank (the last shard may be short)
+  int64_t vocab = 0;  // real rows on this rank (the last shard may be short)
 };
 
 // Throws kInvalidArgument naming the constraint (T must divide the heads and the intermediate
@@ -43,7 +43,8 @@ struct TpLayout {
 TpLayout tp_layout(const ModelConfig& c, int tp_rank, int tp_size);
 // Rank r's layers when `num_layers` are split into per-stage counts `split` (empty: as even as
 // possible, earlier stages taking the remainder). Returns {first_layer, count} per stage.
-std::vector<std::pair<int, int>> stage_ranges(int num_layers, int num_stages, const std::vector<int>& split);
+std::vector<std::pair<int, int>> stage_ranges(int num_layers, int num_stages,
+                                              const std::vector<int>& split);
 
 // Rows [begin, end) of a [rows, cols] weight: a view of the same storage.
 Tensor shard_rows(const Tensor& w, int64_t begin, int64_t end);

@@ -17,12 +17,12 @@
 namespace tessera::protocol {
 
 enum class FrameType : uint8_t {
-  kHello = 1,     // worker -> engine: loaded, here are the numbers
-  kError = 2,     // worker -> engine: loading or a step failed (code + message)
-  kPlan = 3,      // engine -> worker
-  kResult = 4,    // worker -> engine
-  kShutdown = 5,  // engine -> worker: exit cleanly
-  kHeartbeat = 6, // worker -> engine: still alive (empty payload), sent between and during steps
+  kHello = 1,      // worker -> engine: loaded, here are the numbers
+  kError = 2,      // worker -> engine: loading or a step failed (code + message)
+  kPlan = 3,       // engine -> worker
+  kResult = 4,     // worker -> engine
+  kShutdown = 5,   // engine -> worker: exit cleanly
+  kHeartbeat = 6,  // worker -> engine: still alive (empty payload), sent between and during steps
 };
 
 inline constexpr size_t kFrameHeaderSize = 5;

@@ -100,9 +100,9 @@ class Scheduler {
     std::vector<uint64_t> seqs;                  // sequences in the plan
     std::unordered_set<uint64_t> expect_sample;  // their chunks with sample == true
   };
-  std::deque<Flight> flights_;           // plans in flight, oldest first
-  std::unordered_set<uint64_t> busy_;    // sequences in any of them
-  SchedulerStats counters_;                     // the prefix and preemption counters
+  std::deque<Flight> flights_;         // plans in flight, oldest first
+  std::unordered_set<uint64_t> busy_;  // sequences in any of them
+  SchedulerStats counters_;            // the prefix and preemption counters
 };
 
 }  // namespace tessera::scheduler

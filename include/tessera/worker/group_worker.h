@@ -21,10 +21,10 @@ struct GroupWorkerArgs {
   std::vector<int> layer_split;  // empty: even
   std::string store_host = "127.0.0.1";
   int store_port = 0;
-  std::string group_id;          // prefix of every store key of this incarnation of the group
-  std::string comm = "gloo";     // gloo | nccl
+  std::string group_id;       // prefix of every store key of this incarnation of the group
+  std::string comm = "gloo";  // gloo | nccl
   std::string bind_host = "127.0.0.1";
-  std::string fingerprint;       // the launcher's view of model + layout; all ranks must agree
+  std::string fingerprint;  // the launcher's view of model + layout; all ranks must agree
   double connect_timeout_seconds = 120.0;
   double collective_timeout_seconds = 30.0;
   double heartbeat_seconds = 1.0;

@@ -30,7 +30,8 @@ struct WorkerParams {
 class Worker {
  public:
   // `tp` and `pp` may be null for a single rank; they must outlive the worker.
-  explicit Worker(const WorkerParams& p, comm::Communicator* tp = nullptr, comm::Communicator* pp = nullptr);
+  explicit Worker(const WorkerParams& p, comm::Communicator* tp = nullptr,
+                  comm::Communicator* pp = nullptr);
   const model::ModelConfig& config() const { return model_->config(); }
   const model::LlamaModel& model() const { return *model_; }
   // TP rank 0 of the last stage: the rank that samples and answers the engine.
@@ -49,7 +50,8 @@ class Worker {
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
   std::unique_ptr<kv_cache::KvPool> pool_;
-  void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs, protocol::ExecuteResult& result);
+  void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
+                   protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
 };
 

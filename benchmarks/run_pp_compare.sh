@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Pipeline parallelism on a workload of many requests, side by side in one run: the default model
+# served by one worker process (PP=1, all cores), by two pipeline stages run one plan at a time
+# (PP=2, micro_batches 1) and by two stages with two micro-batches in flight (PP=2, the default).
+# Each layout serves the same `tessera bench` workload (same seed); output tokens/s and latencies
+# land in benchmarks/results/pp-<stamp>-<layout>.json and a table on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+TESSERA=${TESSERA:-$BUILD/tessera}
+CONCURRENCY=${CONCURRENCY:-8}
+NUM_REQUESTS=${NUM_REQUESTS:-32}
+INPUT_LEN=${INPUT_LEN:-64}
+OUTPUT_LEN=${OUTPUT_LEN:-48}
+out=benchmarks/results
+mkdir -p "$out"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+layout() {  # name pipeline micro_batches
+  cat >"$tmp/$1.yaml" <<YAML
+model: {path: smollm2-135m-instruct}
+backend: cpu
+parallel: {tensor: 1, pipeline: $2, micro_batches: $3}
+scheduler: {kv_cache_mb: 128, max_num_seqs: 64}
+listen: {http_port: 0}
+YAML
+}
+layout pp1 1 1
+layout pp2-serial 2 1
+layout pp2 2 2
+
+printf '%-12s %10s %10s %10s %10s\n' layout "out tok/s" "req/s" "TPOT p50" "E2E p50"
+for name in pp1 pp2-serial pp2; do
+  log="$tmp/$name.log"
+  "$TESSERA" serve --config "$tmp/$name.yaml" --no-warmup >"$log" 2>&1 &
+  server=$!
+  url=""
+  for _ in $(seq 1 600); do
+    url=$(sed -n 's/^READY \(http:[^ ]*\).*/\1/p' "$log" | head -n1)
+    [ -n "$url" ] && break
+    kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.5
+  done
+  "$TESSERA" bench --base-url "$url" --model smollm2-135m-instruct --tokenizer smollm2-135m-instruct \
+    --endpoint completions --concurrency "$CONCURRENCY" --num-requests "$NUM_REQUESTS" --warmup 2 \
+    --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" --seed 1 --timeout 600 --quiet \
+    --output "$out/pp-$stamp-$name.json" >/dev/null
+  kill "$server"; wait "$server" || true
+  python3 - "$out/pp-$stamp-$name.json" "$name" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print(f"{sys.argv[2]:<12} {s['output_token_throughput']:10.1f} {s['request_throughput']:10.2f} "
+      f"{s['tpot_ms']['p50']:10.1f} {s['e2e_ms']['p50']:10.0f}")
+PY
+done

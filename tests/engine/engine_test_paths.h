@@ -1,0 +1,30 @@
+// Where the engine tests find the default model and the tessera binary (env TESSERA_BIN, else
+// <build>/tessera); tests that need them skip when either is missing.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace tessera::engine::testing {
+
+inline std::string model_path() {
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "") + "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+inline std::string tessera_bin() {
+  if (const char* b = std::getenv("TESSERA_BIN")) return b;
+  const std::string guess = std::string(TESSERA_BINARY_DIR) + "/tessera";
+  return std::filesystem::exists(guess) ? guess : "";
+}
+
+}  // namespace tessera::engine::testing
+
+#define SKIP_WITHOUT_MODEL_OR_BIN()                                         \
+  do {                                                                      \
+    if (!std::filesystem::exists(::tessera::engine::testing::model_path())) \
+      GTEST_SKIP() << "model missing";                                      \
+    if (::tessera::engine::testing::tessera_bin().empty())                  \
+      GTEST_SKIP() << "TESSERA_BIN unset and no build/tessera";             \
+  } while (0)
