@@ -25,24 +25,25 @@ Launch launch_from_config(const std::string& path, int node_rank) {
     config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers);
   }
   const auto& node = t.nodes[static_cast<size_t>(node_rank)];
-  engine::WorkerGroupParams g{
-      .tensor = t.parallel.tensor,
-      .pipeline = t.parallel.pipeline,
-      .layer_split = t.parallel.layer_split,
-      .devices = node.devices,
-      .backend = t.backend,
-      .store_host = t.coordinator.host,
-      // One node: nobody else needs to find the store, so any free port (no clash between
-      // servers on one machine). Several: the port the other nodes were told.
-      .store_port = t.nodes.size() > 1 ? t.coordinator.port : 0,
-      .control_host = t.coordinator.host,
-      .bind_host = node.host,
-      .threads_per_rank = t.threads_per_rank,
-      .start_timeout_seconds = t.coordinator.timeout_seconds,
-      .collective_timeout_seconds = t.coordinator.collective_timeout_seconds,
-      .heartbeat_seconds = t.coordinator.heartbeat_seconds,
-      .heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds),
-      .max_in_flight = t.parallel.micro_batches};
+  // Field by field: GCC 12 warns (maybe-uninitialized) on a designated initializer of this struct.
+  engine::WorkerGroupParams g;
+  g.tensor = t.parallel.tensor;
+  g.pipeline = t.parallel.pipeline;
+  g.layer_split = t.parallel.layer_split;
+  g.devices = node.devices;
+  g.backend = t.backend;
+  g.store_host = t.coordinator.host;
+  // One node: nobody else needs to find the store, so any free port (no clash between servers on
+  // one machine). Several: the port the other nodes were told.
+  g.store_port = t.nodes.size() > 1 ? t.coordinator.port : 0;
+  g.control_host = t.coordinator.host;
+  g.bind_host = node.host;
+  g.threads_per_rank = t.threads_per_rank;
+  g.start_timeout_seconds = t.coordinator.timeout_seconds;
+  g.collective_timeout_seconds = t.coordinator.collective_timeout_seconds;
+  g.heartbeat_seconds = t.coordinator.heartbeat_seconds;
+  g.heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds);
+  g.max_in_flight = t.parallel.micro_batches;
   const int first = t.first_rank_of_node(node_rank);
   for (int r = 0; r < t.ranks_on_node(node_rank); ++r) g.local_ranks.push_back(first + r);
   l.engine = engine::EngineConfig{

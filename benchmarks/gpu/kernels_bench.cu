@@ -1,0 +1,153 @@
+// Timings of the CUDA model-op launchers (kernels/model_ops.h) at serving shapes, with CUDA
+// events: median of 20 launches after 3 warm-ups, on random data. Standalone (no GoogleTest, no
+// Google Benchmark) so that benchmarks/gpu/run.sh can build it with nvcc on a bare GPU machine:
+//   nvcc -O3 -std=c++17 -arch=native -Ikernels/include benchmarks/gpu/kernels_bench.cu
+//        build-gpu/kernels/libtessera_kernels.a -o kernels_bench  (one command line)
+// Prints one line per case: microseconds and the bytes the kernel must move, as GB/s.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "tessera/kernels/model_ops.h"
+
+namespace k = tessera::kernels;
+
+namespace {
+
+void ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+template <typename T>
+T* upload(const std::vector<T>& h) {
+  T* d = nullptr;
+  ok(cudaMalloc(&d, h.size() * sizeof(T)), "cudaMalloc");
+  ok(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "H2D");
+  return d;
+}
+
+std::vector<float> randn(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+void time_case(const char* name, double bytes, const std::function<cudaError_t()>& launch) {
+  cudaEvent_t a, b;
+  ok(cudaEventCreate(&a), "event");
+  ok(cudaEventCreate(&b), "event");
+  for (int i = 0; i < 3; ++i) ok(launch(), name);
+  std::vector<float> ms;
+  for (int i = 0; i < 20; ++i) {
+    ok(cudaEventRecord(a), "record");
+    ok(launch(), name);
+    ok(cudaEventRecord(b), "record");
+    ok(cudaEventSynchronize(b), "sync");
+    float t = 0;
+    ok(cudaEventElapsedTime(&t, a, b), "elapsed");
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  const double us = ms[ms.size() / 2] * 1e3;
+  std::printf("%-48s %10.1f us %8.1f GB/s\n", name, us, bytes / (us * 1e-6) / 1e9);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+}
+
+// Decode (q_len 1) or prefill (q_len == ctx) over `seqs` sequences of `ctx` tokens each.
+void attention_case(int seqs, int ctx, int q_len, int heads, int kv_heads, int hd, int bs,
+                    std::mt19937& rng) {
+  const int blocks_per_seq = (ctx + bs - 1) / bs, num_blocks = seqs * blocks_per_seq;
+  const int tokens = seqs * q_len;
+  std::vector<int32_t> ids(static_cast<size_t>(num_blocks));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);  // scattered blocks, as after churn
+  std::vector<int32_t> qstart(static_cast<size_t>(seqs) + 1), ctxs(static_cast<size_t>(seqs), ctx);
+  for (int s = 0; s <= seqs; ++s) qstart[static_cast<size_t>(s)] = s * q_len;
+  const size_t cache = static_cast<size_t>(num_blocks) * bs * kv_heads * hd;
+  float* kc = upload(randn(cache, rng));
+  float* vc = upload(randn(cache, rng));
+  float* q = upload(randn(static_cast<size_t>(tokens) * heads * hd, rng));
+  float* out = upload(std::vector<float>(static_cast<size_t>(tokens) * heads * hd));
+  int32_t* dq = upload(qstart);
+  int32_t* dc = upload(ctxs);
+  int32_t* dt = upload(ids);
+  const k::PagedAttentionArgs args{
+      out, q, kc, vc, dq, dc, dt, seqs, tokens, blocks_per_seq, heads, kv_heads, hd, bs, 0.088f};
+  char name[128];
+  std::snprintf(name, sizeof name, "paged_attention %s seqs=%d ctx=%d h=%d/%d hd=%d",
+                q_len == 1 ? "decode" : "prefill", seqs, ctx, heads, kv_heads, hd);
+  // Bytes: every K/V row of every sequence once (what a memory-bound decode kernel must read).
+  time_case(name, 2.0 * static_cast<double>(cache) * 4,
+            [&] { return k::launch_paged_attention(args, nullptr); });
+  for (void* p : {static_cast<void*>(kc), static_cast<void*>(vc), static_cast<void*>(q),
+                  static_cast<void*>(out), static_cast<void*>(dq), static_cast<void*>(dc),
+                  static_cast<void*>(dt)})
+    cudaFree(p);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(1234);
+  cudaDeviceProp prop{};
+  ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+
+  attention_case(1, 4096, 1, 32, 8, 128, 16, rng);
+  attention_case(32, 2048, 1, 32, 8, 128, 16, rng);
+  attention_case(64, 1024, 1, 32, 8, 128, 16, rng);
+  attention_case(1, 1024, 1024, 32, 8, 128, 16, rng);
+
+  {  // argmax over Llama-3 vocabulary rows
+    const int rows = 64, cols = 128256;
+    float* logits = upload(randn(static_cast<size_t>(rows) * cols, rng));
+    int32_t* out = upload(std::vector<int32_t>(rows));
+    time_case("argmax rows=64 vocab=128256", 4.0 * rows * cols,
+              [&] { return k::launch_argmax(out, logits, rows, cols, nullptr); });
+    cudaFree(logits);
+    cudaFree(out);
+  }
+  {  // rope on a 2048-token prefill, 32 heads x 128
+    const int tokens = 2048, heads = 32, hd = 128;
+    float* x = upload(randn(static_cast<size_t>(tokens) * heads * hd, rng));
+    std::vector<int32_t> pos(tokens);
+    std::iota(pos.begin(), pos.end(), 0);
+    int32_t* dpos = upload(pos);
+    float* inv = upload(randn(hd / 2, rng));
+    time_case("rope neox tokens=2048 h=32 hd=128", 8.0 * tokens * heads * hd,
+              [&] { return k::launch_rope(x, dpos, inv, tokens, heads, hd, hd, true, nullptr); });
+    cudaFree(x);
+    cudaFree(dpos);
+    cudaFree(inv);
+  }
+  {  // kv_append of a 2048-token prefill into scattered slots, 8 kv heads x 128
+    const int tokens = 2048, width = 8 * 128, slots_total = 4 * tokens;
+    std::vector<int32_t> slots(slots_total);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    slots.resize(tokens);
+    float* kc = upload(std::vector<float>(static_cast<size_t>(slots_total) * width));
+    float* vc = upload(std::vector<float>(static_cast<size_t>(slots_total) * width));
+    float* kk = upload(randn(static_cast<size_t>(tokens) * width, rng));
+    float* vv = upload(randn(static_cast<size_t>(tokens) * width, rng));
+    int32_t* ds = upload(slots);
+    time_case("kv_append tokens=2048 width=1024", 16.0 * tokens * width,
+              [&] { return k::launch_kv_append(kc, vc, kk, vv, ds, tokens, width, nullptr); });
+    for (void* p : {static_cast<void*>(kc), static_cast<void*>(vc), static_cast<void*>(kk),
+                    static_cast<void*>(vv), static_cast<void*>(ds)})
+      cudaFree(p);
+  }
+  ok(cudaDeviceSynchronize(), "final sync");
+  return 0;
+}

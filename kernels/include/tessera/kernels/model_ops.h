@@ -1,0 +1,59 @@
+// CUDA launchers for the per-layer model ops that are not plain element-wise math: embedding
+// lookup, rotary embedding, paged KV-cache append, paged attention and argmax. Like the
+// element-wise launchers they take raw device pointers, sizes and a stream; they allocate nothing,
+// infer no shapes and keep no state. Every pointer (index arrays included) must be device memory.
+// Semantics are those of ops::ref (include/tessera/ops/ops.h); accumulation is fp32.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// Element type of an embedding table (the plain float formats; quantized tables are not here).
+enum class TableType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+// out[t, :] = float(table[ids[t], :]); table is [rows, dim] contiguous, out is [num_ids, dim].
+cudaError_t launch_embedding(float* out, const void* table, TableType type, const int32_t* ids,
+                             int num_ids, int64_t dim, cudaStream_t stream);
+
+// Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
+// holds rotary_dim/2 inverse frequencies (ops::rope_inv_freq, so every scaling is already in).
+// neox: pairs (i, i + rotary_dim/2); otherwise interleaved pairs (2i, 2i+1).
+cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_freq, int num_tokens,
+                        int num_heads, int head_dim, int rotary_dim, bool neox,
+                        cudaStream_t stream);
+
+// k_cache/v_cache [num_blocks * block_size, width]: row slots[t] = k[t] / v[t] (width floats).
+cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
+                             const int32_t* slots, int num_tokens, int64_t width,
+                             cudaStream_t stream);
+
+// Everything one paged-attention launch needs; see ops::AttentionBatch for the batch layout.
+struct PagedAttentionArgs {
+  float* out = nullptr;                   // [num_tokens, num_heads * head_dim]
+  const float* q = nullptr;               // [num_tokens, num_heads * head_dim]
+  const float* k_cache = nullptr;         // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* v_cache = nullptr;         // same shape as k_cache
+  const int32_t* query_start = nullptr;   // num_seqs + 1, query_start[num_seqs] == num_tokens
+  const int32_t* context_lens = nullptr;  // num_seqs
+  const int32_t* block_tables = nullptr;  // num_seqs * max_blocks_per_seq
+  int num_seqs = 0;
+  int num_tokens = 0;
+  int max_blocks_per_seq = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 0;
+  float scale = 0.0f;
+};
+
+// Causal paged attention over each sequence's context, GQA (num_heads % num_kv_heads == 0).
+cudaError_t launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream);
+
+// out[r] = first index of the largest value in logits row r ([rows, cols]).
+cudaError_t launch_argmax(int32_t* out, const float* logits, int rows, int64_t cols,
+                          cudaStream_t stream);
+
+}  // namespace tessera::kernels

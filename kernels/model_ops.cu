@@ -1,0 +1,153 @@
+// Embedding lookup, rotary embedding, KV-cache append and argmax (see model_ops.h). Straight
+// grid-stride kernels: correctness and parity with ops::ref first, tuning later.
+#include <cuda_fp16.h>
+
+#include "tessera/kernels/model_ops.h"
+
+namespace tessera::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+// gridDim.y/z are capped at 65535; x is not, but keep row grids modest and stride the rest.
+constexpr int kMaxRowBlocks = 65535;
+
+__device__ float load_elem(const void* base, TableType type, int64_t i) {
+  switch (type) {
+    case TableType::kF16:
+      return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[i]));
+    case TableType::kBF16:
+      // bf16 is the top half of an f32: exact widening.
+      return __uint_as_float(static_cast<unsigned>(static_cast<const unsigned short*>(base)[i])
+                             << 16);
+    case TableType::kF32:
+    default:
+      return static_cast<const float*>(base)[i];
+  }
+}
+
+__global__ void embedding_kernel(float* out, const void* table, TableType type, const int32_t* ids,
+                                 int num_ids, int64_t dim) {
+  for (int t = blockIdx.x; t < num_ids; t += gridDim.x) {
+    const int64_t src = static_cast<int64_t>(ids[t]) * dim;
+    float* o = out + static_cast<int64_t>(t) * dim;
+    for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) o[c] = load_elem(table, type, src + c);
+  }
+}
+
+// One block per token; threads stride the (head, pair) grid of that token.
+__global__ void rope_kernel(float* x, const int32_t* positions, const float* inv_freq,
+                            int num_tokens, int num_heads, int head_dim, int rotary_dim,
+                            bool neox) {
+  const int half = rotary_dim / 2;
+  for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+    const float pos = static_cast<float>(positions[t]);
+    float* row = x + static_cast<int64_t>(t) * num_heads * head_dim;
+    for (int k = threadIdx.x; k < num_heads * half; k += blockDim.x) {
+      const int h = k / half, i = k % half;
+      float* v = row + static_cast<int64_t>(h) * head_dim;
+      // Same fp32 angle as the reference (position * inv_freq, rounded to float) and the precise
+      // sincosf, not the fast intrinsic, so long positions stay within fp32 rounding of ref.
+      const float angle = pos * inv_freq[i];
+      float s, c;
+      sincosf(angle, &s, &c);
+      const int a = neox ? i : 2 * i;
+      const int b = neox ? i + half : 2 * i + 1;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+__global__ void kv_append_kernel(float* k_cache, float* v_cache, const float* k, const float* v,
+                                 const int32_t* slots, int num_tokens, int64_t width) {
+  for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+    const int64_t dst = static_cast<int64_t>(slots[t]) * width;
+    const int64_t src = static_cast<int64_t>(t) * width;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+      k_cache[dst + i] = k[src + i];
+      v_cache[dst + i] = v[src + i];
+    }
+  }
+}
+
+// (value, index) pair; index < 0 marks "no element seen". Larger value wins; on a tie the lower
+// index wins, which is the reference's "first maximum" rule.
+struct Best {
+  float v;
+  int64_t i;
+};
+
+__device__ Best better(Best a, Best b) {
+  if (b.i < 0) return a;
+  if (a.i < 0) return b;
+  if (b.v > a.v || (b.v == a.v && b.i < a.i)) return b;
+  return a;
+}
+
+__device__ Best warp_best(Best x) {
+  for (int o = 16; o > 0; o >>= 1) {
+    Best y{__shfl_xor_sync(0xffffffffu, x.v, o),
+           static_cast<int64_t>(__shfl_xor_sync(0xffffffffu, static_cast<long long>(x.i), o))};
+    x = better(x, y);
+  }
+  return x;
+}
+
+// One block per row: per-thread scan in ascending index order, then warp and block reductions.
+__global__ void argmax_kernel(int32_t* out, const float* logits, int rows, int64_t cols) {
+  __shared__ Best partial[kThreads / 32];
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = logits + static_cast<int64_t>(r) * cols;
+    Best b{0.0f, -1};
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) b = better(b, Best{row[c], c});
+    b = warp_best(b);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = b;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      Best w = threadIdx.x < blockDim.x / 32 ? partial[threadIdx.x] : Best{0.0f, -1};
+      w = warp_best(w);
+      if (threadIdx.x == 0) out[r] = static_cast<int32_t>(w.i < 0 ? 0 : w.i);
+    }
+    __syncthreads();  // partial[] is reused by the next row
+  }
+}
+
+int row_blocks(int rows) { return rows < kMaxRowBlocks ? rows : kMaxRowBlocks; }
+
+}  // namespace
+
+cudaError_t launch_embedding(float* out, const void* table, TableType type, const int32_t* ids,
+                             int num_ids, int64_t dim, cudaStream_t stream) {
+  if (num_ids == 0 || dim == 0) return cudaSuccess;
+  embedding_kernel<<<row_blocks(num_ids), kThreads, 0, stream>>>(out, table, type, ids, num_ids,
+                                                                 dim);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_freq, int num_tokens,
+                        int num_heads, int head_dim, int rotary_dim, bool neox,
+                        cudaStream_t stream) {
+  if (num_tokens == 0 || num_heads == 0 || rotary_dim < 2) return cudaSuccess;
+  rope_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
+      x, positions, inv_freq, num_tokens, num_heads, head_dim, rotary_dim, neox);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
+                             const int32_t* slots, int num_tokens, int64_t width,
+                             cudaStream_t stream) {
+  if (num_tokens == 0 || width == 0) return cudaSuccess;
+  kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(k_cache, v_cache, k, v, slots,
+                                                                    num_tokens, width);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_argmax(int32_t* out, const float* logits, int rows, int64_t cols,
+                          cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  argmax_kernel<<<row_blocks(rows), kThreads, 0, stream>>>(out, logits, rows, cols);
+  return cudaGetLastError();
+}
+
+}  // namespace tessera::kernels
