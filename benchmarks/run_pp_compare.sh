@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pipeline parallelism on a workload of many requests, side by side in one run: the default model
-# served by one worker process (PP=1, all cores), by two pipeline stages run one plan at a time
-# (PP=2, micro_batches 1) and by two stages with two micro-batches in flight (PP=2, the default).
+# served by one worker process on one core (PP=1, the "one device" baseline) and on all cores, by
+# two pipeline stages of one core each run one plan at a time (PP=2, micro_batches 1) and by two
+# stages with two micro-batches in flight (PP=2, the default).
 # Each layout serves the same `tessera bench` workload (same seed); output tokens/s and latencies
 # land in benchmarks/results/pp-<stamp>-<layout>.json and a table on stdout.
 set -euo pipefail
@@ -18,21 +19,23 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-layout() {  # name pipeline micro_batches
+layout() {  # name pipeline micro_batches threads_per_rank
   cat >"$tmp/$1.yaml" <<YAML
 model: {path: smollm2-135m-instruct}
 backend: cpu
 parallel: {tensor: 1, pipeline: $2, micro_batches: $3}
 scheduler: {kv_cache_mb: 128, max_num_seqs: 64}
 listen: {http_port: 0}
+threads_per_rank: $4
 YAML
 }
-layout pp1 1 1
-layout pp2-serial 2 1
-layout pp2 2 2
+layout pp1-1core 1 1 1
+layout pp1-allcores 1 1 0
+layout pp2-serial 2 1 1
+layout pp2 2 2 1
 
-printf '%-12s %10s %10s %10s %10s\n' layout "out tok/s" "req/s" "TPOT p50" "E2E p50"
-for name in pp1 pp2-serial pp2; do
+printf '%-14s %10s %10s %10s %10s\n' layout "out tok/s" "req/s" "TPOT p50" "E2E p50"
+for name in pp1-1core pp1-allcores pp2-serial pp2; do
   log="$tmp/$name.log"
   "$TESSERA" serve --config "$tmp/$name.yaml" --no-warmup >"$log" 2>&1 &
   server=$!
@@ -51,7 +54,7 @@ for name in pp1 pp2-serial pp2; do
   python3 - "$out/pp-$stamp-$name.json" "$name" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]
-print(f"{sys.argv[2]:<12} {s['output_token_throughput']:10.1f} {s['request_throughput']:10.2f} "
+print(f"{sys.argv[2]:<14} {s['output_token_throughput']:10.1f} {s['request_throughput']:10.2f} "
       f"{s['tpot_ms']['p50']:10.1f} {s['e2e_ms']['p50']:10.0f}")
 PY
 done
