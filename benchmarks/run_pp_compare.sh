@@ -2,7 +2,8 @@
 # Pipeline parallelism on a workload of many requests, side by side in one run: the default model
 # served by one worker process on one core (PP=1, the "one device" baseline) and on all cores, by
 # two pipeline stages of one core each run one plan at a time (PP=2, micro_batches 1) and by two
-# stages with two micro-batches in flight (PP=2, the default).
+# stages with two micro-batches in flight (PP=2, the default: stages balanced by weight bytes,
+# the last one carrying the LM head), and the same with an even split of the layers.
 # Each layout serves the same `tessera bench` workload (same seed); output tokens/s and latencies
 # land in benchmarks/results/pp-<stamp>-<layout>.json and a table on stdout.
 set -euo pipefail
@@ -19,11 +20,11 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-layout() {  # name pipeline micro_batches threads_per_rank
+layout() {  # name pipeline micro_batches threads_per_rank [layer_split]
   cat >"$tmp/$1.yaml" <<YAML
 model: {path: smollm2-135m-instruct}
 backend: cpu
-parallel: {tensor: 1, pipeline: $2, micro_batches: $3}
+parallel: {tensor: 1, pipeline: $2, micro_batches: $3${5:+, layer_split: $5}}
 scheduler: {kv_cache_mb: 128, max_num_seqs: 64}
 listen: {http_port: 0}
 threads_per_rank: $4
@@ -33,9 +34,10 @@ layout pp1-1core 1 1 1
 layout pp1-allcores 1 1 0
 layout pp2-serial 2 1 1
 layout pp2 2 2 1
+layout pp2-even 2 2 1 "[15, 15]"
 
 printf '%-14s %10s %10s %10s %10s\n' layout "out tok/s" "req/s" "TPOT p50" "E2E p50"
-for name in pp1-1core pp1-allcores pp2-serial pp2; do
+for name in pp1-1core pp1-allcores pp2-serial pp2 pp2-even; do
   log="$tmp/$name.log"
   "$TESSERA" serve --config "$tmp/$name.yaml" --no-warmup >"$log" 2>&1 &
   server=$!

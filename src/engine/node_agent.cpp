@@ -5,10 +5,15 @@
 #include "child_process.h"
 #include "tessera/core/log.h"
 #include "tessera/engine/worker_group.h"
+#include "tessera/model/shard.h"
+#include "tessera/model/weights.h"
 
 namespace tessera::engine {
 
-int run_node_agent(const WorkerGroupParams& p, const std::atomic<bool>& stop) {
+int run_node_agent(const WorkerGroupParams& params, const std::atomic<bool>& stop) {
+  WorkerGroupParams p = params;
+  if (p.pipeline > 1 && p.layer_split.empty())  // the coordinator's choice, made the same way
+    p.layer_split = model::balanced_split(*model::open_weights(p.worker.model_path), p.pipeline);
   const std::string store_addr = p.store_host + ":" + std::to_string(p.store_port);
   std::string last;
   bool waiting_logged = false;

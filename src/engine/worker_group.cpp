@@ -16,6 +16,8 @@
 #include "child_process.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/model/shard.h"
+#include "tessera/model/weights.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
 #include "tessera/worker/group_worker.h"
@@ -73,6 +75,13 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
   if (params_.local_ranks.empty())
     for (int r = 0; r < W; ++r) params_.local_ranks.push_back(r);
   max_in_flight_ = p.max_in_flight > 0 ? p.max_in_flight : P;
+  if (P > 1 && params_.layer_split.empty()) {
+    // No split given: balance the bytes each stage reads (the last stage also has the LM head).
+    params_.layer_split = model::balanced_split(*model::open_weights(p.worker.model_path), P);
+    std::string s;
+    for (int n : params_.layer_split) s += (s.empty() ? "" : ", ") + std::to_string(n);
+    TESSERA_LOG_INFO("pipeline stages of [{}] layers (balanced by weight bytes, LM head on the last)", s);
+  }
   output_rank_ = (P - 1) * T;
   info_.world_size = W;
   info_.layout = "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " +
@@ -92,7 +101,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     store_->set(kCurrentGroupKey, std::vector<uint8_t>(group_id_.begin(), group_id_.end()));
     for (size_t i = 0; i < params_.local_ranks.size(); ++i)
       spawn_local(params_.local_ranks[i], static_cast<int>(i));
-    await_registrations(group_fingerprint(p));
+    await_registrations(group_fingerprint(params_));
     accept_ranks();
   } catch (...) {
     stop_all();

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -266,6 +268,38 @@ TEST(ShardLayout, ConstraintsNameTheValidChoices) {
             (std::vector<std::pair<int, int>>{{0, 8}, {8, 8}, {16, 7}, {23, 7}}));
   EXPECT_THROW(stage_ranges(30, 2, {10, 10}), Error);
   EXPECT_THROW(stage_ranges(3, 4, {}), Error);
+}
+
+// The default split balances bytes read per step: the last stage, which also reads the LM head,
+// gets fewer layers, and no stage reads more than under the even split.
+TEST(ShardLayout, BalancedSplitAccountsForTheLmHead) {
+  ModelConfig c = tiny_config(/*tied=*/false, false);
+  c.num_layers = 12;
+  c.vocab_size = 4096;  // LM head of 4096 x 64 F32 = 1 MiB, about 4 layers of this model
+  const RandomWeights w(c, DType::kF32, 1);
+  auto bytes = [&](const std::vector<int>& split) {
+    std::vector<double> stage;
+    int l = 0;
+    for (int n : split) {
+      double b = 0;
+      for (int k = 0; k < n; ++k, ++l)
+        for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+          b += static_cast<double>(w.get("blk." + std::to_string(l) + "." + t + ".weight").nbytes());
+      stage.push_back(b);
+    }
+    stage.back() += static_cast<double>(w.get("output.weight").nbytes());
+    return *std::max_element(stage.begin(), stage.end());
+  };
+  for (int P : {2, 3, 4}) {
+    const std::vector<int> split = balanced_split(w, P);
+    ASSERT_EQ(static_cast<int>(split.size()), P);
+    EXPECT_EQ(std::accumulate(split.begin(), split.end(), 0), 12);
+    for (int n : split) EXPECT_GE(n, 1);
+    EXPECT_LT(split.back(), 12 / P) << "P=" << P;
+    std::vector<int> even;
+    for (const auto& r : stage_ranges(12, P, {})) even.push_back(r.second);
+    EXPECT_LT(bytes(split), bytes(even)) << "P=" << P;
+  }
 }
 
 TEST(ShardLayout, QuantizedColumnsMustSplitOnBlocks) {

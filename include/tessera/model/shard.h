@@ -11,6 +11,7 @@
 
 #include "tessera/core/tensor.h"
 #include "tessera/model/model_config.h"
+#include "tessera/model/weights.h"
 
 namespace tessera::model {
 
@@ -45,6 +46,11 @@ TpLayout tp_layout(const ModelConfig& c, int tp_rank, int tp_size);
 // possible, earlier stages taking the remainder). Returns {first_layer, count} per stage.
 std::vector<std::pair<int, int>> stage_ranges(int num_layers, int num_stages,
                                               const std::vector<int>& split);
+
+// Per-stage layer counts that balance the bytes each stage reads per decode step: a layer costs
+// its weights, and the last stage also reads the LM head (as large as 15 of SmolLM2's layers), so
+// an even split of the layers leaves the last stage the slowest. Minimises the largest stage.
+std::vector<int> balanced_split(const WeightSource& w, int num_stages);
 
 // Rows [begin, end) of a [rows, cols] weight: a view of the same storage.
 Tensor shard_rows(const Tensor& w, int64_t begin, int64_t end);
