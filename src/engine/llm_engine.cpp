@@ -213,7 +213,11 @@ void LlmEngine::loop() {
       if (r.req.deadline && *r.req.deadline <= now) expired.push_back(seq);
     for (uint64_t seq : expired)
       finish(seq, FinishReason::kError, "the request's deadline expired");
-    if (scheduler_->has_work() || !in_flight_.empty()) step();
+    if (scheduler_->has_work() || !in_flight_.empty()) {
+      step();
+    } else if (executor_ && !executor_->check_alive()) {
+      restart_after_worker_death(executor_->failure());  // found dead while idle: no request lost
+    }
     update_gauges();
   }
 }

@@ -129,6 +129,18 @@ void ProcessExecutor::lost(const std::string& what) {
   fail(ErrorCode::kInternal, "worker process ", pid_, " ", what, "; it ", exit_description());
 }
 
+bool ProcessExecutor::check_alive() {
+  if (alive_ && !reaped_ && pid_ > 0) {
+    exit_description();  // reaps it if it exited
+    if (reaped_) {
+      failure_ = "worker process " + std::to_string(pid_) + " " + describe_exit(wait_status_) +
+                 " while idle";
+      stop_child();
+    }
+  }
+  return alive_;
+}
+
 std::string ProcessExecutor::exit_description() {
   if (!reaped_ && pid_ > 0) {
     int status = 0;

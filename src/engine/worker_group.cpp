@@ -80,7 +80,8 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     params_.layer_split = model::balanced_split(*model::open_weights(p.worker.model_path), P);
     std::string s;
     for (int n : params_.layer_split) s += (s.empty() ? "" : ", ") + std::to_string(n);
-    TESSERA_LOG_INFO("pipeline stages of [{}] layers (balanced by weight bytes, LM head on the last)", s);
+    TESSERA_LOG_INFO(
+        "pipeline stages of [{}] layers (balanced by weight bytes, LM head on the last)", s);
   }
   output_rank_ = (P - 1) * T;
   info_.world_size = W;
@@ -115,6 +116,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
   info_.num_blocks = h.num_blocks;
   for (const auto& r : ranks_) info_.num_blocks = std::min(info_.num_blocks, r.hello.num_blocks);
   alive_ = true;
+  heard_.assign(ranks_.size(), Clock::now());
   for (const auto& r : ranks_) info_.ranks.push_back(r.hello);
   for (const auto& r : ranks_)
     TESSERA_LOG_INFO(
@@ -362,6 +364,7 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
       if (in.status == protocol::ReadStatus::kTimeout)
         lost(rank_status(r) + " stalled in the middle of a frame");
       heard[which[k]] = now;
+      heard_[which[k]] = now;
       if (in.frame.type == FrameType::kHeartbeat) continue;
       got[which[k]] = true;
       ++answered;
@@ -385,8 +388,43 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
   return result;
 }
 
+bool WorkerGroupExecutor::check_alive() {
+  if (!alive_ || pending_ > 0) return alive_;
+  try {
+    // Between steps the ranks send only heartbeats: drain them; EOF or silence means trouble.
+    std::vector<pollfd> pfs;
+    for (const auto& r : ranks_) pfs.push_back({.fd = r.fd, .events = POLLIN, .revents = 0});
+    ::poll(pfs.data(), pfs.size(), 0);
+    const auto now = Clock::now();
+    for (size_t i = 0; i < ranks_.size(); ++i) {
+      if (pfs[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        const protocol::ReadOutcome in =
+            protocol::read_frame(ranks_[i].fd, params_.heartbeat_timeout_seconds);
+        if (in.status != protocol::ReadStatus::kOk) {
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(20));  // let it be reaped for the message
+          lost(rank_status(ranks_[i]) + " closed its connection (died?) while idle");
+        }
+        if (in.frame.type != FrameType::kHeartbeat)
+          lost(rank_status(ranks_[i]) + " sent frame type " + std::to_string(int(in.frame.type)) +
+               " while idle");
+        heard_[i] = now;
+      } else if (now - heard_[i] >
+                 std::chrono::duration<double>(params_.heartbeat_timeout_seconds)) {
+        lost(rank_status(ranks_[i]) + " sent no heartbeat for " +
+             std::to_string(params_.heartbeat_timeout_seconds) + " s while idle: hung");
+      }
+    }
+  } catch (const Error& e) {
+    failure_ = e.what();
+    if (alive_) stop_all();  // a corrupt frame: lost() was not reached
+  }
+  return alive_;
+}
+
 void WorkerGroupExecutor::lost(const std::string& what) {
   TESSERA_LOG_ERROR("worker group {} ({}) lost: {}", group_id_, info_.layout, what);
+  failure_ = what;
   stop_all();
   fail(ErrorCode::kUnavailable, "worker group ", info_.layout, ": ", what);
 }

@@ -3,9 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <algorithm>
 #include <numeric>
 #include <string>
 
@@ -80,7 +80,8 @@ std::vector<int> balanced_split(const WeightSource& w, int P) {
   stage_ranges(L, P, {});  // validates P
   std::vector<double> layer(static_cast<size_t>(L), 0.0);
   for (int l = 0; l < L; ++l)
-    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+    for (const char* t :
+         {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
       const std::string name = "blk." + std::to_string(l) + "." + t + ".weight";
       if (w.has(name)) layer[static_cast<size_t>(l)] += static_cast<double>(w.get(name).nbytes());
     }
@@ -88,15 +89,19 @@ std::vector<int> balanced_split(const WeightSource& w, int P) {
   const double head_bytes = w.has(head) ? static_cast<double>(w.get(head).nbytes()) : 0.0;
   // best[s][i]: the smallest possible largest stage when the first i layers form s stages.
   std::vector<double> prefix(static_cast<size_t>(L) + 1, 0.0);
-  for (int l = 0; l < L; ++l) prefix[static_cast<size_t>(l) + 1] = prefix[static_cast<size_t>(l)] + layer[static_cast<size_t>(l)];
+  for (int l = 0; l < L; ++l)
+    prefix[static_cast<size_t>(l) + 1] =
+        prefix[static_cast<size_t>(l)] + layer[static_cast<size_t>(l)];
   const double inf = 1e300;
-  std::vector<std::vector<double>> best(static_cast<size_t>(P) + 1, std::vector<double>(static_cast<size_t>(L) + 1, inf));
+  std::vector<std::vector<double>> best(static_cast<size_t>(P) + 1,
+                                        std::vector<double>(static_cast<size_t>(L) + 1, inf));
   std::vector<std::vector<int>> cut(best.size(), std::vector<int>(static_cast<size_t>(L) + 1, 0));
   best[0][0] = 0.0;
   for (int s = 1; s <= P; ++s)
     for (int i = s; i <= L - (P - s); ++i)
       for (int j = s - 1; j < i; ++j) {
-        const double stage = prefix[static_cast<size_t>(i)] - prefix[static_cast<size_t>(j)] + (s == P ? head_bytes : 0.0);
+        const double stage = prefix[static_cast<size_t>(i)] - prefix[static_cast<size_t>(j)] +
+                             (s == P ? head_bytes : 0.0);
         const double v = std::max(best[static_cast<size_t>(s) - 1][static_cast<size_t>(j)], stage);
         if (v < best[static_cast<size_t>(s)][static_cast<size_t>(i)]) {
           best[static_cast<size_t>(s)][static_cast<size_t>(i)] = v;

@@ -4,8 +4,8 @@
 // sums are reordered by the split, so logits agree to fp32 rounding, not bitwise.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <random>
@@ -283,8 +283,10 @@ TEST(ShardLayout, BalancedSplitAccountsForTheLmHead) {
     for (int n : split) {
       double b = 0;
       for (int k = 0; k < n; ++k, ++l)
-        for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-          b += static_cast<double>(w.get("blk." + std::to_string(l) + "." + t + ".weight").nbytes());
+        for (const char* t :
+             {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+          b +=
+              static_cast<double>(w.get("blk." + std::to_string(l) + "." + t + ".weight").nbytes());
       stage.push_back(b);
     }
     stage.back() += static_cast<double>(w.get("output.weight").nbytes());

@@ -134,6 +134,24 @@ def test_killed_worker_fails_the_stream_and_the_group_restarts(tp3pp2):
     assert sorted(new) == list(range(6)) and new[4] != pids[4]
 
 
+def test_worker_killed_while_idle_is_replaced_before_the_next_request(tp3pp2):
+    proc, url = tp3pp2
+    want = solo_greedy(8)
+    before = metric(url, "tessera:worker_restarts_total") or 0.0
+    pids = worker_pids(proc.pid)
+    os.kill(pids[1], signal.SIGKILL)  # nobody is generating: only the heartbeats can tell
+    deadline = time.time() + 60
+    while time.time() < deadline and (metric(url, "tessera:worker_restarts_total") or 0.0) < before + 1:
+        time.sleep(0.1)
+    assert metric(url, "tessera:worker_restarts_total") == before + 1
+    while time.time() < deadline and requests.get(url + "/ready", timeout=10).status_code != 200:
+        time.sleep(0.1)
+    r = complete(url, 8)  # the first request after the death is served, not failed
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == want
+    assert worker_pids(proc.pid)[1] != pids[1]
+
+
 def test_two_nodes_form_one_pipeline(tmp_path):
     port = 29700 + os.getpid() % 200
     cfg = write_config(tmp_path, f"""

@@ -26,8 +26,9 @@ struct ModelSpec {
 struct ParallelSpec {
   int tensor = 1;
   int pipeline = 1;
-  std::vector<int> layer_split;  // per-stage layer counts; empty = as even as possible
-  int micro_batches = 0;         // plans in flight at once; 0 = pipeline (one per stage)
+  std::vector<int>
+      layer_split;        // per-stage layer counts; empty = balanced by the engine (by bytes)
+  int micro_batches = 0;  // plans in flight at once; 0 = pipeline (one per stage)
 };
 
 struct NodeSpec {
@@ -96,7 +97,8 @@ struct TopologyConfig {
   int node_of_rank(int rank) const;
   int device_of_rank(int rank) const;
   // Layer counts per stage (layer_split, or an even split of num_layers with the extra layers on
-  // the earlier stages). Throws kInvalidArgument when there are more stages than layers.
+  // the earlier stages), for validation: with no layer_split the engine picks its own split,
+  // balanced by weight bytes. Throws kInvalidArgument when there are more stages than layers.
   std::vector<int> stage_layers(int num_layers) const;
 };
 

@@ -36,6 +36,11 @@ class Executor {
   virtual protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) = 0;
   virtual const ExecutorInfo& info() const = 0;
   virtual bool alive() const = 0;
+  // Between steps (the engine is idle): notices workers that died or hung meanwhile, so that
+  // readiness turns false and the engine restarts them before a request pays for it. Returns
+  // alive(); failure() then says why.
+  virtual bool check_alive() { return alive(); }
+  virtual std::string failure() const { return {}; }
 
   // Pipelined use: up to max_in_flight() plans may be submitted before the first is collected;
   // collect() returns their results in submission order (or throws as execute() does). The
@@ -85,6 +90,8 @@ class ProcessExecutor final : public Executor {
   protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override;
   const ExecutorInfo& info() const override { return info_; }
   bool alive() const override { return alive_; }
+  bool check_alive() override;
+  std::string failure() const override { return failure_; }
   pid_t pid() const { return pid_; }
 
  private:
@@ -99,6 +106,7 @@ class ProcessExecutor final : public Executor {
   bool alive_ = false;
   bool reaped_ = false;
   int wait_status_ = 0;
+  std::string failure_;
 };
 
 }  // namespace tessera::engine

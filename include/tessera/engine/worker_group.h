@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -75,6 +76,8 @@ class WorkerGroupExecutor final : public Executor {
   void submit(const protocol::ExecutePlan& plan) override;
   protocol::ExecuteResult collect() override;
   size_t in_flight() const override { return pending_; }
+  bool check_alive() override;
+  std::string failure() const override { return failure_; }
 
   const std::vector<RankInfo>& ranks() const { return ranks_; }
   const std::string& group_id() const { return group_id_; }
@@ -93,7 +96,9 @@ class WorkerGroupExecutor final : public Executor {
   std::string group_id_;
   std::unique_ptr<comm::StoreServer> store_;
   int listen_fd_ = -1;
-  std::vector<RankInfo> ranks_;  // by world rank
+  std::vector<RankInfo> ranks_;                               // by world rank
+  std::vector<std::chrono::steady_clock::time_point> heard_;  // last frame from each rank
+  std::string failure_;
   int output_rank_ = 0;
   int max_in_flight_ = 1;
   size_t pending_ = 0;
