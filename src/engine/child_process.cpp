@@ -38,6 +38,14 @@ pid_t spawn_child(const std::vector<std::string>& args, int child_end, int child
   return pid;
 }
 
+std::string join_ints(const std::vector<int>& v) {
+  std::string s;
+  for (int n : v) s += (s.empty() ? "" : ",") + std::to_string(n);
+  return s;
+}
+
+size_t kv_cache_mb(size_t bytes) { return (bytes + (size_t{1} << 20) - 1) >> 20; }
+
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));

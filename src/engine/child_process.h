@@ -14,6 +14,10 @@ namespace tessera::engine {
 // extra_env entries ("NAME=value") are added to this process's environment. Throws kInternal.
 pid_t spawn_child(const std::vector<std::string>& args, int child_end = -1, int child_fd = -1,
                   const std::vector<std::string>& extra_env = {});
+// "3,27": list arguments of the worker command line (and the layout fingerprint).
+std::string join_ints(const std::vector<int>& v);
+// The worker's --kv-cache-mb: the byte budget rounded up to whole MiB.
+size_t kv_cache_mb(size_t bytes);
 // "exited with status 1", "was killed by signal 9".
 std::string describe_exit(int wait_status);
 // Non-blocking reap: true (and the status) once the child has exited.

@@ -27,7 +27,7 @@ using protocol::ReadStatus;
 
 // The worker's socket end is moved to a descriptor number of our choosing in the child.
 pid_t spawn_worker(const ProcessExecutorParams& p, int child_end, int child_fd) {
-  const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
+  const size_t kv_mb = kv_cache_mb(p.worker.kv_cache_bytes);
   return spawn_child(
       {p.executable, "worker", "--model", p.worker.model_path, "--num-blocks",
        std::to_string(p.worker.num_blocks), "--block-size", std::to_string(p.worker.block_size),

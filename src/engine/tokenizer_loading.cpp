@@ -24,7 +24,8 @@ tokenizer::TokenizerSpec spec_from_gguf(const model::GgufFile& f) {
   s.pre = f.get_string("tokenizer.ggml.pre", "default");
   s.tokens = f.get_string_array("tokenizer.ggml.tokens");
   if (f.has("tokenizer.ggml.scores"))
-    for (double x : f.get_float_array("tokenizer.ggml.scores")) s.scores.push_back(static_cast<float>(x));
+    for (double x : f.get_float_array("tokenizer.ggml.scores"))
+      s.scores.push_back(static_cast<float>(x));
   if (f.has("tokenizer.ggml.token_type"))
     for (int64_t x : f.get_int_array("tokenizer.ggml.token_type"))
       s.token_types.push_back(static_cast<int32_t>(x));

@@ -78,8 +78,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
   if (P > 1 && params_.layer_split.empty()) {
     // No split given: balance the bytes each stage reads (the last stage also has the LM head).
     params_.layer_split = model::balanced_split(*model::open_weights(p.worker.model_path), P);
-    std::string s;
-    for (int n : params_.layer_split) s += (s.empty() ? "" : ", ") + std::to_string(n);
+    const std::string s = join_ints(params_.layer_split);
     TESSERA_LOG_INFO(
         "pipeline stages of [{}] layers (balanced by weight bytes, LM head on the last)", s);
   }
@@ -130,8 +129,7 @@ WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(); }
 int WorkerGroupExecutor::store_port() const { return store_ ? store_->port() : 0; }
 
 std::string group_fingerprint(const WorkerGroupParams& p) {
-  std::string split;
-  for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
+  const std::string split = join_ints(p.layer_split);
   return "T=" + std::to_string(p.tensor) + " P=" + std::to_string(p.pipeline) + " split=" + split +
          " block=" + std::to_string(p.worker.block_size) + " backend=" + p.backend;
 }
@@ -139,7 +137,7 @@ std::string group_fingerprint(const WorkerGroupParams& p) {
 std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, int local_index,
                                         const std::string& group_id,
                                         const std::string& store_addr) {
-  const size_t kv_mb = (p.worker.kv_cache_bytes + (size_t{1} << 20) - 1) >> 20;
+  const size_t kv_mb = kv_cache_mb(p.worker.kv_cache_bytes);
   int threads = p.threads_per_rank;
   if (threads <= 0)
     threads = std::max<int>(1, static_cast<int>(std::thread::hardware_concurrency()) /
@@ -179,9 +177,7 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
                                    std::to_string(p.heartbeat_seconds),
                                    "--fingerprint",
                                    group_fingerprint(p)};
-  std::string split;
-  for (int n : p.layer_split) split += (split.empty() ? "" : ",") + std::to_string(n);
-  if (!split.empty()) args.insert(args.end(), {"--layer-split", split});
+  if (!p.layer_split.empty()) args.insert(args.end(), {"--layer-split", join_ints(p.layer_split)});
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(),
                 {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});

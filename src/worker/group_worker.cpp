@@ -19,6 +19,7 @@
 #include "tessera/model/shard.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
+#include "tessera/worker/worker_process.h"
 
 namespace tessera::worker {
 
@@ -110,10 +111,6 @@ class Heartbeat {
   std::thread thread_;
 };
 
-bool comm_failure(ErrorCode c) {
-  return c == ErrorCode::kDeadlineExceeded || c == ErrorCode::kUnavailable;
-}
-
 }  // namespace
 
 int run_group_worker(const GroupWorkerArgs& a) {
@@ -186,27 +183,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
       hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);
-  int code = 0;
-  for (;;) {
-    const protocol::ReadOutcome in = protocol::read_frame(fd, 0.0);
-    if (in.status != protocol::ReadStatus::kOk || in.frame.type == FrameType::kShutdown) break;
-    try {
-      if (in.frame.type != FrameType::kPlan)
-        fail(ErrorCode::kInvalidArgument, "worker: unexpected frame type ", int(in.frame.type));
-      const protocol::ExecuteResult r = w->execute(protocol::decode_plan(in.frame.payload));
-      ch.send(FrameType::kResult, protocol::encode_result(r));
-    } catch (const Error& e) {
-      TESSERA_LOG_ERROR("{}: step failed: {}", who, e.what());
-      ch.send(FrameType::kError, protocol::encode_error({e.code(), who + ": " + e.what()}));
-      if (comm_failure(e.code())) {  // a broken group cannot be repaired from here
-        code = 3;
-        break;
-      }
-    } catch (const std::exception& e) {
-      ch.send(FrameType::kError,
-              protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
-    }
-  }
+  const int code = serve_plans(
+      *w, fd, [&ch](FrameType t, std::span<const uint8_t> payload) { ch.send(t, payload); }, who);
   ::close(fd);
   return code;
 }

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "tessera/core/log.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
 
@@ -17,21 +18,27 @@ void send_error(int fd, ErrorCode code, const std::string& message) {
   protocol::write_frame(fd, FrameType::kError, payload);
 }
 
-// Runs one plan frame and answers it; failures inside the step become an Error frame so the
-// engine can fail the step without losing the worker.
-void serve_plan(Worker& w, int fd, const protocol::Frame& frame) {
-  try {
-    const protocol::ExecuteResult result = w.execute(protocol::decode_plan(frame.payload));
-    const auto payload = protocol::encode_result(result);
-    protocol::write_frame(fd, FrameType::kResult, payload);
-  } catch (const Error& e) {
-    send_error(fd, e.code(), e.what());
-  } catch (const std::exception& e) {
-    send_error(fd, ErrorCode::kInternal, e.what());
+}  // namespace
+
+int serve_plans(Worker& w, int fd, const FrameSender& send, const std::string& who) {
+  for (;;) {
+    const protocol::ReadOutcome in = protocol::read_frame(fd, 0.0);
+    if (in.status != protocol::ReadStatus::kOk || in.frame.type == FrameType::kShutdown) return 0;
+    try {
+      if (in.frame.type != FrameType::kPlan)
+        fail(ErrorCode::kInvalidArgument, who, ": unexpected frame type ", int(in.frame.type));
+      send(FrameType::kResult,
+           protocol::encode_result(w.execute(protocol::decode_plan(in.frame.payload))));
+    } catch (const Error& e) {
+      TESSERA_LOG_ERROR("{}: step failed: {}", who, e.what());
+      send(FrameType::kError, protocol::encode_error({e.code(), who + ": " + e.what()}));
+      if (e.code() == ErrorCode::kDeadlineExceeded || e.code() == ErrorCode::kUnavailable) return 3;
+    } catch (const std::exception& e) {
+      send(FrameType::kError,
+           protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
+    }
   }
 }
-
-}  // namespace
 
 int run_worker_process(const WorkerProcessArgs& args) {
   const int fd = args.fd;
@@ -51,19 +58,14 @@ int run_worker_process(const WorkerProcessArgs& args) {
                                     .num_blocks = w->num_blocks(),
                                     .block_size = w->block_size()};
   protocol::write_frame(fd, FrameType::kHello, protocol::encode_hello(hello));
-  for (;;) {
-    const protocol::ReadOutcome in = protocol::read_frame(fd, 0.0);
-    if (in.status != protocol::ReadStatus::kOk) break;  // the engine went away
-    if (in.frame.type == FrameType::kShutdown) break;
-    if (in.frame.type != FrameType::kPlan) {
-      send_error(fd, ErrorCode::kInvalidArgument,
-                 "worker: unexpected frame type " + std::to_string(int(in.frame.type)));
-      continue;
-    }
-    serve_plan(*w, fd, in.frame);
-  }
+  const int code = serve_plans(
+      *w, fd,
+      [fd](FrameType t, std::span<const uint8_t> payload) {
+        protocol::write_frame(fd, t, payload);
+      },
+      "worker");
   ::close(fd);
-  return 0;
+  return code;
 }
 
 }  // namespace tessera::worker

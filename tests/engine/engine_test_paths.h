@@ -1,10 +1,13 @@
 // Where the engine tests find the default model and the tessera binary (env TESSERA_BIN, else
-// <build>/tessera); tests that need them skip when either is missing.
+// <build>/tessera), and the small worker they run; tests that need them skip when either is
+// missing.
 #pragma once
 
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+
+#include "tessera/worker/worker.h"
 
 namespace tessera::engine::testing {
 
@@ -17,6 +20,11 @@ inline std::string tessera_bin() {
   if (const char* b = std::getenv("TESSERA_BIN")) return b;
   const std::string guess = std::string(TESSERA_BINARY_DIR) + "/tessera";
   return std::filesystem::exists(guess) ? guess : "";
+}
+
+// A worker with a small fixed KV pool (64 blocks of 16 tokens) on the default model.
+inline worker::WorkerParams small_worker() {
+  return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
 }
 
 }  // namespace tessera::engine::testing

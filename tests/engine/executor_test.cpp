@@ -20,11 +20,8 @@ namespace tessera::engine {
 namespace {
 
 using testing::model_path;
+using testing::small_worker;
 using testing::tessera_bin;
-
-worker::WorkerParams small_worker() {
-  return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
-}
 
 ProcessExecutorParams process_params() {
   return {.executable = tessera_bin(),

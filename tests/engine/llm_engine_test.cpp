@@ -44,7 +44,8 @@ struct Collector {
   }
   void wait() {
     std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(300), [&] { return finish != protocol::FinishReason::kNone; }));
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(300),
+                            [&] { return finish != protocol::FinishReason::kNone; }));
   }
 };
 
@@ -62,7 +63,8 @@ class Engine : public ::testing::Test {
   void SetUp() override {
     if (!engine_) GTEST_SKIP() << "default model not downloaded";
   }
-  protocol::GenerationRequest request(const std::string& id, const std::string& text, int max_tokens) {
+  protocol::GenerationRequest request(const std::string& id, const std::string& text,
+                                      int max_tokens) {
     protocol::GenerationRequest r;
     r.request_id = id;
     r.prompt_ids = engine_->tokenizer().encode(text);
@@ -85,10 +87,11 @@ TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
   Collector again;
   for (int i = 0; i < 63; ++i) {
     others.push_back(std::make_unique<Collector>());
-    engine_->submit(request("other" + std::to_string(i), "Request number " + std::to_string(i) + " asks about",
-                            4 + i % 9),
+    engine_->submit(request("other" + std::to_string(i),
+                            "Request number " + std::to_string(i) + " asks about", 4 + i % 9),
                     others.back()->callback());
-    if (i == 20) engine_->submit(request("again", "The history of the Roman empire", 12), again.callback());
+    if (i == 20)
+      engine_->submit(request("again", "The history of the Roman empire", 12), again.callback());
   }
   again.wait();
   for (auto& c : others) c->wait();
@@ -140,7 +143,8 @@ TEST_F(Engine, RepeatedLongPromptHitsThePrefixCache) {
     ASSERT_EQ(c.tokens.size(), 2u);
   }
   // Let the loop export its counters (it does so after every iteration).
-  for (int i = 0; i < 50 && engine_->metrics().value("tessera:prefix_cache_hits_total") <= before; ++i)
+  for (int i = 0; i < 50 && engine_->metrics().value("tessera:prefix_cache_hits_total") <= before;
+       ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_GE(engine_->metrics().value("tessera:prefix_cache_hits_total") - before, 16.0 * 10);
 }

@@ -47,7 +47,9 @@ TEST(StopChecker, IncludeStopAndEarliestOfSeveral) {
 TEST(StopChecker, NoStopsPassesEverything) {
   StopChecker c({}, false);
   auto [out, m] = feed(c, {"a", "b\xc3\xa9", "c"});
-  EXPECT_EQ(out, "ab\xc3\xa9" "c");
+  EXPECT_EQ(out,
+            "ab\xc3\xa9"
+            "c");
   EXPECT_TRUE(m.empty());
 }
 

@@ -21,11 +21,8 @@ namespace tessera::engine {
 namespace {
 
 using testing::model_path;
+using testing::small_worker;
 using testing::tessera_bin;
-
-worker::WorkerParams small_worker() {
-  return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
-}
 
 WorkerGroupParams group(int T, int P, std::vector<int> split = {}) {
   return {.executable = tessera_bin(),

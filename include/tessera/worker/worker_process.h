@@ -3,9 +3,21 @@
 // worker` subcommand calls run_worker_process; everything it owns lives on its stack.
 #pragma once
 
+#include <functional>
+#include <span>
+#include <string>
+
+#include "tessera/protocol/codec.h"
 #include "tessera/worker/worker.h"
 
 namespace tessera::worker {
+
+// The plan loop of both kinds of worker process: read a frame, execute the plan, answer with a
+// Result frame or an Error frame (the step failed, the worker keeps serving), until Shutdown or
+// until the engine goes away. `send` writes one whole frame (a group rank's shares a lock with its
+// heartbeats). Returns 0, or 3 after a collective failure: a broken group is not repaired here.
+using FrameSender = std::function<void(protocol::FrameType, std::span<const uint8_t>)>;
+int serve_plans(Worker& w, int fd, const FrameSender& send, const std::string& who);
 
 struct WorkerProcessArgs {
   WorkerParams worker;
