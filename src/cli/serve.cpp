@@ -65,8 +65,9 @@ int cmd_serve(const std::vector<std::string>& argv) {
   Args a(argv,
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
-          "drain-timeout", "io-threads", "grpc-port", "config", "node-rank"},
-         {"no-prefix-caching", "no-warmup", "in-process-worker"});
+          "drain-timeout", "io-threads", "request-threads", "grpc-port", "config", "node-rank",
+          "max-n", "max-request-tokens"},
+         {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content"});
   const std::string model_arg = a.get_or("model", default_model().name);
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
 
@@ -113,17 +114,25 @@ int cmd_serve(const std::vector<std::string>& argv) {
   engine::LlmEngine engine(ec);
   engine.start();
   if (!a.flag("no-warmup")) warm_up(engine);
+  // One set of request limits for both front ends.
+  server::RequestLimits limits;
+  limits.max_n = a.get_int("max-n", limits.max_n);
+  limits.max_request_tokens = a.get_int("max-request-tokens", 0);
+  limits.user_special_tokens_as_text = !a.flag("parse-special-in-user-content");
   server::HttpServer http(engine, {.host = host,
                                    .port = http_port,
                                    .api_key = api_key,
+                                   .limits = limits,
                                    .threads = a.get_int("io-threads", 2),
+                                   .request_threads = a.get_int("request-threads", 2),
                                    .served_model_name = ec.served_model_name});
   http.start();
   // gRPC is opt-in (--grpc-port N, 0 = any free port), as in vLLM.
   std::unique_ptr<server::GrpcServer> grpc;
   if (grpc_port >= 0) {
     grpc = std::make_unique<server::GrpcServer>(
-        engine, server::GrpcServerConfig{.host = host, .port = grpc_port, .api_key = api_key});
+        engine, server::GrpcServerConfig{
+                    .host = host, .port = grpc_port, .api_key = api_key, .limits = limits});
     grpc->start();
     TESSERA_LOG_INFO("gRPC on {}:{}", host, grpc->port());
     std::printf("GRPC %s:%d\n", host.c_str(), grpc->port());

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tessera/core/error.h"
+#include "tessera/json/bounded_json.h"
 
 namespace tessera::model {
 
@@ -21,9 +22,9 @@ nlohmann::json read_json(const fs::path& path) {
   std::ostringstream text;
   text << in.rdbuf();
   try {
-    return nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::kCorruptFile, path.string(), " is not valid JSON: ", e.what());
+    return json::parse(text.str(), json::kModelFileLimits, path.string());
+  } catch (const Error& e) {
+    fail(ErrorCode::kCorruptFile, e.what());
   }
 }
 

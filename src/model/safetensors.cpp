@@ -12,6 +12,8 @@
 
 #if TESSERA_HAVE_JSON
 #include <nlohmann/json.hpp>
+
+#include "tessera/json/bounded_json.h"
 #endif
 
 namespace tessera::model {
@@ -139,9 +141,9 @@ void SafetensorsFile::parse_all() {
   const char* text = reinterpret_cast<const char*>(base_ + 8);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text, text + header_len);
-  } catch (const nlohmann::json::exception& e) {
-    corrupt(path_, "header is not valid JSON: ", e.what());
+    header = json::parse(std::string_view(text, header_len), json::kModelFileLimits, "header");
+  } catch (const Error& e) {
+    corrupt(path_, e.what());  // "header is not valid JSON at byte ..." or a limit
   }
   if (!header.is_object()) corrupt(path_, "header is not a JSON object");
   for (const auto& [key, value] : header.items()) {

@@ -6,11 +6,12 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "tessera/json/bounded_json.h"
+#include "tessera/server/api_error.h"
+#include "tessera/server/request_validation.h"
+
 namespace tessera::server::rpc {
 namespace {
-
-constexpr int kMaxTopLogprobs = 20;
-constexpr int kMaxStops = 16;
 
 void check_finite(float v, const char* field) {
   if (!std::isfinite(v)) fail(ErrorCode::kInvalidArgument, field, ": must be a finite number");
@@ -23,58 +24,17 @@ void check_token(int32_t id, int vocab_size, const std::string& field) {
   }
 }
 
-void apply_sampling(const pb::SamplingOptions& in, int vocab_size, sampling::SamplingParams& p) {
-  if (in.has_temperature()) {
-    check_finite(in.temperature(), "sampling.temperature");
-    if (in.temperature() < 0) {
-      fail(ErrorCode::kInvalidArgument, "sampling.temperature: must be >= 0, got ",
-           in.temperature());
-    }
-    p.temperature = in.temperature();
-  }
-  if (in.has_top_p()) {
-    check_finite(in.top_p(), "sampling.top_p");
-    if (in.top_p() <= 0 || in.top_p() > 1) {
-      fail(ErrorCode::kInvalidArgument, "sampling.top_p: must be in (0, 1], got ", in.top_p());
-    }
-    p.top_p = in.top_p();
-  }
-  if (in.has_top_k()) {
-    if (in.top_k() < -1) {
-      fail(ErrorCode::kInvalidArgument, "sampling.top_k: must be >= -1 (-1 or 0: off), got ",
-           in.top_k());
-    }
-    p.top_k = in.top_k() < 0 ? 0 : in.top_k();
-  }
-  if (in.has_min_p()) {
-    check_finite(in.min_p(), "sampling.min_p");
-    if (in.min_p() < 0 || in.min_p() > 1) {
-      fail(ErrorCode::kInvalidArgument, "sampling.min_p: must be in [0, 1], got ", in.min_p());
-    }
-    p.min_p = in.min_p();
-  }
+// Type-level reading only: every range is request_validation's, shared with HTTP.
+void read_sampling(const pb::SamplingOptions& in, sampling::SamplingParams& p) {
+  if (in.has_temperature()) p.temperature = in.temperature();
+  if (in.has_top_p()) p.top_p = in.top_p();
+  if (in.has_top_k()) p.top_k = in.top_k();
+  if (in.has_min_p()) p.min_p = in.min_p();
   if (in.has_seed()) p.seed = in.seed();
-  if (in.has_repetition_penalty()) {
-    check_finite(in.repetition_penalty(), "sampling.repetition_penalty");
-    if (in.repetition_penalty() <= 0) {
-      fail(ErrorCode::kInvalidArgument, "sampling.repetition_penalty: must be > 0, got ",
-           in.repetition_penalty());
-    }
-    p.repetition_penalty = in.repetition_penalty();
-  }
-  const auto penalty = [](float v, const char* field) {
-    check_finite(v, field);
-    if (v < -2 || v > 2) fail(ErrorCode::kInvalidArgument, field, ": must be in [-2, 2], got ", v);
-    return v;
-  };
-  if (in.has_presence_penalty()) {
-    p.presence_penalty = penalty(in.presence_penalty(), "sampling.presence_penalty");
-  }
-  if (in.has_frequency_penalty()) {
-    p.frequency_penalty = penalty(in.frequency_penalty(), "sampling.frequency_penalty");
-  }
+  if (in.has_repetition_penalty()) p.repetition_penalty = in.repetition_penalty();
+  if (in.has_presence_penalty()) p.presence_penalty = in.presence_penalty();
+  if (in.has_frequency_penalty()) p.frequency_penalty = in.frequency_penalty();
   for (const auto& [token, bias] : in.logit_bias()) {
-    check_token(token, vocab_size, "sampling.logit_bias");
     check_finite(bias, "sampling.logit_bias");
     p.logit_bias.emplace_back(token, bias);
   }
@@ -82,80 +42,98 @@ void apply_sampling(const pb::SamplingOptions& in, int vocab_size, sampling::Sam
   std::sort(p.logit_bias.begin(), p.logit_bias.end());
 }
 
+// One prompt, the options, then the shared validation (as HTTP's parse_common does).
+protocol::GenerationRequest finish_request(std::vector<int32_t> prompt_ids, bool chat,
+                                           const pb::SamplingOptions& sampling,
+                                           const pb::StoppingOptions& stopping,
+                                           const pb::OutputOptions& output,
+                                           const ParseContext& pc) {
+  ParsedGeneration g;
+  g.chat = chat;
+  read_sampling(sampling, g.sampling);
+  protocol::StoppingParams& st = g.stopping;
+  for (const std::string& s : stopping.stop()) st.stop.push_back(s);
+  st.stop_token_ids.assign(stopping.stop_token_ids().begin(), stopping.stop_token_ids().end());
+  st.ignore_eos = stopping.ignore_eos();
+  st.include_stop_str_in_output = stopping.include_stop_str_in_output();
+  g.top_logprobs = output.top_logprobs();
+  g.logprobs = output.logprobs() || output.top_logprobs() > 0;
+  g.sampling.top_logprobs = g.top_logprobs;
+  g.sampling.logprobs = g.logprobs;
+  g.max_tokens.push_back(stopping.has_max_tokens() ? stopping.max_tokens()
+                                                   : protocol::StoppingParams{}.max_tokens);
+  g.prompts.push_back(std::move(prompt_ids));
+  try {
+    validate_generation(g, pc, grpc_field);
+  } catch (const ApiError& e) {
+    fail(ErrorCode::kInvalidArgument, e.what());
+  }
+  protocol::GenerationRequest req;
+  req.prompt_ids = std::move(g.prompts[0]);
+  req.sampling = std::move(g.sampling);
+  req.stopping = std::move(g.stopping);
+  req.stopping.max_tokens = g.max_tokens[0];
+  req.sampling.validate(pc.tok.vocab_size());  // the sampler's own backstop
+  return req;
+}
+
 }  // namespace
 
-void apply_options(const pb::SamplingOptions& sampling, const pb::StoppingOptions& stopping,
-                   const pb::OutputOptions& output, int vocab_size,
-                   protocol::GenerationRequest& req) {
-  apply_sampling(sampling, vocab_size, req.sampling);
-  if (stopping.has_max_tokens()) {
-    if (stopping.max_tokens() < 1) {
-      fail(ErrorCode::kInvalidArgument, "stopping.max_tokens: must be >= 1, got ",
-           stopping.max_tokens());
-    }
-    req.stopping.max_tokens = stopping.max_tokens();
+std::string grpc_field(std::string_view param) {
+  static constexpr std::string_view kSampling[] = {"temperature",
+                                                   "top_p",
+                                                   "top_k",
+                                                   "min_p",
+                                                   "seed",
+                                                   "repetition_penalty",
+                                                   "presence_penalty",
+                                                   "frequency_penalty",
+                                                   "logit_bias"};
+  static constexpr std::string_view kStopping[] = {"max_tokens", "stop", "stop_token_ids"};
+  for (auto f : kSampling) {
+    if (f == param) return "sampling." + std::string(param);
   }
-  if (stopping.stop_size() > kMaxStops) {
-    fail(ErrorCode::kInvalidArgument, "stopping.stop: at most ", kMaxStops, " stop strings, got ",
-         stopping.stop_size());
+  for (auto f : kStopping) {
+    if (f == param) return "stopping." + std::string(param);
   }
-  for (int i = 0; i < stopping.stop_size(); ++i) {
-    if (stopping.stop(i).empty()) {
-      fail(ErrorCode::kInvalidArgument, "stopping.stop[", i, "]: must not be empty");
-    }
-    req.stopping.stop.push_back(stopping.stop(i));
-  }
-  for (int i = 0; i < stopping.stop_token_ids_size(); ++i) {
-    check_token(stopping.stop_token_ids(i), vocab_size,
-                detail::concat("stopping.stop_token_ids[", i, "]"));
-    req.stopping.stop_token_ids.push_back(stopping.stop_token_ids(i));
-  }
-  req.stopping.ignore_eos = stopping.ignore_eos();
-  req.stopping.include_stop_str_in_output = stopping.include_stop_str_in_output();
-
-  if (output.top_logprobs() < 0 || output.top_logprobs() > kMaxTopLogprobs) {
-    fail(ErrorCode::kInvalidArgument, "output.top_logprobs: must be in [0, ", kMaxTopLogprobs,
-         "], got ", output.top_logprobs());
-  }
-  req.sampling.top_logprobs = output.top_logprobs();
-  req.sampling.logprobs = output.logprobs() || output.top_logprobs() > 0;
-  req.sampling.validate(vocab_size);
+  if (param == "top_logprobs") return "output.top_logprobs";
+  if (param == "prompt") return "input";
+  return std::string(param);
 }
 
 protocol::GenerationRequest to_generation_request(const pb::GenerateRequest& in,
-                                                  const tokenizer::Tokenizer& tok) {
-  protocol::GenerationRequest req;
-  req.request_id = in.request_id();
-  req.priority = in.priority();
-  const int vocab = tok.vocab_size();
+                                                  const ParseContext& pc) {
+  std::vector<int32_t> ids;
+  const int vocab = pc.tok.vocab_size();
   switch (in.input_case()) {
     case pb::GenerateRequest::kText: {
+      // A raw-text prompt is the client's own (as HTTP completions): special tokens parse.
       const bool special = in.has_add_special_tokens() ? in.add_special_tokens() : true;
-      req.prompt_ids = tok.encode(in.text(), {.add_special = special, .parse_special = true});
+      ids = pc.tok.encode(in.text(), {.add_special = special, .parse_special = true});
       break;
     }
     case pb::GenerateRequest::kTokens:
       for (int i = 0; i < in.tokens().ids_size(); ++i) {
         check_token(in.tokens().ids(i), vocab, detail::concat("tokens.ids[", i, "]"));
       }
-      req.prompt_ids.assign(in.tokens().ids().begin(), in.tokens().ids().end());
+      ids.assign(in.tokens().ids().begin(), in.tokens().ids().end());
       break;
     default:
       fail(ErrorCode::kInvalidArgument, "input: set one of `text` or `tokens`");
   }
-  if (req.prompt_ids.empty()) fail(ErrorCode::kInvalidArgument, "input: the prompt is empty");
-  apply_options(in.sampling(), in.stopping(), in.output(), vocab, req);
+  if (ids.empty()) fail(ErrorCode::kInvalidArgument, "input: the prompt is empty");
+  protocol::GenerationRequest req =
+      finish_request(std::move(ids), false, in.sampling(), in.stopping(), in.output(), pc);
+  req.request_id = in.request_id();
+  req.priority = in.priority();
   return req;
 }
 
-std::string render_chat(const pb::ChatRequest& in, const tokenizer::ChatTemplate& tmpl) {
+protocol::GenerationRequest chat_to_generation_request(const pb::ChatRequest& in,
+                                                       const ParseContext& pc) {
   if (in.messages_size() == 0) fail(ErrorCode::kInvalidArgument, "messages: must not be empty");
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-  for (int i = 0; i < in.messages_size(); ++i) {
-    const pb::ChatMessage& m = in.messages(i);
-    if (m.role().empty()) {
-      fail(ErrorCode::kInvalidArgument, "messages[", i, "].role: must not be empty");
-    }
+  for (const pb::ChatMessage& m : in.messages()) {
     nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
     if (!m.name().empty()) j["name"] = m.name();
     if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
@@ -163,13 +141,27 @@ std::string render_chat(const pb::ChatRequest& in, const tokenizer::ChatTemplate
   }
   nlohmann::ordered_json tools = nullptr;
   if (!in.tools_json().empty()) {
-    tools = nlohmann::ordered_json::parse(in.tools_json(), nullptr, /*allow_exceptions=*/false);
+    try {
+      tools = json::parse_ordered(in.tools_json(), json::kRequestLimits, "tools_json");
+    } catch (const Error& e) {
+      fail(ErrorCode::kInvalidArgument, e.what());
+    }
     if (!tools.is_array()) {
       fail(ErrorCode::kInvalidArgument, "tools_json: must be a JSON array of tool schemas");
     }
   }
   const bool gen_prompt = in.has_add_generation_prompt() ? in.add_generation_prompt() : true;
-  return tmpl.render(messages, tools, gen_prompt);
+  std::vector<int32_t> ids;
+  try {
+    ids = encode_chat(render_chat(messages, tools, gen_prompt, pc), pc.tok);
+  } catch (const ApiError& e) {
+    fail(ErrorCode::kInvalidArgument, e.what());
+  }
+  protocol::GenerationRequest req =
+      finish_request(std::move(ids), true, in.sampling(), in.stopping(), in.output(), pc);
+  req.request_id = in.request_id();
+  req.priority = in.priority();
+  return req;
 }
 
 void append_responses(const protocol::RequestOutput& out, bool skip_text,

@@ -12,7 +12,7 @@ namespace tessera::server {
 
 struct GrpcServer::Impl {
   Impl(engine::EngineInterface& engine, GrpcServerConfig c)
-      : config(std::move(c)), ctx(engine, config.api_key), service(ctx), health(ctx) {}
+      : config(std::move(c)), ctx(engine, config.api_key, config.limits), service(ctx), health(ctx) {}
 
   GrpcServerConfig config;
   rpc::GrpcContext ctx;  // outlives the server: reactors use it until OnDone

@@ -65,8 +65,16 @@ size_t StreamRegistry::size() const {
   return ids_.size();
 }
 
-GrpcContext::GrpcContext(engine::EngineInterface& e, std::string key)
-    : engine(e), api_key(std::move(key)), id_prefix(random_prefix()) {
+ParseContext GrpcContext::parse_context() const {
+  return ParseContext{.tok = engine.tokenizer(),
+                      .chat_template = chat_template ? &*chat_template : nullptr,
+                      .model_name = engine.model_info().id,
+                      .max_model_len = engine.model_info().max_model_len,
+                      .limits = limits};
+}
+
+GrpcContext::GrpcContext(engine::EngineInterface& e, std::string key, RequestLimits lim)
+    : engine(e), api_key(std::move(key)), limits(lim), id_prefix(random_prefix()) {
   const tokenizer::Tokenizer& tok = engine.tokenizer();
   if (tok.chat_template().empty()) {
     chat_template_error = "the model has no chat template";
@@ -117,7 +125,7 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Generate(
   }
   protocol::GenerationRequest req;
   try {
-    req = to_generation_request(*in, ctx_.engine.tokenizer());
+    req = to_generation_request(*in, ctx_.parse_context());
   } catch (const Error& e) {
     return failed_stream(to_status(e));
   }
@@ -135,16 +143,9 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Chat(
   if (!ctx_.chat_template) {
     return failed_stream({grpc::StatusCode::FAILED_PRECONDITION, ctx_.chat_template_error});
   }
-  const tokenizer::Tokenizer& tok = ctx_.engine.tokenizer();
   protocol::GenerationRequest req;
-  req.request_id = in->request_id();
-  req.priority = in->priority();
   try {
-    const std::string prompt = render_chat(*in, *ctx_.chat_template);
-    // The template writes BOS itself where the model wants one (as HF apply_chat_template).
-    req.prompt_ids = tok.encode(prompt, {.add_special = false, .parse_special = true});
-    if (req.prompt_ids.empty()) fail(ErrorCode::kInvalidArgument, "messages: the prompt is empty");
-    apply_options(in->sampling(), in->stopping(), in->output(), tok.vocab_size(), req);
+    req = chat_to_generation_request(*in, ctx_.parse_context());
   } catch (const Error& e) {
     return failed_stream(to_status(e));
   }

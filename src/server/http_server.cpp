@@ -110,6 +110,7 @@ void HttpServer::stop() {
   m.ioc->stop();
   for (auto& t : m.threads) t.join();
   m.threads.clear();
+  m.ctx.stop_request_threads();
   m.ctx.bridge->close();
   for (auto& s : m.ctx.live_sessions()) s->force_close();  // aborts their engine requests
   m.acceptor.reset();

@@ -3,9 +3,13 @@
 #include "tessera/server/openai_request.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <random>
 
+#include "tessera/json/bounded_json.h"
 #include "tessera/server/api_error.h"
+#include "tessera/server/request_validation.h"
 
 namespace tessera::server {
 namespace {
@@ -18,27 +22,35 @@ const json* field(const json& body, const char* key) {
   return &*it;
 }
 
-std::optional<double> number(const json& body, const char* key, double lo, double hi,
-                             bool lo_open = false) {
-  const json* v = field(body, key);
+// Range checks are request_validation's; checking here too, on the double, gives 1e300 a
+// message with its range instead of one about float overflow.
+std::optional<double> number(const json& body, const NumberRange& r) {
+  const std::string key(r.param);
+  const json* v = field(body, key.c_str());
   if (!v) return std::nullopt;
-  if (!v->is_number()) bad_request(key, std::string(key) + " must be a number");
+  if (!v->is_number()) bad_request(key, key + " must be a number");
   const double x = v->get<double>();
-  const bool low_ok = lo_open ? x > lo : x >= lo;
-  if (!std::isfinite(x) || !low_ok || x > hi) {
-    bad_request(key, std::string(key) + " = " + v->dump() + " is out of range: must be in " +
-                         (lo_open ? "(" : "[") + json(lo).dump() + ", " + json(hi).dump() + "]");
-  }
+  check_range(r, x);
   return x;
 }
 
 std::optional<int64_t> integer(const json& body, const char* key, int64_t lo, int64_t hi) {
   const json* v = field(body, key);
   if (!v) return std::nullopt;
-  if (!v->is_number_integer()) bad_request(key, std::string(key) + " must be an integer");
-  const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
-                        ? INT64_MAX
-                        : v->get<int64_t>();
+  int64_t x = 0;
+  if (v->is_number_float()) {
+    // 1e30 or 5.0: a whole number written as a float is judged by its value, as Python would.
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || d != std::trunc(d)) {
+      bad_request(key, std::string(key) + " must be an integer, got " + v->dump());
+    }
+    x = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : int64_t(d);
+  } else if (!v->is_number_integer()) {
+    bad_request(key, std::string(key) + " must be an integer");
+  } else {
+    x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
+                                                                            : v->get<int64_t>();
+  }
   if (x < lo || x > hi) {
     bad_request(key, std::string(key) + " = " + v->dump() + " is out of range: must be in [" +
                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -72,12 +84,6 @@ void parse_stop(const json& body, const ParseContext& ctx, protocol::StoppingPar
     } else {
       bad_request("stop", "stop must be a string or a list of strings");
     }
-    if (int(st.stop.size()) > ctx.max_stop) {
-      bad_request("stop", "at most " + std::to_string(ctx.max_stop) + " stop sequences");
-    }
-    for (const auto& s : st.stop) {
-      if (s.empty()) bad_request("stop", "stop sequences must not be empty");
-    }
   }
   if (const json* v = field(body, "stop_token_ids")) {
     st.stop_token_ids = parse_token_ids(*v, "stop_token_ids", ctx.tok.vocab_size());
@@ -86,11 +92,15 @@ void parse_stop(const json& body, const ParseContext& ctx, protocol::StoppingPar
   if (auto b = boolean(body, "include_stop_str_in_output")) st.include_stop_str_in_output = *b;
 }
 
-void parse_logit_bias(const json& body, int vocab, sampling::SamplingParams& sp) {
+void parse_logit_bias(const json& body, int vocab, int max_entries, sampling::SamplingParams& sp) {
   const json* v = field(body, "logit_bias");
   if (!v) return;
   if (!v->is_object())
     bad_request("logit_bias", "logit_bias must be an object of token id -> bias");
+  if (int(v->size()) > max_entries) {
+    bad_request("logit_bias", "logit_bias has " + std::to_string(v->size()) + " entries; at most " +
+                                  std::to_string(max_entries));
+  }
   for (const auto& [key, bias] : v->items()) {
     size_t used = 0;
     long long id = -1;
@@ -106,9 +116,8 @@ void parse_logit_bias(const json& body, int vocab, sampling::SamplingParams& sp)
       bad_request("logit_bias", "logit_bias token " + key + " is outside the vocabulary of " +
                                     std::to_string(vocab));
     }
-    if (!bias.is_number() || !(std::abs(bias.get<double>()) <= 100.0)) {
-      bad_request("logit_bias", "logit_bias values must be numbers in [-100, 100]");
-    }
+    if (!bias.is_number()) bad_request("logit_bias", "logit_bias values must be numbers");
+    check_range(ranges::kLogitBias, bias.get<double>());
     sp.logit_bias.emplace_back(int32_t(id), bias.get<float>());
   }
 }
@@ -116,18 +125,17 @@ void parse_logit_bias(const json& body, int vocab, sampling::SamplingParams& sp)
 // Everything the two endpoints share: sampling, stopping, n, streaming.
 void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& out) {
   auto& sp = out.sampling;
-  if (auto x = number(body, "temperature", 0.0, 2.0)) sp.temperature = float(*x);
-  if (auto x = number(body, "top_p", 0.0, 1.0, /*lo_open=*/true)) sp.top_p = float(*x);
+  using namespace ranges;
+  if (auto x = number(body, kTemperature)) sp.temperature = float(*x);
+  if (auto x = number(body, kTopP)) sp.top_p = float(*x);
   if (auto x = integer(body, "top_k", -1, std::numeric_limits<int32_t>::max())) sp.top_k = int(*x);
-  if (auto x = number(body, "min_p", 0.0, 1.0)) sp.min_p = float(*x);
-  if (auto x = number(body, "presence_penalty", -2.0, 2.0)) sp.presence_penalty = float(*x);
-  if (auto x = number(body, "frequency_penalty", -2.0, 2.0)) sp.frequency_penalty = float(*x);
-  if (auto x = number(body, "repetition_penalty", 0.0, 10.0, true)) {
-    sp.repetition_penalty = float(*x);
-  }
+  if (auto x = number(body, kMinP)) sp.min_p = float(*x);
+  if (auto x = number(body, kPresencePenalty)) sp.presence_penalty = float(*x);
+  if (auto x = number(body, kFrequencyPenalty)) sp.frequency_penalty = float(*x);
+  if (auto x = number(body, kRepetitionPenalty)) sp.repetition_penalty = float(*x);
   if (auto x = integer(body, "seed", INT64_MIN, INT64_MAX)) sp.seed = uint64_t(*x);
-  parse_logit_bias(body, ctx.tok.vocab_size(), sp);
-  if (auto x = integer(body, "n", 1, ctx.max_n)) out.n = int(*x);
+  parse_logit_bias(body, ctx.tok.vocab_size(), ctx.limits.max_logit_bias, sp);
+  if (auto x = integer(body, "n", 1, ctx.limits.max_n)) out.n = int(*x);
   parse_stop(body, ctx, out.stopping);
   if (auto u = string(body, "user")) out.user = *u;
 
@@ -140,25 +148,12 @@ void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& o
 
   std::optional<int64_t> max_tokens = integer(body, "max_tokens", 1, ctx.max_model_len);
   if (auto m = integer(body, "max_completion_tokens", 1, ctx.max_model_len)) max_tokens = m;
-  const char* prompt_param = out.chat ? "messages" : "prompt";
   for (const auto& p : out.prompts) {
-    const int len = int(p.size());
-    if (len == 0) bad_request(prompt_param, "the prompt is empty");
-    if (len >= ctx.max_model_len) {
-      bad_request(prompt_param, "the prompt has " + std::to_string(len) +
-                                    " tokens; the model's context is " +
-                                    std::to_string(ctx.max_model_len));
-    }
-    if (max_tokens && len + *max_tokens > ctx.max_model_len) {
-      bad_request("max_tokens", "the prompt (" + std::to_string(len) +
-                                    " tokens) plus max_tokens (" + std::to_string(*max_tokens) +
-                                    ") exceeds the context of " +
-                                    std::to_string(ctx.max_model_len) + " tokens");
-    }
-    out.max_tokens.push_back(max_tokens ? int(*max_tokens) : ctx.max_model_len - len);
+    out.max_tokens.push_back(max_tokens ? int(*max_tokens) : ctx.max_model_len - int(p.size()));
   }
   sp.logprobs = out.logprobs;
   sp.top_logprobs = out.top_logprobs;
+  validate_generation(out, ctx);
   try {
     sp.validate(ctx.tok.vocab_size());  // backstop for rules added to the sampler later
   } catch (const Error& e) {
@@ -189,8 +184,12 @@ std::string text_of_content(const json& content, const std::string& role) {
 }  // namespace
 
 json parse_json_body(const std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) bad_request("", "the request body is not valid JSON");
+  json j;
+  try {
+    j = tessera::json::parse_ordered(body, tessera::json::kRequestLimits, "the request body");
+  } catch (const Error& e) {
+    bad_request("", e.what());
+  }
   if (!j.is_object()) bad_request("", "the request body must be a JSON object");
   return j;
 }
@@ -227,56 +226,133 @@ std::vector<int32_t> parse_token_ids(const json& v, const char* param, int vocab
   return ids;
 }
 
-std::string render_chat_prompt(const json& body, const ParseContext& ctx) {
-  const json* msgs = field(body, "messages");
-  if (!msgs) bad_request("messages", "messages is required");
-  if (!msgs->is_array() || msgs->empty()) {
+namespace {
+
+constexpr std::string_view kMarkOpen = "\xEE\x80\x80";   // U+E000, private use
+constexpr std::string_view kMarkClose = "\xEE\x80\x81";  // U+E001
+
+// Replaces each special-token text in `content` by a marker (U+E000 nonce index U+E001) and keeps
+// the original in `stash`. The nonce is per request, so a client cannot forge a marker.
+std::string mark_special_text(const std::string& content, const tokenizer::Tokenizer& tok,
+                              const std::string& nonce, std::vector<std::string>& stash) {
+  const auto spans = tok.special_token_spans(content);
+  if (spans.empty()) return content;
+  std::string out;
+  size_t at = 0;
+  for (const auto& [b, e] : spans) {
+    out.append(content, at, b - at);
+    out.append(kMarkOpen).append(nonce).append(std::to_string(stash.size())).append(kMarkClose);
+    stash.push_back(content.substr(b, e - b));
+    at = e;
+  }
+  out.append(content, at, std::string::npos);
+  return out;
+}
+
+// Puts the stashed texts back in place of their markers and records where they landed.
+void unmark(ChatPrompt& p, const std::string& nonce, const std::vector<std::string>& stash) {
+  const std::string open = std::string(kMarkOpen) + nonce;
+  std::string out;
+  size_t at = 0, found = 0;
+  for (size_t m = p.text.find(open); m != std::string::npos; m = p.text.find(open, at)) {
+    const size_t num = m + open.size();
+    const size_t close = p.text.find(kMarkClose, num);
+    size_t idx = stash.size();
+    if (close != std::string::npos && close > num && close - num < 8) {
+      idx = size_t(std::strtoul(p.text.substr(num, close - num).c_str(), nullptr, 10));
+    }
+    if (idx >= stash.size()) break;
+    out.append(p.text, at, m - at);
+    p.literal.emplace_back(out.size(), out.size() + stash[idx].size());
+    out += stash[idx];
+    at = close + kMarkClose.size();
+    ++found;
+  }
+  out.append(p.text, at, std::string::npos);
+  if (found != stash.size()) {
+    // The template rewrote the content (escaped, sliced or upper-cased it): we cannot tell
+    // where the user's text went, so we refuse rather than let it act as control tokens.
+    bad_request("messages",
+                "a user or tool message contains the text of a special token, and this chat "
+                "template transforms message content, so it cannot be kept as text");
+  }
+  p.text = std::move(out);
+}
+
+}  // namespace
+
+ChatPrompt render_chat(const json& msgs, const json& tools, bool add_generation_prompt,
+                       const ParseContext& ctx) {
+  if (!msgs.is_array() || msgs.empty()) {
     bad_request("messages", "messages must be a non-empty list");
   }
+  const bool protect = ctx.limits.user_special_tokens_as_text;
+  std::string nonce;
+  std::vector<std::string> stash;
   json rendered = json::array();
-  for (const auto& m : *msgs) {
-    if (!m.is_object()) bad_request("messages", "each message must be an object");
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const json& m = msgs[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) bad_request("messages", where + " must be an object");
     const json* role = field(m, "role");
-    if (!role || !role->is_string()) bad_request("messages", "each message needs a string role");
+    if (!role || !role->is_string()) bad_request("messages", where + ".role must be a string");
     const std::string r = role->get<std::string>();
     if (r != "system" && r != "user" && r != "assistant" && r != "tool" && r != "developer") {
-      bad_request("messages", "unknown message role \"" + r + "\"");
+      bad_request("messages", where + ".role \"" + r +
+                                  "\" is not one of system, user, assistant, tool, developer");
     }
     json copy = m;
     const json* content = field(m, "content");
     if (content) {
-      copy["content"] = text_of_content(*content, r);
+      std::string text = text_of_content(*content, r);
+      if (protect && (r == "user" || r == "tool")) {
+        if (nonce.empty()) {
+          std::random_device rd;
+          nonce = std::to_string(rd()) + std::to_string(rd()) + ":";
+        }
+        text = mark_special_text(text, ctx.tok, nonce, stash);
+      }
+      copy["content"] = std::move(text);
     } else if (r == "assistant") {
       copy["content"] = "";  // e.g. an assistant turn that only carries tool_calls
     } else {
-      bad_request("messages", "a " + r + " message needs content");
+      bad_request("messages", where + ": a " + r + " message needs content");
     }
     rendered.push_back(std::move(copy));
   }
   if (!ctx.chat_template) bad_request("messages", "the served model has no chat template");
-  json tools = nullptr;
-  if (const json* t = field(body, "tools")) {
-    if (!t->is_array()) bad_request("tools", "tools must be a list");
-    tools = *t;
-  }
-  bool add_generation_prompt = true;
-  if (auto b = boolean(body, "add_generation_prompt")) add_generation_prompt = *b;
+  if (!tools.is_null() && !tools.is_array()) bad_request("tools", "tools must be a list");
+  ChatPrompt p;
   try {
-    return ctx.chat_template->render(rendered, tools, add_generation_prompt);
+    p.text = ctx.chat_template->render(rendered, tools, add_generation_prompt);
   } catch (const Error& e) {
     bad_request("messages", std::string("the chat template failed: ") + e.what());
   }
+  if (!stash.empty()) unmark(p, nonce, stash);
+  return p;
+}
+
+std::vector<int32_t> encode_chat(const ChatPrompt& p, const tokenizer::Tokenizer& tok) {
+  // The template already places BOS where the model wants it.
+  return tok.encode(p.text, {.add_special = false, .parse_special = true, .literal = p.literal});
+}
+
+ChatPrompt render_chat_prompt(const json& body, const ParseContext& ctx) {
+  const json* msgs = field(body, "messages");
+  if (!msgs) bad_request("messages", "messages is required");
+  const json* tools = field(body, "tools");
+  bool add_generation_prompt = true;
+  if (auto b = boolean(body, "add_generation_prompt")) add_generation_prompt = *b;
+  return render_chat(*msgs, tools ? *tools : json(nullptr), add_generation_prompt, ctx);
 }
 
 ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
   check_model(body, ctx.model_name);
   ParsedGeneration out;
   out.chat = true;
-  const std::string prompt = render_chat_prompt(body, ctx);
-  // The template already places BOS where the model wants it.
-  out.prompts.push_back(ctx.tok.encode(prompt, {.add_special = false, .parse_special = true}));
+  out.prompts.push_back(encode_chat(render_chat_prompt(body, ctx), ctx.tok));
   if (auto lp = boolean(body, "logprobs")) out.logprobs = *lp;
-  if (auto k = integer(body, "top_logprobs", 0, ctx.max_logprobs)) {
+  if (auto k = integer(body, "top_logprobs", 0, ctx.limits.max_logprobs)) {
     if (*k > 0 && !out.logprobs) bad_request("top_logprobs", "top_logprobs needs logprobs: true");
     out.top_logprobs = int(*k);
   }
@@ -307,13 +383,9 @@ ParsedGeneration parse_completion_request(const json& body, const ParseContext& 
                 "prompt must be a string, a list of strings, a list of token ids or a "
                 "list of token id lists");
   }
-  constexpr size_t kMaxPrompts = 64;  // bounds the engine requests one HTTP request can create
-  if (out.prompts.size() > kMaxPrompts) {
-    bad_request("prompt", "at most " + std::to_string(kMaxPrompts) + " prompts per request");
-  }
   if (const json* lp = field(body, "logprobs")) {
     if (lp->is_boolean()) bad_request("logprobs", "logprobs must be an integer for completions");
-    out.top_logprobs = int(*integer(body, "logprobs", 0, ctx.max_logprobs));
+    out.top_logprobs = int(*integer(body, "logprobs", 0, ctx.limits.max_logprobs));
     out.logprobs = true;
   }
   if (auto e = boolean(body, "echo"); e && *e) bad_request("echo", "echo is not supported");

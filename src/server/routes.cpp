@@ -56,17 +56,19 @@ Response models(ServerContext& ctx) {
   return json_response(200, json{{"object", "list"}, {"data", json::array({m})}});
 }
 
+// tokenize, detokenize and generate parse and tokenize on a request thread
+// (ServerContext::offload).
 Response tokenize(ServerContext& ctx, const Request& req) {
   const json body = parse_json_body(req.body());
   const ParseContext pc = ctx.parse_context();
   check_model(body, pc.model_name);
-  std::string text;
+  ChatPrompt prompt;
   bool add_special = true;
   if (body.contains("messages")) {
-    text = render_chat_prompt(body, pc);
+    prompt = render_chat_prompt(body, pc);
     add_special = false;  // the template already placed the special tokens
   } else if (body.contains("prompt") && body["prompt"].is_string()) {
-    text = body["prompt"].get<std::string>();
+    prompt.text = body["prompt"].get<std::string>();
   } else {
     bad_request("prompt", "tokenize needs a string prompt or messages");
   }
@@ -76,7 +78,8 @@ Response tokenize(ServerContext& ctx, const Request& req) {
     }
     add_special = body["add_special_tokens"].get<bool>();
   }
-  const auto ids = pc.tok.encode(text, {.add_special = add_special, .parse_special = true});
+  const auto ids = pc.tok.encode(
+      prompt.text, {.add_special = add_special, .parse_special = true, .literal = prompt.literal});
   return json_response(
       200, json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", pc.max_model_len}});
 }
@@ -90,15 +93,22 @@ Response detokenize(ServerContext& ctx, const Request& req) {
   return json_response(200, json{{"prompt", tok.decode(ids)}});
 }
 
-void generate(Session& session, ServerContext& ctx, const Request& req, bool chat) {
-  require_ready(ctx);
+ServerContext::Continuation generate(ServerContext& ctx, const Request& req, bool chat) {
   const json body = parse_json_body(req.body());
   const ParseContext pc = ctx.parse_context();
-  ParsedGeneration parsed =
-      chat ? parse_chat_request(body, pc) : parse_completion_request(body, pc);
-  auto job = std::make_shared<GenerationJob>(ctx, session.shared_from_this(), std::move(parsed));
-  job->start();
-  session.attach_job(std::move(job));
+  auto parsed = std::make_shared<ParsedGeneration>(chat ? parse_chat_request(body, pc)
+                                                        : parse_completion_request(body, pc));
+  return [&ctx, parsed](Session& session) {
+    auto job = std::make_shared<GenerationJob>(ctx, session.shared_from_this(), std::move(*parsed));
+    job->start();
+    session.attach_job(std::move(job));
+  };
+}
+
+ServerContext::Continuation respond(Response r) {
+  return [r = std::make_shared<Response>(std::move(r))](Session& s) {
+    s.send_response(std::move(*r));
+  };
 }
 
 struct Route {
@@ -136,8 +146,16 @@ void handle_request(Session& session, ServerContext& ctx, Request&& req) {
   }
   if (route->auth) check_auth(ctx, req);
 
-  if (path == "/v1/chat/completions") return generate(session, ctx, req, true);
-  if (path == "/v1/completions") return generate(session, ctx, req, false);
+  // The request threads own the body from here; `req` moves into the work.
+  auto body_work = [&](auto fn) {
+    auto shared = std::make_shared<Request>(std::move(req));
+    ctx.offload(session.shared_from_this(), [&ctx, shared, fn] { return fn(ctx, *shared); });
+  };
+  if (path == "/v1/chat/completions" || path == "/v1/completions") {
+    require_ready(ctx);
+    const bool chat = path == "/v1/chat/completions";
+    return body_work([chat](ServerContext& c, const Request& r) { return generate(c, r, chat); });
+  }
   if (path == "/v1/models") return session.send_response(models(ctx));
   if (path == "/health") {
     if (!ctx.engine.healthy()) throw ApiError(503, "the engine step loop is stalled");
@@ -153,8 +171,12 @@ void handle_request(Session& session, ServerContext& ctx, Request&& req) {
     r.body = ctx.engine.metrics().render() + ctx.http_metrics.render();
     return session.send_response(std::move(r));
   }
-  if (path == "/tokenize") return session.send_response(tokenize(ctx, req));
-  if (path == "/detokenize") return session.send_response(detokenize(ctx, req));
+  if (path == "/tokenize") {
+    return body_work([](ServerContext& c, const Request& r) { return respond(tokenize(c, r)); });
+  }
+  if (path == "/detokenize") {
+    return body_work([](ServerContext& c, const Request& r) { return respond(detokenize(c, r)); });
+  }
 }
 
 }  // namespace tessera::server

@@ -5,6 +5,7 @@
 
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/server/session.h"
 
 namespace tessera::server {
 namespace {
@@ -30,7 +31,8 @@ ServerContext::ServerContext(engine::EngineInterface& e, HttpServerConfig c)
       created(std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count()),
-      chat_template_(load_template(e.tokenizer())) {
+      chat_template_(load_template(e.tokenizer())),
+      request_pool_(size_t(std::max(1, cfg.request_threads))) {
   std::random_device rd;
   char salt[16];
   std::snprintf(salt, sizeof salt, "%08x", unsigned(rd()));
@@ -42,9 +44,7 @@ ParseContext ServerContext::parse_context() const {
                       .chat_template = chat_template_.get(),
                       .model_name = model_name,
                       .max_model_len = engine.model_info().max_model_len,
-                      .max_n = cfg.max_n,
-                      .max_logprobs = cfg.max_logprobs,
-                      .max_stop = cfg.max_stop};
+                      .limits = cfg.limits};
 }
 
 std::string ServerContext::new_id(std::string_view prefix) {
@@ -72,6 +72,46 @@ void ServerContext::record(const std::string& method, const std::string& target,
       TESSERA_LOG_WARN("{} {} -> {}: {}", method, target, status, cause);
     }
   }
+}
+
+void ServerContext::offload(const std::shared_ptr<Session>& session,
+                            std::function<Continuation()> work) {
+  if (pending_requests_.fetch_add(1) >= cfg.max_pending_requests) {
+    pending_requests_.fetch_sub(1);
+    ApiError e(503, "the server is overloaded: " + std::to_string(cfg.max_pending_requests) +
+                        " requests are waiting to be parsed; retry later");
+    e.headers.emplace_back("Retry-After", "1");
+    throw e;
+  }
+  net::post(request_pool_, [this, session, work = std::move(work)] {
+    pending_requests_.fetch_sub(1);
+    Continuation then;
+    try {
+      then = work();
+    } catch (const ApiError& e) {
+      then = [e](Session& s) { throw e; };
+    } catch (const std::exception& e) {
+      then = [msg = std::string("internal error: ") + e.what()](Session&) {
+        throw ApiError(500, msg);
+      };
+    }
+    bridge->post(session->strand(), [session, then = std::move(then)] {
+      if (session->closed()) return;  // the client left while its body was being parsed
+      try {
+        then(*session);
+      } catch (const ApiError& e) {
+        session->send_response(error_response(e));
+      } catch (const std::exception& e) {
+        session->send_response(
+            error_response(ApiError(500, std::string("internal error: ") + e.what())));
+      }
+    });
+  });
+}
+
+void ServerContext::stop_request_threads() {
+  request_pool_.stop();
+  request_pool_.join();
 }
 
 void ServerContext::add_session(const std::shared_ptr<Session>& s) {

@@ -8,6 +8,7 @@
 
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/json/bounded_json.h"
 #include "tokenizer_impl.h"
 
 namespace tessera::tokenizer {
@@ -25,9 +26,9 @@ json read_json(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail(ErrorCode::kCorruptFile, "tokenizer: ", path, ": ", e.what());
+    return tessera::json::parse(ss.str(), tessera::json::kModelFileLimits, path);
+  } catch (const Error& e) {
+    fail(ErrorCode::kCorruptFile, "tokenizer: ", e.what());
   }
 }
 

@@ -50,8 +50,17 @@ Value Value::function(std::string name, std::function<Value(const CallArgs&)> fn
 }
 
 namespace {
+// Deeper JSON cannot come from a parse (bounded_json caps depth at 64), but a caller may build a
+// document by hand; the guard keeps this recursion (and Value's recursive destructor) off the
+// end of the stack whatever the source.
+constexpr int kMaxJsonDepth = 128;
+
 template <typename Json>
-Value convert_json(const Json& j) {
+Value convert_json(const Json& j, int depth = 0) {
+  if (depth > kMaxJsonDepth) {
+    fail(ErrorCode::kInvalidArgument, "chat template input: JSON nested deeper than ",
+         kMaxJsonDepth, " levels");
+  }
   switch (j.type()) {
     case nlohmann::json::value_t::null:
       return Value(nullptr);
@@ -71,13 +80,13 @@ Value convert_json(const Json& j) {
     case nlohmann::json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(convert_json(e));
+      for (const auto& e : j) items.push_back(convert_json(e, depth + 1));
       return Value::list(std::move(items));
     }
     case nlohmann::json::value_t::object: {
       Value d = Value::dict();
       for (auto it = j.begin(); it != j.end(); ++it) {
-        d.dict_mut().items.emplace_back(it.key(), convert_json(it.value()));
+        d.dict_mut().items.emplace_back(it.key(), convert_json(it.value(), depth + 1));
       }
       return d;
     }

@@ -106,14 +106,21 @@ void SpecialMatcher::finish() {
   }
 }
 
-std::vector<Fragment> SpecialMatcher::split(std::string_view text, bool parse_special) const {
+std::vector<Fragment> SpecialMatcher::split(
+    std::string_view text, bool parse_special,
+    std::span<const std::pair<size_t, size_t>> literal) const {
   std::vector<Fragment> frags;
   size_t text_start = 0, pos = 0;
+  size_t lit = 0;  // the first literal range that ends after pos
   while (pos < text.size()) {
     const AddedToken* hit = nullptr;
+    while (lit < literal.size() && literal[lit].second <= pos) ++lit;
     for (int32_t idx : by_first_byte_[uint8_t(text[pos])]) {
       const AddedToken& e = entries_[idx];
       if (e.special && !parse_special) continue;
+      if (e.special && lit < literal.size() && literal[lit].first < pos + e.content.size()) {
+        continue;  // overlaps untrusted text
+      }
       if (text.compare(pos, e.content.size(), e.content) == 0) {
         hit = &e;
         break;

@@ -169,7 +169,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
   const TokenizerSpec& spec = impl_->spec;
   std::vector<int32_t> out;
   if (opt.add_special && spec.add_bos && spec.bos_id >= 0) out.push_back(spec.bos_id);
-  for (const Fragment& f : impl_->specials.split(text, opt.parse_special)) {
+  for (const Fragment& f : impl_->specials.split(text, opt.parse_special, opt.literal)) {
     if (f.id >= 0) {
       out.push_back(f.id);
     } else {
@@ -177,6 +177,14 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOption
     }
   }
   if (opt.add_special && spec.add_eos && spec.eos_id >= 0) out.push_back(spec.eos_id);
+  return out;
+}
+
+std::vector<Tokenizer::Span> Tokenizer::special_token_spans(std::string_view text) const {
+  std::vector<Span> out;
+  for (const Fragment& f : impl_->specials.split(text, /*parse_special=*/true)) {
+    if (f.id >= 0 && is_special(f.id)) out.emplace_back(f.off, f.off + f.len);
+  }
   return out;
 }
 

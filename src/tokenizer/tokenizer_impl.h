@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -45,7 +46,9 @@ class SpecialMatcher {
  public:
   void add(const AddedToken& token);
   void finish();  // sorts candidates; call once after the last add()
-  std::vector<Fragment> split(std::string_view text, bool parse_special) const;
+  // Special tokens overlapping a `literal` range (sorted, disjoint) are left as text.
+  std::vector<Fragment> split(std::string_view text, bool parse_special,
+                              std::span<const std::pair<size_t, size_t>> literal = {}) const;
   bool empty() const { return entries_.empty(); }
 
  private:

@@ -146,5 +146,25 @@ TEST(ChatTemplate, DeepNestingIsRejectedNotAStackOverflow) {
   EXPECT_THROW(ChatTemplate("{{ " + nots + "1 }}"), Error);
 }
 
+TEST(ChatTemplate, DeeplyNestedMessageValuesAreRefusedNotAStackOverflow) {
+  // A document built by hand (not through the bounded parser) 30,000 arrays deep inside a
+  // message: the conversion to template values stops at its depth guard.
+  nlohmann::ordered_json deep = nlohmann::ordered_json::array();
+  for (int i = 0; i < 30000; ++i) deep = nlohmann::ordered_json::array({std::move(deep)});
+  nlohmann::ordered_json msgs = {{{"role", "user"}, {"content", "hi"}, {"x", deep}}};
+  const ChatTemplate t("{{ messages[0]['content'] }}");
+  try {
+    t.render(msgs, nullptr, true);
+    ADD_FAILURE() << "rendered";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than 128"), std::string::npos) << e.what();
+  }
+  // 100 deep is fine.
+  nlohmann::ordered_json ok = nlohmann::ordered_json::array();
+  for (int i = 0; i < 100; ++i) ok = nlohmann::ordered_json::array({std::move(ok)});
+  msgs[0]["x"] = ok;
+  EXPECT_EQ(t.render(msgs, nullptr, true), "hi");
+}
+
 }  // namespace
 }  // namespace tessera::tokenizer

@@ -10,6 +10,7 @@
 
 #include "tessera/core/error.h"
 #include "tessera/protocol/request.h"
+#include "tessera/server/openai_request.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "tessera/tokenizer/tokenizer.h"
 #include "tessera/v1/generate.pb.h"
@@ -18,20 +19,18 @@ namespace tessera::server::rpc {
 
 namespace pb = ::tessera::v1;
 
-// Fills req.sampling / req.stopping from the option messages. Unset optional fields keep the
-// protocol defaults. Throws tessera::Error(kInvalidArgument) whose message starts with the field
-// path ("sampling.top_p: ..."); `vocab_size` bounds token ids in logit_bias and stop_token_ids.
-void apply_options(const pb::SamplingOptions& sampling, const pb::StoppingOptions& stopping,
-                   const pb::OutputOptions& output, int vocab_size,
-                   protocol::GenerationRequest& req);
+// How gRPC spells a request parameter in its messages ("temperature" -> "sampling.temperature").
+std::string grpc_field(std::string_view param);
 
-// The whole GenerateRequest: prompt ids from `text` (tokenized) or `tokens` (checked against the
-// vocabulary), options, priority. request_id is copied as is (the caller assigns empty ones).
+// A GenerateRequest as an engine request: prompt ids from `text` (tokenized) or `tokens` (checked
+// against the vocabulary), options, priority; then the validation HTTP uses too
+// (request_validation.h). Throws tessera::Error(kInvalidArgument) whose message starts with the
+// field path ("sampling.top_p = 0 is out of range: ..."). request_id is copied as is.
 protocol::GenerationRequest to_generation_request(const pb::GenerateRequest& in,
-                                                  const tokenizer::Tokenizer& tok);
-
-// The prompt text for a ChatRequest: messages (and tools_json) through the chat template.
-std::string render_chat(const pb::ChatRequest& in, const tokenizer::ChatTemplate& tmpl);
+                                                  const ParseContext& pc);
+// A ChatRequest the same way: messages (and tools_json) through the shared chat rendering.
+protocol::GenerationRequest chat_to_generation_request(const pb::ChatRequest& in,
+                                                       const ParseContext& pc);
 
 // One engine output as stream messages: a Chunk when it carries tokens or text, then Complete or
 // Error when it is the last one.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tessera/engine/engine.h"
+#include "tessera/server/openai_request.h"
 
 namespace tessera::server {
 
@@ -17,6 +18,7 @@ struct GrpcServerConfig {
   int port = 0;         // 0: an ephemeral port (see GrpcServer::port())
   std::string api_key;  // non-empty: calls need metadata `authorization: Bearer <key>`
   int max_message_bytes = 64 << 20;
+  RequestLimits limits;  // give it the HttpServerConfig's, so both front ends refuse alike
 };
 
 class GrpcServer {

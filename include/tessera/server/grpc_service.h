@@ -17,6 +17,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tessera/engine/engine.h"
 #include "tessera/protocol/request.h"
+#include "tessera/server/openai_request.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "tessera/v1/tessera.grpc.pb.h"
 
@@ -42,10 +43,11 @@ class StreamRegistry {
 // What every handler and stream shares. Outlives all calls (GrpcServer shuts the server down
 // before destroying it).
 struct GrpcContext {
-  GrpcContext(engine::EngineInterface& engine, std::string api_key);
+  GrpcContext(engine::EngineInterface& engine, std::string api_key, RequestLimits limits = {});
 
   engine::EngineInterface& engine;
-  std::string api_key;  // empty: no auth
+  std::string api_key;   // empty: no auth
+  RequestLimits limits;  // the same as the HTTP server's (serve passes one to both)
   // Shared with engine callbacks, which may release an id after the server is gone.
   std::shared_ptr<StreamRegistry> streams = std::make_shared<StreamRegistry>();
   std::optional<tokenizer::ChatTemplate> chat_template;  // unset: the model has none / bad one
@@ -53,6 +55,7 @@ struct GrpcContext {
   std::string id_prefix;  // random per server, so assigned ids do not collide across restarts
   std::atomic<uint64_t> next_id{0};
 
+  ParseContext parse_context() const;
   std::string new_request_id() { return id_prefix + std::to_string(next_id.fetch_add(1)); }
 };
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tessera/engine/engine.h"
+#include "tessera/server/openai_request.h"
 
 namespace tessera::server {
 
@@ -20,10 +21,13 @@ struct HttpServerConfig {
   int port = 8000;      // 0: an ephemeral port (tests); port() tells which
   std::string api_key;  // empty: no auth; else `Authorization: Bearer <key>` on /v1/* and tokenize
   size_t max_body_bytes = 1 << 20;
-  int max_n = 8;
-  int max_logprobs = 20;
-  int max_stop = 8;
-  int threads = 2;                // io threads
+  RequestLimits limits;
+  int threads = 2;  // io threads
+  // Threads that parse, validate, template and tokenize request bodies, so that this CPU work
+  // never runs on an io thread (where it would stall /health and every other connection).
+  int request_threads = 2;
+  // Bodies waiting for a request thread; beyond this a request gets 503 with Retry-After.
+  int max_pending_requests = 256;
   std::string served_model_name;  // empty: engine.model_info().id
   // Bytes a streaming client may fall behind before its request is aborted and it is cut off.
   size_t stream_buffer_bytes = 4 << 20;

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -67,6 +68,14 @@ class ServerContext {
   void record(const std::string& method, const std::string& target, const std::string& route,
               int status, double seconds, const std::string& cause);
 
+  // Runs `work` on the request threads (see HttpServerConfig::request_threads) and then the
+  // continuation it returns on the session's strand, unless the client has gone. An ApiError
+  // from either becomes the session's error response. Throws ApiError(503) when the queue is full.
+  using Continuation = std::function<void(Session&)>;
+  void offload(const std::shared_ptr<Session>& session, std::function<Continuation()> work);
+  // From HttpServer::stop() after the io threads: drops queued work, waits for the running.
+  void stop_request_threads();
+
   void add_session(const std::shared_ptr<Session>& s);
   void remove_session(const Session* s);
   std::vector<std::shared_ptr<Session>> live_sessions();
@@ -75,6 +84,8 @@ class ServerContext {
   std::unique_ptr<tokenizer::ChatTemplate> chat_template_;
   std::string id_salt_;
   std::atomic<uint64_t> next_id_{0};
+  net::thread_pool request_pool_;
+  std::atomic<int> pending_requests_{0};
   std::mutex sessions_mu_;
   std::unordered_map<const Session*, std::weak_ptr<Session>> sessions_;
 };

@@ -44,6 +44,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void start();
 
   Strand strand();
+  bool closed() const { return closed_; }  // strand only
   bool http11() const { return version_ == 11; }
   void set_route(std::string route) { route_ = std::move(route); }
 

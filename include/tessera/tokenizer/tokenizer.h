@@ -72,12 +72,19 @@ class Tokenizer {
   static Tokenizer from_hf_json(const std::string& tokenizer_json_path,
                                 const std::string& tokenizer_config_json_path = "");
 
+  // Byte range [first, second) of a text.
+  using Span = std::pair<size_t, size_t>;
   struct EncodeOptions {
     bool add_special = true;    // BOS/EOS per config
     bool parse_special = true;  // special tokens in text become their ids
+    // Sorted, disjoint ranges of untrusted text (a user's message inside a rendered chat
+    // prompt): a special token overlapping one stays text there, whatever parse_special says.
+    std::span<const Span> literal = {};
   };
   std::vector<int32_t> encode(std::string_view text, const EncodeOptions& opt) const;
   std::vector<int32_t> encode(std::string_view text) const { return encode(text, EncodeOptions{}); }
+  // Where the text of special tokens (<|im_end|>, <s>, ...) occurs in `text`, leftmost-longest.
+  std::vector<Span> special_token_spans(std::string_view text) const;
   // Invalid UTF-8 in the result is replaced by U+FFFD.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
   std::string token_bytes(int32_t id) const;  // decoded bytes of one token (may be partial UTF-8)
