@@ -4,6 +4,7 @@
 #   make test   deps + build + default model + every test
 #   make serve  deps + build + default model + the OpenAI-compatible server on :8000
 #   make bench  Google Benchmark kernels and decode speed
+#   make fuzz   libFuzzer targets for SECONDS each (SECONDS=60)
 SHELL := /bin/bash
 PRESET ?= $(if $(CI),ci,default)
 BUILD := $(if $(filter engine-only,$(PRESET)),build-engine,build)
@@ -17,7 +18,8 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= true
 
-.PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean
+.PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean \
+        fuzz fuzz-build
 
 all: build
 
@@ -57,8 +59,18 @@ bench: deps build model
 	BUILD=$(BUILD) bash benchmarks/run_serving_sweep.sh
 	BUILD=$(BUILD) bash benchmarks/run_pp_compare.sh
 
+# libFuzzer targets (clang, ASan + UBSan) over tests/fuzz/corpus: `make fuzz SECONDS=N` runs each
+# for N seconds; the corpora also replay as ctests in `make test`.
+SECONDS ?= 60
+fuzz-build: deps
+	cmake --preset fuzz -DTESSERA_PYTHON=$(abspath $(PY))
+	cmake --build build-fuzz --target fuzz_all -j $(JOBS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh $(SECONDS)
+
 format:
 	git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' | xargs clang-format -i
 
 clean:
-	rm -rf build build-engine build-debug
+	rm -rf build build-engine build-debug build-fuzz

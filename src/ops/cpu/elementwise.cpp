@@ -1,6 +1,8 @@
 // ops::cpu element-wise and row ops: AVX2 when the CPU has it (simd.h), the reference loops
 // otherwise; rows are split over the pool's threads (parallel.h) when there are enough of them to
 // pay off.
+#include <cpuid.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -12,15 +14,21 @@
 namespace tessera::ops::cpu {
 
 using ops::detail::check_cpu;
+using ops::detail::check_embedding;
 using ops::detail::check_f32;
 using ops::detail::cols_of;
 using ops::detail::rows_of;
-using ops::detail::check_embedding;
 
 namespace detail {
+// F16C through CPUID (leaf 1, ECX bit 29): clang 14's __builtin_cpu_supports has no "f16c".
+bool have_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 bool have_avx2() {
-  static const bool kHave = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            __builtin_cpu_supports("f16c");
+  static const bool kHave =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c();
   return kHave;
 }
 }  // namespace detail

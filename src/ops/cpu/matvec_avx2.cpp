@@ -7,8 +7,13 @@
 
 #include "simd.h"
 
+// clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include "avx2_common.h"
 
 namespace tessera::ops::cpu::detail {
@@ -164,4 +169,8 @@ void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
 
 }  // namespace tessera::ops::cpu::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif

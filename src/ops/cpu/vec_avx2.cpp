@@ -7,8 +7,13 @@
 #include "tessera/core/half.h"
 #include "tessera/ops/ops.h"
 
+// clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include "avx2_common.h"
 
 namespace tessera::ops::cpu::detail {
@@ -181,4 +186,8 @@ void dequantize_row_avx2(DType type, const void* src, float* dst, int64_t n) {
 
 }  // namespace tessera::ops::cpu::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
