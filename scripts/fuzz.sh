@@ -3,7 +3,8 @@
 # corpus. New inputs go to build-fuzz/fuzz-work/<target> (scratch, so the repo's corpus stays
 # small); a crash, leak, timeout or OOM leaves its input in build-fuzz/findings/<target>/ and fails
 # the run. Prints one line per target: executions and the result.
-#   usage: scripts/fuzz.sh SECONDS [target...]
+#   usage: scripts/fuzz.sh SECONDS [target...]    (FUZZ_SEED=N: a fixed seed, as CI uses;
+#          RUNS=N: N executions per target instead of SECONDS)
 set -uo pipefail
 secs=${1:-60}
 shift || true
@@ -20,10 +21,15 @@ for name in "${targets[@]}"; do
   findings="$build/findings/$name"
   log="$build/findings/$name.log"
   mkdir -p "$work" "$findings"
-  if "$bin" "$work" "$root/tests/fuzz/corpus/$name" -max_total_time="$secs" -timeout=10 \
-      -rss_limit_mb=2048 -artifact_prefix="$findings/" -print_final_stats=1 >"$log" 2>&1; then
+  # RUNS=N: stop after N executions instead of after SECONDS.
+  bound="-max_total_time=$secs"
+  [ -n "${RUNS:-}" ] && bound="-runs=$RUNS"
+  if "$bin" "$work" "$root/tests/fuzz/corpus/$name" "$bound" -timeout=10 \
+      -rss_limit_mb=2048 -artifact_prefix="$findings/" -print_final_stats=1 \
+      ${FUZZ_SEED:+-seed=$FUZZ_SEED} >"$log" 2>&1; then
     execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
-    echo "fuzz $name: ok, ${execs:-?} executions in ${secs}s, 0 findings"
+    took=$(awk '/stat::.*time|Done [0-9]+ runs in/ {for (i=1;i<=NF;i++) if ($i=="in") print $(i+1)}' "$log" | tail -1)
+    echo "fuzz $name: ok, ${execs:-?} executions in ${took:-$secs}s, 0 findings"
   else
     echo "fuzz $name: FINDING (input in $findings/, log $log)"
     grep -E "ERROR|SUMMARY|fuzz property|Test unit written" "$log" | head -8

@@ -167,7 +167,8 @@ int64_t StoreClient::add(const std::string& key, int64_t delta) {
   std::vector<uint8_t> value;
   const wire::Status st = impl_->call(wire::kAdd, key, d, sizeof(d), &value, kReplySlackSeconds);
   if (st == wire::kBadRequest)
-    fail(ErrorCode::kInvalidArgument, "rendezvous store: key '", key, "' does not hold a counter");
+    fail(ErrorCode::kInvalidArgument, "rendezvous store: key '", key,
+         "' does not hold a counter, or adding ", delta, " would overflow it");
   if (st != wire::kOk || value.size() != 8) impl_->lost("ADD '" + key + "' was refused");
   return static_cast<int64_t>(wire::get_u64(value.data()));
 }

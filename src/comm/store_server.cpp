@@ -313,7 +313,9 @@ void StoreServer::Impl::handle_requests(Conn& c) {
       if (it != kv.end()) {
         c.out = response(wire::kOk, it->second.data(), it->second.size());
       } else {
-        const int64_t ms = std::max<int64_t>(static_cast<int64_t>(wire::get_u64(vp)), 0);
+        // Clamped to a day so that now() + ms cannot overflow the clock.
+        const int64_t ms =
+            std::clamp<int64_t>(static_cast<int64_t>(wire::get_u64(vp)), 0, int64_t{86'400'000});
         c.waiting = true;
         c.wait_key = std::move(key);
         c.wait_deadline = Clock::now() + std::chrono::milliseconds(ms);
@@ -329,9 +331,13 @@ void StoreServer::Impl::handle_requests(Conn& c) {
         c.out = response(wire::kBadRequest);
         break;
       }
-      const std::string text = std::to_string(cur + delta);
+      int64_t out = 0;
+      if (__builtin_add_overflow(cur, delta, &out)) {  // found by fuzz_rendezvous_store
+        c.out = response(wire::kBadRequest);
+        break;
+      }
+      const std::string text = std::to_string(out);
       v.assign(text.begin(), text.end());
-      int64_t out = cur + delta;
       c.out = response(wire::kOk, reinterpret_cast<const uint8_t*>(&out), sizeof(out));
       break;
     }

@@ -32,6 +32,17 @@ json read_json(const std::string& path) {
   }
 }
 
+// A token id as the file states it: an integer that fits int32 (nlohmann's get<int32_t> casts
+// 3e103 without a check, which is undefined; found by tests/fuzz/fuzz_hf_tokenizer).
+int32_t json_token_id(const json& j, const std::string& path) {
+  if (!j.is_number_integer() ||
+      (j.is_number_unsigned() ? j.get<uint64_t>() > uint64_t(INT32_MAX)
+                              : j.get<int64_t>() < INT32_MIN || j.get<int64_t>() > INT32_MAX)) {
+    fail(ErrorCode::kCorruptFile, path, ": token id ", j.dump(), " is not a 32-bit integer");
+  }
+  return j.get<int32_t>();
+}
+
 std::string type_of(const json& j) {
   return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
                                                                       : std::string();
@@ -139,8 +150,11 @@ void configure_template(const json& root, TokenizerSpec& spec,
 
 }  // namespace
 
+// A function-try-block: a document of the wrong shape (a missing "model", a string where an
+// object belongs) throws nlohmann's exceptions from .at()/.get(); they leave as a typed error
+// naming the file, never as a foreign exception (found by tests/fuzz/fuzz_hf_tokenizer).
 Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path,
-                                  const std::string& tokenizer_config_json_path) {
+                                  const std::string& tokenizer_config_json_path) try {
   const json root = read_json(tokenizer_json_path);
   const json& model = root.at("model");
   if (model.value("type", std::string("BPE")) != "BPE") {
@@ -149,14 +163,29 @@ Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path,
   TokenizerSpec spec;
   std::unordered_map<std::string, int32_t> ids;
   int32_t max_id = -1;
-  for (const auto& [text, id] : model.at("vocab").items()) {
-    ids[text] = id.get<int32_t>();
-    max_id = std::max(max_id, id.get<int32_t>());
+  const json& vocab = model.at("vocab");
+  if (!vocab.is_object()) {
+    fail(ErrorCode::kCorruptFile, tokenizer_json_path, ": model.vocab is not an object");
+  }
+  for (const auto& [text, id] : vocab.items()) {
+    ids[text] = json_token_id(id, tokenizer_json_path);
+    max_id = std::max(max_id, ids[text]);
   }
   const json added = root.value("added_tokens", json::array());
   for (const json& a : added) {
-    ids[a.at("content").get<std::string>()] = a.at("id").get<int32_t>();
-    max_id = std::max(max_id, a.at("id").get<int32_t>());
+    const int32_t id = json_token_id(a.at("id"), tokenizer_json_path);
+    ids[a.at("content").get<std::string>()] = id;
+    max_id = std::max(max_id, id);
+  }
+  // Ids index the token table: a negative id, or one far past the number of tokens (a table
+  // of holes), is a corrupt file rather than a reason to write out of bounds or allocate
+  // gigabytes (found by tests/fuzz/fuzz_hf_tokenizer).
+  for (const auto& [text, id] : ids) {
+    if (id < 0) fail(ErrorCode::kCorruptFile, tokenizer_json_path, ": token id ", id, " is negative");
+  }
+  if (size_t(max_id) + 1 > 2 * ids.size() + 1024) {
+    fail(ErrorCode::kCorruptFile, tokenizer_json_path, ": token id ", max_id,
+         " is far past the ", ids.size(), " tokens the file defines");
   }
   spec.tokens.assign(size_t(max_id + 1), std::string());
   spec.token_types.assign(size_t(max_id + 1), kTokenNormal);
@@ -200,7 +229,7 @@ Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path,
   if (spec.unk_id >= 0) spec.token_types[size_t(spec.unk_id)] = kTokenUnknown;
   for (const json& a : added) {
     AddedToken t;
-    t.id = a.at("id").get<int32_t>();
+    t.id = json_token_id(a.at("id"), tokenizer_json_path);
     t.content = a.at("content").get<std::string>();
     t.special = a.value("special", false);
     t.lstrip = a.value("lstrip", false);
@@ -239,6 +268,9 @@ Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path,
     }
   }
   return from_spec(std::move(spec));
+} catch (const json::exception& e) {
+  fail(ErrorCode::kCorruptFile, "tokenizer: ", tokenizer_json_path,
+       ": not a tokenizer.json of the expected shape: ", e.what());
 }
 
 }  // namespace tessera::tokenizer

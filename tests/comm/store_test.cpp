@@ -127,6 +127,11 @@ TEST(Store, AddIsAtomicAcrossClients) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
   }
   EXPECT_EQ(c.add("counter", 1), -4);  // the connection survived the refusal
+  // Overflow is refused, not wrapped (fuzz_rendezvous_store found a signed overflow here).
+  EXPECT_EQ(c.add("big", INT64_MAX - 1), INT64_MAX - 1);
+  EXPECT_THROW(c.add("big", 2), Error);
+  EXPECT_EQ(c.add("big", 1), INT64_MAX);
+  EXPECT_EQ(c.add("big", -1), INT64_MAX - 1);
 }
 
 TEST(Store, GarbageAndOversizedFramesOnlyCloseThatConnection) {

@@ -7,7 +7,10 @@
 #if TESSERA_HAVE_JSON
 
 #include "safetensors_writer.h"
+#include <nlohmann/json.hpp>
+
 #include "tessera/core/error.h"
+#include "tessera/model/model_config.h"
 
 namespace tessera::model {
 namespace {
@@ -121,6 +124,25 @@ TEST(HfDirectory, MissingOrBrokenFiles) {
   EXPECT_EQ(open_error(dir.path()), ErrorCode::kNotFound);  // no weights
   write_file(dir.path() / "model.safetensors", std::string("short"));
   EXPECT_EQ(open_error(dir.path()), ErrorCode::kCorruptFile);
+}
+
+// An integer field given as 1e300 or 2^40 is refused naming the field: nlohmann alone would cast
+// it to int (undefined behaviour).
+TEST(HfConfig, OutOfRangeIntegersAreRefusedByName) {
+  for (const char* value : {"1e300", "1099511627776", "-1e300", "\"8\"", "8.5"}) {
+    const auto j = nlohmann::json::parse(std::string(R"({"model_type": "llama", "vocab_size": )") +
+                                         value + R"(, "num_hidden_layers": 2})");
+    try {
+      config_from_hf(j);
+      ADD_FAILURE() << value << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vocab_size"), std::string::npos) << e.what();
+    }
+  }
+  const auto j = nlohmann::json::parse(
+      R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "intermediate_size": 8, "rms_norm_eps": 1e300})");
+  EXPECT_THROW(config_from_hf(j), Error);  // a float out of float's range
 }
 
 }  // namespace

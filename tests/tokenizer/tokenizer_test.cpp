@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -239,6 +240,27 @@ TEST(Spec, RejectsInconsistentInput) {
   EXPECT_THROW(tok.token_bytes(-1), Error);
   EXPECT_THROW(tok.token_bytes(tok.vocab_size()), Error);
   EXPECT_THROW(Tokenizer::from_hf_json("/nonexistent/tokenizer.json"), Error);
+  // Valid JSON of the wrong shape is a typed error naming the file, not nlohmann's exception
+  // (found by fuzz_hf_tokenizer).
+  const std::string path = ::testing::TempDir() + "/shape_tokenizer.json";
+  for (const char* doc : {"{}", "[]", R"({"model": 5})", R"({"model": {"vocab": [1]}})",
+                          R"({"model": {"vocab": {"a": "x"}, "merges": [1]}})",
+                          // A negative id wrote before the token table; a huge one allocated a
+                          // table of holes.
+                          R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"id": -3, "content": "x"}]})",
+                          R"({"model": {"vocab": {"a": 0, "b": 2000000000}}})",
+                          R"({"model": {"vocab": {"a": 3.4e103}}})",
+                          R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"id": 1e300, "content": "x"}]})"}) {
+    std::ofstream(path) << doc;
+    try {
+      Tokenizer::from_hf_json(path);
+      ADD_FAILURE() << doc << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << doc << ": " << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << doc << ": escaped as " << e.what();
+    }
+  }
 }
 
 }  // namespace
