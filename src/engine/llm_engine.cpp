@@ -24,9 +24,31 @@ const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 
 
 }  // namespace
 
-LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
-  executor_ = make_executor();
-  tokenizer_ = load_tokenizer(cfg.model_path);
+ExecutorFactory executor_for(const EngineConfig& cfg) {
+  return [cfg] () -> std::unique_ptr<Executor> {
+    const worker::WorkerParams wp{.model_path = cfg.model_path,
+                                  .num_blocks = cfg.num_blocks,
+                                  .block_size = cfg.block_size,
+                                  .kv_cache_bytes = cfg.kv_cache_bytes};
+    if (cfg.group) {
+      WorkerGroupParams gp = *cfg.group;
+      gp.worker = wp;
+      gp.executable = cfg.worker_executable;
+      return std::make_unique<WorkerGroupExecutor>(gp);
+    }
+    if (cfg.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
+    return std::make_unique<ProcessExecutor>(
+        ProcessExecutorParams{.executable = cfg.worker_executable, .worker = wp});
+  };
+}
+
+LlmEngine::LlmEngine(const EngineConfig& cfg) : LlmEngine(cfg, executor_for(cfg), nullptr) {}
+
+LlmEngine::LlmEngine(const EngineConfig& cfg, ExecutorFactory make_executor,
+                     std::unique_ptr<tokenizer::Tokenizer> tokenizer)
+    : cfg_(cfg), make_executor_(std::move(make_executor)), tokenizer_(std::move(tokenizer)) {
+  executor_ = make_executor_();  // first: a model that cannot load is named by the worker
+  if (!tokenizer_) tokenizer_ = load_tokenizer(cfg.model_path);
   const ExecutorInfo& ei = executor_->info();
   info_ = ModelInfo{.id = cfg.served_model_name,
                     .path = cfg.model_path,
@@ -43,22 +65,6 @@ LlmEngine::LlmEngine(const EngineConfig& cfg) : cfg_(cfg) {
 }
 
 LlmEngine::~LlmEngine() { shutdown(0.0); }
-
-std::unique_ptr<Executor> LlmEngine::make_executor() const {
-  const worker::WorkerParams wp{.model_path = cfg_.model_path,
-                                .num_blocks = cfg_.num_blocks,
-                                .block_size = cfg_.block_size,
-                                .kv_cache_bytes = cfg_.kv_cache_bytes};
-  if (cfg_.group) {
-    WorkerGroupParams gp = *cfg_.group;
-    gp.worker = wp;
-    gp.executable = cfg_.worker_executable;
-    return std::make_unique<WorkerGroupExecutor>(gp);
-  }
-  if (cfg_.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
-  return std::make_unique<ProcessExecutor>(
-      ProcessExecutorParams{.executable = cfg_.worker_executable, .worker = wp});
-}
 
 // Per rank of a worker group: what it holds (weights / T, its KV pool) and its resident memory.
 void LlmEngine::export_rank_memory() {
@@ -100,7 +106,7 @@ void LlmEngine::restart_after_worker_death(const std::string& why) {
   scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
   try {
     executor_.reset();  // the old group's processes, ports and store go first
-    executor_ = make_executor();
+    executor_ = make_executor_();
     export_rank_memory();
     worker_ok_ = true;
     TESSERA_LOG_INFO("worker restarted");

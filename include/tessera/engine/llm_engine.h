@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -42,9 +43,18 @@ struct EngineConfig {
   std::optional<WorkerGroupParams> group;
 };
 
+// Builds the executor the engine runs its steps on; called at start and again after a worker
+// death (a restart). Tests inject a fake here, so the step loop runs without any model file.
+using ExecutorFactory = std::function<std::unique_ptr<Executor>()>;
+
 class LlmEngine final : public EngineInterface {
  public:
-  explicit LlmEngine(const EngineConfig& cfg);  // loads the model; call start() to run
+  // Loads the model (the executor cfg describes) and its tokenizer; call start() to run.
+  explicit LlmEngine(const EngineConfig& cfg);
+  // The same engine over any executor and tokenizer: cfg's model fields are only reported
+  // (ModelInfo), never opened.
+  LlmEngine(const EngineConfig& cfg, ExecutorFactory make_executor,
+            std::unique_ptr<tokenizer::Tokenizer> tokenizer);
   ~LlmEngine() override;
 
   void start();
@@ -87,8 +97,8 @@ class LlmEngine final : public EngineInterface {
   void export_rank_memory();
 
   EngineConfig cfg_;
+  ExecutorFactory make_executor_;
   std::unique_ptr<Executor> executor_;
-  std::unique_ptr<Executor> make_executor() const;
   void restart_after_worker_death(const std::string& why);
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
@@ -116,6 +126,10 @@ class LlmEngine final : public EngineInterface {
   std::atomic<bool> worker_ok_{true};
   std::thread thread_;
 };
+
+// The executor factory an EngineConfig describes: a worker group, a child process, or (no
+// worker_executable) a worker inside this process.
+ExecutorFactory executor_for(const EngineConfig& cfg);
 
 // Loads the tokenizer of a GGUF file or Hugging Face directory (what the engine serves with).
 std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& model_path);
