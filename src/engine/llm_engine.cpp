@@ -233,7 +233,16 @@ void LlmEngine::admit(protocol::GenerationRequest req, OutputCallback cb) {
   try {
     if (by_id_.contains(req.request_id))
       fail(ErrorCode::kInvalidArgument, "request id '", req.request_id, "' is already in use");
-    scheduler_->add(seq, req.prompt_ids, req.stopping.max_tokens, req.priority, 0.0);
+    // The scheduler finishes a sequence on its stop tokens and its length; the engine keeps only
+    // the stop strings, which need the text.
+    std::vector<int32_t> stop_ids = req.stopping.stop_token_ids;
+    if (!req.stopping.ignore_eos)
+      stop_ids.insert(stop_ids.end(), tokenizer_->stop_ids().begin(), tokenizer_->stop_ids().end());
+    scheduler_->add({.seq_id = seq,
+                     .prompt = req.prompt_ids,
+                     .max_tokens = req.stopping.max_tokens,
+                     .stop_token_ids = std::move(stop_ids),
+                     .priority = req.priority});
   } catch (const Error& e) {
     protocol::RequestOutput out{.request_id = req.request_id,
                                 .finish = FinishReason::kError,
@@ -302,9 +311,16 @@ void LlmEngine::step() {
   }
   std::vector<std::pair<uint64_t, int32_t>> sampled;
   for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
-  if (!ids.empty()) scheduler_->on_step_done(sampled);
-  for (const auto& t : result.sampled)
-    if (auto it = live_.find(t.seq_id); it != live_.end()) on_token(it->second, t);
+  std::unordered_map<uint64_t, scheduler::FinishCause> finished;
+  if (!ids.empty())
+    for (const auto& f : scheduler_->on_step_done(sampled)) finished.emplace(f.seq_id, f.cause);
+  for (const auto& t : result.sampled) {
+    auto it = live_.find(t.seq_id);
+    if (it == live_.end()) continue;
+    auto f = finished.find(t.seq_id);
+    on_token(it->second, t,
+             f == finished.end() ? std::nullopt : std::optional<scheduler::FinishCause>(f->second));
+  }
 }
 
 protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
@@ -333,7 +349,10 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   return exec;
 }
 
-void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
+// `decided`: the scheduler finished the sequence with this token (a stop token or its length)
+// and has freed it; otherwise only a stop string can end it here.
+void LlmEngine::on_token(Live& r, const protocol::SampledToken& t,
+                         std::optional<scheduler::FinishCause> decided) {
   const auto now = Clock::now();
   if (!r.has_first) {
     r.has_first = true;
@@ -347,18 +366,13 @@ void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
   ++r.generated;
   metrics_.counter_add("tessera:generation_tokens_total", "Generated tokens");
   const int32_t tok = t.result.token;
-  const auto& stops = tokenizer_->stop_ids();
-  const bool eos =
-      !r.req.stopping.ignore_eos && std::find(stops.begin(), stops.end(), tok) != stops.end();
-  const bool stop_id =
-      std::find(r.req.stopping.stop_token_ids.begin(), r.req.stopping.stop_token_ids.end(), tok) !=
-      r.req.stopping.stop_token_ids.end();
+  const bool stop_token = decided == scheduler::FinishCause::kStopToken;
   protocol::RequestOutput out{.request_id = r.req.request_id,
                               .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
                               .completion_tokens = r.generated};
   out.new_token_ids.push_back(tok);
   if (r.req.sampling.logprobs || r.req.sampling.top_logprobs > 0) out.logprobs.push_back(t.result);
-  if (!eos && !stop_id) {
+  if (!stop_token) {  // a stop token is never text
     auto d = r.stop->push(r.detok->push(tok));
     out.new_text = std::move(d.text);
     if (d.matched) {
@@ -368,24 +382,27 @@ void LlmEngine::on_token(Live& r, const protocol::SampledToken& t) {
   } else {
     out.finish = FinishReason::kStop;
   }
-  if (!out.finished() && r.generated >= r.req.stopping.max_tokens)
+  if (!out.finished() && decided == scheduler::FinishCause::kLength)
     out.finish = FinishReason::kLength;
   if (out.finished() && !out.matched_stop)
     out.new_text += r.stop->push(r.detok->flush()).text + r.stop->flush();
   const uint64_t seq = r.seq;
   const FinishReason fin = out.finish;
   r.cb(out);
-  if (fin != FinishReason::kNone) finish(seq, fin, {}, /*notify=*/false);
+  // A stop string is the engine's decision, so only then is the scheduler told; the sequence it
+  // finished itself is already freed.
+  if (fin != FinishReason::kNone) finish(seq, fin, {}, /*notify=*/false, /*free=*/!decided);
 }
 
-void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, bool notify) {
+void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, bool notify,
+                       bool free) {
   auto it = live_.find(seq);
   if (it == live_.end()) return;
   Live& r = it->second;
   // Either way its blocks are freed; full prompt blocks stay in the prefix cache.
-  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+  if (free && reason == FinishReason::kStop) {
     scheduler_->finish(seq);
-  } else {
+  } else if (free) {
     scheduler_->abort(seq);
   }
   if (r.sent_to_worker) to_drop_.push_back(seq);

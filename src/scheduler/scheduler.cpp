@@ -51,6 +51,7 @@ void Scheduler::add(SeqRequest r) {
       .priority = r.priority, .arrival = r.arrival, .order = next_order_++, .seq_id = r.seq_id};
   s.prompt_len = static_cast<int>(p);
   s.max_tokens = r.max_tokens;
+  s.stop_token_ids = std::move(r.stop_token_ids);
   s.tokens = std::move(r.prompt);
   waiting_.insert(s.key);
   seqs_.emplace(r.seq_id, std::move(s));
@@ -91,7 +92,7 @@ void Scheduler::register_full_blocks(Sequence& s) {
   }
 }
 
-std::vector<uint64_t> Scheduler::on_step_done(
+std::vector<FinishedSeq> Scheduler::on_step_done(
     const std::vector<std::pair<uint64_t, int32_t>>& sampled) {
   if (flights_.empty()) fail(ErrorCode::kInvalidArgument, "on_step_done() with no plan in flight");
   const Flight& flight = flights_.front();
@@ -110,15 +111,22 @@ std::vector<uint64_t> Scheduler::on_step_done(
     auto it = seqs_.find(id);
     if (it != seqs_.end() && it->second.running) register_full_blocks(it->second);
   }
-  std::vector<uint64_t> finished;
+  std::vector<FinishedSeq> finished;
   for (const auto& [id, tok] : sampled) {
     auto it = seqs_.find(id);
     if (it == seqs_.end()) continue;
-    it->second.tokens.push_back(tok);
-    if (it->second.num_generated() >= it->second.max_tokens) {
-      finished.push_back(id);
-      abort(id);
+    Sequence& s = it->second;
+    s.tokens.push_back(tok);
+    // A stop token wins over the length limit when both apply (as in vLLM and OpenAI).
+    if (std::find(s.stop_token_ids.begin(), s.stop_token_ids.end(), tok) !=
+        s.stop_token_ids.end()) {
+      finished.push_back({id, FinishCause::kStopToken});
+    } else if (s.num_generated() >= s.max_tokens) {
+      finished.push_back({id, FinishCause::kLength});
+    } else {
+      continue;
     }
+    abort(id);
   }
   flights_.pop_front();
   return finished;

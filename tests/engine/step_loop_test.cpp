@@ -281,8 +281,18 @@ TEST_P(StepLoop, EosAndStopStringsEndRequests) {
   ASSERT_TRUE(eos.wait());
   EXPECT_EQ(eos.finish, FinishReason::kStop);
   EXPECT_EQ(eos.text, expected_text(10, 3));  // EOS itself is not text
-  // Stop string: the text from prompt length 10 is "klmnop...": stop at "mn".
+  // A request's own stop token ('o', sampled after position 14) ends it even with ignore_eos;
+  // the stop token is not text.
   with_world([](World& w) { w.eos_at = -1; });
+  Collector tok;
+  auto st = request("stop-token", 10, 20);
+  st.stopping.stop_token_ids = {token_at(14)};
+  engine_->submit(st, tok.callback());
+  ASSERT_TRUE(tok.wait());
+  EXPECT_EQ(tok.finish, FinishReason::kStop);
+  EXPECT_EQ(tok.text, "klmn");
+  EXPECT_EQ(tok.completion_tokens, 5);
+  // Stop string: the text from prompt length 10 is "klmnop...": stop at "mn".
   Collector stop;
   auto s = request("stop", 10, 20);
   s.stopping.stop = {"mn"};

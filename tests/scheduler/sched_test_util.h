@@ -35,7 +35,8 @@ inline StepOutcome run_step(Scheduler& s) {
     if (c.sample)
       sampled.emplace_back(
           c.seq_id, fake_token(c.seq_id, static_cast<size_t>(c.start_pos) + c.tokens.size()));
-  if (!out.plan.empty()) out.finished = s.on_step_done(sampled);
+  if (!out.plan.empty())
+    for (const FinishedSeq& f : s.on_step_done(sampled)) out.finished.push_back(f.seq_id);
   return out;
 }
 

@@ -208,6 +208,31 @@ TEST(Scheduler, StepResultMisuseIsRejected) {
   EXPECT_EQ(s.check_invariants(), "");
 }
 
+// Stop tokens are the scheduler's decision too: the sequence that samples one is finished and
+// freed in that on_step_done, named with its cause; a stop token on the last allowed token is a
+// stop (not a length) finish; other sequences go on.
+TEST(Scheduler, StopTokensFinishTheirSequenceWithTheirCause) {
+  Scheduler s({.num_blocks = 16, .block_size = 4});
+  s.add({.seq_id = 1, .prompt = iota_prompt(3), .max_tokens = 5, .stop_token_ids = {42, 43}});
+  s.add({.seq_id = 2, .prompt = iota_prompt(3), .max_tokens = 5, .stop_token_ids = {42}});
+  s.add({.seq_id = 3, .prompt = iota_prompt(3), .max_tokens = 1, .stop_token_ids = {9}});
+  s.schedule();
+  auto done = s.on_step_done({{1, 43}, {2, 43}, {3, 9}});
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].seq_id, 1u);
+  EXPECT_EQ(done[0].cause, FinishCause::kStopToken);
+  EXPECT_EQ(done[1].seq_id, 3u);
+  EXPECT_EQ(done[1].cause, FinishCause::kStopToken);  // also its max_tokens: the stop wins
+  EXPECT_FALSE(s.contains(1));
+  EXPECT_TRUE(s.contains(2));  // 43 is not its stop token
+  s.schedule();
+  done = s.on_step_done({{2, 42}});
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].cause, FinishCause::kStopToken);
+  EXPECT_FALSE(s.has_work());
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(Scheduler, MaxTokensFinishesBySelf) {
   Scheduler s({.num_blocks = 16, .block_size = 4});
   s.add(1, iota_prompt(3), 3);

@@ -176,7 +176,7 @@ class Sim {
       truth_.at(id).tokens.push_back(tok);
       ++truth_.at(id).sampled;
     }
-    for (uint64_t id : s_.on_step_done(sampled)) {
+    for (const auto& [id, cause] : s_.on_step_done(sampled)) {
       Truth& t = truth_.at(id);
       ASSERT_EQ(t.sampled, t.max_tokens) << "finished early: " << id;
       t.done = true;

@@ -88,9 +88,12 @@ class LlmEngine final : public EngineInterface {
   void loop();
   void admit(protocol::GenerationRequest req, OutputCallback cb);
   void step();
-  void on_token(Live& r, const protocol::SampledToken& t);
+  void on_token(Live& r, const protocol::SampledToken& t,
+                std::optional<scheduler::FinishCause> decided);
+  // Ends a request: its callback (when notify), metrics, the worker told to drop it; `free`
+  // false when the scheduler already finished and freed the sequence.
   void finish(uint64_t seq, protocol::FinishReason reason, std::string error = {},
-              bool notify = true);
+              bool notify = true, bool free = true);
   void fail_all(const std::string& why);
   void update_gauges();
   scheduler::SchedulerConfig scheduler_config() const;

@@ -52,15 +52,16 @@ class Scheduler {
                    .arrival = arrival});
   }
   void abort(uint64_t seq_id);  // frees its blocks now; unknown ids are ignored
-  // The engine decided it stopped (EOS, stop string); frees it. Unknown ids are ignored.
+  // The engine decided it stopped (a stop string); frees it. Unknown ids are ignored.
   void finish(uint64_t seq_id) { abort(seq_id); }
 
   StepPlan schedule();
   // After running a plan: the token sampled for every chunk with sample == true (ids aborted
-  // meanwhile may be missing or present; both are fine). Appends them and returns the ids that
-  // reached max_tokens: those are finished and freed already. Throws Error(kInvalidArgument)
-  // (changing nothing) when a sampled id had no sample chunk or a sample chunk got no token.
-  std::vector<uint64_t> on_step_done(const std::vector<std::pair<uint64_t, int32_t>>& sampled);
+  // meanwhile may be missing or present; both are fine). Appends them and returns the sequences
+  // that sampled one of their stop tokens or reached max_tokens: those are finished and freed
+  // already (the one place either is decided). Throws Error(kInvalidArgument) (changing nothing)
+  // when a sampled id had no sample chunk or a sample chunk got no token.
+  std::vector<FinishedSeq> on_step_done(const std::vector<std::pair<uint64_t, int32_t>>& sampled);
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   size_t plans_in_flight() const { return flights_.size(); }

@@ -25,8 +25,19 @@ struct SeqRequest {
   uint64_t seq_id = 0;
   std::vector<int32_t> prompt;
   int max_tokens = 16;  // sampled tokens after which the sequence finishes by itself
+  // Tokens that finish the sequence when sampled (the model's EOS unless ignore_eos, and the
+  // request's stop_token_ids): the scheduler owns every finish a token id decides.
+  std::vector<int32_t> stop_token_ids;
   int priority = 0;     // lower runs first; FCFS (arrival, then add order) within a priority
   double arrival = 0;   // caller's clock, only compared
+};
+
+// A sequence the scheduler finished (and freed) in on_step_done, and why. Stop strings are the
+// engine's (they need the text); everything a token count or a token id decides is here.
+enum class FinishCause { kStopToken, kLength };
+struct FinishedSeq {
+  uint64_t seq_id = 0;
+  FinishCause cause = FinishCause::kLength;
 };
 
 // One sequence's part of a step.

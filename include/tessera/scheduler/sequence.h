@@ -26,6 +26,7 @@ struct Sequence {
   std::vector<int32_t> tokens;  // prompt, then sampled tokens
   int prompt_len = 0;
   int max_tokens = 0;
+  std::vector<int32_t> stop_token_ids;
   int num_computed = 0;          // tokens whose KV is written (or being written this step)
   std::vector<int32_t> blocks;   // block table
   std::vector<uint64_t> hashes;  // chain hashes of the leading full blocks
