@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "output_collector.h"
 #include "tessera/core/error.h"
 
 namespace tessera::engine {
@@ -20,34 +21,7 @@ std::string model_path() {
   return std::string(home ? home : "") + "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
-// Collects one request's outputs; wait() returns when it has finished.
-struct Collector {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<int32_t> tokens;
-  std::string text;
-  protocol::FinishReason finish = protocol::FinishReason::kNone;
-  std::string error;
-  std::optional<std::string> matched;
-  EngineInterface::OutputCallback callback() {
-    return [this](const protocol::RequestOutput& o) {
-      std::lock_guard lock(mu);
-      tokens.insert(tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      text += o.new_text;
-      if (o.finished()) {
-        finish = o.finish;
-        error = o.error;
-        matched = o.matched_stop;
-        cv.notify_all();
-      }
-    };
-  }
-  void wait() {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(300),
-                            [&] { return finish != protocol::FinishReason::kNone; }));
-  }
-};
+using Collector = testing::OutputCollector;
 
 class Engine : public ::testing::Test {
  protected:
@@ -80,7 +54,7 @@ LlmEngine* Engine::engine_ = nullptr;
 TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
   Collector alone;
   engine_->submit(request("alone", "The history of the Roman empire", 12), alone.callback());
-  alone.wait();
+  ASSERT_TRUE(alone.wait());
   ASSERT_EQ(alone.tokens.size(), 12u);
 
   std::vector<std::unique_ptr<Collector>> others;
@@ -93,8 +67,8 @@ TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
     if (i == 20)
       engine_->submit(request("again", "The history of the Roman empire", 12), again.callback());
   }
-  again.wait();
-  for (auto& c : others) c->wait();
+  ASSERT_TRUE(again.wait());
+  for (auto& c : others) ASSERT_TRUE(c->wait());
   EXPECT_EQ(again.tokens, alone.tokens);
   EXPECT_EQ(again.text, alone.text);
   for (auto& c : others) EXPECT_EQ(c->finish, protocol::FinishReason::kLength);
@@ -103,7 +77,7 @@ TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
 TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
   Collector full;
   engine_->submit(request("full", "Count: 1, 2, 3,", 12), full.callback());
-  full.wait();
+  ASSERT_TRUE(full.wait());
   ASSERT_GE(full.text.size(), 4u);
   // Stop at a piece of the text we know comes.
   const std::string stop = full.text.substr(2, 2);
@@ -111,7 +85,7 @@ TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
   auto r = request("stopped", "Count: 1, 2, 3,", 12);
   r.stopping.stop = {stop};
   engine_->submit(r, c.callback());
-  c.wait();
+  ASSERT_TRUE(c.wait());
   EXPECT_EQ(c.finish, protocol::FinishReason::kStop);
   EXPECT_EQ(c.matched, stop);
   EXPECT_EQ(c.text, full.text.substr(0, full.text.find(stop)));
@@ -121,13 +95,13 @@ TEST_F(Engine, AbortAndDeadlineStopRequests) {
   Collector a;
   engine_->submit(request("to-abort", "Write a very long story", 2000), a.callback());
   engine_->abort("to-abort");
-  a.wait();
+  ASSERT_TRUE(a.wait());
   EXPECT_EQ(a.finish, protocol::FinishReason::kAbort);
   Collector d;
   auto r = request("deadline", "Write a very long story", 2000);
   r.deadline = protocol::Clock::now() + std::chrono::milliseconds(300);
   engine_->submit(r, d.callback());
-  d.wait();
+  ASSERT_TRUE(d.wait());
   EXPECT_EQ(d.finish, protocol::FinishReason::kError);
   EXPECT_NE(d.error.find("deadline"), std::string::npos);
 }
@@ -139,7 +113,7 @@ TEST_F(Engine, RepeatedLongPromptHitsThePrefixCache) {
   for (int k = 0; k < 2; ++k) {
     Collector c;
     engine_->submit(request("prefix" + std::to_string(k), text, 2), c.callback());
-    c.wait();
+    ASSERT_TRUE(c.wait());
     ASSERT_EQ(c.tokens.size(), 2u);
   }
   // Let the loop export its counters (it does so after every iteration).
@@ -168,7 +142,7 @@ TEST_F(Engine, BadRequestsAreRefusedWithClearErrors) {
   // The engine still serves.
   Collector ok;
   engine_->submit(request("ok", "hello", 3), ok.callback());
-  ok.wait();
+  ASSERT_TRUE(ok.wait());
   EXPECT_EQ(ok.tokens.size(), 3u);
   EXPECT_TRUE(engine_->healthy());
   EXPECT_TRUE(engine_->ready());

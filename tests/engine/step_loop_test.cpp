@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "../common/small_tokenizer.h"
+#include "output_collector.h"
 #include "tessera/core/error.h"
 #include "tessera/engine/llm_engine.h"
 
@@ -165,39 +166,13 @@ class FakeExecutor final : public Executor {
   std::string failure_;
 };
 
-struct Collector {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string text;
-  int completion_tokens = 0;
-  FinishReason finish = FinishReason::kNone;
-  std::string error;
-  std::optional<std::string> matched;
-  EngineInterface::OutputCallback callback() {
-    return [this](const protocol::RequestOutput& o) {
-      std::lock_guard lock(mu);
-      text += o.new_text;
-      completion_tokens = o.completion_tokens;
-      if (o.finished()) {
-        finish = o.finish;
-        error = o.error;
-        matched = o.matched_stop;
-        cv.notify_all();
-      }
-    };
-  }
-  bool wait() {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, std::chrono::seconds(30),
-                       [&] { return finish != FinishReason::kNone; });
-  }
-};
+using Collector = testing::OutputCollector;
 
 class StepLoop : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     world_->in_flight = GetParam();
-    auto tok = std::make_unique<tokenizer::Tokenizer>(testing::small_chatml_tokenizer());
+    auto tok = std::make_unique<tokenizer::Tokenizer>(tessera::testing::small_chatml_tokenizer());
     world_->eos_id = tok->eos_id();
     const int vocab = tok->vocab_size();
     auto w = world_;
