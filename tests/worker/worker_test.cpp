@@ -1,0 +1,202 @@
+// The Worker on a tiny llama GGUF written here (random f32 weights, 2 layers, 4 heads over 2 KV
+// heads, 64-token vocabulary): greedy tokens do not depend on how the prompt is chunked or what
+// else is in the batch, bad plans are refused with the worker still usable, and finished
+// sequences are dropped. No model file is needed.
+#include "tessera/worker/worker.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "../model/gguf_builder.h"
+#include "tessera/core/error.h"
+
+namespace tessera::worker {
+namespace {
+
+using model::GgufValueType;
+using model::testing::Bytes;
+using model::testing::GgufBuilder;
+
+constexpr int kVocab = 64, kHidden = 32, kHeads = 4, kKvHeads = 2, kFf = 64, kLayers = 2;
+constexpr int kBlockSize = 4, kNumBlocks = 32;
+
+Bytes f32_bytes(std::mt19937& rng, size_t n, float mean) {
+  std::normal_distribution<float> nd(mean, 0.3f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  Bytes b(n * sizeof(float));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+std::string write_tiny_llama(uint32_t seed) {
+  std::mt19937 rng(seed);
+  GgufBuilder g;
+  g.str("general.architecture", "llama");
+  g.scalar<uint32_t>("llama.embedding_length", GgufValueType::kUint32, kHidden);
+  g.scalar<uint32_t>("llama.block_count", GgufValueType::kUint32, kLayers);
+  g.scalar<uint32_t>("llama.attention.head_count", GgufValueType::kUint32, kHeads);
+  g.scalar<uint32_t>("llama.attention.head_count_kv", GgufValueType::kUint32, kKvHeads);
+  g.scalar<uint32_t>("llama.feed_forward_length", GgufValueType::kUint32, kFf);
+  g.scalar<uint32_t>("llama.context_length", GgufValueType::kUint32, 128);
+  g.scalar<float>("llama.attention.layer_norm_rms_epsilon", GgufValueType::kFloat32, 1e-5f);
+  const uint64_t kv = kKvHeads * (kHidden / kHeads);
+  // ggml order: {columns, rows}.
+  auto t = [&](const std::string& name, std::vector<uint64_t> dims, float mean = 0.0f) {
+    size_t n = 1;
+    for (uint64_t d : dims) n *= d;
+    g.tensor({.name = name, .dims = dims, .type = 0, .data = f32_bytes(rng, n, mean)});
+  };
+  t("token_embd.weight", {kHidden, kVocab});
+  t("output_norm.weight", {kHidden}, 1.0f);
+  t("output.weight", {kHidden, kVocab});
+  for (int l = 0; l < kLayers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    t(p + "attn_norm.weight", {kHidden}, 1.0f);
+    t(p + "ffn_norm.weight", {kHidden}, 1.0f);
+    t(p + "attn_q.weight", {kHidden, kHidden});
+    t(p + "attn_k.weight", {kHidden, kv});
+    t(p + "attn_v.weight", {kHidden, kv});
+    t(p + "attn_output.weight", {kHidden, kHidden});
+    t(p + "ffn_gate.weight", {kHidden, kFf});
+    t(p + "ffn_up.weight", {kHidden, kFf});
+    t(p + "ffn_down.weight", {kFf, kHidden});
+  }
+  const Bytes image = g.build();
+  const std::string path =
+      (std::filesystem::path(::testing::TempDir()) / ("tiny_llama_" + std::to_string(seed) + ".gguf"))
+          .string();
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(image.data()), std::streamsize(image.size()));
+  return path;
+}
+
+WorkerParams params() {
+  static const std::string path = write_tiny_llama(7);
+  return {.model_path = path, .num_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_bytes = 0};
+}
+
+std::vector<int32_t> blocks(int first, int n) {
+  std::vector<int32_t> b(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) b[size_t(i)] = first + i;
+  return b;
+}
+
+protocol::NewSequence greedy(uint64_t id, const std::vector<int32_t>& prompt) {
+  protocol::NewSequence s{.seq_id = id, .prompt = prompt};
+  s.sampling.temperature = 0.0f;
+  return s;
+}
+
+// Runs `prompt` for seq 1 with its prefill cut at `cuts` (token counts per chunk), optionally next
+// to a second sequence, and decodes `n` tokens greedily. Returns seq 1's tokens.
+std::vector<int32_t> run(Worker& w, const std::vector<int32_t>& prompt, std::vector<int> cuts,
+                         bool with_neighbour, int n) {
+  const std::vector<int32_t> other{5, 9, 13, 17, 21, 25, 29};
+  std::vector<int32_t> out;
+  int pos = 0;
+  int32_t other_pos = 0;
+  int32_t other_last = -1;
+  bool first = true;
+  auto neighbour = [&](protocol::ExecutePlan& plan) {
+    if (!with_neighbour) return;
+    if (first) plan.new_sequences.push_back(greedy(2, other));
+    if (other_last < 0) {
+      plan.chunks.push_back({.seq_id = 2, .tokens = other, .start_pos = 0,
+                             .block_table = blocks(16, 8), .sample = true});
+      other_pos = int32_t(other.size());
+    } else {
+      plan.chunks.push_back({.seq_id = 2, .tokens = {other_last}, .start_pos = other_pos,
+                             .block_table = blocks(16, 8), .sample = true});
+      ++other_pos;
+    }
+  };
+  auto take = [&](const protocol::ExecuteResult& r, uint64_t id) {
+    for (const auto& s : r.sampled)
+      if (s.seq_id == id) return s.result.token;
+    ADD_FAILURE() << "no token for sequence " << id;
+    return int32_t(-1);
+  };
+  for (size_t c = 0; c < cuts.size(); ++c) {
+    protocol::ExecutePlan plan;
+    if (first) plan.new_sequences.push_back(greedy(1, prompt));
+    const bool last = c + 1 == cuts.size();
+    plan.chunks.push_back({.seq_id = 1,
+                           .tokens = {prompt.begin() + pos, prompt.begin() + pos + cuts[c]},
+                           .start_pos = pos,
+                           .block_table = blocks(0, 8),
+                           .sample = last});
+    pos += cuts[c];
+    neighbour(plan);
+    first = false;
+    const auto r = w.execute(plan);
+    if (with_neighbour) other_last = take(r, 2);
+    if (last) out.push_back(take(r, 1));
+  }
+  while (int(out.size()) < n) {
+    protocol::ExecutePlan plan;
+    plan.chunks.push_back({.seq_id = 1, .tokens = {out.back()}, .start_pos = pos,
+                           .block_table = blocks(0, 8), .sample = true});
+    ++pos;
+    neighbour(plan);
+    const auto r = w.execute(plan);
+    if (with_neighbour) other_last = take(r, 2);
+    out.push_back(take(r, 1));
+  }
+  protocol::ExecutePlan drop;
+  drop.finished = {1, 2};
+  w.execute(drop);
+  return out;
+}
+
+TEST(Worker, GreedyTokensDoNotDependOnChunkingOrTheBatch) {
+  const std::vector<int32_t> prompt{1, 7, 3, 60, 22, 41, 8, 8, 30, 12};
+  Worker alone(params());
+  EXPECT_EQ(alone.num_blocks(), kNumBlocks);
+  const auto want = run(alone, prompt, {10}, false, 6);
+  for (int32_t t : want) {
+    EXPECT_GE(t, 0);
+    EXPECT_LT(t, kVocab);
+  }
+  Worker w(params());
+  EXPECT_EQ(run(w, prompt, {4, 6}, false, 6), want) << "prefill in two chunks";
+  EXPECT_EQ(run(w, prompt, {3, 3, 4}, true, 6), want) << "three chunks next to another sequence";
+  EXPECT_EQ(run(w, prompt, {10}, true, 6), want) << "one chunk next to another sequence";
+  EXPECT_EQ(w.live_sequences(), 0u);  // every run drops its sequences at the end
+  // The tokens come from the model, not from a constant: another prompt continues otherwise.
+  EXPECT_NE(run(w, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, {10}, false, 6), want);
+}
+
+TEST(Worker, BadPlansAreRefusedAndTheWorkerStaysUsable) {
+  const std::vector<int32_t> prompt{4, 4, 2, 9, 50};
+  Worker ref(params());
+  const auto want = run(ref, prompt, {5}, false, 3);
+
+  Worker w(params());
+  auto plan_for = [&](std::vector<int32_t> tokens, std::vector<int32_t> table, uint64_t id = 1) {
+    protocol::ExecutePlan p;
+    p.new_sequences.push_back(greedy(1, prompt));
+    p.chunks.push_back({.seq_id = id, .tokens = std::move(tokens), .start_pos = 0,
+                        .block_table = std::move(table), .sample = true});
+    return p;
+  };
+  EXPECT_THROW(w.execute(plan_for(prompt, blocks(0, 8), /*id=*/3)), Error);  // unknown sequence
+  protocol::ExecutePlan drop;
+  drop.finished = {1};
+  w.execute(drop);
+  EXPECT_THROW(w.execute(plan_for({4, 4, kVocab + 3, 9, 50}, blocks(0, 8))), Error);
+  w.execute(drop);
+  EXPECT_THROW(w.execute(plan_for(prompt, {0, kNumBlocks + 5})), Error);  // block outside
+  w.execute(drop);
+  EXPECT_THROW(w.execute(plan_for(prompt, {0})), Error);  // 5 tokens, one 4-token block
+  w.execute(drop);
+  EXPECT_EQ(w.live_sequences(), 0u);
+  EXPECT_EQ(run(w, prompt, {5}, false, 3), want);
+}
+
+}  // namespace
+}  // namespace tessera::worker
