@@ -327,7 +327,7 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   protocol::ExecutePlan exec;
   exec.finished = std::move(to_drop_);
   to_drop_.clear();
-  for (auto& ch : plan.chunks) {
+  for (const auto& ch : plan.chunks) {
     Live& r = live_.at(ch.seq_id);
     if (!r.sent_to_worker) {
       exec.new_sequences.push_back(
@@ -337,12 +337,8 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
       metrics_.histogram_observe("tessera:request_queue_time_seconds", "Time spent waiting",
                                  kLatencyBuckets, seconds(r.scheduled - r.arrival));
     }
-    exec.chunks.push_back({.seq_id = ch.seq_id,
-                           .tokens = std::move(ch.tokens),
-                           .start_pos = ch.start_pos,
-                           .block_table = std::move(ch.block_table),
-                           .sample = ch.sample});
   }
+  exec.chunks = std::move(plan.chunks);  // the scheduler emits the wire type itself
   if (!plan.preempted.empty())
     metrics_.counter_add("tessera:num_preemptions_total", "Preempted sequences",
                          static_cast<double>(plan.preempted.size()));

@@ -42,7 +42,7 @@ StepPlan Scheduler::schedule() {
   admit_waiting(st);
   if (!st.plan.chunks.empty()) {
     Flight f;
-    for (const SeqChunk& c : st.plan.chunks) {
+    for (const protocol::ExecuteChunk& c : st.plan.chunks) {
       f.seqs.push_back(c.seq_id);
       busy_.insert(c.seq_id);
       if (c.sample) f.expect_sample.insert(c.seq_id);
@@ -156,7 +156,7 @@ void Scheduler::add_chunk(StepState& st, Sequence& s, int n) {
     TESSERA_CHECK(got.has_value(), "allocation of ", grow, " blocks failed after capacity check");
     s.blocks.insert(s.blocks.end(), got->begin(), got->end());
   }
-  SeqChunk c{.seq_id = s.id(),
+  protocol::ExecuteChunk c{.seq_id = s.id(),
              .tokens = std::vector<int32_t>(s.tokens.begin() + start, s.tokens.begin() + end),
              .start_pos = start,
              .block_table = s.blocks,

@@ -24,7 +24,7 @@ TEST(PrefixCache, SharedThreeBlockPrefixStartsAt48) {
   ASSERT_EQ(first.plan.chunks.size(), 1u);
   s.add(2, concat(prefix, iota_prompt(7, 500)), 4);
   auto second = run_step(s);
-  const SeqChunk* c = testing::find_chunk(second.plan, 2);
+  const protocol::ExecuteChunk* c = testing::find_chunk(second.plan, 2);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->start_pos, 48);
   EXPECT_EQ(c->tokens.size(), 7u);
@@ -94,7 +94,7 @@ TEST(PrefixCache, PreemptedSequenceRecomputesFromItsCachedPrefix) {
   while (s.has_work()) {
     auto out = run_step(s);
     for (uint64_t id : out.plan.preempted) saw_preempt |= id == 2;
-    if (const SeqChunk* c = testing::find_chunk(out.plan, 2);
+    if (const protocol::ExecuteChunk* c = testing::find_chunk(out.plan, 2);
         c && saw_preempt && c->start_pos > 0 && c->tokens.size() > 1)
       saw_resume_from_cache = true;
     ASSERT_EQ(s.check_invariants(), "");

@@ -31,7 +31,7 @@ inline StepOutcome run_step(Scheduler& s) {
   StepOutcome out;
   out.plan = s.schedule();
   std::vector<std::pair<uint64_t, int32_t>> sampled;
-  for (const SeqChunk& c : out.plan.chunks)
+  for (const protocol::ExecuteChunk& c : out.plan.chunks)
     if (c.sample)
       sampled.emplace_back(
           c.seq_id, fake_token(c.seq_id, static_cast<size_t>(c.start_pos) + c.tokens.size()));
@@ -40,15 +40,15 @@ inline StepOutcome run_step(Scheduler& s) {
   return out;
 }
 
-inline const SeqChunk* find_chunk(const StepPlan& p, uint64_t id) {
-  for (const SeqChunk& c : p.chunks)
+inline const protocol::ExecuteChunk* find_chunk(const StepPlan& p, uint64_t id) {
+  for (const protocol::ExecuteChunk& c : p.chunks)
     if (c.seq_id == id) return &c;
   return nullptr;
 }
 
 inline std::vector<int> chunk_sizes(const StepPlan& p) {
   std::vector<int> v;
-  for (const SeqChunk& c : p.chunks) v.push_back(static_cast<int>(c.tokens.size()));
+  for (const protocol::ExecuteChunk& c : p.chunks) v.push_back(static_cast<int>(c.tokens.size()));
   return v;
 }
 

@@ -76,7 +76,7 @@ TEST(Scheduler, ChunkedPrefillSizesAcrossSteps) {
     for (size_t step = 0; step < c.sizes.size(); ++step) {
       auto out = run_step(s);
       ASSERT_EQ(out.plan.chunks.size(), 1u);
-      const SeqChunk& ch = out.plan.chunks[0];
+      const protocol::ExecuteChunk& ch = out.plan.chunks[0];
       EXPECT_EQ(static_cast<int>(ch.tokens.size()), c.sizes[step]);
       EXPECT_EQ(ch.start_pos, pos);
       pos += c.sizes[step];

@@ -126,12 +126,12 @@ class Sim {
     std::set<uint64_t> ids;
     std::set<int32_t> written;
     int total = 0;
-    for (const SeqChunk& c : plan.chunks) {
+    for (const protocol::ExecuteChunk& c : plan.chunks) {
       Truth& t = truth_.at(c.seq_id);
       ASSERT_TRUE(ids.insert(c.seq_id).second) << "seq twice in a plan";
       ASSERT_FALSE(t.done || t.dropped);
       for (const StepPlan& other : in_flight_)
-        for (const SeqChunk& o : other.chunks)
+        for (const protocol::ExecuteChunk& o : other.chunks)
           ASSERT_NE(o.seq_id, c.seq_id) << "seq in two plans in flight";
       const size_t end = static_cast<size_t>(c.start_pos) + c.tokens.size();
       ASSERT_FALSE(c.tokens.empty());
@@ -160,7 +160,7 @@ class Sim {
     const StepPlan plan = std::move(in_flight_.front());
     in_flight_.pop_front();
     std::vector<std::pair<uint64_t, int32_t>> sampled;
-    for (const SeqChunk& c : plan.chunks) {
+    for (const protocol::ExecuteChunk& c : plan.chunks) {
       const Truth& t = truth_.at(c.seq_id);
       if (!t.dropped) {
         for (size_t p = 0; p < static_cast<size_t>(c.start_pos); ++p) {
@@ -187,7 +187,7 @@ class Sim {
       }
   }
 
-  size_t slot(const SeqChunk& c, size_t pos) const {
+  size_t slot(const protocol::ExecuteChunk& c, size_t pos) const {
     const auto bs = static_cast<size_t>(c_.cfg.block_size);
     return static_cast<size_t>(c.block_table[pos / bs]) * bs + pos % bs;
   }

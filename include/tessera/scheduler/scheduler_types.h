@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "tessera/protocol/step.h"
+
 namespace tessera::scheduler {
 
 struct SchedulerConfig {
@@ -40,17 +42,12 @@ struct FinishedSeq {
   FinishCause cause = FinishCause::kLength;
 };
 
-// One sequence's part of a step.
-struct SeqChunk {
-  uint64_t seq_id = 0;
-  std::vector<int32_t> tokens;       // tokens to feed now (prompt chunk / recompute / last sampled)
-  int32_t start_pos = 0;             // position of tokens[0] (== tokens already in the KV cache)
-  std::vector<int32_t> block_table;  // every block of the sequence, in order
-  bool sample = false;               // feeds the last known token: sample the next one
-};
-
 struct StepPlan {
-  std::vector<SeqChunk> chunks;  // at most one per sequence
+  // One sequence's part of the step, in the wire type the workers receive (no copy between the
+  // scheduler's plan and the engine's ExecutePlan): tokens fed now (prompt chunk, recompute or
+  // the last sampled token), start_pos == tokens already in the KV cache, every block of the
+  // sequence in order, sample == the last known token is fed and the next one is sampled.
+  std::vector<protocol::ExecuteChunk> chunks;  // at most one per sequence
   // Sequences whose KV blocks were taken back this step: workers drop their state; they come
   // back later in a chunk with start_pos 0 (or a prefix-cache hit) and recompute.
   std::vector<uint64_t> preempted;
