@@ -67,7 +67,8 @@ int cmd_serve(const std::vector<std::string>& argv) {
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
           "drain-timeout", "io-threads", "request-threads", "grpc-port", "config", "node-rank",
           "max-n", "max-request-tokens"},
-         {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content"});
+         {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content",
+          "metrics-without-api-key"});
   const std::string model_arg = a.get_or("model", default_model().name);
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
 
@@ -122,6 +123,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   server::HttpServer http(engine, {.host = host,
                                    .port = http_port,
                                    .api_key = api_key,
+                                   .metrics_without_api_key = a.flag("metrics-without-api-key"),
                                    .limits = limits,
                                    .threads = a.get_int("io-threads", 2),
                                    .request_threads = a.get_int("request-threads", 2),

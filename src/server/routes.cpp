@@ -122,7 +122,7 @@ constexpr Route kRoutes[] = {
     {"/v1/models", http::verb::get, true},
     {"/health", http::verb::get, false},
     {"/ready", http::verb::get, false},
-    {"/metrics", http::verb::get, false},
+    {"/metrics", http::verb::get, true},  // unless metrics_without_api_key
     {"/tokenize", http::verb::post, true},
     {"/detokenize", http::verb::post, true},
 };
@@ -144,7 +144,7 @@ void handle_request(Session& session, ServerContext& ctx, Request&& req) {
     e.headers.emplace_back("Allow", std::string(http::to_string(route->method)));
     throw e;
   }
-  if (route->auth) check_auth(ctx, req);
+  if (route->auth && !(path == "/metrics" && ctx.cfg.metrics_without_api_key)) check_auth(ctx, req);
 
   // The request threads own the body from here; `req` moves into the work.
   auto body_work = [&](auto fn) {

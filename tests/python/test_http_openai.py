@@ -117,5 +117,7 @@ def test_errors_are_openai_objects(server, client):
 
 def test_metrics_count_requests(server, client):
     client.completions.create(model=NAME, prompt="Hi", max_tokens=2)
-    text = requests.get(server + "/metrics").text
+    # With --api-key, /metrics needs the key too (it names the model, load and request mix).
+    assert requests.get(server + "/metrics").status_code == 401
+    text = requests.get(server + "/metrics", headers={"Authorization": "Bearer " + KEY}).text
     assert re.search(r'tessera_http_requests_total\{route="/v1/completions",status="200"\} \d+', text)

@@ -155,7 +155,13 @@ TEST(HttpErrors, ApiKey) {
       200);
   EXPECT_EQ(get(s.port(), "/v1/models", {{"authorization", "bearer sk-secret"}}).status, 200);
   EXPECT_EQ(get(s.port(), "/health").status, 200);  // probes need no key
-  EXPECT_EQ(get(s.port(), "/metrics").status, 200);
+  // /metrics reveals the model, the load and the request mix: it needs the key, unless the
+  // operator opts out for a scraper that cannot send one.
+  expect_error(get(s.port(), "/metrics"), 401, "authentication_error", nullptr);
+  EXPECT_EQ(get(s.port(), "/metrics", {{"Authorization", "Bearer sk-secret"}}).status, 200);
+  Served open({}, {.api_key = "sk-secret", .metrics_without_api_key = true});
+  EXPECT_EQ(get(open.port(), "/metrics").status, 200);
+  expect_error(get(open.port(), "/v1/models"), 401, "authentication_error", nullptr);
 }
 
 TEST(OpenAiRequest, RandomNumericParametersAcceptedExactlyInRange) {

@@ -19,7 +19,10 @@ namespace tessera::server {
 struct HttpServerConfig {
   std::string host = "127.0.0.1";
   int port = 8000;      // 0: an ephemeral port (tests); port() tells which
-  std::string api_key;  // empty: no auth; else `Authorization: Bearer <key>` on /v1/* and tokenize
+  std::string api_key;  // empty: no auth; else `Authorization: Bearer <key>` on /v1/*, tokenize
+  // /metrics names the model, the load and the request mix: with an api_key it needs the key too,
+  // unless this is set (`--metrics-without-api-key`, for a scraper that cannot send one).
+  bool metrics_without_api_key = false;
   size_t max_body_bytes = 1 << 20;
   RequestLimits limits;
   int threads = 2;  // io threads
