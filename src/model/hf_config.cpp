@@ -3,11 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "tessera/core/error.h"
+#include "tessera/json/bounded_json.h"
 #include "tessera/model/model_config.h"
 
 namespace tessera::model {
@@ -20,16 +21,10 @@ T field(const nlohmann::json& j, const char* key) {
   try {
     const nlohmann::json& v = j[key];
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      // nlohmann converts 1e300 or 2^40 to int by a plain cast (undefined): check first.
-      const bool fits =
-          v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
-          : v.is_number_integer()
-              ? v.get<int64_t>() >= int64_t(std::numeric_limits<T>::min()) &&
-                    (v.get<int64_t>() < 0 ||
-                     uint64_t(v.get<int64_t>()) <= uint64_t(std::numeric_limits<T>::max()))
-              : false;
-      if (!fits) fail(ErrorCode::kInvalidArgument, "config.json: '", key, "' is ", v.dump(),
-                      ", not an integer in range");
+      const std::optional<T> i = tessera::json::integer_as<T>(v);
+      if (!i) fail(ErrorCode::kInvalidArgument, "config.json: '", key, "' is ", v.dump(),
+                   ", not an integer in range");
+      return *i;
     }
     if constexpr (std::is_floating_point_v<T>) {
       if (!v.is_number() || !(std::abs(v.get<double>()) <= double(std::numeric_limits<T>::max())))

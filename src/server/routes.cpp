@@ -111,21 +111,31 @@ ServerContext::Continuation respond(Response r) {
   };
 }
 
+// Who may call a route when the server has an API key.
+enum class Auth {
+  kOpen,     // probes
+  kKey,      // everything that reveals or costs anything
+  kMetrics,  // the key, unless the operator opened /metrics (metrics_without_api_key)
+};
 struct Route {
   std::string_view path;
   http::verb method;
-  bool auth;
+  Auth auth;
 };
 constexpr Route kRoutes[] = {
-    {"/v1/chat/completions", http::verb::post, true},
-    {"/v1/completions", http::verb::post, true},
-    {"/v1/models", http::verb::get, true},
-    {"/health", http::verb::get, false},
-    {"/ready", http::verb::get, false},
-    {"/metrics", http::verb::get, true},  // unless metrics_without_api_key
-    {"/tokenize", http::verb::post, true},
-    {"/detokenize", http::verb::post, true},
+    {"/v1/chat/completions", http::verb::post, Auth::kKey},
+    {"/v1/completions", http::verb::post, Auth::kKey},
+    {"/v1/models", http::verb::get, Auth::kKey},
+    {"/health", http::verb::get, Auth::kOpen},
+    {"/ready", http::verb::get, Auth::kOpen},
+    {"/metrics", http::verb::get, Auth::kMetrics},
+    {"/tokenize", http::verb::post, Auth::kKey},
+    {"/detokenize", http::verb::post, Auth::kKey},
 };
+
+bool needs_key(const Route& r, const HttpServerConfig& cfg) {
+  return r.auth == Auth::kKey || (r.auth == Auth::kMetrics && !cfg.metrics_without_api_key);
+}
 
 }  // namespace
 
@@ -144,7 +154,7 @@ void handle_request(Session& session, ServerContext& ctx, Request&& req) {
     e.headers.emplace_back("Allow", std::string(http::to_string(route->method)));
     throw e;
   }
-  if (route->auth && !(path == "/metrics" && ctx.cfg.metrics_without_api_key)) check_auth(ctx, req);
+  if (needs_key(*route, ctx.cfg)) check_auth(ctx, req);
 
   // The request threads own the body from here; `req` moves into the work.
   auto body_work = [&](auto fn) {

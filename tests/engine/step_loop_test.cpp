@@ -199,6 +199,7 @@ class StepLoop : public ::testing::TestWithParam<int> {
     r.stopping.ignore_eos = true;
     return r;
   }
+  void expect_fault_then_recovery(const std::string& error, int executors);
   template <typename F>
   void with_world(F f) {
     std::lock_guard lock(world_->mu);
@@ -298,36 +299,32 @@ TEST_P(StepLoop, AbortsAndDeadlinesEndOnlyTheirRequest) {
   EXPECT_EQ(ok.text, expected_text(8, 30));
 }
 
-TEST_P(StepLoop, AFailedStepFailsItsRequestsAndTheNextOnesRun) {
-  with_world([](World& w) { w.fail_steps = 1; });
-  Collector first;
-  engine_->submit(request("first", 6, 4), first.callback());
-  ASSERT_TRUE(first.wait());
-  EXPECT_EQ(first.finish, FinishReason::kError);
-  EXPECT_NE(first.error.find("fake step error"), std::string::npos) << first.error;
-  Collector second;
-  engine_->submit(request("second", 6, 4), second.callback());
-  ASSERT_TRUE(second.wait());
-  EXPECT_EQ(second.finish, FinishReason::kLength) << second.error;
-  EXPECT_EQ(second.text, expected_text(6, 4));
-  with_world([](World& w) { EXPECT_EQ(w.executors_built, 1) << "a step error is no restart"; });
-}
-
-TEST_P(StepLoop, AWorkerDeathFailsItsRequestsAndANewWorkerServesTheNext) {
-  with_world([](World& w) { w.die_in_step = true; });
+// A fault in the step of one request fails that request with `error`; the next request is served
+// (by a new executor when the fault killed the worker: `executors` built in all).
+void StepLoop::expect_fault_then_recovery(const std::string& error, int executors) {
   Collector lost;
   engine_->submit(request("lost", 6, 4), lost.callback());
   ASSERT_TRUE(lost.wait());
   EXPECT_EQ(lost.finish, FinishReason::kError);
-  EXPECT_NE(lost.error.find("worker failed"), std::string::npos) << lost.error;
+  EXPECT_NE(lost.error.find(error), std::string::npos) << lost.error;
   Collector next;
   engine_->submit(request("next", 6, 4), next.callback());
   ASSERT_TRUE(next.wait());
   EXPECT_EQ(next.finish, FinishReason::kLength) << next.error;
   EXPECT_EQ(next.text, expected_text(6, 4));
-  with_world([](World& w) { EXPECT_EQ(w.executors_built, 2); });
-  EXPECT_EQ(engine_->metrics().value("tessera:worker_restarts_total"), 1.0);
+  with_world([&](World& w) { EXPECT_EQ(w.executors_built, executors); });
   EXPECT_TRUE(engine_->ready());
+}
+
+TEST_P(StepLoop, AFailedStepFailsItsRequestsAndTheNextOnesRun) {
+  with_world([](World& w) { w.fail_steps = 1; });
+  expect_fault_then_recovery("fake step error", /*executors=*/1);  // a step error is no restart
+}
+
+TEST_P(StepLoop, AWorkerDeathFailsItsRequestsAndANewWorkerServesTheNext) {
+  with_world([](World& w) { w.die_in_step = true; });
+  expect_fault_then_recovery("worker failed", /*executors=*/2);
+  EXPECT_EQ(engine_->metrics().value("tessera:worker_restarts_total"), 1.0);
 }
 
 TEST_P(StepLoop, AWorkerFoundDeadWhileIdleIsReplacedBeforeARequestPaysForIt) {

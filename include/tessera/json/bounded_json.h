@@ -10,8 +10,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <type_traits>
 
 namespace tessera::json {
 
@@ -38,5 +42,24 @@ nlohmann::ordered_json parse_ordered(std::string_view text, const JsonLimits& li
 // The same with sorted (std::map) objects, for documents read by key only.
 nlohmann::json parse(std::string_view text, const JsonLimits& limits,
                      std::string_view what = "JSON");
+
+// The value of `v` as an integer of type T, or nullopt when v is not an integer or does not fit
+// T. nlohmann's get<int>() converts 1e300 or 2^40 by a plain cast, which is undefined behaviour,
+// so every integer read from an outside document goes through here.
+template <typename T, typename Json>
+std::optional<T> integer_as(const Json& v) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool>);
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.template get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return std::nullopt;
+    return static_cast<T>(u);
+  }
+  if (!v.is_number_integer()) return std::nullopt;
+  const int64_t i = v.template get<int64_t>();
+  if (i < 0 ? (!std::is_signed_v<T> || i < static_cast<int64_t>(std::numeric_limits<T>::min()))
+            : static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+    return std::nullopt;
+  return static_cast<T>(i);
+}
 
 }  // namespace tessera::json
