@@ -32,17 +32,21 @@ int cmd_worker(const std::vector<std::string>& args) {
   const Args a(args,
                {"model", "num-blocks", "block-size", "kv-cache-mb", "fd", "threads", "rank", "tp",
                 "pp", "layer-split", "store", "group-id", "comm", "bind-host", "fingerprint",
-                "connect-timeout", "collective-timeout", "heartbeat", "device"},
+                "connect-timeout", "collective-timeout", "heartbeat", "device", "backend"},
                {"group"});
   const auto model = a.get("model");
   if (!model) fail(ErrorCode::kInvalidArgument, "worker: --model is required");
   const int kv_mb = a.get_int("kv-cache-mb", 256);
   if (kv_mb < 0) fail(ErrorCode::kInvalidArgument, "worker: --kv-cache-mb must be >= 0");
   if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
-  const worker::WorkerParams wp{.model_path = *model,
-                                .num_blocks = a.get_int("num-blocks", 0),
-                                .block_size = a.get_int("block-size", 16),
-                                .kv_cache_bytes = static_cast<size_t>(kv_mb) << 20};
+  const int device_index = a.get_int("device", 0);
+  if (device_index < 0) fail(ErrorCode::kInvalidArgument, "worker: --device must be >= 0");
+  const worker::WorkerParams wp{
+      .model_path = *model,
+      .num_blocks = a.get_int("num-blocks", 0),
+      .block_size = a.get_int("block-size", 16),
+      .kv_cache_bytes = static_cast<size_t>(kv_mb) << 20,
+      .device = {parse_device_type(a.get_or("backend", "cpu")), device_index}};
   if (a.flag("group")) {
     // One rank of a worker group: everything it needs comes from the launcher's command line and
     // the coordinator's store.

@@ -102,6 +102,7 @@ class GlooCommunicator final : public Communicator {
     const char* op = "all_reduce_sum";
     check_usable(op);
     check_cpu(t, op);
+    const HostAccess open{&t};
     if (t.dtype() != DType::kF32)
       fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs F32, got ", t.str());
     const size_t n = static_cast<size_t>(t.numel());
@@ -128,6 +129,7 @@ class GlooCommunicator final : public Communicator {
     check_usable(op);
     check_cpu(in, op);
     check_cpu(out, op);
+    const HostAccess open{&in, &out};
     if (out.dtype() != in.dtype() || out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
       fail(ErrorCode::kInvalidArgument, name_, " all_gather: out ", out.str(), " is not ", size_,
            " x in ", in.str());
@@ -146,6 +148,7 @@ class GlooCommunicator final : public Communicator {
     const char* op = "broadcast";
     check_usable(op);
     check_cpu(t, op);
+    const HostAccess open{&t};
     check_rank(root, op);
     if (size_ == 1 || t.nbytes() == 0) return;
     const uint64_t slot = next_collective_slot();
@@ -164,6 +167,7 @@ class GlooCommunicator final : public Communicator {
     const char* op = "send";
     check_usable(op);
     check_cpu(t, op);
+    const HostAccess open{&t};
     check_peer(peer, op);
     const uint64_t slot = p2p_slot(rank_, peer, send_seq_[static_cast<size_t>(peer)]++);
     const auto deadline = op_deadline();
@@ -176,6 +180,7 @@ class GlooCommunicator final : public Communicator {
     const char* op = "recv";
     check_usable(op);
     check_cpu(t, op);
+    const HostAccess open{&t};
     check_peer(peer, op);
     const uint64_t slot = p2p_slot(peer, rank_, recv_seq_[static_cast<size_t>(peer)]++);
     const auto deadline = op_deadline();
@@ -214,9 +219,12 @@ class GlooCommunicator final : public Communicator {
       fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
            ": the communicator was aborted by an earlier failure");
   }
+  // Gloo moves host memory: CPU tensors, or guarded-device ones (opened for the op, as NCCL
+  // reads GPU memory directly). CUDA tensors go through NCCL instead.
   void check_cpu(const Tensor& t, const char* op) const {
-    if (!t.defined() || !t.is_contiguous() || !t.device().is_cpu())
-      fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs a contiguous CPU tensor, got ",
+    if (!t.defined() || !t.is_contiguous() || !t.storage()->host_addressable())
+      fail(ErrorCode::kInvalidArgument, name_, " ", op,
+           ": needs a contiguous CPU or guarded-device tensor, got ",
            t.defined() ? t.str() : std::string("an undefined tensor"));
   }
   void check_rank(int r, const char* op) const {

@@ -315,7 +315,7 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
                          if (f.key == "model") {
                            parse_model(f, c);
                          } else if (f.key == "backend") {
-                           c.backend = detail::read_enum(f, {"cpu", "cuda"});
+                           c.backend = detail::read_enum(f, {"cpu", "cuda", "guarded"});
                          } else if (f.key == "parallel") {
                            parse_parallel(f, c);
                          } else if (f.key == "nodes") {

@@ -9,21 +9,13 @@
 
 namespace tessera {
 
-std::string Device::str() const {
-  return type == DeviceType::kCPU ? "cpu" : "cuda:" + std::to_string(index);
-}
-
-std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
-  if (!device.is_cpu())
-    fail(ErrorCode::kUnsupported, "Storage::allocate on ", device.str(),
-         " goes through the CUDA allocator, not the CPU one");
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, std::shared_ptr<Allocator> allocator) {
+  TESSERA_CHECK(allocator != nullptr, "Storage::allocate without an allocator");
   std::shared_ptr<Storage> s(new Storage());
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  s->data_ = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-  if (rounded && !s->data_) fail(ErrorCode::kResourceExhausted, "out of memory allocating ", bytes, " bytes");
-  if (rounded) std::memset(s->data_, 0, rounded);
+  s->data_ = allocator->allocate(bytes);
   s->size_ = bytes;
-  s->device_ = device;
+  s->device_ = allocator->device();
+  s->allocator_ = std::move(allocator);
   return s;
 }
 
@@ -38,7 +30,19 @@ std::shared_ptr<Storage> Storage::borrow(const void* data, size_t bytes,
 }
 
 Storage::~Storage() {
-  if (!owner_) std::free(data_);
+  if (allocator_) allocator_->deallocate(data_, size_);
+}
+
+void Storage::open_host_access() const {
+  if (!allocator_ || !allocator_->host_addressable())
+    fail(ErrorCode::kInvalidArgument, "host code cannot address memory on ", device_.str());
+  std::lock_guard lock(access_mu_);
+  if (access_count_++ == 0) allocator_->set_host_access(data_, size_, true);
+}
+
+void Storage::close_host_access() const {
+  std::lock_guard lock(access_mu_);
+  if (--access_count_ == 0) allocator_->set_host_access(data_, size_, false);
 }
 
 std::string shape_str(std::span<const int64_t> shape) {
@@ -65,12 +69,16 @@ int64_t product(const Shape& shape) {
 }  // namespace
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  return empty(std::move(shape), dtype, default_allocator(device));
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype, const std::shared_ptr<Allocator>& allocator) {
   for (auto d : shape)
     if (d < 0) fail(ErrorCode::kInvalidArgument, "negative dimension in shape ", shape_str(shape));
   const int64_t last = shape.empty() ? 1 : shape.back();
   const int64_t rows = last ? product(shape) / last : 0;
   const size_t bytes = static_cast<size_t>(rows) * tessera::row_bytes(dtype, last);
-  return from_storage(Storage::allocate(bytes, device), 0, std::move(shape), dtype);
+  return from_storage(Storage::allocate(bytes, allocator), 0, std::move(shape), dtype);
 }
 
 Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape,
@@ -138,6 +146,17 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
     t.offset_ += static_cast<size_t>(begin) * bytes_per_index;
   }
   t.shape_[0] = end - begin;
+  return t;
+}
+
+Tensor Tensor::cols(int64_t begin, int64_t end) const {
+  TESSERA_CHECK(ndim() == 2 && is_contiguous() && !is_quantized(dtype_), "cols() of ", str());
+  TESSERA_CHECK(0 <= begin && begin <= end && end <= shape_[1], "cols [", begin, ", ", end,
+                ") of ", str());
+  Tensor t = *this;
+  t.offset_ += static_cast<size_t>(begin) * tessera::row_bytes(dtype_, 1);
+  t.shape_[1] = end - begin;
+  t.strides_ = {shape_[1], 1};
   return t;
 }
 

@@ -178,6 +178,7 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
                                    "--fingerprint",
                                    group_fingerprint(p)};
   if (!p.layer_split.empty()) args.insert(args.end(), {"--layer-split", join_ints(p.layer_split)});
+  args.insert(args.end(), {"--backend", p.backend});
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(),
                 {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});

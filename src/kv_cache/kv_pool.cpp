@@ -4,7 +4,9 @@
 
 namespace tessera::kv_cache {
 
-KvPool::KvPool(const KvPoolParams& p) : params_(p) {
+KvPool::KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device) : params_(p) {
+  if (!device) device = default_allocator(p.device);
+  params_.device = device->device();
   if (p.num_layers <= 0 || p.num_blocks <= 0 || p.block_size <= 0 || p.num_kv_heads <= 0 ||
       p.head_dim <= 0)
     fail(ErrorCode::kInvalidArgument, "bad KV pool shape: layers ", p.num_layers, " blocks ",
@@ -12,8 +14,8 @@ KvPool::KvPool(const KvPoolParams& p) : params_(p) {
          p.head_dim);
   const Shape shape{p.num_blocks, p.block_size, p.num_kv_heads, p.head_dim};
   for (int l = 0; l < p.num_layers; ++l) {
-    k_.push_back(Tensor::empty(shape, DType::kF32, p.device));
-    v_.push_back(Tensor::empty(shape, DType::kF32, p.device));
+    k_.push_back(Tensor::empty(shape, DType::kF32, device));
+    v_.push_back(Tensor::empty(shape, DType::kF32, device));
   }
 }
 

@@ -3,21 +3,24 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "tessera/core/error.h"
 #include "tessera/core/half.h"
+#include "tessera/ops/backend.h"
 #include "tessera/ops/ops.h"
 
 namespace tessera::model {
 namespace {
 
-// Norm weights and biases are small; keep them F32 whatever the file stores.
+// Norm weights and biases are small; keep them F32 whatever the file stores (converted on the
+// host from the file's bytes, before the upload).
 Tensor as_f32(const Tensor& t) {
   if (t.dtype() == DType::kF32) return t;
   Tensor out = Tensor::empty(t.shape(), DType::kF32);
   const int64_t last = t.dim(-1);
   for (int64_t r = 0; r < t.numel() / last; ++r)
-    ops::ref::dequantize_row(t.dtype(), t.row_ptr(r), out.data_as<float>() + r * last, last);
+    ops::cpu::dequantize_row(t.dtype(), t.row_ptr(r), out.data_as<float>() + r * last, last);
   return out;
 }
 
@@ -27,10 +30,77 @@ void expect_shape(const std::string& name, const Tensor& t, const Shape& shape) 
          ", expected ", shape_str(shape));
 }
 
+// A step's index arrays, packed into one I32 buffer uploaded once; each field a view of it.
+struct StepMeta {
+  Tensor tokens, positions, slots, query_start, context_lens, block_tables, logit_rows;
+};
+
+StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc) {
+  const std::span<const int32_t> parts[] = {b.tokens,       b.positions,    b.slots,
+                                            b.query_start,  b.context_lens, b.block_tables,
+                                            b.logit_rows};
+  int64_t n = 0;
+  for (auto p : parts) n += static_cast<int64_t>(p.size());
+  Tensor host = Tensor::empty({n}, DType::kI32);
+  int64_t at = 0;
+  for (auto p : parts) {
+    if (!p.empty()) std::memcpy(host.data_as<int32_t>() + at, p.data(), p.size_bytes());
+    at += static_cast<int64_t>(p.size());
+  }
+  const Tensor dev = to_device(host, alloc);
+  Tensor views[7];
+  at = 0;
+  for (size_t i = 0; i < 7; ++i) {
+    const auto len = static_cast<int64_t>(parts[i].size());
+    views[i] = dev.slice(at, at + len);
+    at += len;
+  }
+  return {views[0], views[1], views[2], views[3], views[4], views[5], views[6]};
+}
+
+// Device ops cannot report a bad index (a CUDA kernel would write out of bounds), so every index
+// value of a step is checked here, on the host, before the upload.
+void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, int64_t vocab) {
+  const auto T = static_cast<int64_t>(b.tokens.size());
+  const auto S = static_cast<int64_t>(b.context_lens.size());
+  for (int32_t id : b.tokens)
+    if (id < 0 || id >= vocab)
+      fail(ErrorCode::kOutOfRange, "token id ", id, " outside the vocabulary of ", vocab);
+  const int64_t capacity = int64_t{kp.num_blocks} * kp.block_size;
+  for (size_t i = 0; i < b.slots.size(); ++i)
+    if (b.slots[i] < 0 || b.slots[i] >= capacity || b.positions[i] < 0)
+      fail(ErrorCode::kOutOfRange, "forward: token ", i, " has slot ", b.slots[i], " (cache of ",
+           capacity, ") and position ", b.positions[i]);
+  if (static_cast<int64_t>(b.query_start.size()) != S + 1 || b.query_start.front() != 0 ||
+      b.query_start.back() != T || b.max_blocks_per_seq < 0 ||
+      static_cast<int64_t>(b.block_tables.size()) < S * b.max_blocks_per_seq)
+    fail(ErrorCode::kInvalidArgument, "forward: batch arrays do not describe ", S, " sequences of ",
+         T, " tokens");
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t q_len = b.query_start[s + 1] - b.query_start[s], ctx = b.context_lens[s];
+    const int64_t blocks = (ctx + kp.block_size - 1) / kp.block_size;
+    if (q_len < 0 || q_len > ctx || blocks > b.max_blocks_per_seq)
+      fail(ErrorCode::kInvalidArgument, "forward: sequence ", s, " has ", q_len,
+           " query rows, context ", ctx, ", table of ", b.max_blocks_per_seq);
+    for (int64_t i = 0; i < blocks; ++i) {
+      const int32_t id = b.block_tables[static_cast<size_t>(s * b.max_blocks_per_seq + i)];
+      if (id < 0 || id >= kp.num_blocks)
+        fail(ErrorCode::kOutOfRange, "forward: block id ", id, " of sequence ", s,
+             " outside the KV pool of ", kp.num_blocks);
+    }
+  }
+  for (int32_t row : b.logit_rows)
+    if (row < 0 || row >= T) fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
+}
+
 }  // namespace
 
-LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Communicator* tp)
-    : config_(w.config()), shard_(shard), comm_(tp) {
+LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Communicator* tp,
+                       std::shared_ptr<Allocator> device)
+    : config_(w.config()),
+      shard_(shard),
+      comm_(tp),
+      alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
   if (shard_.num_layers < 0) shard_.num_layers = c.num_layers - shard_.first_layer;
   if (shard_.first_layer < 0 || shard_.num_layers < 1 ||
@@ -95,6 +165,42 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
                     tp_.ffn);
     layers_.push_back(std::move(L));
   }
+  // Upload (still quantized) to the model's device; to_device keeps CPU tensors as they are, so
+  // on the CPU the file's mapping is used in place. Tied embeddings are uploaded once.
+  auto up = [&](Tensor& t) {
+    if (t.defined()) t = to_device(t, alloc_);
+  };
+  const bool tied = output_.defined() && token_embd_.defined() &&
+                    output_.data() == token_embd_.data() && output_.shape() == token_embd_.shape();
+  up(token_embd_);
+  if (tied) {
+    output_ = token_embd_;
+  } else {
+    up(output_);
+  }
+  up(output_norm_);
+  for (auto& L : layers_)
+    for (Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.ffn_norm,
+                      &L.w_gate, &L.w_up, &L.w_down})
+      up(*t);
+}
+
+void LlamaModel::check_device_support() const {
+  const ops::Backend& ops_here = ops::backend_for(device());
+  auto need = [&](ops::Op op, DType dtype) {
+    if (!ops_here.supports(op, dtype))
+      fail(ErrorCode::kUnsupported, "model on ", device().str(), ": op ", ops::op_name(op),
+           " for ", dtype_name(dtype), " is not implemented there yet");
+  };
+  if (token_embd_.defined() && shard_.first_stage())
+    need(shard_.tp_size > 1 ? ops::Op::kEmbeddingShard : ops::Op::kEmbedding, token_embd_.dtype());
+  for (ops::Op op : {ops::Op::kRmsNorm, ops::Op::kAdd, ops::Op::kRope, ops::Op::kSiluMul,
+                     ops::Op::kKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
+    need(op, DType::kF32);
+  for (const auto& L : layers_)
+    for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      need(ops::Op::kMatmul, w->dtype());
+  if (output_.defined()) need(ops::Op::kMatmul, output_.dtype());
 }
 
 kv_cache::KvPoolParams LlamaModel::kv_shape(int block_size) const {
@@ -116,60 +222,41 @@ size_t LlamaModel::weight_bytes() const {
   return b;
 }
 
-void LlamaModel::embed(std::span<const int32_t> tokens, Tensor& hidden) const {
+void LlamaModel::embed(const Tensor& tokens, Tensor& hidden) const {
   if (shard_.tp_size == 1) {
     ops::embedding(token_embd_, tokens, hidden);
     return;
   }
-  // Vocabulary-parallel: each rank fills the rows of the tokens in its shard, the rest stay zero,
+  // Vocabulary-parallel: each rank fills the rows of the tokens in its shard, the rest are zero,
   // and the all-reduce assembles the full embedding (exactly: every row has one contributor).
-  const int64_t H = config_.hidden_size;
-  std::vector<int32_t> local_ids, where;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const int64_t id = tokens[i] - tp_.first_vocab;
-    if (id >= 0 && id < tp_.vocab) {
-      local_ids.push_back(static_cast<int32_t>(id));
-      where.push_back(static_cast<int32_t>(i));
-    }
-  }
-  std::memset(hidden.data(), 0, hidden.nbytes());
-  if (!local_ids.empty()) {
-    Tensor mine = Tensor::empty({static_cast<int64_t>(local_ids.size()), H}, DType::kF32);
-    ops::embedding(token_embd_, local_ids, mine);
-    for (size_t j = 0; j < where.size(); ++j)
-      std::memcpy(hidden.data_as<float>() + where[j] * H,
-                  mine.data_as<float>() + static_cast<int64_t>(j) * H,
-                  sizeof(float) * static_cast<size_t>(H));
-  }
+  ops::embedding_shard(token_embd_, tokens, tp_.first_vocab, hidden);
   comm_->all_reduce_sum(hidden);
 }
 
 Tensor LlamaModel::lm_head(const Tensor& last) const {
   const int64_t R = last.dim(0), V = config_.vocab_size;
   if (shard_.tp_size == 1) {
-    Tensor logits = Tensor::empty({R, V}, DType::kF32);
+    Tensor logits = act({R, V});
     ops::matmul(last, output_, Tensor(), logits);
     return logits;
   }
   // Vocabulary-parallel: each rank computes its padded slice, all-gather assembles [T, R, Vp].
   const int64_t Vp = tp_.vocab_per_rank, T = shard_.tp_size;
-  Tensor part = Tensor::zeros({R, Vp}, DType::kF32);
-  if (tp_.vocab > 0) {
-    Tensor mine = Tensor::empty({R, tp_.vocab}, DType::kF32);
+  Tensor part = act({R, Vp});  // zero-filled: the padding columns stay zero
+  if (tp_.vocab == Vp) {
+    ops::matmul(last, output_, Tensor(), part);
+  } else if (tp_.vocab > 0) {
+    Tensor mine = act({R, tp_.vocab});
     ops::matmul(last, output_, Tensor(), mine);
-    for (int64_t i = 0; i < R; ++i)
-      std::memcpy(part.data_as<float>() + i * Vp, mine.data_as<float>() + i * tp_.vocab,
-                  sizeof(float) * static_cast<size_t>(tp_.vocab));
+    copy(part.cols(0, tp_.vocab), mine);
   }
-  Tensor all = Tensor::empty({T * R, Vp}, DType::kF32);
+  Tensor all = act({T * R, Vp});
   comm_->all_gather(part, all);
-  Tensor logits = Tensor::empty({R, V}, DType::kF32);
+  Tensor logits = act({R, V});
   for (int64_t r = 0; r < T; ++r) {
     const int64_t v0 = r * Vp, n = std::min(Vp, V - v0);
     if (n <= 0) break;
-    for (int64_t i = 0; i < R; ++i)
-      std::memcpy(logits.data_as<float>() + i * V + v0, all.data_as<float>() + (r * R + i) * Vp,
-                  sizeof(float) * static_cast<size_t>(n));
+    copy(logits.cols(v0, v0 + n), all.slice(r * R, (r + 1) * R).cols(0, n));
   }
   return logits;
 }
@@ -182,45 +269,47 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
   if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
     fail(ErrorCode::kInvalidArgument, "forward: ", T, " tokens but ", b.positions.size(),
          " positions and ", b.slots.size(), " slots");
-  for (int32_t id : b.tokens)
-    if (id < 0 || id >= c.vocab_size)
-      fail(ErrorCode::kOutOfRange, "token id ", id, " outside the vocabulary of ", c.vocab_size);
   if (kv.params().num_layers != shard_.num_layers || kv.params().num_kv_heads != tp_.kv_heads)
     fail(ErrorCode::kInvalidArgument, "forward: KV pool of ", kv.params().num_layers, " layers x ",
          kv.params().num_kv_heads, " heads for a shard of ", shard_.num_layers, " x ",
          tp_.kv_heads);
 
   const auto& kp = kv.params();
+  if (kv.k(0).device() != device())
+    fail(ErrorCode::kInvalidArgument, "forward: KV pool on ", kv.k(0).device().str(),
+         " for a model on ", device().str());
+  check_step_values(b, kp, c.vocab_size);
+  const StepMeta meta = pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
                                   .head_dim = c.head_dim,
                                   .block_size = kp.block_size,
                                   .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-  const ops::AttentionBatch attn_batch{.query_start = b.query_start,
-                                       .context_lens = b.context_lens,
-                                       .block_tables = b.block_tables,
+  const ops::AttentionBatch attn_batch{.query_start = meta.query_start,
+                                       .context_lens = meta.context_lens,
+                                       .block_tables = meta.block_tables,
                                        .max_blocks_per_seq = b.max_blocks_per_seq};
   const int64_t qd = int64_t{tp_.heads} * c.head_dim, kd = int64_t{tp_.kv_heads} * c.head_dim;
 
   // Activations, named as in the paper so they can be dumped when debugging.
-  Tensor hidden = Tensor::empty({T, c.hidden_size}, DType::kF32);  // residual stream
-  Tensor normed = Tensor::empty({T, c.hidden_size}, DType::kF32);
-  Tensor q = Tensor::empty({T, qd}, DType::kF32);
-  Tensor k = Tensor::empty({T, kd}, DType::kF32);
-  Tensor v = Tensor::empty({T, kd}, DType::kF32);
-  Tensor attn_out = Tensor::empty({T, qd}, DType::kF32);
-  Tensor proj = Tensor::empty({T, c.hidden_size}, DType::kF32);
-  Tensor gate = Tensor::empty({T, tp_.ffn}, DType::kF32);
-  Tensor up = Tensor::empty({T, tp_.ffn}, DType::kF32);
+  Tensor hidden = act({T, c.hidden_size});  // residual stream
+  Tensor normed = act({T, c.hidden_size});
+  Tensor q = act({T, qd});
+  Tensor k = act({T, kd});
+  Tensor v = act({T, kd});
+  Tensor attn_out = act({T, qd});
+  Tensor proj = act({T, c.hidden_size});
+  Tensor gate = act({T, tp_.ffn});
+  Tensor up = act({T, tp_.ffn});
 
   if (shard_.first_stage()) {
-    embed(b.tokens, hidden);
+    embed(meta.tokens, hidden);
   } else {
     if (!hidden_in || hidden_in->shape() != hidden.shape())
       fail(ErrorCode::kInvalidArgument, "stage ", shard_.stage, " needs hidden states [", T, ", ",
            c.hidden_size, "] from the previous stage, got ",
            hidden_in ? hidden_in->str() : std::string("none"));
-    std::memcpy(hidden.data(), hidden_in->data(), hidden.nbytes());
+    copy(hidden, *hidden_in);
   }
   auto reduce = [&](Tensor& t) {
     if (shard_.tp_size > 1) comm_->all_reduce_sum(t);
@@ -231,9 +320,9 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     ops::matmul(normed, L.wq, L.bq, q);
     ops::matmul(normed, L.wk, L.bk, k);
     ops::matmul(normed, L.wv, L.bv, v);
-    ops::rope(q, tp_.heads, b.positions, c.rope);
-    ops::rope(k, tp_.kv_heads, b.positions, c.rope);
-    ops::kv_append(k, v, b.slots, kv.k(l), kv.v(l));
+    ops::rope(q, tp_.heads, meta.positions, c.rope);
+    ops::rope(k, tp_.kv_heads, meta.positions, c.rope);
+    ops::kv_append(k, v, meta.slots, kv.k(l), kv.v(l));
     ops::paged_attention(q, kv.k(l), kv.v(l), attn_batch, attn, attn_out);
     ops::matmul(attn_out, L.wo, Tensor(), proj);
     reduce(proj);
@@ -251,16 +340,9 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
 
   // Only the wanted rows go through the final norm and the LM head.
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
-  if (R == 0) return Tensor::empty({0, c.vocab_size}, DType::kF32);
-  Tensor last = Tensor::empty({R, c.hidden_size}, DType::kF32);
-  for (int64_t i = 0; i < R; ++i) {
-    const int32_t row = b.logit_rows[static_cast<size_t>(i)];
-    if (row < 0 || row >= T)
-      fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
-    std::memcpy(last.data_as<float>() + i * c.hidden_size,
-                hidden.data_as<float>() + row * c.hidden_size,
-                sizeof(float) * static_cast<size_t>(c.hidden_size));
-  }
+  if (R == 0) return act({0, c.vocab_size});
+  Tensor last = act({R, c.hidden_size});
+  ops::gather_rows(hidden, meta.logit_rows, last);
   ops::rms_norm(last, output_norm_, c.rms_eps, last);
   return lm_head(last);
 }

@@ -43,10 +43,19 @@ int64_t check_attention(const char* op, const Tensor& q, const Tensor& k_cache,
       k_cache.dim(3) != p.head_dim || v_cache.shape() != k_cache.shape())
     fail(ErrorCode::kInvalidArgument, op, ": caches ", k_cache.str(), " / ", v_cache.str(),
          " should be [blocks, ", p.block_size, ", ", p.num_kv_heads, ", ", p.head_dim, "]");
+  check_index(op, "query_start", batch.query_start);
+  check_index(op, "context_lens", batch.context_lens);
+  check_index(op, "block_tables", batch.block_tables);
+  const int64_t num_seqs = batch.context_lens.size();
+  if (batch.query_start.size() != num_seqs + 1 || batch.max_blocks_per_seq < 0 ||
+      batch.block_tables.size() < num_seqs * batch.max_blocks_per_seq)
+    fail(ErrorCode::kInvalidArgument, op, ": batch arrays do not match ", num_seqs, " sequences");
+  return num_seqs;
+}
+
+void check_attention_values(const char* op, const Tensor& q, const Tensor& k_cache,
+                            const HostBatch& batch, const AttentionParams& p) {
   const auto num_seqs = static_cast<int64_t>(batch.context_lens.size());
-  if (static_cast<int64_t>(batch.query_start.size()) != num_seqs + 1 ||
-      static_cast<int64_t>(batch.block_tables.size()) < num_seqs * batch.max_blocks_per_seq)
-    fail(ErrorCode::kInvalidArgument, op, ": batch spans do not match ", num_seqs, " sequences");
   if (num_seqs > 0 && (batch.query_start[0] != 0 || batch.query_start[num_seqs] != rows_of(q)))
     fail(ErrorCode::kInvalidArgument, op, ": query_start must run from 0 to ", rows_of(q));
   const int64_t num_blocks = k_cache.dim(0);
@@ -67,12 +76,11 @@ int64_t check_attention(const char* op, const Tensor& q, const Tensor& k_cache,
              num_blocks, ")");
     }
   }
-  return num_seqs;
 }
 
-int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v,
-                        std::span<const int32_t> slots, const Tensor& k_cache,
-                        const Tensor& v_cache) {
+int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v, const Indices& slots,
+                        const Tensor& k_cache, const Tensor& v_cache) {
+  check_index(op, "slots", slots);
   check_f32(op, "k", k);
   check_f32(op, "v", v);
   check_f32(op, "k_cache", k_cache);
@@ -81,26 +89,28 @@ int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v,
     fail(ErrorCode::kInvalidArgument, op, ": caches ", k_cache.str(), " / ", v_cache.str(),
          " should both be [blocks, block_size, kv_heads, head_dim]");
   const int64_t width = k_cache.dim(2) * k_cache.dim(3);
-  const int64_t capacity = k_cache.dim(0) * k_cache.dim(1);
-  if (cols_of(k) != width || k.shape() != v.shape() ||
-      rows_of(k) != static_cast<int64_t>(slots.size()))
+  if (cols_of(k) != width || k.shape() != v.shape() || rows_of(k) != slots.size())
     fail(ErrorCode::kInvalidArgument, op, ": k ", k.str(), " / v ", v.str(), " should be [",
          slots.size(), ", ", width, "]");
-  for (int32_t s : slots)
-    if (s < 0 || s >= capacity)
-      fail(ErrorCode::kOutOfRange, op, ": slot ", s, " outside [0, ", capacity, ")");
   return width;
 }
 
-int check_rope(const char* op, const Tensor& x, int num_heads, std::span<const int32_t> positions,
+void check_slot_values(const char* op, std::span<const int32_t> slots, const Tensor& k_cache) {
+  const int64_t capacity = k_cache.dim(0) * k_cache.dim(1);
+  for (int32_t s : slots)
+    if (s < 0 || s >= capacity)
+      fail(ErrorCode::kOutOfRange, op, ": slot ", s, " outside [0, ", capacity, ")");
+}
+
+int check_rope(const char* op, const Tensor& x, int num_heads, const Indices& positions,
                const RopeParams& p) {
   check_f32(op, "x", x);
+  check_index(op, "positions", positions);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
   if (p.head_dim <= 0 || num_heads <= 0 || rot <= 0 || rot > p.head_dim || rot % 2 != 0)
     fail(ErrorCode::kInvalidArgument, op, ": bad head_dim ", p.head_dim, " rotary_dim ",
          p.rotary_dim, " heads ", num_heads);
-  if (cols_of(x) != int64_t{num_heads} * p.head_dim ||
-      rows_of(x) != static_cast<int64_t>(positions.size()))
+  if (cols_of(x) != int64_t{num_heads} * p.head_dim || rows_of(x) != positions.size())
     fail(ErrorCode::kInvalidArgument, op, ": x ", x.str(), " should be [", positions.size(), ", ",
          num_heads * p.head_dim, "]");
   return rot;

@@ -9,9 +9,13 @@
 namespace tessera::ops::ref {
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
-  const int64_t num_seqs =
-      detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
+                     const AttentionBatch& ab, const AttentionParams& p, Tensor& out) {
+  const char* op = "paged_attention";
+  detail::require_host(op, {&q, &k_cache, &v_cache, &out, &ab.query_start.tensor(),
+                            &ab.context_lens.tensor(), &ab.block_tables.tensor()});
+  const int64_t num_seqs = detail::check_attention(op, q, k_cache, v_cache, ab, p, out);
+  const detail::HostBatch batch = detail::host_batch(op, ab);
+  detail::check_attention_values(op, q, k_cache, batch, p);
   const int hd = p.head_dim;
   const int group = p.num_heads / p.num_kv_heads;
   const int64_t slot_width = int64_t{p.num_kv_heads} * hd;

@@ -14,16 +14,48 @@ using detail::check_f32;
 using detail::cols_of;
 using detail::rows_of;
 using detail::check_embedding;
+using detail::host_span;
+using detail::require_host;
 
-void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
-  const int64_t d = check_embedding(table, ids, out);
+void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
+  require_host("embedding", {&table, &idx.tensor(), &out});
+  const int64_t d = check_embedding("embedding", table, idx, out);
+  const auto ids = host_span("embedding", "ids", idx);
+  detail::check_id_values("embedding", ids, table.dim(0));
   float* o = out.data_as<float>();
   for (size_t t = 0; t < ids.size(); ++t) {
     dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
   }
 }
 
+void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, Tensor& out) {
+  require_host("embedding_shard", {&table, &idx.tensor(), &out});
+  const int64_t d = check_embedding("embedding_shard", table, idx, out);
+  const auto ids = host_span("embedding_shard", "ids", idx);
+  float* o = out.data_as<float>();
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const int64_t row = ids[t] - first_id;
+    float* dst = o + static_cast<int64_t>(t) * d;
+    if (row >= 0 && row < table.dim(0))
+      dequantize_row(table.dtype(), table.row_ptr(row), dst, d);
+    else
+      for (int64_t i = 0; i < d; ++i) dst[i] = 0.0f;
+  }
+}
+
+void gather_rows(const Tensor& src, const Indices& idx, Tensor& out) {
+  require_host("gather_rows", {&src, &idx.tensor(), &out});
+  detail::check_gather_rows("gather_rows", src, idx, out);
+  const auto rows = host_span("gather_rows", "rows", idx);
+  detail::check_id_values("gather_rows", rows, rows_of(src));
+  const int64_t d = cols_of(src);
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int64_t c = 0; c < d; ++c)
+      out.data_as<float>()[static_cast<int64_t>(i) * d + c] = src.data_as<float>()[rows[i] * d + c];
+}
+
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  require_host("rms_norm", {&x, &weight, &out});
   check_f32("rms_norm", "x", x);
   check_f32("rms_norm", "out", out);
   check_cpu("rms_norm", "weight", weight);
@@ -44,6 +76,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
 }
 
 void add(Tensor& x, const Tensor& y) {
+  require_host("add", {&x, &y});
   check_f32("add", "x", x);
   check_f32("add", "y", y);
   if (x.numel() != y.numel()) fail(ErrorCode::kInvalidArgument, "add: ", x.str(), " += ", y.str());
@@ -53,6 +86,7 @@ void add(Tensor& x, const Tensor& y) {
 }
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  require_host("matmul", {&x, &w, &bias, &y});
   const auto s = detail::check_matmul("matmul", x, w, bias, y);
   const float* xp = x.data_as<float>();
   float* yp = y.data_as<float>();
@@ -69,6 +103,7 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  require_host("silu_mul", {&gate, &up, &out});
   check_f32("silu_mul", "gate", gate);
   check_f32("silu_mul", "up", up);
   check_f32("silu_mul", "out", out);
@@ -81,6 +116,7 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
 }
 
 void softmax(Tensor& x) {
+  require_host("softmax", {&x});
   check_f32("softmax", "x", x);
   const int64_t d = cols_of(x), rows = rows_of(x);
   float* p = x.data_as<float>();
@@ -98,6 +134,7 @@ void softmax(Tensor& x) {
 }
 
 std::vector<int32_t> argmax(const Tensor& logits) {
+  require_host("argmax", {&logits});
   check_f32("argmax", "logits", logits);
   const int64_t d = cols_of(logits), rows = rows_of(logits);
   std::vector<int32_t> out(static_cast<size_t>(rows), 0);
@@ -111,9 +148,12 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   return out;
 }
 
-void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_cache,
                Tensor& v_cache) {
-  const int64_t width = detail::check_kv_append("kv_append", k, v, slots, k_cache, v_cache);
+  require_host("kv_append", {&k, &v, &idx.tensor(), &k_cache, &v_cache});
+  const int64_t width = detail::check_kv_append("kv_append", k, v, idx, k_cache, v_cache);
+  const auto slots = host_span("kv_append", "slots", idx);
+  detail::check_slot_values("kv_append", slots, k_cache);
   for (size_t t = 0; t < slots.size(); ++t) {
     const auto row = static_cast<int64_t>(t);
     for (int64_t i = 0; i < width; ++i) {

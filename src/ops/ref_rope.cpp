@@ -50,8 +50,10 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
 
 namespace ref {
 
-void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p) {
-  const int rot = detail::check_rope("rope", x, num_heads, positions, p);
+void rope(Tensor& x, int num_heads, const Indices& idx, const RopeParams& p) {
+  detail::require_host("rope", {&x, &idx.tensor()});
+  const int rot = detail::check_rope("rope", x, num_heads, idx, p);
+  const auto positions = detail::host_span("rope", "positions", idx);
   const std::vector<float> inv = rope_inv_freq(p);
   const int half = rot / 2;
   float* base = x.data_as<float>();

@@ -3,12 +3,15 @@
 #include <algorithm>
 
 #include "tessera/core/error.h"
+#include "tessera/ops/backend.h"
 
 namespace tessera::worker {
 
-Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp) : pp_(pp) {
+Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp)
+    : pp_(pp), device_(ops::make_allocator(p.device)) {
   weights_ = model::open_weights(p.model_path);
-  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp);
+  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_);
+  model_->check_device_support();
   if (p.shard.num_stages > 1 &&
       (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))
     fail(ErrorCode::kInvalidArgument, "pipeline stage ", p.shard.stage, " of ", p.shard.num_stages,
@@ -19,7 +22,7 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
   if (kp.num_blocks <= 0)
     fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
          " bytes holds no block of ", p.block_size, " tokens");
-  pool_ = std::make_unique<kv_cache::KvPool>(kp);
+  pool_ = std::make_unique<kv_cache::KvPool>(kp, device_);
 }
 
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
@@ -77,14 +80,14 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     Tensor hidden_in;
     if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
       hidden_in = Tensor::empty({static_cast<int64_t>(tokens.size()), model_->config().hidden_size},
-                                DType::kF32);
+                                DType::kF32, device_);
       pp_->recv(hidden_in, shard.stage - 1);
     }
     Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
     if (!model_->last_stage()) {
       pp_->send(out, shard.stage + 1);
     } else if (sampler) {
-      sample_rows(out, sample_seqs, result);
+      sample_rows(to_host(out), sample_seqs, result);  // sampling runs on the host
     }
   }
   for (uint64_t id : plan.finished) samplers_.erase(id);

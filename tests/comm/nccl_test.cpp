@@ -32,7 +32,7 @@ Tensor device_tensor(const void* host, size_t bytes, Shape shape, DType dtype) {
                               std::move(shape), dtype);
 }
 
-std::vector<uint8_t> to_host(const Tensor& t) {
+std::vector<uint8_t> bytes_of(const Tensor& t) {
   std::vector<uint8_t> v(t.nbytes());
   EXPECT_EQ(cudaMemcpy(v.data(), t.data(), v.size(), cudaMemcpyDeviceToHost), cudaSuccess);
   return v;
@@ -63,20 +63,20 @@ TEST(Nccl, SingleRankOpsRunOnTheStream) {
 
     Tensor t = device_tensor(v.data(), bytes, {1000}, DType::kF32);
     c->all_reduce_sum(t);  // one rank: the sum is the input
-    EXPECT_EQ(std::memcmp(to_host(t).data(), v.data(), bytes), 0);
+    EXPECT_EQ(std::memcmp(bytes_of(t).data(), v.data(), bytes), 0);
     c->broadcast(t, 0);
-    EXPECT_EQ(std::memcmp(to_host(t).data(), v.data(), bytes), 0);
+    EXPECT_EQ(std::memcmp(bytes_of(t).data(), v.data(), bytes), 0);
     std::vector<float> zeros(1000, 0.0f);
     Tensor all = device_tensor(zeros.data(), bytes, {1000}, DType::kF32);
     c->all_gather(t, all);
-    EXPECT_EQ(std::memcmp(to_host(all).data(), v.data(), bytes), 0);
+    EXPECT_EQ(std::memcmp(bytes_of(all).data(), v.data(), bytes), 0);
     // F16 and BF16 reduce too (bit patterns of ordinary values; one rank leaves them unchanged).
     std::vector<uint16_t> h(64);
     for (auto& x : h) x = static_cast<uint16_t>(0x3c00 + rng() % 0x0400);
     for (DType dt : {DType::kF16, DType::kBF16}) {
       Tensor th = device_tensor(h.data(), 128, {64}, dt);
       c->all_reduce_sum(th);
-      EXPECT_EQ(std::memcmp(to_host(th).data(), h.data(), 128), 0);
+      EXPECT_EQ(std::memcmp(bytes_of(th).data(), h.data(), 128), 0);
     }
     c->barrier();
     // Host tensors and peers outside the group are argument errors.

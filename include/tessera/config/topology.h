@@ -75,7 +75,7 @@ struct SourcePos {
 struct TopologyConfig {
   std::string source;  // file path (for messages)
   ModelSpec model;
-  std::string backend = "cpu";  // cpu | cuda
+  std::string backend = "cpu";  // cpu | cuda | guarded (the test device, see core/allocator.h)
   ParallelSpec parallel;
   std::vector<NodeSpec>
       nodes;  // never empty after parsing: no `nodes:` = one local node, T x P slots

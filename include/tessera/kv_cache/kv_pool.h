@@ -3,6 +3,7 @@
 // which blocks belong to which sequence is the BlockAllocator's business, not the pool's.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "tessera/core/tensor.h"
@@ -20,7 +21,8 @@ struct KvPoolParams {
 
 class KvPool {
  public:
-  explicit KvPool(const KvPoolParams& p);
+  // The pool lives on `device`'s memory (null: default_allocator(p.device)).
+  explicit KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device = nullptr);
   const KvPoolParams& params() const { return params_; }
   Tensor& k(int layer) { return k_.at(static_cast<size_t>(layer)); }
   Tensor& v(int layer) { return v_.at(static_cast<size_t>(layer)); }

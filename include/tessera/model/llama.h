@@ -9,9 +9,17 @@
 // stage holds a contiguous range of layers; the first stage embeds tokens, the others take the
 // previous stage's hidden states, and only the last stage produces logits. The model never
 // knows which communicator engine or backend it runs on.
+//
+// Device: the model lives on its allocator's device. Weights are uploaded there still quantized
+// (CPU: the mapped file is used in place); activations are allocated there; the step's metadata
+// (token ids, positions, slots, block tables, logit rows) is packed into one I32 buffer and
+// uploaded once per forward. The model touches no memory itself: gathers, copies and fills are
+// ops or tessera::copy, so it runs unchanged on the CPU, the guarded device and (op by op, as the
+// kernels arrive) CUDA.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -42,20 +50,28 @@ class LlamaModel {
  public:
   // The whole model (shard = {}), or one shard of it. `tp` (borrowed, may be null when
   // shard.tp_size == 1) must outlive the model and is used from the thread calling forward().
+  // `device` is the allocator of the device to run on (null: the CPU).
   explicit LlamaModel(const WeightSource& weights, const ShardSpec& shard = {},
-                      comm::Communicator* tp = nullptr);
+                      comm::Communicator* tp = nullptr,
+                      std::shared_ptr<Allocator> device = nullptr);
   const ModelConfig& config() const { return config_; }  // the full model's hyperparameters
   const ShardSpec& shard() const { return shard_; }
+  Device device() const { return alloc_->device(); }
+  const std::shared_ptr<Allocator>& allocator() const { return alloc_; }
   const TpLayout& tp_layout() const { return tp_; }
   bool last_stage() const { return shard_.first_layer + shard_.num_layers == config_.num_layers; }
   // The KV pool this shard needs: its layers and its KV heads (num_blocks left to the caller).
   kv_cache::KvPoolParams kv_shape(int block_size) const;
 
   // Runs this shard's layers. The first stage reads batch.tokens; later stages read `hidden_in`
-  // [tokens, hidden] from the previous stage. Returns logits [logit_rows.size(), vocab_size] F32
-  // on the last stage, otherwise the hidden states [tokens, hidden] to send on.
+  // [tokens, hidden] (any device) from the previous stage. Returns, on the model's device, logits
+  // [logit_rows.size(), vocab_size] F32 on the last stage, otherwise the hidden states
+  // [tokens, hidden] to send on.
   Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv,
                  const Tensor* hidden_in = nullptr) const;
+  // Throws kUnsupported naming the first (op, dtype) this shard needs that its device's ops do
+  // not implement, so a device without a kernel fails at start, not at the first request.
+  void check_device_support() const;
   // Bytes of weights this shard references (what one decode step must read at least once).
   size_t weight_bytes() const;
 
@@ -63,13 +79,15 @@ class LlamaModel {
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
   };
-  void embed(std::span<const int32_t> tokens, Tensor& hidden) const;
+  void embed(const Tensor& tokens, Tensor& hidden) const;
   Tensor lm_head(const Tensor& last) const;
+  Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, alloc_); }
 
   ModelConfig config_;
   ShardSpec shard_;
   TpLayout tp_;
   comm::Communicator* comm_ = nullptr;
+  std::shared_ptr<Allocator> alloc_;
   Tensor token_embd_, output_norm_, output_;  // vocabulary shards when T > 1
   std::vector<Layer> layers_;
 };

@@ -1,10 +1,14 @@
-// The op interface. Every op here has three implementations behind one signature:
+// The op interface. ops::* (no sub-namespace) is what layers call: it checks its arguments once,
+// device-agnostically (shapes, dtypes, one device for all tensors), and runs the implementation
+// table (backend.h) of that device:
 //   ops::ref::*  the plain CPU reference (scalar loops, fp32 accumulation) - the specification;
-//   ops::cpu::*  the fast CPU version (SIMD chosen at run time, BLAS, OpenMP threads);
-//   CUDA         launchers in kernels/, used when the tensors live on a CUDA device.
-// ops::* (no sub-namespace) dispatches on the device of its tensors. Layers call only ops::*, so a
-// layer never knows its backend. Ops allocate nothing: callers pass outputs of the right shape.
+//   ops::cpu::*  the fast CPU version (SIMD chosen at run time, BLAS, OpenMP threads), also the
+//                guarded device's kernels (run with its memory opened, see core/allocator.h);
+//   CUDA         launchers in kernels/, for tensors on a CUDA device.
+// A layer never knows its backend. Ops allocate nothing: callers pass outputs of the right shape.
 // Activations are F32 [rows, cols] row-major; weights may be any DType (quantized kept quantized).
+// Index arrays (token ids, positions, slots, block tables) are I32 tensors on the data's device,
+// so a step's metadata is uploaded once, not per op; host callers may pass a span (Indices).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +43,22 @@ struct RopeParams {
 // Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values.
 std::vector<float> rope_inv_freq(const RopeParams& p);
 
+// An I32 index array argument: a contiguous I32 tensor on the data's device, or a host span (or
+// vector) viewed in place as a CPU tensor, for host callers and tests. The values must stay alive
+// for the call.
+class Indices {
+ public:
+  Indices(Tensor t);  // NOLINT(google-explicit-constructor): a tensor is an index array
+  Indices(std::span<const int32_t> host);  // NOLINT(google-explicit-constructor)
+  Indices(const std::vector<int32_t>& host)  // NOLINT(google-explicit-constructor)
+      : Indices(std::span<const int32_t>(host)) {}
+  const Tensor& tensor() const { return t_; }
+  int64_t size() const { return t_.numel(); }
+
+ private:
+  Tensor t_;
+};
+
 // The paged KV cache of one layer: k and v are [num_blocks, block_size, num_kv_heads, head_dim]
 // F32. Token t of a sequence lives in slot block_table[t / block_size] * block_size +
 // t % block_size.
@@ -55,23 +75,28 @@ struct AttentionParams {
 // sits at position context_lens[s] - q_len + j and attends causally to positions 0..that one.
 // A step may mix prefill chunks (q_len > 1) and decodes (q_len == 1) of different lengths.
 struct AttentionBatch {
-  std::span<const int32_t> query_start;   // num_seqs + 1
-  std::span<const int32_t> context_lens;  // num_seqs
-  std::span<const int32_t> block_tables;  // num_seqs * max_blocks_per_seq
+  Indices query_start;   // num_seqs + 1
+  Indices context_lens;  // num_seqs
+  Indices block_tables;  // num_seqs * max_blocks_per_seq
   int max_blocks_per_seq = 0;
 };
 
 namespace ref {
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
-void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+void embedding(const Tensor& table, const Indices& ids, Tensor& out);
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
-void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
-void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+// Vocabulary-parallel embedding: out row t = table row (ids[t] - first_id) when that is a row of
+// this shard, zeros otherwise (the all-reduce over the shards then assembles every row).
+void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
+// out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
+void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
@@ -79,15 +104,20 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 
 namespace cpu {
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
-void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+void embedding(const Tensor& table, const Indices& ids, Tensor& out);
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
-void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
-void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+// Vocabulary-parallel embedding: out row t = table row (ids[t] - first_id) when that is a row of
+// this shard, zeros otherwise (the all-reduce over the shards then assembles every row).
+void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
+// out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
+void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
@@ -98,16 +128,22 @@ const char* simd_level();
 // Quantizers (round-to-nearest, ggml-compatible) so tests and tools can make quantized weights.
 void quantize_row(DType type, const float* src, void* dst, int64_t n);
 
-// Dispatching entry points used by layers. `bias` may be an undefined Tensor (no bias).
-void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out);
+// Dispatching entry points used by layers. `bias` may be an undefined Tensor (no bias). argmax
+// returns host values (it copies the result back from the device).
+void embedding(const Tensor& table, const Indices& ids, Tensor& out);
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
-void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p);
+void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
-void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+// Vocabulary-parallel embedding: out row t = table row (ids[t] - first_id) when that is a row of
+// this shard, zeros otherwise (the all-reduce over the shards then assembles every row).
+void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
+// out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
+void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);

@@ -25,6 +25,9 @@ struct WorkerParams {
   int block_size = 16;
   size_t kv_cache_bytes = size_t{256} << 20;
   model::ShardSpec shard;  // the whole model by default
+  // The device this rank runs on: weights, activations and the KV pool live there; logits come
+  // back to the host for sampling. `backend: cuda` without a GPU fails here, never falls back.
+  Device device = Device::cpu();
 };
 
 class Worker {
@@ -44,9 +47,11 @@ class Worker {
   protocol::ExecuteResult execute(const protocol::ExecutePlan& plan);
   size_t live_sequences() const { return samplers_.size(); }
   size_t kv_bytes() const { return pool_->bytes(); }
+  Device device() const { return model_->device(); }
 
  private:
   comm::Communicator* pp_ = nullptr;
+  std::shared_ptr<Allocator> device_;  // the memory of this rank's device
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
   std::unique_ptr<kv_cache::KvPool> pool_;

@@ -28,7 +28,7 @@ struct Ctx {
   const float* kc;
   const float* vc;
   float* out;
-  const AttentionBatch* batch;
+  const ops::detail::HostBatch* batch;
   const AttentionParams* p;
 };
 
@@ -94,10 +94,14 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
 }  // namespace
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
-  if (!detail::have_avx2()) return ref::paged_attention(q, k_cache, v_cache, batch, p, out);
-  const int64_t num_seqs =
-      ops::detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
+                     const AttentionBatch& ab, const AttentionParams& p, Tensor& out) {
+  if (!detail::have_avx2()) return ref::paged_attention(q, k_cache, v_cache, ab, p, out);
+  const char* op = "paged_attention";
+  ops::detail::require_host(op, {&q, &k_cache, &v_cache, &out, &ab.query_start.tensor(),
+                                 &ab.context_lens.tensor(), &ab.block_tables.tensor()});
+  const int64_t num_seqs = ops::detail::check_attention(op, q, k_cache, v_cache, ab, p, out);
+  const ops::detail::HostBatch batch = ops::detail::host_batch(op, ab);
+  ops::detail::check_attention_values(op, q, k_cache, batch, p);
   std::vector<WorkItem> items;
   int64_t work = 0;
   for (int64_t s = 0; s < num_seqs; ++s) {

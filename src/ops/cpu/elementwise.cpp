@@ -16,6 +16,8 @@ namespace tessera::ops::cpu {
 using ops::detail::check_cpu;
 using ops::detail::check_embedding;
 using ops::detail::check_f32;
+using ops::detail::host_span;
+using ops::detail::require_host;
 using ops::detail::cols_of;
 using ops::detail::rows_of;
 
@@ -51,15 +53,46 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
   detail::dequantize_row_avx2(type, src, dst, n);
 }
 
-void embedding(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
-  const int64_t d = check_embedding(table, ids, out);
+void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
+  require_host("embedding", {&table, &idx.tensor(), &out});
+  const int64_t d = check_embedding("embedding", table, idx, out);
+  const auto ids = host_span("embedding", "ids", idx);
+  ops::detail::check_id_values("embedding", ids, table.dim(0));
   float* o = out.data_as<float>();
   for (size_t t = 0; t < ids.size(); ++t)
     cpu::dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
 }
 
+void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, Tensor& out) {
+  require_host("embedding_shard", {&table, &idx.tensor(), &out});
+  const int64_t d = check_embedding("embedding_shard", table, idx, out);
+  const auto ids = host_span("embedding_shard", "ids", idx);
+  float* o = out.data_as<float>();
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const int64_t row = ids[t] - first_id;
+    float* dst = o + static_cast<int64_t>(t) * d;
+    if (row >= 0 && row < table.dim(0))
+      cpu::dequantize_row(table.dtype(), table.row_ptr(row), dst, d);
+    else
+      std::memset(dst, 0, static_cast<size_t>(d) * sizeof(float));
+  }
+}
+
+void gather_rows(const Tensor& src, const Indices& idx, Tensor& out) {
+  require_host("gather_rows", {&src, &idx.tensor(), &out});
+  ops::detail::check_gather_rows("gather_rows", src, idx, out);
+  const auto rows = host_span("gather_rows", "rows", idx);
+  ops::detail::check_id_values("gather_rows", rows, rows_of(src));
+  const int64_t d = cols_of(src);
+  const size_t bytes = static_cast<size_t>(d) * sizeof(float);
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(out.data_as<float>() + static_cast<int64_t>(i) * d,
+                src.data_as<float>() + rows[i] * d, bytes);
+}
+
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   if (!detail::have_avx2()) return ref::rms_norm(x, weight, eps, out);
+  require_host("rms_norm", {&x, &weight, &out});
   check_f32("rms_norm", "x", x);
   check_f32("rms_norm", "out", out);
   check_cpu("rms_norm", "weight", weight);
@@ -83,6 +116,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
 
 void add(Tensor& x, const Tensor& y) {
   if (!detail::have_avx2()) return ref::add(x, y);
+  require_host("add", {&x, &y});
   check_f32("add", "x", x);
   check_f32("add", "y", y);
   if (x.numel() != y.numel()) fail(ErrorCode::kInvalidArgument, "add: ", x.str(), " += ", y.str());
@@ -91,6 +125,7 @@ void add(Tensor& x, const Tensor& y) {
 
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   if (!detail::have_avx2()) return ref::silu_mul(gate, up, out);
+  require_host("silu_mul", {&gate, &up, &out});
   check_f32("silu_mul", "gate", gate);
   check_f32("silu_mul", "up", up);
   check_f32("silu_mul", "out", out);
@@ -111,6 +146,7 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
 
 void softmax(Tensor& x) {
   if (!detail::have_avx2()) return ref::softmax(x);
+  require_host("softmax", {&x});
   check_f32("softmax", "x", x);
   const int64_t d = cols_of(x), rows = rows_of(x);
   float* p = x.data_as<float>();
@@ -125,9 +161,12 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   return ref::argmax(logits);
 }
 
-void kv_append(const Tensor& k, const Tensor& v, std::span<const int32_t> slots, Tensor& k_cache,
+void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_cache,
                Tensor& v_cache) {
-  const int64_t width = ops::detail::check_kv_append("kv_append", k, v, slots, k_cache, v_cache);
+  require_host("kv_append", {&k, &v, &idx.tensor(), &k_cache, &v_cache});
+  const int64_t width = ops::detail::check_kv_append("kv_append", k, v, idx, k_cache, v_cache);
+  const auto slots = host_span("kv_append", "slots", idx);
+  ops::detail::check_slot_values("kv_append", slots, k_cache);
   const size_t bytes = static_cast<size_t>(width) * sizeof(float);
   for (size_t t = 0; t < slots.size(); ++t) {
     const auto row = static_cast<int64_t>(t);

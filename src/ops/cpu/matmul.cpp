@@ -118,6 +118,7 @@ void matmul_blas(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
 }  // namespace
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  ops::detail::require_host("matmul", {&x, &w, &bias, &y});
   const auto s = ops::detail::check_matmul("matmul", x, w, bias, y);
   if (s.m == 0 || s.n == 0) return;
 #if defined(TESSERA_HAVE_BLAS)

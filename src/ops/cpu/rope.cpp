@@ -10,8 +10,10 @@
 
 namespace tessera::ops::cpu {
 
-void rope(Tensor& x, int num_heads, std::span<const int32_t> positions, const RopeParams& p) {
-  const int rot = ops::detail::check_rope("rope", x, num_heads, positions, p);
+void rope(Tensor& x, int num_heads, const Indices& idx, const RopeParams& p) {
+  ops::detail::require_host("rope", {&x, &idx.tensor()});
+  const int rot = ops::detail::check_rope("rope", x, num_heads, idx, p);
+  const auto positions = ops::detail::host_span("rope", "positions", idx);
   const std::vector<float> inv = rope_inv_freq(p);
   const int half = rot / 2;
   const bool interleaved = p.style == RopeStyle::kInterleaved;

@@ -1,0 +1,47 @@
+// Allocator: the memory of one device behind one interface. An allocator hands out zero-filled
+// buffers of its device and moves bytes between them and host memory; tessera::copy (tensor.h)
+// is the only caller that moves bytes between devices. Storages keep their allocator alive, so an
+// allocator outlives every buffer it handed out.
+//
+// Implementations: the CPU (aligned heap), the guarded device (here) and CUDA (a caching
+// allocator in the ops module, which owns the CUDA runtime). The CPU and guarded allocators hold
+// no mutable state; the CUDA one owns its cache and is owned by whoever made it (the worker).
+//
+// The guarded device: each buffer is its own anonymous mapping, PROT_NONE except while a
+// HostAccess scope (tensor.h) holds it open, which only device ops, copies and collectives do.
+// Host code that reads or writes device memory outside one dies with SIGSEGV in a test, as it
+// would fault (or silently read garbage) on a GPU.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "tessera/core/device.h"
+
+namespace tessera {
+
+enum class CopyKind : uint8_t { kHostToDevice, kDeviceToHost, kDeviceToDevice };
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual Device device() const = 0;
+  // `bytes` zero-filled bytes, at least 64-byte aligned; throws kResourceExhausted.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* p, size_t bytes) noexcept = 0;
+  // `rows` rows of `width` bytes, rows `dst_pitch` / `src_pitch` bytes apart; "device" is this
+  // allocator's device, "host" plain (or opened guarded) host memory. Ordered after every op
+  // already issued on the device; the bytes are in place when it returns.
+  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                       size_t width, size_t rows, CopyKind kind) const;
+  // True when host code may dereference this device's buffers (inside HostAccess for guarded).
+  virtual bool host_addressable() const { return true; }
+  // Guarded only: opens (or closes) host access to a buffer this allocator handed out.
+  virtual void set_host_access(void* /*p*/, size_t /*bytes*/, bool /*open*/) const {}
+};
+
+// The stateless allocators of the CPU and the guarded device. CUDA memory comes from a caching
+// allocator made by ops::make_allocator; asking here for one throws kUnsupported.
+std::shared_ptr<Allocator> default_allocator(Device device);
+
+}  // namespace tessera

@@ -1,0 +1,327 @@
+// The CUDA implementation table and the CUDA caching allocator (backend.h). Kernels come from
+// kernels/; every launch is on the legacy default stream for now (a per-worker stream comes with
+// the CUDA executor), so launches are ordered with each other and with the copies. Index arrays
+// arrive on the device already (the model uploads a step's metadata once), and their values were
+// validated on the host before the upload, so nothing here reads device memory back except
+// argmax's result. Ops without a kernel yet are null in the table and refused by the dispatcher.
+#include "tessera/ops/backend.h"
+
+#include "tessera/core/error.h"
+
+#if TESSERA_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+
+#include "check.h"
+#include "tessera/core/error.h"
+#include "tessera/kernels/elementwise.h"
+#include "tessera/kernels/model_ops.h"
+#endif
+
+namespace tessera::ops {
+
+#if TESSERA_HAVE_CUDA
+namespace {
+
+constexpr cudaStream_t kStream = nullptr;
+
+void check(cudaError_t e, const char* op, const char* what) {
+  if (e != cudaSuccess)
+    fail(ErrorCode::kInternal, op, ": ", what, " failed: ", cudaGetErrorString(e));
+}
+
+// Makes the tensors' device current for the call (the dispatcher has checked they share one).
+class DeviceScope {
+ public:
+  DeviceScope(const char* op, const Tensor& t) {
+    check(cudaGetDevice(&prev_), op, "cudaGetDevice");
+    device_ = t.device().index;
+    if (device_ != prev_) check(cudaSetDevice(device_), op, "cudaSetDevice");
+  }
+  ~DeviceScope() {
+    if (device_ != prev_) cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+  int device_ = 0;
+};
+
+int narrow(int64_t v, const char* op, const char* what) {
+  if (v < 0 || v > INT32_MAX) fail(ErrorCode::kOutOfRange, op, ": ", what, " ", v, " too large");
+  return static_cast<int>(v);
+}
+
+namespace gpu {
+
+const int32_t* ids_of(const Indices& i) { return i.tensor().data_as<const int32_t>(); }
+
+bool cuda_supports(Op op, DType dtype) {
+  switch (op) {
+    case Op::kEmbedding:
+      return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
+    case Op::kRmsNorm:
+    case Op::kRope:
+    case Op::kSiluMul:
+    case Op::kArgmax:
+    case Op::kKvAppend:
+    case Op::kPagedAttention:
+      return dtype == DType::kF32;
+    default:
+      return false;  // matmul, add, softmax, gather_rows, embedding_shard: the CUDA issue
+  }
+}
+
+void embedding(const Tensor& table, const Indices& ids, Tensor& out) {
+  DeviceScope scope("embedding", out);
+  const kernels::TableType type = table.dtype() == DType::kF16    ? kernels::TableType::kF16
+                                  : table.dtype() == DType::kBF16 ? kernels::TableType::kBF16
+                                                                  : kernels::TableType::kF32;
+  check(kernels::launch_embedding(out.data_as<float>(), table.data(), type, ids_of(ids),
+                                  narrow(ids.size(), "embedding", "ids"), table.dim(1), kStream),
+        "embedding", "launch");
+}
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  DeviceScope scope("rms_norm", x);
+  const int64_t d = detail::cols_of(x), rows = detail::rows_of(x);
+  check(kernels::launch_rms_norm(out.data_as<float>(), x.data_as<float>(), weight.data_as<float>(),
+                                 narrow(rows, "rms_norm", "rows"), narrow(d, "rms_norm", "cols"),
+                                 eps, kStream),
+        "rms_norm", "launch");
+}
+
+// Rotary frequencies as a device array, freed stream-ordered when the scope ends. Copied from
+// pageable memory, so staged before cudaMemcpyAsync returns.
+class DeviceFloats {
+ public:
+  explicit DeviceFloats(const std::vector<float>& host) {
+    if (host.empty()) return;
+    const size_t bytes = host.size() * sizeof(float);
+    check(cudaMallocAsync(reinterpret_cast<void**>(&ptr_), bytes, kStream), "rope",
+          "cudaMallocAsync");
+    const cudaError_t e =
+        cudaMemcpyAsync(ptr_, host.data(), bytes, cudaMemcpyHostToDevice, kStream);
+    if (e != cudaSuccess) {
+      cudaFreeAsync(ptr_, kStream);
+      check(e, "rope", "cudaMemcpyAsync");
+    }
+  }
+  ~DeviceFloats() {
+    if (ptr_) cudaFreeAsync(ptr_, kStream);
+  }
+  DeviceFloats(const DeviceFloats&) = delete;
+  DeviceFloats& operator=(const DeviceFloats&) = delete;
+  const float* get() const { return ptr_; }
+
+ private:
+  float* ptr_ = nullptr;
+};
+
+void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p) {
+  DeviceScope scope("rope", x);
+  const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
+  // Frequencies come from the same host function as the CPU ops, so every scaling matches.
+  DeviceFloats inv(rope_inv_freq(p));
+  check(kernels::launch_rope(x.data_as<float>(), ids_of(positions), inv.get(),
+                             narrow(positions.size(), "rope", "tokens"), num_heads, p.head_dim,
+                             rot, p.style == RopeStyle::kNeox, kStream),
+        "rope", "launch");
+}
+
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  DeviceScope scope("silu_mul", gate);
+  check(kernels::launch_silu_mul(out.data_as<float>(), gate.data_as<float>(), up.data_as<float>(),
+                                 static_cast<long>(gate.numel()), kStream),
+        "silu_mul", "launch");
+}
+
+std::vector<int32_t> argmax(const Tensor& logits) {
+  DeviceScope scope("argmax", logits);
+  const int64_t cols = detail::cols_of(logits), rows = detail::rows_of(logits);
+  std::vector<int32_t> host(static_cast<size_t>(rows), 0);
+  if (rows == 0) return host;
+  int32_t* dout = nullptr;
+  check(cudaMallocAsync(reinterpret_cast<void**>(&dout), host.size() * sizeof(int32_t), kStream),
+        "argmax", "cudaMallocAsync");
+  cudaError_t e = kernels::launch_argmax(dout, logits.data_as<float>(),
+                                         narrow(rows, "argmax", "rows"), cols, kStream);
+  // Synchronous on the default stream: waits for the kernel.
+  if (e == cudaSuccess)
+    e = cudaMemcpy(host.data(), dout, host.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
+  cudaFreeAsync(dout, kStream);
+  check(e, "argmax", "launch / cudaMemcpy");
+  return host;
+}
+
+void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
+               Tensor& v_cache) {
+  DeviceScope scope("kv_append", k);
+  const int64_t width = k_cache.dim(2) * k_cache.dim(3);
+  check(kernels::launch_kv_append(k_cache.data_as<float>(), v_cache.data_as<float>(),
+                                  k.data_as<float>(), v.data_as<float>(), ids_of(slots),
+                                  narrow(slots.size(), "kv_append", "slots"), width, kStream),
+        "kv_append", "launch");
+}
+
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
+  const char* op = "paged_attention";
+  DeviceScope scope(op, q);
+  const int64_t num_seqs = batch.context_lens.size(), tokens = detail::rows_of(q);
+  if (num_seqs == 0 || tokens == 0) return;
+  const kernels::PagedAttentionArgs args{
+      .out = out.data_as<float>(),
+      .q = q.data_as<float>(),
+      .k_cache = k_cache.data_as<float>(),
+      .v_cache = v_cache.data_as<float>(),
+      .query_start = ids_of(batch.query_start),
+      .context_lens = ids_of(batch.context_lens),
+      .block_tables = ids_of(batch.block_tables),
+      .num_seqs = narrow(num_seqs, op, "sequences"),
+      .num_tokens = narrow(tokens, op, "tokens"),
+      .max_blocks_per_seq = batch.max_blocks_per_seq,
+      .num_heads = p.num_heads,
+      .num_kv_heads = p.num_kv_heads,
+      .head_dim = p.head_dim,
+      .block_size = p.block_size,
+      .scale = p.scale,
+  };
+  check(kernels::launch_paged_attention(args, kStream), op, "launch");
+}
+
+}  // namespace gpu
+
+// A caching allocator per GPU: freed blocks go to a size-keyed free list and are handed out again
+// (zeroed) instead of going back to cudaFree, since cudaMalloc/cudaFree synchronise the device.
+// Sizes round up to 512 bytes (small) or 2 MiB (large) so blocks are reusable across steps.
+class CudaCachingAllocator final : public Allocator {
+ public:
+  explicit CudaCachingAllocator(int index) : index_(index) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || index < 0 || index >= n)
+      fail(ErrorCode::kUnavailable, "cuda:", index, " is not present (", n,
+           " CUDA device(s) visible)");
+  }
+  ~CudaCachingAllocator() override {
+    for (auto& [size, ptrs] : free_)
+      for (void* p : ptrs) cudaFree(p);
+  }
+  Device device() const override { return Device::cuda(index_); }
+  bool host_addressable() const override { return false; }
+
+  void* allocate(size_t bytes) override {
+    if (!bytes) return nullptr;
+    const size_t size = round(bytes);
+    Scope s(index_);
+    void* p = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        p = it->second.back();
+        it->second.pop_back();
+      }
+    }
+    if (!p) {
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {
+        release_cached();
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess)
+        fail(ErrorCode::kResourceExhausted, "cuda:", index_, ": cudaMalloc of ", size,
+             " bytes failed: ", cudaGetErrorString(e));
+    }
+    check(cudaMemsetAsync(p, 0, size, kStream), "allocate", "cudaMemsetAsync");
+    return p;
+  }
+
+  void deallocate(void* p, size_t bytes) noexcept override {
+    if (!p) return;
+    std::lock_guard lock(mu_);
+    free_[round(bytes)].push_back(p);
+  }
+
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t rows, CopyKind kind) const override {
+    const cudaMemcpyKind k = kind == CopyKind::kHostToDevice   ? cudaMemcpyHostToDevice
+                             : kind == CopyKind::kDeviceToHost ? cudaMemcpyDeviceToHost
+                                                               : cudaMemcpyDeviceToDevice;
+    Scope s(index_);
+    check(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, k), "copy", "cudaMemcpy2D");
+  }
+
+ private:
+  struct Scope {
+    explicit Scope(int d) {
+      cudaGetDevice(&prev);
+      if (prev != d) cudaSetDevice(d);
+      dev = d;
+    }
+    ~Scope() {
+      if (prev != dev) cudaSetDevice(prev);
+    }
+    int prev = 0, dev = 0;
+  };
+  static size_t round(size_t b) {
+    const size_t unit = b < (size_t{1} << 20) ? 512 : (size_t{2} << 20);
+    return (b + unit - 1) / unit * unit;
+  }
+  void release_cached() {
+    std::lock_guard lock(mu_);
+    for (auto& [size, ptrs] : free_)
+      for (void* p : ptrs) cudaFree(p);
+    free_.clear();
+  }
+
+  int index_;
+  std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+};
+
+}  // namespace
+
+const Backend* cuda_backend() {
+  static constexpr Backend kCuda{
+      .name = "cuda",
+      .supports = gpu::cuda_supports,
+      .embedding = gpu::embedding,
+      .embedding_shard = nullptr,
+      .rms_norm = gpu::rms_norm,
+      .add = nullptr,
+      .rope = gpu::rope,
+      .matmul = nullptr,
+      .silu_mul = gpu::silu_mul,
+      .softmax = nullptr,
+      .argmax = gpu::argmax,
+      .gather_rows = nullptr,
+      .kv_append = gpu::kv_append,
+      .paged_attention = gpu::paged_attention,
+  };
+  return &kCuda;
+}
+
+std::shared_ptr<Allocator> make_allocator(Device device) {
+  if (device.is_cuda()) return std::make_shared<CudaCachingAllocator>(device.index);
+  return default_allocator(device);
+}
+
+#else
+
+const Backend* cuda_backend() { return nullptr; }
+
+std::shared_ptr<Allocator> make_allocator(Device device) {
+  if (device.is_cuda())
+    fail(ErrorCode::kUnavailable, "backend cuda: this build of tessera has no CUDA (configure with "
+                                  "the CUDA toolkit present)");
+  return default_allocator(device);
+}
+
+#endif
+
+}  // namespace tessera::ops

@@ -1,0 +1,175 @@
+// The host implementation tables (backend.h): the reference, the fast CPU ops, and the guarded
+// device, whose ops are the fast CPU ones run with every argument's memory opened to host code for
+// the duration of the op, and closed again after (see core/allocator.h). Holds no state.
+#include <string_view>
+
+#include "tessera/core/error.h"
+#include "tessera/core/tensor.h"
+#include "tessera/ops/backend.h"
+
+namespace tessera::ops {
+
+std::string_view op_name(Op op) {
+  switch (op) {
+    case Op::kEmbedding: return "embedding";
+    case Op::kEmbeddingShard: return "embedding_shard";
+    case Op::kRmsNorm: return "rms_norm";
+    case Op::kAdd: return "add";
+    case Op::kRope: return "rope";
+    case Op::kMatmul: return "matmul";
+    case Op::kSiluMul: return "silu_mul";
+    case Op::kSoftmax: return "softmax";
+    case Op::kArgmax: return "argmax";
+    case Op::kGatherRows: return "gather_rows";
+    case Op::kKvAppend: return "kv_append";
+    case Op::kPagedAttention: return "paged_attention";
+  }
+  return "?";
+}
+
+namespace {
+
+// Every op; every weight dtype for the ops that take weights, F32 for the rest.
+bool host_supports(Op op, DType dtype) {
+  if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard ||
+      op == Op::kRmsNorm)
+    return dtype != DType::kI32;
+  return dtype == DType::kF32;
+}
+
+namespace guarded {
+
+void embedding(const Tensor& table, const Indices& ids, Tensor& out) {
+  HostAccess open{&table, &ids.tensor(), &out};
+  cpu::embedding(table, ids, out);
+}
+void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out) {
+  HostAccess open{&table, &ids.tensor(), &out};
+  cpu::embedding_shard(table, ids, first_id, out);
+}
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  HostAccess open{&x, &weight, &out};
+  cpu::rms_norm(x, weight, eps, out);
+}
+void add(Tensor& x, const Tensor& y) {
+  HostAccess open{&x, &y};
+  cpu::add(x, y);
+}
+void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p) {
+  HostAccess open{&x, &positions.tensor()};
+  cpu::rope(x, num_heads, positions, p);
+}
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  HostAccess open{&x, &w, &bias, &y};
+  cpu::matmul(x, w, bias, y);
+}
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  HostAccess open{&gate, &up, &out};
+  cpu::silu_mul(gate, up, out);
+}
+void softmax(Tensor& x) {
+  HostAccess open{&x};
+  cpu::softmax(x);
+}
+std::vector<int32_t> argmax(const Tensor& logits) {
+  HostAccess open{&logits};
+  return cpu::argmax(logits);
+}
+void gather_rows(const Tensor& src, const Indices& rows, Tensor& out) {
+  HostAccess open{&src, &rows.tensor(), &out};
+  cpu::gather_rows(src, rows, out);
+}
+void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
+               Tensor& v_cache) {
+  HostAccess open{&k, &v, &slots.tensor(), &k_cache, &v_cache};
+  cpu::kv_append(k, v, slots, k_cache, v_cache);
+}
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
+  HostAccess open{&q,
+                  &k_cache,
+                  &v_cache,
+                  &out,
+                  &batch.query_start.tensor(),
+                  &batch.context_lens.tensor(),
+                  &batch.block_tables.tensor()};
+  cpu::paged_attention(q, k_cache, v_cache, batch, p, out);
+}
+
+}  // namespace guarded
+}  // namespace
+
+const Backend& ref_backend() {
+  static constexpr Backend kRef{
+      .name = "ref",
+      .supports = host_supports,
+      .embedding = ref::embedding,
+      .embedding_shard = ref::embedding_shard,
+      .rms_norm = ref::rms_norm,
+      .add = ref::add,
+      .rope = ref::rope,
+      .matmul = ref::matmul,
+      .silu_mul = ref::silu_mul,
+      .softmax = ref::softmax,
+      .argmax = ref::argmax,
+      .gather_rows = ref::gather_rows,
+      .kv_append = ref::kv_append,
+      .paged_attention = ref::paged_attention,
+  };
+  return kRef;
+}
+
+const Backend& cpu_backend() {
+  static constexpr Backend kCpu{
+      .name = "cpu",
+      .supports = host_supports,
+      .embedding = cpu::embedding,
+      .embedding_shard = cpu::embedding_shard,
+      .rms_norm = cpu::rms_norm,
+      .add = cpu::add,
+      .rope = cpu::rope,
+      .matmul = cpu::matmul,
+      .silu_mul = cpu::silu_mul,
+      .softmax = cpu::softmax,
+      .argmax = cpu::argmax,
+      .gather_rows = cpu::gather_rows,
+      .kv_append = cpu::kv_append,
+      .paged_attention = cpu::paged_attention,
+  };
+  return kCpu;
+}
+
+const Backend& guarded_backend() {
+  static constexpr Backend kGuarded{
+      .name = "guarded",
+      .supports = host_supports,
+      .embedding = guarded::embedding,
+      .embedding_shard = guarded::embedding_shard,
+      .rms_norm = guarded::rms_norm,
+      .add = guarded::add,
+      .rope = guarded::rope,
+      .matmul = guarded::matmul,
+      .silu_mul = guarded::silu_mul,
+      .softmax = guarded::softmax,
+      .argmax = guarded::argmax,
+      .gather_rows = guarded::gather_rows,
+      .kv_append = guarded::kv_append,
+      .paged_attention = guarded::paged_attention,
+  };
+  return kGuarded;
+}
+
+const Backend& backend_for(Device device) {
+  switch (device.type) {
+    case DeviceType::kCPU:
+      return cpu_backend();
+    case DeviceType::kGuarded:
+      return guarded_backend();
+    case DeviceType::kCUDA:
+      if (const Backend* b = cuda_backend()) return *b;
+      break;
+  }
+  fail(ErrorCode::kUnsupported, "no ops for ", device.str(), ": this build has no CUDA");
+}
+
+}  // namespace tessera::ops

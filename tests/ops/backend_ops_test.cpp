@@ -1,0 +1,275 @@
+// The device-parametrised op suite (in the spirit of llama.cpp's test-backend-ops): every op x
+// dtype x shape family on every device available here (cpu, guarded; cuda when a GPU is present)
+// against ops::ref on fresh random inputs. Inputs and index arrays are uploaded to the device, the
+// op runs through ops::* (the dispatcher and the device's table) and the result is copied back.
+// An (op, dtype) a device does not implement yet is listed, not failed: the CUDA issue fills them.
+// Tolerances, argued from the precision:
+//   exact          embedding, embedding_shard, gather_rows, kv_append, argmax, add: copies,
+//                  dequantisation by the same formula, comparisons, one fp32 add per element;
+//   1e-5 relative  rms_norm, silu_mul (reordered sums of up to a few thousand terms, ~2 ulp exp);
+//   2e-5           rope (sincos within 2 ulp, FMA contraction);
+//   3e-5 * sum|x*w| + 1e-6   matmul (fp32 accumulation in a different order, per output);
+//   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax).
+// The seed of every case is printed on failure (SeededTest).
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "tessera/ops/backend.h"
+#include "test_util.h"
+
+namespace tessera::ops::test {
+namespace {
+
+class BackendOps : public SeededTest, public ::testing::WithParamInterface<DeviceType> {
+ protected:
+  void SetUp() override {
+    device_ = Device{GetParam(), 0};
+    try {
+      alloc_ = make_allocator(device_);
+    } catch (const Error& e) {
+      GTEST_SKIP() << device_.str() << " is not available here: " << e.what();
+    }
+  }
+  Tensor dev(const Tensor& host) { return to_device(host, alloc_); }
+  Tensor dev_idx(const std::vector<int32_t>& v) {
+    Tensor host = Tensor::empty({static_cast<int64_t>(v.size())}, DType::kI32);
+    std::copy(v.begin(), v.end(), host.data_as<int32_t>());
+    return dev(host);
+  }
+  Tensor dev_zeros(Shape shape) { return Tensor::empty(std::move(shape), DType::kF32, alloc_); }
+  // Whether the device implements (op, dtype); records the gap otherwise.
+  bool runs(Op op, DType dtype) {
+    if (backend_for(device_).supports(op, dtype)) return true;
+    std::printf("[ not yet   ] %s: %s for %s\n", device_.str().c_str(),
+                std::string(op_name(op)).c_str(), std::string(dtype_name(dtype)).c_str());
+    return false;
+  }
+  void expect_close(const Tensor& want, const Tensor& got_dev, float rel, float abs,
+                    const std::string& what) {
+    const Tensor got = to_host(got_dev);
+    ASSERT_EQ(got.shape(), want.shape()) << what;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      const float w = want.data_as<float>()[i], g = got.data_as<float>()[i];
+      ASSERT_NEAR(g, w, abs + rel * std::abs(w)) << what << " [" << i << "]";
+    }
+  }
+  void expect_equal(const Tensor& want, const Tensor& got_dev, const std::string& what) {
+    expect_close(want, got_dev, 0.0f, 0.0f, what);
+  }
+
+  Device device_;
+  std::shared_ptr<Allocator> alloc_;
+};
+
+TEST_P(BackendOps, Embedding) {
+  for (DType type : kWeightTypes) {
+    if (!runs(Op::kEmbedding, type)) continue;
+    for (auto [vocab, dim, n] : {std::tuple{50, 64, 1}, {37, 256, 19}, {1000, 576, 70}}) {
+      const Tensor table = random_weight(type, vocab, dim);
+      std::vector<int32_t> ids(static_cast<size_t>(n));
+      for (auto& id : ids) id = randint(0, vocab - 1);
+      ids[0] = vocab - 1;  // the last row: catches off-by-one row addressing
+      Tensor want = Tensor::empty({n, dim}, DType::kF32);
+      ref::embedding(table, ids, want);
+      Tensor got = dev_zeros({n, dim});
+      ops::embedding(dev(table), dev_idx(ids), got);
+      expect_equal(want, got, std::string(dtype_name(type)) + " vocab " + std::to_string(vocab));
+    }
+  }
+}
+
+TEST_P(BackendOps, EmbeddingShardZeroesRowsOfOtherShards) {
+  for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_1}) {
+    if (!runs(Op::kEmbeddingShard, type)) continue;
+    const int64_t first = 40, rows = 30, dim = 64;
+    const Tensor shard = random_weight(type, rows, dim);
+    std::vector<int32_t> ids{0, 39, 40, 55, 69, 70, 100, 41};
+    Tensor want = Tensor::empty({8, dim}, DType::kF32);
+    ref::embedding_shard(shard, ids, first, want);
+    for (int64_t c = 0; c < dim; ++c) ASSERT_EQ(want.data_as<float>()[c], 0.0f);  // id 0: not ours
+    Tensor got = dev_zeros({8, dim});
+    ops::embedding_shard(dev(shard), dev_idx(ids), first, got);
+    expect_equal(want, got, std::string(dtype_name(type)));
+  }
+}
+
+TEST_P(BackendOps, RmsNormSiluMulAddSoftmax) {
+  for (auto [rows, cols] : {std::pair{1, 576}, {7, 1000}, {65, 1536}}) {
+    const Tensor x = random_f32({rows, cols}), w = random_f32({cols}), y = random_f32({rows, cols});
+    if (runs(Op::kRmsNorm, DType::kF32)) {
+      Tensor want = Tensor::empty({rows, cols}, DType::kF32);
+      ref::rms_norm(x, w, 1e-5f, want);
+      Tensor got = dev_zeros({rows, cols});
+      ops::rms_norm(dev(x), dev(w), 1e-5f, got);
+      expect_close(want, got, 1e-5f, 1e-6f, "rms_norm");
+    }
+    if (runs(Op::kSiluMul, DType::kF32)) {
+      Tensor want = Tensor::empty({rows, cols}, DType::kF32);
+      ref::silu_mul(x, y, want);
+      Tensor got = dev_zeros({rows, cols});
+      ops::silu_mul(dev(x), dev(y), got);
+      expect_close(want, got, 1e-5f, 1e-7f, "silu_mul");
+    }
+    if (runs(Op::kAdd, DType::kF32)) {
+      Tensor want = clone(x);
+      ref::add(want, y);
+      Tensor got = dev(x);
+      ops::add(got, dev(y));
+      expect_equal(want, got, "add");
+    }
+    if (runs(Op::kSoftmax, DType::kF32)) {
+      Tensor want = clone(x);
+      ref::softmax(want);
+      Tensor got = dev(x);
+      ops::softmax(got);
+      expect_close(want, got, 2e-6f, 1e-7f, "softmax");
+    }
+  }
+}
+
+TEST_P(BackendOps, ArgmaxWithPlantedTies) {
+  if (!runs(Op::kArgmax, DType::kF32)) return;
+  for (auto [rows, cols] : {std::pair{1, 49152}, {9, 1000}}) {
+    Tensor x = random_f32({rows, cols});
+    // Row 0: the maximum twice; the first one wins.
+    const int a = randint(0, cols / 2 - 1), b = randint(cols / 2, cols - 1);
+    x.data_as<float>()[a] = x.data_as<float>()[b] = 100.0f;
+    const auto want = ref::argmax(x);
+    ASSERT_EQ(want[0], a);
+    EXPECT_EQ(ops::argmax(dev(x)), want);
+  }
+}
+
+TEST_P(BackendOps, GatherRows) {
+  if (!runs(Op::kGatherRows, DType::kF32)) return;
+  const Tensor src = random_f32({13, 576});
+  const std::vector<int32_t> rows{12, 0, 5, 5, 7};
+  Tensor want = Tensor::empty({5, 576}, DType::kF32);
+  ref::gather_rows(src, rows, want);
+  Tensor got = dev_zeros({5, 576});
+  ops::gather_rows(dev(src), dev_idx(rows), got);
+  expect_equal(want, got, "gather_rows");
+}
+
+TEST_P(BackendOps, Rope) {
+  if (!runs(Op::kRope, DType::kF32)) return;
+  struct Case {
+    int tokens, heads, head_dim, rotary_dim;
+    RopeStyle style;
+  };
+  for (const Case c : {Case{1, 9, 64, 0, RopeStyle::kInterleaved}, Case{7, 8, 64, 0, RopeStyle::kNeox},
+                       Case{33, 4, 128, 64, RopeStyle::kNeox}}) {
+    RopeParams p{.head_dim = c.head_dim, .rotary_dim = c.rotary_dim, .theta = 10000.0f,
+                 .style = c.style};
+    std::vector<int32_t> pos(static_cast<size_t>(c.tokens));
+    for (auto& v : pos) v = randint(0, 8191);
+    const Tensor x = random_f32({c.tokens, c.heads * c.head_dim});
+    Tensor want = clone(x);
+    ref::rope(want, c.heads, pos, p);
+    Tensor got = dev(x);
+    ops::rope(got, c.heads, dev_idx(pos), p);
+    expect_close(want, got, 2e-5f, 2e-5f, "rope heads " + std::to_string(c.heads));
+  }
+}
+
+TEST_P(BackendOps, Matmul) {
+  for (DType type : kWeightTypes) {
+    if (!runs(Op::kMatmul, type)) continue;
+    for (auto [m, n, k] : {std::tuple{1, 96, 576}, {5, 64, 1536}, {33, 49, 256}}) {
+      const Tensor x = random_f32({m, k}), w = random_weight(type, n, k), bias = random_f32({n});
+      Tensor want = Tensor::empty({m, n}, DType::kF32);
+      ref::matmul(x, w, bias, want);
+      Tensor got = dev_zeros({m, n});
+      ops::matmul(dev(x), dev(w), dev(bias), got);
+      // Per-output bound: 3e-5 of sum |x*w| over K (the reference's terms).
+      Tensor wf = Tensor::empty({n, k}, DType::kF32);
+      for (int64_t r = 0; r < n; ++r)
+        ref::dequantize_row(type, w.row_ptr(r), wf.data_as<float>() + r * k, k);
+      const Tensor g = to_host(got);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          float sum_abs = 0;
+          for (int64_t t = 0; t < k; ++t)
+            sum_abs += std::abs(x.data_as<float>()[i * k + t] * wf.data_as<float>()[j * k + t]);
+          ASSERT_NEAR(g.data_as<float>()[i * n + j], want.data_as<float>()[i * n + j],
+                      3e-5f * sum_abs + 1e-6f)
+              << dtype_name(type) << " y[" << i << "," << j << "]";
+        }
+    }
+  }
+}
+
+TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {
+  if (!runs(Op::kKvAppend, DType::kF32) || !runs(Op::kPagedAttention, DType::kF32)) return;
+  const int heads = 6, kv_heads = 2, hd = 32, bs = 4, blocks = 40;
+  const AttentionParams p{.num_heads = heads, .num_kv_heads = kv_heads, .head_dim = hd,
+                          .block_size = bs, .scale = 1.0f / std::sqrt(32.0f)};
+  // Three sequences: a prefill chunk, a decode with a long context, a short decode.
+  const std::vector<int> q_lens{9, 1, 1}, ctx{9, 37, 2};
+  std::vector<int32_t> qstart{0}, slots, tables;
+  const int max_blocks = 10;
+  std::vector<int32_t> free_blocks(blocks);
+  for (int i = 0; i < blocks; ++i) free_blocks[static_cast<size_t>(i)] = blocks - 1 - i;
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng());
+  size_t next = 0;
+  Tensor kc = Tensor::zeros({blocks, bs, kv_heads, hd}, DType::kF32), vc = clone(kc);
+  for (size_t s = 0; s < q_lens.size(); ++s) {
+    std::vector<int32_t> table(max_blocks, 0);
+    for (int b = 0; b < (ctx[s] + bs - 1) / bs; ++b) table[static_cast<size_t>(b)] = free_blocks[next++];
+    // The context before this step's rows is already in the cache.
+    for (int t = 0; t < ctx[s] - q_lens[s]; ++t) {
+      const int32_t slot = table[static_cast<size_t>(t / bs)] * bs + t % bs;
+      const Tensor k = random_f32({1, kv_heads * hd}), v = random_f32({1, kv_heads * hd});
+      ref::kv_append(k, v, std::vector<int32_t>{slot}, kc, vc);
+    }
+    for (int t = ctx[s] - q_lens[s]; t < ctx[s]; ++t)
+      slots.push_back(table[static_cast<size_t>(t / bs)] * bs + t % bs);
+    qstart.push_back(qstart.back() + q_lens[s]);
+    tables.insert(tables.end(), table.begin(), table.end());
+  }
+  const int T = qstart.back();
+  const Tensor k = random_f32({T, kv_heads * hd}), v = random_f32({T, kv_heads * hd});
+  const Tensor q = random_f32({T, heads * hd});
+  Tensor dkc = dev(kc), dvc = dev(vc);
+  ref::kv_append(k, v, slots, kc, vc);
+  ops::kv_append(dev(k), dev(v), dev_idx(slots), dkc, dvc);
+  expect_equal(kc, dkc, "k cache");
+  expect_equal(vc, dvc, "v cache");
+
+  std::vector<int32_t> ctx32(ctx.begin(), ctx.end());
+  Tensor want = Tensor::empty({T, heads * hd}, DType::kF32);
+  ref::paged_attention(q, kc, vc, AttentionBatch{qstart, ctx32, tables, max_blocks}, p, want);
+  Tensor got = dev_zeros({T, heads * hd});
+  ops::paged_attention(dev(q), dkc, dvc,
+                       AttentionBatch{dev_idx(qstart), dev_idx(ctx32), dev_idx(tables), max_blocks},
+                       p, got);
+  expect_close(want, got, 2e-5f, 2e-5f, "paged_attention");
+}
+
+// The dispatcher refuses tensors of two devices (index arrays included), naming both.
+TEST_P(BackendOps, MixedDevicesAreRefused) {
+  if (device_.is_cpu()) GTEST_SKIP() << "needs a second device";
+  const Tensor x = random_f32({2, 8});
+  Tensor out = dev_zeros({2, 8});
+  try {
+    ops::silu_mul(x, dev(x), out);
+    FAIL() << "mixed devices accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("different devices"), std::string::npos) << e.what();
+  }
+  const Tensor table = random_f32({10, 8});
+  EXPECT_THROW(ops::embedding(dev(table), std::vector<int32_t>{1, 2}, out), Error);  // host ids
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, BackendOps,
+                         ::testing::Values(DeviceType::kCPU, DeviceType::kGuarded,
+                                           DeviceType::kCUDA),
+                         [](const auto& info) {
+                           return std::string(info.param == DeviceType::kCPU       ? "cpu"
+                                              : info.param == DeviceType::kGuarded ? "guarded"
+                                                                                   : "cuda");
+                         });
+
+}  // namespace
+}  // namespace tessera::ops::test
