@@ -42,6 +42,9 @@ void apply_threads(const Args& a) {
   if (t > 0) omp_set_num_threads(t);
 }
 
+// --backend cpu|guarded|cuda: the device one in-process model runs on (device 0).
+Device backend_device(const Args& a) { return {parse_device_type(a.get_or("backend", "cpu")), 0}; }
+
 sampling::SamplingParams sampling_from(const Args& a) {
   sampling::SamplingParams s;
   s.temperature = static_cast<float>(a.get_double("temperature", 0.0));
@@ -176,10 +179,11 @@ int cmd_generate(const std::vector<std::string>& argv) {
   opts.insert("prompt-ids");
   opts.insert("config");
   opts.insert("logprobs");
+  opts.insert("backend");
   Args a(argv, opts, {"json", "chat", "ignore-eos"});
   apply_threads(a);
   if (a.get("config")) return generate_on_group(a);
-  LoadedModel m = load_model(a.get_or("model", default_model().name));
+  LoadedModel m = load_model(a.get_or("model", default_model().name), true, backend_device(a));
   const std::vector<int32_t> prompt = prompt_from(a, *m.tokenizer, m.path);
   GenerateParams p{.max_tokens = a.get_int("max-tokens", 128),
                    .ignore_eos = a.flag("ignore-eos"),
@@ -273,9 +277,9 @@ int cmd_template(const std::vector<std::string>& argv) {
 // Debug/test hook: teacher-forced logits of every position, raw float32 rows, written to --out.
 // --chunks N splits the sequence into N prefill steps to exercise the paged cache.
 int cmd_logits(const std::vector<std::string>& argv) {
-  Args a(argv, {"model", "ids", "out", "threads", "chunk"}, {});
+  Args a(argv, {"model", "ids", "out", "threads", "chunk", "backend"}, {});
   apply_threads(a);
-  LoadedModel m = load_model(a.get_or("model", default_model().name));
+  LoadedModel m = load_model(a.get_or("model", default_model().name), true, backend_device(a));
   auto ids = parse_ids(a.get_or("ids", ""));
   if (ids.empty()) fail(ErrorCode::kInvalidArgument, "logits needs --ids 1,2,3");
   const auto out_path = a.get("out");
@@ -288,7 +292,7 @@ int cmd_logits(const std::vector<std::string>& argv) {
   for (size_t i = 0; i < ids.size(); i += chunk) {
     const size_t n = std::min(chunk, ids.size() - i);
     const model::LocalRunner::Chunk c{.seq = seq, .tokens = {ids.data() + i, n}};
-    Tensor logits = runner.step({&c, 1}, /*all_rows=*/true);
+    const Tensor logits = to_host(runner.step({&c, 1}, /*all_rows=*/true));
     out.write(static_cast<const char*>(logits.data()),
               static_cast<std::streamsize>(logits.nbytes()));
   }

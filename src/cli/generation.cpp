@@ -54,7 +54,8 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
   t0 = std::chrono::steady_clock::now();
   r.finish_reason = "length";
   for (int step = 0; step < p.max_tokens; ++step) {
-    const int32_t tok = sampler.sample(logits.f32()).token;
+    const Tensor host = to_host(logits);  // sampling runs on the host
+    const int32_t tok = sampler.sample(host.f32()).token;
     const bool is_stop = !p.ignore_eos && std::find(stops.begin(), stops.end(), tok) != stops.end();
     if (is_stop) {
       r.finish_reason = "stop";

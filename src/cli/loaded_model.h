@@ -20,7 +20,8 @@ struct LoadedModel {
 };
 
 // `model_arg` is a path or a known name. Loads the tokenizer always, the transformer when
-// `with_weights` is set (tokenize/template do not need it).
-LoadedModel load_model(const std::string& model_arg, bool with_weights = true);
+// `with_weights` is set (tokenize/template do not need it), on `device` (--backend).
+LoadedModel load_model(const std::string& model_arg, bool with_weights = true,
+                       Device device = Device::cpu());
 
 }  // namespace tessera::cli

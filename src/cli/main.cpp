@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
     usage();
     return argc < 2 ? 2 : 0;
   }
+  tessera::log_to_stderr();
   tessera::set_log_level(std::getenv("TESSERA_LOG_LEVEL") ? std::getenv("TESSERA_LOG_LEVEL")
                                                           : "info");
   const std::string cmd = argv[1];

@@ -24,6 +24,11 @@ Launch launch_from_config(const std::string& path, int node_rank) {
     const model::ModelConfig mc = model::open_weights(model_path)->config();
     config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers);
   }
+  // Activations and the KV cache are f32 on every backend so far: a topology that asks for
+  // f16/bf16 is refused, never run silently in f32.
+  if (t.model.dtype != "auto" && t.model.dtype != "f32")
+    fail(ErrorCode::kUnsupported, path, ": model.dtype ", t.model.dtype, " (activations and KV ",
+         "cache) is not implemented on backend ", t.backend, " yet (valid: auto, f32)");
   const auto& node = t.nodes[static_cast<size_t>(node_rank)];
   // Field by field: GCC 12 warns (maybe-uninitialized) on a designated initializer of this struct.
   engine::WorkerGroupParams g;

@@ -10,11 +10,13 @@ namespace tessera::model {
 LocalRunner::LocalRunner(const LlamaModel& model, const LocalRunnerParams& params)
     : model_(model),
       params_(params),
-      pool_([&] {
-        auto kp = model.kv_shape(params.block_size);
-        kp.num_blocks = params.num_blocks;
-        return kp;
-      }()),
+      pool_(
+          [&] {
+            auto kp = model.kv_shape(params.block_size);
+            kp.num_blocks = params.num_blocks;
+            return kp;
+          }(),
+          model.allocator()),
       allocator_(params.num_blocks) {}
 
 int LocalRunner::add_sequence() {

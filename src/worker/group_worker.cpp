@@ -178,8 +178,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
                                     .resident_bytes = model::resident_bytes(),
                                     .kv_bytes = w->kv_bytes()};
   TESSERA_LOG_INFO(
-      "{} (stage {}, tp {}): layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident {:.1f} MiB",
-      who, stage, tp_rank, shard.first_layer, shard.first_layer + shard.num_layers - 1,
+      "{} (stage {}, tp {}) on {}: layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident "
+      "{:.1f} MiB",
+      who, stage, tp_rank, w->device().str(), shard.first_layer, shard.first_layer + shard.num_layers - 1,
       hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);

@@ -129,7 +129,7 @@ TEST(ConfigErrors, OutOfRangeNumbers) {
 
 TEST(ConfigErrors, EnumValuesListTheChoices) {
   std::string y = replace(kBase, "backend: cpu", "backend: tpu");
-  expect_error_at(parse_error(y), "backend", line_of(y, "backend"), "cpu, cuda");
+  expect_error_at(parse_error(y), "backend", line_of(y, "backend"), "cpu, cuda, guarded");
   y = replace(kBase, "  path: m", "  path: m\n  dtype: f64");
   expect_error_at(parse_error(y), "model.dtype", line_of(y, "dtype"), "auto, f32, f16, bf16");
   y = replace(kBase, "level: info", "level: verbose");

@@ -35,7 +35,7 @@ int total_devices(const TopologyConfig& c) {
 TEST(ShippedConfigs, AllPresentParseAndAreDocumented) {
   const std::set<std::string> expected = {"cpu.yaml",         "cpu-tp3.yaml", "cpu-pp2.yaml",
                                           "cpu-tp3-pp2.yaml", "gpu.yaml",     "gpu-tp8.yaml",
-                                          "gpu-tp8-pp2.yaml"};
+                                          "gpu-tp8-pp2.yaml", "guarded-tp3-pp2.yaml"};
   std::set<std::string> found;
   for (const auto& entry : std::filesystem::directory_iterator(configs_dir())) {
     if (entry.path().extension() != ".yaml") continue;
@@ -53,9 +53,9 @@ TEST(ShippedConfigs, AllPresentParseAndAreDocumented) {
     if (c.nodes.size() > 1) {
       EXPECT_TRUE(contains(text, "--node-rank 1"));
     }
-    const bool cpu = name.starts_with("cpu");
-    EXPECT_EQ(c.backend, cpu ? "cpu" : "cuda");
-    if (cpu || name == "gpu.yaml") {
+    const bool cpu = name.starts_with("cpu"), guarded = name.starts_with("guarded");
+    EXPECT_EQ(c.backend, cpu ? "cpu" : guarded ? "guarded" : "cuda");
+    if (cpu || guarded || name == "gpu.yaml") {
       EXPECT_EQ(c.model.path, "smollm2-135m-instruct");
       validate_for_model(c, 9, 3, 30);  // SmolLM2-135M: 9 heads, 3 KV heads, 30 layers
       const auto stages = c.stage_layers(30);

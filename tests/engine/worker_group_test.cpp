@@ -1,5 +1,7 @@
 // The worker group on the default model with real processes over Gloo: TP=3, PP=2 and TP=3 x PP=2
-// give the same greedy tokens and logprobs as one in-process worker, fed the same tokens in lock
+// (and TP=3, PP=2, TP=3 x PP=2 on the guarded device, whose ranks keep weights, activations and KV
+// cache in memory host code may not touch, and whose communicators move device tensors) give the
+// same greedy tokens and logprobs as one in-process worker, fed the same tokens in lock
 // step (teacher forcing, so a near-tie cannot make the runs diverge). A killed rank fails the step
 // within seconds with an error naming it; a rank that fails to load names itself and the cause.
 #include "tessera/engine/worker_group.h"
@@ -24,12 +26,14 @@ using testing::model_path;
 using testing::small_worker;
 using testing::tessera_bin;
 
-WorkerGroupParams group(int T, int P, std::vector<int> split = {}) {
+WorkerGroupParams group(int T, int P, std::vector<int> split = {},
+                        const std::string& backend = "cpu") {
   return {.executable = tessera_bin(),
           .worker = small_worker(),
           .tensor = T,
           .pipeline = P,
           .layer_split = std::move(split),
+          .backend = backend,
           .threads_per_rank = 1,
           .start_timeout_seconds = 120,
           .step_timeout_seconds = 120,
@@ -92,6 +96,7 @@ void compare_lockstep(Executor& ref, Executor& group, uint64_t seed, int decodes
 struct Layout {
   int T, P;
   std::vector<int> split;
+  std::string backend = "cpu";
 };
 
 class WorkerGroupLayouts : public ::testing::TestWithParam<Layout> {};
@@ -100,7 +105,7 @@ TEST_P(WorkerGroupLayouts, MatchesOneWorker) {
   SKIP_WITHOUT_MODEL_OR_BIN();
   const auto& L = GetParam();
   LocalExecutor local(small_worker());
-  WorkerGroupExecutor g(group(L.T, L.P, L.split));
+  WorkerGroupExecutor g(group(L.T, L.P, L.split, L.backend));
   ASSERT_TRUE(g.alive());
   EXPECT_EQ(g.info().world_size, L.T * L.P);
   EXPECT_EQ(g.info().vocab_size, local.info().vocab_size);
@@ -117,11 +122,14 @@ TEST_P(WorkerGroupLayouts, MatchesOneWorker) {
 
 INSTANTIATE_TEST_SUITE_P(DefaultModel, WorkerGroupLayouts,
                          ::testing::Values(Layout{3, 1, {}}, Layout{1, 2, {}}, Layout{3, 2, {}},
-                                           Layout{1, 3, {4, 20, 6}}),
+                                           Layout{1, 3, {4, 20, 6}}, Layout{3, 1, {}, "guarded"},
+                                           Layout{1, 2, {}, "guarded"},
+                                           Layout{3, 2, {}, "guarded"}),
                          [](const auto& info) {
                            return "T" + std::to_string(info.param.T) + "xP" +
                                   std::to_string(info.param.P) +
-                                  (info.param.split.empty() ? "" : "_uneven");
+                                  (info.param.split.empty() ? "" : "_uneven") +
+                                  (info.param.backend == "cpu" ? "" : "_" + info.param.backend);
                          });
 
 TEST(WorkerGroup, KilledRankFailsTheStepWithinSeconds) {

@@ -4,7 +4,9 @@
   memory (weights about 1/6 of the model's layers, plus its vocabulary shard);
 - killing one worker mid-stream fails that stream with a clear error within seconds, /ready turns
   503 while the group restarts, and the server then serves the same answer again;
-- two loopback "nodes" (`--node-rank 0` and `--node-rank 1`) form one PP=2 group.
+- two loopback "nodes" (`--node-rank 0` and `--node-rank 1`) form one PP=2 group;
+- the same TP=3 x PP=2 group on the guarded device (configs/guarded-tp3-pp2.yaml) serves the
+  single-process answer, streamed and not, with the device named in every rank's log line.
 """
 
 import json
@@ -150,6 +152,30 @@ def test_worker_killed_while_idle_is_replaced_before_the_next_request(tp3pp2):
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["text"] == want
     assert worker_pids(proc.pid)[1] != pids[1]
+
+
+def test_guarded_device_group_serves_the_single_process_answer(tmp_path):
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc, url = start_server("--config", os.path.join(SRC, "configs/guarded-tp3-pp2.yaml"),
+                                 "--no-warmup", stderr=err)
+    try:
+        want = solo_greedy(12)
+        r = complete(url, 12)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["text"] == want
+        r = requests.post(url + "/v1/chat/completions", timeout=120, stream=True,
+                          json={"model": "smollm2-135m-instruct", "max_tokens": 8, "temperature": 0,
+                                "stream": True, "messages": [{"role": "user", "content": "Hi!"}]})
+        assert r.status_code == 200
+        chunks = [line for line in r.iter_lines() if line.startswith(b"data: {")]
+        assert len(chunks) >= 2
+        assert len(worker_pids(proc.pid)) == 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    assert len(re.findall(r"rank \d+ \(stage \d, tp \d\) on guarded:\d", text)) == 6, text[-3000:]
 
 
 def test_two_nodes_form_one_pipeline(tmp_path):

@@ -1,11 +1,14 @@
 // The Worker on a tiny llama GGUF written here (random f32 weights, 2 layers, 4 heads over 2 KV
 // heads, 64-token vocabulary): greedy tokens do not depend on how the prompt is chunked or what
 // else is in the batch, bad plans are refused with the worker still usable, and finished
-// sequences are dropped. No model file is needed.
+// sequences are dropped; on the guarded device the worker gives the same tokens, and a host read of
+// the model's device output dies. No model file is needed.
 #include "tessera/worker/worker.h"
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 
 #include "../model/gguf_builder.h"
 #include "tessera/core/error.h"
+#include "tessera/model/local_runner.h"
 
 namespace tessera::worker {
 namespace {
@@ -196,6 +200,51 @@ TEST(Worker, BadPlansAreRefusedAndTheWorkerStaysUsable) {
   w.execute(drop);
   EXPECT_EQ(w.live_sequences(), 0u);
   EXPECT_EQ(run(w, prompt, {5}, false, 3), want);
+}
+
+// Weights, activations, step metadata and KV pool on the guarded device: the same tokens as on the
+// CPU (the same kernels run), bad plans still refused, and nothing on the worker's path touches
+// device memory from the host (it would die here).
+TEST(Worker, RunsUnchangedOnTheGuardedDevice) {
+  const std::vector<int32_t> prompt{1, 7, 3, 60, 22, 41, 8, 8, 30, 12};
+  Worker cpu(params());
+  const auto want = run(cpu, prompt, {4, 6}, true, 6);
+  WorkerParams gp = params();
+  gp.device = Device::guarded(0);
+  Worker g(gp);
+  EXPECT_EQ(g.device(), Device::guarded(0));
+  EXPECT_EQ(run(g, prompt, {4, 6}, true, 6), want);
+  EXPECT_EQ(run(g, prompt, {10}, false, 6), want);
+  protocol::ExecutePlan bad;
+  bad.new_sequences.push_back(greedy(1, prompt));
+  bad.chunks.push_back({.seq_id = 1, .tokens = prompt, .start_pos = 0,
+                        .block_table = {0, kNumBlocks + 5, 1}, .sample = true});
+  EXPECT_THROW(g.execute(bad), Error);  // checked on the host, before anything reaches the device
+  protocol::ExecutePlan drop;
+  drop.finished = {1};
+  g.execute(drop);
+  EXPECT_EQ(run(g, prompt, {10}, false, 6), want);
+}
+
+// The deliberate bug: reading the model's output on the host without copying it off the device.
+TEST(Worker, AHostReadOfDeviceLogitsDies) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto weights = model::open_weights(params().model_path);
+  const model::LlamaModel m(*weights, {}, nullptr, default_allocator(Device::guarded(0)));
+  model::LocalRunner runner(m, {.num_blocks = 8, .block_size = kBlockSize});
+  const int seq = runner.add_sequence();
+  const std::vector<int32_t> prompt{3, 1, 4, 1, 5};
+  const model::LocalRunner::Chunk chunk{.seq = seq, .tokens = prompt};
+  const Tensor logits = runner.step({&chunk, 1});
+  ASSERT_EQ(logits.device(), Device::guarded(0));
+  const Tensor host = to_host(logits);  // the right way
+  for (int64_t i = 0; i < host.numel(); ++i) ASSERT_TRUE(std::isfinite(host.data_as<float>()[i]));
+  EXPECT_EXIT(
+      {
+        volatile float first = logits.data_as<float>()[0];  // the bug
+        (void)first;
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
 }
 
 }  // namespace

@@ -21,4 +21,6 @@
 namespace tessera {
 // Sets the global log level by name (trace, debug, info, warn, error, off); main() calls it once.
 void set_log_level(const std::string& level);
+// Sends the default logger to stderr (stdout is for program output); main() calls it once, first.
+void log_to_stderr();
 }  // namespace tessera

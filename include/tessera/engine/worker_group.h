@@ -38,7 +38,7 @@ struct WorkerGroupParams {
   std::vector<int> layer_split;  // empty: even
   std::vector<int> local_ranks;  // ranks this process spawns; empty: all of them
   std::vector<int> devices;      // device id per local rank (CUDA_VISIBLE_DEVICES for cuda)
-  std::string backend = "cpu";   // cpu (Gloo) | cuda (NCCL)
+  std::string backend = "cpu";   // cpu (Gloo) | cuda (NCCL) | guarded (Gloo; the test device)
   std::string store_host = "127.0.0.1";
   int store_port = 0;                      // 0: any free port
   std::string control_host = "127.0.0.1";  // where ranks reach the engine
