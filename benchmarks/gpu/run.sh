@@ -98,7 +98,8 @@ build() {
 }
 build tessera_kernels tessera_ops || exit 1
 if [ "$tests" = ON ]; then
-  build tessera_cuda_tests || status=1
+  build tessera_ops_tests || status=1
+  build tessera_core_tests || status=1
   build tessera_comm_tests || status=1
 fi
 
@@ -115,12 +116,14 @@ run_test() {  # name, binary, extra args...
   [ "$rc" = 0 ] || status=1
 }
 if [ "$tests" = ON ]; then
-  run_test cuda_tests "$BUILD/tests/tessera_cuda_tests"
+  # The device-parametrised op suite: the cuda instances run here (cpu/guarded run too, cheaply).
+  run_test backend_ops "$BUILD/tests/tessera_ops_tests" --gtest_filter='Devices/BackendOps.*'
+  run_test guarded_core "$BUILD/tests/tessera_core_tests" --gtest_filter='GuardedDevice.*' 
   run_test nccl_tests "$BUILD/tests/tessera_comm_tests" --gtest_filter='Nccl*'
-  if command -v compute-sanitizer >/dev/null && [ -x "$BUILD/tests/tessera_cuda_tests" ]; then
+  if command -v compute-sanitizer >/dev/null && [ -x "$BUILD/tests/tessera_ops_tests" ]; then
     section "compute-sanitizer memcheck"
     timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
-      "$BUILD/tests/tessera_cuda_tests" --gtest_filter='CudaOps*:CudaPaged*' \
+      "$BUILD/tests/tessera_ops_tests" --gtest_filter='Devices/BackendOps.*/cuda' \
       >"$OUT/memcheck.txt" 2>&1
     rc=$?
     tail -8 "$OUT/memcheck.txt"
