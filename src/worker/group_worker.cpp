@@ -141,7 +141,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
                                  .size = size,
                                  .timeout_seconds = a.collective_timeout_seconds,
                                  .store = &store,
-                                 .bind_host = a.bind_host};
+                                 .bind_host = a.bind_host,
+                                 .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index
+                                                                          : -1};
       return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_gloo_communicator(gp);
     };
     if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
