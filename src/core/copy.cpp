@@ -45,8 +45,7 @@ HostAccess::~HostAccess() {
 }
 
 void copy(const Tensor& dst, const Tensor& src) {
-  if (!dst.defined() || !src.defined())
-    fail(ErrorCode::kInvalidArgument, "copy: undefined tensor");
+  if (!dst.defined() || !src.defined()) fail(ErrorCode::kInvalidArgument, "copy: undefined tensor");
   if (dst.dtype() != src.dtype() || dst.shape() != src.shape())
     fail(ErrorCode::kInvalidArgument, "copy: ", src.str(), " into ", dst.str());
   Rows d{dst.nbytes(), dst.nbytes(), 1}, s = d;

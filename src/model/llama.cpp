@@ -36,9 +36,8 @@ struct StepMeta {
 };
 
 StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc) {
-  const std::span<const int32_t> parts[] = {b.tokens,       b.positions,    b.slots,
-                                            b.query_start,  b.context_lens, b.block_tables,
-                                            b.logit_rows};
+  const std::span<const int32_t> parts[] = {
+      b.tokens, b.positions, b.slots, b.query_start, b.context_lens, b.block_tables, b.logit_rows};
   int64_t n = 0;
   for (auto p : parts) n += static_cast<int64_t>(p.size());
   Tensor host = Tensor::empty({n}, DType::kI32);
@@ -90,7 +89,8 @@ void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, 
     }
   }
   for (int32_t row : b.logit_rows)
-    if (row < 0 || row >= T) fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
+    if (row < 0 || row >= T)
+      fail(ErrorCode::kOutOfRange, "logit row ", row, " outside batch of ", T);
 }
 
 }  // namespace
@@ -189,8 +189,8 @@ void LlamaModel::check_device_support() const {
   const ops::Backend& ops_here = ops::backend_for(device());
   auto need = [&](ops::Op op, DType dtype) {
     if (!ops_here.supports(op, dtype))
-      fail(ErrorCode::kUnsupported, "model on ", device().str(), ": op ", ops::op_name(op),
-           " for ", dtype_name(dtype), " is not implemented there yet");
+      fail(ErrorCode::kUnsupported, "model on ", device().str(), ": op ", ops::op_name(op), " for ",
+           dtype_name(dtype), " is not implemented there yet");
   };
   if (token_embd_.defined() && shard_.first_stage())
     need(shard_.tp_size > 1 ? ops::Op::kEmbeddingShard : ops::Op::kEmbedding, token_embd_.dtype());

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "tessera/core/error.h"
+#include "tessera/model/step_batch.h"
 
 namespace tessera::model {
 
@@ -59,8 +60,7 @@ Tensor LocalRunner::step(std::span<const Chunk> chunks, bool all_rows) {
     fail(ErrorCode::kResourceExhausted, "KV cache full: step needs ", needed, " blocks, ",
          allocator_.num_free(), " free");
 
-  std::vector<int32_t> tokens, positions, slots, query_start{0}, context_lens, logit_rows;
-  size_t max_blocks = 0;
+  StepBatch step(bs, params_.num_blocks);
   for (const auto& ch : chunks) {
     auto& s = seqs_.at(ch.seq);
     const int64_t new_len = s.length + static_cast<int64_t>(ch.tokens.size());
@@ -70,32 +70,10 @@ Tensor LocalRunner::step(std::span<const Chunk> chunks, bool all_rows) {
       TESSERA_CHECK(got.has_value(), "allocation failed after can_allocate");
       s.blocks.insert(s.blocks.end(), got->begin(), got->end());
     }
-    for (size_t i = 0; i < ch.tokens.size(); ++i) {
-      const int64_t pos = s.length + static_cast<int64_t>(i);
-      tokens.push_back(ch.tokens[i]);
-      positions.push_back(static_cast<int32_t>(pos));
-      slots.push_back(s.blocks[static_cast<size_t>(pos / bs)] * bs +
-                      static_cast<int32_t>(pos % bs));
-      if (all_rows) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
-    }
-    if (!all_rows) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
-    query_start.push_back(static_cast<int32_t>(tokens.size()));
-    context_lens.push_back(static_cast<int32_t>(new_len));
-    max_blocks = std::max(max_blocks, s.blocks.size());
+    step.add(static_cast<uint64_t>(ch.seq), ch.tokens, s.length, s.blocks,
+             all_rows ? StepBatch::Logits::kAll : StepBatch::Logits::kLast);
   }
-  std::vector<int32_t> tables(chunks.size() * max_blocks, 0);
-  for (size_t i = 0; i < chunks.size(); ++i) {
-    const auto& blocks = seqs_.at(chunks[i].seq).blocks;
-    std::copy(blocks.begin(), blocks.end(), tables.begin() + static_cast<long>(i * max_blocks));
-  }
-  const ForwardBatch batch{.tokens = tokens,
-                           .positions = positions,
-                           .slots = slots,
-                           .query_start = query_start,
-                           .context_lens = context_lens,
-                           .block_tables = tables,
-                           .max_blocks_per_seq = static_cast<int>(max_blocks),
-                           .logit_rows = logit_rows};
+  const ForwardBatch batch = step.batch();
   Tensor logits = model_.forward(batch, pool_);
   for (const auto& ch : chunks) seqs_.at(ch.seq).length += static_cast<int64_t>(ch.tokens.size());
   return logits;

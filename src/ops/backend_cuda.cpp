@@ -4,9 +4,8 @@
 // arrive on the device already (the model uploads a step's metadata once), and their values were
 // validated on the host before the upload, so nothing here reads device memory back except
 // argmax's result. Ops without a kernel yet are null in the table and refused by the dispatcher.
-#include "tessera/ops/backend.h"
-
 #include "tessera/core/error.h"
+#include "tessera/ops/backend.h"
 
 #if TESSERA_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -128,8 +127,8 @@ void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& 
   // Frequencies come from the same host function as the CPU ops, so every scaling matches.
   DeviceFloats inv(rope_inv_freq(p));
   check(kernels::launch_rope(x.data_as<float>(), ids_of(positions), inv.get(),
-                             narrow(positions.size(), "rope", "tokens"), num_heads, p.head_dim,
-                             rot, p.style == RopeStyle::kNeox, kStream),
+                             narrow(positions.size(), "rope", "tokens"), num_heads, p.head_dim, rot,
+                             p.style == RopeStyle::kNeox, kStream),
         "rope", "launch");
 }
 
@@ -317,8 +316,9 @@ const Backend* cuda_backend() { return nullptr; }
 
 std::shared_ptr<Allocator> make_allocator(Device device) {
   if (device.is_cuda())
-    fail(ErrorCode::kUnavailable, "backend cuda: this build of tessera has no CUDA (configure with "
-                                  "the CUDA toolkit present)");
+    fail(ErrorCode::kUnavailable,
+         "backend cuda: this build of tessera has no CUDA (configure with "
+         "the CUDA toolkit present)");
   return default_allocator(device);
 }
 

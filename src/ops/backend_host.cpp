@@ -11,18 +11,30 @@ namespace tessera::ops {
 
 std::string_view op_name(Op op) {
   switch (op) {
-    case Op::kEmbedding: return "embedding";
-    case Op::kEmbeddingShard: return "embedding_shard";
-    case Op::kRmsNorm: return "rms_norm";
-    case Op::kAdd: return "add";
-    case Op::kRope: return "rope";
-    case Op::kMatmul: return "matmul";
-    case Op::kSiluMul: return "silu_mul";
-    case Op::kSoftmax: return "softmax";
-    case Op::kArgmax: return "argmax";
-    case Op::kGatherRows: return "gather_rows";
-    case Op::kKvAppend: return "kv_append";
-    case Op::kPagedAttention: return "paged_attention";
+    case Op::kEmbedding:
+      return "embedding";
+    case Op::kEmbeddingShard:
+      return "embedding_shard";
+    case Op::kRmsNorm:
+      return "rms_norm";
+    case Op::kAdd:
+      return "add";
+    case Op::kRope:
+      return "rope";
+    case Op::kMatmul:
+      return "matmul";
+    case Op::kSiluMul:
+      return "silu_mul";
+    case Op::kSoftmax:
+      return "softmax";
+    case Op::kArgmax:
+      return "argmax";
+    case Op::kGatherRows:
+      return "gather_rows";
+    case Op::kKvAppend:
+      return "kv_append";
+    case Op::kPagedAttention:
+      return "paged_attention";
   }
   return "?";
 }
@@ -31,8 +43,7 @@ namespace {
 
 // Every op; every weight dtype for the ops that take weights, F32 for the rest.
 bool host_supports(Op op, DType dtype) {
-  if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard ||
-      op == Op::kRmsNorm)
+  if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard || op == Op::kRmsNorm)
     return dtype != DType::kI32;
   return dtype == DType::kF32;
 }

@@ -22,7 +22,9 @@ inline void check_dense(const char* op, const char* name, const Tensor& t) {
   if (!t.is_contiguous()) fail(ErrorCode::kInvalidArgument, op, ": ", name, " is not contiguous");
 }
 // Kept for the host implementations' readability: the same as check_dense.
-inline void check_cpu(const char* op, const char* name, const Tensor& t) { check_dense(op, name, t); }
+inline void check_cpu(const char* op, const char* name, const Tensor& t) {
+  check_dense(op, name, t);
+}
 
 // A contiguous F32 tensor.
 inline void check_f32(const char* op, const char* name, const Tensor& t) {
@@ -60,7 +62,8 @@ struct HostBatch {
   int max_blocks_per_seq = 0;
 };
 inline HostBatch host_batch(const char* op, const AttentionBatch& b) {
-  return {host_span(op, "query_start", b.query_start), host_span(op, "context_lens", b.context_lens),
+  return {host_span(op, "query_start", b.query_start),
+          host_span(op, "context_lens", b.context_lens),
           host_span(op, "block_tables", b.block_tables), b.max_blocks_per_seq};
 }
 
@@ -104,7 +107,8 @@ inline int64_t check_embedding(const char* op, const Tensor& table, const Indice
   check_dense(op, "table", table);
   check_f32(op, "out", out);
   check_index(op, "ids", ids);
-  if (table.ndim() != 2) fail(ErrorCode::kInvalidArgument, op, ": table ", table.str(), " is not 2-D");
+  if (table.ndim() != 2)
+    fail(ErrorCode::kInvalidArgument, op, ": table ", table.str(), " is not 2-D");
   const int64_t d = table.dim(1);
   if (cols_of(out) != d || rows_of(out) != ids.size())
     fail(ErrorCode::kInvalidArgument, op, ": out ", out.str(), " should be [", ids.size(), ", ", d,

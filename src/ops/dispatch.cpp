@@ -17,8 +17,8 @@ Indices::Indices(Tensor t) : t_(std::move(t)) {}
 
 Indices::Indices(std::span<const int32_t> host) {
   auto storage = Storage::borrow(host.data(), host.size_bytes(), nullptr, Device::cpu());
-  t_ = Tensor::from_storage(std::move(storage), 0, {static_cast<int64_t>(host.size())},
-                            DType::kI32);
+  t_ =
+      Tensor::from_storage(std::move(storage), 0, {static_cast<int64_t>(host.size())}, DType::kI32);
 }
 
 namespace {
@@ -45,8 +45,8 @@ Fn entry(Op op, Device device, DType dtype, Fn Backend::*member) {
   const Backend& b = backend_for(device);
   Fn fn = b.*member;
   if (!fn || !b.supports(op, dtype))
-    fail(ErrorCode::kUnsupported, op_name(op), " for ", dtype_name(dtype), " is not implemented on ",
-         device.str(), " yet");
+    fail(ErrorCode::kUnsupported, op_name(op), " for ", dtype_name(dtype),
+         " is not implemented on ", device.str(), " yet");
   return fn;
 }
 
@@ -133,12 +133,12 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
-  const Device d = device_of(Op::kPagedAttention,
-                             {&q, &k_cache, &v_cache, &out, &batch.query_start.tensor(),
-                              &batch.context_lens.tensor(), &batch.block_tables.tensor()});
+  const Device d =
+      device_of(Op::kPagedAttention, {&q, &k_cache, &v_cache, &out, &batch.query_start.tensor(),
+                                      &batch.context_lens.tensor(), &batch.block_tables.tensor()});
   detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
-  entry(Op::kPagedAttention, d, DType::kF32, &Backend::paged_attention)(q, k_cache, v_cache,
-                                                                        batch, p, out);
+  entry(Op::kPagedAttention, d, DType::kF32, &Backend::paged_attention)(q, k_cache, v_cache, batch,
+                                                                        p, out);
 }
 
 }  // namespace tessera::ops

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tessera/core/error.h"
+#include "tessera/model/step_batch.h"
 #include "tessera/ops/backend.h"
 
 namespace tessera::worker {
@@ -36,51 +37,22 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
   }
   protocol::ExecuteResult result;
   if (!plan.chunks.empty()) {
-    const int bs = pool_->params().block_size;
-    std::vector<int32_t> tokens, positions, slots, query_start{0}, context_lens, logit_rows, tables;
+    model::StepBatch step(pool_->params().block_size, pool_->params().num_blocks);
     std::vector<uint64_t> sample_seqs;
-    size_t max_blocks = 0;
-    for (const auto& ch : plan.chunks) max_blocks = std::max(max_blocks, ch.block_table.size());
     for (const auto& ch : plan.chunks) {
-      if (ch.tokens.empty())
-        fail(ErrorCode::kInvalidArgument, "empty chunk for sequence ", ch.seq_id);
-      const int64_t end = ch.start_pos + static_cast<int64_t>(ch.tokens.size());
-      if (static_cast<int64_t>(ch.block_table.size()) * bs < end)
-        fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has ", ch.block_table.size(),
-             " blocks for ", end, " tokens");
-      for (size_t i = 0; i < ch.tokens.size(); ++i) {
-        const int32_t pos = ch.start_pos + static_cast<int32_t>(i);
-        tokens.push_back(ch.tokens[i]);
-        positions.push_back(pos);
-        const int32_t block = ch.block_table[static_cast<size_t>(pos / bs)];
-        if (block < 0 || block >= pool_->params().num_blocks)
-          fail(ErrorCode::kOutOfRange, "block ", block, " outside the KV pool");
-        slots.push_back(block * bs + pos % bs);
-      }
-      query_start.push_back(static_cast<int32_t>(tokens.size()));
-      context_lens.push_back(static_cast<int32_t>(end));
-      tables.insert(tables.end(), ch.block_table.begin(), ch.block_table.end());
-      tables.resize(tables.size() + max_blocks - ch.block_table.size(), 0);
-      if (ch.sample) {
-        if (sampler && !samplers_.contains(ch.seq_id))
-          fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
-        logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
-        sample_seqs.push_back(ch.seq_id);
-      }
+      if (ch.sample && sampler && !samplers_.contains(ch.seq_id))
+        fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
+      step.add(ch.seq_id, ch.tokens, ch.start_pos, ch.block_table,
+               ch.sample ? model::StepBatch::Logits::kLast : model::StepBatch::Logits::kNone);
+      if (ch.sample) sample_seqs.push_back(ch.seq_id);
     }
-    const model::ForwardBatch batch{.tokens = tokens,
-                                    .positions = positions,
-                                    .slots = slots,
-                                    .query_start = query_start,
-                                    .context_lens = context_lens,
-                                    .block_tables = tables,
-                                    .max_blocks_per_seq = static_cast<int>(max_blocks),
-                                    .logit_rows = logit_rows};
+    const model::ForwardBatch batch = step.batch();
     const auto& shard = model_->shard();
     Tensor hidden_in;
     if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
-      hidden_in = Tensor::empty({static_cast<int64_t>(tokens.size()), model_->config().hidden_size},
-                                DType::kF32, device_);
+      hidden_in =
+          Tensor::empty({static_cast<int64_t>(step.num_tokens()), model_->config().hidden_size},
+                        DType::kF32, device_);
       pp_->recv(hidden_in, shard.stage - 1);
     }
     Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);

@@ -158,10 +158,11 @@ TEST_P(BackendOps, Rope) {
     int tokens, heads, head_dim, rotary_dim;
     RopeStyle style;
   };
-  for (const Case c : {Case{1, 9, 64, 0, RopeStyle::kInterleaved}, Case{7, 8, 64, 0, RopeStyle::kNeox},
-                       Case{33, 4, 128, 64, RopeStyle::kNeox}}) {
-    RopeParams p{.head_dim = c.head_dim, .rotary_dim = c.rotary_dim, .theta = 10000.0f,
-                 .style = c.style};
+  for (const Case c :
+       {Case{1, 9, 64, 0, RopeStyle::kInterleaved}, Case{7, 8, 64, 0, RopeStyle::kNeox},
+        Case{33, 4, 128, 64, RopeStyle::kNeox}}) {
+    RopeParams p{
+        .head_dim = c.head_dim, .rotary_dim = c.rotary_dim, .theta = 10000.0f, .style = c.style};
     std::vector<int32_t> pos(static_cast<size_t>(c.tokens));
     for (auto& v : pos) v = randint(0, 8191);
     const Tensor x = random_f32({c.tokens, c.heads * c.head_dim});
@@ -203,8 +204,11 @@ TEST_P(BackendOps, Matmul) {
 TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {
   if (!runs(Op::kKvAppend, DType::kF32) || !runs(Op::kPagedAttention, DType::kF32)) return;
   const int heads = 6, kv_heads = 2, hd = 32, bs = 4, blocks = 40;
-  const AttentionParams p{.num_heads = heads, .num_kv_heads = kv_heads, .head_dim = hd,
-                          .block_size = bs, .scale = 1.0f / std::sqrt(32.0f)};
+  const AttentionParams p{.num_heads = heads,
+                          .num_kv_heads = kv_heads,
+                          .head_dim = hd,
+                          .block_size = bs,
+                          .scale = 1.0f / std::sqrt(32.0f)};
   // Three sequences: a prefill chunk, a decode with a long context, a short decode.
   const std::vector<int> q_lens{9, 1, 1}, ctx{9, 37, 2};
   std::vector<int32_t> qstart{0}, slots, tables;
@@ -216,7 +220,8 @@ TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {
   Tensor kc = Tensor::zeros({blocks, bs, kv_heads, hd}, DType::kF32), vc = clone(kc);
   for (size_t s = 0; s < q_lens.size(); ++s) {
     std::vector<int32_t> table(max_blocks, 0);
-    for (int b = 0; b < (ctx[s] + bs - 1) / bs; ++b) table[static_cast<size_t>(b)] = free_blocks[next++];
+    for (int b = 0; b < (ctx[s] + bs - 1) / bs; ++b)
+      table[static_cast<size_t>(b)] = free_blocks[next++];
     // The context before this step's rows is already in the cache.
     for (int t = 0; t < ctx[s] - q_lens[s]; ++t) {
       const int32_t slot = table[static_cast<size_t>(t / bs)] * bs + t % bs;

@@ -32,8 +32,8 @@ class Allocator {
   // `rows` rows of `width` bytes, rows `dst_pitch` / `src_pitch` bytes apart; "device" is this
   // allocator's device, "host" plain (or opened guarded) host memory. Ordered after every op
   // already issued on the device; the bytes are in place when it returns.
-  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
-                       size_t width, size_t rows, CopyKind kind) const;
+  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                       size_t rows, CopyKind kind) const;
   // True when host code may dereference this device's buffers (inside HostAccess for guarded).
   virtual bool host_addressable() const { return true; }
   // Guarded only: opens (or closes) host access to a buffer this allocator handed out.

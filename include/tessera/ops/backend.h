@@ -33,10 +33,10 @@ enum class Op : uint8_t {
   kKvAppend,
   kPagedAttention,
 };
-inline constexpr Op kAllOps[] = {Op::kEmbedding, Op::kEmbeddingShard, Op::kRmsNorm,
-                                 Op::kAdd,       Op::kRope,           Op::kMatmul,
-                                 Op::kSiluMul,   Op::kSoftmax,        Op::kArgmax,
-                                 Op::kGatherRows, Op::kKvAppend,      Op::kPagedAttention};
+inline constexpr Op kAllOps[] = {Op::kEmbedding,  Op::kEmbeddingShard, Op::kRmsNorm,
+                                 Op::kAdd,        Op::kRope,           Op::kMatmul,
+                                 Op::kSiluMul,    Op::kSoftmax,        Op::kArgmax,
+                                 Op::kGatherRows, Op::kKvAppend,       Op::kPagedAttention};
 std::string_view op_name(Op op);
 
 struct Backend {
