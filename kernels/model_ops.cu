@@ -1,4 +1,4 @@
-// Embedding lookup, rotary embedding, KV-cache append and argmax (see model_ops.h). Straight
+// Rotary embedding, KV-cache append and argmax (see model_ops.h). Straight
 // grid-stride kernels: correctness and parity with ops::ref first, tuning later.
 #include <cuda_fp16.h>
 
@@ -10,29 +10,6 @@ namespace {
 constexpr int kThreads = 256;
 // gridDim.y/z are capped at 65535; x is not, but keep row grids modest and stride the rest.
 constexpr int kMaxRowBlocks = 65535;
-
-__device__ float load_elem(const void* base, TableType type, int64_t i) {
-  switch (type) {
-    case TableType::kF16:
-      return __half2float(__ushort_as_half(static_cast<const unsigned short*>(base)[i]));
-    case TableType::kBF16:
-      // bf16 is the top half of an f32: exact widening.
-      return __uint_as_float(static_cast<unsigned>(static_cast<const unsigned short*>(base)[i])
-                             << 16);
-    case TableType::kF32:
-    default:
-      return static_cast<const float*>(base)[i];
-  }
-}
-
-__global__ void embedding_kernel(float* out, const void* table, TableType type, const int32_t* ids,
-                                 int num_ids, int64_t dim) {
-  for (int t = blockIdx.x; t < num_ids; t += gridDim.x) {
-    const int64_t src = static_cast<int64_t>(ids[t]) * dim;
-    float* o = out + static_cast<int64_t>(t) * dim;
-    for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) o[c] = load_elem(table, type, src + c);
-  }
-}
 
 // One block per token; threads stride the (head, pair) grid of that token.
 __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv_freq,
@@ -116,14 +93,6 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int rows, int64
 int row_blocks(int rows) { return rows < kMaxRowBlocks ? rows : kMaxRowBlocks; }
 
 }  // namespace
-
-cudaError_t launch_embedding(float* out, const void* table, TableType type, const int32_t* ids,
-                             int num_ids, int64_t dim, cudaStream_t stream) {
-  if (num_ids == 0 || dim == 0) return cudaSuccess;
-  embedding_kernel<<<row_blocks(num_ids), kThreads, 0, stream>>>(out, table, type, ids, num_ids,
-                                                                 dim);
-  return cudaGetLastError();
-}
 
 cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_freq, int num_tokens,
                         int num_heads, int head_dim, int rotary_dim, bool neox,

@@ -100,6 +100,7 @@ build tessera_kernels tessera_ops || exit 1
 if [ "$tests" = ON ]; then
   build tessera_ops_tests || status=1
   build tessera_core_tests || status=1
+  build tessera_model_tests || status=1
   build tessera_comm_tests || status=1
 fi
 
@@ -118,7 +119,9 @@ run_test() {  # name, binary, extra args...
 if [ "$tests" = ON ]; then
   # The device-parametrised op suite: the cuda instances run here (cpu/guarded run too, cheaply).
   run_test backend_ops "$BUILD/tests/tessera_ops_tests" --gtest_filter='Devices/BackendOps.*'
-  run_test guarded_core "$BUILD/tests/tessera_core_tests" --gtest_filter='GuardedDevice.*' 
+  run_test guarded_core "$BUILD/tests/tessera_core_tests" --gtest_filter='GuardedDevice.*'
+  # The whole model (a tiny generated llama) on cuda:0 against the CPU, prefill + decode steps.
+  run_test model_on_device "$BUILD/tests/tessera_model_tests" --gtest_filter='Devices/LlamaOnDevice.*' 
   run_test nccl_tests "$BUILD/tests/tessera_comm_tests" --gtest_filter='Nccl*'
   if command -v compute-sanitizer >/dev/null && [ -x "$BUILD/tests/tessera_ops_tests" ]; then
     section "compute-sanitizer memcheck"

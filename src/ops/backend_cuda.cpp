@@ -3,7 +3,8 @@
 // the CUDA executor), so launches are ordered with each other and with the copies. Index arrays
 // arrive on the device already (the model uploads a step's metadata once), and their values were
 // validated on the host before the upload, so nothing here reads device memory back except
-// argmax's result. Ops without a kernel yet are null in the table and refused by the dispatcher.
+// argmax's result. Every op of the host tables has a kernel; none has run on a GPU yet (the
+// parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof still to come).
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 
@@ -17,6 +18,7 @@
 #include "tessera/core/error.h"
 #include "tessera/kernels/elementwise.h"
 #include "tessera/kernels/model_ops.h"
+#include "tessera/kernels/weight_ops.h"
 #endif
 
 namespace tessera::ops {
@@ -59,30 +61,109 @@ namespace gpu {
 
 const int32_t* ids_of(const Indices& i) { return i.tensor().data_as<const int32_t>(); }
 
+// The weight formats the kernels dequantize in registers (weight_ops.h).
+bool weight_type(DType dtype, kernels::WeightType* out) {
+  switch (dtype) {
+    case DType::kF32:
+      *out = kernels::WeightType::kF32;
+      return true;
+    case DType::kF16:
+      *out = kernels::WeightType::kF16;
+      return true;
+    case DType::kBF16:
+      *out = kernels::WeightType::kBF16;
+      return true;
+    case DType::kQ8_0:
+      *out = kernels::WeightType::kQ8_0;
+      return true;
+    case DType::kQ4_0:
+      *out = kernels::WeightType::kQ4_0;
+      return true;
+    case DType::kQ4_1:
+      *out = kernels::WeightType::kQ4_1;
+      return true;
+    case DType::kQ5_0:
+      *out = kernels::WeightType::kQ5_0;
+      return true;
+    case DType::kQ5_1:
+      *out = kernels::WeightType::kQ5_1;
+      return true;
+    case DType::kI32:
+      return false;
+  }
+  return false;
+}
+
+kernels::WeightType weight_type_of(const Tensor& w) {
+  kernels::WeightType t{};
+  if (!weight_type(w.dtype(), &t))
+    fail(ErrorCode::kUnsupported, "no CUDA weight format for ", w.str());
+  return t;
+}
+
+// Every op; every weight format for the ops that take weights, F32 for the rest (rms_norm
+// weights too: the model keeps norms in f32). The same pairs as the host tables, so a model
+// that runs on the CPU passes the start check here.
 bool cuda_supports(Op op, DType dtype) {
+  kernels::WeightType t{};
   switch (op) {
     case Op::kEmbedding:
-      return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
-    case Op::kRmsNorm:
-    case Op::kRope:
-    case Op::kSiluMul:
-    case Op::kArgmax:
-    case Op::kKvAppend:
-    case Op::kPagedAttention:
-      return dtype == DType::kF32;
+    case Op::kEmbeddingShard:
+    case Op::kMatmul:
+      return weight_type(dtype, &t);
     default:
-      return false;  // matmul, add, softmax, gather_rows, embedding_shard: the CUDA issue
+      return dtype == DType::kF32;
   }
 }
 
 void embedding(const Tensor& table, const Indices& ids, Tensor& out) {
   DeviceScope scope("embedding", out);
-  const kernels::TableType type = table.dtype() == DType::kF16    ? kernels::TableType::kF16
-                                  : table.dtype() == DType::kBF16 ? kernels::TableType::kBF16
-                                                                  : kernels::TableType::kF32;
-  check(kernels::launch_embedding(out.data_as<float>(), table.data(), type, ids_of(ids),
-                                  narrow(ids.size(), "embedding", "ids"), table.dim(1), kStream),
+  check(kernels::launch_embedding_rows(out.data_as<float>(), table.data(), weight_type_of(table),
+                                       table.row_bytes(), ids_of(ids),
+                                       narrow(ids.size(), "embedding", "ids"), table.dim(1), 0,
+                                       table.dim(0), /*masked=*/false, kStream),
         "embedding", "launch");
+}
+
+void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out) {
+  DeviceScope scope("embedding_shard", out);
+  check(kernels::launch_embedding_rows(out.data_as<float>(), table.data(), weight_type_of(table),
+                                       table.row_bytes(), ids_of(ids),
+                                       narrow(ids.size(), "embedding_shard", "ids"), table.dim(1),
+                                       first_id, table.dim(0), /*masked=*/true, kStream),
+        "embedding_shard", "launch");
+}
+
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  DeviceScope scope("matmul", x);
+  const int64_t m = detail::rows_of(x), n = w.dim(0), k = w.dim(1);
+  check(kernels::launch_matmul(y.data_as<float>(), x.data_as<float>(), w.data(), weight_type_of(w),
+                               w.row_bytes(), bias.defined() ? bias.data_as<float>() : nullptr,
+                               narrow(m, "matmul", "rows"), narrow(n, "matmul", "columns"), k,
+                               kStream),
+        "matmul", "launch");
+}
+
+void add(Tensor& x, const Tensor& y) {
+  DeviceScope scope("add", x);
+  check(kernels::launch_add(x.data_as<float>(), y.data_as<float>(), static_cast<long>(x.numel()),
+                            kStream),
+        "add", "launch");
+}
+
+void softmax(Tensor& x) {
+  DeviceScope scope("softmax", x);
+  check(kernels::launch_softmax(x.data_as<float>(), narrow(detail::rows_of(x), "softmax", "rows"),
+                                detail::cols_of(x), kStream),
+        "softmax", "launch");
+}
+
+void gather_rows(const Tensor& src, const Indices& rows, Tensor& out) {
+  DeviceScope scope("gather_rows", src);
+  check(kernels::launch_gather_rows(out.data_as<float>(), src.data_as<float>(), ids_of(rows),
+                                    narrow(rows.size(), "gather_rows", "rows"),
+                                    detail::cols_of(src), kStream),
+        "gather_rows", "launch");
 }
 
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
@@ -290,15 +371,15 @@ const Backend* cuda_backend() {
       .name = "cuda",
       .supports = gpu::cuda_supports,
       .embedding = gpu::embedding,
-      .embedding_shard = nullptr,
+      .embedding_shard = gpu::embedding_shard,
       .rms_norm = gpu::rms_norm,
-      .add = nullptr,
+      .add = gpu::add,
       .rope = gpu::rope,
-      .matmul = nullptr,
+      .matmul = gpu::matmul,
       .silu_mul = gpu::silu_mul,
-      .softmax = nullptr,
+      .softmax = gpu::softmax,
       .argmax = gpu::argmax,
-      .gather_rows = nullptr,
+      .gather_rows = gpu::gather_rows,
       .kv_append = gpu::kv_append,
       .paged_attention = gpu::paged_attention,
   };

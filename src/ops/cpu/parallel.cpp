@@ -5,6 +5,8 @@
 // its claim fails and it re-reads. A claimed chunk keeps its job alive (the caller waits for
 // `done_`), which is what makes reading the job's parameters before the claim safe. All atomics
 // are sequentially consistent: the loads are free on x86 and the proof above relies on one order.
+// A finished job closes its epoch (chunk count all ones) before the next job's parameters are
+// written, so a claim can only succeed on the epoch whose parameters the claimer may have read.
 #include "parallel.h"
 
 #include <immintrin.h>
@@ -63,6 +65,11 @@ class Pool {
       else
         std::this_thread::yield();
     }
+    // Close the epoch before the next job's parameters are stored. Without this, a worker holding
+    // this epoch's ticket could read the next job's (larger) chunk count, claim chunk `chunks` of
+    // this epoch and run it with the next job's function: that chunk then ran twice (seen in
+    // ChunkPoolTest as a chunk hit twice). A closed epoch's count is above any chunk count.
+    ticket_.store((epoch << 32) | kChunkMask);
   }
 
  private:

@@ -1,5 +1,5 @@
-// CUDA launchers for the per-layer model ops that are not plain element-wise math: embedding
-// lookup, rotary embedding, paged KV-cache append, paged attention and argmax. Like the
+// CUDA launchers for the per-layer model ops that are not plain element-wise math: rotary
+// embedding, paged KV-cache append, paged attention and argmax. Like the
 // element-wise launchers they take raw device pointers, sizes and a stream; they allocate nothing,
 // infer no shapes and keep no state. Every pointer (index arrays included) must be device memory.
 // Semantics are those of ops::ref (include/tessera/ops/ops.h); accumulation is fp32.
@@ -10,13 +10,6 @@
 #include <cstdint>
 
 namespace tessera::kernels {
-
-// Element type of an embedding table (the plain float formats; quantized tables are not here).
-enum class TableType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
-
-// out[t, :] = float(table[ids[t], :]); table is [rows, dim] contiguous, out is [num_ids, dim].
-cudaError_t launch_embedding(float* out, const void* table, TableType type, const int32_t* ids,
-                             int num_ids, int64_t dim, cudaStream_t stream);
 
 // Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
 // holds rotary_dim/2 inverse frequencies (ops::rope_inv_freq, so every scaling is already in).
