@@ -16,6 +16,7 @@ void usage() {
       "usage: tessera <command> [options]\n"
       "  serve [--model M] [--host H] [--http-port N] [--api-key K] [--max-num-seqs N]\n"
       "        [--kv-cache-mb MB] [--threads N] [--grpc-port N] [--in-process-worker]\n"
+      "        [--backend cpu|guarded|cuda]\n"
       "                                          OpenAI HTTP (+ gRPC) server, worker in its own "
       "process\n"
       "  serve --config FILE.yaml [--node-rank R] the worker group of a topology file (configs/)\n"
@@ -27,10 +28,11 @@ void usage() {
       "smollm2-135m-instruct)\n"
       "  generate --model M --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]\n"
       "           [--top-p P] [--min-p P] [--seed S] [--threads N] [--json]\n"
+      "           [--backend cpu|guarded|cuda]\n"
       "  chat --model M [--system TEXT]          interactive, uses the model's chat template\n"
       "  tokenize --model M [--json] TEXT\n"
       "  template --model M --messages FILE.json\n"
-      "  logits --model M --ids 1,2,3 --out FILE [--chunk N]   (debugging: raw float32 logits)\n",
+      "  logits --model M --ids 1,2,3 --out FILE [--chunk N] [--backend B]   (raw float32 logits)\n",
       stderr);
 }
 }  // namespace

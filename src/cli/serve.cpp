@@ -64,7 +64,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
 #else
   Args a(argv,
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
-          "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads",
+          "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads", "backend",
           "drain-timeout", "io-threads", "request-threads", "grpc-port", "config", "node-rank",
           "max-n", "max-request-tokens"},
          {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content",
@@ -100,6 +100,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
                    .block_size = a.get_int("block-size", 16),
                    .kv_cache_bytes = static_cast<size_t>(a.get_int("kv-cache-mb", 512)) << 20,
                    .enable_prefix_caching = !a.flag("no-prefix-caching"),
+                   .device = {parse_device_type(a.get_or("backend", "cpu")), 0},
                    // The worker runs in its own process (`tessera worker`) unless asked otherwise.
                    .worker_executable =
                        a.flag("in-process-worker")

@@ -32,6 +32,18 @@ DeviceType parse_device_type(std::string_view backend) {
        "' (expected cpu, cuda or guarded)");
 }
 
+const char* device_backend_name(Device device) {
+  switch (device.type) {
+    case DeviceType::kCPU:
+      return "cpu";
+    case DeviceType::kCUDA:
+      return "cuda";
+    case DeviceType::kGuarded:
+      return "guarded";
+  }
+  return "?";
+}
+
 void Allocator::copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
                         size_t width, size_t rows, CopyKind) const {
   if (dst_pitch == width && src_pitch == width) {

@@ -29,7 +29,8 @@ ExecutorFactory executor_for(const EngineConfig& cfg) {
     const worker::WorkerParams wp{.model_path = cfg.model_path,
                                   .num_blocks = cfg.num_blocks,
                                   .block_size = cfg.block_size,
-                                  .kv_cache_bytes = cfg.kv_cache_bytes};
+                                  .kv_cache_bytes = cfg.kv_cache_bytes,
+                                  .device = cfg.device};
     if (cfg.group) {
       WorkerGroupParams gp = *cfg.group;
       gp.worker = wp;

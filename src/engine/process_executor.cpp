@@ -31,7 +31,8 @@ pid_t spawn_worker(const ProcessExecutorParams& p, int child_end, int child_fd) 
   return spawn_child(
       {p.executable, "worker", "--model", p.worker.model_path, "--num-blocks",
        std::to_string(p.worker.num_blocks), "--block-size", std::to_string(p.worker.block_size),
-       "--kv-cache-mb", std::to_string(kv_mb), "--fd", std::to_string(child_fd)},
+       "--kv-cache-mb", std::to_string(kv_mb), "--fd", std::to_string(child_fd), "--backend",
+       device_backend_name(p.worker.device), "--device", std::to_string(p.worker.device.index)},
       child_end, child_fd);
 }
 

@@ -52,6 +52,9 @@ int run_worker_process(const WorkerProcessArgs& args) {
     send_error(fd, ErrorCode::kInternal, e.what());
     return 1;
   }
+  TESSERA_LOG_INFO("worker on {}: weights {:.1f} MiB, KV {:.1f} MiB ({} blocks)",
+                   w->device().str(), w->model().weight_bytes() / 1048576.0,
+                   w->kv_bytes() / 1048576.0, w->num_blocks());
   const protocol::WorkerHello hello{.vocab_size = w->config().vocab_size,
                                     .max_position = w->config().max_position,
                                     .num_layers = w->config().num_layers,

@@ -6,7 +6,8 @@
   503 while the group restarts, and the server then serves the same answer again;
 - two loopback "nodes" (`--node-rank 0` and `--node-rank 1`) form one PP=2 group;
 - the same TP=3 x PP=2 group on the guarded device (configs/guarded-tp3-pp2.yaml) serves the
-  single-process answer, streamed and not, with the device named in every rank's log line.
+  single-process answer, streamed and not, with the device named in every rank's log line; so does
+  `serve --backend guarded` (one worker process).
 """
 
 import json
@@ -176,6 +177,20 @@ def test_guarded_device_group_serves_the_single_process_answer(tmp_path):
         proc.wait(timeout=60)
     text = log.read_text()
     assert len(re.findall(r"rank \d+ \(stage \d, tp \d\) on guarded:\d", text)) == 6, text[-3000:]
+
+
+def test_single_worker_serves_on_the_guarded_device(tmp_path):
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc, url = start_server("--backend", "guarded", "--no-warmup", "--kv-cache-mb", "32", stderr=err)
+    try:
+        r = complete(url, 12)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["text"] == solo_greedy(12)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert "worker on guarded:0" in log.read_text()
 
 
 def test_two_nodes_form_one_pipeline(tmp_path):

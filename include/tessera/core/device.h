@@ -26,5 +26,7 @@ struct Device {
 
 // The device kind a topology's `backend:` names ("cpu", "cuda", "guarded"); throws otherwise.
 DeviceType parse_device_type(std::string_view backend);
+// The inverse: "cpu", "cuda" or "guarded".
+const char* device_backend_name(Device device);
 
 }  // namespace tessera

@@ -34,6 +34,9 @@ struct EngineConfig {
   int num_blocks = 0;  // 0: from kv_cache_bytes
   size_t kv_cache_bytes = size_t{256} << 20;
   bool enable_prefix_caching = true;
+  // The single worker's device (`serve --backend`); a worker group takes its devices from the
+  // topology instead.
+  Device device = Device::cpu();
   double health_timeout_seconds = 60.0;
   // Path of the tessera binary to run the worker in its own process (`tessera worker`); empty:
   // the worker runs inside the engine's process.
