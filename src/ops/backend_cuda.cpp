@@ -11,6 +11,8 @@
 #if TESSERA_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -288,6 +290,7 @@ class CudaCachingAllocator final : public Allocator {
            " CUDA device(s) visible)");
   }
   ~CudaCachingAllocator() override {
+    if (staging_) cudaFreeHost(staging_);
     for (auto& [size, ptrs] : free_)
       for (void* p : ptrs) cudaFree(p);
   }
@@ -329,11 +332,52 @@ class CudaCachingAllocator final : public Allocator {
 
   void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                size_t rows, CopyKind kind) const override {
-    const cudaMemcpyKind k = kind == CopyKind::kHostToDevice   ? cudaMemcpyHostToDevice
-                             : kind == CopyKind::kDeviceToHost ? cudaMemcpyDeviceToHost
-                                                               : cudaMemcpyDeviceToDevice;
     Scope s(index_);
-    check(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, k), "copy", "cudaMemcpy2D");
+    if (kind == CopyKind::kDeviceToDevice) {
+      check(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice),
+            "copy", "cudaMemcpy2D");
+      return;
+    }
+    // Host memory is pageable (mapped files, heap): stage it through a pinned buffer, a slab of
+    // rows at a time, so the DMA engine copies at full speed and the same path later serves
+    // asynchronous copies. The legacy stream orders the copies after every kernel already issued.
+    if (dst_pitch == width && src_pitch == width && rows > 1) {  // contiguous: one long row
+      width *= rows;
+      dst_pitch = src_pitch = width;
+      rows = 1;
+    }
+    if (rows == 1 && width > kStagingBytes) {  // a long row: copy it in slab-sized pieces
+      for (size_t off = 0; off < width; off += kStagingBytes) {
+        const size_t n = std::min(kStagingBytes, width - off);
+        copy_2d(static_cast<char*>(dst) + off, n, static_cast<const char*>(src) + off, n, n, 1,
+                kind);
+      }
+      return;
+    }
+    std::lock_guard lock(staging_mu_);
+    const size_t rows_per_slab = std::max<size_t>(1, kStagingBytes / std::max<size_t>(width, 1));
+    ensure_staging(std::min(rows, rows_per_slab) * width);
+    auto* host_stage = static_cast<char*>(staging_);
+    for (size_t r0 = 0; r0 < rows; r0 += rows_per_slab) {
+      const size_t n = std::min(rows_per_slab, rows - r0);
+      if (kind == CopyKind::kHostToDevice) {
+        for (size_t r = 0; r < n; ++r)
+          std::memcpy(host_stage + r * width, static_cast<const char*>(src) + (r0 + r) * src_pitch,
+                      width);
+        check(cudaMemcpy2DAsync(static_cast<char*>(dst) + r0 * dst_pitch, dst_pitch, host_stage,
+                                width, width, n, cudaMemcpyHostToDevice, kStream),
+              "copy", "cudaMemcpy2DAsync H2D");
+        check(cudaStreamSynchronize(kStream), "copy", "cudaStreamSynchronize");
+      } else {
+        check(cudaMemcpy2DAsync(host_stage, width, static_cast<const char*>(src) + r0 * src_pitch,
+                                src_pitch, width, n, cudaMemcpyDeviceToHost, kStream),
+              "copy", "cudaMemcpy2DAsync D2H");
+        check(cudaStreamSynchronize(kStream), "copy", "cudaStreamSynchronize");
+        for (size_t r = 0; r < n; ++r)
+          std::memcpy(static_cast<char*>(dst) + (r0 + r) * dst_pitch, host_stage + r * width,
+                      width);
+      }
+    }
   }
 
  private:
@@ -359,9 +403,23 @@ class CudaCachingAllocator final : public Allocator {
     free_.clear();
   }
 
+  // The pinned staging buffer, grown on demand up to kStagingBytes (copies are serialised on it).
+  static constexpr size_t kStagingBytes = size_t{16} << 20;
+  void ensure_staging(size_t bytes) const {
+    if (bytes <= staging_bytes_) return;
+    if (staging_) cudaFreeHost(staging_);
+    staging_ = nullptr;
+    staging_bytes_ = 0;
+    check(cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault), "copy", "cudaHostAlloc");
+    staging_bytes_ = bytes;
+  }
+
   int index_;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
+  mutable std::mutex staging_mu_;
+  mutable void* staging_ = nullptr;
+  mutable size_t staging_bytes_ = 0;
 };
 
 }  // namespace
