@@ -1,9 +1,7 @@
 // StoreClient: one blocking TCP connection to the StoreServer, one request at a time. A GET's wait
 // happens on the server (the request is parked there); the client only bounds its own read by the
 // same timeout plus slack so that a dead server is noticed instead of waited on forever.
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 
 #include "store_protocol.h"
 #include "tessera/comm/rendezvous.h"
+#include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 
 namespace tessera::comm {
@@ -24,34 +23,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr double kReplySlackSeconds =
     10.0;  // server-side waits end first; this catches a dead server
-
-int connect_once(const std::string& host, int port, std::string& why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  const std::string port_str = std::to_string(port);
-  if (int rc = getaddrinfo(host.c_str(), port_str.c_str(), &hints, &res); rc != 0) {
-    why = gai_strerror(rc);
-    return -1;
-  }
-  int fd = -1;
-  for (addrinfo* ai = res; ai && fd < 0; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      why = std::strerror(errno);
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(res);
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
-  return fd;
-}
 
 }  // namespace
 
@@ -128,7 +99,7 @@ StoreClient::StoreClient(const StoreClientParams& p) : impl_(std::make_unique<Im
                          std::chrono::duration<double>(p.connect_timeout_seconds));
   std::string why;
   for (;;) {
-    impl_->fd = connect_once(p.host, p.port, why);
+    impl_->fd = tcp::try_connect(p.host, p.port, why);
     if (impl_->fd >= 0) return;
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the server may not listen yet

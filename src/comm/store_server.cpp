@@ -3,9 +3,7 @@
 // (no reply, no further reads) until a SET provides the key or its deadline passes, so a waiting
 // client costs nothing. A client that sends a bad frame (unknown op, a key over 4 KiB, a value over
 // 64 MiB, a malformed GET/ADD) is disconnected; everyone else keeps going.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -25,6 +23,7 @@
 
 #include "store_protocol.h"
 #include "tessera/comm/rendezvous.h"
+#include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 
@@ -84,37 +83,8 @@ struct StoreServer::Impl {
 StoreServer::StoreServer(const StoreServerParams& p) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.host = p.host;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  const std::string port_str = std::to_string(p.port);
-  if (int rc = getaddrinfo(p.host.c_str(), port_str.c_str(), &hints, &res); rc != 0)
-    fail(ErrorCode::kUnavailable, "rendezvous store cannot listen on ", p.host, ":", p.port, ": ",
-         gai_strerror(rc));
-  std::string why = "no address";
-  for (addrinfo* ai = res; ai && s.listen_fd < 0; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 128) == 0) {
-      s.listen_fd = fd;
-    } else {
-      why = std::strerror(errno);
-      ::close(fd);
-    }
-  }
-  freeaddrinfo(res);
-  if (s.listen_fd < 0)
-    fail(ErrorCode::kUnavailable, "rendezvous store cannot listen on ", p.host, ":", p.port, ": ",
-         why);
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  getsockname(s.listen_fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  s.port = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  s.port = p.port;
+  s.listen_fd = tcp::listen(p.host, s.port, "rendezvous store");
   if (::pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
     ::close(s.listen_fd);
     fail(ErrorCode::kUnavailable, "rendezvous store: pipe: ", std::strerror(errno));

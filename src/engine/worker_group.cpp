@@ -1,9 +1,8 @@
 #include "tessera/engine/worker_group.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "child_process.h"
+#include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/model/shard.h"
@@ -31,28 +31,6 @@ using protocol::FrameType;
 Clock::time_point after(double seconds) {
   return Clock::now() +
          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
-int listen_tcp(const std::string& host, int& port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fail(ErrorCode::kUnavailable, "socket: ", std::strerror(errno));
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 64) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail(ErrorCode::kUnavailable, "cannot listen for workers on ", host, ":", port, ": ",
-         std::strerror(err));
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  port = ntohs(addr.sin_port);
-  return fd;
 }
 
 std::string new_group_id() {
@@ -92,7 +70,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     store_ = std::make_unique<comm::StoreServer>(
         comm::StoreServerParams{.host = p.store_host, .port = p.store_port});
     int port = 0;
-    listen_fd_ = listen_tcp(p.control_host, port);
+    listen_fd_ = comm::tcp::listen(p.control_host, port, "the worker group's control port");
     store_->set(worker::control_key(group_id_), [&] {
       const std::string s = p.control_host + ":" + std::to_string(port);
       return std::vector<uint8_t>(s.begin(), s.end());

@@ -1,9 +1,6 @@
 #include "tessera/worker/group_worker.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +11,7 @@
 #include <thread>
 
 #include "tessera/comm/groups.h"
+#include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/model/shard.h"
@@ -35,35 +33,6 @@ std::string control_key(const std::string& g) { return g + "/control"; }
 namespace {
 
 using protocol::FrameType;
-
-int connect_tcp(const std::string& hostport) {
-  const auto colon = hostport.rfind(':');
-  if (colon == std::string::npos)
-    fail(ErrorCode::kInvalidArgument, "bad control address '", hostport, "'");
-  const std::string host = hostport.substr(0, colon), port = hostport.substr(colon + 1);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
-    fail(ErrorCode::kUnavailable, "cannot resolve the engine's control address ", hostport, ": ",
-         gai_strerror(rc));
-  int fd = -1;
-  for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
-    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd >= 0 && ::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0)
-    fail(ErrorCode::kUnavailable, "cannot connect to the engine at ", hostport, ": ",
-         std::strerror(errno));
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // small frames, latency-bound
-  return fd;
-}
 
 // Frames go out from the step loop and the heartbeat thread; one lock keeps them whole.
 class Channel {
@@ -167,7 +136,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
     return 1;
   }
   // 4. Join the engine.
-  const int fd = connect_tcp(store.get_string(control_key(a.group_id), a.connect_timeout_seconds));
+  const auto [control_host, control_port] = comm::tcp::split_host_port(
+      store.get_string(control_key(a.group_id), a.connect_timeout_seconds), "engine control");
+  const int fd = comm::tcp::connect(control_host, control_port, "the engine");
   Channel ch(fd);
   const auto& shard = w->model().shard();
   const protocol::WorkerHello hello{.vocab_size = w->config().vocab_size,

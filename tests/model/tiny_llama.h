@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -63,8 +64,13 @@ inline std::string write_tiny_llama(uint32_t seed) {
   const std::string path = (std::filesystem::path(::testing::TempDir()) /
                             ("tiny_llama_" + std::to_string(seed) + ".gguf"))
                                .string();
-  std::ofstream(path, std::ios::binary)
+  // Test processes run in parallel and map this file: write a private copy and rename it into
+  // place, so a reader never sees a file being rewritten (a mapped file truncated under a reader
+  // is a SIGBUS).
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  std::ofstream(tmp, std::ios::binary)
       .write(reinterpret_cast<const char*>(image.data()), std::streamsize(image.size()));
+  std::filesystem::rename(tmp, path);
   return path;
 }
 
