@@ -17,17 +17,6 @@ using detail::check_embedding;
 using detail::host_span;
 using detail::require_host;
 
-void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
-  require_host("embedding", {&table, &idx.tensor(), &out});
-  const int64_t d = check_embedding("embedding", table, idx, out);
-  const auto ids = host_span("embedding", "ids", idx);
-  detail::check_id_values("embedding", ids, table.dim(0));
-  float* o = out.data_as<float>();
-  for (size_t t = 0; t < ids.size(); ++t) {
-    dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
-  }
-}
-
 void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, Tensor& out) {
   require_host("embedding_shard", {&table, &idx.tensor(), &out});
   const int64_t d = check_embedding("embedding_shard", table, idx, out);
@@ -41,6 +30,14 @@ void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, 
     else
       for (int64_t i = 0; i < d; ++i) dst[i] = 0.0f;
   }
+}
+
+// Every id must be a row: then it is the shard of the whole table (no row is zeroed).
+void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
+  require_host("embedding", {&table, &idx.tensor(), &out});
+  check_embedding("embedding", table, idx, out);
+  detail::check_id_values("embedding", host_span("embedding", "ids", idx), table.dim(0));
+  ref::embedding_shard(table, idx, 0, out);
 }
 
 void gather_rows(const Tensor& src, const Indices& idx, Tensor& out) {

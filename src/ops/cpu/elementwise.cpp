@@ -53,16 +53,6 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
   detail::dequantize_row_avx2(type, src, dst, n);
 }
 
-void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
-  require_host("embedding", {&table, &idx.tensor(), &out});
-  const int64_t d = check_embedding("embedding", table, idx, out);
-  const auto ids = host_span("embedding", "ids", idx);
-  ops::detail::check_id_values("embedding", ids, table.dim(0));
-  float* o = out.data_as<float>();
-  for (size_t t = 0; t < ids.size(); ++t)
-    cpu::dequantize_row(table.dtype(), table.row_ptr(ids[t]), o + static_cast<int64_t>(t) * d, d);
-}
-
 void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, Tensor& out) {
   require_host("embedding_shard", {&table, &idx.tensor(), &out});
   const int64_t d = check_embedding("embedding_shard", table, idx, out);
@@ -76,6 +66,14 @@ void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, 
     else
       std::memset(dst, 0, static_cast<size_t>(d) * sizeof(float));
   }
+}
+
+// Every id must be a row: then it is the shard of the whole table (no row is zeroed).
+void embedding(const Tensor& table, const Indices& idx, Tensor& out) {
+  require_host("embedding", {&table, &idx.tensor(), &out});
+  check_embedding("embedding", table, idx, out);
+  ops::detail::check_id_values("embedding", host_span("embedding", "ids", idx), table.dim(0));
+  cpu::embedding_shard(table, idx, 0, out);
 }
 
 void gather_rows(const Tensor& src, const Indices& idx, Tensor& out) {
