@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <chrono>
 #include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -120,16 +121,19 @@ int cmd_models(const std::vector<std::string>& argv) {
 
 // `generate --config FILE`: one request through the worker group the file describes (the engine
 // and its processes, no HTTP front end). Same output as the single-process path.
-int generate_on_group(const Args& a) {
-  const Launch l = launch_from_config(*a.get("config"), 0);
-  engine::LlmEngine engine(l.engine);
+// `generate`: one request through the engine, on one in-process worker (--model, on --backend's
+// device) or on a topology's worker group (--config): the same step loop, sampler, stop rules and
+// detokenizer as `serve`, so the command line and the server cannot disagree.
+int generate_with_engine(const Args& a, const engine::EngineConfig& cfg) {
+  engine::LlmEngine engine(cfg);
   engine.start();
   const auto& tok = engine.tokenizer();
   protocol::GenerationRequest req;
   req.request_id = "generate";
-  req.prompt_ids = prompt_from(a, tok, l.engine.model_path);
+  req.prompt_ids = prompt_from(a, tok, cfg.model_path);
   req.sampling = sampling_from(a);
   req.stopping.max_tokens = a.get_int("max-tokens", 128);
+  if (req.stopping.max_tokens < 0) fail(ErrorCode::kInvalidArgument, "--max-tokens must be >= 0");
   req.stopping.ignore_eos = a.flag("ignore-eos");
   if (const int k = a.get_int("logprobs", -1); k >= 0) {
     req.sampling.logprobs = true;
@@ -140,7 +144,11 @@ int generate_on_group(const Args& a) {
   std::string text, finish, error;
   std::vector<int32_t> ids;
   nlohmann::json logprobs = nlohmann::json::array();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  Clock::time_point first_token;
   engine.submit(req, [&](const protocol::RequestOutput& o) {
+    if (ids.empty() && !o.new_token_ids.empty()) first_token = Clock::now();
     text += o.new_text;
     for (const auto& lp : o.logprobs) {
       nlohmann::json top = nlohmann::json::array();
@@ -159,6 +167,7 @@ int generate_on_group(const Args& a) {
     }
   });
   done.get_future().wait();
+  const auto t1 = Clock::now();
   engine.shutdown(0.0);
   if (!error.empty()) fail(ErrorCode::kInternal, "generation failed: ", error);
   if (json) {
@@ -171,6 +180,12 @@ int generate_on_group(const Args& a) {
   } else {
     std::cout << "\n";
   }
+  GenerateResult r{.token_ids = ids, .prompt_tokens = req.prompt_ids.size()};
+  if (!ids.empty()) {
+    r.prefill_seconds = std::chrono::duration<double>(first_token - t0).count();
+    r.decode_seconds = std::chrono::duration<double>(t1 - first_token).count();
+  }
+  print_speed(r);
   return 0;
 }
 
@@ -180,34 +195,18 @@ int cmd_generate(const std::vector<std::string>& argv) {
   opts.insert("config");
   opts.insert("logprobs");
   opts.insert("backend");
+  opts.insert("kv-cache-mb");
   Args a(argv, opts, {"json", "chat", "ignore-eos"});
   apply_threads(a);
-  if (a.get("config")) return generate_on_group(a);
-  LoadedModel m = load_model(a.get_or("model", default_model().name), true, backend_device(a));
-  const std::vector<int32_t> prompt = prompt_from(a, *m.tokenizer, m.path);
-  GenerateParams p{.max_tokens = a.get_int("max-tokens", 128),
-                   .ignore_eos = a.flag("ignore-eos"),
-                   .sampling = sampling_from(a)};
-  if (p.max_tokens < 0) fail(ErrorCode::kInvalidArgument, "--max-tokens must be >= 0");
-  Session session(m, static_cast<int>(prompt.size()) + p.max_tokens);
-  const bool json = a.flag("json");
-  auto r = session.generate(prompt, p, [&](const std::string& piece) {
-    if (!json) {
-      std::cout << piece;
-      std::cout.flush();
-    }
-  });
-  if (json) {
-    nlohmann::json out{{"text", r.text},
-                       {"token_ids", r.token_ids},
-                       {"prompt_token_ids", prompt},
-                       {"finish_reason", r.finish_reason}};
-    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-  } else {
-    std::cout << "\n";
-  }
-  print_speed(r);
-  return 0;
+  if (a.get("config")) return generate_with_engine(a, launch_from_config(*a.get("config"), 0).engine);
+  const std::string model_arg = a.get_or("model", default_model().name);
+  const int kv_mb = a.get_int("kv-cache-mb", 256);
+  if (kv_mb <= 0) fail(ErrorCode::kInvalidArgument, "--kv-cache-mb must be > 0");
+  const std::string path = resolve_model_path(model_arg);
+  return generate_with_engine(a, engine::EngineConfig{.model_path = path,
+                                                      .served_model_name = model_arg,
+                                                      .kv_cache_bytes = size_t(kv_mb) << 20,
+                                                      .device = backend_device(a)});
 }
 
 int cmd_chat(const std::vector<std::string>& argv) {
