@@ -7,7 +7,6 @@
 #include "args.h"
 #include "tessera/core/error.h"
 #include "tessera/worker/group_worker.h"
-#include "tessera/worker/worker_process.h"
 
 namespace tessera::cli {
 namespace {
@@ -30,10 +29,10 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 
 int cmd_worker(const std::vector<std::string>& args) {
   const Args a(args,
-               {"model", "num-blocks", "block-size", "kv-cache-mb", "fd", "threads", "rank", "tp",
+               {"model", "num-blocks", "block-size", "kv-cache-mb", "threads", "rank", "tp",
                 "pp", "layer-split", "store", "group-id", "comm", "bind-host", "fingerprint",
                 "connect-timeout", "collective-timeout", "heartbeat", "device", "backend"},
-               {"group"});
+               {});
   const auto model = a.get("model");
   if (!model) fail(ErrorCode::kInvalidArgument, "worker: --model is required");
   const int kv_mb = a.get_int("kv-cache-mb", 256);
@@ -47,33 +46,27 @@ int cmd_worker(const std::vector<std::string>& args) {
       .block_size = a.get_int("block-size", 16),
       .kv_cache_bytes = static_cast<size_t>(kv_mb) << 20,
       .device = {parse_device_type(a.get_or("backend", "cpu")), device_index}};
-  if (a.flag("group")) {
-    // One rank of a worker group: everything it needs comes from the launcher's command line and
-    // the coordinator's store.
-    const std::string store = a.get_or("store", "");
-    const auto colon = store.rfind(':');
-    if (colon == std::string::npos)
-      fail(ErrorCode::kInvalidArgument, "worker: --store HOST:PORT is required");
-    return worker::run_group_worker(
-        {.worker = wp,
-         .rank = a.get_int("rank", 0),
-         .tensor = a.get_int("tp", 1),
-         .pipeline = a.get_int("pp", 1),
-         .layer_split = a.get("layer-split") ? int_list(*a.get("layer-split"), "--layer-split")
-                                             : std::vector<int>{},
-         .store_host = store.substr(0, colon),
-         .store_port = std::stoi(store.substr(colon + 1)),
-         .group_id = a.get_or("group-id", "g0"),
-         .comm = a.get_or("comm", "gloo"),
-         .bind_host = a.get_or("bind-host", "127.0.0.1"),
-         .fingerprint = a.get_or("fingerprint", ""),
-         .connect_timeout_seconds = a.get_double("connect-timeout", 120.0),
-         .collective_timeout_seconds = a.get_double("collective-timeout", 30.0),
-         .heartbeat_seconds = a.get_double("heartbeat", 1.0)});
-  }
-  const int fd = a.get_int("fd", -1);
-  if (fd < 0) fail(ErrorCode::kInvalidArgument, "worker: --fd is required");
-  return worker::run_worker_process({.worker = wp, .fd = fd});
+  // Everything a rank needs comes from the launcher's command line and the coordinator's store.
+  const std::string store = a.get_or("store", "");
+  const auto colon = store.rfind(':');
+  if (colon == std::string::npos)
+    fail(ErrorCode::kInvalidArgument, "worker: --store HOST:PORT is required");
+  return worker::run_group_worker(
+      {.worker = wp,
+       .rank = a.get_int("rank", 0),
+       .tensor = a.get_int("tp", 1),
+       .pipeline = a.get_int("pp", 1),
+       .layer_split = a.get("layer-split") ? int_list(*a.get("layer-split"), "--layer-split")
+                                           : std::vector<int>{},
+       .store_host = store.substr(0, colon),
+       .store_port = std::stoi(store.substr(colon + 1)),
+       .group_id = a.get_or("group-id", "g0"),
+       .comm = a.get_or("comm", "gloo"),
+       .bind_host = a.get_or("bind-host", "127.0.0.1"),
+       .fingerprint = a.get_or("fingerprint", ""),
+       .connect_timeout_seconds = a.get_double("connect-timeout", 120.0),
+       .collective_timeout_seconds = a.get_double("collective-timeout", 30.0),
+       .heartbeat_seconds = a.get_double("heartbeat", 1.0)});
 }
 
 }  // namespace tessera::cli

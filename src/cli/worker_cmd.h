@@ -1,4 +1,5 @@
-// `tessera worker`: the child side of a ProcessExecutor (internal; started by the engine).
+// `tessera worker`: one rank of a worker group, the child side of a WorkerGroupExecutor (internal;
+// started by the engine or a node agent).
 #pragma once
 
 #include <string>

@@ -16,23 +16,13 @@ extern char** environ;
 
 namespace tessera::engine {
 
-pid_t spawn_child(const std::vector<std::string>& args, int child_end, int child_fd,
-                  const std::vector<std::string>& extra_env) {
+pid_t spawn_child(const std::vector<std::string>& args) {
   std::vector<std::string> a = args;
   std::vector<char*> argv;
   for (auto& s : a) argv.push_back(s.data());
   argv.push_back(nullptr);
-  std::vector<std::string> env_store = extra_env;
-  std::vector<char*> envp;
-  for (char** e = environ; *e; ++e) envp.push_back(*e);
-  for (auto& e : env_store) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (child_end >= 0) posix_spawn_file_actions_adddup2(&fa, child_end, child_fd);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, a[0].c_str(), &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
+  const int rc = posix_spawn(&pid, a[0].c_str(), nullptr, nullptr, argv.data(), environ);
   if (rc != 0)
     fail(ErrorCode::kInternal, "cannot start worker process '", a[0], "': ", std::strerror(rc));
   return pid;

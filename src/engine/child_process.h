@@ -1,5 +1,5 @@
-// Starting and stopping the engine's child processes (`tessera worker`), shared by the single
-// worker's ProcessExecutor and the WorkerGroupExecutor. No state: callers own the pids.
+// Starting and stopping the engine's child processes (`tessera worker`), shared by the
+// WorkerGroupExecutor and the node agent. No state: callers own the pids.
 #pragma once
 
 #include <sys/types.h>
@@ -9,11 +9,8 @@
 
 namespace tessera::engine {
 
-// posix_spawn of args[0] with args. When child_end >= 0 it is dup2'ed onto child_fd in the child
-// (dup2 onto a different number clears close-on-exec there only, so our copies stay private).
-// extra_env entries ("NAME=value") are added to this process's environment. Throws kInternal.
-pid_t spawn_child(const std::vector<std::string>& args, int child_end = -1, int child_fd = -1,
-                  const std::vector<std::string>& extra_env = {});
+// posix_spawn of args[0] with args and this process's environment. Throws kInternal.
+pid_t spawn_child(const std::vector<std::string>& args);
 // "3,27": list arguments of the worker command line (and the layout fingerprint).
 std::string join_ints(const std::vector<int>& v);
 // The worker's --kv-cache-mb: the byte budget rounded up to whole MiB.

@@ -14,7 +14,7 @@ LocalExecutor::LocalExecutor(const worker::WorkerParams& p)
                        .block_size = worker_->block_size()};
 }
 
-protocol::ExecuteResult LocalExecutor::execute(const protocol::ExecutePlan& plan) {
+protocol::ExecuteResult LocalExecutor::run(const protocol::ExecutePlan& plan) {
   return worker_->execute(plan);
 }
 
@@ -22,17 +22,17 @@ protocol::ExecuteResult LocalExecutor::execute(const protocol::ExecutePlan& plan
 
 namespace tessera::engine {
 
-void Executor::submit(const protocol::ExecutePlan& plan) {
+void SyncExecutor::submit(const protocol::ExecutePlan& plan) {
   Done d;
   try {
-    d.result = execute(plan);
+    d.result = run(plan);
   } catch (...) {
     d.error = std::current_exception();
   }
   queued_.push_back(std::move(d));
 }
 
-protocol::ExecuteResult Executor::collect() {
+protocol::ExecuteResult SyncExecutor::collect() {
   if (queued_.empty()) fail(ErrorCode::kInternal, "collect() with no plan in flight");
   Done d = std::move(queued_.front());
   queued_.pop_front();

@@ -31,15 +31,17 @@ ExecutorFactory executor_for(const EngineConfig& cfg) {
                                   .block_size = cfg.block_size,
                                   .kv_cache_bytes = cfg.kv_cache_bytes,
                                   .device = cfg.device};
+    if (!cfg.group && cfg.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
+    WorkerGroupParams gp;
     if (cfg.group) {
-      WorkerGroupParams gp = *cfg.group;
-      gp.worker = wp;
-      gp.executable = cfg.worker_executable;
-      return std::make_unique<WorkerGroupExecutor>(gp);
+      gp = *cfg.group;
+    } else {  // no topology: one worker process on cfg.device, a group of 1 x 1
+      gp.devices = {cfg.device.index};
+      gp.backend = device_backend_name(cfg.device);
     }
-    if (cfg.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
-    return std::make_unique<ProcessExecutor>(
-        ProcessExecutorParams{.executable = cfg.worker_executable, .worker = wp});
+    gp.worker = wp;
+    gp.executable = cfg.worker_executable;
+    return std::make_unique<WorkerGroupExecutor>(gp);
   };
 }
 
@@ -102,8 +104,6 @@ void LlmEngine::restart_after_worker_death(const std::string& why) {
   std::vector<uint64_t> seqs;
   for (const auto& [seq, r] : live_) seqs.push_back(seq);
   for (uint64_t s : seqs) finish(s, FinishReason::kError, "worker failed: " + why);
-  to_drop_.clear();
-  in_flight_.clear();
   scheduler_ = std::make_unique<scheduler::Scheduler>(scheduler_config());
   try {
     executor_.reset();  // the old group's processes, ports and store go first
@@ -220,7 +220,7 @@ void LlmEngine::loop() {
       if (r.req.deadline && *r.req.deadline <= now) expired.push_back(seq);
     for (uint64_t seq : expired)
       finish(seq, FinishReason::kError, "the request's deadline expired");
-    if (scheduler_->has_work() || !in_flight_.empty()) {
+    if (scheduler_->has_work() || scheduler_->plans_in_flight() > 0 || scheduler_->has_ended()) {
       step();
     } else if (executor_ && !executor_->check_alive()) {
       restart_after_worker_death(executor_->failure());  // found dead while idle: no request lost
@@ -267,31 +267,25 @@ void LlmEngine::admit(protocol::GenerationRequest req, OutputCallback cb) {
 }
 
 // Fills the pipeline with up to max_in_flight plans (each over different sequences: with P
-// stages, P micro-batches keep every stage busy), then collects the oldest result.
+// stages, P micro-batches keep every stage busy), then collects the oldest result. The
+// scheduler's flights are the record of what is in flight.
 void LlmEngine::step() {
   if (!executor_ || !executor_->alive()) {
     restart_after_worker_death("no live worker");
     return;
   }
-  while (static_cast<int>(executor_->in_flight()) < executor_->max_in_flight()) {
+  while (static_cast<int>(scheduler_->plans_in_flight()) < executor_->max_in_flight()) {
     scheduler::StepPlan plan = scheduler_->schedule();
-    if (plan.empty() && to_drop_.empty()) break;
-    protocol::ExecutePlan exec = to_exec(plan);
-    std::vector<uint64_t> ids;
-    for (const auto& ch : exec.chunks) ids.push_back(ch.seq_id);
+    if (plan.empty()) break;
     try {
-      executor_->submit(exec);
+      executor_->submit(to_exec(plan));
     } catch (const std::exception& e) {
       TESSERA_LOG_ERROR("step failed: {}", e.what());
       restart_after_worker_death(e.what());  // a submit only fails when the workers are gone
       return;
     }
-    in_flight_.push_back(std::move(ids));
-    if (plan.empty()) break;  // only dropped sequences to tell the workers about
   }
-  if (in_flight_.empty()) return;
-  std::vector<uint64_t> ids = std::move(in_flight_.front());
-  in_flight_.pop_front();
+  if (scheduler_->plans_in_flight() == 0) return;
   protocol::ExecuteResult result;
   try {
     result = executor_->collect();
@@ -304,17 +298,14 @@ void LlmEngine::step() {
     }
     metrics_.counter_add("tessera:request_errors_total", "Failed requests by kind", 1.0,
                          {{"kind", "step"}});
-    for (uint64_t id : ids)
-      if (live_.contains(id)) finish(id, FinishReason::kError, e.what());
-    if (!ids.empty())
-      scheduler_->on_step_done({});  // it ignores the aborted sequences' missing tokens
+    for (uint64_t id : scheduler_->on_step_failed())  // aborted there: not freed again here
+      finish(id, FinishReason::kError, e.what(), /*notify=*/true, /*free=*/false);
     return;
   }
   std::vector<std::pair<uint64_t, int32_t>> sampled;
   for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
   std::unordered_map<uint64_t, scheduler::FinishCause> finished;
-  if (!ids.empty())
-    for (const auto& f : scheduler_->on_step_done(sampled)) finished.emplace(f.seq_id, f.cause);
+  for (const auto& f : scheduler_->on_step_done(sampled)) finished.emplace(f.seq_id, f.cause);
   for (const auto& t : result.sampled) {
     auto it = live_.find(t.seq_id);
     if (it == live_.end()) continue;
@@ -326,8 +317,7 @@ void LlmEngine::step() {
 
 protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   protocol::ExecutePlan exec;
-  exec.finished = std::move(to_drop_);
-  to_drop_.clear();
+  exec.finished = std::move(plan.finished);
   for (const auto& ch : plan.chunks) {
     Live& r = live_.at(ch.seq_id);
     if (!r.sent_to_worker) {
@@ -396,13 +386,13 @@ void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, boo
   auto it = live_.find(seq);
   if (it == live_.end()) return;
   Live& r = it->second;
-  // Either way its blocks are freed; full prompt blocks stay in the prefix cache.
+  // Either way its blocks are freed (full prompt blocks stay in the prefix cache) and the
+  // scheduler lists it in the next plan for the workers to forget.
   if (free && reason == FinishReason::kStop) {
     scheduler_->finish(seq);
   } else if (free) {
     scheduler_->abort(seq);
   }
-  if (r.sent_to_worker) to_drop_.push_back(seq);
   if (notify) {
     protocol::RequestOutput out{.request_id = r.req.request_id,
                                 .finish = reason,

@@ -122,7 +122,6 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
                                    std::max<int>(1, static_cast<int>(p.local_ranks.size())));
   std::vector<std::string> args = {p.executable,
                                    "worker",
-                                   "--group",
                                    "--rank",
                                    std::to_string(rank),
                                    "--tp",
@@ -276,11 +275,6 @@ void WorkerGroupExecutor::accept_ranks() {
   }
 }
 
-protocol::ExecuteResult WorkerGroupExecutor::execute(const protocol::ExecutePlan& plan) {
-  submit(plan);
-  return collect();
-}
-
 void WorkerGroupExecutor::submit(const protocol::ExecutePlan& plan) {
   if (!alive_) fail(ErrorCode::kUnavailable, "worker group ", info_.layout, " is not running");
   const auto payload = protocol::encode_plan(plan);
@@ -334,7 +328,7 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
       if (in.status == protocol::ReadStatus::kEof) {
         std::this_thread::sleep_for(
             std::chrono::milliseconds(20));  // let it be reaped for the message
-        lost(rank_status(r) + " closed its connection (died?) during a step");
+        lost(rank_status(r) + ": its connection closed during a step");
       }
       if (in.status == protocol::ReadStatus::kTimeout)
         lost(rank_status(r) + " stalled in the middle of a frame");
@@ -378,7 +372,7 @@ bool WorkerGroupExecutor::check_alive() {
         if (in.status != protocol::ReadStatus::kOk) {
           std::this_thread::sleep_for(
               std::chrono::milliseconds(20));  // let it be reaped for the message
-          lost(rank_status(ranks_[i]) + " closed its connection (died?) while idle");
+          lost(rank_status(ranks_[i]) + ": its connection closed while idle");
         }
         if (in.frame.type != FrameType::kHeartbeat)
           lost(rank_status(ranks_[i]) + " sent frame type " + std::to_string(int(in.frame.type)) +

@@ -40,7 +40,9 @@ StepPlan Scheduler::schedule() {
   schedule_running(st, /*decodes=*/true);
   schedule_running(st, /*decodes=*/false);
   admit_waiting(st);
-  if (!st.plan.chunks.empty()) {
+  st.plan.finished = std::move(ended_);
+  ended_.clear();
+  if (!st.plan.empty()) {
     Flight f;
     for (const protocol::ExecuteChunk& c : st.plan.chunks) {
       f.seqs.push_back(c.seq_id);
@@ -162,6 +164,7 @@ void Scheduler::add_chunk(StepState& st, Sequence& s, int n) {
              .block_table = s.blocks,
              .sample = end == s.len()};
   s.num_computed = end;
+  s.announced = true;
   st.budget -= n;
   st.plan.num_batched_tokens += n;
   st.scheduled.insert(s.id());

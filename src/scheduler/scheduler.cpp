@@ -62,6 +62,7 @@ void Scheduler::abort(uint64_t seq_id) {
   if (it == seqs_.end()) return;
   free_seq(it->second);
   if (!it->second.running) waiting_.erase(it->second.key);
+  if (it->second.announced) ended_.push_back(seq_id);
   seqs_.erase(it);
 }
 
@@ -130,6 +131,17 @@ std::vector<FinishedSeq> Scheduler::on_step_done(
   }
   flights_.pop_front();
   return finished;
+}
+
+std::vector<uint64_t> Scheduler::on_step_failed() {
+  if (flights_.empty()) fail(ErrorCode::kInvalidArgument, "on_step_failed() with no plan in flight");
+  std::vector<uint64_t> seqs = std::move(flights_.front().seqs);
+  flights_.pop_front();
+  for (uint64_t id : seqs) {
+    busy_.erase(id);
+    abort(id);
+  }
+  return seqs;
 }
 
 SchedulerStats Scheduler::stats() const {

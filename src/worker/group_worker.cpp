@@ -17,7 +17,6 @@
 #include "tessera/model/shard.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
-#include "tessera/worker/worker_process.h"
 
 namespace tessera::worker {
 
@@ -79,6 +78,28 @@ class Heartbeat {
   bool stop_ = false;
   std::thread thread_;
 };
+
+// Runs plans until Shutdown or EOF. A step that fails is reported and the rank keeps serving,
+// except when a collective failed: the group is broken and the engine restarts it (exit code 3).
+int serve_plans(Worker& w, Channel& ch, const std::string& who) {
+  for (;;) {
+    const protocol::ReadOutcome in = protocol::read_frame(ch.fd(), 0.0);
+    if (in.status != protocol::ReadStatus::kOk || in.frame.type == FrameType::kShutdown) return 0;
+    try {
+      if (in.frame.type != FrameType::kPlan)
+        fail(ErrorCode::kInvalidArgument, who, ": unexpected frame type ", int(in.frame.type));
+      ch.send(FrameType::kResult,
+              protocol::encode_result(w.execute(protocol::decode_plan(in.frame.payload))));
+    } catch (const Error& e) {
+      TESSERA_LOG_ERROR("{}: step failed: {}", who, e.what());
+      ch.send(FrameType::kError, protocol::encode_error({e.code(), who + ": " + e.what()}));
+      if (e.code() == ErrorCode::kDeadlineExceeded || e.code() == ErrorCode::kUnavailable) return 3;
+    } catch (const std::exception& e) {
+      ch.send(FrameType::kError,
+              protocol::encode_error({ErrorCode::kInternal, who + ": " + e.what()}));
+    }
+  }
+}
 
 }  // namespace
 
@@ -157,8 +178,7 @@ int run_group_worker(const GroupWorkerArgs& a) {
       hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);
-  const int code = serve_plans(
-      *w, fd, [&ch](FrameType t, std::span<const uint8_t> payload) { ch.send(t, payload); }, who);
+  const int code = serve_plans(*w, ch, who);
   ::close(fd);
   return code;
 }

@@ -59,7 +59,7 @@ struct World {
   int in_flight = 1;
 };
 
-class FakeExecutor final : public Executor {
+class FakeExecutor final : public SyncExecutor {
  public:
   FakeExecutor(std::shared_ptr<World> w, int vocab) : w_(std::move(w)) {
     info_ = {.vocab_size = vocab,
@@ -86,7 +86,7 @@ class FakeExecutor final : public Executor {
   }
   std::string failure() const override { return failure_; }
 
-  protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override {
+  protocol::ExecuteResult run(const protocol::ExecutePlan& plan) override {
     if (!alive_) throw Error(ErrorCode::kInternal, "fake worker is dead");
     int sleep_ms = 0;
     protocol::ExecuteResult out;

@@ -53,7 +53,7 @@ def worker_pids(server_pid):
                 cmd = f.read().split(b"\0")
         except OSError:
             continue
-        if ppid == server_pid and b"--group" in cmd:
+        if ppid == server_pid and b"worker" in cmd[1:2]:
             pids.append((int(cmd[cmd.index(b"--rank") + 1]), int(d)))
     return dict(pids)
 
@@ -190,7 +190,7 @@ def test_single_worker_serves_on_the_guarded_device(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    assert "worker on guarded:0" in log.read_text()
+    assert re.search(r"rank 0 \(stage 0, tp 0\) on guarded:0", log.read_text())
 
 
 def test_two_nodes_form_one_pipeline(tmp_path):

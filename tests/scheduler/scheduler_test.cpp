@@ -197,6 +197,54 @@ TEST(Scheduler, AbortFreesBlocksAtOnce) {
   EXPECT_EQ(s.check_invariants(), "");
 }
 
+// The workers hear of every sequence that ended after a chunk of it went out, exactly once, in
+// the next plan's `finished` (a plan of its own when nothing else runs); one never sent is not
+// listed.
+TEST(Scheduler, EndedSequencesAreListedForTheWorkersOnce) {
+  Scheduler s({.num_blocks = 16, .block_size = 4, .max_num_seqs = 1});
+  s.add(1, iota_prompt(3), 1);  // finishes by length in its first step
+  s.add(2, iota_prompt(3), 5);  // waits behind 1 (one running sequence at a time)
+  testing::StepOutcome first = run_step(s);
+  EXPECT_TRUE(first.plan.finished.empty());
+  EXPECT_EQ(first.finished, (std::vector<uint64_t>{1}));
+  testing::StepOutcome second = run_step(s);
+  EXPECT_EQ(second.plan.finished, (std::vector<uint64_t>{1}));
+  ASSERT_EQ(second.plan.chunks.size(), 1u);  // and 2 starts in the same plan
+  s.add(3, iota_prompt(3), 5);
+  s.abort(3);  // never sent: the workers never knew it
+  s.abort(2);
+  EXPECT_FALSE(s.has_work());
+  EXPECT_TRUE(s.has_ended());
+  StepPlan news = s.schedule();
+  EXPECT_TRUE(news.chunks.empty());
+  EXPECT_EQ(news.finished, (std::vector<uint64_t>{2}));
+  EXPECT_EQ(s.plans_in_flight(), 1u);  // in flight like any plan, so the news arrive in order
+  EXPECT_TRUE(s.on_step_done({}).empty());
+  EXPECT_FALSE(s.has_ended());
+  EXPECT_TRUE(s.schedule().empty());
+}
+
+// A failed step: its sequences are aborted (their KV state on the workers is unknown), returned
+// to the caller, and listed for the workers to drop; the other plan in flight is unaffected.
+TEST(Scheduler, FailedStepAbortsItsSequences) {
+  Scheduler s({.num_blocks = 16, .block_size = 4, .max_in_flight = 2});
+  s.add(1, iota_prompt(3), 5);
+  s.add(2, iota_prompt(3), 5);
+  StepPlan a = s.schedule();
+  StepPlan b = s.schedule();
+  ASSERT_EQ(a.chunks.size(), 1u);
+  ASSERT_EQ(b.chunks.size(), 1u);
+  const uint64_t failed = a.chunks[0].seq_id, ok = b.chunks[0].seq_id;
+  EXPECT_EQ(s.on_step_failed(), (std::vector<uint64_t>{failed}));
+  EXPECT_FALSE(s.contains(failed));
+  EXPECT_TRUE(s.contains(ok));
+  EXPECT_NO_THROW(s.on_step_done({{ok, 7}}));
+  EXPECT_THROW(s.on_step_failed(), Error);  // nothing in flight
+  StepPlan next = s.schedule();
+  EXPECT_EQ(next.finished, (std::vector<uint64_t>{failed}));
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(Scheduler, StepResultMisuseIsRejected) {
   Scheduler s({.num_blocks = 16, .block_size = 4});
   s.add(1, iota_prompt(3), 5);

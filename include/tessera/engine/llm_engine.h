@@ -38,8 +38,8 @@ struct EngineConfig {
   // topology instead.
   Device device = Device::cpu();
   double health_timeout_seconds = 60.0;
-  // Path of the tessera binary to run the worker in its own process (`tessera worker`); empty:
-  // the worker runs inside the engine's process.
+  // Path of the tessera binary to run the workers in their own processes (`tessera worker`);
+  // empty (and no group): the worker runs inside the engine's process.
   std::string worker_executable;
   // A T x P worker group (one process per device, each with its shard) instead of one worker;
   // its `worker` and `executable` fields are filled from the fields above.
@@ -93,8 +93,8 @@ class LlmEngine final : public EngineInterface {
   void step();
   void on_token(Live& r, const protocol::SampledToken& t,
                 std::optional<scheduler::FinishCause> decided);
-  // Ends a request: its callback (when notify), metrics, the worker told to drop it; `free`
-  // false when the scheduler already finished and freed the sequence.
+  // Ends a request: its callback (when notify), metrics; `free` false when the scheduler already
+  // finished and freed the sequence.
   void finish(uint64_t seq, protocol::FinishReason reason, std::string error = {},
               bool notify = true, bool free = true);
   void fail_all(const std::string& why);
@@ -115,8 +115,6 @@ class LlmEngine final : public EngineInterface {
   std::unordered_map<uint64_t, Live> live_;
   std::unordered_map<std::string, uint64_t> by_id_;
   protocol::ExecutePlan to_exec(scheduler::StepPlan& plan);
-  std::deque<std::vector<uint64_t>> in_flight_;  // sequences of each submitted plan, oldest first
-  std::vector<uint64_t> to_drop_;  // finished since the last step: the worker forgets them
   uint64_t next_seq_ = 1;
   std::pair<uint64_t, uint64_t> prefix_seen_{0, 0};  // scheduler prefix totals already exported
 
@@ -133,8 +131,8 @@ class LlmEngine final : public EngineInterface {
   std::thread thread_;
 };
 
-// The executor factory an EngineConfig describes: a worker group, a child process, or (no
-// worker_executable) a worker inside this process.
+// The executor factory an EngineConfig describes: a worker group (the topology's, or one worker
+// process on cfg.device), or (no worker_executable and no group) a worker inside this process.
 ExecutorFactory executor_for(const EngineConfig& cfg);
 
 // Loads the tokenizer of a GGUF file or Hugging Face directory (what the engine serves with).

@@ -1,10 +1,11 @@
-// WorkerGroupExecutor: the engine's side of a T x P worker group, one `tessera worker --group`
-// process per device. It is the coordinator: it runs the rendezvous store, spawns this node's
-// ranks, checks that every rank registered the same model and layout before letting them connect
-// their communicators, and accepts each rank's control connection (TCP, so ranks on other nodes
-// join the same way). Each step's plan is encoded once and written to every rank over its
-// persistent connection; every rank answers (only the output rank, TP 0 of the last stage, with
-// sampled tokens). Up to `pipeline` plans are kept in flight so that the stages work at once.
+// WorkerGroupExecutor: the engine's side of a T x P worker group, one `tessera worker` process per
+// device; a single worker (`serve --model`) is a group of 1 x 1. It is the coordinator: it runs
+// the rendezvous store, spawns this node's ranks, checks that every rank registered the same model
+// and layout before letting them connect their communicators, and accepts each rank's control
+// connection (TCP, so ranks on other nodes join the same way). Each step's plan is encoded once
+// and written to every rank over its persistent connection; every rank answers (only the output
+// rank, TP 0 of the last stage, with sampled tokens). Up to `pipeline` plans are kept in flight so
+// that the stages work at once.
 //
 // Faults: a rank that exits, closes its connection, reports a collective failure, or sends
 // nothing (not even a heartbeat) for heartbeat_timeout_seconds marks the whole group dead: all its
@@ -31,7 +32,7 @@
 namespace tessera::engine {
 
 struct WorkerGroupParams {
-  std::string executable;       // the tessera binary, run as `<executable> worker --group ...`
+  std::string executable;       // the tessera binary, run as `<executable> worker ...`
   worker::WorkerParams worker;  // model path and KV sizing per rank
   int tensor = 1;
   int pipeline = 1;
@@ -69,13 +70,11 @@ class WorkerGroupExecutor final : public Executor {
   WorkerGroupExecutor(const WorkerGroupExecutor&) = delete;
   WorkerGroupExecutor& operator=(const WorkerGroupExecutor&) = delete;
 
-  protocol::ExecuteResult execute(const protocol::ExecutePlan& plan) override;
   const ExecutorInfo& info() const override { return info_; }
   bool alive() const override { return alive_; }
   int max_in_flight() const override { return max_in_flight_; }
   void submit(const protocol::ExecutePlan& plan) override;
   protocol::ExecuteResult collect() override;
-  size_t in_flight() const override { return pending_; }
   bool check_alive() override;
   std::string failure() const override { return failure_; }
 

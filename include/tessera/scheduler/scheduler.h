@@ -2,10 +2,12 @@
 // devices, no clocks: time comes in as `arrival`). It owns the waiting and running queues and the
 // KV BlockAllocator with its prefix-cache index; the engine thread is its only caller.
 //
-// The loop: plan = schedule(); run it; on_step_done(sampled tokens); repeat. Exactly one
-// on_step_done() follows every non-empty plan (even when nothing was sampled), in the order the
-// plans were made. Up to max_in_flight plans may be outstanding (pipeline parallelism); a
-// sequence in an outstanding plan is left out of new plans and is never preempted.
+// The loop: plan = schedule(); run it; on_step_done(sampled tokens) or on_step_failed(); repeat.
+// Exactly one of the two follows every non-empty plan (even when nothing was sampled), in the
+// order the plans were made: the scheduler's flights are the one record of plans in flight. Up to
+// max_in_flight plans may be outstanding (pipeline parallelism); a sequence in an outstanding
+// plan is left out of new plans and is never preempted. Sequences that end after a chunk of
+// theirs went out are listed in the next plan's `finished`, so the workers forget them.
 // abort()/finish()/add() may come at any time; blocks of an aborted sequence are freed at once.
 // A plan in flight may still write them while a later plan hands them to another sequence: that
 // is safe because every worker runs plans in order, so the later writes land after the earlier.
@@ -62,8 +64,13 @@ class Scheduler {
   // already (the one place either is decided). Throws Error(kInvalidArgument) (changing nothing)
   // when a sampled id had no sample chunk or a sample chunk got no token.
   std::vector<FinishedSeq> on_step_done(const std::vector<std::pair<uint64_t, int32_t>>& sampled);
+  // The oldest plan in flight failed: its sequences (returned) are in an unknown state on the
+  // workers, so they are aborted (freed, and listed for the workers to drop).
+  std::vector<uint64_t> on_step_failed();
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  // Ended sequences the workers have not been told about yet (the next plan's `finished`).
+  bool has_ended() const { return !ended_.empty(); }
   size_t plans_in_flight() const { return flights_.size(); }
   bool contains(uint64_t seq_id) const { return seqs_.contains(seq_id); }
   SchedulerStats stats() const;
@@ -103,6 +110,7 @@ class Scheduler {
   };
   std::deque<Flight> flights_;         // plans in flight, oldest first
   std::unordered_set<uint64_t> busy_;  // sequences in any of them
+  std::vector<uint64_t> ended_;        // announced sequences ended since the last plan
   SchedulerStats counters_;            // the prefix and preemption counters
 };
 

@@ -51,8 +51,12 @@ struct StepPlan {
   // Sequences whose KV blocks were taken back this step: workers drop their state; they come
   // back later in a chunk with start_pos 0 (or a prefix-cache hit) and recompute.
   std::vector<uint64_t> preempted;
+  // Sequences that ended (finished, aborted) since the last plan after a chunk of theirs went out:
+  // the workers forget them. A plan may carry only these (a plan all the same: it is in flight
+  // until its on_step_done, so the workers see the news in order).
+  std::vector<uint64_t> finished;
   int num_batched_tokens = 0;  // sum of chunks' tokens, <= max_num_batched_tokens
-  bool empty() const { return chunks.empty(); }
+  bool empty() const { return chunks.empty() && finished.empty(); }
 };
 
 struct SchedulerStats {

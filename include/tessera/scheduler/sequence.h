@@ -31,6 +31,7 @@ struct Sequence {
   std::vector<int32_t> blocks;   // block table
   std::vector<uint64_t> hashes;  // chain hashes of the leading full blocks
   bool running = false;
+  bool announced = false;  // a chunk of it went out: the workers hold its state until told
   uint64_t id() const { return key.seq_id; }
   int len() const { return static_cast<int>(tokens.size()); }
   int num_generated() const { return len() - prompt_len; }
