@@ -62,16 +62,12 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .enable_prefix_caching = t.scheduler.enable_prefix_caching,
       .worker_executable = std::filesystem::read_symlink("/proc/self/exe").string(),
       .group = g};
-  l.engine.group->worker = {.model_path = model_path,
-                            .block_size = t.scheduler.block_size,
-                            .kv_cache_bytes = t.scheduler.kv_cache_bytes};
-  l.engine.group->executable = l.engine.worker_executable;
   return l;
 }
 
 int run_worker_node(const Launch& l, int node_rank) {
   std::atomic<bool> stop{false};
-  engine::WorkerGroupParams g = *l.engine.group;
+  const engine::WorkerGroupParams g = engine::group_params(l.engine);
   TESSERA_LOG_INFO("node {} of {}: ranks {}..{} under the coordinator at {}:{}", node_rank,
                    l.topo.nodes.size(), g.local_ranks.front(), g.local_ranks.back(), g.store_host,
                    g.store_port);

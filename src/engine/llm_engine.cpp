@@ -24,24 +24,32 @@ const std::vector<double> kLatencyBuckets{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 
 
 }  // namespace
 
+worker::WorkerParams worker_params(const EngineConfig& cfg) {
+  return {.model_path = cfg.model_path,
+          .num_blocks = cfg.num_blocks,
+          .block_size = cfg.block_size,
+          .kv_cache_bytes = cfg.kv_cache_bytes,
+          .device = cfg.device};
+}
+
+WorkerGroupParams group_params(const EngineConfig& cfg) {
+  WorkerGroupParams gp;
+  if (cfg.group) {
+    gp = *cfg.group;
+  } else {  // no topology: one worker process on cfg.device, a group of 1 x 1
+    gp.devices = {cfg.device.index};
+    gp.backend = device_backend_name(cfg.device);
+  }
+  gp.worker = worker_params(cfg);
+  gp.executable = cfg.worker_executable;
+  return gp;
+}
+
 ExecutorFactory executor_for(const EngineConfig& cfg) {
   return [cfg] () -> std::unique_ptr<Executor> {
-    const worker::WorkerParams wp{.model_path = cfg.model_path,
-                                  .num_blocks = cfg.num_blocks,
-                                  .block_size = cfg.block_size,
-                                  .kv_cache_bytes = cfg.kv_cache_bytes,
-                                  .device = cfg.device};
-    if (!cfg.group && cfg.worker_executable.empty()) return std::make_unique<LocalExecutor>(wp);
-    WorkerGroupParams gp;
-    if (cfg.group) {
-      gp = *cfg.group;
-    } else {  // no topology: one worker process on cfg.device, a group of 1 x 1
-      gp.devices = {cfg.device.index};
-      gp.backend = device_backend_name(cfg.device);
-    }
-    gp.worker = wp;
-    gp.executable = cfg.worker_executable;
-    return std::make_unique<WorkerGroupExecutor>(gp);
+    if (!cfg.group && cfg.worker_executable.empty())
+      return std::make_unique<LocalExecutor>(worker_params(cfg));
+    return std::make_unique<WorkerGroupExecutor>(group_params(cfg));
   };
 }
 

@@ -42,7 +42,8 @@ struct EngineConfig {
   // empty (and no group): the worker runs inside the engine's process.
   std::string worker_executable;
   // A T x P worker group (one process per device, each with its shard) instead of one worker;
-  // its `worker` and `executable` fields are filled from the fields above.
+  // its `worker` and `executable` fields are left empty: group_params() fills them from the
+  // fields above.
   std::optional<WorkerGroupParams> group;
 };
 
@@ -131,6 +132,11 @@ class LlmEngine final : public EngineInterface {
   std::thread thread_;
 };
 
+// What cfg says one worker (or each rank) runs, and the worker group it describes (the topology's
+// with cfg's model, KV sizing and binary; or one worker process on cfg.device): the one place
+// these are filled.
+worker::WorkerParams worker_params(const EngineConfig& cfg);
+WorkerGroupParams group_params(const EngineConfig& cfg);
 // The executor factory an EngineConfig describes: a worker group (the topology's, or one worker
 // process on cfg.device), or (no worker_executable and no group) a worker inside this process.
 ExecutorFactory executor_for(const EngineConfig& cfg);
