@@ -147,7 +147,7 @@ int generate_with_engine(const Args& a, const engine::EngineConfig& cfg) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   Clock::time_point first_token;
-  engine.submit(req, [&](const protocol::RequestOutput& o) {
+  engine.submit(engine.validate(req), [&](const protocol::RequestOutput& o) {
     if (ids.empty() && !o.new_token_ids.empty()) first_token = Clock::now();
     text += o.new_text;
     for (const auto& lp : o.logprobs) {

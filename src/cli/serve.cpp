@@ -47,7 +47,7 @@ namespace {
   req.stopping.max_tokens = 32;
   auto done = std::make_shared<std::promise<void>>();
   auto text = std::make_shared<std::string>();
-  engine.submit(req, [done, text](const protocol::RequestOutput& o) {
+  engine.submit(engine.validate(req), [done, text](const protocol::RequestOutput& o) {
     *text += o.new_text;
     if (o.finished()) done->set_value();
   });

@@ -137,28 +137,10 @@ bool LlmEngine::healthy() const {
          (now_ns() - last_progress_ns_.load()) < cfg_.health_timeout_seconds * 1e9;
 }
 
-void LlmEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
-  // Checks that need no engine state happen here, on the caller's thread, so bad requests fail
-  // fast with a clear error and never reach the loop.
-  if (req.prompt_ids.empty()) fail(ErrorCode::kInvalidArgument, "the prompt is empty");
-  for (int32_t t : req.prompt_ids)
-    if (t < 0 || t >= info_.vocab_size)
-      fail(ErrorCode::kOutOfRange, "token id ", t, " is outside the vocabulary of ",
-           info_.vocab_size);
-  if (req.stopping.max_tokens < 1)
-    fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1");
-  const int64_t need = static_cast<int64_t>(req.prompt_ids.size()) + req.stopping.max_tokens;
-  if (need > info_.max_model_len)
-    fail(ErrorCode::kInvalidArgument, "this model's maximum context length is ",
-         info_.max_model_len, " tokens, but ", req.prompt_ids.size(), " prompt tokens + ",
-         req.stopping.max_tokens, " max_tokens were requested");
-  const int64_t blocks = (need + info_.block_size - 1) / info_.block_size;
-  if (blocks > info_.num_blocks)
-    fail(ErrorCode::kInvalidArgument, req.prompt_ids.size(), " prompt tokens + ",
-         req.stopping.max_tokens, " max_tokens need ", blocks, " KV blocks but the cache holds ",
-         info_.num_blocks, " (", static_cast<int64_t>(info_.num_blocks) * info_.block_size,
-         " tokens)");
-  req.sampling.validate(info_.vocab_size);
+// The request was validated against this model (ValidRequest); only the engine's state can refuse
+// it here.
+void LlmEngine::submit(ValidRequest valid, OutputCallback cb) {
+  protocol::GenerationRequest req = std::move(valid).take();
   std::lock_guard lock(mu_);
   if (!running_ || stopping_ || draining_)
     fail(ErrorCode::kInternal, "the engine is not accepting requests");

@@ -8,31 +8,18 @@
 
 namespace tessera::sampling {
 
-void SamplingParams::validate(int vocab_size) const {
-  auto bad = [](const char* param, auto value, const char* rule) {
-    fail(ErrorCode::kInvalidArgument, param, " = ", value, ": ", rule);
-  };
-  if (!(temperature >= 0.0f) || temperature > 100.0f) bad("temperature", temperature, "must be in [0, 100]");
-  if (!(top_p > 0.0f && top_p <= 1.0f)) bad("top_p", top_p, "must be in (0, 1]");
-  if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p", min_p, "must be in [0, 1]");
-  if (top_k < -1) bad("top_k", top_k, "must be -1, 0 (off) or positive");
-  if (!(repetition_penalty > 0.0f && repetition_penalty <= 10.0f))
-    bad("repetition_penalty", repetition_penalty, "must be in (0, 10]");
-  if (!(std::abs(presence_penalty) <= 2.0f)) bad("presence_penalty", presence_penalty, "must be in [-2, 2]");
-  if (!(std::abs(frequency_penalty) <= 2.0f)) bad("frequency_penalty", frequency_penalty, "must be in [-2, 2]");
-  if (top_logprobs < 0 || top_logprobs > 20) bad("top_logprobs", top_logprobs, "must be in [0, 20]");
-  for (const auto& [tok, bias] : logit_bias) {
-    if (tok < 0 || tok >= vocab_size)
-      fail(ErrorCode::kInvalidArgument, "logit_bias token ", tok, " outside the vocabulary of ", vocab_size);
-    if (!(std::abs(bias) <= 100.0f)) bad("logit_bias", bias, "values must be in [-100, 100]");
-  }
-}
-
 Sampler::Sampler(SamplingParams params, int vocab_size)
     : params_(std::move(params)),
       vocab_size_(vocab_size),
       rng_(params_.seed ? *params_.seed : std::random_device{}()) {
-  params_.validate(vocab_size);
+  // The engine validated the request (engine/request_check.h: every range, the vocabulary); only
+  // what would index outside this sampler's arrays is checked again, as a corrupt plan.
+  for (const auto& [tok, bias] : params_.logit_bias)
+    if (tok < 0 || tok >= vocab_size)
+      fail(ErrorCode::kInternal, "corrupt sampling params: logit_bias token ", tok,
+           " outside the vocabulary of ", vocab_size);
+  if (params_.top_logprobs < 0 || params_.top_logprobs > kMaxTopLogprobs)
+    fail(ErrorCode::kInternal, "corrupt sampling params: top_logprobs ", params_.top_logprobs);
 }
 
 void Sampler::set_prompt(std::span<const int32_t> prompt) {

@@ -31,19 +31,16 @@ Scheduler::Scheduler(SchedulerConfig cfg) : cfg_(validated(cfg)), alloc_(cfg.num
 void Scheduler::add(SeqRequest r) {
   const auto p = static_cast<int64_t>(r.prompt.size());
   const int64_t total = p + r.max_tokens;
-  if (p == 0) fail(ErrorCode::kInvalidArgument, "sequence ", r.seq_id, ": empty prompt");
-  if (r.max_tokens < 1)
-    fail(ErrorCode::kInvalidArgument, "max_tokens must be at least 1, got ", r.max_tokens);
+  // Requests were validated once, by the engine (engine/request_check.h), against the same
+  // context and KV cache: a request that breaks these is a bug upstream, not a client's error.
+  if (p == 0 || r.max_tokens < 1 || (cfg_.max_model_len > 0 && total > cfg_.max_model_len) ||
+      blocks_for(total, cfg_.block_size) > cfg_.num_blocks)
+    fail(ErrorCode::kInternal, "sequence ", r.seq_id, " was not validated: prompt ", p,
+         " tokens + max_tokens ", r.max_tokens, " (context ", cfg_.max_model_len, ", KV cache ",
+         static_cast<int64_t>(cfg_.num_blocks) * cfg_.block_size, " tokens)");
+  // What only the scheduler's state decides.
   if (seqs_.contains(r.seq_id))
     fail(ErrorCode::kInvalidArgument, "duplicate sequence id ", r.seq_id);
-  if (cfg_.max_model_len > 0 && total > cfg_.max_model_len)
-    fail(ErrorCode::kInvalidArgument, "prompt (", p, " tokens) + max_tokens (", r.max_tokens,
-         ") = ", total, " exceeds max_model_len ", cfg_.max_model_len);
-  const int need = blocks_for(total, cfg_.block_size);
-  if (need > cfg_.num_blocks)
-    fail(ErrorCode::kInvalidArgument, "prompt (", p, " tokens) + max_tokens (", r.max_tokens,
-         ") = ", total, " tokens need ", need, " KV blocks but the cache has ", cfg_.num_blocks,
-         " (", static_cast<int64_t>(cfg_.num_blocks) * cfg_.block_size, " tokens)");
   if (static_cast<int>(waiting_.size()) >= cfg_.max_waiting)
     fail(ErrorCode::kResourceExhausted, "waiting queue full (", cfg_.max_waiting, " requests)");
   Sequence s;

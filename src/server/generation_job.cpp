@@ -37,14 +37,8 @@ void GenerationJob::start() {
   const Strand strand = session_->strand();
   for (size_t k = 0; k < choices_.size(); ++k) {
     const size_t p = k / size_t(parsed_.n);
-    protocol::GenerationRequest req;
-    req.request_id = choices_[k].engine_id;
-    req.prompt_ids = parsed_.prompts[p];
-    req.sampling = parsed_.sampling;
-    // Choices of one prompt must differ yet stay reproducible: offset the seed per choice.
-    if (req.sampling.seed) *req.sampling.seed += k;
-    req.stopping = parsed_.stopping;
-    req.stopping.max_tokens = parsed_.max_tokens[p];
+    // Validated with the request (validate_generation); each choice gets its id and its seed.
+    engine::ValidRequest req = parsed_.requests.at(p).choice(choices_[k].engine_id, k);
     try {
       // Runs on the engine thread: hand the output to the strand and return at once.
       ctx_.engine.submit(std::move(req), [bridge, strand, weak](const protocol::RequestOutput& o) {

@@ -43,11 +43,10 @@ void read_sampling(const pb::SamplingOptions& in, sampling::SamplingParams& p) {
 }
 
 // One prompt, the options, then the shared validation (as HTTP's parse_common does).
-protocol::GenerationRequest finish_request(std::vector<int32_t> prompt_ids, bool chat,
-                                           const pb::SamplingOptions& sampling,
-                                           const pb::StoppingOptions& stopping,
-                                           const pb::OutputOptions& output,
-                                           const ParseContext& pc) {
+engine::ValidRequest finish_request(std::vector<int32_t> prompt_ids, bool chat,
+                                    const pb::SamplingOptions& sampling,
+                                    const pb::StoppingOptions& stopping,
+                                    const pb::OutputOptions& output, const ParseContext& pc) {
   ParsedGeneration g;
   g.chat = chat;
   read_sampling(sampling, g.sampling);
@@ -64,17 +63,10 @@ protocol::GenerationRequest finish_request(std::vector<int32_t> prompt_ids, bool
                                                    : protocol::StoppingParams{}.max_tokens);
   g.prompts.push_back(std::move(prompt_ids));
   try {
-    validate_generation(g, pc, grpc_field);
+    return std::move(validate_generation(g, pc, grpc_field).front());
   } catch (const ApiError& e) {
     fail(ErrorCode::kInvalidArgument, e.what());
   }
-  protocol::GenerationRequest req;
-  req.prompt_ids = std::move(g.prompts[0]);
-  req.sampling = std::move(g.sampling);
-  req.stopping = std::move(g.stopping);
-  req.stopping.max_tokens = g.max_tokens[0];
-  req.sampling.validate(pc.tok.vocab_size());  // the sampler's own backstop
-  return req;
 }
 
 }  // namespace
@@ -101,8 +93,8 @@ std::string grpc_field(std::string_view param) {
   return std::string(param);
 }
 
-protocol::GenerationRequest to_generation_request(const pb::GenerateRequest& in,
-                                                  const ParseContext& pc) {
+engine::ValidRequest to_generation_request(const pb::GenerateRequest& in,
+                                           const ParseContext& pc) {
   std::vector<int32_t> ids;
   const int vocab = pc.tok.vocab_size();
   switch (in.input_case()) {
@@ -122,15 +114,15 @@ protocol::GenerationRequest to_generation_request(const pb::GenerateRequest& in,
       fail(ErrorCode::kInvalidArgument, "input: set one of `text` or `tokens`");
   }
   if (ids.empty()) fail(ErrorCode::kInvalidArgument, "input: the prompt is empty");
-  protocol::GenerationRequest req =
+  engine::ValidRequest req =
       finish_request(std::move(ids), false, in.sampling(), in.stopping(), in.output(), pc);
-  req.request_id = in.request_id();
-  req.priority = in.priority();
+  req.set_request_id(in.request_id());
+  req.set_priority(in.priority());
   return req;
 }
 
-protocol::GenerationRequest chat_to_generation_request(const pb::ChatRequest& in,
-                                                       const ParseContext& pc) {
+engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in,
+                                                const ParseContext& pc) {
   if (in.messages_size() == 0) fail(ErrorCode::kInvalidArgument, "messages: must not be empty");
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   for (const pb::ChatMessage& m : in.messages()) {
@@ -157,10 +149,10 @@ protocol::GenerationRequest chat_to_generation_request(const pb::ChatRequest& in
   } catch (const ApiError& e) {
     fail(ErrorCode::kInvalidArgument, e.what());
   }
-  protocol::GenerationRequest req =
+  engine::ValidRequest req =
       finish_request(std::move(ids), true, in.sampling(), in.stopping(), in.output(), pc);
-  req.request_id = in.request_id();
-  req.priority = in.priority();
+  req.set_request_id(in.request_id());
+  req.set_priority(in.priority());
   return req;
 }
 

@@ -68,8 +68,7 @@ size_t StreamRegistry::size() const {
 ParseContext GrpcContext::parse_context() const {
   return ParseContext{.tok = engine.tokenizer(),
                       .chat_template = chat_template ? &*chat_template : nullptr,
-                      .model_name = engine.model_info().id,
-                      .max_model_len = engine.model_info().max_model_len,
+                      .model = engine.model_info(),
                       .limits = limits};
 }
 
@@ -106,12 +105,12 @@ grpc::Status check_auth(const grpc::CallbackServerContext* call, const std::stri
 }
 
 grpc::Status TesseraServiceImpl::admit(grpc::CallbackServerContext* call,
-                                       protocol::GenerationRequest& req) {
+                                       engine::ValidRequest& req) {
   if (!ctx_.engine.ready()) return {grpc::StatusCode::UNAVAILABLE, "the engine is not ready"};
-  if (req.request_id.empty()) req.request_id = ctx_.new_request_id();
-  if (!ctx_.streams->add(req.request_id)) {
+  if (req->request_id.empty()) req.set_request_id(ctx_.new_request_id());
+  if (!ctx_.streams->add(req->request_id)) {
     return {grpc::StatusCode::ALREADY_EXISTS,
-            "request_id: `" + req.request_id + "` is already running"};
+            "request_id: `" + req->request_id + "` is already running"};
   }
   return grpc::Status::OK;
 }
@@ -123,14 +122,14 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Generate(
     return failed_stream({grpc::StatusCode::INVALID_ARGUMENT,
                           "request_id: printable ASCII without spaces, at most 256 bytes"});
   }
-  protocol::GenerationRequest req;
+  std::optional<engine::ValidRequest> req;
   try {
     req = to_generation_request(*in, ctx_.parse_context());
   } catch (const Error& e) {
     return failed_stream(to_status(e));
   }
-  if (grpc::Status s = admit(call, req); !s.ok()) return failed_stream(s);
-  return start_stream(ctx_, call, std::move(req), in->output().skip_text());
+  if (grpc::Status s = admit(call, *req); !s.ok()) return failed_stream(s);
+  return start_stream(ctx_, call, std::move(*req), in->output().skip_text());
 }
 
 grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Chat(
@@ -143,14 +142,14 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Chat(
   if (!ctx_.chat_template) {
     return failed_stream({grpc::StatusCode::FAILED_PRECONDITION, ctx_.chat_template_error});
   }
-  protocol::GenerationRequest req;
+  std::optional<engine::ValidRequest> req;
   try {
     req = chat_to_generation_request(*in, ctx_.parse_context());
   } catch (const Error& e) {
     return failed_stream(to_status(e));
   }
-  if (grpc::Status s = admit(call, req); !s.ok()) return failed_stream(s);
-  return start_stream(ctx_, call, std::move(req), in->output().skip_text());
+  if (grpc::Status s = admit(call, *req); !s.ok()) return failed_stream(s);
+  return start_stream(ctx_, call, std::move(*req), in->output().skip_text());
 }
 
 grpc::ServerUnaryReactor* TesseraServiceImpl::Abort(grpc::CallbackServerContext* call,

@@ -48,7 +48,7 @@ class GenerationStream final : public grpc::ServerWriteReactor<Response> {
     link_->id = id_;
   }
 
-  void start(protocol::GenerationRequest req) {
+  void start(engine::ValidRequest req) {
     std::shared_ptr<Link> link = link_;
     {
       // Set first: once submit() is under way, OnCancel must abort in the engine.
@@ -197,15 +197,15 @@ class FailedStream final : public grpc::ServerWriteReactor<Response> {
 
 grpc::ServerWriteReactor<Response>* start_stream(GrpcContext& ctx,
                                                  grpc::CallbackServerContext* call,
-                                                 protocol::GenerationRequest req, bool skip_text) {
+                                                 engine::ValidRequest req, bool skip_text) {
   // gRPC also cancels the call at its deadline (OnCancel aborts); the engine gets it too, so a
   // queued request that can no longer finish in time is dropped before it costs a step.
   const auto left = call->deadline() - std::chrono::system_clock::now();
   if (left < std::chrono::hours(24 * 365)) {
-    req.deadline =
-        protocol::Clock::now() + std::chrono::duration_cast<protocol::Clock::duration>(left);
+    req.set_deadline(protocol::Clock::now() +
+                     std::chrono::duration_cast<protocol::Clock::duration>(left));
   }
-  auto* stream = new GenerationStream(ctx, req.request_id, skip_text);
+  auto* stream = new GenerationStream(ctx, req->request_id, skip_text);
   stream->start(std::move(req));
   return stream;
 }

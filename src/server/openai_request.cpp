@@ -30,7 +30,7 @@ std::optional<double> number(const json& body, const NumberRange& r) {
   if (!v) return std::nullopt;
   if (!v->is_number()) bad_request(key, key + " must be a number");
   const double x = v->get<double>();
-  check_range(r, x);
+  check_param_range(r, x);
   return x;
 }
 
@@ -117,7 +117,7 @@ void parse_logit_bias(const json& body, int vocab, int max_entries, sampling::Sa
                                     std::to_string(vocab));
     }
     if (!bias.is_number()) bad_request("logit_bias", "logit_bias values must be numbers");
-    check_range(ranges::kLogitBias, bias.get<double>());
+    check_param_range(ranges::kLogitBias, bias.get<double>());
     sp.logit_bias.emplace_back(int32_t(id), bias.get<float>());
   }
 }
@@ -146,19 +146,14 @@ void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& o
     if (auto b = boolean(*so, "include_usage")) out.include_usage = *b;
   }
 
-  std::optional<int64_t> max_tokens = integer(body, "max_tokens", 1, ctx.max_model_len);
-  if (auto m = integer(body, "max_completion_tokens", 1, ctx.max_model_len)) max_tokens = m;
+  std::optional<int64_t> max_tokens = integer(body, "max_tokens", 1, ctx.model.max_model_len);
+  if (auto m = integer(body, "max_completion_tokens", 1, ctx.model.max_model_len)) max_tokens = m;
   for (const auto& p : out.prompts) {
-    out.max_tokens.push_back(max_tokens ? int(*max_tokens) : ctx.max_model_len - int(p.size()));
+    out.max_tokens.push_back(max_tokens ? int(*max_tokens) : ctx.model.max_model_len - int(p.size()));
   }
   sp.logprobs = out.logprobs;
   sp.top_logprobs = out.top_logprobs;
-  validate_generation(out, ctx);
-  try {
-    sp.validate(ctx.tok.vocab_size());  // backstop for rules added to the sampler later
-  } catch (const Error& e) {
-    bad_request("", e.what());
-  }
+  out.requests = validate_generation(out, ctx);
 }
 
 std::string text_of_content(const json& content, const std::string& role) {
@@ -347,7 +342,7 @@ ChatPrompt render_chat_prompt(const json& body, const ParseContext& ctx) {
 }
 
 ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
-  check_model(body, ctx.model_name);
+  check_model(body, ctx.model.id);
   ParsedGeneration out;
   out.chat = true;
   out.prompts.push_back(encode_chat(render_chat_prompt(body, ctx), ctx.tok));
@@ -361,7 +356,7 @@ ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
 }
 
 ParsedGeneration parse_completion_request(const json& body, const ParseContext& ctx) {
-  check_model(body, ctx.model_name);
+  check_model(body, ctx.model.id);
   ParsedGeneration out;
   const json* p = field(body, "prompt");
   if (!p) bad_request("prompt", "prompt is required");

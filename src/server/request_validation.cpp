@@ -1,24 +1,12 @@
-// The limits every generation request meets, whichever front end it came through (see
+// The request-shape limits every generation request meets, whichever front end it came through,
+// and the hand-over of each prompt to the engine's per-sequence validation (see
 // request_validation.h). Messages name the field as the client spelled it.
 #include "tessera/server/request_validation.h"
-
-#include <cmath>
-#include <cstdio>
 
 #include "tessera/server/api_error.h"
 
 namespace tessera::server {
 namespace {
-
-// Shortest round-trip form of a number, as JSON would print it ("2", "0.5", "1e+30", "inf").
-std::string num(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(int64_t(v));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
 
 [[noreturn]] void refuse(std::string_view param, const std::string& message) {
   bad_request(std::string(param), message);
@@ -26,13 +14,12 @@ std::string num(double v) {
 
 }  // namespace
 
-std::string openai_field(std::string_view param) { return std::string(param); }
-
-void check_range(const NumberRange& r, double v, FieldNamer name) {
-  const bool low_ok = r.lo_open ? v > r.lo : v >= r.lo;
-  if (std::isfinite(v) && low_ok && v <= r.hi) return;
-  refuse(r.param, name(r.param) + " = " + num(v) + " is out of range: must be in " +
-                      (r.lo_open ? "(" : "[") + num(r.lo) + ", " + num(r.hi) + "]");
+void check_param_range(const NumberRange& r, double v, FieldNamer name) {
+  try {
+    engine::check_range(r, v, name);
+  } catch (const engine::RequestError& e) {
+    refuse(e.param(), e.what());
+  }
 }
 
 int64_t request_token_cost(const ParsedGeneration& g) {
@@ -44,31 +31,13 @@ int64_t request_token_cost(const ParsedGeneration& g) {
   return cost;
 }
 
-void validate_generation(const ParsedGeneration& g, const ParseContext& ctx, FieldNamer name) {
+std::vector<engine::ValidRequest> validate_generation(const ParsedGeneration& g,
+                                                      const ParseContext& ctx, FieldNamer name) {
   const RequestLimits& lim = ctx.limits;
-  const int vocab = ctx.tok.vocab_size();
   const auto& sp = g.sampling;
-  using namespace ranges;
-  check_range(kTemperature, sp.temperature, name);
-  check_range(kTopP, sp.top_p, name);
-  check_range(kMinP, sp.min_p, name);
-  check_range(kPresencePenalty, sp.presence_penalty, name);
-  check_range(kFrequencyPenalty, sp.frequency_penalty, name);
-  check_range(kRepetitionPenalty, sp.repetition_penalty, name);
-  if (sp.top_k < -1) {
-    refuse("top_k", name("top_k") + " = " + std::to_string(sp.top_k) +
-                        " is out of range: must be in [-1, 2147483647]");
-  }
   if (int(sp.logit_bias.size()) > lim.max_logit_bias) {
     refuse("logit_bias", name("logit_bias") + " has " + std::to_string(sp.logit_bias.size()) +
                              " entries; at most " + std::to_string(lim.max_logit_bias));
-  }
-  for (const auto& [token, bias] : sp.logit_bias) {
-    if (token < 0 || token >= vocab) {
-      refuse("logit_bias", name("logit_bias") + " token " + std::to_string(token) +
-                               " is outside the vocabulary of " + std::to_string(vocab));
-    }
-    check_range(kLogitBias, bias, name);
   }
   if (g.n < 1 || g.n > lim.max_n) {
     refuse("n", name("n") + " = " + std::to_string(g.n) + " is out of range: must be in [1, " +
@@ -93,13 +62,6 @@ void validate_generation(const ParsedGeneration& g, const ParseContext& ctx, Fie
                          std::to_string(lim.max_stop_bytes));
     }
   }
-  for (size_t i = 0; i < st.stop_token_ids.size(); ++i) {
-    const int32_t id = st.stop_token_ids[i];
-    if (id < 0 || id >= vocab) {
-      refuse("stop_token_ids", "token id " + std::to_string(id) + " in " + name("stop_token_ids") +
-                                   " is outside the vocabulary of " + std::to_string(vocab));
-    }
-  }
 
   const char* prompt_param = g.chat ? "messages" : "prompt";
   if (g.prompts.empty()) refuse(prompt_param, name(prompt_param) + ": the prompt is empty");
@@ -113,33 +75,22 @@ void validate_generation(const ParsedGeneration& g, const ParseContext& ctx, Fie
                     std::to_string(g.n) + " makes " + std::to_string(sequences) +
                     " sequences; at most " + std::to_string(lim.max_sequences) + " per request");
   }
-  const int ctx_len = ctx.max_model_len;
+  // Every prompt against the model, before any is submitted: a request is refused whole.
+  std::vector<engine::ValidRequest> out;
   for (size_t i = 0; i < g.prompts.size(); ++i) {
-    const int len = int(g.prompts[i].size());
-    if (len == 0) refuse(prompt_param, name(prompt_param) + ": the prompt is empty");
-    for (int32_t id : g.prompts[i]) {
-      if (id < 0 || id >= vocab) {
-        refuse(prompt_param, name(prompt_param) + ": token id " + std::to_string(id) +
-                                 " is outside the vocabulary of " + std::to_string(vocab));
-      }
-    }
-    if (len >= ctx_len) {
-      refuse(prompt_param, name(prompt_param) + ": the prompt has " + std::to_string(len) +
-                               " tokens; the model's context is " + std::to_string(ctx_len));
-    }
-    const int max_tokens = i < g.max_tokens.size() ? g.max_tokens[i] : 0;
-    if (max_tokens < 1 || max_tokens > ctx_len) {
-      refuse("max_tokens", name("max_tokens") + " = " + std::to_string(max_tokens) +
-                               " is out of range: must be in [1, " + std::to_string(ctx_len) + "]");
-    }
-    if (int64_t(len) + max_tokens > ctx_len) {
-      refuse("max_tokens", "the prompt (" + std::to_string(len) + " tokens) plus " +
-                               name("max_tokens") + " (" + std::to_string(max_tokens) +
-                               ") exceeds the context of " + std::to_string(ctx_len) + " tokens");
+    protocol::GenerationRequest req;
+    req.prompt_ids = g.prompts[i];
+    req.sampling = g.sampling;
+    req.stopping = g.stopping;
+    req.stopping.max_tokens = i < g.max_tokens.size() ? g.max_tokens[i] : 0;
+    try {
+      out.push_back(engine::validate_request(std::move(req), ctx.model, name, prompt_param));
+    } catch (const engine::RequestError& e) {
+      refuse(e.param(), e.what());
     }
   }
   const int64_t budget =
-      lim.max_request_tokens > 0 ? lim.max_request_tokens : int64_t(ctx_len) * 16;
+      lim.max_request_tokens > 0 ? lim.max_request_tokens : int64_t(ctx.model.max_model_len) * 16;
   if (const int64_t cost = request_token_cost(g); cost > budget) {
     refuse(g.n > 1 ? "n" : "max_tokens",
            "the request costs " + std::to_string(cost) + " tokens (prompt + " + name("max_tokens") +
@@ -147,6 +98,7 @@ void validate_generation(const ParsedGeneration& g, const ParseContext& ctx, Fie
                std::to_string(budget) + " per request: lower " + name("max_tokens") + " or " +
                name("n") + ", or send fewer prompts");
   }
+  return out;
 }
 
 }  // namespace tessera::server

@@ -61,7 +61,7 @@ Response models(ServerContext& ctx) {
 Response tokenize(ServerContext& ctx, const Request& req) {
   const json body = parse_json_body(req.body());
   const ParseContext pc = ctx.parse_context();
-  check_model(body, pc.model_name);
+  check_model(body, pc.model.id);
   ChatPrompt prompt;
   bool add_special = true;
   if (body.contains("messages")) {
@@ -81,7 +81,7 @@ Response tokenize(ServerContext& ctx, const Request& req) {
   const auto ids = pc.tok.encode(
       prompt.text, {.add_special = add_special, .parse_special = true, .literal = prompt.literal});
   return json_response(
-      200, json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", pc.max_model_len}});
+      200, json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", pc.model.max_model_len}});
 }
 
 Response detokenize(ServerContext& ctx, const Request& req) {

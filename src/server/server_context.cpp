@@ -40,10 +40,11 @@ ServerContext::ServerContext(engine::EngineInterface& e, HttpServerConfig c)
 }
 
 ParseContext ServerContext::parse_context() const {
+  engine::ModelInfo model = engine.model_info();
+  model.id = model_name;  // the name this server answers to (--served-model-name)
   return ParseContext{.tok = engine.tokenizer(),
                       .chat_template = chat_template_.get(),
-                      .model_name = model_name,
-                      .max_model_len = engine.model_info().max_model_len,
+                      .model = std::move(model),
                       .limits = cfg.limits};
 }
 

@@ -53,7 +53,7 @@ LlmEngine* Engine::engine_ = nullptr;
 
 TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
   Collector alone;
-  engine_->submit(request("alone", "The history of the Roman empire", 12), alone.callback());
+  engine_->submit(engine_->validate(request("alone", "The history of the Roman empire", 12)), alone.callback());
   ASSERT_TRUE(alone.wait());
   ASSERT_EQ(alone.tokens.size(), 12u);
 
@@ -61,11 +61,11 @@ TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
   Collector again;
   for (int i = 0; i < 63; ++i) {
     others.push_back(std::make_unique<Collector>());
-    engine_->submit(request("other" + std::to_string(i),
-                            "Request number " + std::to_string(i) + " asks about", 4 + i % 9),
+    engine_->submit(engine_->validate(request("other" + std::to_string(i),
+                            "Request number " + std::to_string(i) + " asks about", 4 + i % 9)),
                     others.back()->callback());
     if (i == 20)
-      engine_->submit(request("again", "The history of the Roman empire", 12), again.callback());
+      engine_->submit(engine_->validate(request("again", "The history of the Roman empire", 12)), again.callback());
   }
   ASSERT_TRUE(again.wait());
   for (auto& c : others) ASSERT_TRUE(c->wait());
@@ -76,7 +76,7 @@ TEST_F(Engine, GreedyOutputDoesNotDependOnTheBatch) {
 
 TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
   Collector full;
-  engine_->submit(request("full", "Count: 1, 2, 3,", 12), full.callback());
+  engine_->submit(engine_->validate(request("full", "Count: 1, 2, 3,", 12)), full.callback());
   ASSERT_TRUE(full.wait());
   ASSERT_GE(full.text.size(), 4u);
   // Stop at a piece of the text we know comes.
@@ -84,7 +84,7 @@ TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
   Collector c;
   auto r = request("stopped", "Count: 1, 2, 3,", 12);
   r.stopping.stop = {stop};
-  engine_->submit(r, c.callback());
+  engine_->submit(engine_->validate(r), c.callback());
   ASSERT_TRUE(c.wait());
   EXPECT_EQ(c.finish, protocol::FinishReason::kStop);
   EXPECT_EQ(c.matched, stop);
@@ -93,14 +93,14 @@ TEST_F(Engine, StopStringEndsTheRequestAndIsNotSent) {
 
 TEST_F(Engine, AbortAndDeadlineStopRequests) {
   Collector a;
-  engine_->submit(request("to-abort", "Write a very long story", 2000), a.callback());
+  engine_->submit(engine_->validate(request("to-abort", "Write a very long story", 2000)), a.callback());
   engine_->abort("to-abort");
   ASSERT_TRUE(a.wait());
   EXPECT_EQ(a.finish, protocol::FinishReason::kAbort);
   Collector d;
   auto r = request("deadline", "Write a very long story", 2000);
   r.deadline = protocol::Clock::now() + std::chrono::milliseconds(300);
-  engine_->submit(r, d.callback());
+  engine_->submit(engine_->validate(r), d.callback());
   ASSERT_TRUE(d.wait());
   EXPECT_EQ(d.finish, protocol::FinishReason::kError);
   EXPECT_NE(d.error.find("deadline"), std::string::npos);
@@ -112,7 +112,7 @@ TEST_F(Engine, RepeatedLongPromptHitsThePrefixCache) {
   const double before = engine_->metrics().value("tessera:prefix_cache_hits_total");
   for (int k = 0; k < 2; ++k) {
     Collector c;
-    engine_->submit(request("prefix" + std::to_string(k), text, 2), c.callback());
+    engine_->submit(engine_->validate(request("prefix" + std::to_string(k), text, 2)), c.callback());
     ASSERT_TRUE(c.wait());
     ASSERT_EQ(c.tokens.size(), 2u);
   }
@@ -127,7 +127,7 @@ TEST_F(Engine, BadRequestsAreRefusedWithClearErrors) {
   Collector c;
   auto too_long = request("long", "hi", 100000);
   try {
-    engine_->submit(too_long, c.callback());
+    engine_->submit(engine_->validate(too_long), c.callback());
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("100000"), std::string::npos);
@@ -135,13 +135,13 @@ TEST_F(Engine, BadRequestsAreRefusedWithClearErrors) {
   }
   auto bad_token = request("bad", "hi", 4);
   bad_token.prompt_ids.push_back(49152);
-  EXPECT_THROW(engine_->submit(bad_token, c.callback()), Error);
+  EXPECT_THROW(engine_->submit(engine_->validate(bad_token), c.callback()), Error);
   auto bad_param = request("badp", "hi", 4);
   bad_param.sampling.top_p = 2.0f;
-  EXPECT_THROW(engine_->submit(bad_param, c.callback()), Error);
+  EXPECT_THROW(engine_->submit(engine_->validate(bad_param), c.callback()), Error);
   // The engine still serves.
   Collector ok;
-  engine_->submit(request("ok", "hello", 3), ok.callback());
+  engine_->submit(engine_->validate(request("ok", "hello", 3)), ok.callback());
   ASSERT_TRUE(ok.wait());
   EXPECT_EQ(ok.tokens.size(), 3u);
   EXPECT_TRUE(engine_->healthy());

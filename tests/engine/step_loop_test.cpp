@@ -215,7 +215,7 @@ TEST_P(StepLoop, ManyRequestsGetTheirOwnTokensThroughChunkingAndPreemption) {
   std::vector<std::unique_ptr<Collector>> c;
   for (int i = 0; i < kRequests; ++i) {
     c.push_back(std::make_unique<Collector>());
-    engine_->submit(request("r" + std::to_string(i), 18 + i % 5, 8 + i % 5, i + 1),
+    engine_->submit(engine_->validate(request("r" + std::to_string(i), 18 + i % 5, 8 + i % 5, i + 1)),
                     c.back()->callback());
   }
   for (int i = 0; i < kRequests; ++i) {
@@ -233,7 +233,7 @@ TEST_P(StepLoop, ManyRequestsGetTheirOwnTokensThroughChunkingAndPreemption) {
   EXPECT_GT(engine_->metrics().value("tessera:num_preemptions_total"), 0.0);
   // Every finished sequence is eventually dropped on the worker (a later step carries the list).
   Collector last;
-  engine_->submit(request("last", 4, 2), last.callback());
+  engine_->submit(engine_->validate(request("last", 4, 2)), last.callback());
   ASSERT_TRUE(last.wait());
   with_world([&](World& w) { EXPECT_GE(w.dropped.size(), size_t(kRequests)); });
 }
@@ -241,7 +241,7 @@ TEST_P(StepLoop, ManyRequestsGetTheirOwnTokensThroughChunkingAndPreemption) {
 TEST_P(StepLoop, ARepeatedPromptStartsAfterItsCachedBlocks) {
   for (const char* id : {"first", "again"}) {
     Collector c;
-    engine_->submit(request(id, 21, 5, 3), c.callback());
+    engine_->submit(engine_->validate(request(id, 21, 5, 3)), c.callback());
     ASSERT_TRUE(c.wait());
     EXPECT_EQ(c.text, expected_text(21, 5)) << id;
   }
@@ -253,7 +253,7 @@ TEST_P(StepLoop, EosAndStopStringsEndRequests) {
   Collector eos;
   auto r = request("eos", 10, 20);
   r.stopping.ignore_eos = false;
-  engine_->submit(r, eos.callback());
+  engine_->submit(engine_->validate(r), eos.callback());
   ASSERT_TRUE(eos.wait());
   EXPECT_EQ(eos.finish, FinishReason::kStop);
   EXPECT_EQ(eos.text, expected_text(10, 3));  // EOS itself is not text
@@ -263,7 +263,7 @@ TEST_P(StepLoop, EosAndStopStringsEndRequests) {
   Collector tok;
   auto st = request("stop-token", 10, 20);
   st.stopping.stop_token_ids = {token_at(14)};
-  engine_->submit(st, tok.callback());
+  engine_->submit(engine_->validate(st), tok.callback());
   ASSERT_TRUE(tok.wait());
   EXPECT_EQ(tok.finish, FinishReason::kStop);
   EXPECT_EQ(tok.text, "klmn");
@@ -272,7 +272,7 @@ TEST_P(StepLoop, EosAndStopStringsEndRequests) {
   Collector stop;
   auto s = request("stop", 10, 20);
   s.stopping.stop = {"mn"};
-  engine_->submit(s, stop.callback());
+  engine_->submit(engine_->validate(s), stop.callback());
   ASSERT_TRUE(stop.wait());
   EXPECT_EQ(stop.finish, FinishReason::kStop);
   EXPECT_EQ(stop.text, "kl");
@@ -282,11 +282,11 @@ TEST_P(StepLoop, EosAndStopStringsEndRequests) {
 TEST_P(StepLoop, AbortsAndDeadlinesEndOnlyTheirRequest) {
   with_world([](World& w) { w.step_sleep_ms = 5; });
   Collector a, d, ok;
-  engine_->submit(request("abort-me", 8, 80, 1), a.callback());
+  engine_->submit(engine_->validate(request("abort-me", 8, 80, 1)), a.callback());
   auto r = request("deadline", 8, 80, 2);
   r.deadline = protocol::Clock::now() + std::chrono::milliseconds(100);
-  engine_->submit(r, d.callback());
-  engine_->submit(request("ok", 8, 30, 3), ok.callback());
+  engine_->submit(engine_->validate(r), d.callback());
+  engine_->submit(engine_->validate(request("ok", 8, 30, 3)), ok.callback());
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   engine_->abort("abort-me");
   ASSERT_TRUE(a.wait());
@@ -303,12 +303,12 @@ TEST_P(StepLoop, AbortsAndDeadlinesEndOnlyTheirRequest) {
 // (by a new executor when the fault killed the worker: `executors` built in all).
 void StepLoop::expect_fault_then_recovery(const std::string& error, int executors) {
   Collector lost;
-  engine_->submit(request("lost", 6, 4), lost.callback());
+  engine_->submit(engine_->validate(request("lost", 6, 4)), lost.callback());
   ASSERT_TRUE(lost.wait());
   EXPECT_EQ(lost.finish, FinishReason::kError);
   EXPECT_NE(lost.error.find(error), std::string::npos) << lost.error;
   Collector next;
-  engine_->submit(request("next", 6, 4), next.callback());
+  engine_->submit(engine_->validate(request("next", 6, 4)), next.callback());
   ASSERT_TRUE(next.wait());
   EXPECT_EQ(next.finish, FinishReason::kLength) << next.error;
   EXPECT_EQ(next.text, expected_text(6, 4));
@@ -337,7 +337,7 @@ TEST_P(StepLoop, AWorkerFoundDeadWhileIdleIsReplacedBeforeARequestPaysForIt) {
   }
   with_world([](World& w) { EXPECT_EQ(w.executors_built, 2); });
   Collector c;
-  engine_->submit(request("after", 6, 4), c.callback());
+  engine_->submit(engine_->validate(request("after", 6, 4)), c.callback());
   ASSERT_TRUE(c.wait());
   EXPECT_EQ(c.finish, FinishReason::kLength) << c.error;
 }
@@ -345,14 +345,14 @@ TEST_P(StepLoop, AWorkerFoundDeadWhileIdleIsReplacedBeforeARequestPaysForIt) {
 TEST_P(StepLoop, RequestsTheEngineCannotServeAreRefusedAtSubmit) {
   auto bad_token = request("bad", 4, 4);
   bad_token.prompt_ids[0] = 1 << 20;
-  EXPECT_THROW(engine_->submit(bad_token, [](const protocol::RequestOutput&) {}), Error);
+  EXPECT_THROW(engine_->submit(engine_->validate(bad_token), [](const protocol::RequestOutput&) {}), Error);
   // 90 prompt + 20 generated tokens need 28 blocks; the pool has 24.
-  EXPECT_THROW(engine_->submit(request("too-long", 90, 20), [](const protocol::RequestOutput&) {}),
+  EXPECT_THROW(engine_->submit(engine_->validate(request("too-long", 90, 20)), [](const protocol::RequestOutput&) {}),
                Error);
   Collector dup1, dup2;
   with_world([](World& w) { w.step_sleep_ms = 5; });
-  engine_->submit(request("same", 4, 50), dup1.callback());
-  engine_->submit(request("same", 4, 50), dup2.callback());
+  engine_->submit(engine_->validate(request("same", 4, 50)), dup1.callback());
+  engine_->submit(engine_->validate(request("same", 4, 50)), dup2.callback());
   ASSERT_TRUE(dup2.wait());
   EXPECT_EQ(dup2.finish, FinishReason::kError);
   EXPECT_NE(dup2.error.find("already in use"), std::string::npos) << dup2.error;

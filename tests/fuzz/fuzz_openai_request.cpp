@@ -16,7 +16,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const tokenizer::Tokenizer tok = testing::small_chatml_tokenizer();
   static const tokenizer::ChatTemplate tmpl(tok.chat_template());
   static const ParseContext ctx{
-      .tok = tok, .chat_template = &tmpl, .model_name = "m", .max_model_len = 256};
+      .tok = tok,
+      .chat_template = &tmpl,
+      .model = {
+          .id = "m", .max_model_len = 256, .vocab_size = tok.vocab_size(), .num_blocks = 64, .block_size = 16}};
   const bool chat = data[0] & 1;
   try {
     const nlohmann::ordered_json body =
@@ -27,10 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!g.prompts.empty() && g.prompts.size() == g.max_tokens.size(), "prompt count");
     FUZZ_CHECK(int64_t(g.prompts.size()) * g.n <= ctx.limits.max_sequences, "sequences");
     for (size_t i = 0; i < g.prompts.size(); ++i) {
-      FUZZ_CHECK(int(g.prompts[i].size()) + g.max_tokens[i] <= ctx.max_model_len, "context");
+      FUZZ_CHECK(int(g.prompts[i].size()) + g.max_tokens[i] <= ctx.model.max_model_len, "context");
       for (int32_t id : g.prompts[i]) FUZZ_CHECK(id >= 0 && id < tok.vocab_size(), "vocab");
     }
-    g.sampling.validate(tok.vocab_size());
+    FUZZ_CHECK(g.requests.size() == g.prompts.size(), "a prompt without its validated request");
   } catch (const ApiError& e) {
     FUZZ_CHECK(e.status() >= 400 && e.status() < 500, "a non-4xx refusal");
   }

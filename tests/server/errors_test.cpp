@@ -166,7 +166,12 @@ TEST(HttpErrors, ApiKey) {
 
 TEST(OpenAiRequest, RandomNumericParametersAcceptedExactlyInRange) {
   const auto tok = make_test_tokenizer();
-  const ParseContext ctx{.tok = tok, .model_name = "m", .max_model_len = 128};
+  const ParseContext ctx{.tok = tok,
+                         .model = {.id = "m",
+                                   .max_model_len = 128,
+                                   .vocab_size = tok.vocab_size(),
+                                   .num_blocks = 64,
+                                   .block_size = 16}};
   std::mt19937 rng(std::random_device{}());
   std::uniform_real_distribution<double> x(-4.0, 4.0);
   struct Range {

@@ -14,6 +14,8 @@ FakeEngine::FakeEngine(FakeEngineOptions opt)
   info_.id = "fake-model";
   info_.max_model_len = opt_.max_model_len;
   info_.vocab_size = tok_.vocab_size();
+  info_.block_size = 16;
+  info_.num_blocks = (opt_.max_model_len + 15) / 16;  // one sequence of the whole context fits
   metrics_.counter_add("tessera_fake_engine_steps_total", "steps of the fake engine", 0.0);
   thread_ = std::thread([this] { loop(); });
 }
@@ -30,12 +32,9 @@ void FakeEngine::shutdown(double) {
   thread_.join();
 }
 
-void FakeEngine::submit(protocol::GenerationRequest req, OutputCallback cb) {
+void FakeEngine::submit(engine::ValidRequest valid, OutputCallback cb) {
   if (opt_.submit_error) fail(*opt_.submit_error, "fake engine refuses");
-  if (int(req.prompt_ids.size()) + req.stopping.max_tokens > info_.max_model_len) {
-    fail(ErrorCode::kInvalidArgument, "prompt + max_tokens beyond the context");
-  }
-  req.sampling.validate(tok_.vocab_size());
+  protocol::GenerationRequest req = std::move(valid).take();
   std::lock_guard<std::recursive_mutex> lock(mu_);
   submitted_.push_back(req);
   const std::string id = req.request_id;

@@ -36,7 +36,7 @@ class FakeEngine : public engine::EngineInterface {
   explicit FakeEngine(FakeEngineOptions opt = {});
   ~FakeEngine() override;
 
-  void submit(protocol::GenerationRequest req, OutputCallback cb) override;
+  void submit(engine::ValidRequest req, OutputCallback cb) override;
   void abort(const std::string& request_id) override;
   const tokenizer::Tokenizer& tokenizer() const override { return tok_; }
   const engine::ModelInfo& model_info() const override { return info_; }

@@ -65,7 +65,7 @@ TEST_F(GrpcRealEngine, GreedyMatchesTheEngineAndConcurrentStreamsComplete) {
   direct.stopping = {.max_tokens = 10, .ignore_eos = true};
   std::promise<std::vector<int32_t>> done;
   auto ids = std::make_shared<std::vector<int32_t>>();
-  engine_->submit(direct, [&done, ids](const protocol::RequestOutput& o) {
+  engine_->submit(engine_->validate(direct), [&done, ids](const protocol::RequestOutput& o) {
     ids->insert(ids->end(), o.new_token_ids.begin(), o.new_token_ids.end());
     if (o.finished()) done.set_value(*ids);
   });

@@ -23,7 +23,13 @@ using ojson = nlohmann::ordered_json;
 struct Ctx {
   tokenizer::Tokenizer tok = make_test_tokenizer();
   tokenizer::ChatTemplate tmpl{tok.chat_template()};
-  ParseContext pc{.tok = tok, .chat_template = &tmpl, .model_name = "m", .max_model_len = 128};
+  ParseContext pc{.tok = tok,
+                  .chat_template = &tmpl,
+                  .model = {.id = "m",
+                            .max_model_len = 128,
+                            .vocab_size = tok.vocab_size(),
+                            .num_blocks = 64,
+                            .block_size = 16}};
 };
 
 ojson chat(const std::string& user) {

@@ -9,19 +9,11 @@
 #include <string>
 
 #include "tessera/core/metrics.h"
+#include "tessera/engine/request_check.h"
 #include "tessera/protocol/request.h"
 #include "tessera/tokenizer/tokenizer.h"
 
 namespace tessera::engine {
-
-struct ModelInfo {
-  std::string id;          // served model name, e.g. "smollm2-135m-instruct"
-  std::string path;
-  int max_model_len = 0;   // context length
-  int vocab_size = 0;
-  int num_blocks = 0;
-  int block_size = 0;
-};
 
 struct EngineLimits {
   int max_num_seqs = 64;             // running sequences
@@ -34,12 +26,16 @@ class EngineInterface {
   virtual ~EngineInterface() = default;
   using OutputCallback = std::function<void(const protocol::RequestOutput&)>;
 
-  // Queues a request. Throws tessera::Error: kInvalidArgument for bad parameters or a prompt +
-  // max_tokens beyond the context (the message names both numbers), kOutOfRange for token ids
-  // outside the vocabulary, kResourceExhausted when the queue is full, kUnavailable-style
-  // kInternal when the engine is not running. After a successful submit the callback is called
-  // at least once, last with finished() true.
-  virtual void submit(protocol::GenerationRequest req, OutputCallback cb) = 0;
+  // The one validation of a request against this engine's model (request_check.h): throws
+  // RequestError naming the field.
+  ValidRequest validate(protocol::GenerationRequest req, FieldNamer name = openai_field,
+                        std::string_view prompt_param = "prompt") const {
+    return validate_request(std::move(req), model_info(), name, prompt_param);
+  }
+  // Queues a validated request. Throws tessera::Error: kInvalidArgument for a request id in use,
+  // kResourceExhausted when the queue is full, kInternal when the engine is not running. After a
+  // successful submit the callback is called at least once, last with finished() true.
+  virtual void submit(ValidRequest req, OutputCallback cb) = 0;
   // Stops a request within one step and frees its KV blocks; unknown ids are ignored.
   virtual void abort(const std::string& request_id) = 0;
 

@@ -62,7 +62,7 @@ class LlmEngine final : public EngineInterface {
   ~LlmEngine() override;
 
   void start();
-  void submit(protocol::GenerationRequest req, OutputCallback cb) override;
+  void submit(ValidRequest req, OutputCallback cb) override;
   void abort(const std::string& request_id) override;
   const tokenizer::Tokenizer& tokenizer() const override { return *tokenizer_; }
   const ModelInfo& model_info() const override { return info_; }

@@ -27,9 +27,9 @@ struct SamplingParams {
   std::optional<uint64_t> seed;
   int top_logprobs = 0;  // how many alternatives to report (0: none)
   bool logprobs = false;
-
-  void validate(int vocab_size) const;  // throws kInvalidArgument naming the parameter
 };
+
+inline constexpr int kMaxTopLogprobs = 20;  // alternatives the sampler reports at most
 
 struct TokenLogprob {
   int32_t token = 0;
@@ -44,6 +44,8 @@ struct SampleResult {
 
 class Sampler {
  public:
+  // Trusts params validated by the engine; throws kInternal only for what would index outside
+  // its arrays (a corrupt plan).
   Sampler(SamplingParams params, int vocab_size);
   // Records prompt tokens (for the repetition penalty).
   void set_prompt(std::span<const int32_t> prompt);

@@ -40,10 +40,10 @@ class Scheduler {
   // Throws Error(kInvalidArgument) for a config without blocks, budget or sequences.
   explicit Scheduler(SchedulerConfig cfg);
 
-  // Queues a request. Throws Error(kInvalidArgument) for an empty prompt, max_tokens < 1, a
-  // duplicate id, or one that can never fit (prompt + max_tokens beyond max_model_len or the
-  // whole KV cache; the message names both numbers); Error(kResourceExhausted) when
-  // max_waiting requests are already queued.
+  // Queues a request the engine validated (engine/request_check.h). Throws
+  // Error(kInvalidArgument) for a duplicate id, Error(kResourceExhausted) when max_waiting
+  // requests are already queued, and Error(kInternal) for a request that was not validated (an
+  // empty prompt, max_tokens < 1, or one that can never fit the context or the KV cache).
   void add(SeqRequest req);
   void add(uint64_t seq_id, std::vector<int32_t> prompt, int max_tokens, int priority = 0,
            double arrival = 0) {

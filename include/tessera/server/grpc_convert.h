@@ -26,11 +26,11 @@ std::string grpc_field(std::string_view param);
 // against the vocabulary), options, priority; then the validation HTTP uses too
 // (request_validation.h). Throws tessera::Error(kInvalidArgument) whose message starts with the
 // field path ("sampling.top_p = 0 is out of range: ..."). request_id is copied as is.
-protocol::GenerationRequest to_generation_request(const pb::GenerateRequest& in,
-                                                  const ParseContext& pc);
+engine::ValidRequest to_generation_request(const pb::GenerateRequest& in,
+                                           const ParseContext& pc);
 // A ChatRequest the same way: messages (and tools_json) through the shared chat rendering.
-protocol::GenerationRequest chat_to_generation_request(const pb::ChatRequest& in,
-                                                       const ParseContext& pc);
+engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in,
+                                                const ParseContext& pc);
 
 // One engine output as stream messages: a Chunk when it carries tokens or text, then Complete or
 // Error when it is the last one.

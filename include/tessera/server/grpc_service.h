@@ -68,7 +68,7 @@ grpc::Status check_auth(const grpc::CallbackServerContext* call, const std::stri
 // status. The reactor deletes itself when the call is done.
 grpc::ServerWriteReactor<pb::GenerateResponse>* start_stream(GrpcContext& ctx,
                                                              grpc::CallbackServerContext* call,
-                                                             protocol::GenerationRequest req,
+                                                             engine::ValidRequest req,
                                                              bool skip_text);
 // A stream that ends at once with `status`.
 grpc::ServerWriteReactor<pb::GenerateResponse>* failed_stream(grpc::Status status);
@@ -95,7 +95,7 @@ class TesseraServiceImpl final : public pb::TesseraService::CallbackService {
 
  private:
   // Common checks before a stream starts: auth, readiness, the request id.
-  grpc::Status admit(grpc::CallbackServerContext* call, protocol::GenerationRequest& req);
+  grpc::Status admit(grpc::CallbackServerContext* call, engine::ValidRequest& req);
   GrpcContext& ctx_;
 };
 

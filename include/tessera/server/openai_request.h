@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/engine/request_check.h"
 #include "tessera/protocol/request.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "tessera/tokenizer/tokenizer.h"
@@ -35,8 +36,7 @@ struct RequestLimits {
 struct ParseContext {
   const tokenizer::Tokenizer& tok;
   const tokenizer::ChatTemplate* chat_template = nullptr;  // null: chat requests are refused
-  std::string model_name;
-  int max_model_len = 0;
+  engine::ModelInfo model;  // the served model: its name, context, vocabulary and KV cache
   RequestLimits limits;
 };
 
@@ -52,6 +52,7 @@ struct ParsedGeneration {
   bool logprobs = false;  // chat: logprobs=true; completions: logprobs given (an int)
   int top_logprobs = 0;
   std::string user;
+  std::vector<engine::ValidRequest> requests;  // one per prompt, from validate_generation
 };
 
 // Throws ApiError (400 bad parameter, 404 unknown model).
