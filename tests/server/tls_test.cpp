@@ -210,5 +210,34 @@ TEST_F(Tls, HttpsServesAndPlainHttpGetsA400) {
   EXPECT_EQ(https_get(s.port(), a_.cert, "/health").status, 200);  // still serving
 }
 
+// A TLS client that leaves while its (non-streaming) generation runs sends close_notify and then
+// FIN: unread bytes wait on the socket, and the hang-up behind them must still abort the request.
+TEST_F(Tls, ClientThatLeavesMidRequestAbortsIt) {
+  HttpServerConfig cfg;
+  cfg.tls = load_tls_credentials(a_.cert, a_.key);
+  Served s({.hold = true}, cfg);
+  net::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(a_.cert);
+  ctx.set_verify_mode(ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  beast::get_lowest_layer(stream).connect(
+      tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(s.port())));
+  stream.handshake(ssl::stream_base::client);
+  http::request<http::string_body> req{http::verb::post, "/v1/chat/completions", 11};
+  req.set(http::field::host, "localhost");
+  req.set(http::field::content_type, "application/json");
+  req.body() = chat_body("Hi", 50).dump();
+  req.prepare_payload();
+  http::write(stream, req);
+  ASSERT_TRUE(s.engine.wait_for([](size_t submitted, size_t) { return submitted >= 1; }));
+  // close_notify (the server never answers it), then the TCP close.
+  stream.async_shutdown([](beast::error_code) {});
+  ioc.run_for(std::chrono::milliseconds(200));
+  beast::get_lowest_layer(stream).close();
+  EXPECT_TRUE(s.engine.wait_for([](size_t, size_t aborted) { return aborted >= 1; }))
+      << "the request of a client that left was not aborted";
+}
+
 }  // namespace
 }  // namespace tessera::server::testing
