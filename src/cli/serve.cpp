@@ -56,6 +56,22 @@ namespace {
   std::printf("warm-up: %s\n%s\n", question.c_str(), text->c_str());
 }
 
+#if TESSERA_HAVE_HTTP
+// --tls-cert / --tls-key (or listen.tls_cert / listen.tls_key): both or neither.
+server::TlsCredentials load_tls(const std::string& cert, const std::string& key) {
+  if (cert.empty() && key.empty()) return {};
+  if (key.empty()) {
+    fail(ErrorCode::kInvalidArgument, "--tls-cert ", cert,
+         " needs --tls-key (or listen.tls_key in the config): the certificate's private key");
+  }
+  if (cert.empty()) {
+    fail(ErrorCode::kInvalidArgument, "--tls-key ", key,
+         " needs --tls-cert (or listen.tls_cert in the config): the certificate chain");
+  }
+  return server::load_tls_credentials(cert, key);
+}
+#endif
+
 }  // namespace
 
 int cmd_serve(const std::vector<std::string>& argv) {
@@ -66,7 +82,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
          {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
           "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads", "backend",
           "drain-timeout", "io-threads", "request-threads", "grpc-port", "config", "node-rank",
-          "max-n", "max-request-tokens"},
+          "max-n", "max-request-tokens", "tls-cert", "tls-key"},
          {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content",
           "metrics-without-api-key"});
   const std::string model_arg = a.get_or("model", default_model().name);
@@ -111,6 +127,10 @@ int cmd_serve(const std::vector<std::string>& argv) {
   const int http_port = a.get_int("http-port", listen.http_port);
   const std::string api_key = a.get_or("api-key", listen.api_key);
   const int grpc_port = a.get("grpc-port") ? a.get_int("grpc-port", 0) : listen.grpc_port;
+  // TLS for both ports, read and checked before the model loads so that a bad file fails fast.
+  const server::TlsCredentials tls =
+      load_tls(a.get_or("tls-cert", listen.tls_cert), a.get_or("tls-key", listen.tls_key));
+  const char* scheme = tls.enabled() ? "https" : "http";
 
   TESSERA_LOG_INFO("loading {}", path);
   engine::LlmEngine engine(ec);
@@ -128,22 +148,24 @@ int cmd_serve(const std::vector<std::string>& argv) {
                                    .limits = limits,
                                    .threads = a.get_int("io-threads", 2),
                                    .request_threads = a.get_int("request-threads", 2),
-                                   .served_model_name = ec.served_model_name});
+                                   .served_model_name = ec.served_model_name,
+                                   .tls = tls});
   http.start();
   // gRPC is opt-in (--grpc-port N, 0 = any free port), as in vLLM.
   std::unique_ptr<server::GrpcServer> grpc;
   if (grpc_port >= 0) {
     grpc = std::make_unique<server::GrpcServer>(
-        engine, server::GrpcServerConfig{
-                    .host = host, .port = grpc_port, .api_key = api_key, .limits = limits});
+        engine,
+        server::GrpcServerConfig{
+            .host = host, .port = grpc_port, .api_key = api_key, .limits = limits, .tls = tls});
     grpc->start();
-    TESSERA_LOG_INFO("gRPC on {}:{}", host, grpc->port());
+    TESSERA_LOG_INFO("gRPC{} on {}:{}", tls.enabled() ? " (TLS)" : "", host, grpc->port());
     std::printf("GRPC %s:%d\n", host.c_str(), grpc->port());
   }
-  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name,
-                   host, http.port(), engine.model_info().num_blocks,
+  TESSERA_LOG_INFO("serving {} on {}://{}:{} ({} KV blocks of {} tokens)", ec.served_model_name,
+                   scheme, host, http.port(), engine.model_info().num_blocks,
                    engine.model_info().block_size);
-  std::printf("READY http://%s:%d\n", host.c_str(), http.port());
+  std::printf("READY %s://%s:%d\n", scheme, host.c_str(), http.port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

@@ -22,6 +22,7 @@ using detail::Field;
 constexpr long long kMaxParallel = 1024;
 constexpr long long kMaxDeviceId = 4095;
 constexpr double kMaxSeconds = 86400.0;
+constexpr std::string_view kPemValid = "a PEM file path, e.g. /etc/tessera/cert.pem";
 constexpr std::string_view kModelPathValid =
     "a model file, directory or known name, e.g. smollm2-135m-instruct";
 
@@ -181,8 +182,8 @@ void parse_scheduler(const Field& s, TopologyConfig& c) {
 
 void parse_listen(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
-      s.source, s.value, s.key, s.pos, "listen.", {"host", "http_port", "grpc_port", "api_key"},
-      [&](const Field& f) {
+      s.source, s.value, s.key, s.pos, "listen.",
+      {"host", "http_port", "grpc_port", "api_key", "tls_cert", "tls_key"}, [&](const Field& f) {
         c.positions[f.key] = f.pos;
         if (f.key == "listen.host") {
           c.listen.host = detail::read_string(f, false, "a bind address, e.g. 0.0.0.0");
@@ -192,8 +193,12 @@ void parse_listen(const Field& s, TopologyConfig& c) {
         } else if (f.key == "listen.grpc_port") {
           c.listen.grpc_port = static_cast<int>(
               detail::read_int(f, -1, 65535, "-1 (no gRPC), 0 (any free port) or 1..65535"));
-        } else {
+        } else if (f.key == "listen.api_key") {
           c.listen.api_key = detail::read_string(f, true);
+        } else if (f.key == "listen.tls_cert") {
+          c.listen.tls_cert = detail::read_string(f, false, kPemValid);
+        } else {
+          c.listen.tls_key = detail::read_string(f, false, kPemValid);
         }
       });
 }
@@ -295,6 +300,14 @@ void check_layout(TopologyConfig& c) {
     fail_at(src, pos_or(c, {"listen.grpc_port"}), "listen.grpc_port",
             detail::concat(c.listen.grpc_port, " is also listen.http_port"),
             "a different port, 0 (any free port) or -1 (no gRPC)");
+  }
+  if (c.listen.tls_cert.empty() != c.listen.tls_key.empty()) {
+    const bool has_cert = !c.listen.tls_cert.empty();
+    fail_at(src, pos_or(c, {has_cert ? "listen.tls_cert" : "listen.tls_key", "listen"}),
+            has_cert ? "listen.tls_key" : "listen.tls_cert",
+            has_cert ? "missing: listen.tls_cert is set, TLS needs the private key too"
+                     : "missing: listen.tls_key is set, TLS needs the certificate too",
+            "both listen.tls_cert and listen.tls_key, or neither");
   }
 }
 

@@ -4,6 +4,8 @@
 #include "tessera/core/error.h"
 
 #if defined(TESSERA_HAVE_GRPC)
+#include <grpcpp/security/server_credentials.h>
+
 #include <chrono>
 
 #include "tessera/server/grpc_service.h"
@@ -35,8 +37,14 @@ void GrpcServer::start() {
   // IPv6 literals need brackets in a gRPC address.
   const bool v6 = c.host.find(':') != std::string::npos && c.host.front() != '[';
   const std::string addr = (v6 ? "[" + c.host + "]" : c.host) + ":" + std::to_string(c.port);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (c.tls.enabled()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({c.tls.private_key_pem, c.tls.cert_chain_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &impl_->port);
+  builder.AddListeningPort(addr, credentials, &impl_->port);
   builder.SetMaxReceiveMessageSize(c.max_message_bytes);
   builder.SetMaxSendMessageSize(c.max_message_bytes);
   builder.RegisterService(&impl_->service);

@@ -7,22 +7,13 @@
 
 #include "tessera/core/error.h"
 #include "tessera/server/grpc_convert.h"
+#include "tessera/server/tls.h"
 
 namespace tessera::server::rpc {
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kServiceName = "tessera.v1.TesseraService";
-
-// Compares every byte of `expected` whatever the input, so timing does not reveal the key.
-bool constant_time_equal(std::string_view got, std::string_view expected) {
-  unsigned diff = got.size() == expected.size() ? 0u : 1u;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const unsigned char g = i < got.size() ? static_cast<unsigned char>(got[i]) : 0;
-    diff |= g ^ static_cast<unsigned char>(expected[i]);
-  }
-  return diff == 0;
-}
 
 grpc::ServerUnaryReactor* finish(grpc::CallbackServerContext* call, grpc::Status status) {
   grpc::ServerUnaryReactor* r = call->DefaultReactor();
@@ -96,9 +87,8 @@ grpc::Status check_auth(const grpc::CallbackServerContext* call, const std::stri
   }
   const std::string_view value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
-  if (value.size() < kBearer.size() ||
-      !constant_time_equal(value.substr(0, kBearer.size()), kBearer) ||
-      !constant_time_equal(value.substr(kBearer.size()), api_key)) {
+  // The scheme is not secret; the key is compared in constant time (api_key_matches).
+  if (!value.starts_with(kBearer) || !api_key_matches(value.substr(kBearer.size()), api_key)) {
     return {grpc::StatusCode::UNAUTHENTICATED, "incorrect API key"};
   }
   return grpc::Status::OK;

@@ -80,8 +80,8 @@ void HttpServer::start() {
       }
     });
   }
-  TESSERA_LOG_INFO("serving {} on http://{}:{} ({} io threads)", m.ctx.model_name, m.ctx.cfg.host,
-                   m.port, m.threads.size());
+  TESSERA_LOG_INFO("serving {} on {}://{}:{} ({} io threads)", m.ctx.model_name,
+                   m.ctx.tls ? "https" : "http", m.ctx.cfg.host, m.port, m.threads.size());
 }
 
 int HttpServer::port() const { return impl_->port; }

@@ -6,24 +6,13 @@
 #include "tessera/server/generation_job.h"
 #include "tessera/server/openai_request.h"
 #include "tessera/server/session.h"
+#include "tessera/server/tls.h"
 
 namespace tessera::server {
 namespace {
 
 using json = nlohmann::ordered_json;
 using Request = http::request<http::string_body>;
-
-// Compares in time that depends only on the lengths, so a wrong key leaks no prefix.
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  const size_t n = std::max(a.size(), b.size());
-  unsigned diff = a.size() == b.size() ? 0u : 1u;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= unsigned(x ^ y);
-  }
-  return diff == 0;
-}
 
 void check_auth(const ServerContext& ctx, const Request& req) {
   if (ctx.cfg.api_key.empty()) return;
@@ -36,7 +25,7 @@ void check_auth(const ServerContext& ctx, const Request& req) {
     throw ApiError(401, "missing API key: send `Authorization: Bearer <key>`", "",
                    "invalid_api_key");
   }
-  if (!constant_time_equal(h.substr(kBearer.size()), ctx.cfg.api_key)) {
+  if (!api_key_matches(h.substr(kBearer.size()), ctx.cfg.api_key)) {
     throw ApiError(401, "incorrect API key", "", "invalid_api_key");
   }
 }

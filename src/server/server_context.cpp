@@ -22,6 +22,24 @@ std::unique_ptr<tokenizer::ChatTemplate> load_template(const tokenizer::Tokenize
   }
 }
 
+std::unique_ptr<net::ssl::context> make_tls_context(const TlsCredentials& t) {
+  if (!t.enabled()) return nullptr;
+  auto c = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  c->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                 net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                 net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  // load_tls_credentials refused encrypted keys: never ask for a passphrase.
+  c->set_password_callback([](size_t, net::ssl::context::password_purpose) { return ""; });
+  try {
+    c->use_certificate_chain(net::buffer(t.cert_chain_pem));
+    c->use_private_key(net::buffer(t.private_key_pem), net::ssl::context::pem);
+  } catch (const boost::system::system_error& e) {
+    fail(ErrorCode::kInvalidArgument, "TLS certificate ", t.cert_file, " / key ", t.key_file, ": ",
+         e.code().message());
+  }
+  return c;
+}
+
 }  // namespace
 
 ServerContext::ServerContext(engine::EngineInterface& e, HttpServerConfig c)
@@ -31,6 +49,7 @@ ServerContext::ServerContext(engine::EngineInterface& e, HttpServerConfig c)
       created(std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count()),
+      tls(make_tls_context(cfg.tls)),
       chat_template_(load_template(e.tokenizer())),
       request_pool_(size_t(std::max(1, cfg.request_threads))) {
   std::random_device rd;

@@ -1,8 +1,13 @@
 // One connection: read a request (body limit, Expect: 100-continue), route it, write the answer
 // through a bounded queue, and watch the socket while a generation runs so that a client who
-// leaves aborts its engine requests.
+// leaves aborts its engine requests. On a TLS server the handshake comes first; a plain HTTP
+// request there is answered with a plain 400 that says so.
 #include "tessera/server/session.h"
 
+#include <openssl/ssl.h>
+#include <poll.h>
+
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/http/write.hpp>
 #include <sstream>
 
@@ -16,7 +21,10 @@ namespace {
 constexpr auto kIdleTimeout = std::chrono::seconds(120);  // keep-alive wait for the next request
 constexpr auto kBodyTimeout = std::chrono::seconds(60);
 constexpr auto kWriteTimeout = std::chrono::seconds(60);  // one write; a stream makes many
-constexpr int kClientClosedRequest = 499;                 // nginx's status for a vanished client
+constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
+// While a generation runs and unread bytes wait on its socket, how often to look for a hang-up.
+constexpr auto kRecheckInterval = std::chrono::milliseconds(250);
+constexpr int kClientClosedRequest = 499;  // nginx's status for a vanished client
 
 }  // namespace
 
@@ -35,7 +43,9 @@ Response error_response(const ApiError& e) {
 }
 
 Session::Session(tcp::socket&& socket, ServerContext& ctx)
-    : ctx_(ctx), stream_(std::move(socket)) {}
+    : ctx_(ctx), stream_(std::move(socket)), watch_timer_(stream_.get_executor()) {
+  if (ctx_.tls) tls_.emplace(stream_, *ctx_.tls);
+}
 
 Session::~Session() { ctx_.remove_session(this); }
 
@@ -47,7 +57,35 @@ void Session::start() {
   // The disconnect watcher peeks without blocking; async operations are unaffected.
   stream_.socket().non_blocking(true, ec);
   stream_.socket().set_option(tcp::no_delay(true), ec);
-  do_read();
+  if (!tls_) return do_read();
+  stream_.expires_after(kHandshakeTimeout);
+  tls_->async_handshake(
+      net::ssl::stream_base::server,
+      [self = shared_from_this()](beast::error_code e) { self->on_handshake(e); });
+}
+
+void Session::on_handshake(beast::error_code ec) {
+  if (closed_) return;
+  if (!ec) return do_read();
+  const auto reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+  if (ec.category() == net::error::get_ssl_category() &&
+      (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST)) {
+    // OpenSSL saw "GET ", "POST" ... where a ClientHello belongs, and sent nothing back: answer in
+    // plain text (as nginx does), so that the client learns why, and close.
+    tls_.reset();
+    method_ = "-";
+    target_ = "(plain HTTP on the HTTPS port)";
+    version_ = 11;
+    keep_alive_ = false;
+    in_request_ = true;
+    start_ = std::chrono::steady_clock::now();
+    Response r = error_response(
+        ApiError(400, "this port speaks HTTPS only: the request was plain HTTP; use https://"));
+    r.close = true;
+    return send_response(std::move(r));
+  }
+  TESSERA_LOG_DEBUG("TLS handshake failed: {}", ec.message());
+  close();
 }
 
 void Session::do_read() {
@@ -56,9 +94,11 @@ void Session::do_read() {
   parser_->body_limit(ctx_.cfg.max_body_bytes);
   parser_->header_limit(16 * 1024);
   stream_.expires_after(kIdleTimeout);
-  http::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  with_stream([&](auto& s) {
+    http::async_read_header(
+        s, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  });
 }
 
 void Session::on_header(beast::error_code ec) {
@@ -69,14 +109,17 @@ void Session::on_header(beast::error_code ec) {
     queue("HTTP/1.1 100 Continue\r\n\r\n");
   }
   stream_.expires_after(kBodyTimeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
+  with_stream([&](auto& s) {
+    http::async_read(
+        s, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code e, size_t) { self->on_read(e); });
+  });
 }
 
 void Session::on_read_error(beast::error_code ec) {
   if (ec == http::error::end_of_stream || ec == net::error::eof ||
       ec == net::error::operation_aborted || ec == beast::error::timeout ||
-      ec == net::error::connection_reset) {
+      ec == net::error::connection_reset || ec == net::ssl::error::stream_truncated) {
     return close();
   }
   // Answer what can be answered, then close: the rest of the input can't be trusted.
@@ -195,13 +238,18 @@ void Session::write_more() {
   inflight_.assign(std::make_move_iterator(pending_.begin()),
                    std::make_move_iterator(pending_.end()));
   pending_.clear();
+  stream_.expires_after(kWriteTimeout);
+  auto done = [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); };
+  if (tls_) {
+    // The TLS stream writes one buffer per call: give it one.
+    joined_.clear();
+    for (const auto& s : inflight_) joined_ += s;
+    return net::async_write(*tls_, net::buffer(joined_), std::move(done));
+  }
   std::vector<net::const_buffer> bufs;
   bufs.reserve(inflight_.size());
   for (const auto& s : inflight_) bufs.emplace_back(net::buffer(s));
-  stream_.expires_after(kWriteTimeout);
-  net::async_write(stream_, bufs, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->on_write(ec);
-  });
+  net::async_write(stream_, bufs, std::move(done));
 }
 
 void Session::on_write(beast::error_code ec) {
@@ -230,7 +278,22 @@ void Session::on_watch(beast::error_code ec, const std::weak_ptr<GenerationJob>&
   const size_t n = stream_.socket().receive(net::buffer(&c, 1), tcp::socket::message_peek, peek_ec);
   if (peek_ec == net::error::would_block || peek_ec == net::error::try_again) return arm_watch();
   if (peek_ec || n == 0) return drop_client("client disconnected: " + peek_ec.message());
-  // A pipelined next request: the client is still there; it is read after this response.
+  // Bytes wait unread: a pipelined next request (read after this response), or, on TLS, the
+  // close_notify of a client that has left. A hang-up behind them shows as POLLRDHUP.
+  recheck_later(job);
+}
+
+void Session::recheck_later(const std::weak_ptr<GenerationJob>& job) {
+  pollfd p{.fd = stream_.socket().native_handle(), .events = POLLRDHUP, .revents = 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+    return drop_client("client disconnected");
+  }
+  watch_timer_.expires_after(kRecheckInterval);
+  watch_timer_.async_wait([self = shared_from_this(), job](beast::error_code ec) {
+    auto j = job.lock();
+    if (ec || self->closed_ || !j || j != self->job_) return;
+    self->recheck_later(job);
+  });
 }
 
 void Session::finish_request(int status, const std::string& cause) {
@@ -244,6 +307,7 @@ void Session::finish_request(int status, const std::string& cause) {
 void Session::close() {
   if (closed_) return;
   closed_ = true;
+  watch_timer_.cancel();
   beast::error_code ec;
   stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);

@@ -226,6 +226,15 @@ TEST(ConfigErrors, CrossSectionChecks) {
   expect_error_at(parse_error(y), "coordinator.port", line_of(y, "port: 0"), "1..65535");
   y = replace(kBase, "grpc_port: -1", "grpc_port: 8000");
   expect_error_at(parse_error(y), "listen.grpc_port", line_of(y, "grpc_port"), "a different port");
+  // TLS needs both files: the error names the missing key, at the one that was given.
+  y = replace(kBase, "grpc_port: -1", "grpc_port: -1\n  tls_cert: /etc/c.pem");
+  std::string msg = parse_error(y);
+  expect_error_at(msg, "listen.tls_key", line_of(y, "tls_cert"), "or neither");
+  EXPECT_TRUE(contains(msg, "listen.tls_cert is set")) << msg;
+  y = replace(kBase, "grpc_port: -1", "grpc_port: -1\n  tls_key: /etc/k.pem");
+  expect_error_at(parse_error(y), "listen.tls_cert", line_of(y, "tls_key"), "or neither");
+  y = replace(kBase, "grpc_port: -1", "grpc_port: -1\n  tls_cert: ''\n  tls_key: k.pem");
+  expect_error_at(parse_error(y), "listen.tls_cert", line_of(y, "tls_cert"), "a PEM file path");
 }
 
 TEST(ConfigErrors, SyntaxErrorsCarryTheirPosition) {

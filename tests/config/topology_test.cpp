@@ -160,7 +160,7 @@ scheduler:
   block_size: 32
   kv_cache_mb: 3
   enable_prefix_caching: no
-listen: {host: 0.0.0.0, http_port: 0, grpc_port: 0, api_key: 12345}
+listen: {host: 0.0.0.0, http_port: 0, grpc_port: 0, api_key: 12345, tls_cert: c.pem, tls_key: k.pem}
 logging: {level: debug, file: /tmp/x.log}
 threads_per_rank: 6
 )";
@@ -191,6 +191,8 @@ threads_per_rank: 6
   EXPECT_EQ(c.listen.http_port, 0);
   EXPECT_EQ(c.listen.grpc_port, 0);
   EXPECT_EQ(c.listen.api_key, "12345");
+  EXPECT_EQ(c.listen.tls_cert, "c.pem");
+  EXPECT_EQ(c.listen.tls_key, "k.pem");
   EXPECT_EQ(c.logging.level, "debug");
   EXPECT_EQ(c.logging.file, "/tmp/x.log");
   EXPECT_EQ(c.threads_per_rank, 6);

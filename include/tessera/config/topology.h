@@ -59,6 +59,10 @@ struct ListenSpec {
   int http_port = 8000;  // 0 = any free port
   int grpc_port = -1;    // -1 = no gRPC; 0 = any free port
   std::string api_key;
+  // PEM files (both or neither): the HTTP and gRPC ports speak only TLS. Relative paths are
+  // relative to the working directory, as model.path.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 struct LoggingSpec {

@@ -10,6 +10,7 @@
 
 #include "tessera/engine/engine.h"
 #include "tessera/server/openai_request.h"
+#include "tessera/server/tls.h"
 
 namespace tessera::server {
 
@@ -19,6 +20,9 @@ struct GrpcServerConfig {
   std::string api_key;  // non-empty: calls need metadata `authorization: Bearer <key>`
   int max_message_bytes = 64 << 20;
   RequestLimits limits;  // give it the HttpServerConfig's, so both front ends refuse alike
+  // Enabled (load_tls_credentials): the port speaks only TLS (grpc::SslServerCredentials, no
+  // client certificates); clients use grpc.ssl_channel_credentials with the CA.
+  TlsCredentials tls;
 };
 
 class GrpcServer {

@@ -4,7 +4,8 @@
 // callbacks only post to the connection's strand, so the engine thread never blocks on a client.
 //
 // Routes: POST /v1/chat/completions, POST /v1/completions (JSON or SSE streaming), GET /v1/models,
-// GET /health, GET /ready, GET /metrics, POST /tokenize, POST /detokenize.
+// GET /health, GET /ready, GET /metrics, POST /tokenize, POST /detokenize. Plain HTTP, or HTTPS
+// only when the config carries TLS credentials (TLS 1.2 and 1.3).
 #pragma once
 
 #include <cstddef>
@@ -13,6 +14,7 @@
 
 #include "tessera/engine/engine.h"
 #include "tessera/server/openai_request.h"
+#include "tessera/server/tls.h"
 
 namespace tessera::server {
 
@@ -34,6 +36,9 @@ struct HttpServerConfig {
   std::string served_model_name;  // empty: engine.model_info().id
   // Bytes a streaming client may fall behind before its request is aborted and it is cut off.
   size_t stream_buffer_bytes = 4 << 20;
+  // Enabled (load_tls_credentials): the port speaks only TLS (HTTPS); a plain HTTP request gets a
+  // 400 in plain text saying so, and the connection closes.
+  TlsCredentials tls;
 };
 
 class HttpServer {

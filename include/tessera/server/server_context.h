@@ -8,6 +8,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
@@ -61,6 +62,8 @@ class ServerContext {
   const int64_t created;  // unix seconds when the server came up (/v1/models)
   std::shared_ptr<OutputBridge> bridge = std::make_shared<OutputBridge>();
   MetricsRegistry http_metrics;
+  // The TLS context every connection's handshake uses; null when the server speaks plain HTTP.
+  std::unique_ptr<net::ssl::context> tls;
 
   ParseContext parse_context() const;
   std::string new_id(std::string_view prefix);  // "chatcmpl-..." unique per server

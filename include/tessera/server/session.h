@@ -1,9 +1,12 @@
 // Session: one HTTP/1.1 connection (internal to the server module). It reads requests with a
 // body limit, hands each to the router, and writes responses or an SSE stream through a bounded
 // write queue. All members run on the connection's strand; the session owns its socket and the
-// generation job in flight, which aborts its engine requests when the client goes away.
+// generation job in flight, which aborts its engine requests when the client goes away. On a TLS
+// server it first runs the handshake and then reads and writes through the TLS stream.
 #pragma once
 
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -64,6 +67,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   enum class After { kNothing, kRead, kClose };
+  // Calls fn(stream) with the TLS stream when there is one, else the TCP stream.
+  template <class Fn>
+  void with_stream(Fn&& fn) {
+    if (tls_) {
+      fn(*tls_);
+    } else {
+      fn(stream_);
+    }
+  }
+  void on_handshake(beast::error_code ec);
   void do_read();
   void on_header(beast::error_code ec);
   void on_read(beast::error_code ec);
@@ -73,16 +86,20 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_write(beast::error_code ec);
   void arm_watch();
   void on_watch(beast::error_code ec, const std::weak_ptr<GenerationJob>& job);
+  void recheck_later(const std::weak_ptr<GenerationJob>& job);
   void finish_request(int status, const std::string& cause);
   void close();
 
   ServerContext& ctx_;
   beast::tcp_stream stream_;
+  std::optional<net::ssl::stream<beast::tcp_stream&>> tls_;  // over stream_, on a TLS server
+  net::steady_timer watch_timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
 
   std::deque<std::string> pending_;
   std::vector<std::string> inflight_;
+  std::string joined_;       // TLS: the in-flight strings as one buffer (one record, not one each)
   size_t queued_bytes_ = 0;  // pending + in flight
   bool writing_ = false;
   After after_ = After::kNothing;
