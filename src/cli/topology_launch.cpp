@@ -1,6 +1,8 @@
 #include "topology_launch.h"
 
 #include <csignal>
+#include <cstdlib>
+#include <string_view>
 #include <filesystem>
 #include <thread>
 
@@ -8,6 +10,7 @@
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/model/weights.h"
+#include "tessera/worker/group_worker.h"
 
 namespace tessera::cli {
 
@@ -49,6 +52,16 @@ Launch launch_from_config(const std::string& path, int node_rank) {
   g.heartbeat_seconds = t.coordinator.heartbeat_seconds;
   g.heartbeat_timeout_seconds = std::max(5.0, 5 * t.coordinator.heartbeat_seconds);
   g.max_in_flight = t.parallel.micro_batches;
+  // One node: the executor makes a fresh secret per launch. Several: every node's processes must
+  // present the same one, which only the operator can hand to each node.
+  if (t.nodes.size() > 1) {
+    const char* s = std::getenv(worker::kGroupSecretEnv);
+    if (!s || std::string_view(s).size() < 16)
+      fail(ErrorCode::kInvalidArgument, path, ": a topology of ", t.nodes.size(),
+           " nodes needs the group's secret in ", worker::kGroupSecretEnv,
+           " (the same value, at least 16 characters, on every node; e.g. `openssl rand -hex 32`)");
+    g.secret = s;
+  }
   const int first = t.first_rank_of_node(node_rank);
   for (int r = 0; r < t.ranks_on_node(node_rank); ++r) g.local_ranks.push_back(first + r);
   l.engine = engine::EngineConfig{

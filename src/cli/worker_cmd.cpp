@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <sstream>
 
 #include "args.h"
@@ -66,7 +67,11 @@ int cmd_worker(const std::vector<std::string>& args) {
        .fingerprint = a.get_or("fingerprint", ""),
        .connect_timeout_seconds = a.get_double("connect-timeout", 120.0),
        .collective_timeout_seconds = a.get_double("collective-timeout", 30.0),
-       .heartbeat_seconds = a.get_double("heartbeat", 1.0)});
+       .heartbeat_seconds = a.get_double("heartbeat", 1.0),
+       .secret = [] {
+         const char* s = std::getenv(worker::kGroupSecretEnv);
+         return std::string(s ? s : "");
+       }()});
 }
 
 }  // namespace tessera::cli

@@ -87,6 +87,10 @@ struct StoreClient::Impl {
     if (n > wire::kMaxValue) lost("reply of " + std::to_string(n) + " bytes: not a Tessera store?");
     std::vector<uint8_t> buf(n);
     if (n) read_all(buf.data(), n, deadline);
+    if (rh[0] == wire::kUnauthorized)
+      lost(op == wire::kAuth ? "it refused this process's group secret (is TESSERA_GROUP_SECRET "
+                               "the same on every node?)"
+                             : "it requires the group's secret and this process presented none");
     if (value) *value = std::move(buf);
     return static_cast<wire::Status>(rh[0]);
   }
@@ -100,12 +104,17 @@ StoreClient::StoreClient(const StoreClientParams& p) : impl_(std::make_unique<Im
   std::string why;
   for (;;) {
     impl_->fd = tcp::try_connect(p.host, p.port, why);
-    if (impl_->fd >= 0) return;
+    if (impl_->fd >= 0) break;
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the server may not listen yet
   }
-  fail(ErrorCode::kUnavailable, "no rendezvous store answers at ", impl_->where, " within ",
-       p.connect_timeout_seconds, " s (", why, ")");
+  if (impl_->fd < 0)
+    fail(ErrorCode::kUnavailable, "no rendezvous store answers at ", impl_->where, " within ",
+         p.connect_timeout_seconds, " s (", why, ")");
+  if (p.secret.empty()) return;
+  const auto* s = reinterpret_cast<const uint8_t*>(p.secret.data());
+  if (impl_->call(wire::kAuth, "", s, p.secret.size(), nullptr, kReplySlackSeconds) != wire::kOk)
+    impl_->lost("it did not accept the group secret");
 }
 
 StoreClient::~StoreClient() {

@@ -2,7 +2,8 @@
 // call and one response frame per request:
 //   request:  u8 op | u32 key_len | u64 value_len | key | value
 //   response: u8 status | u64 value_len | value
-// GET carries its timeout (i64 milliseconds) as its value; ADD carries its delta (i64). Counters
+// GET carries its timeout (i64 milliseconds) as its value; ADD carries its delta (i64); AUTH (the
+// first request of a connection to a store that has a secret) carries the secret. Counters
 // are stored as decimal text so that get_string() reads them. Sizes are bounded so that garbage
 // from a stray connection is rejected from its header, before anything is allocated.
 #pragma once
@@ -13,8 +14,9 @@
 
 namespace tessera::comm::wire {
 
-enum Op : uint8_t { kSet = 1, kGet = 2, kAdd = 3, kHas = 4 };
-enum Status : uint8_t { kOk = 0, kMissing = 1, kTimeout = 2, kBadRequest = 3 };
+enum Op : uint8_t { kSet = 1, kGet = 2, kAdd = 3, kHas = 4, kAuth = 5 };
+enum Status : uint8_t { kOk = 0, kMissing = 1, kTimeout = 2, kBadRequest = 3, kUnauthorized = 4 };
+inline constexpr uint64_t kMaxSecret = 1024;
 
 inline constexpr size_t kRequestHeader = 1 + 4 + 8;
 inline constexpr size_t kResponseHeader = 1 + 8;

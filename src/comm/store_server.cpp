@@ -2,7 +2,9 @@
 // has at most one request in progress; a GET whose key is not set yet is parked on its connection
 // (no reply, no further reads) until a SET provides the key or its deadline passes, so a waiting
 // client costs nothing. A client that sends a bad frame (unknown op, a key over 4 KiB, a value over
-// 64 MiB, a malformed GET/ADD) is disconnected; everyone else keeps going.
+// 64 MiB, a malformed GET/ADD) is disconnected; everyone else keeps going. With a secret, a
+// connection's first request must be AUTH with that secret; anything else is answered
+// "unauthorized" and the connection closed.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +28,7 @@
 #include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/core/secret.h"
 
 namespace tessera::comm {
 namespace {
@@ -37,6 +40,8 @@ struct Conn {
   std::vector<uint8_t> in;   // bytes of the request being read
   std::vector<uint8_t> out;  // reply not yet written
   size_t out_off = 0;
+  bool authed = false;   // presented the secret (or the store has none)
+  bool closing = false;  // close once `out` is written
   bool waiting = false;  // a GET parked until its key is set
   std::string wait_key;
   Clock::time_point wait_deadline;
@@ -57,6 +62,7 @@ std::vector<uint8_t> response(wire::Status st, const uint8_t* data = nullptr, si
 
 struct StoreServer::Impl {
   std::string host;
+  std::string secret;
   int port = 0;
   int listen_fd = -1;
   int wake[2] = {-1, -1};
@@ -83,6 +89,7 @@ struct StoreServer::Impl {
 StoreServer::StoreServer(const StoreServerParams& p) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.host = p.host;
+  s.secret = p.secret;
   s.port = p.port;
   s.listen_fd = tcp::listen(p.host, s.port, "rendezvous store");
   if (::pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -174,6 +181,8 @@ void StoreServer::Impl::loop() {
       if (!c.dead && c.waiting) serve_waiter(c, t);
     for (Conn& c : conns)
       if (!c.dead && !c.out.empty()) write_conn(c);  // most replies fit the socket buffer at once
+    for (Conn& c : conns)
+      if (c.closing && c.out.empty()) c.dead = true;
     for (auto it = conns.begin(); it != conns.end();) {
       if (it->dead) {
         ::close(it->fd);
@@ -191,7 +200,7 @@ void StoreServer::Impl::accept_all() {
     if (fd < 0) return;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    conns.push_back(Conn{.fd = fd});
+    conns.push_back(Conn{.fd = fd, .authed = secret.empty()});
   }
 }
 
@@ -221,7 +230,8 @@ void StoreServer::Impl::read_conn(Conn& c) {
       const uint64_t vlen = wire::get_u64(c.in.data() + 5);
       const bool ok = klen <= wire::kMaxKey && vlen <= wire::kMaxValue &&
                       (op == wire::kSet || ((op == wire::kGet || op == wire::kAdd) && vlen == 8) ||
-                       (op == wire::kHas && vlen == 0));
+                       (op == wire::kHas && vlen == 0) ||
+                       (op == wire::kAuth && klen == 0 && vlen <= wire::kMaxSecret));
       if (!ok) {
         TESSERA_LOG_WARN("rendezvous store: closing a connection that sent a bad frame");
         c.dead = true;
@@ -272,6 +282,21 @@ void StoreServer::Impl::handle_requests(Conn& c) {
   const uint8_t* kp = c.in.data() + wire::kRequestHeader;
   std::string key(reinterpret_cast<const char*>(kp), klen);
   const uint8_t* vp = kp + klen;
+  if (op == wire::kAuth || !c.authed) {
+    const bool ok = op == wire::kAuth &&
+                    secrets_equal(secret, std::string_view(reinterpret_cast<const char*>(vp), vlen));
+    if (!ok) {
+      TESSERA_LOG_WARN("rendezvous store: refused a connection: {}",
+                       op == wire::kAuth ? "wrong group secret" : "no group secret presented");
+      c.out = response(wire::kUnauthorized);
+      c.closing = true;
+    } else {
+      c.authed = true;
+      c.out = response(wire::kOk);
+    }
+    c.in.clear();
+    return;
+  }
   std::lock_guard lk(mu);
   switch (op) {
     case wire::kSet:

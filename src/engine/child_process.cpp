@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <string_view>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -16,13 +18,23 @@ extern char** environ;
 
 namespace tessera::engine {
 
-pid_t spawn_child(const std::vector<std::string>& args) {
-  std::vector<std::string> a = args;
-  std::vector<char*> argv;
+pid_t spawn_child(const std::vector<std::string>& args,
+                  const std::vector<std::string>& extra_env) {
+  std::vector<std::string> a = args, env = extra_env;
+  std::vector<char*> argv, envp;
   for (auto& s : a) argv.push_back(s.data());
   argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  for (char** e = environ; *e; ++e) {
+    const std::string_view kv(*e);
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& x) {
+      return kv.substr(0, kv.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1);
+    });
+    if (!replaced) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, a[0].c_str(), nullptr, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, a[0].c_str(), nullptr, nullptr, argv.data(), envp.data());
   if (rc != 0)
     fail(ErrorCode::kInternal, "cannot start worker process '", a[0], "': ", std::strerror(rc));
   return pid;

@@ -9,8 +9,10 @@
 
 namespace tessera::engine {
 
-// posix_spawn of args[0] with args and this process's environment. Throws kInternal.
-pid_t spawn_child(const std::vector<std::string>& args);
+// posix_spawn of args[0] with args, this process's environment and extra_env ("NAME=value",
+// which take precedence). Throws kInternal.
+pid_t spawn_child(const std::vector<std::string>& args,
+                  const std::vector<std::string>& extra_env = {});
 // "3,27": list arguments of the worker command line (and the layout fingerprint).
 std::string join_ints(const std::vector<int>& v);
 // The worker's --kv-cache-mb: the byte budget rounded up to whole MiB.

@@ -7,6 +7,7 @@
 #include "tessera/engine/worker_group.h"
 #include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
+#include "tessera/worker/group_worker.h"
 
 namespace tessera::engine {
 
@@ -22,7 +23,10 @@ int run_node_agent(const WorkerGroupParams& params, const std::atomic<bool>& sto
     std::string gid;
     try {
       store = std::make_unique<comm::StoreClient>(comm::StoreClientParams{
-          .host = p.store_host, .port = p.store_port, .connect_timeout_seconds = 2.0});
+          .host = p.store_host,
+          .port = p.store_port,
+          .connect_timeout_seconds = 2.0,
+          .secret = p.secret});
       gid = store->get_string(kCurrentGroupKey, 2.0);
     } catch (const std::exception& e) {
       if (!waiting_logged)
@@ -39,7 +43,8 @@ int run_node_agent(const WorkerGroupParams& params, const std::atomic<bool>& sto
     std::vector<pid_t> pids;
     for (size_t i = 0; i < p.local_ranks.size(); ++i)
       pids.push_back(
-          spawn_child(worker_command(p, p.local_ranks[i], static_cast<int>(i), gid, store_addr)));
+          spawn_child(worker_command(p, p.local_ranks[i], static_cast<int>(i), gid, store_addr),
+                      {std::string(worker::kGroupSecretEnv) + "=" + p.secret}));
     TESSERA_LOG_INFO("node agent: {} rank(s) joining group {}", pids.size(), gid);
     std::string why = "stopping";
     while (!stop) {

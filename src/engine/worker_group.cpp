@@ -1,5 +1,6 @@
 #include "tessera/engine/worker_group.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 #include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/core/secret.h"
 #include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
 #include "tessera/protocol/codec.h"
@@ -52,6 +54,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
   if (T < 1 || P < 1) fail(ErrorCode::kInvalidArgument, "worker group of ", T, " x ", P);
   if (params_.local_ranks.empty())
     for (int r = 0; r < W; ++r) params_.local_ranks.push_back(r);
+  if (params_.secret.empty()) params_.secret = random_secret();
   max_in_flight_ = p.max_in_flight > 0 ? p.max_in_flight : P;
   if (P > 1 && params_.layer_split.empty()) {
     // No split given: balance the bytes each stage reads (the last stage also has the LM head).
@@ -68,7 +71,8 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
   for (int r = 0; r < W; ++r) ranks_[static_cast<size_t>(r)].rank = r;
   try {
     store_ = std::make_unique<comm::StoreServer>(
-        comm::StoreServerParams{.host = p.store_host, .port = p.store_port});
+        comm::StoreServerParams{
+            .host = p.store_host, .port = p.store_port, .secret = params_.secret});
     int port = 0;
     listen_fd_ = comm::tcp::listen(p.control_host, port, "the worker group's control port");
     store_->set(worker::control_key(group_id_), [&] {
@@ -165,7 +169,8 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
 void WorkerGroupExecutor::spawn_local(int rank, int local_index) {
   ranks_[static_cast<size_t>(rank)].pid =
       spawn_child(worker_command(params_, rank, local_index, group_id_,
-                                 params_.store_host + ":" + std::to_string(store_->port())));
+                                 params_.store_host + ":" + std::to_string(store_->port())),
+                  {std::string(worker::kGroupSecretEnv) + "=" + params_.secret});
 }
 
 std::string WorkerGroupExecutor::rank_status(const RankInfo& r) {
@@ -223,6 +228,36 @@ void WorkerGroupExecutor::await_registrations(const std::string& fingerprint) {
     fail(ErrorCode::kInvalidArgument, "worker group ", info_.layout, ": ", verdict);
 }
 
+// The first frame of a control connection must be Auth with the group's secret (small, and read
+// within seconds: a stranger can neither make us allocate nor hold the accept loop for long).
+bool WorkerGroupExecutor::authenticate(int fd) {
+  std::string why;
+  try {
+    const protocol::ReadOutcome in = protocol::read_frame(fd, 2.0, protocol::kMaxAuthPayload);
+    if (in.status != protocol::ReadStatus::kOk) {
+      why = "no auth frame";
+    } else if (in.frame.type != FrameType::kAuth) {
+      why = "no group secret presented";
+    } else if (!secrets_equal(params_.secret,
+                              std::string_view(reinterpret_cast<const char*>(
+                                                   in.frame.payload.data()),
+                                               in.frame.payload.size()))) {
+      why = "wrong group secret";
+    }
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  if (why.empty()) return true;
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  char host[64] = "?";
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+      peer.ss_family == AF_INET)
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof host);
+  TESSERA_LOG_WARN("group {}: refused a control connection from {}: {}", group_id_, host, why);
+  return false;
+}
+
 void WorkerGroupExecutor::accept_ranks() {
   const auto deadline = after(params_.start_timeout_seconds);
   size_t joined = 0;
@@ -246,6 +281,10 @@ void WorkerGroupExecutor::accept_ranks() {
     if (fd < 0) continue;
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!authenticate(fd)) {
+      ::close(fd);
+      continue;
+    }
     protocol::ReadOutcome in;
     try {
       in = protocol::read_frame(fd, 10.0);

@@ -133,7 +133,7 @@ sampling::SamplingParams get_sampling(Reader& r) {
   return s;
 }
 
-bool known_type(uint8_t t) { return t >= 1 && t <= 6; }
+bool known_type(uint8_t t) { return t >= 1 && t <= 7; }
 
 }  // namespace
 

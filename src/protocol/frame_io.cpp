@@ -61,7 +61,7 @@ void write_frame(int fd, FrameType type, std::span<const uint8_t> payload) {
   }
 }
 
-ReadOutcome read_frame(int fd, double timeout_seconds) {
+ReadOutcome read_frame(int fd, double timeout_seconds, uint32_t max_payload) {
   std::optional<Clock::time_point> deadline;
   if (timeout_seconds > 0)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -71,6 +71,9 @@ ReadOutcome read_frame(int fd, double timeout_seconds) {
   if (Fill f = read_exact(fd, header, sizeof header, deadline); f != Fill::kOk)
     return {status(f), {}};
   const FrameHeader h = decode_frame_header(header);
+  if (h.payload_size > max_payload)
+    fail(ErrorCode::kCorruptFile, "frame header: payload of ", h.payload_size,
+         " bytes where at most ", max_payload, " are expected");
   ReadOutcome out;
   out.frame.type = h.type;
   out.frame.payload.resize(h.payload_size);

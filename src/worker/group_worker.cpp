@@ -109,7 +109,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
   if (a.rank < 0 || a.rank >= W) fail(ErrorCode::kInvalidArgument, who, " outside a group of ", W);
   comm::StoreClient store({.host = a.store_host,
                            .port = a.store_port,
-                           .connect_timeout_seconds = a.connect_timeout_seconds});
+                           .connect_timeout_seconds = a.connect_timeout_seconds,
+                           .secret = a.secret});
   std::unique_ptr<comm::Communicator> tp, pp;
   std::unique_ptr<Worker> w;
   const int stage = a.rank / T, tp_rank = a.rank % T;
@@ -161,6 +162,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
       store.get_string(control_key(a.group_id), a.connect_timeout_seconds), "engine control");
   const int fd = comm::tcp::connect(control_host, control_port, "the engine");
   Channel ch(fd);
+  ch.send(FrameType::kAuth, std::span<const uint8_t>(
+                                reinterpret_cast<const uint8_t*>(a.secret.data()), a.secret.size()));
   const auto& shard = w->model().shard();
   const protocol::WorkerHello hello{.vocab_size = w->config().vocab_size,
                                     .max_position = w->config().max_position,

@@ -144,7 +144,7 @@ TEST(Store, GarbageAndOversizedFramesOnlyCloseThatConnection) {
   for (int i = 0; i < 5; ++i) {
     int fd = raw_connect(server.port());
     auto junk = random_bytes(rng, 4096);
-    junk[0] = static_cast<uint8_t>(5 + rng() % 250);  // never a valid op
+    junk[0] = static_cast<uint8_t>(6 + rng() % 250);  // never a valid op
     ASSERT_EQ(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL),
               static_cast<ssize_t>(junk.size()));
     EXPECT_TRUE(closed_by_server(fd));
@@ -175,6 +175,55 @@ TEST(Store, GarbageAndOversizedFramesOnlyCloseThatConnection) {
   StoreClient fresh(at(server));
   fresh.set_string("k2", "v2");
   EXPECT_EQ(good.get_string("k2", 1.0), "v2");
+}
+
+// A store with a secret: clients that present it work as before; one with another secret, one
+// with none, and a raw connection that skips AUTH are refused and closed; nothing they sent
+// lands in the store.
+TEST(Store, SecretGatesEveryConnection) {
+  const std::string secret = "s3cret-" + std::to_string(std::random_device{}());
+  StoreServer server({.secret = secret});
+  auto with = [&](std::string s) {
+    StoreClientParams p = at(server);
+    p.secret = std::move(s);
+    return p;
+  };
+  StoreClient good(with(secret));
+  good.set_string("k", "v");
+  EXPECT_EQ(good.get_string("k", 1.0), "v");
+  try {
+    StoreClient wrong(with(secret + "x"));
+    FAIL() << "a wrong secret was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("refused this process's group secret"),
+              std::string::npos)
+        << e.what();
+  }
+  StoreClient none(at(server));  // connects; its first request is refused
+  try {
+    none.set_string("intruder", "x");
+    FAIL() << "a request without the secret was served";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("requires the group's secret"), std::string::npos)
+        << e.what();
+  }
+  {
+    int fd = raw_connect(server.port());
+    const std::string key = "raw";
+    uint8_t hdr[13] = {4};  // HAS "raw" without AUTH
+    const uint32_t klen = static_cast<uint32_t>(key.size());
+    std::memcpy(hdr + 1, &klen, 4);
+    ASSERT_EQ(::send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL), 13);
+    ASSERT_EQ(::send(fd, key.data(), key.size(), MSG_NOSIGNAL), 3);
+    uint8_t reply[9] = {};
+    ASSERT_EQ(::recv(fd, reply, sizeof(reply), MSG_WAITALL), 9);
+    EXPECT_EQ(reply[0], 4);  // unauthorized
+    EXPECT_TRUE(closed_by_server(fd));
+    ::close(fd);
+  }
+  EXPECT_FALSE(server.has("intruder"));
+  EXPECT_EQ(good.get_string("k", 1.0), "v");  // the good client is unaffected
 }
 
 TEST(Store, ClientConnectTimeoutNamesTheAddress) {

@@ -193,34 +193,86 @@ def test_single_worker_serves_on_the_guarded_device(tmp_path):
     assert re.search(r"rank 0 \(stage 0, tp 0\) on guarded:0", log.read_text())
 
 
-def test_two_nodes_form_one_pipeline(tmp_path):
+def two_node_config(tmp_path, timeout=180):
     port = 29700 + os.getpid() % 200
-    cfg = write_config(tmp_path, f"""
+    return write_config(tmp_path, f"""
 model: {{path: smollm2-135m-instruct}}
 backend: cpu
 parallel: {{tensor: 1, pipeline: 2}}
 nodes:
   - {{name: a, host: 127.0.0.1, devices: [0]}}
   - {{name: b, host: 127.0.0.1, devices: [0]}}
-coordinator: {{host: 127.0.0.1, port: {port}}}
+coordinator: {{host: 127.0.0.1, port: {port}, timeout_s: {timeout}}}
 scheduler: {{kv_cache_mb: 32}}
 """)
+
+
+def with_secret(secret):
+    env = dict(os.environ)
+    env.pop("TESSERA_GROUP_SECRET", None)
+    if secret is not None:
+        env["TESSERA_GROUP_SECRET"] = secret
+    return env
+
+
+def test_two_nodes_form_one_pipeline(tmp_path):
+    cfg = two_node_config(tmp_path)
+    secret = os.urandom(32).hex()
     node1 = subprocess.Popen([BIN, "serve", "--config", cfg, "--node-rank", "1"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL, env=with_secret(secret))
     try:
-        proc, url = start_server("--config", cfg, "--node-rank", "0", "--no-warmup")
+        proc, url = start_server("--config", cfg, "--node-rank", "0", "--no-warmup",
+                                 env=with_secret(secret))
         try:
             r = complete(url, 12)
             assert r.status_code == 200, r.text
             assert r.json()["choices"][0]["text"] == solo_greedy(12)
+            ranks = list(worker_pids(proc.pid).values()) + list(worker_pids(node1.pid).values())
             assert len(worker_pids(proc.pid)) == 1  # rank 0 here, rank 1 under the other node
-            assert len(worker_pids(node1.pid)) == 1
+            assert len(ranks) == 2
+            for pid in ranks:  # the secret travels in the environment, never on a command line
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    assert secret.encode() not in f.read()
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    assert b"TESSERA_GROUP_SECRET=" + secret.encode() in f.read().split(b"\0")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
     finally:
         node1.send_signal(signal.SIGTERM)
         node1.wait(timeout=60)
+
+
+def test_several_nodes_need_the_group_secret(tmp_path):
+    cfg = two_node_config(tmp_path)
+    out = subprocess.run([BIN, "serve", "--config", cfg, "--node-rank", "0"], capture_output=True,
+                         text=True, timeout=60, env=with_secret(None))
+    assert out.returncode != 0
+    assert "TESSERA_GROUP_SECRET" in out.stderr and "2 nodes" in out.stderr, out.stderr
+
+
+# A node that presents another secret is refused by the coordinator's store (which says so in its
+# log); the group never forms, and the coordinator says which rank did not register.
+def test_a_node_with_the_wrong_secret_is_refused(tmp_path):
+    cfg = two_node_config(tmp_path, timeout=6)
+    log0, log1 = tmp_path / "node0.log", tmp_path / "node1.log"
+    with open(log1, "w") as err1:
+        node1 = subprocess.Popen([BIN, "serve", "--config", cfg, "--node-rank", "1"],
+                                 stdout=subprocess.DEVNULL, stderr=err1,
+                                 env=with_secret("an-intruder-who-guessed-wrong"))
+    try:
+        with open(log0, "w") as err0:
+            coord = subprocess.run([BIN, "serve", "--config", cfg, "--node-rank", "0", "--no-warmup",
+                                    "--http-port", "0"], stdout=subprocess.DEVNULL, stderr=err0,
+                                   timeout=120, env=with_secret(os.urandom(32).hex()))
+        assert coord.returncode != 0
+        text0 = log0.read_text()
+        assert "rendezvous store: refused a connection: wrong group secret" in text0, text0[-3000:]
+        assert "rank(s) 1 did not register" in text0, text0[-3000:]
+    finally:
+        node1.send_signal(signal.SIGTERM)
+        node1.wait(timeout=60)
+    assert "group secret" in log1.read_text(), log1.read_text()[-3000:]
 
 
 def test_invalid_topology_exits_with_the_line_and_the_choices(tmp_path):

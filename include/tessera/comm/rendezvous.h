@@ -17,6 +17,9 @@ namespace tessera::comm {
 struct StoreServerParams {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port (see port())
+  // Non-empty: every connection must first present this secret (AUTH); one that does not, or
+  // presents another, is answered "unauthorized", logged and closed.
+  std::string secret;
 };
 
 class StoreServer {
@@ -41,11 +44,13 @@ struct StoreClientParams {
   std::string host = "127.0.0.1";
   int port = 0;
   double connect_timeout_seconds = 60.0;  // retries until the server listens
+  std::string secret;                     // presented first when non-empty
 };
 
 class StoreClient {
  public:
-  // Throws kUnavailable naming host:port when no server answers within the connect timeout.
+  // Throws kUnavailable naming host:port when no server answers within the connect timeout, and
+  // when the server refuses the secret.
   explicit StoreClient(const StoreClientParams& p);
   ~StoreClient();
   StoreClient(const StoreClient&) = delete;

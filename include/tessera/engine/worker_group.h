@@ -12,6 +12,10 @@
 // processes are stopped and the engine builds a new group (a new group id, so no stale key or
 // connection of the old one is reused).
 //
+// Trust: the store and the control port accept only peers that present the group's secret
+// (passed to local ranks in their environment, never on the command line); a control connection
+// whose first frame is not Auth with the secret is logged and closed.
+//
 // Ownership: the engine thread owns the executor; the executor owns the store, the listener, the
 // connections and the local child processes, and stops them all in its destructor.
 #pragma once
@@ -52,6 +56,9 @@ struct WorkerGroupParams {
   double heartbeat_timeout_seconds = 10.0;
   double shutdown_grace_seconds = 3.0;
   int max_in_flight = 0;  // 0: pipeline (one micro-batch per stage)
+  // What every peer of the store and the control port must present. Empty: a fresh random one
+  // per executor (enough when every rank is local); several nodes share one the operator sets.
+  std::string secret;
 };
 
 struct RankInfo {
@@ -86,6 +93,7 @@ class WorkerGroupExecutor final : public Executor {
   void spawn_local(int rank, int local_index);
   void await_registrations(const std::string& fingerprint);
   void accept_ranks();
+  bool authenticate(int fd);  // reads the Auth frame; logs and returns false for a stranger
   [[noreturn]] void lost(const std::string& what);
   void stop_all();
   std::string rank_status(const RankInfo& r);

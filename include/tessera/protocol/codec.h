@@ -23,7 +23,10 @@ enum class FrameType : uint8_t {
   kResult = 4,     // worker -> engine
   kShutdown = 5,   // engine -> worker: exit cleanly
   kHeartbeat = 6,  // worker -> engine: still alive (empty payload), sent between and during steps
+  kAuth = 7,       // worker -> engine: the group's secret, the first frame on a control connection
 };
+// An auth frame holds a secret, nothing more: a first frame larger than this is refused unread.
+inline constexpr uint32_t kMaxAuthPayload = 1024;
 
 inline constexpr size_t kFrameHeaderSize = 5;
 // Larger frames are treated as corruption (a plan for thousands of sequences is a few MiB).

@@ -20,8 +20,9 @@ struct ReadOutcome {
 void write_frame(int fd, FrameType type, std::span<const uint8_t> payload);
 
 // Reads one frame. timeout_seconds <= 0 waits forever; the timeout covers the whole frame. EOF
-// (the peer closed or died) and timeouts are reported, not thrown; a corrupt header throws
-// Error(kCorruptFile) and an I/O error throws Error(kInternal).
-ReadOutcome read_frame(int fd, double timeout_seconds);
+// (the peer closed or died) and timeouts are reported, not thrown; a corrupt header, or a payload
+// over max_payload (checked before anything is allocated), throws Error(kCorruptFile) and an I/O
+// error throws Error(kInternal).
+ReadOutcome read_frame(int fd, double timeout_seconds, uint32_t max_payload = kMaxFramePayload);
 
 }  // namespace tessera::protocol

@@ -4,7 +4,8 @@
 // cuts its shard out of the mapped weights, then connects to the engine's control port, says
 // Hello (with its rank and memory) and serves ExecutePlan frames until Shutdown or until the
 // engine goes away. A heartbeat thread sends a Heartbeat frame every few seconds so the engine can
-// tell a hung rank from a slow step. Everything it owns lives on run_group_worker's stack.
+// tell a hung rank from a slow step. The store and the control connection both ask for the
+// group's secret first. Everything it owns lives on run_group_worker's stack.
 #pragma once
 
 #include <string>
@@ -28,7 +29,14 @@ struct GroupWorkerArgs {
   double connect_timeout_seconds = 120.0;
   double collective_timeout_seconds = 30.0;
   double heartbeat_seconds = 1.0;
+  // The group's secret (from kGroupSecretEnv): presented to the store and, first, on the control
+  // connection; the coordinator refuses peers without it.
+  std::string secret;
 };
+
+// The environment variable a rank reads its group's secret from (not the command line, which
+// every local user can read in /proc).
+inline constexpr const char* kGroupSecretEnv = "TESSERA_GROUP_SECRET";
 
 // Returns the process exit code: 0 after Shutdown or when the engine closes the connection, 1 when
 // setup fails (the reason is logged and stored under "<group_id>/error/<rank>"), 3 when a
