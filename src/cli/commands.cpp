@@ -5,13 +5,13 @@
 #include <cstdio>
 #include <fstream>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "args.h"
-#include "generation.h"
 #include "loaded_model.h"
 #include "model_registry.h"
 #include "tessera/core/error.h"
@@ -69,7 +69,6 @@ std::string render_chat(const tokenizer::Tokenizer& tok, const std::string& sour
 std::string render_chat(const LoadedModel& m, const nlohmann::ordered_json& messages) {
   return render_chat(*m.tokenizer, m.path, messages);
 }
-
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
@@ -93,16 +92,55 @@ std::vector<int32_t> prompt_from(const Args& a, const tokenizer::Tokenizer& tok,
   return tok.encode(render_chat(tok, source, msgs), {.add_special = false, .parse_special = true});
 }
 
-void print_speed(const GenerateResult& r) {
-  const size_t prefilled = r.prompt_tokens - r.reused_tokens;
-  std::fprintf(
-      stderr,
-      "\n[prefill: %zu tokens in %.3f s, %.1f tok/s | decode: %zu tokens in %.3f s, %.1f tok/s]\n",
-      prefilled, r.prefill_seconds, r.prefill_seconds > 0 ? prefilled / r.prefill_seconds : 0.0,
-      r.token_ids.size(), r.decode_seconds,
-      r.decode_seconds > 0
-          ? (r.token_ids.size() > 0 ? (r.token_ids.size() - 1) / r.decode_seconds : 0.0)
-          : 0.0);
+// One request through the engine, its text streamed to on_text as it comes.
+struct Outcome {
+  std::string text, finish, error;
+  std::vector<int32_t> ids;
+  nlohmann::json logprobs = nlohmann::json::array();
+  int cached_tokens = 0;  // prompt tokens the prefix cache held
+  double first_token_seconds = 0, total_seconds = 0;
+};
+
+Outcome run_request(engine::LlmEngine& engine, const protocol::GenerationRequest& req,
+                    const std::function<void(const std::string&)>& on_text) {
+  using Clock = std::chrono::steady_clock;
+  Outcome r;
+  std::promise<void> done;
+  const auto t0 = Clock::now();
+  engine.submit(engine.validate(req), [&](const protocol::RequestOutput& o) {
+    if (r.ids.empty() && !o.new_token_ids.empty())
+      r.first_token_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.text += o.new_text;
+    for (const auto& lp : o.logprobs) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& t : lp.top) top.push_back({t.token, t.logprob});
+      r.logprobs.push_back({{"token", lp.token}, {"logprob", lp.logprob}, {"top", top}});
+    }
+    r.ids.insert(r.ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    if (on_text) on_text(o.new_text);
+    r.cached_tokens = o.cached_tokens;
+    if (o.finished()) {
+      r.finish = protocol::finish_reason_name(o.finish);
+      r.error = o.error;
+      r.total_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      done.set_value();
+    }
+  });
+  done.get_future().wait();
+  if (!r.error.empty()) fail(ErrorCode::kInternal, "generation failed: ", r.error);
+  return r;
+}
+
+// Time to first token covers the prompt (less what the prefix cache held); the rest is decode.
+void print_speed(const Outcome& r, size_t prompt_tokens) {
+  const size_t prefilled = prompt_tokens - std::min(prompt_tokens, size_t(r.cached_tokens));
+  const double decode = r.total_seconds - r.first_token_seconds;
+  std::fprintf(stderr,
+               "\n[prefill: %zu tokens (+%d cached) in %.3f s, %.1f tok/s | decode: %zu tokens in "
+               "%.3f s, %.1f tok/s]\n",
+               prefilled, r.cached_tokens, r.first_token_seconds,
+               r.first_token_seconds > 0 ? prefilled / r.first_token_seconds : 0.0, r.ids.size(),
+               decode, decode > 0 && r.ids.size() > 1 ? (r.ids.size() - 1) / decode : 0.0);
 }
 
 }  // namespace
@@ -140,52 +178,21 @@ int generate_with_engine(const Args& a, const engine::EngineConfig& cfg) {
     req.sampling.top_logprobs = k;
   }
   const bool json = a.flag("json");
-  std::promise<void> done;
-  std::string text, finish, error;
-  std::vector<int32_t> ids;
-  nlohmann::json logprobs = nlohmann::json::array();
-  using Clock = std::chrono::steady_clock;
-  const auto t0 = Clock::now();
-  Clock::time_point first_token;
-  engine.submit(engine.validate(req), [&](const protocol::RequestOutput& o) {
-    if (ids.empty() && !o.new_token_ids.empty()) first_token = Clock::now();
-    text += o.new_text;
-    for (const auto& lp : o.logprobs) {
-      nlohmann::json top = nlohmann::json::array();
-      for (const auto& t : lp.top) top.push_back({t.token, t.logprob});
-      logprobs.push_back({{"token", lp.token}, {"logprob", lp.logprob}, {"top", top}});
-    }
-    ids.insert(ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-    if (!json) {
-      std::cout << o.new_text;
-      std::cout.flush();
-    }
-    if (o.finished()) {
-      finish = protocol::finish_reason_name(o.finish);
-      error = o.error;
-      done.set_value();
-    }
+  const Outcome r = run_request(engine, req, [json](const std::string& piece) {
+    if (!json) std::cout << piece << std::flush;
   });
-  done.get_future().wait();
-  const auto t1 = Clock::now();
   engine.shutdown(0.0);
-  if (!error.empty()) fail(ErrorCode::kInternal, "generation failed: ", error);
   if (json) {
-    nlohmann::json out{{"text", text},
-                       {"token_ids", ids},
+    nlohmann::json out{{"text", r.text},
+                       {"token_ids", r.ids},
                        {"prompt_token_ids", req.prompt_ids},
-                       {"finish_reason", finish}};
-    if (req.sampling.logprobs) out["logprobs"] = logprobs;
+                       {"finish_reason", r.finish}};
+    if (req.sampling.logprobs) out["logprobs"] = r.logprobs;
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::cout << "\n";
   }
-  GenerateResult r{.token_ids = ids, .prompt_tokens = req.prompt_ids.size()};
-  if (!ids.empty()) {
-    r.prefill_seconds = std::chrono::duration<double>(first_token - t0).count();
-    r.decode_seconds = std::chrono::duration<double>(t1 - first_token).count();
-  }
-  print_speed(r);
+  print_speed(r, req.prompt_ids.size());
   return 0;
 }
 
@@ -209,29 +216,52 @@ int cmd_generate(const std::vector<std::string>& argv) {
                                                       .device = backend_device(a)});
 }
 
+// `chat`: a conversation through the engine (in-process worker on --backend's device). Each turn
+// sends the whole conversation; the prefix cache holds the earlier turns' full blocks, so a turn
+// prefills little more than what is new.
 int cmd_chat(const std::vector<std::string>& argv) {
-  Args a(argv, kSamplingOptions, {});
+  auto opts = kSamplingOptions;
+  opts.insert("backend");
+  opts.insert("kv-cache-mb");
+  Args a(argv, opts, {});
   apply_threads(a);
-  LoadedModel m = load_model(a.get_or("model", default_model().name));
-  const int ctx = m.model->config().max_position;
-  Session session(m, std::min(ctx, 8192));
+  const std::string model_arg = a.get_or("model", default_model().name);
+  const int kv_mb = a.get_int("kv-cache-mb", 256);
+  if (kv_mb <= 0) fail(ErrorCode::kInvalidArgument, "--kv-cache-mb must be > 0");
+  const std::string path = resolve_model_path(model_arg);
+  engine::LlmEngine engine(engine::EngineConfig{.model_path = path,
+                                                .served_model_name = model_arg,
+                                                .kv_cache_bytes = size_t(kv_mb) << 20,
+                                                .device = backend_device(a)});
+  engine.start();
+  const auto& tok = engine.tokenizer();
+  const int ctx = engine.model_info().max_model_len;
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
   if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
-  GenerateParams p{.max_tokens = a.get_int("max-tokens", 512), .sampling = sampling_from(a)};
+  const int max_tokens = a.get_int("max-tokens", 512);
   std::string line;
-  std::cerr << "tessera chat: " << m.path << " (empty line or EOF ends)\n";
-  while (true) {
+  std::cerr << "tessera chat: " << path << " (empty line or EOF ends)\n";
+  for (int turn = 0;; ++turn) {
     std::cout << "> " << std::flush;
     if (!std::getline(std::cin, line) || line.empty()) break;
     msgs.push_back({{"role", "user"}, {"content", line}});
-    auto prompt =
-        m.tokenizer->encode(render_chat(m, msgs), {.add_special = false, .parse_special = true});
-    auto r = session.generate(prompt, p,
-                              [](const std::string& piece) { std::cout << piece << std::flush; });
+    protocol::GenerationRequest req;
+    req.request_id = "chat-" + std::to_string(turn);
+    req.prompt_ids = tok.encode(render_chat(tok, path, msgs),
+                                {.add_special = false, .parse_special = true});
+    const int room = ctx - static_cast<int>(req.prompt_ids.size());
+    if (room < 1) fail(ErrorCode::kOutOfRange, "the conversation fills the context of ", ctx,
+                       " tokens");
+    req.sampling = sampling_from(a);
+    req.stopping.max_tokens = std::min(max_tokens, room);
+    const Outcome r = run_request(engine, req, [](const std::string& piece) {
+      std::cout << piece << std::flush;
+    });
     std::cout << "\n";
-    print_speed(r);
+    print_speed(r, req.prompt_ids.size());
     msgs.push_back({{"role", "assistant"}, {"content", r.text}});
   }
+  engine.shutdown(0.0);
   return 0;
 }
 

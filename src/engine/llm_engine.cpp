@@ -314,6 +314,7 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
       exec.new_sequences.push_back(
           {.seq_id = r.seq, .sampling = r.req.sampling, .prompt = r.req.prompt_ids});
       r.sent_to_worker = true;
+      r.cached_tokens = ch.start_pos;
       r.scheduled = Clock::now();
       metrics_.histogram_observe("tessera:request_queue_time_seconds", "Time spent waiting",
                                  kLatencyBuckets, seconds(r.scheduled - r.arrival));
@@ -346,7 +347,8 @@ void LlmEngine::on_token(Live& r, const protocol::SampledToken& t,
   const bool stop_token = decided == scheduler::FinishCause::kStopToken;
   protocol::RequestOutput out{.request_id = r.req.request_id,
                               .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
-                              .completion_tokens = r.generated};
+                              .completion_tokens = r.generated,
+                              .cached_tokens = r.cached_tokens};
   out.new_token_ids.push_back(tok);
   if (r.req.sampling.logprobs || r.req.sampling.top_logprobs > 0) out.logprobs.push_back(t.result);
   if (!stop_token) {  // a stop token is never text
@@ -388,7 +390,8 @@ void LlmEngine::finish(uint64_t seq, FinishReason reason, std::string error, boo
                                 .finish = reason,
                                 .error = error,
                                 .prompt_tokens = static_cast<int>(r.req.prompt_ids.size()),
-                                .completion_tokens = r.generated};
+                                .completion_tokens = r.generated,
+                                .cached_tokens = r.cached_tokens};
     r.cb(out);
   }
   const char* name = protocol::finish_reason_name(reason);

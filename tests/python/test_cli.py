@@ -2,6 +2,7 @@
 generate (streaming text, --json, seeds), chat over a pipe, and clear errors for bad input."""
 
 import json
+import re
 import os
 import subprocess
 
@@ -62,6 +63,17 @@ def test_greedy_answer_is_coherent():
 def test_chat_over_a_pipe():
     out = run("chat", "--model", MODEL, "--max-tokens", "16", input="Say hello.\n\n")
     assert out.stdout.startswith("> ") and len(out.stdout) > 4
+
+
+# chat runs through the engine: the second turn resends the conversation and the prefix cache
+# holds the first turn's full blocks, so only the rest is prefilled.
+def test_chat_turns_reuse_the_prefix_cache():
+    out = run("chat", "--model", MODEL, "--max-tokens", "8", "--system", "You are terse. " * 8,
+              input="Say hello.\nSay goodbye.\n\n")
+    cached = [int(c) for c in re.findall(r"\[prefill: \d+ tokens \(\+(\d+) cached\)", out.stderr)]
+    assert len(cached) == 2, out.stderr
+    assert cached[0] == 0 and cached[1] >= 16, out.stderr
+    assert out.stdout.count("> ") == 3
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -80,6 +80,7 @@ class LlmEngine final : public EngineInterface {
     std::unique_ptr<tokenizer::IncrementalDecoder> detok;
     std::unique_ptr<StopChecker> stop;
     int generated = 0;
+    int cached_tokens = 0;  // where its first chunk started: the prefix cache held the rest
     bool sent_to_worker = false;
     protocol::Clock::time_point arrival, scheduled, last_token;
     bool has_first = false;

@@ -46,6 +46,7 @@ struct RequestOutput {
   std::string error;                             // for kError: what went wrong
   int prompt_tokens = 0;
   int completion_tokens = 0;                     // cumulative
+  int cached_tokens = 0;  // prompt tokens found in the prefix cache (not computed again)
   bool finished() const { return finish != FinishReason::kNone; }
 };
 
