@@ -5,6 +5,7 @@
 #   make serve  deps + build + default model + the OpenAI-compatible server on :8000
 #   make bench  Google Benchmark kernels and decode speed
 #   make fuzz   libFuzzer targets for SECONDS each (SECONDS=60)
+#   make soak   DURATION seconds of load at 70% of capacity with a worker fault every FAULT_EVERY s
 SHELL := /bin/bash
 PRESET ?= $(if $(CI),ci,default)
 BUILD := $(if $(filter engine-only,$(PRESET)),build-engine,build)
@@ -19,7 +20,7 @@ export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= true
 
 .PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean \
-        fuzz fuzz-build
+        fuzz fuzz-build soak
 
 all: build
 
@@ -68,6 +69,16 @@ fuzz-build: deps
 
 fuzz: fuzz-build
 	bash scripts/fuzz.sh $(SECONDS)
+
+# Soak with faults (scripts/soak.py): measures capacity, then DURATION seconds of Poisson load at
+# 70% of it while the worker is SIGKILLed or SIGSTOPped at a random moment of every FAULT_EVERY
+# seconds; fails on a lost request, a leaked KV block, a dead server. SOAK_ARGS=--json: JSON on
+# stdout. SOAK_BIN: another binary than $(TESSERA).
+DURATION ?= 600
+FAULT_EVERY ?= 120
+SOAK_BIN ?= $(TESSERA)
+soak: deps build model
+	$(PY) scripts/soak.py --bin $(SOAK_BIN) --duration $(DURATION) --fault-every $(FAULT_EVERY) $(SOAK_ARGS)
 
 format:
 	git ls-files '*.h' '*.cpp' '*.cu' '*.cuh' | xargs clang-format -i
