@@ -86,7 +86,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     await_registrations(group_fingerprint(params_));
     accept_ranks();
   } catch (...) {
-    stop_all();
+    stop_all(params_.shutdown_grace_seconds);
     throw;
   }
   const auto& h = ranks_[static_cast<size_t>(output_rank_)].hello;
@@ -106,7 +106,7 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
         r.hello.resident_bytes / 1048576.0);
 }
 
-WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(); }
+WorkerGroupExecutor::~WorkerGroupExecutor() { stop_all(params_.shutdown_grace_seconds); }
 
 int WorkerGroupExecutor::store_port() const { return store_ ? store_->port() : 0; }
 
@@ -425,7 +425,7 @@ bool WorkerGroupExecutor::check_alive() {
     }
   } catch (const Error& e) {
     failure_ = e.what();
-    if (alive_) stop_all();  // a corrupt frame: lost() was not reached
+    if (alive_) stop_all(0.0);  // a corrupt frame: lost() was not reached
   }
   return alive_;
 }
@@ -433,11 +433,13 @@ bool WorkerGroupExecutor::check_alive() {
 void WorkerGroupExecutor::lost(const std::string& what) {
   TESSERA_LOG_ERROR("worker group {} ({}) lost: {}", group_id_, info_.layout, what);
   failure_ = what;
-  stop_all();
+  // A lost group is replaced, not shut down: a hung rank cannot exit by itself and the others are
+  // stuck in collectives waiting for it, so no grace period (it cost 3 s of every hang's recovery).
+  stop_all(0.0);
   fail(ErrorCode::kUnavailable, "worker group ", info_.layout, ": ", what);
 }
 
-void WorkerGroupExecutor::stop_all() {
+void WorkerGroupExecutor::stop_all(double grace_seconds) {
   alive_ = false;
   pending_ = 0;
   for (auto& r : ranks_)
@@ -450,7 +452,7 @@ void WorkerGroupExecutor::stop_all() {
   std::vector<pid_t> pids;
   for (const auto& r : ranks_)
     if (r.pid > 0) pids.push_back(r.pid);
-  stop_children(pids, params_.shutdown_grace_seconds);
+  stop_children(pids, grace_seconds);
   for (auto& r : ranks_) {
     if (r.pid > 0) r.pid = -r.pid;
     if (r.fd >= 0) ::close(r.fd);

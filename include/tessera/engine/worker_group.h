@@ -95,7 +95,7 @@ class WorkerGroupExecutor final : public Executor {
   void accept_ranks();
   bool authenticate(int fd);  // reads the Auth frame; logs and returns false for a stranger
   [[noreturn]] void lost(const std::string& what);
-  void stop_all();
+  void stop_all(double grace_seconds);  // Shutdown, then SIGKILL whoever is left after the grace
   std::string rank_status(const RankInfo& r);
 
   WorkerGroupParams params_;
