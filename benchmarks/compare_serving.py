@@ -14,21 +14,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from serve_util import launch  # noqa: E402
 
 
 def start(binary, model, log):
-    proc = subprocess.Popen([binary, "serve", "--model", model, "--http-port", "0"],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            return proc, line.split()[1]
-    proc.kill()
-    raise SystemExit(f"{binary} serve did not become ready")
+    proc, url, _ = launch(["--model", model, "--http-port", "0"], binary=binary, timeout=300,
+                          stderr=log)
+    return proc, url
 
 
 def sweep(client, url, args, out_dir, label):

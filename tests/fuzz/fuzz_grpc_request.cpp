@@ -3,21 +3,16 @@
 #include <optional>
 #include <string>
 
-#include "../common/small_tokenizer.h"
 #include "fuzz_target.h"
+#include "request_context.h"
 #include "tessera/server/grpc_convert.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tessera;
   using namespace tessera::server;
   if (size == 0) return 0;
-  static const tokenizer::Tokenizer tok = testing::small_chatml_tokenizer();
-  static const tokenizer::ChatTemplate tmpl(tok.chat_template());
-  static const ParseContext ctx{
-      .tok = tok,
-      .chat_template = &tmpl,
-      .model = {
-          .id = "m", .max_model_len = 256, .vocab_size = tok.vocab_size(), .num_blocks = 64, .block_size = 16}};
+  const ParseContext& ctx = fuzz::request_context();
+  const tokenizer::Tokenizer& tok = ctx.tok;
   const std::string bytes(fuzz::as_text(data + 1, size - 1));
   try {
     std::optional<engine::ValidRequest> valid;

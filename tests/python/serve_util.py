@@ -1,4 +1,5 @@
-"""Starts `tessera serve` for the integration tests and waits for its READY line."""
+"""Starts `tessera serve` for the integration tests (and benchmarks/compare_serving.py) and waits
+for its READY line (and its GRPC line when a gRPC port is asked for)."""
 
 import os
 import subprocess
@@ -8,15 +9,29 @@ BIN = os.environ.get("TESSERA_BIN", "build/tessera")
 MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def start_server(*extra, timeout=120, stderr=subprocess.DEVNULL, env=None):
-    proc = subprocess.Popen([BIN, "serve", "--model", "smollm2-135m-instruct", "--http-port", "0",
-                             *extra], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+def launch(args, binary=None, timeout=120, stderr=subprocess.DEVNULL, env=None):
+    """`binary serve ARGS`; returns (proc, http_url, grpc_addr or None) once it printed READY (and
+    GRPC, when ARGS has --grpc-port). Kills it and raises when it does not start in time."""
+    proc = subprocess.Popen([binary or BIN, "serve", *args], stdout=subprocess.PIPE, stderr=stderr,
+                            text=True, env=env)
+    want_grpc = "--grpc-port" in args
+    http = grpc_addr = None
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and not (http and (grpc_addr or not want_grpc)):
         line = proc.stdout.readline()
         if not line:
             break
         if line.startswith("READY "):
-            return proc, line.split()[1]
+            http = line.split()[1]
+        if line.startswith("GRPC "):
+            grpc_addr = line.split()[1]
+    if http and (grpc_addr or not want_grpc):
+        return proc, http, grpc_addr
     proc.kill()
     raise RuntimeError("tessera serve did not start")
+
+
+def start_server(*extra, timeout=120, stderr=subprocess.DEVNULL, env=None):
+    proc, http, _ = launch(["--model", "smollm2-135m-instruct", "--http-port", "0", *extra],
+                           timeout=timeout, stderr=stderr, env=env)
+    return proc, http

@@ -12,9 +12,9 @@ import pytest
 import requests
 from grpc_tools import protoc
 
+from serve_util import BIN, MODEL, launch
+
 ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
-MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-BIN = os.environ.get("TESSERA_BIN", "build/tessera")
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
 
 
@@ -32,20 +32,8 @@ def stubs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    proc = subprocess.Popen([BIN, "serve", "--model", "smollm2-135m-instruct", "--http-port", "0",
-                             "--grpc-port", "0", "--no-warmup", "--kv-cache-mb", "64"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    http = grpc_addr = None
-    deadline = time.time() + 120
-    while time.time() < deadline and not (http and grpc_addr):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            http = line.split()[1]
-        if line.startswith("GRPC "):
-            grpc_addr = line.split()[1]
-    assert http and grpc_addr, "server did not start"
+    proc, http, grpc_addr = launch(["--model", "smollm2-135m-instruct", "--http-port", "0",
+                                    "--grpc-port", "0", "--no-warmup", "--kv-cache-mb", "64"])
     yield http, grpc_addr
     proc.terminate()
     assert proc.wait(timeout=60) == 0

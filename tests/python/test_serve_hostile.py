@@ -18,7 +18,7 @@ import requests
 from grpc_tools import protoc
 
 sys.path.insert(0, os.path.dirname(__file__))
-from serve_util import BIN, MODEL  # noqa: E402
+from serve_util import BIN, MODEL, launch  # noqa: E402
 
 ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
@@ -40,20 +40,8 @@ def stubs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server():
-    proc = subprocess.Popen([BIN, "serve", "--model", NAME, "--http-port", "0", "--grpc-port", "0",
-                             "--api-key", KEY, "--no-warmup", "--kv-cache-mb", "64"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    http = addr = None
-    deadline = time.time() + 120
-    while time.time() < deadline and not (http and addr):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            http = line.split()[1]
-        if line.startswith("GRPC "):
-            addr = line.split()[1]
-    assert http and addr, "server did not start"
+    proc, http, addr = launch(["--model", NAME, "--http-port", "0", "--grpc-port", "0",
+                               "--api-key", KEY, "--no-warmup", "--kv-cache-mb", "64"])
     yield proc, http, addr
     proc.terminate()
     assert proc.wait(timeout=60) == 0

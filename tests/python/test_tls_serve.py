@@ -18,10 +18,10 @@ import grpc
 import pytest
 from grpc_tools import protoc
 
+from serve_util import BIN, launch
 from tiny_models import TinySpec
 
 ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
-BIN = os.environ.get("TESSERA_BIN", "build/tessera")
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("curl") is None,
                                 reason="needs the openssl and curl command-line tools")
 
@@ -47,21 +47,13 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(files):
     log = open(files["dir"] / "serve.log", "w")
-    proc = subprocess.Popen([BIN, "serve", "--model", files["model"], "--http-port", "0",
-                             "--grpc-port", "0", "--no-warmup", "--kv-cache-mb", "8",
-                             "--tls-cert", files["cert"], "--tls-key", files["key"]],
-                            stdout=subprocess.PIPE, stderr=log, text=True)
-    url = grpc_addr = None
-    deadline = time.time() + 120
-    while time.time() < deadline and not (url and grpc_addr):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("READY "):
-            url = line.split()[1]
-        if line.startswith("GRPC "):
-            grpc_addr = line.split()[1]
-    assert url and grpc_addr, open(files["dir"] / "serve.log").read()[-3000:]
+    try:
+        proc, url, grpc_addr = launch(["--model", files["model"], "--http-port", "0",
+                                       "--grpc-port", "0", "--no-warmup", "--kv-cache-mb", "8",
+                                       "--tls-cert", files["cert"], "--tls-key", files["key"]],
+                                      stderr=log)
+    except RuntimeError:
+        raise AssertionError(open(files["dir"] / "serve.log").read()[-3000:])
     assert url.startswith("https://127.0.0.1:")
     yield url, grpc_addr
     assert proc.poll() is None, "the server died during the tests"
