@@ -35,3 +35,20 @@ def start_server(*extra, timeout=120, stderr=subprocess.DEVNULL, env=None):
     proc, http, _ = launch(["--model", "smollm2-135m-instruct", "--http-port", "0", *extra],
                            timeout=timeout, stderr=stderr, env=env)
     return proc, http
+
+
+def grpc_stubs(out_dir):
+    """Compiles proto/ into out_dir with grpc_tools and imports the Python stubs: returns
+    (generate_pb2, tessera_pb2, tessera_pb2_grpc, health_pb2, health_pb2_grpc)."""
+    import sys
+
+    from grpc_tools import protoc
+
+    root = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
+    protos = ["tessera/v1/generate.proto", "tessera/v1/tessera.proto"]
+    assert protoc.main(["protoc", f"-I{root}/proto", f"--python_out={out_dir}",
+                        f"--grpc_python_out={out_dir}"] + [f"{root}/proto/{p}" for p in protos]) == 0
+    sys.path.insert(0, str(out_dir))
+    from tessera.v1 import generate_pb2, tessera_pb2, tessera_pb2_grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # the standard service's own stubs
+    return generate_pb2, tessera_pb2, tessera_pb2_grpc, health_pb2, health_pb2_grpc

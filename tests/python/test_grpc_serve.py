@@ -3,31 +3,19 @@ are generated from proto/ at test time (grpcio-tools): Generate streams chunks t
 Chat uses the model's template, Tokenize agrees with the HTTP /tokenize, Health reports SERVING."""
 
 import os
-import subprocess
-import sys
-import time
 
 import grpc
 import pytest
 import requests
-from grpc_tools import protoc
 
-from serve_util import BIN, MODEL, launch
+from serve_util import MODEL, grpc_stubs, launch
 
-ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
 
 
 @pytest.fixture(scope="module")
 def stubs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pb")
-    protos = ["tessera/v1/generate.proto", "tessera/v1/tessera.proto"]
-    assert protoc.main(["protoc", f"-I{ROOT}/proto", f"--python_out={out}", f"--grpc_python_out={out}"]
-                       + [f"{ROOT}/proto/{p}" for p in protos]) == 0
-    sys.path.insert(0, str(out))
-    from tessera.v1 import generate_pb2, tessera_pb2, tessera_pb2_grpc  # noqa: E402
-    from grpc_health.v1 import health_pb2, health_pb2_grpc  # the standard service's own stubs
-    return generate_pb2, tessera_pb2, tessera_pb2_grpc, health_pb2, health_pb2_grpc
+    return grpc_stubs(tmp_path_factory.mktemp("pb"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ turn markers in user content stay text, and gRPC refuses what HTTP refuses with 
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -15,12 +14,10 @@ import time
 import grpc
 import pytest
 import requests
-from grpc_tools import protoc
 
 sys.path.insert(0, os.path.dirname(__file__))
-from serve_util import BIN, MODEL, launch  # noqa: E402
+from serve_util import MODEL, grpc_stubs, launch  # noqa: E402
 
-ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
 KEY = "k-hostile"
 AUTH = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
@@ -29,12 +26,7 @@ NAME = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def stubs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pb")
-    protos = ["tessera/v1/generate.proto", "tessera/v1/tessera.proto"]
-    assert protoc.main(["protoc", f"-I{ROOT}/proto", f"--python_out={out}", f"--grpc_python_out={out}"]
-                       + [f"{ROOT}/proto/{p}" for p in protos]) == 0
-    sys.path.insert(0, str(out))
-    from tessera.v1 import generate_pb2, tessera_pb2_grpc  # noqa: E402
+    generate_pb2, _, tessera_pb2_grpc, _, _ = grpc_stubs(tmp_path_factory.mktemp("pb"))
     return generate_pb2, tessera_pb2_grpc
 
 

@@ -11,17 +11,14 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 
 import grpc
 import pytest
-from grpc_tools import protoc
 
-from serve_util import BIN, launch
+from serve_util import BIN, grpc_stubs, launch
 from tiny_models import TinySpec
 
-ROOT = os.environ.get("TESSERA_SOURCE_DIR", os.getcwd())
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("curl") is None,
                                 reason="needs the openssl and curl command-line tools")
 
@@ -144,13 +141,8 @@ def test_openai_client_streams_over_https(server, files):
 
 @pytest.fixture(scope="module")
 def stubs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pb")
-    protos = ["tessera/v1/generate.proto", "tessera/v1/tessera.proto"]
-    assert protoc.main(["protoc", f"-I{ROOT}/proto", f"--python_out={out}", f"--grpc_python_out={out}"]
-                       + [f"{ROOT}/proto/{p}" for p in protos]) == 0
-    sys.path.insert(0, str(out))
-    from tessera.v1 import generate_pb2, tessera_pb2_grpc  # noqa: E402
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    generate_pb2, _, tessera_pb2_grpc, health_pb2, health_pb2_grpc = grpc_stubs(
+        tmp_path_factory.mktemp("pb"))
     return generate_pb2, tessera_pb2_grpc, health_pb2, health_pb2_grpc
 
 
