@@ -76,6 +76,7 @@ void GenerationJob::on_output(const protocol::RequestOutput& out) {
     return fail("request " + out.request_id + " was aborted by the engine");
   }
   if (out.prompt_tokens > 0) c.prompt_tokens = out.prompt_tokens;
+  c.cached_tokens = out.cached_tokens;
   c.completion_tokens = out.completion_tokens;
   if (parsed_.stream) return on_stream_output(c, out);
   c.text += out.new_text;
@@ -158,8 +159,10 @@ bool GenerationJob::all_done() const {
 Usage GenerationJob::usage() const {
   Usage u;
   for (size_t k = 0; k < choices_.size(); ++k) {
-    if (k % size_t(parsed_.n) == 0)
-      u.prompt_tokens += choices_[k].prompt_tokens;  // once per prompt
+    if (k % size_t(parsed_.n) == 0) {  // once per prompt
+      u.prompt_tokens += choices_[k].prompt_tokens;
+      u.cached_tokens += choices_[k].cached_tokens;
+    }
     u.completion_tokens += choices_[k].completion_tokens;
   }
   return u;

@@ -161,6 +161,7 @@ void append_responses(const protocol::RequestOutput& out, bool skip_text,
   const auto usage = [&](pb::Usage* u) {
     u->set_prompt_tokens(out.prompt_tokens);
     u->set_completion_tokens(out.completion_tokens);
+    u->set_cached_tokens(out.cached_tokens);
   };
   if (!out.new_token_ids.empty() || (!skip_text && !out.new_text.empty())) {
     pb::GenerateResponse& r = dst.emplace_back();

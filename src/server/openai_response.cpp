@@ -37,7 +37,8 @@ const char* finish_reason_text(protocol::FinishReason r) { return protocol::fini
 json usage_json(const Usage& u) {
   return {{"prompt_tokens", u.prompt_tokens},
           {"completion_tokens", u.completion_tokens},
-          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+          {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
 }
 
 json chat_logprobs(const tokenizer::Tokenizer& tok,

@@ -121,3 +121,17 @@ def test_metrics_count_requests(server, client):
     assert requests.get(server + "/metrics").status_code == 401
     text = requests.get(server + "/metrics", headers={"Authorization": "Bearer " + KEY}).text
     assert re.search(r'tessera_http_requests_total\{route="/v1/completions",status="200"\} \d+', text)
+
+
+# The engine reports how much of a prompt the prefix cache held, as OpenAI's
+# usage.prompt_tokens_details.cached_tokens: nothing the first time, every full 16-token block of
+# the prompt the second time.
+def test_usage_reports_cached_prompt_tokens(client):
+    msgs = [{"role": "system", "content": "You answer in one word. " * 12},
+            {"role": "user", "content": "Name a colour."}]
+    first = client.chat.completions.create(model=NAME, messages=msgs, max_tokens=2, temperature=0)
+    again = client.chat.completions.create(model=NAME, messages=msgs, max_tokens=2, temperature=0)
+    assert first.usage.prompt_tokens == again.usage.prompt_tokens > 32
+    assert again.usage.prompt_tokens_details.cached_tokens == \
+        (first.usage.prompt_tokens - 1) // 16 * 16
+    assert first.usage.prompt_tokens_details.cached_tokens < again.usage.prompt_tokens_details.cached_tokens

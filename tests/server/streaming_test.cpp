@@ -88,7 +88,10 @@ TEST(HttpStreaming, IncludeUsageAndN2Completions) {
   const json& last = chunks.back();
   EXPECT_EQ(last["choices"], json::array());
   EXPECT_EQ(last["usage"],
-            json({{"prompt_tokens", 1}, {"completion_tokens", 8}, {"total_tokens", 9}}));
+            json({{"prompt_tokens", 1},
+                  {"completion_tokens", 8},
+                  {"total_tokens", 9},
+                  {"prompt_tokens_details", {{"cached_tokens", 0}}}}));
 }
 
 TEST(HttpStreaming, ChatN2OpensEveryChoiceWithItsRole) {

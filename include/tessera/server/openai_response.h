@@ -29,12 +29,14 @@ struct ChoiceState {
   std::vector<sampling::SampleResult> logprobs;
   protocol::FinishReason finish = protocol::FinishReason::kNone;
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // of prompt_tokens, found in the prefix cache
   int completion_tokens = 0;
   bool done() const { return finish != protocol::FinishReason::kNone; }
 };
 
 struct Usage {
   int prompt_tokens = 0;
+  int cached_tokens = 0;  // of prompt_tokens: prompt_tokens_details.cached_tokens
   int completion_tokens = 0;
 };
 
