@@ -47,10 +47,16 @@ double pct(std::vector<double> v, double q) {
 }
 
 std::string run_rank(int port, int rank, int ranks, int iters) {
-  cpu_set_t set;
+  cpu_set_t allowed, set;  // rank r on the r-th CPU this process may use
   CPU_ZERO(&set);
-  CPU_SET(static_cast<int>(rank % ::sysconf(_SC_NPROCESSORS_ONLN)), &set);
-  ::sched_setaffinity(0, sizeof(set), &set);
+  std::vector<int> ids;
+  if (::sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) ids.push_back(c);
+  if (!ids.empty()) {
+    CPU_SET(ids[static_cast<size_t>(rank) % ids.size()], &set);
+    ::sched_setaffinity(0, sizeof(set), &set);
+  }
   comm::StoreClient store({.host = "127.0.0.1", .port = port});
   auto make = [&](const std::string& name, bool shm) {
     return comm::make_cpu_communicator({.name = name,

@@ -72,12 +72,19 @@ std::set<std::string> shm_entries(const std::string& prefix) {
   return s;
 }
 
+// Pins this process to the k-th CPUs it may run on (cpus[i] indexes the allowed set), so the
+// test means the same inside a cpuset.
 void pin_to_cpus(const std::vector<int>& cpus) {
-  cpu_set_t set;
+  cpu_set_t allowed, set;
   CPU_ZERO(&set);
-  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
-  for (int c : cpus) CPU_SET(static_cast<int>(c % online), &set);
-  ::sched_setaffinity(0, sizeof(set), &set);
+  if (::sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  std::vector<int> ids;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) ids.push_back(c);
+  if (ids.empty()) return;
+  for (int c : cpus) CPU_SET(ids[static_cast<size_t>(c) % ids.size()], &set);
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0)
+    throw std::runtime_error("sched_setaffinity failed");
 }
 
 class ShmGroup : public ::testing::TestWithParam<int> {
