@@ -135,7 +135,7 @@ int run_group_worker(const GroupWorkerArgs& a) {
                                  .bind_host = a.bind_host,
                                  .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index
                                                                           : -1};
-      return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_gloo_communicator(gp);
+      return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp);
     };
     if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
     if (P > 1) pp = make("pp[tp " + std::to_string(tp_rank) + "]", stage, P);
