@@ -102,6 +102,10 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       comm_(tp),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
+  if (c.is_moe() && (shard_.tp_size > 1 || shard_.num_stages > 1))
+    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 and pipeline=1 for now (expert ",
+         "parallelism is not implemented yet), got tensor=", shard_.tp_size,
+         " pipeline=", shard_.num_stages);
   if (shard_.num_layers < 0) shard_.num_layers = c.num_layers - shard_.first_layer;
   if (shard_.first_layer < 0 || shard_.num_layers < 1 ||
       shard_.first_layer + shard_.num_layers > c.num_layers)
@@ -156,6 +160,11 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       L.bv = bias(get(p + "attn_v.bias", {c.kv_dim()}), k0, kn);
     }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
+    if (c.is_moe()) {
+      L.moe = MoeLayer::load(w, c, l, {.first = 0, .count = c.num_experts});
+      layers_.push_back(std::move(L));
+      continue;
+    }
     L.w_gate = rows(get(p + "ffn_gate.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
                     tp_.ffn);
     L.w_up = rows(get(p + "ffn_up.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
@@ -179,10 +188,12 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     up(output_);
   }
   up(output_norm_);
-  for (auto& L : layers_)
+  for (auto& L : layers_) {
     for (Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.ffn_norm,
                       &L.w_gate, &L.w_up, &L.w_down})
       up(*t);
+    L.moe.each(up);
+  }
 }
 
 void LlamaModel::check_device_support() const {
@@ -197,9 +208,16 @@ void LlamaModel::check_device_support() const {
   for (ops::Op op : {ops::Op::kRmsNorm, ops::Op::kAdd, ops::Op::kRope, ops::Op::kSiluMul,
                      ops::Op::kKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
     need(op, DType::kF32);
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      need(ops::Op::kMatmul, w->dtype());
+      if (w->defined()) need(ops::Op::kMatmul, w->dtype());
+    if (!config_.is_moe()) continue;
+    need(ops::Op::kMoeRoute, DType::kF32);
+    L.moe.each([&](const Tensor& t) {
+      if (t.defined() && t.ndim() == 3) need(ops::Op::kMoeExperts, t.dtype());
+      if (t.defined() && t.ndim() == 2) need(ops::Op::kMatmul, t.dtype());
+    });
+  }
   if (output_.defined()) need(ops::Op::kMatmul, output_.dtype());
 }
 
@@ -215,10 +233,12 @@ size_t LlamaModel::weight_bytes() const {
   size_t b = 0;
   for (const Tensor* t : {&output_norm_, &output_})
     if (t->defined()) b += t->nbytes();
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
                             &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       if (t->defined()) b += t->nbytes();
+    L.moe.each([&](const Tensor& t) { b += t.defined() ? t.nbytes() : 0; });
+  }
   return b;
 }
 
@@ -329,6 +349,11 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     ops::add(hidden, proj);
 
     ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, normed);
+    if (c.is_moe()) {
+      L.moe.forward(c, normed, proj, alloc_);
+      ops::add(hidden, proj);
+      continue;
+    }
     ops::matmul(normed, L.w_gate, Tensor(), gate);
     ops::matmul(normed, L.w_up, Tensor(), up);
     ops::silu_mul(gate, up, gate);

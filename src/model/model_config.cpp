@@ -24,6 +24,11 @@ void ModelConfig::validate() const {
   if (head_dim % 2 != 0 || rope.rotary_dim % 2 != 0 || rope.rotary_dim > head_dim)
     fail(ErrorCode::kInvalidArgument, "model config: head_dim ", head_dim, " / rotary_dim ",
          rope.rotary_dim, " must be even with rotary_dim <= head_dim");
+  if (is_moe() && (num_experts_used < 1 || num_experts_used > num_experts ||
+                   expert_intermediate_size <= 0 || shared_expert_intermediate_size < 0))
+    fail(ErrorCode::kInvalidArgument, "model config: ", num_experts_used, " of ", num_experts,
+         " experts per token, expert intermediate size ", expert_intermediate_size,
+         ", shared expert ", shared_expert_intermediate_size);
   if (!(rms_eps > 0.0f) || !(rope.theta > 0.0f))
     fail(ErrorCode::kInvalidArgument, "model config: rms_eps and rope theta must be positive");
 }
@@ -53,6 +58,19 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.vocab_size = static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  // Mixtral-style MoE (llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts; the
+  // chosen experts' weights are always renormalised, as llama.cpp does for llama).
+  c.num_experts = static_cast<int>(f.get_int(a + "expert_count", 0));
+  if (c.is_moe()) {
+    c.num_experts_used = static_cast<int>(f.get_int(a + "expert_used_count"));
+    c.expert_intermediate_size =
+        static_cast<int>(f.get_int(a + "expert_feed_forward_length", c.intermediate_size));
+    c.norm_topk_prob = true;
+    if (!f.find_tensor("blk.0.ffn_gate_exps.weight"))
+      fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_count is ", c.num_experts,
+           " but blk.0.ffn_gate_exps.weight is missing (only stacked experts are supported; ",
+           "re-convert older per-expert GGUF files)");
+  }
 
   c.rope.head_dim = c.head_dim;
   c.rope.rotary_dim = static_cast<int>(f.get_int(a + "rope.dimension_count", c.head_dim));

@@ -36,10 +36,10 @@ inline int64_t check_moe_experts(const Tensor& x, const Tensor& w_gate, const Te
   check_dense(op, "w_up", w_up);
   check_dense(op, "w_down", w_down);
   check_index(op, "ids", ids);
-  if (w_gate.ndim() != 3 || w_up.shape() != w_gate.shape() || w_down.ndim() != 3 ||
-      w_up.dtype() != w_gate.dtype() || w_down.dtype() != w_gate.dtype())
-    fail(ErrorCode::kInvalidArgument, op, ": experts must be [E, F, H] gate/up and [E, H, F] down ",
-         "of one dtype, got ", w_gate.str(), " ", w_up.str(), " ", w_down.str());
+  // Each of the three may have its own weight dtype (GGUF files often quantize down differently).
+  if (w_gate.ndim() != 3 || w_up.shape() != w_gate.shape() || w_down.ndim() != 3)
+    fail(ErrorCode::kInvalidArgument, op, ": experts must be [E, F, H] gate/up and [E, H, F] ",
+         "down, got ", w_gate.str(), " ", w_up.str(), " ", w_down.str());
   const int64_t E = w_gate.dim(0), F = w_gate.dim(1), H = w_gate.dim(2);
   if (w_down.shape() != Shape{E, H, F} || x.ndim() != 2 || x.dim(1) != H ||
       out.shape() != x.shape())

@@ -153,6 +153,8 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   const Device d = device_of(Op::kMoeExperts,
                              {&x, &w_gate, &w_up, &w_down, &ids.tensor(), &weights, &out});
   detail::check_moe_experts(x, w_gate, w_up, w_down, ids, weights, out);
+  entry(Op::kMoeExperts, d, w_up.dtype(), &Backend::moe_experts);
+  entry(Op::kMoeExperts, d, w_down.dtype(), &Backend::moe_experts);
   entry(Op::kMoeExperts, d, w_gate.dtype(), &Backend::moe_experts)(x, w_gate, w_up, w_down, ids,
                                                                    weights, first_expert, out);
 }

@@ -62,7 +62,7 @@ struct Backend {
   void (*paged_attention)(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                           const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
   void (*moe_route)(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
-  // dtype for supports(): the experts' weight dtype.
+  // dtype for supports(): each of the three expert tensors' weight dtype.
   void (*moe_experts)(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
                       const Tensor& w_down, const Indices& ids, const Tensor& weights,
                       int first_expert, Tensor& out);

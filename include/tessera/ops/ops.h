@@ -118,7 +118,8 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
 // Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
 // weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
 // experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
-// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts of any weight dtype.
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 }  // namespace ref
@@ -147,7 +148,8 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
 // Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
 // weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
 // experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
-// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts of any weight dtype.
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 // Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
@@ -182,7 +184,8 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
 // Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
 // weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
 // experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
-// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts of any weight dtype.
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 
