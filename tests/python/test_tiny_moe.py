@@ -101,3 +101,26 @@ def test_qwen3_moe_is_refused_by_name(tmp_path):
                           "/dev/null"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "qwen3_moe" in out.stderr and "not supported" in out.stderr
+
+
+def group_generate(tmp_path, model, prompt, tensor, pipeline):
+    cfg = tmp_path / f"t{tensor}p{pipeline}.yaml"
+    cfg.write_text("\n".join([f"model: {{path: '{model}'}}", "backend: cpu",
+                              f"parallel: {{tensor: {tensor}, pipeline: {pipeline}}}",
+                              "scheduler: {kv_cache_mb: 4}", "threads_per_rank: 1"]) + "\n")
+    return subprocess.run([BIN, "generate", "--config", str(cfg), "--prompt-ids",
+                           ",".join(map(str, prompt)), "--max-tokens", "6", "--temperature", "0",
+                           "--ignore-eos", "--json"], capture_output=True, text=True, timeout=300)
+
+
+def test_pipeline_stages_serve_moe_and_tensor_parallel_is_refused(tmp_path):
+    spec = make(tmp_path, "qwen2_moe", norm_topk=True, layers=4)
+    model = str(tmp_path / "hf")
+    prompt = list(np.random.default_rng().integers(0, spec.vocab, size=5))
+    out = group_generate(tmp_path, model, prompt, 1, 2)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["token_ids"] == \
+        greedy_reference(spec, prompt, 6)
+    out = group_generate(tmp_path, model, prompt, 2, 1)
+    assert out.returncode != 0
+    assert "MoE models run with tensor=1" in out.stderr, out.stderr[-3000:]
