@@ -300,6 +300,10 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     fail(ErrorCode::kInvalidArgument, "forward: KV pool on ", kv.k(0).device().str(),
          " for a model on ", device().str());
   check_step_values(b, kp, c.vocab_size);
+  if (!b.expert_tokens.empty() &&
+      b.expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * c.num_experts)
+    fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(),
+         " expert counters for ", shard_.num_layers, " layers of ", c.num_experts, " experts");
   const StepMeta meta = pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
@@ -351,7 +355,10 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
 
     ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, normed);
     if (c.is_moe()) {
-      L.moe.forward(c, normed, proj, alloc_);
+      const auto E = static_cast<size_t>(c.num_experts);
+      L.moe.forward(c, normed, proj, alloc_,
+                    b.expert_tokens.empty() ? std::span<int64_t>()
+                                            : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
       ops::add(hidden, proj);
       continue;
     }

@@ -48,7 +48,7 @@ MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, 
 }
 
 void MoeLayer::forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
-                       const std::shared_ptr<Allocator>& alloc) const {
+                       const std::shared_ptr<Allocator>& alloc, std::span<int64_t> counts) const {
   const int64_t T = normed.dim(0), k = c.num_experts_used;
   auto act = [&](Shape s, DType d = DType::kF32) { return Tensor::empty(std::move(s), d, alloc); };
   Tensor logits = act({T, c.num_experts});
@@ -57,6 +57,13 @@ void MoeLayer::forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
   ops::moe_route(logits, {.k = static_cast<int>(k), .renormalize = c.norm_topk_prob}, ids,
                  weights);
   ops::moe_experts(normed, gate_exps, up_exps, down_exps, ids, weights, held.first, out);
+  if (!counts.empty()) {
+    const Tensor host = to_host(ids);
+    for (int64_t i = 0; i < host.numel(); ++i) {
+      const int32_t e = host.data_as<int32_t>()[i];
+      if (e >= held.first && e < held.first + held.count) ++counts[static_cast<size_t>(e)];
+    }
+  }
   if (!gate_shexp.defined()) return;
   // The shared expert: every token, weight sigmoid(shexp_gate . x).
   Tensor g = act({T, 1});

@@ -124,3 +124,41 @@ def test_pipeline_stages_serve_moe_and_tensor_parallel_is_refused(tmp_path):
     out = group_generate(tmp_path, model, prompt, 2, 1)
     assert out.returncode != 0
     assert "MoE models run with tensor=1" in out.stderr, out.stderr[-3000:]
+
+
+def expert_counts(url):
+    """{(layer, expert): tokens} from /metrics."""
+    import re
+    import requests
+    counts = {}
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        m = re.match(r'tessera:expert_tokens_total\{(.*)\} ([0-9.e+]+)$', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            counts[(int(labels["layer"]), int(labels["expert"]))] = float(m.group(2))
+    return counts
+
+
+def test_metrics_count_tokens_per_expert(tmp_path):
+    import requests
+    from serve_util import launch
+    spec = make(tmp_path, "mixtral", experts=4, top_k=2)
+    proc, url, _ = launch(["--model", str(tmp_path / "hf"), "--http-port", "0"])
+    try:
+        before = expert_counts(url)
+        r = requests.post(url + "/v1/completions", json={
+            "model": str(tmp_path / "hf"), "prompt": "the lazy dog jumps 0123 over quick brown", "max_tokens": 5,
+            "temperature": 0}, timeout=60).json()
+        assert "usage" in r, r
+        after = expert_counts(url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    fed_min = r["usage"]["prompt_tokens"]
+    fed_max = fed_min + r["usage"]["completion_tokens"]
+    for layer in range(spec.layers):
+        delta = [after.get((layer, e), 0) - before.get((layer, e), 0) for e in range(spec.experts)]
+        assert all(d >= 0 for d in delta)
+        # Every fed token picks top_k experts of each layer.
+        assert spec.top_k * fed_min <= sum(delta) <= spec.top_k * fed_max, (layer, delta, r["usage"])
+    assert all(0 <= l < spec.layers and 0 <= e < spec.experts for l, e in after)

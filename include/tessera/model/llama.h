@@ -45,6 +45,9 @@ struct ForwardBatch {
   std::span<const int32_t> block_tables;  // num_seqs * max_blocks_per_seq
   int max_blocks_per_seq = 0;
   std::span<const int32_t> logit_rows;
+  // MoE models, optional: [shard layers * num_experts] counters, incremented per layer by the
+  // tokens routed to each held expert (top-k choices). Empty: not counted.
+  std::span<int64_t> expert_tokens;
 };
 
 class LlamaModel {

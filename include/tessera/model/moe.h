@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 
 #include "tessera/core/tensor.h"
 #include "tessera/model/model_config.h"
@@ -41,9 +42,11 @@ struct MoeLayer {
                             &up_shexp, &down_shexp})
       f(*t);
   }
-  // out [T, H] = the layer's MoE FFN of normed [T, H]; activations from `alloc`.
+  // out [T, H] = the layer's MoE FFN of normed [T, H]; activations from `alloc`. `counts`
+  // (num_experts entries, or empty) gains each held expert's routed tokens (the ids are copied
+  // to the host for it).
   void forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
-               const std::shared_ptr<Allocator>& alloc) const;
+               const std::shared_ptr<Allocator>& alloc, std::span<int64_t> counts = {}) const;
 };
 
 }  // namespace tessera::model
