@@ -1,6 +1,6 @@
 """Tiny Mixture-of-Experts models written by the test (tiny_moe.py) against the float64 numpy
 reference forward: a Mixtral-style HF directory and GGUF file (one expert tensor Q8_0, one Q4_0;
-the reference uses the same rounded values), a Qwen2-MoE HF directory with a shared expert (with
+the reference uses the same rounded values; also on the guarded device), a Qwen2-MoE HF directory with a shared expert (with
 and without norm_topk_prob), `tessera generate` giving the reference's greedy tokens, and the
 clear refusals (qwen3_moe, tensor parallelism for an MoE model).
 
@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import gguf
@@ -78,6 +79,14 @@ def test_mixtral_hf_and_quantized_gguf_match_reference(tmp_path):
     ids = list(np.random.default_rng().integers(0, spec.vocab, size=30))
     check(str(tmp_path / "hf"), spec, ids)
     check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    # The guarded device (the GPU's stand-in: MoE ops under HostAccess) gives the same logits.
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        out = subprocess.run([BIN, "logits", "--backend", "guarded", "--model", str(tmp_path / "moe.gguf"),
+                              "--ids", ",".join(map(str, ids)), "--out", f.name], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        guarded = np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+    assert np.abs(log_softmax(guarded) - log_softmax(spec.logits(ids, spec.gguf_weights()))).max() < ATOL
     prompt = ids[:5]
     assert generate(str(tmp_path / "moe.gguf"), prompt, 6) == \
         greedy_reference(spec, prompt, 6, spec.gguf_weights())
