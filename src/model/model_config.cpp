@@ -35,11 +35,12 @@ void ModelConfig::validate() const {
 
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
-  c.architecture = f.get_string("general.architecture");
-  if (c.architecture != "llama" && c.architecture != "qwen2")
-    fail(ErrorCode::kUnsupported, "architecture '", c.architecture, "' in ", f.path(),
-         " is not supported (supported: llama, qwen2)");
-  const std::string a = c.architecture + ".";
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen2moe")
+    fail(ErrorCode::kUnsupported, "architecture '", arch, "' in ", f.path(),
+         " is not supported (supported: llama, qwen2, qwen2moe)");
+  c.architecture = arch == "qwen2moe" ? "qwen2" : arch;  // qwen2moe: qwen2 attention, MoE FFN
+  const std::string a = arch + ".";
   c.name = f.get_string("general.name", "");
   c.hidden_size = static_cast<int>(f.get_int(a + "embedding_length"));
   c.num_layers = static_cast<int>(f.get_int(a + "block_count"));
@@ -58,14 +59,22 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.vocab_size = static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
-  // Mixtral-style MoE (llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts; the
-  // chosen experts' weights are always renormalised, as llama.cpp does for llama).
+  // MoE in llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts, qwen2moe's shared
+  // expert (ffn_*_shexp, gate ffn_gate_inp_shexp). The chosen experts' weights are renormalised
+  // for llama (Mixtral) and not for qwen2moe, as llama.cpp does, unless expert_weights_norm says.
   c.num_experts = static_cast<int>(f.get_int(a + "expert_count", 0));
+  if (arch == "qwen2moe" && !c.is_moe())
+    fail(ErrorCode::kInvalidArgument, f.path(), ": qwen2moe without ", a, "expert_count");
   if (c.is_moe()) {
     c.num_experts_used = static_cast<int>(f.get_int(a + "expert_used_count"));
     c.expert_intermediate_size =
         static_cast<int>(f.get_int(a + "expert_feed_forward_length", c.intermediate_size));
-    c.norm_topk_prob = true;
+    c.shared_expert_intermediate_size =
+        static_cast<int>(f.get_int(a + "expert_shared_feed_forward_length", 0));
+    c.norm_topk_prob = f.get_bool(a + "expert_weights_norm", arch == "llama");
+    if (const int64_t gating = f.get_int(a + "expert_gating_func", 1); gating != 1)
+      fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_gating_func ", gating,
+           " is not supported (only 1, softmax)");
     if (!f.find_tensor("blk.0.ffn_gate_exps.weight"))
       fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_count is ", c.num_experts,
            " but blk.0.ffn_gate_exps.weight is missing (only stacked experts are supported; ",

@@ -97,6 +97,10 @@ def test_qwen2_moe_shared_expert_matches_reference(tmp_path, norm_topk):
     spec = make(tmp_path, "qwen2_moe", norm_topk=norm_topk, experts=6, top_k=2)
     ids = list(np.random.default_rng().integers(0, spec.vocab, size=30))
     check(str(tmp_path / "hf"), spec, ids)
+    # The same model as GGUF qwen2moe (llama.cpp's layout), one expert tensor Q8_0.
+    spec.quant = {"blk.1.ffn_up_exps.weight": gguf.GGMLQuantizationType.Q8_0}
+    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
+    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
     prompt = ids[:4]
     assert generate(str(tmp_path / "hf"), prompt, 6) == greedy_reference(spec, prompt, 6)
 

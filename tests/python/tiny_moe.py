@@ -2,7 +2,7 @@
 (HF `block_sparse_moe.gate` + `experts.E.w1/w2/w3`; GGUF llama with `llama.expert_count`, router
 `ffn_gate_inp` and stacked `ffn_{gate,up,down}_exps` experts, some of them Q8_0/Q4_0) and
 Qwen2-MoE (HF `mlp.gate`, `mlp.experts.E.*_proj`, `mlp.shared_expert.*` with its sigmoid
-`mlp.shared_expert_gate`, `norm_topk_prob`). The reference forward is float64 numpy over the HF
+`mlp.shared_expert_gate`, `norm_topk_prob`; GGUF qwen2moe with `ffn_*_shexp`). The reference forward is float64 numpy over the HF
 layout, written from the models' published definitions: softmax over all experts, the top k,
 renormalised when the config says so (Mixtral always), each chosen expert's SwiGLU weighted and
 summed, plus sigmoid(gate . x) times the shared expert."""
@@ -61,19 +61,47 @@ class MoeSpec(TinySpec):
                      norm_topk_prob=self.norm_topk, decoder_sparse_step=1, mlp_only_layers=[])
         return c
 
-    # --- GGUF (Mixtral layout) ----------------------------------------------------------------
+    # --- GGUF (llama.cpp's layouts: llama with experts for Mixtral, qwen2moe) -------------------
+    def hf_expert(self, g):
+        """HF name part of the gate/up/down expert projection."""
+        if self.style == "mixtral":
+            return {"gate": "w1", "up": "w3", "down": "w2"}[g]
+        return g + "_proj"
+
     def stacked(self, l, hf):
-        return np.stack([self.w[f"model.layers.{l}.block_sparse_moe.experts.{e}.{hf}.weight"]
+        x = "block_sparse_moe.experts" if self.style == "mixtral" else "mlp.experts"
+        return np.stack([self.w[f"model.layers.{l}.{x}.{e}.{hf}.weight"]
                          for e in range(self.experts)])
 
+    def write_gguf(self, path, tokenizer_json):
+        if self.style == "mixtral":
+            return super().write_gguf(path, tokenizer_json)
+        self.arch = "qwen2moe"  # the writer's architecture; no Q/K permutation, as for qwen2
+        try:
+            return super().write_gguf(path, tokenizer_json)
+        finally:
+            self.arch = "qwen2"
+
     def gguf_extra(self, wr):
-        assert self.style == "mixtral", "GGUF writing covers the Mixtral layout"
         wr.add_expert_count(self.experts)
         wr.add_expert_used_count(self.top_k)
+        if self.style == "qwen2_moe":
+            wr.add_expert_feed_forward_length(self.moe_ffn)
+            wr.add_expert_shared_feed_forward_length(self.shared_ffn)
+            if self.norm_topk:  # absent (as llama.cpp writes qwen2moe): no renormalisation
+                wr.add_expert_weights_norm(True)
         for l in range(self.layers):
-            wr.add_tensor(f"blk.{l}.ffn_gate_inp.weight",
-                          self.w[f"model.layers.{l}.block_sparse_moe.gate.weight"])
-            for g, hf in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
+            p = f"model.layers.{l}."
+            router = "block_sparse_moe.gate" if self.style == "mixtral" else "mlp.gate"
+            wr.add_tensor(f"blk.{l}.ffn_gate_inp.weight", self.w[p + router + ".weight"])
+            if self.style == "qwen2_moe":
+                wr.add_tensor(f"blk.{l}.ffn_gate_inp_shexp.weight",
+                              self.w[p + "mlp.shared_expert_gate.weight"].reshape(-1))
+                for g in ("gate", "up", "down"):
+                    wr.add_tensor(f"blk.{l}.ffn_{g}_shexp.weight",
+                                  self.w[p + f"mlp.shared_expert.{g}_proj.weight"])
+            for g in ("gate", "up", "down"):
+                hf = self.hf_expert(g)
                 name = f"blk.{l}.ffn_{g}_exps.weight"
                 a = self.stacked(l, hf)
                 if name in self.quant:
@@ -85,12 +113,13 @@ class MoeSpec(TinySpec):
     def gguf_weights(self):
         """The weights as the GGUF file holds them (quantized experts rounded), in HF layout."""
         W = dict(self.w)
+        x = "block_sparse_moe.experts" if self.style == "mixtral" else "mlp.experts"
         for name, qt in self.quant.items():
             l, g = int(name.split(".")[1]), name.split(".")[2][4:-5]
-            hf = {"gate": "w1", "up": "w3", "down": "w2"}[g]
+            hf = self.hf_expert(g)
             a = gguf.quants.dequantize(gguf.quants.quantize(self.stacked(l, hf), qt), qt)
             for e in range(self.experts):
-                W[f"model.layers.{l}.block_sparse_moe.experts.{e}.{hf}.weight"] = a[e]
+                W[f"model.layers.{l}.{x}.{e}.{hf}.weight"] = a[e]
         return W
 
     # --- reference ----------------------------------------------------------------------------
