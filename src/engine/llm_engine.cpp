@@ -292,6 +292,11 @@ void LlmEngine::step() {
       finish(id, FinishReason::kError, e.what(), /*notify=*/true, /*free=*/false);
     return;
   }
+  for (const auto& e : result.expert_tokens)
+    metrics_.counter_add("tessera:expert_tokens_total",
+                         "Tokens routed to each expert of each MoE layer (top-k choices)",
+                         e.tokens,
+                         {{"layer", std::to_string(e.layer)}, {"expert", std::to_string(e.expert)}});
   std::vector<std::pair<uint64_t, int32_t>> sampled;
   for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
   std::unordered_map<uint64_t, scheduler::FinishCause> finished;

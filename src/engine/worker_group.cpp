@@ -382,7 +382,11 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
           lost(err.message);  // the group is broken: do not wait for the rest
         if (!first_error) first_error = std::move(err);
       } else if (in.frame.type == FrameType::kResult) {
-        if (r.rank == output_rank_) result = protocol::decode_result(in.frame.payload);
+        // The output rank samples; every rank reports its held experts' token counts.
+        protocol::ExecuteResult part = protocol::decode_result(in.frame.payload);
+        if (r.rank == output_rank_) std::swap(result.sampled, part.sampled);
+        result.expert_tokens.insert(result.expert_tokens.end(), part.expert_tokens.begin(),
+                                    part.expert_tokens.end());
       } else {
         lost(rank_status(r) + " answered a plan with frame type " +
              std::to_string(int(in.frame.type)));

@@ -54,9 +54,36 @@ ModelConfig config_from_hf(const nlohmann::json& j) {
   } else if (type == "qwen2") {
     c.architecture = "qwen2";
     c.qkv_bias = true;
+  } else if (type == "mixtral") {
+    c.architecture = "llama";
+    c.qkv_bias = false;
+    c.num_experts = field<int>(j, "num_local_experts");
+    c.num_experts_used = field<int>(j, "num_experts_per_tok");
+    c.expert_intermediate_size = field<int>(j, "intermediate_size");
+    c.norm_topk_prob = true;  // Mixtral: softmax, top-k, renormalise
+  } else if (type == "qwen2_moe") {
+    c.architecture = "qwen2";
+    c.qkv_bias = true;
+    c.num_experts = field<int>(j, "num_experts");
+    c.num_experts_used = field<int>(j, "num_experts_per_tok");
+    c.expert_intermediate_size = field<int>(j, "moe_intermediate_size");
+    c.shared_expert_intermediate_size = field_or<int>(j, "shared_expert_intermediate_size", 0);
+    c.norm_topk_prob = field_or<bool>(j, "norm_topk_prob", false);
+    if (field_or<int>(j, "decoder_sparse_step", 1) != 1)
+      fail(ErrorCode::kUnsupported, "qwen2_moe with decoder_sparse_step != 1 (dense layers ",
+           "between MoE layers) is not supported");
+    if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array() &&
+        !j["mlp_only_layers"].empty())
+      fail(ErrorCode::kUnsupported, "qwen2_moe with mlp_only_layers (dense layers) is not ",
+           "supported");
+  } else if (type == "qwen3_moe" || type == "qwen3") {
+    fail(ErrorCode::kUnsupported, "architecture '", type, "' (model_type in config.json) is not ",
+         "supported: it needs qwen3's per-head q/k RMSNorm, which Tessera does not implement yet ",
+         "(supported: llama, mistral, qwen2, mixtral, qwen2_moe)");
   } else {
     fail(ErrorCode::kUnsupported, "architecture '", type,
-         "' (model_type in config.json) is not supported (supported: llama, mistral, qwen2)");
+         "' (model_type in config.json) is not supported (supported: llama, mistral, qwen2, "
+         "mixtral, qwen2_moe)");
   }
   c.name = field_or<std::string>(j, "_name_or_path", "");
   c.vocab_size = field<int>(j, "vocab_size");
@@ -65,7 +92,7 @@ ModelConfig config_from_hf(const nlohmann::json& j) {
   c.num_heads = field<int>(j, "num_attention_heads");
   c.num_kv_heads = field_or<int>(j, "num_key_value_heads", c.num_heads);
   c.head_dim = field_or<int>(j, "head_dim", c.num_heads ? c.hidden_size / c.num_heads : 0);
-  c.intermediate_size = field<int>(j, "intermediate_size");
+  c.intermediate_size = field_or<int>(j, "intermediate_size", c.expert_intermediate_size);
   c.max_position = field_or<int>(j, "max_position_embeddings", 4096);
   c.rms_eps = field_or<float>(j, "rms_norm_eps", 1e-6f);
   c.tied_embeddings = field_or<bool>(j, "tie_word_embeddings", false);

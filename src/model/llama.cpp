@@ -102,6 +102,11 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       comm_(tp),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
+  // Pipeline stages split MoE layers like dense ones; tensor parallelism would need the experts
+  // split (expert parallelism), which is not there yet.
+  if (c.is_moe() && shard_.tp_size > 1)
+    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (expert parallelism is ",
+         "not implemented yet; pipeline stages work), got tensor=", shard_.tp_size);
   if (shard_.num_layers < 0) shard_.num_layers = c.num_layers - shard_.first_layer;
   if (shard_.first_layer < 0 || shard_.num_layers < 1 ||
       shard_.first_layer + shard_.num_layers > c.num_layers)
@@ -156,6 +161,11 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       L.bv = bias(get(p + "attn_v.bias", {c.kv_dim()}), k0, kn);
     }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
+    if (c.is_moe()) {
+      L.moe = MoeLayer::load(w, c, l, {.first = 0, .count = c.num_experts});
+      layers_.push_back(std::move(L));
+      continue;
+    }
     L.w_gate = rows(get(p + "ffn_gate.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
                     tp_.ffn);
     L.w_up = rows(get(p + "ffn_up.weight", {c.intermediate_size, c.hidden_size}), tp_.first_ffn,
@@ -179,10 +189,12 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     up(output_);
   }
   up(output_norm_);
-  for (auto& L : layers_)
+  for (auto& L : layers_) {
     for (Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.ffn_norm,
                       &L.w_gate, &L.w_up, &L.w_down})
       up(*t);
+    L.moe.each(up);
+  }
 }
 
 void LlamaModel::check_device_support() const {
@@ -197,9 +209,16 @@ void LlamaModel::check_device_support() const {
   for (ops::Op op : {ops::Op::kRmsNorm, ops::Op::kAdd, ops::Op::kRope, ops::Op::kSiluMul,
                      ops::Op::kKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
     need(op, DType::kF32);
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      need(ops::Op::kMatmul, w->dtype());
+      if (w->defined()) need(ops::Op::kMatmul, w->dtype());
+    if (!config_.is_moe()) continue;
+    need(ops::Op::kMoeRoute, DType::kF32);
+    L.moe.each([&](const Tensor& t) {
+      if (t.defined() && t.ndim() == 3) need(ops::Op::kMoeExperts, t.dtype());
+      if (t.defined() && t.ndim() == 2) need(ops::Op::kMatmul, t.dtype());
+    });
+  }
   if (output_.defined()) need(ops::Op::kMatmul, output_.dtype());
 }
 
@@ -215,10 +234,12 @@ size_t LlamaModel::weight_bytes() const {
   size_t b = 0;
   for (const Tensor* t : {&output_norm_, &output_})
     if (t->defined()) b += t->nbytes();
-  for (const auto& L : layers_)
+  for (const auto& L : layers_) {
     for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
                             &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       if (t->defined()) b += t->nbytes();
+    L.moe.each([&](const Tensor& t) { b += t.defined() ? t.nbytes() : 0; });
+  }
   return b;
 }
 
@@ -279,6 +300,10 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     fail(ErrorCode::kInvalidArgument, "forward: KV pool on ", kv.k(0).device().str(),
          " for a model on ", device().str());
   check_step_values(b, kp, c.vocab_size);
+  if (!b.expert_tokens.empty() &&
+      b.expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * c.num_experts)
+    fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(),
+         " expert counters for ", shard_.num_layers, " layers of ", c.num_experts, " experts");
   const StepMeta meta = pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
@@ -329,6 +354,14 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     ops::add(hidden, proj);
 
     ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, normed);
+    if (c.is_moe()) {
+      const auto E = static_cast<size_t>(c.num_experts);
+      L.moe.forward(c, normed, proj, alloc_,
+                    b.expert_tokens.empty() ? std::span<int64_t>()
+                                            : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+      ops::add(hidden, proj);
+      continue;
+    }
     ops::matmul(normed, L.w_gate, Tensor(), gate);
     ops::matmul(normed, L.w_up, Tensor(), up);
     ops::silu_mul(gate, up, gate);

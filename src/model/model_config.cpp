@@ -24,17 +24,23 @@ void ModelConfig::validate() const {
   if (head_dim % 2 != 0 || rope.rotary_dim % 2 != 0 || rope.rotary_dim > head_dim)
     fail(ErrorCode::kInvalidArgument, "model config: head_dim ", head_dim, " / rotary_dim ",
          rope.rotary_dim, " must be even with rotary_dim <= head_dim");
+  if (is_moe() && (num_experts_used < 1 || num_experts_used > num_experts ||
+                   expert_intermediate_size <= 0 || shared_expert_intermediate_size < 0))
+    fail(ErrorCode::kInvalidArgument, "model config: ", num_experts_used, " of ", num_experts,
+         " experts per token, expert intermediate size ", expert_intermediate_size,
+         ", shared expert ", shared_expert_intermediate_size);
   if (!(rms_eps > 0.0f) || !(rope.theta > 0.0f))
     fail(ErrorCode::kInvalidArgument, "model config: rms_eps and rope theta must be positive");
 }
 
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
-  c.architecture = f.get_string("general.architecture");
-  if (c.architecture != "llama" && c.architecture != "qwen2")
-    fail(ErrorCode::kUnsupported, "architecture '", c.architecture, "' in ", f.path(),
-         " is not supported (supported: llama, qwen2)");
-  const std::string a = c.architecture + ".";
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen2moe")
+    fail(ErrorCode::kUnsupported, "architecture '", arch, "' in ", f.path(),
+         " is not supported (supported: llama, qwen2, qwen2moe)");
+  c.architecture = arch == "qwen2moe" ? "qwen2" : arch;  // qwen2moe: qwen2 attention, MoE FFN
+  const std::string a = arch + ".";
   c.name = f.get_string("general.name", "");
   c.hidden_size = static_cast<int>(f.get_int(a + "embedding_length"));
   c.num_layers = static_cast<int>(f.get_int(a + "block_count"));
@@ -53,6 +59,27 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.vocab_size = static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  // MoE in llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts, qwen2moe's shared
+  // expert (ffn_*_shexp, gate ffn_gate_inp_shexp). The chosen experts' weights are renormalised
+  // for llama (Mixtral) and not for qwen2moe, as llama.cpp does, unless expert_weights_norm says.
+  c.num_experts = static_cast<int>(f.get_int(a + "expert_count", 0));
+  if (arch == "qwen2moe" && !c.is_moe())
+    fail(ErrorCode::kInvalidArgument, f.path(), ": qwen2moe without ", a, "expert_count");
+  if (c.is_moe()) {
+    c.num_experts_used = static_cast<int>(f.get_int(a + "expert_used_count"));
+    c.expert_intermediate_size =
+        static_cast<int>(f.get_int(a + "expert_feed_forward_length", c.intermediate_size));
+    c.shared_expert_intermediate_size =
+        static_cast<int>(f.get_int(a + "expert_shared_feed_forward_length", 0));
+    c.norm_topk_prob = f.get_bool(a + "expert_weights_norm", arch == "llama");
+    if (const int64_t gating = f.get_int(a + "expert_gating_func", 1); gating != 1)
+      fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_gating_func ", gating,
+           " is not supported (only 1, softmax)");
+    if (!f.find_tensor("blk.0.ffn_gate_exps.weight"))
+      fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_count is ", c.num_experts,
+           " but blk.0.ffn_gate_exps.weight is missing (only stacked experts are supported; ",
+           "re-convert older per-expert GGUF files)");
+  }
 
   c.rope.head_dim = c.head_dim;
   c.rope.rotary_dim = static_cast<int>(f.get_int(a + "rope.dimension_count", c.head_dim));

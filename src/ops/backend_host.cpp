@@ -35,6 +35,10 @@ std::string_view op_name(Op op) {
       return "kv_append";
     case Op::kPagedAttention:
       return "paged_attention";
+    case Op::kMoeRoute:
+      return "moe_route";
+    case Op::kMoeExperts:
+      return "moe_experts";
   }
   return "?";
 }
@@ -43,7 +47,8 @@ namespace {
 
 // Every op; every weight dtype for the ops that take weights, F32 for the rest.
 bool host_supports(Op op, DType dtype) {
-  if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard || op == Op::kRmsNorm)
+  if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard ||
+      op == Op::kRmsNorm || op == Op::kMoeExperts)
     return dtype != DType::kI32;
   return dtype == DType::kF32;
 }
@@ -106,6 +111,15 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                   &batch.block_tables.tensor()};
   cpu::paged_attention(q, k_cache, v_cache, batch, p, out);
 }
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights) {
+  HostAccess open{&logits, &ids, &weights};
+  cpu::moe_route(logits, p, ids, weights);
+}
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& ids, const Tensor& weights, int first_expert, Tensor& out) {
+  HostAccess open{&x, &w_gate, &w_up, &w_down, &ids.tensor(), &weights, &out};
+  cpu::moe_experts(x, w_gate, w_up, w_down, ids, weights, first_expert, out);
+}
 
 }  // namespace guarded
 }  // namespace
@@ -126,6 +140,8 @@ const Backend& ref_backend() {
       .gather_rows = ref::gather_rows,
       .kv_append = ref::kv_append,
       .paged_attention = ref::paged_attention,
+      .moe_route = ref::moe_route,
+      .moe_experts = ref::moe_experts,
   };
   return kRef;
 }
@@ -146,6 +162,8 @@ const Backend& cpu_backend() {
       .gather_rows = cpu::gather_rows,
       .kv_append = cpu::kv_append,
       .paged_attention = cpu::paged_attention,
+      .moe_route = cpu::moe_route,
+      .moe_experts = cpu::moe_experts,
   };
   return kCpu;
 }
@@ -166,6 +184,8 @@ const Backend& guarded_backend() {
       .gather_rows = guarded::gather_rows,
       .kv_append = guarded::kv_append,
       .paged_attention = guarded::paged_attention,
+      .moe_route = guarded::moe_route,
+      .moe_experts = guarded::moe_experts,
   };
   return kGuarded;
 }

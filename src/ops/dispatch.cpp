@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.h"
+#include "check_moe.h"
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 #include "tessera/ops/ops.h"
@@ -139,6 +140,23 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
   entry(Op::kPagedAttention, d, DType::kF32, &Backend::paged_attention)(q, k_cache, v_cache, batch,
                                                                         p, out);
+}
+
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights) {
+  const Device d = device_of(Op::kMoeRoute, {&logits, &ids, &weights});
+  detail::check_moe_route(logits, p, ids, weights);
+  entry(Op::kMoeRoute, d, DType::kF32, &Backend::moe_route)(logits, p, ids, weights);
+}
+
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& ids, const Tensor& weights, int first_expert, Tensor& out) {
+  const Device d = device_of(Op::kMoeExperts,
+                             {&x, &w_gate, &w_up, &w_down, &ids.tensor(), &weights, &out});
+  detail::check_moe_experts(x, w_gate, w_up, w_down, ids, weights, out);
+  entry(Op::kMoeExperts, d, w_up.dtype(), &Backend::moe_experts);
+  entry(Op::kMoeExperts, d, w_down.dtype(), &Backend::moe_experts);
+  entry(Op::kMoeExperts, d, w_gate.dtype(), &Backend::moe_experts)(x, w_gate, w_up, w_down, ids,
+                                                                   weights, first_expert, out);
 }
 
 }  // namespace tessera::ops

@@ -194,6 +194,12 @@ std::vector<uint8_t> encode_result(const ExecuteResult& result) {
       w.f32(t.logprob);
     }
   }
+  w.count(result.expert_tokens.size());
+  for (const auto& e : result.expert_tokens) {
+    w.i32(e.layer);
+    w.i32(e.expert);
+    w.u32(e.tokens);
+  }
   return w.take();
 }
 
@@ -210,6 +216,12 @@ ExecuteResult decode_result(std::span<const uint8_t> payload) {
       t.token = r.i32();
       t.logprob = r.f32();
     }
+  }
+  result.expert_tokens.resize(r.count(12));
+  for (auto& e : result.expert_tokens) {
+    e.layer = r.i32();
+    e.expert = r.i32();
+    e.tokens = r.u32();
   }
   r.finish();
   return result;

@@ -46,7 +46,13 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
                ch.sample ? model::StepBatch::Logits::kLast : model::StepBatch::Logits::kNone);
       if (ch.sample) sample_seqs.push_back(ch.seq_id);
     }
-    const model::ForwardBatch batch = step.batch();
+    model::ForwardBatch batch = step.batch();
+    const auto& cfg = model_->config();
+    std::vector<int64_t> expert_tokens;
+    if (cfg.is_moe()) {
+      expert_tokens.assign(static_cast<size_t>(model_->shard().num_layers) * cfg.num_experts, 0);
+      batch.expert_tokens = expert_tokens;
+    }
     const auto& shard = model_->shard();
     Tensor hidden_in;
     if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
@@ -56,6 +62,12 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
       pp_->recv(hidden_in, shard.stage - 1);
     }
     Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
+    for (size_t i = 0; i < expert_tokens.size(); ++i)
+      if (expert_tokens[i] > 0)
+        result.expert_tokens.push_back(
+            {.layer = shard.first_layer + static_cast<int32_t>(i / cfg.num_experts),
+             .expert = static_cast<int32_t>(i % cfg.num_experts),
+             .tokens = static_cast<uint32_t>(expert_tokens[i])});
     if (!model_->last_stage()) {
       pp_->send(out, shard.stage + 1);
     } else if (sampler) {

@@ -53,6 +53,8 @@ class Gen {
       for (int k = i32(0, 5); k > 0; --k) t.result.top.push_back({i32(0, 50000), f32()});
       r.sampled.push_back(t);
     }
+    for (int i = i32(0, 4); i > 0; --i)
+      r.expert_tokens.push_back({i32(0, 95), i32(0, 127), static_cast<uint32_t>(u64())});
     return r;
   }
 
@@ -103,6 +105,12 @@ void expect_same(const ExecuteResult& a, const ExecuteResult& b) {
       EXPECT_EQ(a.sampled[i].result.top[k].token, b.sampled[i].result.top[k].token);
       EXPECT_EQ(a.sampled[i].result.top[k].logprob, b.sampled[i].result.top[k].logprob);
     }
+  }
+  ASSERT_EQ(a.expert_tokens.size(), b.expert_tokens.size());
+  for (size_t i = 0; i < a.expert_tokens.size(); ++i) {
+    EXPECT_EQ(a.expert_tokens[i].layer, b.expert_tokens[i].layer);
+    EXPECT_EQ(a.expert_tokens[i].expert, b.expert_tokens[i].expert);
+    EXPECT_EQ(a.expert_tokens[i].tokens, b.expert_tokens[i].tokens);
   }
 }
 

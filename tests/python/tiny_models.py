@@ -143,10 +143,13 @@ class TinySpec:
                 gname = gg[name]
             else:
                 l, rest = name.split(".")[2], ".".join(name.split(".")[3:])
+                if rest not in sub:
+                    continue  # a subclass's weights (gguf_tensors)
                 gname = f"blk.{l}.{sub[rest]}"
             if arch == "llama" and (".attn_q." in gname or ".attn_k." in gname):
                 w = permute(w, self.heads if ".attn_q." in gname else self.kv_heads)
             wr.add_tensor(gname, w)
+        self.gguf_extra(wr)
         if self.llama3:
             base = 1.0 / self.theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
             wr.add_tensor("rope_freqs.weight", (base / self.inv_freq()).astype(np.float32))
@@ -154,6 +157,9 @@ class TinySpec:
         wr.write_kv_data_to_file()
         wr.write_tensors_to_file()
         wr.close()
+
+    def gguf_extra(self, wr):
+        """Hook: more metadata and tensors (MoE models)."""
 
     # --- reference --------------------------------------------------------------------------
     def logits(self, ids, weights=None):
@@ -184,11 +190,14 @@ class TinySpec:
                 s = np.exp(s - s.max(-1, keepdims=True))
                 out[:, hh] = (s / s.sum(-1, keepdims=True)) @ v[:, kv]
             x = x + out.reshape(T, -1) @ W[p + "self_attn.o_proj.weight"].T
-            h = rms(x, W[p + "post_attention_layernorm.weight"])
-            g = h @ W[p + "mlp.gate_proj.weight"].T
-            x = x + (g / (1 + np.exp(-g)) * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
+            x = x + self.mlp(W, p, rms(x, W[p + "post_attention_layernorm.weight"]))
         head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
         return rms(x, W["model.norm.weight"]) @ head.T
+
+    def mlp(self, W, p, h):
+        """The dense SwiGLU MLP of layer prefix p (MoE models override this)."""
+        g = h @ W[p + "mlp.gate_proj.weight"].T
+        return (g / (1 + np.exp(-g)) * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
 
 
 def to_bf16_bits(a):

@@ -1,5 +1,5 @@
 // LlamaModel: the llama-family decoder (Llama 2/3.x, SmolLM2, TinyLlama, Mistral dense, Qwen2 with
-// QKV bias) as a sequence of ops over a paged KV cache. It holds views of the weights (borrowed
+// QKV bias; Mixtral and Qwen2-MoE, whose FFN is a MoeLayer) as a sequence of ops over a paged KV cache. It holds views of the weights (borrowed
 // from the WeightSource's mapping) and nothing per request: the caller owns the KV pool and the
 // block tables, so one forward() can mix prefill chunks and decodes of many sequences.
 //
@@ -27,6 +27,7 @@
 #include "tessera/core/tensor.h"
 #include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/model_config.h"
+#include "tessera/model/moe.h"
 #include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
 
@@ -44,6 +45,9 @@ struct ForwardBatch {
   std::span<const int32_t> block_tables;  // num_seqs * max_blocks_per_seq
   int max_blocks_per_seq = 0;
   std::span<const int32_t> logit_rows;
+  // MoE models, optional: [shard layers * num_experts] counters, incremented per layer by the
+  // tokens routed to each held expert (top-k choices). Empty: not counted.
+  std::span<int64_t> expert_tokens;
 };
 
 class LlamaModel {
@@ -78,6 +82,7 @@ class LlamaModel {
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+    MoeLayer moe;  // MoE models: the FFN (w_gate/w_up/w_down stay undefined)
   };
   void embed(const Tensor& tokens, Tensor& hidden) const;
   Tensor lm_head(const Tensor& last) const;

@@ -26,9 +26,18 @@ struct ModelConfig {
   bool tied_embeddings = false;
   bool qkv_bias = false;
   ops::RopeParams rope;
+  // Mixture of experts; num_experts == 0: a dense model. Every layer's FFN is then a router over
+  // num_experts experts of expert_intermediate_size (num_experts_used chosen per token), plus a
+  // shared expert (with a sigmoid gate) when shared_expert_intermediate_size > 0.
+  int num_experts = 0;
+  int num_experts_used = 0;
+  int expert_intermediate_size = 0;
+  int shared_expert_intermediate_size = 0;
+  bool norm_topk_prob = true;  // renormalise the chosen experts' weights to sum 1
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
+  bool is_moe() const { return num_experts > 0; }
   void validate() const;  // throws kInvalidArgument naming the bad field
 };
 
@@ -40,7 +49,7 @@ ModelConfig config_from_gguf(const GgufFile& file);
 #if TESSERA_HAVE_JSON
 #include <nlohmann/json_fwd.hpp>
 namespace tessera::model {
-// Reads a Hugging Face config.json (model_type llama, mistral or qwen2).
+// Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral or qwen2_moe).
 ModelConfig config_from_hf(const nlohmann::json& config);
 }  // namespace tessera::model
 #endif

@@ -32,11 +32,14 @@ enum class Op : uint8_t {
   kGatherRows,
   kKvAppend,
   kPagedAttention,
+  kMoeRoute,
+  kMoeExperts,
 };
 inline constexpr Op kAllOps[] = {Op::kEmbedding,  Op::kEmbeddingShard, Op::kRmsNorm,
                                  Op::kAdd,        Op::kRope,           Op::kMatmul,
                                  Op::kSiluMul,    Op::kSoftmax,        Op::kArgmax,
-                                 Op::kGatherRows, Op::kKvAppend,       Op::kPagedAttention};
+                                 Op::kGatherRows, Op::kKvAppend,       Op::kPagedAttention,
+                                 Op::kMoeRoute,   Op::kMoeExperts};
 std::string_view op_name(Op op);
 
 struct Backend {
@@ -58,6 +61,11 @@ struct Backend {
                     Tensor& v_cache);
   void (*paged_attention)(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                           const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+  void (*moe_route)(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
+  // dtype for supports(): each of the three expert tensors' weight dtype.
+  void (*moe_experts)(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                      const Tensor& w_down, const Indices& ids, const Tensor& weights,
+                      int first_expert, Tensor& out);
 };
 
 const Backend& ref_backend();

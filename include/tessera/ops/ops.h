@@ -43,6 +43,19 @@ struct RopeParams {
 // Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values.
 std::vector<float> rope_inv_freq(const RopeParams& p);
 
+// Mixture-of-Experts routing (moe_route): logits [T, E] F32 -> per token the k chosen experts
+// (ids [T, k] I32, best first) and their weights ([T, k] F32).
+//   kSoftmaxTopK  softmax over all E, the k largest; renormalised to sum 1 when `renormalize`
+//                 (Mixtral always; Qwen2/3-MoE when norm_topk_prob), which equals a softmax over
+//                 the k chosen logits. Ties go to the lower expert id.
+//   kSigmoid      k == E == 1: weight = sigmoid(logit), id 0 (Qwen2-MoE's shared-expert gate).
+enum class MoeRouter : uint8_t { kSoftmaxTopK, kSigmoid };
+struct MoeRouteParams {
+  int k = 0;
+  bool renormalize = false;
+  MoeRouter router = MoeRouter::kSoftmaxTopK;
+};
+
 // An I32 index array argument: a contiguous I32 tensor on the data's device, or a host span (or
 // vector) viewed in place as a CPU tensor, for host callers and tests. The values must stay alive
 // for the call.
@@ -100,6 +113,15 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+// Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
+// Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
+// weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
+// experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 }  // namespace ref
 
 namespace cpu {
@@ -121,6 +143,15 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+// Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
+// Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
+// weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
+// experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 // Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
 const char* simd_level();
 }  // namespace cpu
@@ -147,5 +178,15 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
                Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
+
+// Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
+// Expert FFNs: out[t] = sum over j < k with first_expert <= ids[t,j] < first_expert + E_local of
+// weights[t,j] * down_e(silu(gate_e x[t]) * up_e x[t]), e = ids[t,j] - first_expert; choices of
+// experts outside the held range contribute nothing (another rank holds them). x, out [T, H] F32;
+// w_gate, w_up [E_local, F, H] and w_down [E_local, H, F] stacked experts, each of any weight
+// dtype.
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 
 }  // namespace tessera::ops

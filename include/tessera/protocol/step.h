@@ -35,8 +35,18 @@ struct SampledToken {
   sampling::SampleResult result;
 };
 
+// Tokens routed to one expert of one (global) layer in a step (top-k choices: a token counts
+// once for each of its k experts). A rank reports the experts it holds, so disjoint expert sets
+// (expert parallelism) and pipeline stages add up without double counting.
+struct ExpertTokens {
+  int32_t layer = 0;
+  int32_t expert = 0;
+  uint32_t tokens = 0;
+};
+
 struct ExecuteResult {
   std::vector<SampledToken> sampled;  // one per chunk with sample == true, in chunk order
+  std::vector<ExpertTokens> expert_tokens;  // MoE models: non-zero counts only
 };
 
 }  // namespace tessera::protocol

@@ -1,0 +1,52 @@
+// The Mixture-of-Experts FFN of one decoder layer (Mixtral, Qwen2-MoE): a router picks
+// num_experts_used of num_experts experts per token (ops::moe_route), the held experts run grouped
+// by expert (ops::moe_experts over the stacked [E, F, H] / [E, H, F] weights, kept quantized), and
+// Qwen2-MoE adds a shared expert scaled by a sigmoid gate (the same two ops with one expert).
+// Routing and expert compute are separate calls, and a layer holds a contiguous range of experts
+// (ExpertRange), so expert parallelism can later route on every rank, exchange tokens, and run
+// only its own range; today every rank holds all experts.
+#pragma once
+
+#include <memory>
+#include <span>
+
+#include "tessera/core/tensor.h"
+#include "tessera/model/model_config.h"
+#include "tessera/model/weights.h"
+
+namespace tessera::model {
+
+struct ExpertRange {
+  int first = 0;
+  int count = 0;  // experts [first, first + count) of the layer
+};
+
+struct MoeLayer {
+  ExpertRange held;
+  Tensor router;                                // ffn_gate_inp [E, H] (all experts)
+  Tensor gate_exps, up_exps, down_exps;         // [held, F, H], [held, F, H], [held, H, F]
+  Tensor shexp_gate, gate_shexp, up_shexp, down_shexp;  // shared expert: [1, H], [1, Fs, H] ...
+
+  // Reads layer `layer`'s MoE weights (names as in GGUF: blk.N.ffn_gate_inp.weight, ...).
+  static MoeLayer load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held);
+  // Every tensor, for uploads and byte counts.
+  template <typename F>
+  void each(F&& f) {
+    for (Tensor* t : {&router, &gate_exps, &up_exps, &down_exps, &shexp_gate, &gate_shexp,
+                      &up_shexp, &down_shexp})
+      f(*t);
+  }
+  template <typename F>
+  void each(F&& f) const {
+    for (const Tensor* t : {&router, &gate_exps, &up_exps, &down_exps, &shexp_gate, &gate_shexp,
+                            &up_shexp, &down_shexp})
+      f(*t);
+  }
+  // out [T, H] = the layer's MoE FFN of normed [T, H]; activations from `alloc`. `counts`
+  // (num_experts entries, or empty) gains each held expert's routed tokens (the ids are copied
+  // to the host for it).
+  void forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
+               const std::shared_ptr<Allocator>& alloc, std::span<int64_t> counts = {}) const;
+};
+
+}  // namespace tessera::model
