@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 
-#include "args.h"
 #include "commands.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
@@ -22,24 +24,26 @@
 
 namespace tessera::cli {
 
-#if !TESSERA_HAVE_HTTP
-int cmd_bench(const std::vector<std::string>&) {
-  fail(ErrorCode::kUnsupported, "this build has no bench client (TESSERA_SERVER=OFF)");
-}
-#else
+#if TESSERA_HAVE_HTTP
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-const std::set<std::string> kOptions = {
-    "base-url",        "model",        "endpoint",    "concurrency",  "request-rate",
-    "max-concurrency", "num-requests", "input-len",   "output-len",   "range-ratio",
-    "dataset",         "workload",     "prefix-len",  "num-prefixes", "seed",
-    "output",          "tokenizer",    "warmup",      "duration",     "timeout",
-    "goodput",         "api-key",      "temperature", "extra-body",   "request-rates",
-    "concurrencies",   "output-dir",   "plot-script", "label"};
-const std::set<std::string> kFlags = {"no-ignore-eos", "plot", "quiet"};
+// The options of `bench`; each default lives here, the help text in add_bench().
+struct BenchOpts {
+  std::string base_url = "http://127.0.0.1:8000", model = default_model().name, endpoint = "chat",
+              request_rate, dataset, workload, output, tokenizer, goodput = "ttft:500 tpot:50",
+              api_key, extra_body, request_rates, concurrencies, output_dir = "bench-results",
+              plot_script, label = "sweep", mode;
+  int concurrency = 1, max_concurrency = 0, num_requests = 100, input_len = 128,
+      output_len = 128, prefix_len = 512, num_prefixes = 1, warmup = 0;
+  uint64_t seed = 0;
+  double range_ratio = 0.0, duration = 0.0, timeout = 300.0, temperature = 0.0;
+  bool no_ignore_eos = false, plot = false, quiet = false;
+  std::map<std::string, CLI::Option*> opt;
+  bool given(const std::string& name) const { return opt.at(name)->count() > 0; }
+};
 
 std::vector<double> parse_list(const std::string& s, const char* what) {
   std::vector<double> out;
@@ -58,14 +62,22 @@ std::vector<double> parse_list(const std::string& s, const char* what) {
   return out;
 }
 
-double parse_rate(const Args& a) {
-  return a.get("request-rate") == "inf" ? INFINITY : a.get_double("request-rate", 0.0);
+double parse_rate(const BenchOpts& o) {
+  if (o.request_rate == "inf") return INFINITY;
+  try {
+    size_t pos = 0;
+    const double r = std::stod(o.request_rate, &pos);
+    if (pos == o.request_rate.size() && r >= 0) return r;
+  } catch (const std::exception&) {
+  }
+  fail(ErrorCode::kInvalidArgument, "--request-rate expects a number >= 0 or inf, got '",
+       o.request_rate, "'");
 }
 
 // The tokenizer that sizes synthetic prompts: a tokenizer.json, a model (path or known name), or
 // "none" (approximate lengths). Without --tokenizer the default model is tried quietly.
-std::unique_ptr<tokenizer::Tokenizer> load_bench_tokenizer(const Args& a, std::string& name) {
-  const auto arg = a.get("tokenizer");
+std::unique_ptr<tokenizer::Tokenizer> load_bench_tokenizer(const BenchOpts& o, std::string& name) {
+  const auto arg = o.given("tokenizer") ? std::optional<std::string>(o.tokenizer) : std::nullopt;
   if (arg && *arg == "none") {
     name = "none (approximate lengths)";
     return nullptr;
@@ -90,20 +102,20 @@ struct Workload {
   json config;
 };
 
-Workload make_workload(const Args& a, size_t num_requests, size_t warmup, uint64_t seed) {
+Workload make_workload(const BenchOpts& o, size_t num_requests, size_t warmup, uint64_t seed) {
   std::string tok_name;
-  auto tok = load_bench_tokenizer(a, tok_name);
+  auto tok = load_bench_tokenizer(o, tok_name);
   bench::PromptBuilder pb(tok.get());
   Workload w;
-  const auto dataset = a.get("dataset");
-  const std::string kind = a.get_or("workload", dataset ? "sharegpt" : "random");
+  const auto dataset = o.given("dataset") ? std::optional<std::string>(o.dataset) : std::nullopt;
+  const std::string kind = o.given("workload") ? o.workload : dataset ? "sharegpt" : "random";
   // With only a time bound, a pool of prompts is cycled.
   const size_t pool = num_requests ? num_requests : 1000;
   w.config = {{"workload", kind}, {"tokenizer", tok_name}};
   if (kind == "sharegpt") {
     if (!dataset) fail(ErrorCode::kInvalidArgument, "--workload sharegpt needs --dataset FILE");
     bench::ShareGptParams p{
-        .num_requests = pool + warmup, .seed = seed, .output_len = a.get_int("output-len", 0)};
+        .num_requests = pool + warmup, .seed = seed, .output_len = o.given("output-len") ? o.output_len : 0};
     auto all = bench::load_sharegpt(*dataset, p, pb);
     const size_t nw = std::min(warmup, all.size() > 1 ? all.size() - 1 : 0);
     w.warmup.assign(all.end() - long(nw), all.end());
@@ -115,13 +127,13 @@ Workload make_workload(const Args& a, size_t num_requests, size_t warmup, uint64
   if (kind != "random" && kind != "shared-prefix")
     fail(ErrorCode::kInvalidArgument, "--workload must be random, shared-prefix or sharegpt");
   bench::SyntheticParams p{.num_requests = pool,
-                           .input_len = a.get_int("input-len", 128),
-                           .output_len = a.get_int("output-len", 128),
-                           .range_ratio = a.get_double("range-ratio", 0.0),
+                           .input_len = o.input_len,
+                           .output_len = o.output_len,
+                           .range_ratio = o.range_ratio,
                            .seed = seed};
   if (kind == "shared-prefix") {
-    p.prefix_len = a.get_int("prefix-len", 512);
-    p.num_prefixes = a.get_int("num-prefixes", 1);
+    p.prefix_len = o.prefix_len;
+    p.num_prefixes = o.num_prefixes;
     w.config["prefix_len"] = p.prefix_len;
     w.config["num_prefixes"] = p.num_prefixes;
   }
@@ -136,34 +148,33 @@ Workload make_workload(const Args& a, size_t num_requests, size_t warmup, uint64
   return w;
 }
 
-bench::RunConfig base_config(const Args& a) {
+bench::RunConfig base_config(const BenchOpts& o) {
   bench::RunConfig cfg;
-  cfg.target = bench::make_target(a.get_or("base-url", "http://127.0.0.1:8000"),
-                                  bench::parse_endpoint(a.get_or("endpoint", "chat")),
-                                  a.get_or("model", default_model().name));
-  cfg.target.api_key = a.get_or("api-key", "");
-  cfg.target.temperature = a.get_double("temperature", 0.0);
-  cfg.target.ignore_eos = !a.flag("no-ignore-eos");
-  if (auto eb = a.get("extra-body")) {
-    cfg.target.extra_body = nlohmann::json::parse(*eb, nullptr, false);
+  cfg.target =
+      bench::make_target(o.base_url, bench::parse_endpoint(o.endpoint), o.model);
+  cfg.target.api_key = o.api_key;
+  cfg.target.temperature = o.temperature;
+  cfg.target.ignore_eos = !o.no_ignore_eos;
+  if (o.given("extra-body")) {
+    cfg.target.extra_body = nlohmann::json::parse(o.extra_body, nullptr, false);
     if (!cfg.target.extra_body.is_object())
       fail(ErrorCode::kInvalidArgument, "--extra-body must be a JSON object");
   }
-  const int n = a.get_int("num-requests", a.get("duration") ? 0 : 100);
-  if (n < 0) fail(ErrorCode::kInvalidArgument, "--num-requests must be >= 0");
+  // With --duration and no --num-requests, the run is bounded by time only.
+  const int n = o.given("num-requests") || !o.given("duration") ? o.num_requests : 0;
   cfg.num_requests = size_t(n);
-  cfg.duration_s = a.get_double("duration", 0.0);
-  cfg.timeout_s = a.get_double("timeout", 300.0);
-  cfg.seed = uint64_t(a.get_int("seed", 0));
-  cfg.slo = bench::parse_slo(a.get_or("goodput", "ttft:500 tpot:50"));
-  if (a.get("request-rate") && a.get("concurrency"))
+  cfg.duration_s = o.duration;
+  cfg.timeout_s = o.timeout;
+  cfg.seed = o.seed;
+  cfg.slo = bench::parse_slo(o.goodput);
+  if (o.given("request-rate") && o.given("concurrency"))
     fail(ErrorCode::kInvalidArgument,
          "give --request-rate (with --max-concurrency) or --concurrency");
-  if (a.get("request-rate")) {
-    cfg.request_rate = parse_rate(a);
-    cfg.concurrency = a.get_int("max-concurrency", 0);
+  if (o.given("request-rate")) {
+    cfg.request_rate = parse_rate(o);
+    cfg.concurrency = o.max_concurrency;
   } else {
-    cfg.concurrency = a.get_int("concurrency", 1);
+    cfg.concurrency = o.concurrency;
   }
   return cfg;
 }
@@ -177,8 +188,8 @@ void write_json(const std::string& path, const json& j) {
 
 // benchmarks/plot_bench.py: --plot-script, $TESSERA_SOURCE_DIR, next to the binary's build dir,
 // or the working directory.
-std::string find_plot_script(const Args& a) {
-  if (auto p = a.get("plot-script")) return *p;
+std::string find_plot_script(const BenchOpts& o) {
+  if (o.given("plot-script")) return o.plot_script;
   std::vector<fs::path> cands;
   if (const char* s = std::getenv("TESSERA_SOURCE_DIR"))
     cands.push_back(fs::path(s) / "benchmarks/plot_bench.py");
@@ -191,28 +202,28 @@ std::string find_plot_script(const Args& a) {
   fail(ErrorCode::kNotFound, "benchmarks/plot_bench.py not found; pass --plot-script");
 }
 
-void plot(const Args& a, const std::string& kind, const std::string& in, const std::string& png) {
+void plot(const BenchOpts& o, const std::string& kind, const std::string& in, const std::string& png) {
   const char* py = std::getenv("TESSERA_PYTHON");
   const std::string cmd = std::string("'") + (py && *py ? py : "python3") + "' '" +
-                          find_plot_script(a) + "' " + kind + " '" + in + "' -o '" + png + "'";
+                          find_plot_script(o) + "' " + kind + " '" + in + "' -o '" + png + "'";
   if (std::system(cmd.c_str()) != 0)
     TESSERA_LOG_WARN("plotting failed: {}", cmd);
   else
     std::cout << "plot: " << png << "\n";
 }
 
-int run_once(const Args& a) {
-  bench::RunConfig cfg = base_config(a);
-  const size_t warmup = size_t(std::max(0, a.get_int("warmup", 0)));
-  Workload w = make_workload(a, cfg.num_requests, warmup, cfg.seed);
+int run_once(const BenchOpts& o) {
+  bench::RunConfig cfg = base_config(o);
+  const size_t warmup = size_t(o.warmup);
+  Workload w = make_workload(o, cfg.num_requests, warmup, cfg.seed);
   cfg.requests = std::move(w.requests);
   cfg.warmup_requests = std::move(w.warmup);
   const auto result = bench::run_benchmark(cfg);
   bench::print_summary(std::cout, "Serving Benchmark Result", result.summary, cfg.slo);
-  if (auto out = a.get("output")) {
-    write_json(*out, bench::result_json(cfg, result, w.config));
-    std::cout << "results: " << *out << "\n";
-    if (a.flag("plot")) plot(a, "run", *out, fs::path(*out).replace_extension(".png").string());
+  if (o.given("output")) {
+    write_json(o.output, bench::result_json(cfg, result, w.config));
+    std::cout << "results: " << o.output << "\n";
+    if (o.plot) plot(o, "run", o.output, fs::path(o.output).replace_extension(".png").string());
   }
   return 0;
 }
@@ -228,31 +239,31 @@ std::string stat(const json& s, const char* metric, const char* p) {
   return v.is_null() ? "-" : fmt(v.get<double>());
 }
 
-int run_sweep(const Args& a) {
-  const bool by_rate = a.get("request-rates").has_value();
-  if (by_rate == a.get("concurrencies").has_value())
+int run_sweep(const BenchOpts& o) {
+  const bool by_rate = o.given("request-rates");
+  if (by_rate == o.given("concurrencies"))
     fail(ErrorCode::kInvalidArgument,
          "bench sweep needs --request-rates R1,R2,... or --concurrencies C1,C2,...");
-  const auto values = parse_list(by_rate ? *a.get("request-rates") : *a.get("concurrencies"),
+  const auto values = parse_list(by_rate ? o.request_rates : o.concurrencies,
                                  by_rate ? "--request-rates" : "--concurrencies");
-  const std::string dir = a.get_or("output-dir", "bench-results");
-  const std::string label = a.get_or("label", "sweep");
-  const size_t warmup = size_t(std::max(0, a.get_int("warmup", 0)));
+  const std::string& dir = o.output_dir;
+  const std::string& label = o.label;
+  const size_t warmup = size_t(o.warmup);
   json sweep = {{"mode", by_rate ? "request_rate" : "concurrency"},
                 {"label", label},
                 {"points", json::array()}};
   for (size_t i = 0; i < values.size(); ++i) {
-    bench::RunConfig cfg = base_config(a);
+    bench::RunConfig cfg = base_config(o);
     if (by_rate) {
       cfg.request_rate = values[i];
-      cfg.concurrency = a.get_int("max-concurrency", 0);
+      cfg.concurrency = o.max_concurrency;
     } else {
       cfg.request_rate = 0;
       cfg.concurrency = int(values[i]);
     }
     // A fresh seed per point: repeated prompts would hit the server's prefix cache.
     cfg.seed += i;
-    Workload w = make_workload(a, cfg.num_requests, i == 0 ? warmup : 0, cfg.seed);
+    Workload w = make_workload(o, cfg.num_requests, i == 0 ? warmup : 0, cfg.seed);
     cfg.requests = std::move(w.requests);
     cfg.warmup_requests = std::move(w.warmup);
     const auto result = bench::run_benchmark(cfg);
@@ -261,7 +272,7 @@ int run_sweep(const Args& a) {
     const std::string file = (fs::path(dir) / (label + "-" + name + ".json")).string();
     json j = bench::result_json(cfg, result, w.config);
     write_json(file, j);
-    if (!a.flag("quiet"))
+    if (!o.quiet)
       bench::print_summary(std::cout, label + " " + name, result.summary, cfg.slo);
     if (i == 0) sweep["config"] = j["config"];
     const json value = std::isinf(values[i]) ? json("inf")
@@ -286,10 +297,10 @@ int run_sweep(const Args& a) {
                 static_cast<long long>(s["failed"].get<int64_t>()));
   }
   std::cout << "sweep: " << sweep_file << "\n";
-  if (a.flag("plot")) {
-    plot(a, "sweep", sweep_file, fs::path(sweep_file).replace_extension(".png").string());
+  if (o.plot) {
+    plot(o, "sweep", sweep_file, fs::path(sweep_file).replace_extension(".png").string());
     const auto& last = sweep["points"].back()["file"].get<std::string>();
-    plot(a, "run", (fs::path(dir) / last).string(),
+    plot(o, "run", (fs::path(dir) / last).string(),
          (fs::path(dir) / (label + "-latency.png")).string());
   }
   return 0;
@@ -297,15 +308,72 @@ int run_sweep(const Args& a) {
 
 }  // namespace
 
-int cmd_bench(const std::vector<std::string>& argv) {
-  Args a(argv, kOptions, kFlags);
-  const auto& pos = a.positionals();
-  const bool sweep = pos.size() == 1 && pos[0] == "sweep";
-  if (!pos.empty() && !sweep)
-    fail(ErrorCode::kInvalidArgument, "bench: unexpected argument '", pos.front(),
-         "' (the only subcommand is `sweep`)");
-  return sweep ? run_sweep(a) : run_once(a);
-}
 #endif
+
+Command add_bench(CLI::App& root) {
+  CLI::App* c = root.add_subcommand(
+      "bench", "load-test any OpenAI-compatible server (`bench sweep`: over rates or concurrencies)");
+#if !TESSERA_HAVE_HTTP
+  return {c, []() -> int {
+            fail(ErrorCode::kUnsupported, "this build has no bench client (TESSERA_SERVER=OFF)");
+          }};
+#else
+  auto o = std::make_shared<BenchOpts>();
+  const auto add = [&](const std::string& name, auto& var, const std::string& help) {
+    CLI::Option* opt = c->add_option("--" + name, var, help)->capture_default_str();
+    o->opt[name] = opt;
+    return opt;
+  };
+  const auto flag = [&](const std::string& name, bool& var, const std::string& help) {
+    o->opt[name] = c->add_flag("--" + name, var, help);
+  };
+  c->add_option("mode", o->mode, "sweep: one run per --request-rates or --concurrencies value")
+      ->check(CLI::IsMember({"sweep"}));
+  add("base-url", o->base_url, "the server");
+  add("model", o->model, "the model name sent in requests");
+  add("endpoint", o->endpoint, "the API")->check(CLI::IsMember({"chat", "completions"}));
+  add("api-key", o->api_key, "sent as Authorization: Bearer KEY");
+  add("concurrency", o->concurrency, "requests in flight (closed loop)")
+      ->check(CLI::Range(1, 1 << 20));
+  add("request-rate", o->request_rate, "Poisson arrivals per second, or inf (open loop)");
+  add("max-concurrency", o->max_concurrency, "with --request-rate: cap on requests in flight "
+      "(0: none)")->check(CLI::NonNegativeNumber);
+  add("num-requests", o->num_requests, "requests to send (default 0 = unbounded with --duration)")
+      ->check(CLI::NonNegativeNumber);
+  add("duration", o->duration, "seconds to run (0: until --num-requests)")
+      ->check(CLI::NonNegativeNumber);
+  add("timeout", o->timeout, "seconds per request")->check(CLI::PositiveNumber);
+  add("workload", o->workload, "prompts: random, shared-prefix or sharegpt (default: sharegpt "
+      "with --dataset, else random)")
+      ->check(CLI::IsMember({"random", "shared-prefix", "sharegpt"}));
+  add("dataset", o->dataset, "a ShareGPT JSON file");
+  add("input-len", o->input_len, "prompt tokens (synthetic workloads)")->check(CLI::NonNegativeNumber);
+  add("output-len", o->output_len, "max_tokens per request (sharegpt default: the dataset's)")
+      ->check(CLI::NonNegativeNumber);
+  add("range-ratio", o->range_ratio, "lengths vary uniformly by +-ratio")->check(CLI::Range(0.0, 1.0));
+  add("prefix-len", o->prefix_len, "shared-prefix: tokens of the shared prefix")
+      ->check(CLI::NonNegativeNumber);
+  add("num-prefixes", o->num_prefixes, "shared-prefix: distinct prefixes")
+      ->check(CLI::Range(1, 1 << 20));
+  add("tokenizer", o->tokenizer, "sizes prompts: a tokenizer.json, a model, or none (default: "
+      "the default model if present)");
+  add("seed", o->seed, "workload seed");
+  add("warmup", o->warmup, "warm-up requests before measuring")->check(CLI::NonNegativeNumber);
+  add("goodput", o->goodput, "SLOs in ms: ttft:MS tpot:MS e2e:MS");
+  add("temperature", o->temperature, "sampling temperature sent")->check(CLI::Range(0.0, 2.0));
+  add("extra-body", o->extra_body, "a JSON object merged into each request");
+  add("output", o->output, "write the run's JSON here");
+  add("request-rates", o->request_rates, "sweep: R1,R2,... (inf allowed)");
+  add("concurrencies", o->concurrencies, "sweep: C1,C2,...");
+  add("output-dir", o->output_dir, "sweep: directory of the JSON files");
+  add("label", o->label, "sweep: file name prefix");
+  add("plot-script", o->plot_script, "benchmarks/plot_bench.py (default: found near the binary)");
+  flag("no-ignore-eos", o->no_ignore_eos, "let the server stop at end-of-sequence");
+  flag("plot", o->plot, "PNG plots next to the JSON (needs matplotlib)");
+  flag("quiet", o->quiet, "sweep: only the summary table");
+  return {c, [o] { return o->mode == "sweep" ? run_sweep(*o) : run_once(*o); }};
+#endif
+}
+
 
 }  // namespace tessera::cli

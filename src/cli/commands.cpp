@@ -1,3 +1,5 @@
+// tessera generate, chat, tokenize, template, logits and models: the commands that run a model
+// (or its tokenizer) in this process.
 #include "commands.h"
 
 #include <omp.h>
@@ -9,9 +11,9 @@
 #include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <sstream>
 
-#include "args.h"
 #include "loaded_model.h"
 #include "model_registry.h"
 #include "tessera/core/error.h"
@@ -23,39 +25,64 @@
 namespace tessera::cli {
 namespace {
 
-const std::set<std::string> kSamplingOptions = {"max-tokens",
-                                                "temperature",
-                                                "top-k",
-                                                "top-p",
-                                                "min-p",
-                                                "seed",
-                                                "repetition-penalty",
-                                                "presence-penalty",
-                                                "frequency-penalty",
-                                                "threads",
-                                                "model",
-                                                "prompt",
-                                                "system"};
+// The options generate and chat share: the model, the sampling parameters and the threads.
+struct SamplingOpts {
+  std::string model = default_model().name;
+  std::string backend = "cpu";
+  int kv_cache_mb = 256;
+  int threads = 0;
+  int max_tokens;
+  float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1, presence_penalty = 0,
+        frequency_penalty = 0;
+  int top_k = 0;
+  uint64_t seed = 0;
+  CLI::Option* seed_opt = nullptr;
+  std::string system;
+  CLI::Option* system_opt = nullptr;
+};
 
-void apply_threads(const Args& a) {
-  const int t = a.get_int("threads", 0);
-  if (t < 0) fail(ErrorCode::kInvalidArgument, "--threads must be >= 0");
-  if (t > 0) omp_set_num_threads(t);
+void add_sampling(CLI::App* c, SamplingOpts& o, int max_tokens) {
+  o.max_tokens = max_tokens;
+  c->add_option("--model", o.model, "a GGUF file, a Hugging Face directory or a known model name")
+      ->capture_default_str();
+  add_backend_option(c, o.backend);
+  c->add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache size in MiB")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  c->add_option("--threads", o.threads, "OpenMP threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--max-tokens", o.max_tokens, "most tokens to generate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--temperature", o.temperature, "sampling temperature (0: greedy), in [0, 2]")
+      ->capture_default_str();
+  c->add_option("--top-k", o.top_k, "sample from the k most likely tokens (0: all)")
+      ->capture_default_str();
+  c->add_option("--top-p", o.top_p, "nucleus sampling mass, in (0, 1]")->capture_default_str();
+  c->add_option("--min-p", o.min_p, "drop tokens below min-p x the top probability, in [0, 1]")
+      ->capture_default_str();
+  o.seed_opt = c->add_option("--seed", o.seed, "sampling seed (default: random)");
+  c->add_option("--repetition-penalty", o.repetition_penalty, "in (0, 10]")->capture_default_str();
+  c->add_option("--presence-penalty", o.presence_penalty, "in [-2, 2]")->capture_default_str();
+  c->add_option("--frequency-penalty", o.frequency_penalty, "in [-2, 2]")->capture_default_str();
+  o.system_opt = c->add_option("--system", o.system, "a system message before the user's");
 }
 
-// --backend cpu|guarded|cuda: the device one in-process model runs on (device 0).
-Device backend_device(const Args& a) { return {parse_device_type(a.get_or("backend", "cpu")), 0}; }
+void apply_threads(const SamplingOpts& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+}
 
-sampling::SamplingParams sampling_from(const Args& a) {
+sampling::SamplingParams sampling_from(const SamplingOpts& o) {
   sampling::SamplingParams s;
-  s.temperature = static_cast<float>(a.get_double("temperature", 0.0));
-  s.top_k = a.get_int("top-k", 0);
-  s.top_p = static_cast<float>(a.get_double("top-p", 1.0));
-  s.min_p = static_cast<float>(a.get_double("min-p", 0.0));
-  s.repetition_penalty = static_cast<float>(a.get_double("repetition-penalty", 1.0));
-  s.presence_penalty = static_cast<float>(a.get_double("presence-penalty", 0.0));
-  s.frequency_penalty = static_cast<float>(a.get_double("frequency-penalty", 0.0));
-  if (auto seed = a.get("seed")) s.seed = static_cast<uint64_t>(std::stoull(*seed));
+  s.temperature = o.temperature;
+  s.top_k = o.top_k;
+  s.top_p = o.top_p;
+  s.min_p = o.min_p;
+  s.repetition_penalty = o.repetition_penalty;
+  s.presence_penalty = o.presence_penalty;
+  s.frequency_penalty = o.frequency_penalty;
+  if (o.seed_opt->count()) s.seed = o.seed;
   return s;
 }
 
@@ -78,17 +105,25 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+struct GenerateOpts : SamplingOpts {
+  std::string prompt, prompt_ids, config;
+  CLI::Option *prompt_opt = nullptr, *prompt_ids_opt = nullptr, *config_opt = nullptr,
+              *logprobs_opt = nullptr;
+  int logprobs = 0;
+  bool json = false, chat = false, ignore_eos = false;
+};
+
 // The prompt of `generate`: --prompt-ids, or --prompt TEXT (with --chat: through the chat
 // template, after an optional --system message).
-std::vector<int32_t> prompt_from(const Args& a, const tokenizer::Tokenizer& tok,
+std::vector<int32_t> prompt_from(const GenerateOpts& o, const tokenizer::Tokenizer& tok,
                                  const std::string& source) {
-  if (auto ids = a.get("prompt-ids")) return parse_ids(*ids);
-  auto text = a.get("prompt");
-  if (!text) fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
-  if (!a.flag("chat")) return tok.encode(*text);
+  if (o.prompt_ids_opt->count()) return parse_ids(o.prompt_ids);
+  if (!o.prompt_opt->count())
+    fail(ErrorCode::kInvalidArgument, "generate needs --prompt TEXT (or --prompt-ids)");
+  if (!o.chat) return tok.encode(o.prompt);
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-  if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
-  msgs.push_back({{"role", "user"}, {"content", *text}});
+  if (o.system_opt->count()) msgs.push_back({{"role", "system"}, {"content", o.system}});
+  msgs.push_back({{"role", "user"}, {"content", o.prompt}});
   return tok.encode(render_chat(tok, source, msgs), {.add_special = false, .parse_special = true});
 }
 
@@ -145,39 +180,43 @@ void print_speed(const Outcome& r, size_t prompt_tokens) {
 
 }  // namespace
 
-int cmd_models(const std::vector<std::string>& argv) {
-  Args a(argv, {}, {});
-  const auto& pos = a.positionals();
-  if (pos.empty() || (pos[0] != "pull" && pos[0] != "path"))
-    fail(ErrorCode::kInvalidArgument, "usage: tessera models pull|path [NAME]");
-  const std::string name = pos.size() > 1 ? pos[1] : default_model().name;
-  const KnownModel* m = find_known_model(name);
-  if (!m) fail(ErrorCode::kNotFound, "unknown model '", name, "'");
-  std::cout << (pos[0] == "pull" ? pull_model(*m) : resolve_model_path(name)) << "\n";
-  return 0;
+Command add_models(CLI::App& root) {
+  struct Opts {
+    std::string action, name = default_model().name;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand("models", "download a known model, or print its path");
+  c->add_option("action", o->action, "pull: download (if missing) and print the path; path: print it")
+      ->required()
+      ->check(CLI::IsMember({"pull", "path"}));
+  c->add_option("name", o->name, "a known model name")->capture_default_str();
+  return {c, [o] {
+            const KnownModel* m = find_known_model(o->name);
+            if (!m) fail(ErrorCode::kNotFound, "unknown model '", o->name, "'");
+            std::cout << (o->action == "pull" ? pull_model(*m) : resolve_model_path(o->name))
+                      << "\n";
+            return 0;
+          }};
 }
 
-// `generate --config FILE`: one request through the worker group the file describes (the engine
-// and its processes, no HTTP front end). Same output as the single-process path.
 // `generate`: one request through the engine, on one in-process worker (--model, on --backend's
 // device) or on a topology's worker group (--config): the same step loop, sampler, stop rules and
 // detokenizer as `serve`, so the command line and the server cannot disagree.
-int generate_with_engine(const Args& a, const engine::EngineConfig& cfg) {
+int generate_with_engine(const GenerateOpts& o, const engine::EngineConfig& cfg) {
   engine::LlmEngine engine(cfg);
   engine.start();
   const auto& tok = engine.tokenizer();
   protocol::GenerationRequest req;
   req.request_id = "generate";
-  req.prompt_ids = prompt_from(a, tok, cfg.model_path);
-  req.sampling = sampling_from(a);
-  req.stopping.max_tokens = a.get_int("max-tokens", 128);
-  if (req.stopping.max_tokens < 0) fail(ErrorCode::kInvalidArgument, "--max-tokens must be >= 0");
-  req.stopping.ignore_eos = a.flag("ignore-eos");
-  if (const int k = a.get_int("logprobs", -1); k >= 0) {
+  req.prompt_ids = prompt_from(o, tok, cfg.model_path);
+  req.sampling = sampling_from(o);
+  req.stopping.max_tokens = o.max_tokens;
+  req.stopping.ignore_eos = o.ignore_eos;
+  if (o.logprobs_opt->count()) {
     req.sampling.logprobs = true;
-    req.sampling.top_logprobs = k;
+    req.sampling.top_logprobs = o.logprobs;
   }
-  const bool json = a.flag("json");
+  const bool json = o.json;
   const Outcome r = run_request(engine, req, [json](const std::string& piece) {
     if (!json) std::cout << piece << std::flush;
   });
@@ -196,49 +235,51 @@ int generate_with_engine(const Args& a, const engine::EngineConfig& cfg) {
   return 0;
 }
 
-int cmd_generate(const std::vector<std::string>& argv) {
-  auto opts = kSamplingOptions;
-  opts.insert("prompt-ids");
-  opts.insert("config");
-  opts.insert("logprobs");
-  opts.insert("backend");
-  opts.insert("kv-cache-mb");
-  Args a(argv, opts, {"json", "chat", "ignore-eos"});
-  apply_threads(a);
-  if (a.get("config")) return generate_with_engine(a, launch_from_config(*a.get("config"), 0).engine);
-  const std::string model_arg = a.get_or("model", default_model().name);
-  const int kv_mb = a.get_int("kv-cache-mb", 256);
-  if (kv_mb <= 0) fail(ErrorCode::kInvalidArgument, "--kv-cache-mb must be > 0");
-  const std::string path = resolve_model_path(model_arg);
-  return generate_with_engine(a, engine::EngineConfig{.model_path = path,
-                                                      .served_model_name = model_arg,
-                                                      .kv_cache_bytes = size_t(kv_mb) << 20,
-                                                      .device = backend_device(a)});
+Command add_generate(CLI::App& root) {
+  auto o = std::make_shared<GenerateOpts>();
+  CLI::App* c = root.add_subcommand(
+      "generate", "one generation through the engine (in process, or a topology's worker group)");
+  add_sampling(c, *o, 128);
+  o->prompt_opt = c->add_option("--prompt", o->prompt, "the prompt text");
+  o->prompt_ids_opt =
+      c->add_option("--prompt-ids", o->prompt_ids, "the prompt as token ids: 1,2,3 (no tokenizer)");
+  o->config_opt = c->add_option("--config", o->config,
+                                "a topology YAML (configs/): generate through its worker group");
+  o->logprobs_opt = c->add_option("--logprobs", o->logprobs,
+                                  "return each token's logprob and the N most likely (default: "
+                                  "none)")
+                        ->check(CLI::NonNegativeNumber);
+  c->add_flag("--json", o->json, "print one JSON object (text, token ids, finish reason)");
+  c->add_flag("--chat", o->chat, "wrap the prompt in the model's chat template");
+  c->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
+  return {c, [o] {
+            apply_threads(*o);
+            if (o->config_opt->count())
+              return generate_with_engine(*o, launch_from_config(o->config, 0).engine);
+            const std::string path = resolve_model_path(o->model);
+            return generate_with_engine(
+                *o, engine::EngineConfig{.model_path = path,
+                                         .served_model_name = o->model,
+                                         .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
+                                         .device = {parse_device_type(o->backend), 0}});
+          }};
 }
 
 // `chat`: a conversation through the engine (in-process worker on --backend's device). Each turn
 // sends the whole conversation; the prefix cache holds the earlier turns' full blocks, so a turn
 // prefills little more than what is new.
-int cmd_chat(const std::vector<std::string>& argv) {
-  auto opts = kSamplingOptions;
-  opts.insert("backend");
-  opts.insert("kv-cache-mb");
-  Args a(argv, opts, {});
-  apply_threads(a);
-  const std::string model_arg = a.get_or("model", default_model().name);
-  const int kv_mb = a.get_int("kv-cache-mb", 256);
-  if (kv_mb <= 0) fail(ErrorCode::kInvalidArgument, "--kv-cache-mb must be > 0");
-  const std::string path = resolve_model_path(model_arg);
+int run_chat(const SamplingOpts& o) {
+  apply_threads(o);
+  const std::string path = resolve_model_path(o.model);
   engine::LlmEngine engine(engine::EngineConfig{.model_path = path,
-                                                .served_model_name = model_arg,
-                                                .kv_cache_bytes = size_t(kv_mb) << 20,
-                                                .device = backend_device(a)});
+                                                .served_model_name = o.model,
+                                                .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
+                                                .device = {parse_device_type(o.backend), 0}});
   engine.start();
   const auto& tok = engine.tokenizer();
   const int ctx = engine.model_info().max_model_len;
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-  if (auto sys = a.get("system")) msgs.push_back({{"role", "system"}, {"content", *sys}});
-  const int max_tokens = a.get_int("max-tokens", 512);
+  if (o.system_opt->count()) msgs.push_back({{"role", "system"}, {"content", o.system}});
   std::string line;
   std::cerr << "tessera chat: " << path << " (empty line or EOF ends)\n";
   for (int turn = 0;; ++turn) {
@@ -252,8 +293,8 @@ int cmd_chat(const std::vector<std::string>& argv) {
     const int room = ctx - static_cast<int>(req.prompt_ids.size());
     if (room < 1) fail(ErrorCode::kOutOfRange, "the conversation fills the context of ", ctx,
                        " tokens");
-    req.sampling = sampling_from(a);
-    req.stopping.max_tokens = std::min(max_tokens, room);
+    req.sampling = sampling_from(o);
+    req.stopping.max_tokens = std::min(o.max_tokens, room);
     const Outcome r = run_request(engine, req, [](const std::string& piece) {
       std::cout << piece << std::flush;
     });
@@ -265,67 +306,118 @@ int cmd_chat(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int cmd_tokenize(const std::vector<std::string>& argv) {
-  Args a(argv, {"model"}, {"json", "no-special"});
-  LoadedModel m = load_model(a.get_or("model", default_model().name), /*with_weights=*/false);
-  std::string text;
-  for (size_t i = 0; i < a.positionals().size(); ++i) text += (i ? " " : "") + a.positionals()[i];
-  auto ids =
-      m.tokenizer->encode(text, {.add_special = !a.flag("no-special"), .parse_special = true});
-  if (a.flag("json")) {
-    std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";
-  } else {
-    for (int32_t id : ids) {
-      nlohmann::json piece = m.tokenizer->token_bytes(id);
-      std::cout << id << "\t"
-                << piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    }
-  }
-  return 0;
+Command add_chat(CLI::App& root) {
+  auto o = std::make_shared<SamplingOpts>();
+  CLI::App* c = root.add_subcommand(
+      "chat", "an interactive conversation on stdin/stdout, through the model's chat template");
+  add_sampling(c, *o, 512);
+  return {c, [o] { return run_chat(*o); }};
 }
 
-int cmd_template(const std::vector<std::string>& argv) {
-  Args a(argv, {"model", "messages"}, {});
-  LoadedModel m = load_model(a.get_or("model", default_model().name), /*with_weights=*/false);
-  auto file = a.get("messages");
-  if (!file) fail(ErrorCode::kInvalidArgument, "template needs --messages FILE.json");
-  std::ifstream in(*file);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read ", *file);
-  nlohmann::ordered_json msgs;
-  try {
-    msgs = nlohmann::ordered_json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::kInvalidArgument, *file, " is not valid JSON: ", e.what());
-  }
-  if (msgs.is_object() && msgs.contains("messages")) msgs = msgs["messages"];
-  if (!msgs.is_array()) fail(ErrorCode::kInvalidArgument, *file, " must hold a list of messages");
-  std::cout << render_chat(m, msgs);
-  return 0;
+Command add_tokenize(CLI::App& root) {
+  struct Opts {
+    std::string model = default_model().name;
+    bool json = false, no_special = false;
+    std::vector<std::string> text;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand("tokenize", "the token ids (and pieces) of a text");
+  c->add_option("--model", o->model, "a GGUF file, a Hugging Face directory or a known model name")
+      ->capture_default_str();
+  c->add_flag("--json", o->json, "print {\"ids\": [...]}");
+  c->add_flag("--no-special", o->no_special, "do not add the BOS/EOS tokens");
+  c->add_option("text", o->text, "the text (several arguments are joined by spaces)");
+  return {c, [o] {
+            LoadedModel m = load_model(o->model, /*with_weights=*/false);
+            std::string text;
+            for (size_t i = 0; i < o->text.size(); ++i) text += (i ? " " : "") + o->text[i];
+            auto ids = m.tokenizer->encode(text,
+                                           {.add_special = !o->no_special, .parse_special = true});
+            if (o->json) {
+              std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";
+            } else {
+              for (int32_t id : ids) {
+                nlohmann::json piece = m.tokenizer->token_bytes(id);
+                std::cout << id << "\t"
+                          << piece.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                          << "\n";
+              }
+            }
+            return 0;
+          }};
+}
+
+Command add_template(CLI::App& root) {
+  struct Opts {
+    std::string model = default_model().name, messages;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand(
+      "template", "the prompt the model's chat template renders (with the generation prompt)");
+  c->add_option("--model", o->model, "a GGUF file, a Hugging Face directory or a known model name")
+      ->capture_default_str();
+  c->add_option("--messages", o->messages,
+                "a JSON file: a list of messages, or an object with \"messages\"")
+      ->required();
+  return {c, [o] {
+            LoadedModel m = load_model(o->model, /*with_weights=*/false);
+            std::ifstream in(o->messages);
+            if (!in) fail(ErrorCode::kNotFound, "cannot read ", o->messages);
+            nlohmann::ordered_json msgs;
+            try {
+              msgs = nlohmann::ordered_json::parse(in);
+            } catch (const nlohmann::json::exception& e) {
+              fail(ErrorCode::kInvalidArgument, o->messages, " is not valid JSON: ", e.what());
+            }
+            if (msgs.is_object() && msgs.contains("messages")) msgs = msgs["messages"];
+            if (!msgs.is_array())
+              fail(ErrorCode::kInvalidArgument, o->messages, " must hold a list of messages");
+            std::cout << render_chat(m, msgs);
+            return 0;
+          }};
 }
 
 // Debug/test hook: teacher-forced logits of every position, raw float32 rows, written to --out.
-// --chunks N splits the sequence into N prefill steps to exercise the paged cache.
-int cmd_logits(const std::vector<std::string>& argv) {
-  Args a(argv, {"model", "ids", "out", "threads", "chunk", "backend"}, {});
-  apply_threads(a);
-  LoadedModel m = load_model(a.get_or("model", default_model().name), true, backend_device(a));
-  auto ids = parse_ids(a.get_or("ids", ""));
-  if (ids.empty()) fail(ErrorCode::kInvalidArgument, "logits needs --ids 1,2,3");
-  const auto out_path = a.get("out");
-  if (!out_path) fail(ErrorCode::kInvalidArgument, "logits needs --out FILE");
-  const size_t chunk = static_cast<size_t>(std::max(1, a.get_int("chunk", 1 << 30)));
-  model::LocalRunner runner(
-      *m.model, {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
-  const int seq = runner.add_sequence();
-  std::ofstream out(*out_path, std::ios::binary);
-  for (size_t i = 0; i < ids.size(); i += chunk) {
-    const size_t n = std::min(chunk, ids.size() - i);
-    const model::LocalRunner::Chunk c{.seq = seq, .tokens = {ids.data() + i, n}};
-    const Tensor logits = to_host(runner.step({&c, 1}, /*all_rows=*/true));
-    out.write(static_cast<const char*>(logits.data()),
-              static_cast<std::streamsize>(logits.nbytes()));
-  }
-  return out.good() ? 0 : 1;
+// --chunk N prefills N tokens per step to exercise the paged cache.
+Command add_logits(CLI::App& root) {
+  struct Opts {
+    std::string model = default_model().name, ids, out, backend = "cpu";
+    int threads = 0, chunk = 1 << 30;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand(
+      "logits", "teacher-forced logits of every position, raw float32 rows (a test hook)");
+  c->add_option("--model", o->model, "a GGUF file, a Hugging Face directory or a known model name")
+      ->capture_default_str();
+  c->add_option("--ids", o->ids, "the token ids: 1,2,3")->required();
+  c->add_option("--out", o->out, "the file the rows are written to")->required();
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--chunk", o->chunk, "tokens per prefill step")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  add_backend_option(c, o->backend);
+  return {c, [o] {
+            if (o->threads > 0) omp_set_num_threads(o->threads);
+            LoadedModel m = load_model(o->model, true, {parse_device_type(o->backend), 0});
+            auto ids = parse_ids(o->ids);
+            if (ids.empty()) fail(ErrorCode::kInvalidArgument, "logits needs --ids 1,2,3");
+            const size_t chunk = static_cast<size_t>(o->chunk);
+            model::LocalRunner runner(
+                *m.model,
+                {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
+            const int seq = runner.add_sequence();
+            std::ofstream out(o->out, std::ios::binary);
+            for (size_t i = 0; i < ids.size(); i += chunk) {
+              const size_t n = std::min(chunk, ids.size() - i);
+              const model::LocalRunner::Chunk ch{.seq = seq, .tokens = {ids.data() + i, n}};
+              const Tensor logits = to_host(runner.step({&ch, 1}, /*all_rows=*/true));
+              out.write(static_cast<const char*>(logits.data()),
+                        static_cast<std::streamsize>(logits.nbytes()));
+            }
+            return out.good() ? 0 : 1;
+          }};
 }
 
 }  // namespace tessera::cli

@@ -1,20 +1,20 @@
-// The tessera subcommands. Each takes the arguments after its name and returns an exit code;
-// errors are thrown as tessera::Error and reported by main().
+// The tessera subcommands. Each add_* registers its options on the root CLI11 app (defaults live
+// in those option definitions) and returns the action that runs it; errors are thrown as
+// tessera::Error and reported by run_cli() with exit code 1.
 #pragma once
 
-#include <string>
-#include <vector>
+#include "cli_app.h"
 
 namespace tessera::cli {
 
-int cmd_models(const std::vector<std::string>& args);
-int cmd_generate(const std::vector<std::string>& args);
-int cmd_chat(const std::vector<std::string>& args);
-int cmd_tokenize(const std::vector<std::string>& args);
-int cmd_template(const std::vector<std::string>& args);
-int cmd_logits(const std::vector<std::string>& args);
-int cmd_serve(const std::vector<std::string>& args);
-int cmd_bench(const std::vector<std::string>& args);  // bench_cmd.cpp: load-testing client
-int cmd_plan(const std::vector<std::string>& args);   // plan_cmd.cpp: T x P layout planner
+Command add_models(CLI::App& root);
+Command add_generate(CLI::App& root);
+Command add_chat(CLI::App& root);
+Command add_tokenize(CLI::App& root);
+Command add_template(CLI::App& root);
+Command add_logits(CLI::App& root);
+Command add_serve(CLI::App& root);  // serve.cpp
+Command add_bench(CLI::App& root);  // bench_cmd.cpp: load-testing client
+Command add_plan(CLI::App& root);   // plan_cmd.cpp: T x P layout planner
 
 }  // namespace tessera::cli

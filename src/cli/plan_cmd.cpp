@@ -1,9 +1,9 @@
 // `tessera plan`: how to lay a model out over N GPUs (tensor x pipeline parallelism), from the
 // planner's arithmetic (include/tessera/planner/planner.h). Reads only file headers.
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
-#include "args.h"
 #include "commands.h"
 #include "model_registry.h"
 #include "tessera/core/error.h"
@@ -11,34 +11,65 @@
 
 namespace tessera::cli {
 
-int cmd_plan(const std::vector<std::string>& argv) {
-  Args a(argv,
-         {"model", "gpus", "gpus-per-node", "gpu-memory", "gpu-memory-utilization", "context",
-          "batch", "max-batched-tokens", "dtype", "kv-dtype"},
-         {"json"});
-  if (!a.positionals().empty())
-    fail(ErrorCode::kInvalidArgument, "plan: unexpected argument '", a.positionals()[0],
-         "'; usage: tessera plan --model M --gpus N [--gpu-memory GB] [--context L] [--batch B] "
-         "[--json]");
-  if (!a.get("gpus")) fail(ErrorCode::kInvalidArgument, "plan: --gpus N is required");
-  const planner::PlanParams params{
-      .gpus = a.get_int("gpus", 1),
-      .gpus_per_node = a.get_int("gpus-per-node", 0),
-      .gpu_memory_gb = a.get_double("gpu-memory", 80.0),
-      .gpu_memory_utilization = a.get_double("gpu-memory-utilization", 0.9),
-      .context = a.get_int("context", 4096),
-      .batch = a.get_int("batch", 1),
-      .max_batched_tokens = a.get_int("max-batched-tokens", 2048),
-      .kv_bits = planner::dtype_bits(a.get_or("kv-dtype", "bf16")),
+Command add_plan(CLI::App& root) {
+  struct Opts {
+    std::string model = default_model().name, dtype = "bf16", kv_dtype = "bf16";
+    int gpus = 0, gpus_per_node = 0, context = 4096, batch = 1, max_batched_tokens = 2048;
+    double gpu_memory = 80.0, gpu_memory_utilization = 0.9;
+    bool json = false;
   };
-  const std::string path = resolve_model_path(a.get_or("model", default_model().name));
-  const planner::ModelSpec spec = planner::load_model_spec(path, a.get_or("dtype", "bf16"));
-  const planner::Plan plan = planner::make_plan(spec, params);
-  if (a.flag("json"))
-    std::cout << planner::plan_to_json(spec, plan).dump(2) << "\n";
-  else
-    std::cout << planner::format_plan(spec, plan);
-  return 0;
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand(
+      "plan", "T x P layouts of a model over N GPUs: memory and communication per GPU");
+  const auto dtypes = CLI::IsMember({"bf16", "f16", "fp16", "f32", "fp32", "int8", "fp8", "q8", "int4", "q4"});
+  c->add_option("--model", o->model,
+                "a GGUF file, a Hugging Face directory, a config.json or a known model name")
+      ->capture_default_str();
+  c->add_option("--gpus", o->gpus, "the number of GPUs")->required()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (0: 8, or --gpus if fewer)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--gpu-memory", o->gpu_memory, "memory per GPU in GB (1e9 bytes)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
+                "the share of GPU memory to use, in (0, 1]")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--context", o->context, "context length in tokens")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  c->add_option("--batch", o->batch, "concurrent sequences")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  c->add_option("--max-batched-tokens", o->max_batched_tokens, "prefill chunk in tokens")
+      ->check(CLI::Range(1, 1 << 30))
+      ->capture_default_str();
+  c->add_option("--dtype", o->dtype, "weight dtype of a bare config.json")
+      ->check(dtypes)
+      ->capture_default_str();
+  c->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype")->check(dtypes)->capture_default_str();
+  c->add_flag("--json", o->json, "print the plan as JSON");
+  return {c, [o] {
+            const planner::PlanParams params{
+                .gpus = o->gpus,
+                .gpus_per_node = o->gpus_per_node,
+                .gpu_memory_gb = o->gpu_memory,
+                .gpu_memory_utilization = o->gpu_memory_utilization,
+                .context = o->context,
+                .batch = o->batch,
+                .max_batched_tokens = o->max_batched_tokens,
+                .kv_bits = planner::dtype_bits(o->kv_dtype),
+            };
+            const std::string path = resolve_model_path(o->model);
+            const planner::ModelSpec spec = planner::load_model_spec(path, o->dtype);
+            const planner::Plan plan = planner::make_plan(spec, params);
+            if (o->json)
+              std::cout << planner::plan_to_json(spec, plan).dump(2) << "\n";
+            else
+              std::cout << planner::format_plan(spec, plan);
+            return 0;
+          }};
 }
 
 }  // namespace tessera::cli

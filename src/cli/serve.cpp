@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 
-#include "args.h"
 #include "commands.h"
 #include "model_registry.h"
 #include "tessera/core/error.h"
@@ -72,21 +72,30 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 }
 #endif
 
-}  // namespace
+#if TESSERA_HAVE_HTTP
+struct ServeOpts {
+  std::string model = default_model().name, served_model_name, backend = "cpu", config;
+  // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
+  std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
+  int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
+  int max_num_seqs = 64, max_num_batched_tokens = 2048, max_waiting = 1024, kv_cache_mb = 512,
+      block_size = 16, threads = 0, io_threads = 2, request_threads = 2, node_rank = 0;
+  int max_n = server::RequestLimits{}.max_n, max_request_tokens = 0;
+  double drain_timeout = 30.0;
+  bool no_prefix_caching = false, no_warmup = false, in_process_worker = false,
+       parse_special_in_user_content = false, metrics_without_api_key = false;
+  std::map<std::string, CLI::Option*> opt;  // by flag name: was it given?
+  bool given(const std::string& name) const { return opt.at(name)->count() > 0; }
+};
 
-int cmd_serve(const std::vector<std::string>& argv) {
-#if !TESSERA_HAVE_HTTP
-  fail(ErrorCode::kUnsupported, "this build has no HTTP server (TESSERA_SERVER=OFF)");
-#else
-  Args a(argv,
-         {"model", "host", "http-port", "api-key", "served-model-name", "max-num-seqs",
-          "max-num-batched-tokens", "max-waiting", "kv-cache-mb", "block-size", "threads", "backend",
-          "drain-timeout", "io-threads", "request-threads", "grpc-port", "config", "node-rank",
-          "max-n", "max-request-tokens", "tls-cert", "tls-key"},
-         {"no-prefix-caching", "no-warmup", "in-process-worker", "parse-special-in-user-content",
-          "metrics-without-api-key"});
-  const std::string model_arg = a.get_or("model", default_model().name);
-  if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
+// The value of a flag that has a topology counterpart: the flag when given, else the file's.
+template <class T>
+T pick(const ServeOpts& o, const std::string& flag, const T& flag_value, const T& file_value) {
+  return o.given(flag) ? flag_value : file_value;
+}
+
+int run_serve(const ServeOpts& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
 
   // Block the signals before any thread starts so that only sigwait() below receives them.
   sigset_t signals;
@@ -96,58 +105,68 @@ int cmd_serve(const std::vector<std::string>& argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // With a topology file: the worker group it describes (node 0 serves, other nodes run ranks).
+  // One precedence rule: a flag given on the command line wins over the file, the file over the
+  // flag's default.
   std::optional<Launch> launch;
-  if (auto cfg = a.get("config")) {
-    const int node_rank = a.get_int("node-rank", 0);
-    launch = launch_from_config(*cfg, node_rank);
-    if (node_rank > 0) return run_worker_node(*launch, node_rank);
+  if (o.given("config")) {
+    launch = launch_from_config(o.config, o.node_rank);
+    engine::EngineConfig& e = launch->engine;
+    e.served_model_name = pick(o, "served-model-name", o.served_model_name, e.served_model_name);
+    e.limits.max_num_seqs = pick(o, "max-num-seqs", o.max_num_seqs, e.limits.max_num_seqs);
+    e.limits.max_num_batched_tokens =
+        pick(o, "max-num-batched-tokens", o.max_num_batched_tokens, e.limits.max_num_batched_tokens);
+    e.limits.max_waiting = pick(o, "max-waiting", o.max_waiting, e.limits.max_waiting);
+    e.block_size = pick(o, "block-size", o.block_size, e.block_size);
+    e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
+    if (o.no_prefix_caching) e.enable_prefix_caching = false;
+    if (o.node_rank > 0) return run_worker_node(*launch, o.node_rank);
   }
-  const std::string path = launch ? launch->engine.model_path : resolve_model_path(model_arg);
+  const std::string path = launch ? launch->engine.model_path : resolve_model_path(o.model);
   const config::ListenSpec listen = launch ? launch->topo.listen : config::ListenSpec{};
-  engine::EngineConfig ec =
+  const engine::EngineConfig ec =
       launch ? launch->engine
              : engine::EngineConfig{
                    .model_path = path,
-                   .served_model_name = a.get_or("served-model-name",
-                                                 find_known_model(model_arg) ? model_arg : path),
-                   .limits = {.max_num_seqs = a.get_int("max-num-seqs", 64),
-                              .max_num_batched_tokens = a.get_int("max-num-batched-tokens", 2048),
-                              .max_waiting = a.get_int("max-waiting", 1024)},
-                   .block_size = a.get_int("block-size", 16),
-                   .kv_cache_bytes = static_cast<size_t>(a.get_int("kv-cache-mb", 512)) << 20,
-                   .enable_prefix_caching = !a.flag("no-prefix-caching"),
-                   .device = {parse_device_type(a.get_or("backend", "cpu")), 0},
+                   .served_model_name = o.given("served-model-name") ? o.served_model_name
+                                        : find_known_model(o.model) ? o.model
+                                                                    : path,
+                   .limits = {.max_num_seqs = o.max_num_seqs,
+                              .max_num_batched_tokens = o.max_num_batched_tokens,
+                              .max_waiting = o.max_waiting},
+                   .block_size = o.block_size,
+                   .kv_cache_bytes = static_cast<size_t>(o.kv_cache_mb) << 20,
+                   .enable_prefix_caching = !o.no_prefix_caching,
+                   .device = {parse_device_type(o.backend), 0},
                    // The worker runs in its own process (`tessera worker`) unless asked otherwise.
                    .worker_executable =
-                       a.flag("in-process-worker")
+                       o.in_process_worker
                            ? std::string()
                            : std::filesystem::read_symlink("/proc/self/exe").string()};
-  // Flags given on the command line win over the file.
-  const std::string host = a.get_or("host", listen.host);
-  const int http_port = a.get_int("http-port", listen.http_port);
-  const std::string api_key = a.get_or("api-key", listen.api_key);
-  const int grpc_port = a.get("grpc-port") ? a.get_int("grpc-port", 0) : listen.grpc_port;
+  const std::string host = pick(o, "host", o.host, listen.host);
+  const int http_port = pick(o, "http-port", o.http_port, listen.http_port);
+  const std::string api_key = pick(o, "api-key", o.api_key, listen.api_key);
+  const int grpc_port = pick(o, "grpc-port", o.grpc_port, listen.grpc_port);
   // TLS for both ports, read and checked before the model loads so that a bad file fails fast.
-  const server::TlsCredentials tls =
-      load_tls(a.get_or("tls-cert", listen.tls_cert), a.get_or("tls-key", listen.tls_key));
+  const server::TlsCredentials tls = load_tls(pick(o, "tls-cert", o.tls_cert, listen.tls_cert),
+                                              pick(o, "tls-key", o.tls_key, listen.tls_key));
   const char* scheme = tls.enabled() ? "https" : "http";
 
   TESSERA_LOG_INFO("loading {}", path);
   engine::LlmEngine engine(ec);
   engine.start();
-  if (!a.flag("no-warmup")) warm_up(engine);
+  if (!o.no_warmup) warm_up(engine);
   // One set of request limits for both front ends.
   server::RequestLimits limits;
-  limits.max_n = a.get_int("max-n", limits.max_n);
-  limits.max_request_tokens = a.get_int("max-request-tokens", 0);
-  limits.user_special_tokens_as_text = !a.flag("parse-special-in-user-content");
+  limits.max_n = o.max_n;
+  limits.max_request_tokens = o.max_request_tokens;
+  limits.user_special_tokens_as_text = !o.parse_special_in_user_content;
   server::HttpServer http(engine, {.host = host,
                                    .port = http_port,
                                    .api_key = api_key,
-                                   .metrics_without_api_key = a.flag("metrics-without-api-key"),
+                                   .metrics_without_api_key = o.metrics_without_api_key,
                                    .limits = limits,
-                                   .threads = a.get_int("io-threads", 2),
-                                   .request_threads = a.get_int("request-threads", 2),
+                                   .threads = o.io_threads,
+                                   .request_threads = o.request_threads,
                                    .served_model_name = ec.served_model_name,
                                    .tls = tls});
   http.start();
@@ -171,11 +190,82 @@ int cmd_serve(const std::vector<std::string>& argv) {
   sigwait(&signals, &sig);
   TESSERA_LOG_INFO("signal {}: draining", sig);
   http.stop_accepting();
-  engine.shutdown(a.get_double("drain-timeout", 30.0));
+  engine.shutdown(o.drain_timeout);
   if (grpc) grpc->stop();
   http.stop();
   TESSERA_LOG_INFO("stopped");
   return 0;
+}
+#endif
+
+}  // namespace
+
+Command add_serve(CLI::App& root) {
+  CLI::App* c = root.add_subcommand(
+      "serve", "the OpenAI-compatible HTTP (and gRPC) server; the worker in its own process");
+#if !TESSERA_HAVE_HTTP
+  return {c, []() -> int {
+            fail(ErrorCode::kUnsupported, "this build has no HTTP server (TESSERA_SERVER=OFF)");
+          }};
+#else
+  auto o = std::make_shared<ServeOpts>();
+  const auto add = [&](const std::string& name, auto& var, const std::string& help) {
+    CLI::Option* opt = c->add_option("--" + name, var, help)->capture_default_str();
+    o->opt[name] = opt;
+    return opt;
+  };
+  const auto flag = [&](const std::string& name, bool& var, const std::string& help) {
+    o->opt[name] = c->add_flag("--" + name, var, help);
+  };
+  const CLI::Range port(0, 65535), positive(1, 1 << 30);
+  add("model", o->model, "a GGUF file, a Hugging Face directory or a known model name");
+  add("config", o->config, "a topology YAML (configs/): serve its worker group");
+  add("node-rank", o->node_rank, "with --config: this node's index (0 serves, others run ranks)")
+      ->check(CLI::NonNegativeNumber);
+  add("host", o->host, "bind address [topology: listen.host]");
+  add("http-port", o->http_port, "HTTP port (0: any free port) [topology: listen.http_port]")
+      ->check(port);
+  add("grpc-port", o->grpc_port,
+      "gRPC port (0: any free port, -1: no gRPC) [topology: listen.grpc_port]")
+      ->check(CLI::Range(-1, 65535));
+  add("api-key", o->api_key, "require Authorization: Bearer KEY [topology: listen.api_key]");
+  add("tls-cert", o->tls_cert, "PEM certificate chain: HTTPS and gRPC over TLS "
+      "[topology: listen.tls_cert]");
+  add("tls-key", o->tls_key, "PEM private key of --tls-cert [topology: listen.tls_key]");
+  add("served-model-name", o->served_model_name,
+      "the model name clients use (default: the known name, or the path) [topology: "
+      "model.served_name]");
+  add("max-num-seqs", o->max_num_seqs, "sequences per step [topology: scheduler.max_num_seqs]")
+      ->check(CLI::Range(1, 1 << 16));
+  add("max-num-batched-tokens", o->max_num_batched_tokens,
+      "tokens per step [topology: scheduler.max_num_batched_tokens]")
+      ->check(positive);
+  add("max-waiting", o->max_waiting,
+      "queued requests before 429 [topology: scheduler.max_waiting]")
+      ->check(positive);
+  add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
+      ->check(positive);
+  add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
+      ->check(CLI::Range(1, 1024));
+  add_backend_option(c, o->backend);
+  add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
+  add("request-threads", o->request_threads, "threads that parse and tokenize request bodies")
+      ->check(CLI::Range(1, 1024));
+  add("drain-timeout", o->drain_timeout, "seconds running requests may finish after SIGTERM")
+      ->check(CLI::NonNegativeNumber);
+  add("max-n", o->max_n, "most choices per prompt (n)")->check(CLI::Range(1, 1 << 16));
+  add("max-request-tokens", o->max_request_tokens,
+      "most prompt + max_tokens per request (0: 16 x the context)")
+      ->check(CLI::NonNegativeNumber);
+  flag("no-prefix-caching", o->no_prefix_caching,
+       "do not reuse cached prompt prefixes [topology: scheduler.enable_prefix_caching]");
+  flag("no-warmup", o->no_warmup, "skip the warm-up generation before the listeners open");
+  flag("in-process-worker", o->in_process_worker, "run the worker in this process");
+  flag("parse-special-in-user-content", o->parse_special_in_user_content,
+       "let user text spell special tokens (vLLM's behaviour)");
+  flag("metrics-without-api-key", o->metrics_without_api_key, "serve /metrics without the key");
+  return {c, [o] { return run_serve(*o); }};
 #endif
 }
 

@@ -1,11 +1,12 @@
+// `tessera worker`: one rank of a worker group; its options come from the launcher.
 #include "worker_cmd.h"
 
 #include <omp.h>
 
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 
-#include "args.h"
 #include "tessera/core/error.h"
 #include "tessera/worker/group_worker.h"
 
@@ -28,50 +29,85 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 
 }  // namespace
 
-int cmd_worker(const std::vector<std::string>& args) {
-  const Args a(args,
-               {"model", "num-blocks", "block-size", "kv-cache-mb", "threads", "rank", "tp",
-                "pp", "layer-split", "store", "group-id", "comm", "bind-host", "fingerprint",
-                "connect-timeout", "collective-timeout", "heartbeat", "device", "backend"},
-               {});
-  const auto model = a.get("model");
-  if (!model) fail(ErrorCode::kInvalidArgument, "worker: --model is required");
-  const int kv_mb = a.get_int("kv-cache-mb", 256);
-  if (kv_mb < 0) fail(ErrorCode::kInvalidArgument, "worker: --kv-cache-mb must be >= 0");
-  if (const int t = a.get_int("threads", 0); t > 0) omp_set_num_threads(t);
-  const int device_index = a.get_int("device", 0);
-  if (device_index < 0) fail(ErrorCode::kInvalidArgument, "worker: --device must be >= 0");
-  const worker::WorkerParams wp{
-      .model_path = *model,
-      .num_blocks = a.get_int("num-blocks", 0),
-      .block_size = a.get_int("block-size", 16),
-      .kv_cache_bytes = static_cast<size_t>(kv_mb) << 20,
-      .device = {parse_device_type(a.get_or("backend", "cpu")), device_index}};
-  // Everything a rank needs comes from the launcher's command line and the coordinator's store.
-  const std::string store = a.get_or("store", "");
-  const auto colon = store.rfind(':');
-  if (colon == std::string::npos)
-    fail(ErrorCode::kInvalidArgument, "worker: --store HOST:PORT is required");
-  return worker::run_group_worker(
-      {.worker = wp,
-       .rank = a.get_int("rank", 0),
-       .tensor = a.get_int("tp", 1),
-       .pipeline = a.get_int("pp", 1),
-       .layer_split = a.get("layer-split") ? int_list(*a.get("layer-split"), "--layer-split")
-                                           : std::vector<int>{},
-       .store_host = store.substr(0, colon),
-       .store_port = std::stoi(store.substr(colon + 1)),
-       .group_id = a.get_or("group-id", "g0"),
-       .comm = a.get_or("comm", "gloo"),
-       .bind_host = a.get_or("bind-host", "127.0.0.1"),
-       .fingerprint = a.get_or("fingerprint", ""),
-       .connect_timeout_seconds = a.get_double("connect-timeout", 120.0),
-       .collective_timeout_seconds = a.get_double("collective-timeout", 30.0),
-       .heartbeat_seconds = a.get_double("heartbeat", 1.0),
-       .secret = [] {
-         const char* s = std::getenv(worker::kGroupSecretEnv);
-         return std::string(s ? s : "");
-       }()});
+Command add_worker(CLI::App& root) {
+  struct Opts {
+    std::string model, backend = "cpu", layer_split, store, group_id = "g0", comm = "gloo",
+                                         bind_host = "127.0.0.1", fingerprint;
+    int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
+        device = 0;
+    double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* c = root.add_subcommand("worker", "one rank of a worker group (internal)");
+  c->group("");  // hidden from `tessera --help`: the engine starts it
+  c->add_option("--model", o->model, "the model path")->required();
+  c->add_option("--num-blocks", o->num_blocks, "KV blocks (0: from --kv-cache-mb)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--block-size", o->block_size, "tokens per KV block")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--threads", o->threads, "OpenMP threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--rank", o->rank, "world rank")->check(CLI::NonNegativeNumber)->capture_default_str();
+  c->add_option("--tp", o->tp, "tensor-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  c->add_option("--pp", o->pp, "pipeline-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  c->add_option("--layer-split", o->layer_split, "layers per pipeline stage: 12,12");
+  c->add_option("--store", o->store, "the coordinator's rendezvous store HOST:PORT")->required();
+  c->add_option("--group-id", o->group_id, "the worker group's id")->capture_default_str();
+  c->add_option("--comm", o->comm, "the collectives library")->capture_default_str();
+  c->add_option("--bind-host", o->bind_host, "the address this rank listens on")->capture_default_str();
+  c->add_option("--fingerprint", o->fingerprint, "the model and layout every rank must share");
+  c->add_option("--connect-timeout", o->connect_timeout, "seconds to wait for the group")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--collective-timeout", o->collective_timeout, "seconds a collective may take")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--heartbeat", o->heartbeat, "seconds between heartbeats")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--device", o->device, "the device index")->check(CLI::NonNegativeNumber)->capture_default_str();
+  add_backend_option(c, o->backend);
+  return {c, [o] {
+            if (o->threads > 0) omp_set_num_threads(o->threads);
+            const worker::WorkerParams wp{
+                .model_path = o->model,
+                .num_blocks = o->num_blocks,
+                .block_size = o->block_size,
+                .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
+                .device = {parse_device_type(o->backend), o->device}};
+            // Everything a rank needs comes from the launcher's command line and the
+            // coordinator's store.
+            const auto colon = o->store.rfind(':');
+            if (colon == std::string::npos)
+              fail(ErrorCode::kInvalidArgument, "worker: --store HOST:PORT is required");
+            return worker::run_group_worker(
+                {.worker = wp,
+                 .rank = o->rank,
+                 .tensor = o->tp,
+                 .pipeline = o->pp,
+                 .layer_split = o->layer_split.empty()
+                                    ? std::vector<int>{}
+                                    : int_list(o->layer_split, "--layer-split"),
+                 .store_host = o->store.substr(0, colon),
+                 .store_port = std::stoi(o->store.substr(colon + 1)),
+                 .group_id = o->group_id,
+                 .comm = o->comm,
+                 .bind_host = o->bind_host,
+                 .fingerprint = o->fingerprint,
+                 .connect_timeout_seconds = o->connect_timeout,
+                 .collective_timeout_seconds = o->collective_timeout,
+                 .heartbeat_seconds = o->heartbeat,
+                 .secret = [] {
+                   const char* s = std::getenv(worker::kGroupSecretEnv);
+                   return std::string(s ? s : "");
+                 }()});
+          }};
 }
 
 }  // namespace tessera::cli

@@ -1,12 +1,11 @@
 // `tessera worker`: one rank of a worker group, the child side of a WorkerGroupExecutor (internal;
-// started by the engine or a node agent).
+// started by the engine or a node agent, hidden from `tessera --help`).
 #pragma once
 
-#include <string>
-#include <vector>
+#include "cli_app.h"
 
 namespace tessera::cli {
 
-int cmd_worker(const std::vector<std::string>& args);
+Command add_worker(CLI::App& root);
 
 }  // namespace tessera::cli

@@ -76,14 +76,15 @@ def test_chat_turns_reuse_the_prefix_cache():
     assert out.stdout.count("> ") == 3
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["generate", "--model", "no-such-model", "--prompt", "x"], "no-such-model"),
-    (["generate", "--model", MODEL, "--prompt", "x", "--top-p", "0"], "top_p"),
-    (["generate", "--model", MODEL, "--prompt", "x", "--bogus"], "unknown option --bogus"),
-    (["generate", "--model", MODEL, "--prompt-ids", "999999"], "999999"),
-    (["tokenize", "--model", "/etc/hostname", "x"], "/etc/hostname"),
+# Exit code 1: a runtime error; 2: a usage error (unknown option, bad or out-of-range value).
+@pytest.mark.parametrize("args,needle,code", [
+    (["generate", "--model", "no-such-model", "--prompt", "x"], "no-such-model", 1),
+    (["generate", "--model", MODEL, "--prompt", "x", "--top-p", "0"], "top_p", 1),
+    (["generate", "--model", MODEL, "--prompt", "x", "--bogus"], "unknown option --bogus", 2),
+    (["generate", "--model", MODEL, "--prompt-ids", "999999"], "999999", 1),
+    (["tokenize", "--model", "/etc/hostname", "x"], "/etc/hostname", 1),
 ])
-def test_bad_input_is_a_clear_error(args, needle):
+def test_bad_input_is_a_clear_error(args, needle, code):
     out = run(*args, ok=False)
-    assert out.returncode == 1
+    assert out.returncode == code
     assert needle in out.stderr

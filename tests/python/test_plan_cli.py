@@ -92,8 +92,8 @@ def test_table_and_nothing_fits(llama70b):
 
 
 def test_bad_arguments(llama70b, tmp_path):
-    assert run("--model", llama70b, ok=False).returncode == 1  # --gpus missing
+    assert run("--model", llama70b, ok=False).returncode == 2  # --gpus missing: a usage error
     bad = run("--model", llama70b, "--gpus", "8", "--dtype", "int3", ok=False)
-    assert bad.returncode == 1 and "int3" in bad.stderr
+    assert bad.returncode == 2 and "int3" in bad.stderr and "--dtype" in bad.stderr
     missing = run("--model", str(tmp_path / "nope.json"), "--gpus", "2", ok=False)
     assert missing.returncode == 1 and "nope.json" in missing.stderr

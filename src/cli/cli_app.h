@@ -1,0 +1,31 @@
+// The command line on CLI11: each subcommand registers its options (with their meaning, type,
+// default and valid range, shown by --help) on the root app and returns the action to run when it
+// is chosen. run_cli() parses, reports usage errors (exit 2, with a "did you mean" for a
+// mistyped option) and runtime errors (exit 1).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace tessera::cli {
+
+// A registered subcommand and what it runs; `run` returns the exit code.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+// The option of `app` closest to `typed` (e.g. "--max-token" -> "--max-tokens") within a small
+// edit distance, or "" when none is close.
+std::string suggest_option(const CLI::App& app, const std::string& typed);
+
+// Adds --backend cpu|guarded|cuda (the device a model runs on) to `app`, bound to `backend`.
+CLI::Option* add_backend_option(CLI::App* app, std::string& backend);
+
+// Parses argv, runs the chosen subcommand and returns the process exit code:
+// 0 ok, 1 runtime error, 2 usage error.
+int run_cli(int argc, char** argv);
+
+}  // namespace tessera::cli
