@@ -30,9 +30,26 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 
 int cmd_worker(const std::vector<std::string>& args) {
   const Args a(args,
-               {"model", "num-blocks", "block-size", "kv-cache-mb", "threads", "rank", "tp",
-                "pp", "layer-split", "store", "group-id", "comm", "bind-host", "fingerprint",
-                "connect-timeout", "collective-timeout", "heartbeat", "device", "backend"},
+               {"model",
+                "num-blocks",
+                "block-size",
+                "kv-cache-mb",
+                "threads",
+                "rank",
+                "tp",
+                "pp",
+                "ep",
+                "layer-split",
+                "store",
+                "group-id",
+                "comm",
+                "bind-host",
+                "fingerprint",
+                "connect-timeout",
+                "collective-timeout",
+                "heartbeat",
+                "device",
+                "backend"},
                {});
   const auto model = a.get("model");
   if (!model) fail(ErrorCode::kInvalidArgument, "worker: --model is required");
@@ -57,6 +74,7 @@ int cmd_worker(const std::vector<std::string>& args) {
        .rank = a.get_int("rank", 0),
        .tensor = a.get_int("tp", 1),
        .pipeline = a.get_int("pp", 1),
+       .expert = a.get_int("ep", 1),
        .layer_split = a.get("layer-split") ? int_list(*a.get("layer-split"), "--layer-split")
                                            : std::vector<int>{},
        .store_host = store.substr(0, colon),
