@@ -103,11 +103,11 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       ep_(ep),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
-  // Pipeline stages split MoE layers like dense ones; tensor parallelism would need the experts
-  // split (expert parallelism), which is not there yet.
+  // Pipeline stages split MoE layers like dense ones; the experts are split by expert
+  // parallelism (shard_.ep_size), not by tensor parallelism.
   if (c.is_moe() && shard_.tp_size > 1)
-    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (expert parallelism is ",
-         "not implemented yet; pipeline stages work), got tensor=", shard_.tp_size);
+    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (split the experts with ",
+         "parallel.expert instead; pipeline stages work too), got tensor=", shard_.tp_size);
   if (shard_.ep_size > 1) {
     if (!c.is_moe())
       fail(ErrorCode::kInvalidArgument, "expert parallelism (expert=", shard_.ep_size,
