@@ -2,8 +2,8 @@
 
 #include <csignal>
 #include <cstdlib>
-#include <string_view>
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 #include "model_registry.h"
@@ -25,7 +25,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
   const std::string model_path = resolve_model_path(t.model.path);
   {
     const model::ModelConfig mc = model::open_weights(model_path)->config();
-    config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers);
+    config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers, mc.num_experts);
   }
   // Activations and the KV cache are f32 on every backend so far: a topology that asks for
   // f16/bf16 is refused, never run silently in f32.
@@ -37,6 +37,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
   engine::WorkerGroupParams g;
   g.tensor = t.parallel.tensor;
   g.pipeline = t.parallel.pipeline;
+  g.expert = t.parallel.expert;
   g.layer_split = t.parallel.layer_split;
   g.devices = node.devices;
   g.backend = t.backend;

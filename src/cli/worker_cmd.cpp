@@ -34,7 +34,7 @@ Command add_worker(CLI::App& root) {
     std::string model, backend = "cpu", layer_split, store, group_id = "g0", comm = "gloo",
                                          bind_host = "127.0.0.1", fingerprint;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
-        device = 0;
+        ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
   };
   auto o = std::make_shared<Opts>();
@@ -56,6 +56,9 @@ Command add_worker(CLI::App& root) {
   c->add_option("--rank", o->rank, "world rank")->check(CLI::NonNegativeNumber)->capture_default_str();
   c->add_option("--tp", o->tp, "tensor-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   c->add_option("--pp", o->pp, "pipeline-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  c->add_option("--ep", o->ep, "expert-parallel ranks per stage")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
   c->add_option("--layer-split", o->layer_split, "layers per pipeline stage: 12,12");
   c->add_option("--store", o->store, "the coordinator's rendezvous store HOST:PORT")->required();
   c->add_option("--group-id", o->group_id, "the worker group's id")->capture_default_str();
@@ -91,6 +94,7 @@ Command add_worker(CLI::App& root) {
                  .rank = o->rank,
                  .tensor = o->tp,
                  .pipeline = o->pp,
+                 .expert = o->ep,
                  .layer_split = o->layer_split.empty()
                                     ? std::vector<int>{}
                                     : int_list(o->layer_split, "--layer-split"),

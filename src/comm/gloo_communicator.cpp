@@ -189,6 +189,41 @@ class GlooCommunicator final : public Communicator {
     wait_all(op, posted, /*send=*/false, deadline);
   }
 
+  // Every rank posts a recv for each peer that sends it rows and a send for each peer it sends
+  // rows to, all under one collective slot, then waits for the recvs and then the sends: no
+  // ordering between pairs, so no deadlock. Empty blocks post nothing (both sides know the count).
+  void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                    const std::vector<int64_t>& recv_rows) override {
+    const char* op = "all_to_all_v";
+    check_usable(op);
+    check_cpu(in, op);
+    check_cpu(out, op);
+    const HostAccess open{&in, &out};
+    const auto l =
+        group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
+    auto* src = static_cast<uint8_t*>(in.data());
+    auto* dst = static_cast<uint8_t*>(out.data());
+    const auto me = static_cast<size_t>(rank_);
+    if (l.send_bytes[me] > 0)
+      std::memmove(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me]);
+    if (size_ == 1) return;
+    const uint64_t slot = next_collective_slot();
+    const auto deadline = op_deadline();
+    std::vector<Posted> recvs, sends;
+    for (int r = 0; r < size_; ++r) {
+      const auto i = static_cast<size_t>(r);
+      if (r != rank_ && l.recv_bytes[i] > 0)
+        post(op, recvs, r, dst + l.recv_off[i], l.recv_bytes[i], slot, false);
+    }
+    for (int r = 0; r < size_; ++r) {
+      const auto i = static_cast<size_t>(r);
+      if (r != rank_ && l.send_bytes[i] > 0)
+        post(op, sends, r, src + l.send_off[i], l.send_bytes[i], slot, true);
+    }
+    wait_all(op, recvs, false, deadline);
+    wait_all(op, sends, true, deadline);
+  }
+
   void barrier() override {
     const char* op = "barrier";
     check_usable(op);

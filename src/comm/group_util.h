@@ -1,5 +1,6 @@
-// Helpers shared by the Gloo and NCCL engines (private to src/comm): parameter checks, deadlines,
-// and the registration step that lets a connect timeout name the ranks that never showed up.
+// Helpers shared by the engines (private to src/comm): parameter checks, deadlines, the
+// registration step that lets a connect timeout name the ranks that never showed up, and
+// all_to_all_v's checked block layout (all_to_all.cpp).
 #pragma once
 
 #include <chrono>
@@ -20,5 +21,20 @@ void check_params(const GroupParams& p, const char* engine);
 // Publishes "<name>/joined/<rank>" and waits until every rank of the group has; throws
 // kDeadlineExceeded naming the group and the ranks that never registered.
 void join(const GroupParams& p, Clock::time_point deadline);
+
+}  // namespace tessera::comm::group_util
+
+namespace tessera::comm::group_util {
+
+// all_to_all_v's byte layout, checked: per rank, the byte offset and length of its block in
+// `in` (send) and in `out` (recv). Throws kInvalidArgument naming the group and rank when the
+// counts do not match the group size, are negative, do not add up to the tensors' rows, or the
+// tensors differ in dtype or row shape.
+struct AllToAllLayout {
+  std::vector<size_t> send_off, send_bytes, recv_off, recv_bytes;
+};
+AllToAllLayout all_to_all_layout(const std::string& group, int rank, int size, const Tensor& in,
+                                 const std::vector<int64_t>& send_rows, const Tensor& out,
+                                 const std::vector<int64_t>& recv_rows);
 
 }  // namespace tessera::comm::group_util

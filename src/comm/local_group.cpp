@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "group_util.h"
 #include "tessera/comm/communicator.h"
 #include "tessera/core/error.h"
 
@@ -77,6 +78,39 @@ class LocalCommunicator final : public Communicator {
 
   void barrier() override {
     collective("barrier", nullptr, [](const std::vector<const void*>&) {});
+  }
+
+  // Each rank posts its input and layout; each then copies its own block out of every rank's
+  // input, checking that the sender's count is the one it expected.
+  void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                    const std::vector<int64_t>& recv_rows) override {
+    struct Post {
+      const uint8_t* data;
+      const group_util::AllToAllLayout* layout;
+    };
+    const auto l =
+        group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
+    const Post mine{static_cast<const uint8_t*>(in.data()), &l};
+    std::string mismatch;
+    collective("all_to_all_v", &mine, [&](const std::vector<const void*>& bufs) {
+      const auto me = static_cast<size_t>(rank_);
+      for (int r = 0; r < size_; ++r) {
+        const auto i = static_cast<size_t>(r);
+        const auto* p = static_cast<const Post*>(bufs[i]);
+        if (p->layout->send_bytes[me] != l.recv_bytes[i]) {
+          mismatch = "rank " + std::to_string(r) + " sends " +
+                     std::to_string(p->layout->send_bytes[me]) + " bytes, rank " +
+                     std::to_string(rank_) + " expects " + std::to_string(l.recv_bytes[i]);
+          continue;
+        }
+        if (l.recv_bytes[i] > 0)
+          std::memcpy(static_cast<uint8_t*>(out.data()) + l.recv_off[i],
+                      p->data + p->layout->send_off[me], l.recv_bytes[i]);
+      }
+    });
+    if (!mismatch.empty())
+      fail(ErrorCode::kInvalidArgument, "group ", name_, ": all_to_all_v on rank ", rank_,
+           ": counts disagree: ", mismatch);
   }
 
   void send(const Tensor& t, int peer) override {

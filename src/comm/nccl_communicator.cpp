@@ -128,6 +128,39 @@ class NcclCommunicator final : public Communicator {
     run(op, [&] { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, stream_); });
   }
 
+  // One NCCL group of a send and a recv per non-empty block (the self block is a device copy):
+  // NCCL matches them pairwise inside the group, so the order cannot deadlock.
+  void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                    const std::vector<int64_t>& recv_rows) override {
+    const char* op = "all_to_all_v";
+    check(in, op);
+    check(out, op);
+    const auto l =
+        group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
+    const auto* src = static_cast<const uint8_t*>(in.data());
+    auto* dst = static_cast<uint8_t*>(out.data());
+    run(op, [&]() -> ncclResult_t {
+      ncclResult_t r = ncclGroupStart();
+      if (r != ncclSuccess) return r;
+      for (int p = 0; p < size_ && r == ncclSuccess; ++p) {
+        const auto i = static_cast<size_t>(p);
+        if (p == rank_) continue;
+        if (l.send_bytes[i] > 0)
+          r = ncclSend(src + l.send_off[i], l.send_bytes[i], ncclUint8, p, comm_, stream_);
+        if (r == ncclSuccess && l.recv_bytes[i] > 0)
+          r = ncclRecv(dst + l.recv_off[i], l.recv_bytes[i], ncclUint8, p, comm_, stream_);
+      }
+      const ncclResult_t end = ncclGroupEnd();
+      if (r != ncclSuccess) return r;
+      const auto me = static_cast<size_t>(rank_);
+      if (end == ncclSuccess && l.send_bytes[me] > 0 &&
+          cudaMemcpyAsync(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me],
+                          cudaMemcpyDeviceToDevice, stream_) != cudaSuccess)
+        return ncclUnhandledCudaError;
+      return end;
+    });
+  }
+
   void barrier() override {
     run("barrier", [&] {
       return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_);

@@ -157,6 +157,12 @@ class ShmCommunicator final : public Communicator {
     wait_all(op, s, op_deadline());
   }
 
+  // Through Gloo's point-to-point pairs for now (a segment-based exchange would save a copy).
+  void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                    const std::vector<int64_t>& recv_rows) override {
+    check_usable("all_to_all_v");
+    p2p([&] { gloo_->all_to_all_v(in, send_rows, out, recv_rows); });
+  }
   void send(const Tensor& t, int peer) override {
     check_usable("send");
     p2p([&] { gloo_->send(t, peer); });

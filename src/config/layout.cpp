@@ -80,13 +80,30 @@ std::vector<int> TopologyConfig::stage_layers(int num_layers) const {
   return out;
 }
 
-void validate_for_model(const TopologyConfig& c, int num_heads, int num_kv_heads, int num_layers) {
+void validate_for_model(const TopologyConfig& c, int num_heads, int num_kv_heads, int num_layers,
+                        int num_experts) {
   if (num_heads < 1 || num_kv_heads < 1 || num_layers < 1 || num_heads % num_kv_heads != 0) {
     fail(ErrorCode::kInvalidArgument, c.source, ": the model's shape is inconsistent (", num_heads,
          " heads, ", num_kv_heads, " KV heads, ", num_layers, " layers)");
   }
   const int t = c.parallel.tensor;
   const int p = c.parallel.pipeline;
+  const int e = c.parallel.expert;
+  if (e > 1) {
+    const SourcePos epos = pos_or(c, {"parallel.expert", "parallel"});
+    if (num_experts == 0)
+      detail::fail_at(c.source, epos, "parallel.expert",
+                      detail::concat(e, " expert-parallel ranks for a dense model (no experts)"),
+                      "1");
+    if (num_experts % e != 0) {
+      std::string valid;
+      for (int d = 1; d <= num_experts; ++d)
+        if (num_experts % d == 0) valid += detail::concat(valid.empty() ? "" : ", ", d);
+      detail::fail_at(c.source, epos, "parallel.expert",
+                      detail::concat(e, " does not divide the model's ", num_experts, " experts"),
+                      detail::concat("expert sizes for ", num_experts, " experts: ", valid));
+    }
+  }
   const SourcePos tpos = pos_or(c, {"parallel.tensor", "parallel"});
   if (num_heads % t != 0) {
     detail::fail_at(

@@ -46,10 +46,12 @@ void parse_model(const Field& s, TopologyConfig& c) {
 void parse_parallel(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
       s.source, s.value, s.key, s.pos, "parallel.",
-      {"tensor", "pipeline", "layer_split", "micro_batches"}, [&](const Field& f) {
+      {"tensor", "pipeline", "layer_split", "micro_batches", "expert"}, [&](const Field& f) {
         c.positions[f.key] = f.pos;
         if (f.key == "parallel.tensor") {
           c.parallel.tensor = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
+        } else if (f.key == "parallel.expert") {
+          c.parallel.expert = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.pipeline") {
           c.parallel.pipeline = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.micro_batches") {
@@ -232,7 +234,14 @@ bool is_loopback(const std::string& host) {
 void check_layout(TopologyConfig& c) {
   const int t = c.parallel.tensor;
   const int p = c.parallel.pipeline;
+  const int e = c.parallel.expert;
   const std::string& src = c.source;
+  if (e > 1 && t > 1) {
+    fail_at(src, pos_or(c, {"parallel.expert", "parallel"}), "parallel.expert",
+            detail::concat("expert = ", e, " with tensor = ", t,
+                           ": expert and tensor parallelism do not combine yet"),
+            "tensor: 1 with any expert, or expert: 1");
+  }
   if (!c.parallel.layer_split.empty() && static_cast<int>(c.parallel.layer_split.size()) != p) {
     fail_at(src, pos_or(c, {"parallel.layer_split"}), "parallel.layer_split",
             detail::concat("has ", c.parallel.layer_split.size(),
@@ -241,7 +250,7 @@ void check_layout(TopologyConfig& c) {
   }
   if (c.nodes.empty()) {  // no `nodes:`: one local node with one slot per rank
     NodeSpec local{.name = "node0"};
-    for (int d = 0; d < t * p; ++d) local.devices.push_back(d);
+    for (int d = 0; d < e * t * p; ++d) local.devices.push_back(d);
     c.nodes.push_back(std::move(local));
   }
   int total = 0;
@@ -262,12 +271,17 @@ void check_layout(TopologyConfig& c) {
                                 " pipeline: ", total / cand);
     }
   }
-  if (t * p != total) {
-    fail_at(src, pos_or(c, {"parallel.tensor", "parallel.pipeline", "parallel", "nodes"}),
-            "parallel",
-            detail::concat("tensor x pipeline = ", t, " x ", p, " = ", t * p,
-                           " ranks, but the nodes list ", total, " devices (", per_node, ")"),
-            detail::concat(layouts, ", or list ", t * p, " devices"));
+  if (e * t * p != total) {
+    fail_at(
+        src,
+        pos_or(c, {"parallel.tensor", "parallel.pipeline", "parallel.expert", "parallel", "nodes"}),
+        "parallel",
+        e > 1 ? detail::concat("expert x tensor x pipeline = ", e, " x ", t, " x ", p, " = ",
+                               e * t * p, " ranks, but the nodes list ", total, " devices (",
+                               per_node, ")")
+              : detail::concat("tensor x pipeline = ", t, " x ", p, " = ", t * p,
+                               " ranks, but the nodes list ", total, " devices (", per_node, ")"),
+        detail::concat(layouts, ", or list ", e * t * p, " devices"));
   }
   for (size_t i = 0; i < c.nodes.size(); ++i) {
     if (c.nodes[i].devices.size() % static_cast<size_t>(t) != 0) {

@@ -2,8 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,8 +50,9 @@ bool comm_failure(ErrorCode c) {
 
 WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     : params_(p), group_id_(new_group_id()) {
-  const int T = p.tensor, P = p.pipeline, W = T * P;
-  if (T < 1 || P < 1) fail(ErrorCode::kInvalidArgument, "worker group of ", T, " x ", P);
+  const int T = p.tensor, P = p.pipeline, E = p.expert, W = E * T * P;
+  if (T < 1 || P < 1 || E < 1)
+    fail(ErrorCode::kInvalidArgument, "worker group of ", E, " x ", T, " x ", P);
   if (params_.local_ranks.empty())
     for (int r = 0; r < W; ++r) params_.local_ranks.push_back(r);
   if (params_.secret.empty()) params_.secret = random_secret();
@@ -63,16 +64,16 @@ WorkerGroupExecutor::WorkerGroupExecutor(const WorkerGroupParams& p)
     TESSERA_LOG_INFO(
         "pipeline stages of [{}] layers (balanced by weight bytes, LM head on the last)", s);
   }
-  output_rank_ = (P - 1) * T;
+  output_rank_ = (P - 1) * E * T;  // ep 0, tp 0 of the last stage
   info_.world_size = W;
-  info_.layout = "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " +
+  info_.layout = (E > 1 ? "EP=" + std::to_string(E) + " x " : std::string()) +
+                 "TP=" + std::to_string(T) + " x PP=" + std::to_string(P) + " over " +
                  (p.backend == "cuda" ? "nccl" : "gloo");
   ranks_.resize(static_cast<size_t>(W));
   for (int r = 0; r < W; ++r) ranks_[static_cast<size_t>(r)].rank = r;
   try {
-    store_ = std::make_unique<comm::StoreServer>(
-        comm::StoreServerParams{
-            .host = p.store_host, .port = p.store_port, .secret = params_.secret});
+    store_ = std::make_unique<comm::StoreServer>(comm::StoreServerParams{
+        .host = p.store_host, .port = p.store_port, .secret = params_.secret});
     int port = 0;
     listen_fd_ = comm::tcp::listen(p.control_host, port, "the worker group's control port");
     store_->set(worker::control_key(group_id_), [&] {
@@ -112,7 +113,8 @@ int WorkerGroupExecutor::store_port() const { return store_ ? store_->port() : 0
 
 std::string group_fingerprint(const WorkerGroupParams& p) {
   const std::string split = join_ints(p.layer_split);
-  return "T=" + std::to_string(p.tensor) + " P=" + std::to_string(p.pipeline) + " split=" + split +
+  return "E=" + std::to_string(p.expert) + " T=" + std::to_string(p.tensor) +
+         " P=" + std::to_string(p.pipeline) + " split=" + split +
          " block=" + std::to_string(p.worker.block_size) + " backend=" + p.backend;
 }
 
@@ -132,6 +134,8 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
                                    std::to_string(p.tensor),
                                    "--pp",
                                    std::to_string(p.pipeline),
+                                   "--ep",
+                                   std::to_string(p.expert),
                                    "--store",
                                    store_addr,
                                    "--group-id",
@@ -238,10 +242,9 @@ bool WorkerGroupExecutor::authenticate(int fd) {
       why = "no auth frame";
     } else if (in.frame.type != FrameType::kAuth) {
       why = "no group secret presented";
-    } else if (!secrets_equal(params_.secret,
-                              std::string_view(reinterpret_cast<const char*>(
-                                                   in.frame.payload.data()),
-                                               in.frame.payload.size()))) {
+    } else if (!secrets_equal(params_.secret, std::string_view(reinterpret_cast<const char*>(
+                                                                   in.frame.payload.data()),
+                                                               in.frame.payload.size()))) {
       why = "wrong group secret";
     }
   } catch (const Error& e) {
@@ -251,8 +254,7 @@ bool WorkerGroupExecutor::authenticate(int fd) {
   sockaddr_storage peer{};
   socklen_t len = sizeof peer;
   char host[64] = "?";
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
-      peer.ss_family == AF_INET)
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 && peer.ss_family == AF_INET)
     ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof host);
   TESSERA_LOG_WARN("group {}: refused a control connection from {}: {}", group_id_, host, why);
   return false;

@@ -96,17 +96,30 @@ void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, 
 }  // namespace
 
 LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Communicator* tp,
-                       std::shared_ptr<Allocator> device)
+                       std::shared_ptr<Allocator> device, comm::Communicator* ep)
     : config_(w.config()),
       shard_(shard),
       comm_(tp),
+      ep_(ep),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
-  // Pipeline stages split MoE layers like dense ones; tensor parallelism would need the experts
-  // split (expert parallelism), which is not there yet.
+  // Pipeline stages split MoE layers like dense ones; the experts are split by expert
+  // parallelism (shard_.ep_size), not by tensor parallelism.
   if (c.is_moe() && shard_.tp_size > 1)
-    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (expert parallelism is ",
-         "not implemented yet; pipeline stages work), got tensor=", shard_.tp_size);
+    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (split the experts with ",
+         "parallel.expert instead; pipeline stages work too), got tensor=", shard_.tp_size);
+  if (shard_.ep_size > 1) {
+    if (!c.is_moe())
+      fail(ErrorCode::kInvalidArgument, "expert parallelism (expert=", shard_.ep_size,
+           ") needs a MoE model; ", c.architecture, " has no experts");
+    if (shard_.tp_size > 1)
+      fail(ErrorCode::kUnsupported, "expert=", shard_.ep_size, " with tensor=", shard_.tp_size,
+           " is not supported (MoE models run with tensor=1)");
+    expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);  // checks the split
+    if (!ep_ || ep_->size() != shard_.ep_size || ep_->rank() != shard_.ep_rank)
+      fail(ErrorCode::kInvalidArgument, "expert-parallel rank ", shard_.ep_rank, " of ",
+           shard_.ep_size, " needs a communicator of that size and rank");
+  }
   if (shard_.num_layers < 0) shard_.num_layers = c.num_layers - shard_.first_layer;
   if (shard_.first_layer < 0 || shard_.num_layers < 1 ||
       shard_.first_layer + shard_.num_layers > c.num_layers)
@@ -162,7 +175,8 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
     if (c.is_moe()) {
-      L.moe = MoeLayer::load(w, c, l, {.first = 0, .count = c.num_experts});
+      const auto [first, count] = expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);
+      L.moe = MoeLayer::load(w, c, l, {.first = first, .count = count}, shard_.ep_rank == 0);
       layers_.push_back(std::move(L));
       continue;
     }
@@ -302,8 +316,8 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
   check_step_values(b, kp, c.vocab_size);
   if (!b.expert_tokens.empty() &&
       b.expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * c.num_experts)
-    fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(),
-         " expert counters for ", shard_.num_layers, " layers of ", c.num_experts, " experts");
+    fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(), " expert counters for ",
+         shard_.num_layers, " layers of ", c.num_experts, " experts");
   const StepMeta meta = pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
@@ -357,8 +371,11 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     if (c.is_moe()) {
       const auto E = static_cast<size_t>(c.num_experts);
       L.moe.forward(c, normed, proj, alloc_,
-                    b.expert_tokens.empty() ? std::span<int64_t>()
-                                            : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+                    b.expert_tokens.empty()
+                        ? std::span<int64_t>()
+                        : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+      // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part.
+      if (shard_.ep_size > 1) ep_->all_reduce_sum(proj);
       ops::add(hidden, proj);
       continue;
     }

@@ -21,7 +21,8 @@ Tensor get(const WeightSource& w, const std::string& name, const Shape& shape) {
 
 }  // namespace
 
-MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held) {
+MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held,
+                        bool shared) {
   if (held.first < 0 || held.count < 1 || held.first + held.count > c.num_experts)
     fail(ErrorCode::kInvalidArgument, "experts [", held.first, ", ", held.first + held.count,
          ") outside the model's ", c.num_experts);
@@ -37,7 +38,7 @@ MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, 
   m.gate_exps = experts("ffn_gate_exps.weight", F, H);
   m.up_exps = experts("ffn_up_exps.weight", F, H);
   m.down_exps = experts("ffn_down_exps.weight", H, F);
-  if (c.shared_expert_intermediate_size > 0) {
+  if (shared && c.shared_expert_intermediate_size > 0) {
     const int64_t S = c.shared_expert_intermediate_size;
     m.shexp_gate = get(w, p + "ffn_gate_inp_shexp.weight", {1, H});
     m.gate_shexp = get(w, p + "ffn_gate_shexp.weight", {1, S, H});
@@ -54,8 +55,7 @@ void MoeLayer::forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
   Tensor logits = act({T, c.num_experts});
   ops::matmul(normed, router, Tensor(), logits);
   Tensor ids = act({T, k}, DType::kI32), weights = act({T, k});
-  ops::moe_route(logits, {.k = static_cast<int>(k), .renormalize = c.norm_topk_prob}, ids,
-                 weights);
+  ops::moe_route(logits, {.k = static_cast<int>(k), .renormalize = c.norm_topk_prob}, ids, weights);
   ops::moe_experts(normed, gate_exps, up_exps, down_exps, ids, weights, held.first, out);
   if (!counts.empty()) {
     const Tensor host = to_host(ids);

@@ -158,4 +158,13 @@ size_t resident_bytes() {
   return 0;
 }
 
+std::pair<int, int> expert_range(int num_experts, int ep_rank, int ep_size) {
+  if (ep_size < 1 || ep_rank < 0 || ep_rank >= ep_size || num_experts % ep_size != 0)
+    fail(ErrorCode::kInvalidArgument, "expert parallelism: ", ep_size, " ranks (rank ", ep_rank,
+         ") cannot split ", num_experts, " experts evenly (valid expert sizes divide ", num_experts,
+         ")");
+  const int n = num_experts / ep_size;
+  return {ep_rank * n, n};
+}
+
 }  // namespace tessera::model

@@ -105,15 +105,16 @@ int serve_plans(Worker& w, Channel& ch, const std::string& who) {
 
 int run_group_worker(const GroupWorkerArgs& a) {
   const std::string who = "rank " + std::to_string(a.rank);
-  const int T = a.tensor, P = a.pipeline, W = T * P;
+  const int T = a.tensor, P = a.pipeline, E = a.expert, S = E * T, W = S * P;
   if (a.rank < 0 || a.rank >= W) fail(ErrorCode::kInvalidArgument, who, " outside a group of ", W);
   comm::StoreClient store({.host = a.store_host,
                            .port = a.store_port,
                            .connect_timeout_seconds = a.connect_timeout_seconds,
                            .secret = a.secret});
-  std::unique_ptr<comm::Communicator> tp, pp;
+  std::unique_ptr<comm::Communicator> tp, pp, ep;
   std::unique_ptr<Worker> w;
-  const int stage = a.rank / T, tp_rank = a.rank % T;
+  // S = E x T ranks per stage: EP-major, TP-minor inside the stage.
+  const int stage = a.rank / S, tp_rank = a.rank % T, ep_rank = (a.rank % S) / T;
   try {
     // 1. Register what we are about to load, and wait for the coordinator's verdict on all ranks.
     const model::ModelConfig loaded = model::open_weights(a.worker.model_path)->config();
@@ -125,20 +126,26 @@ int run_group_worker(const GroupWorkerArgs& a) {
             std::to_string(loaded.vocab_size));
     const std::string go = store.get_string(go_key(a.group_id), a.connect_timeout_seconds);
     if (go != "ok") fail(ErrorCode::kInvalidArgument, "the coordinator refused the group: ", go);
-    // 2. Communicators: TP inside the stage, PP across stages at the same tp rank.
+    // 2. Communicators: TP and EP inside the stage, PP across stages at the same (ep, tp) rank.
     auto make = [&](const std::string& name, int rank, int size) {
-      const comm::GroupParams gp{.name = a.group_id + "/" + name,
-                                 .rank = rank,
-                                 .size = size,
-                                 .timeout_seconds = a.collective_timeout_seconds,
-                                 .store = &store,
-                                 .bind_host = a.bind_host,
-                                 .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index
-                                                                          : -1};
+      const comm::GroupParams gp{
+          .name = a.group_id + "/" + name,
+          .rank = rank,
+          .size = size,
+          .timeout_seconds = a.collective_timeout_seconds,
+          .store = &store,
+          .bind_host = a.bind_host,
+          .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index : -1};
       return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp);
     };
     if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
-    if (P > 1) pp = make("pp[tp " + std::to_string(tp_rank) + "]", stage, P);
+    if (E > 1)
+      ep = make("ep[stage " + std::to_string(stage) + " tp " + std::to_string(tp_rank) + "]",
+                ep_rank, E);
+    if (P > 1)
+      pp = make(E > 1 ? "pp[ep " + std::to_string(ep_rank) + " tp " + std::to_string(tp_rank) + "]"
+                      : "pp[tp " + std::to_string(tp_rank) + "]",
+                stage, P);
     // 3. The shard.
     WorkerParams wp = a.worker;
     const auto ranges = model::stage_ranges(loaded.num_layers, P, a.layer_split);
@@ -147,8 +154,10 @@ int run_group_worker(const GroupWorkerArgs& a) {
                 .first_layer = ranges[static_cast<size_t>(stage)].first,
                 .num_layers = ranges[static_cast<size_t>(stage)].second,
                 .stage = stage,
-                .num_stages = P};
-    w = std::make_unique<Worker>(wp, tp.get(), pp.get());
+                .num_stages = P,
+                .ep_rank = ep_rank,
+                .ep_size = E};
+    w = std::make_unique<Worker>(wp, tp.get(), pp.get(), ep.get());
   } catch (const std::exception& e) {
     TESSERA_LOG_ERROR("{}: {}", who, e.what());
     try {
@@ -162,8 +171,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
       store.get_string(control_key(a.group_id), a.connect_timeout_seconds), "engine control");
   const int fd = comm::tcp::connect(control_host, control_port, "the engine");
   Channel ch(fd);
-  ch.send(FrameType::kAuth, std::span<const uint8_t>(
-                                reinterpret_cast<const uint8_t*>(a.secret.data()), a.secret.size()));
+  ch.send(
+      FrameType::kAuth,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(a.secret.data()), a.secret.size()));
   const auto& shard = w->model().shard();
   const protocol::WorkerHello hello{.vocab_size = w->config().vocab_size,
                                     .max_position = w->config().max_position,
@@ -177,8 +187,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
   TESSERA_LOG_INFO(
       "{} (stage {}, tp {}) on {}: layers {}..{}, weights {:.1f} MiB, KV {:.1f} MiB, resident "
       "{:.1f} MiB",
-      who, stage, tp_rank, w->device().str(), shard.first_layer, shard.first_layer + shard.num_layers - 1,
-      hello.weight_bytes / 1048576.0, hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
+      who, stage, tp_rank, w->device().str(), shard.first_layer,
+      shard.first_layer + shard.num_layers - 1, hello.weight_bytes / 1048576.0,
+      hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);
   const int code = serve_plans(*w, ch, who);

@@ -8,10 +8,11 @@
 
 namespace tessera::worker {
 
-Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp)
+Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
+               comm::Communicator* ep)
     : pp_(pp), device_(ops::make_allocator(p.device)) {
   weights_ = model::open_weights(p.model_path);
-  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_);
+  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep);
   model_->check_device_support();
   if (p.shard.num_stages > 1 &&
       (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))

@@ -313,5 +313,47 @@ TEST(ConfigErrors, ValidateForModel) {
   }
 }
 
+// parallel.expert: the world is E x T x P; E with T > 1 is refused at parse time; against the
+// model, E must divide the experts and a dense model needs 1.
+TEST(ConfigErrors, ExpertParallelLayout) {
+  const std::string y = "model: {path: m}\nparallel:\n  expert: 2\n  pipeline: 2\n";
+  const TopologyConfig c = parse_topology(y, "t.yaml");
+  EXPECT_EQ(c.parallel.expert, 2);
+  EXPECT_EQ(c.world_size(), 4);
+  EXPECT_EQ(c.nodes.at(0).devices.size(), 4u);
+  validate_for_model(c, 4, 2, 4, 8);
+  validate_for_model(c, 4, 2, 4, 6);  // 2 divides 6
+  try {
+    validate_for_model(c, 4, 2, 4, 3);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    expect_error_at(e.what(), "parallel.expert", line_of(y, "expert: 2"),
+                    "expert sizes for 3 experts: 1, 3");
+    EXPECT_TRUE(contains(e.what(), "2 does not divide the model's 3 experts")) << e.what();
+  }
+  try {
+    validate_for_model(c, 4, 2, 4, 0);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    expect_error_at(e.what(), "parallel.expert", line_of(y, "expert: 2"), "1");
+    EXPECT_TRUE(contains(e.what(), "dense model")) << e.what();
+  }
+  const std::string both = "model: {path: m}\nparallel:\n  expert: 2\n  tensor: 2\n";
+  try {
+    parse_topology(both, "t.yaml");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    expect_error_at(e.what(), "parallel.expert", line_of(both, "expert: 2"),
+                    "tensor: 1 with any expert, or expert: 1");
+  }
+  const std::string few = "model: {path: m}\nparallel: {expert: 2}\nnodes:\n  - devices: [0]\n";
+  try {
+    parse_topology(few, "t.yaml");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "expert x tensor x pipeline = 2 x 1 x 1 = 2 ranks")) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tessera::config

@@ -118,6 +118,7 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "tensor",
                           "pipeline",
                           "layer_split",
+                          "expert",
                           "name",
                           "host",
                           "devices",

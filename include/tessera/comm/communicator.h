@@ -39,9 +39,22 @@ class Communicator {
   virtual void send(const Tensor& t, int peer) = 0;
   virtual void recv(Tensor& t, int peer) = 0;
   virtual void barrier() = 0;
+  // Variable-size all-to-all (expert parallelism's dispatch and combine). `in` holds size()
+  // consecutive blocks along dim 0, send_rows[r] rows for rank r (this rank included), in rank
+  // order; `out` gets recv_rows[r] rows from rank r, in rank order. Counts are known to both
+  // sides: recv_rows[r] here must equal send_rows[rank()] on rank r (call exchange_counts first
+  // when only the sender knows them; a disagreement is kInvalidArgument on the local engine and
+  // undefined elsewhere). `in` and `out` are contiguous, of one dtype and one row shape (the dims
+  // after 0); any count may be zero. Every rank takes part even with nothing to send or receive.
+  virtual void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
+                            const std::vector<int64_t>& recv_rows) = 0;
 
   virtual bool aborted() const = 0;
 };
+
+// recv_rows for all_to_all_v from every rank's send_rows (one all_gather of I32 counts; a
+// collective: every rank calls it). Counts must fit in 31 bits.
+std::vector<int64_t> exchange_counts(Communicator& c, const std::vector<int64_t>& send_rows);
 
 // In-process group for tests and single-process runs: make_local_group(n) returns n
 // communicators that share memory; rank i must be driven by its own thread. `timeout_seconds`

@@ -29,6 +29,9 @@ struct ParallelSpec {
   std::vector<int>
       layer_split;        // per-stage layer counts; empty = balanced by the engine (by bytes)
   int micro_batches = 0;  // plans in flight at once; 0 = pipeline (one per stage)
+  // Expert parallelism (MoE models): ranks per stage that split the experts; attention is
+  // replicated on them. Must divide the model's experts; tensor must then be 1 (for now).
+  int expert = 1;
 };
 
 struct NodeSpec {
@@ -92,7 +95,7 @@ struct TopologyConfig {
   // parser, read by validate_for_model for its messages. Keys left at their default are absent.
   std::map<std::string, SourcePos> positions;
 
-  int world_size() const { return parallel.tensor * parallel.pipeline; }
+  int world_size() const { return parallel.expert * parallel.tensor * parallel.pipeline; }
   // The first world rank on node `node_rank` and how many it hosts.
   int first_rank_of_node(int node_rank) const;
   int ranks_on_node(int node_rank) const;
@@ -116,6 +119,9 @@ TopologyConfig parse_topology(std::string_view yaml_text, const std::string& sou
 // heads divide among (or are replicated across) the T ranks, layer_split sums to the layers and
 // has P entries each >= 1. Throws kInvalidArgument naming the key (parallel.tensor, ...) and the
 // valid choices (e.g. "valid tensor sizes for 9 heads: 1, 3, 9").
-void validate_for_model(const TopologyConfig& c, int num_heads, int num_kv_heads, int num_layers);
+// num_experts (0: a dense model) checks parallel.expert: a dense model needs expert 1, a MoE
+// model an expert count that divides its experts.
+void validate_for_model(const TopologyConfig& c, int num_heads, int num_kv_heads, int num_layers,
+                        int num_experts = 0);
 
 }  // namespace tessera::config

@@ -40,6 +40,7 @@ struct WorkerGroupParams {
   worker::WorkerParams worker;  // model path and KV sizing per rank
   int tensor = 1;
   int pipeline = 1;
+  int expert = 1;                // expert-parallel ranks per stage (MoE models)
   std::vector<int> layer_split;  // empty: even
   std::vector<int> local_ranks;  // ranks this process spawns; empty: all of them
   std::vector<int> devices;      // device id per local rank (CUDA_VISIBLE_DEVICES for cuda)

@@ -1,7 +1,8 @@
 // LlamaModel: the llama-family decoder (Llama 2/3.x, SmolLM2, TinyLlama, Mistral dense, Qwen2 with
-// QKV bias; Mixtral and Qwen2-MoE, whose FFN is a MoeLayer) as a sequence of ops over a paged KV cache. It holds views of the weights (borrowed
-// from the WeightSource's mapping) and nothing per request: the caller owns the KV pool and the
-// block tables, so one forward() can mix prefill chunks and decodes of many sequences.
+// QKV bias; Mixtral and Qwen2-MoE, whose FFN is a MoeLayer) as a sequence of ops over a paged KV
+// cache. It holds views of the weights (borrowed from the WeightSource's mapping) and nothing per
+// request: the caller owns the KV pool and the block tables, so one forward() can mix prefill
+// chunks and decodes of many sequences.
 //
 // One model object may be one shard of a T x P worker group (ShardSpec): Q/K/V and gate/up are
 // column-parallel (rows of the weight), attention output and down row-parallel (columns), with one
@@ -56,8 +57,8 @@ class LlamaModel {
   // shard.tp_size == 1) must outlive the model and is used from the thread calling forward().
   // `device` is the allocator of the device to run on (null: the CPU).
   explicit LlamaModel(const WeightSource& weights, const ShardSpec& shard = {},
-                      comm::Communicator* tp = nullptr,
-                      std::shared_ptr<Allocator> device = nullptr);
+                      comm::Communicator* tp = nullptr, std::shared_ptr<Allocator> device = nullptr,
+                      comm::Communicator* ep = nullptr);
   const ModelConfig& config() const { return config_; }  // the full model's hyperparameters
   const ShardSpec& shard() const { return shard_; }
   Device device() const { return alloc_->device(); }
@@ -92,6 +93,7 @@ class LlamaModel {
   ShardSpec shard_;
   TpLayout tp_;
   comm::Communicator* comm_ = nullptr;
+  comm::Communicator* ep_ = nullptr;  // expert parallelism: sums the ranks' MoE outputs
   std::shared_ptr<Allocator> alloc_;
   Tensor token_embd_, output_norm_, output_;  // vocabulary shards when T > 1
   std::vector<Layer> layers_;

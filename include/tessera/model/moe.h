@@ -4,7 +4,8 @@
 // Qwen2-MoE adds a shared expert scaled by a sigmoid gate (the same two ops with one expert).
 // Routing and expert compute are separate calls, and a layer holds a contiguous range of experts
 // (ExpertRange), so expert parallelism can later route on every rank, exchange tokens, and run
-// only its own range; today every rank holds all experts.
+// only its own range. Expert parallelism (shard.h) holds a range per EP rank and sums the ranks'
+// partial outputs.
 #pragma once
 
 #include <memory>
@@ -23,12 +24,15 @@ struct ExpertRange {
 
 struct MoeLayer {
   ExpertRange held;
-  Tensor router;                                // ffn_gate_inp [E, H] (all experts)
-  Tensor gate_exps, up_exps, down_exps;         // [held, F, H], [held, F, H], [held, H, F]
+  Tensor router;                                        // ffn_gate_inp [E, H] (all experts)
+  Tensor gate_exps, up_exps, down_exps;                 // [held, F, H], [held, F, H], [held, H, F]
   Tensor shexp_gate, gate_shexp, up_shexp, down_shexp;  // shared expert: [1, H], [1, Fs, H] ...
 
   // Reads layer `layer`'s MoE weights (names as in GGUF: blk.N.ffn_gate_inp.weight, ...).
-  static MoeLayer load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held);
+  // `shared`: load the shared expert (Qwen2-MoE); under expert parallelism only EP rank 0 does,
+  // so the all-reduce of the partial outputs counts it once.
+  static MoeLayer load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held,
+                       bool shared = true);
   // Every tensor, for uploads and byte counts.
   template <typename F>
   void each(F&& f) {

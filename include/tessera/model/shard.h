@@ -22,6 +22,11 @@ struct ShardSpec {
   int num_layers = -1;  // layers of this stage; -1: from first_layer to the end
   int stage = 0;        // for messages
   int num_stages = 1;
+  // Expert parallelism (MoE models): the E ranks of a stage run attention for every token
+  // (replicated), each runs only its contiguous range of the experts (expert_range), and their
+  // partial FFN outputs are summed with an all-reduce over the "ep" communicator.
+  int ep_rank = 0;
+  int ep_size = 1;
 
   bool first_stage() const { return first_layer == 0; }
 };
@@ -42,6 +47,9 @@ struct TpLayout {
 // Throws kInvalidArgument naming the constraint (T must divide the heads and the intermediate
 // size; KV heads must divide among or be replicated across the T ranks).
 TpLayout tp_layout(const ModelConfig& c, int tp_rank, int tp_size);
+// The experts EP rank `ep_rank` of `ep_size` holds: num_experts / ep_size contiguous experts.
+// Throws kInvalidArgument when ep_size does not divide num_experts.
+std::pair<int, int> expert_range(int num_experts, int ep_rank, int ep_size);
 // Rank r's layers when `num_layers` are split into per-stage counts `split` (empty: as even as
 // possible, earlier stages taking the remainder). Returns {first_layer, count} per stage.
 std::vector<std::pair<int, int>> stage_ranges(int num_layers, int num_stages,

@@ -16,9 +16,10 @@ namespace tessera::worker {
 
 struct GroupWorkerArgs {
   WorkerParams worker;  // model, KV sizing; shard is filled from the layout below
-  int rank = 0;         // world rank = stage * tensor + tp_rank
+  int rank = 0;         // world rank = stage * (expert * tensor) + ep_rank * tensor + tp_rank
   int tensor = 1;
   int pipeline = 1;
+  int expert = 1;                // expert parallelism: EP ranks per stage
   std::vector<int> layer_split;  // empty: even
   std::string store_host = "127.0.0.1";
   int store_port = 0;

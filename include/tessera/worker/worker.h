@@ -32,13 +32,16 @@ struct WorkerParams {
 
 class Worker {
  public:
-  // `tp` and `pp` may be null for a single rank; they must outlive the worker.
+  // `tp`, `pp` and `ep` (expert parallelism) may be null for a single rank; they must outlive
+  // the worker.
   explicit Worker(const WorkerParams& p, comm::Communicator* tp = nullptr,
-                  comm::Communicator* pp = nullptr);
+                  comm::Communicator* pp = nullptr, comm::Communicator* ep = nullptr);
   const model::ModelConfig& config() const { return model_->config(); }
   const model::LlamaModel& model() const { return *model_; }
-  // TP rank 0 of the last stage: the rank that samples and answers the engine.
-  bool output_rank() const { return model_->last_stage() && model_->shard().tp_rank == 0; }
+  // TP (and EP) rank 0 of the last stage: the rank that samples and answers the engine.
+  bool output_rank() const {
+    return model_->last_stage() && model_->shard().tp_rank == 0 && model_->shard().ep_rank == 0;
+  }
   int num_blocks() const { return pool_->params().num_blocks; }
   int block_size() const { return pool_->params().block_size; }
 
