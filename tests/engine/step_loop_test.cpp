@@ -213,11 +213,16 @@ class StepLoop : public ::testing::TestWithParam<int> {
 TEST_P(StepLoop, ManyRequestsGetTheirOwnTokensThroughChunkingAndPreemption) {
   constexpr int kRequests = 16;
   std::vector<std::unique_ptr<Collector>> c;
+  // Slow steps while submitting, so that all requests compete for the KV cache at once however
+  // the threads are scheduled (on a loaded machine the loop could otherwise finish the early ones
+  // before the late ones arrive, and nothing would be preempted).
+  with_world([](World& w) { w.step_sleep_ms = 20; });
   for (int i = 0; i < kRequests; ++i) {
     c.push_back(std::make_unique<Collector>());
     engine_->submit(engine_->validate(request("r" + std::to_string(i), 18 + i % 5, 8 + i % 5, i + 1)),
                     c.back()->callback());
   }
+  with_world([](World& w) { w.step_sleep_ms = 0; });
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(c[i]->wait()) << "request " << i << " never finished";
     EXPECT_EQ(c[i]->finish, FinishReason::kLength) << i << ": " << c[i]->error;
