@@ -41,8 +41,8 @@ struct BenchOpts {
   uint64_t seed = 0;
   double range_ratio = 0.0, duration = 0.0, timeout = 300.0, temperature = 0.0;
   bool no_ignore_eos = false, plot = false, quiet = false;
-  std::map<std::string, CLI::Option*> opt;
-  bool given(const std::string& name) const { return opt.at(name)->count() > 0; }
+  NamedOptions options;  // by flag name: was it given?
+  bool given(const std::string& name) const { return options.given(name); }
 };
 
 std::vector<double> parse_list(const std::string& s, const char* what) {
@@ -319,58 +319,52 @@ Command add_bench(CLI::App& root) {
           }};
 #else
   auto o = std::make_shared<BenchOpts>();
-  const auto add = [&](const std::string& name, auto& var, const std::string& help) {
-    CLI::Option* opt = c->add_option("--" + name, var, help)->capture_default_str();
-    o->opt[name] = opt;
-    return opt;
-  };
-  const auto flag = [&](const std::string& name, bool& var, const std::string& help) {
-    o->opt[name] = c->add_flag("--" + name, var, help);
-  };
+  NamedOptions& opts = o->options;
+  opts.attach(c);
   c->add_option("mode", o->mode, "sweep: one run per --request-rates or --concurrencies value")
       ->check(CLI::IsMember({"sweep"}));
-  add("base-url", o->base_url, "the server");
-  add("model", o->model, "the model name sent in requests");
-  add("endpoint", o->endpoint, "the API")->check(CLI::IsMember({"chat", "completions"}));
-  add("api-key", o->api_key, "sent as Authorization: Bearer KEY");
-  add("concurrency", o->concurrency, "requests in flight (closed loop)")
+  opts.add("base-url", o->base_url, "the server");
+  opts.add("model", o->model, "the model name sent in requests");
+  opts.add("endpoint", o->endpoint, "the API")->check(CLI::IsMember({"chat", "completions"}));
+  opts.add("api-key", o->api_key, "sent as Authorization: Bearer KEY");
+  opts.add("concurrency", o->concurrency, "requests in flight (closed loop)")
       ->check(CLI::Range(1, 1 << 20));
-  add("request-rate", o->request_rate, "Poisson arrivals per second, or inf (open loop)");
-  add("max-concurrency", o->max_concurrency, "with --request-rate: cap on requests in flight "
+  opts.add("request-rate", o->request_rate, "Poisson arrivals per second, or inf (open loop)");
+  opts.add("max-concurrency", o->max_concurrency, "with --request-rate: cap on requests in flight "
       "(0: none)")->check(CLI::NonNegativeNumber);
-  add("num-requests", o->num_requests, "requests to send (default 0 = unbounded with --duration)")
+  opts.add("num-requests", o->num_requests, "requests to send (default 0 = unbounded with --duration)")
       ->check(CLI::NonNegativeNumber);
-  add("duration", o->duration, "seconds to run (0: until --num-requests)")
+  opts.add("duration", o->duration, "seconds to run (0: until --num-requests)")
       ->check(CLI::NonNegativeNumber);
-  add("timeout", o->timeout, "seconds per request")->check(CLI::PositiveNumber);
-  add("workload", o->workload, "prompts: random, shared-prefix or sharegpt (default: sharegpt "
+  opts.add("timeout", o->timeout, "seconds per request")->check(CLI::PositiveNumber);
+  opts.add("workload", o->workload, "prompts: random, shared-prefix or sharegpt (default: sharegpt "
       "with --dataset, else random)")
       ->check(CLI::IsMember({"random", "shared-prefix", "sharegpt"}));
-  add("dataset", o->dataset, "a ShareGPT JSON file");
-  add("input-len", o->input_len, "prompt tokens (synthetic workloads)")->check(CLI::NonNegativeNumber);
-  add("output-len", o->output_len, "max_tokens per request (sharegpt default: the dataset's)")
+  opts.add("dataset", o->dataset, "a ShareGPT JSON file");
+  opts.add("input-len", o->input_len, "prompt tokens (synthetic workloads)")->check(CLI::NonNegativeNumber);
+  opts.add("output-len", o->output_len, "max_tokens per request (sharegpt default: the dataset's)")
       ->check(CLI::NonNegativeNumber);
-  add("range-ratio", o->range_ratio, "lengths vary uniformly by +-ratio")->check(CLI::Range(0.0, 1.0));
-  add("prefix-len", o->prefix_len, "shared-prefix: tokens of the shared prefix")
+  opts.add("range-ratio", o->range_ratio, "lengths vary uniformly by +-ratio")->check(CLI::Range(0.0, 1.0));
+  opts.add("prefix-len", o->prefix_len, "shared-prefix: tokens of the shared prefix")
       ->check(CLI::NonNegativeNumber);
-  add("num-prefixes", o->num_prefixes, "shared-prefix: distinct prefixes")
+  opts.add("num-prefixes", o->num_prefixes, "shared-prefix: distinct prefixes")
       ->check(CLI::Range(1, 1 << 20));
-  add("tokenizer", o->tokenizer, "sizes prompts: a tokenizer.json, a model, or none (default: "
+  opts.add("tokenizer", o->tokenizer, "sizes prompts: a tokenizer.json, a model, or none (default: "
       "the default model if present)");
-  add("seed", o->seed, "workload seed");
-  add("warmup", o->warmup, "warm-up requests before measuring")->check(CLI::NonNegativeNumber);
-  add("goodput", o->goodput, "SLOs in ms: ttft:MS tpot:MS e2e:MS");
-  add("temperature", o->temperature, "sampling temperature sent")->check(CLI::Range(0.0, 2.0));
-  add("extra-body", o->extra_body, "a JSON object merged into each request");
-  add("output", o->output, "write the run's JSON here");
-  add("request-rates", o->request_rates, "sweep: R1,R2,... (inf allowed)");
-  add("concurrencies", o->concurrencies, "sweep: C1,C2,...");
-  add("output-dir", o->output_dir, "sweep: directory of the JSON files");
-  add("label", o->label, "sweep: file name prefix");
-  add("plot-script", o->plot_script, "benchmarks/plot_bench.py (default: found near the binary)");
-  flag("no-ignore-eos", o->no_ignore_eos, "let the server stop at end-of-sequence");
-  flag("plot", o->plot, "PNG plots next to the JSON (needs matplotlib)");
-  flag("quiet", o->quiet, "sweep: only the summary table");
+  opts.add("seed", o->seed, "workload seed");
+  opts.add("warmup", o->warmup, "warm-up requests before measuring")->check(CLI::NonNegativeNumber);
+  opts.add("goodput", o->goodput, "SLOs in ms: ttft:MS tpot:MS e2e:MS");
+  opts.add("temperature", o->temperature, "sampling temperature sent")->check(CLI::Range(0.0, 2.0));
+  opts.add("extra-body", o->extra_body, "a JSON object merged into each request");
+  opts.add("output", o->output, "write the run's JSON here");
+  opts.add("request-rates", o->request_rates, "sweep: R1,R2,... (inf allowed)");
+  opts.add("concurrencies", o->concurrencies, "sweep: C1,C2,...");
+  opts.add("output-dir", o->output_dir, "sweep: directory of the JSON files");
+  opts.add("label", o->label, "sweep: file name prefix");
+  opts.add("plot-script", o->plot_script, "benchmarks/plot_bench.py (default: found near the binary)");
+  opts.flag("no-ignore-eos", o->no_ignore_eos, "let the server stop at end-of-sequence");
+  opts.flag("plot", o->plot, "PNG plots next to the JSON (needs matplotlib)");
+  opts.flag("quiet", o->quiet, "sweep: only the summary table");
   return {c, [o] { return o->mode == "sweep" ? run_sweep(*o) : run_once(*o); }};
 #endif
 }

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "tessera/core/edit_distance.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "worker_cmd.h"
@@ -19,21 +20,6 @@
 
 namespace tessera::cli {
 namespace {
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // Extras CLI11 left unparsed: unknown options (and stray positionals) of the chosen subcommand.
 int report_extras(const CLI::App& sub, const std::vector<std::string>& extras) {

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,26 @@ namespace tessera::cli {
 struct Command {
   CLI::App* app = nullptr;
   std::function<int()> run;
+};
+
+// A command's options by flag name, so that its action can tell a value the user gave from the
+// default (the topology-file precedence and flags whose default depends on another flag need
+// that). attach() once, then add()/flag() as CLI11's add_option/add_flag, defaults shown in help.
+class NamedOptions {
+ public:
+  void attach(CLI::App* app) { app_ = app; }
+  template <class T>
+  CLI::Option* add(const std::string& name, T& var, const std::string& help) {
+    return opt_[name] = app_->add_option("--" + name, var, help)->capture_default_str();
+  }
+  CLI::Option* flag(const std::string& name, bool& var, const std::string& help) {
+    return opt_[name] = app_->add_flag("--" + name, var, help);
+  }
+  bool given(const std::string& name) const { return opt_.at(name)->count() > 0; }
+
+ private:
+  CLI::App* app_ = nullptr;
+  std::map<std::string, CLI::Option*> opt_;
 };
 
 // The option of `app` closest to `typed` (e.g. "--max-token" -> "--max-tokens") within a small

@@ -84,8 +84,8 @@ struct ServeOpts {
   double drain_timeout = 30.0;
   bool no_prefix_caching = false, no_warmup = false, in_process_worker = false,
        parse_special_in_user_content = false, metrics_without_api_key = false;
-  std::map<std::string, CLI::Option*> opt;  // by flag name: was it given?
-  bool given(const std::string& name) const { return opt.at(name)->count() > 0; }
+  NamedOptions options;  // by flag name: was it given?
+  bool given(const std::string& name) const { return options.given(name); }
 };
 
 // The value of a flag that has a topology counterpart: the flag when given, else the file's.
@@ -209,62 +209,56 @@ Command add_serve(CLI::App& root) {
           }};
 #else
   auto o = std::make_shared<ServeOpts>();
-  const auto add = [&](const std::string& name, auto& var, const std::string& help) {
-    CLI::Option* opt = c->add_option("--" + name, var, help)->capture_default_str();
-    o->opt[name] = opt;
-    return opt;
-  };
-  const auto flag = [&](const std::string& name, bool& var, const std::string& help) {
-    o->opt[name] = c->add_flag("--" + name, var, help);
-  };
+  NamedOptions& opts = o->options;
+  opts.attach(c);
   const CLI::Range port(0, 65535), positive(1, 1 << 30);
-  add("model", o->model, "a GGUF file, a Hugging Face directory or a known model name");
-  add("config", o->config, "a topology YAML (configs/): serve its worker group");
-  add("node-rank", o->node_rank, "with --config: this node's index (0 serves, others run ranks)")
+  opts.add("model", o->model, "a GGUF file, a Hugging Face directory or a known model name");
+  opts.add("config", o->config, "a topology YAML (configs/): serve its worker group");
+  opts.add("node-rank", o->node_rank, "with --config: this node's index (0 serves, others run ranks)")
       ->check(CLI::NonNegativeNumber);
-  add("host", o->host, "bind address [topology: listen.host]");
-  add("http-port", o->http_port, "HTTP port (0: any free port) [topology: listen.http_port]")
+  opts.add("host", o->host, "bind address [topology: listen.host]");
+  opts.add("http-port", o->http_port, "HTTP port (0: any free port) [topology: listen.http_port]")
       ->check(port);
-  add("grpc-port", o->grpc_port,
+  opts.add("grpc-port", o->grpc_port,
       "gRPC port (0: any free port, -1: no gRPC) [topology: listen.grpc_port]")
       ->check(CLI::Range(-1, 65535));
-  add("api-key", o->api_key, "require Authorization: Bearer KEY [topology: listen.api_key]");
-  add("tls-cert", o->tls_cert, "PEM certificate chain: HTTPS and gRPC over TLS "
+  opts.add("api-key", o->api_key, "require Authorization: Bearer KEY [topology: listen.api_key]");
+  opts.add("tls-cert", o->tls_cert, "PEM certificate chain: HTTPS and gRPC over TLS "
       "[topology: listen.tls_cert]");
-  add("tls-key", o->tls_key, "PEM private key of --tls-cert [topology: listen.tls_key]");
-  add("served-model-name", o->served_model_name,
+  opts.add("tls-key", o->tls_key, "PEM private key of --tls-cert [topology: listen.tls_key]");
+  opts.add("served-model-name", o->served_model_name,
       "the model name clients use (default: the known name, or the path) [topology: "
       "model.served_name]");
-  add("max-num-seqs", o->max_num_seqs, "sequences per step [topology: scheduler.max_num_seqs]")
+  opts.add("max-num-seqs", o->max_num_seqs, "sequences per step [topology: scheduler.max_num_seqs]")
       ->check(CLI::Range(1, 1 << 16));
-  add("max-num-batched-tokens", o->max_num_batched_tokens,
+  opts.add("max-num-batched-tokens", o->max_num_batched_tokens,
       "tokens per step [topology: scheduler.max_num_batched_tokens]")
       ->check(positive);
-  add("max-waiting", o->max_waiting,
+  opts.add("max-waiting", o->max_waiting,
       "queued requests before 429 [topology: scheduler.max_waiting]")
       ->check(positive);
-  add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
+  opts.add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
       ->check(positive);
-  add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
+  opts.add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
       ->check(CLI::Range(1, 1024));
   add_backend_option(c, o->backend);
-  add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
-  add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
-  add("request-threads", o->request_threads, "threads that parse and tokenize request bodies")
+  opts.add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  opts.add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
+  opts.add("request-threads", o->request_threads, "threads that parse and tokenize request bodies")
       ->check(CLI::Range(1, 1024));
-  add("drain-timeout", o->drain_timeout, "seconds running requests may finish after SIGTERM")
+  opts.add("drain-timeout", o->drain_timeout, "seconds running requests may finish after SIGTERM")
       ->check(CLI::NonNegativeNumber);
-  add("max-n", o->max_n, "most choices per prompt (n)")->check(CLI::Range(1, 1 << 16));
-  add("max-request-tokens", o->max_request_tokens,
+  opts.add("max-n", o->max_n, "most choices per prompt (n)")->check(CLI::Range(1, 1 << 16));
+  opts.add("max-request-tokens", o->max_request_tokens,
       "most prompt + max_tokens per request (0: 16 x the context)")
       ->check(CLI::NonNegativeNumber);
-  flag("no-prefix-caching", o->no_prefix_caching,
+  opts.flag("no-prefix-caching", o->no_prefix_caching,
        "do not reuse cached prompt prefixes [topology: scheduler.enable_prefix_caching]");
-  flag("no-warmup", o->no_warmup, "skip the warm-up generation before the listeners open");
-  flag("in-process-worker", o->in_process_worker, "run the worker in this process");
-  flag("parse-special-in-user-content", o->parse_special_in_user_content,
+  opts.flag("no-warmup", o->no_warmup, "skip the warm-up generation before the listeners open");
+  opts.flag("in-process-worker", o->in_process_worker, "run the worker in this process");
+  opts.flag("parse-special-in-user-content", o->parse_special_in_user_content,
        "let user text spell special tokens (vLLM's behaviour)");
-  flag("metrics-without-api-key", o->metrics_without_api_key, "serve /metrics without the key");
+  opts.flag("metrics-without-api-key", o->metrics_without_api_key, "serve /metrics without the key");
   return {c, [o] { return run_serve(*o); }};
 #endif
 }

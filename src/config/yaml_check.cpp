@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tessera/core/edit_distance.h"
 #include "tessera/core/error.h"
 
 namespace tessera::config::detail {
@@ -26,21 +27,6 @@ std::string join(std::initializer_list<std::string_view> items) {
     out += s;
   }
   return out;
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // A plain scalar (no quotes, no tag) or one tagged with the given core-schema type.
