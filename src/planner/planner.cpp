@@ -60,6 +60,12 @@ std::optional<std::string> layout_problem(const model::ModelConfig& c, const Pla
     return concat("tensor parallelism would cross nodes (T=", t, " > ", p.node_size(),
                   " GPUs per node)");
   if (pp > c.num_layers) return concat("more stages than the ", c.num_layers, " layers");
+  if (c.is_moe() &&
+      (c.expert_intermediate_size % t != 0 || c.shared_expert_intermediate_size % t != 0))
+    return concat("T must divide the experts' width ", c.expert_intermediate_size,
+                  c.shared_expert_intermediate_size
+                      ? concat(" and the shared expert's ", c.shared_expert_intermediate_size)
+                      : "");
   if (e > 1) {
     if (!c.is_moe()) return concat("expert parallelism needs a mixture-of-experts model");
     if (c.num_experts % e != 0) return concat("E must divide the ", c.num_experts, " experts");

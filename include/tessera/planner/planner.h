@@ -14,7 +14,7 @@
 //     each rank holds exactly one: ranks per KV head = T / num_kv_heads; vLLM's rule),
 //   - T <= gpus_per_node (all-reduces twice per layer need NVLink, so a TP group stays inside one
 //     node; only pipeline boundaries cross nodes),
-//   - P <= num_layers,
+//   - P <= num_layers, and T divides a MoE model's expert (and shared expert) width,
 //   - E divides num_experts, E = 1 or T = 1 (Tessera runs expert parallelism with attention
 //     replicated on the E ranks; EP x TP does not combine yet), and E <= gpus_per_node (one
 //     all-reduce per MoE layer, like TP's).
