@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(cmake g++ make ccache pkg-config git python3 python3-venv python3-pip
       libspdlog-dev libfmt-dev nlohmann-json3-dev
       libyaml-cpp-dev libcli11-dev libgloo-dev libpcre2-dev libopenblas-dev libboost-dev libssl-dev openssl
-      libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc)
+      libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc prometheus-cpp-dev)
 if [ "${1:-}" != "--build-only" ]; then
   pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev
          clang libclang-rt-14-dev libomp-dev)  # the last three: make fuzz (libFuzzer, ASan, OpenMP)

@@ -1,43 +1,8 @@
 #include "tessera/core/metrics.h"
 
-#include <charconv>
-#include <cmath>
-#include <sstream>
-
 #include "tessera/core/error.h"
 
 namespace tessera {
-namespace {
-
-std::string escape(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-std::string label_str(const Labels& labels, const std::string& extra_key = "",
-                      const std::string& extra_val = "") {
-  std::string s;
-  for (const auto& [k, v] : labels) s += (s.empty() ? "" : ",") + k + "=\"" + escape(v) + "\"";
-  if (!extra_key.empty()) s += (s.empty() ? "" : ",") + extra_key + "=\"" + extra_val + "\"";
-  return s.empty() ? "" : "{" + s + "}";
-}
-
-std::string num(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);  // shortest form that round-trips
-  return std::string(buf, r.ptr);
-}
-
-}  // namespace
 
 MetricsRegistry::Family& MetricsRegistry::family(const std::string& name, const char* type,
                                                  const std::string& help) {
@@ -86,24 +51,21 @@ double MetricsRegistry::value(const std::string& name, const Labels& labels) con
   return it == f->second.values.end() ? 0.0 : it->second;
 }
 
-std::string MetricsRegistry::render() const {
+std::vector<MetricFamilySnapshot> MetricsRegistry::snapshot() const {
   std::lock_guard lock(mu_);
-  std::ostringstream os;
+  std::vector<MetricFamilySnapshot> out;
   for (const auto& [name, f] : families_) {
-    os << "# HELP " << name << " " << f.help << "\n# TYPE " << name << " " << f.type << "\n";
-    for (const auto& [labels, v] : f.values) os << name << label_str(labels) << " " << num(v) << "\n";
-    for (const auto& [labels, h] : f.histograms) {
-      uint64_t cum = 0;
-      for (size_t i = 0; i <= h.bounds.size(); ++i) {
-        cum += h.counts[i];
-        const double le = i < h.bounds.size() ? h.bounds[i] : INFINITY;
-        os << name << "_bucket" << label_str(labels, "le", num(le)) << " " << cum << "\n";
-      }
-      os << name << "_sum" << label_str(labels) << " " << num(h.sum) << "\n";
-      os << name << "_count" << label_str(labels) << " " << h.count << "\n";
-    }
+    MetricFamilySnapshot fam{.name = name, .help = f.help, .type = f.type};
+    for (const auto& [labels, v] : f.values) fam.samples.push_back({.labels = labels, .value = v});
+    for (const auto& [labels, h] : f.histograms)
+      fam.samples.push_back({.labels = labels,
+                             .bounds = h.bounds,
+                             .bucket_counts = h.counts,
+                             .sum = h.sum,
+                             .count = h.count});
+    out.push_back(std::move(fam));
   }
-  return os.str();
+  return out;
 }
 
 }  // namespace tessera

@@ -5,6 +5,7 @@
 
 #include "tessera/server/generation_job.h"
 #include "tessera/server/openai_request.h"
+#include "tessera/server/prometheus_text.h"
 #include "tessera/server/session.h"
 #include "tessera/server/tls.h"
 
@@ -167,7 +168,9 @@ void handle_request(Session& session, ServerContext& ctx, Request&& req) {
   if (path == "/metrics") {
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = ctx.engine.metrics().render() + ctx.http_metrics.render();
+    auto families = ctx.engine.metrics().snapshot();
+    for (auto& f : ctx.http_metrics.snapshot()) families.push_back(std::move(f));
+    r.body = prometheus_text(families);
     return session.send_response(std::move(r));
   }
   if (path == "/tokenize") {
