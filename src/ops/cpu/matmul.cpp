@@ -34,7 +34,8 @@ constexpr int64_t kParallelMinBytes = 32 << 10;
 // with 64, 9-10 ms with 128-288, 4.8 ms with 512. Small panels also balance threads well.
 constexpr int64_t kPanelRows = 24;
 
-// Types the fused kernels unpack in registers; others are dequantized row by row into scratch.
+// Types the fused kernels of matvec_avx2.cpp unpack in registers (the K-quants have their own in
+// kquant_avx2.cpp); others are dequantized row by row into scratch.
 bool fused_type(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_1; }
 
 void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
@@ -52,7 +53,8 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   const int64_t rows_per_chunk =
       std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
   const int64_t chunks = (s.n + rows_per_chunk - 1) / rows_per_chunk;
-  const bool scratch_needed = !fused_type(w.dtype()) && w.dtype() != DType::kF32;
+  const bool kquant = is_kquant(w.dtype());
+  const bool scratch_needed = !fused_type(w.dtype()) && !kquant && w.dtype() != DType::kF32;
   detail::parallel_for(
       chunks,
       [&](int64_t c) {
@@ -71,7 +73,10 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
           a.ldy = s.n;
           a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
           a.scratch = scratch.data();
-          detail::matvec_rows_avx2(a, n0, n1);
+          if (kquant)
+            detail::kquant_rows_avx2(a, n0, n1);
+          else
+            detail::matvec_rows_avx2(a, n0, n1);
         }
       },
       s.n * row_bytes >= kParallelMinBytes);
