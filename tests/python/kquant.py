@@ -130,3 +130,23 @@ def random_blocks(qtype, n, rng):
     for off in HALF_FIELDS[qtype]:
         b[:, off:off + 2] = _half_bytes(rng.uniform(-0.01, 0.01, n))
     return b
+
+
+def _use_more_bits(i, n):
+    """llama.cpp's choice of the layers that get the bigger type in the *_M mixes."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+# llama.cpp's fallbacks for rows that are not a multiple of 256 elements.
+_FALLBACK = {T.Q4_K: T.Q5_0, T.Q6_K: T.Q8_0}
+
+
+def q4_k_m_type(name, cols, n_layers, has_output=True):
+    """The type llama.cpp's Q4_K_M gives the 2-D weight `name` (GGUF naming) with rows of `cols`:
+    Q6_K for the output (or a tied embedding), attn_v and ffn_down of the use_more_bits layers,
+    Q4_K elsewhere; Q5_0 / Q8_0 instead where the rows do not split into super-blocks."""
+    layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+    more = name == "output.weight" or (name == "token_embd.weight" and not has_output) or \
+        ((".attn_v." in name or ".ffn_down." in name) and _use_more_bits(layer, n_layers))
+    qtype = T.Q6_K if more else T.Q4_K
+    return qtype if cols % QK == 0 else _FALLBACK[qtype]

@@ -35,6 +35,7 @@ void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
 // The same for K-quant weights (kquant_avx2.cpp; xsum and scratch unused).
 void kquant_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
 void dequantize_kquant_avx2(DType type, const void* src, float* dst, int64_t n);  // n % 256 == 0
+void dequantize_q5_avx2(DType type, const void* src, float* dst, int64_t n);      // Q5_0 / Q5_1
 void dequantize_row_avx2(DType type, const void* src, float* dst, int64_t n);
 void block_sums_avx2(const float* x, int64_t n, float* sums);  // n % 32 == 0
 
