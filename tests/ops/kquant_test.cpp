@@ -107,12 +107,13 @@ TEST_F(KquantTest, FastDequantizeMatchesReference) {
   }
 }
 
-// Tolerance of an output y = sum_k w_k x_k (+ b): the reference sums K products in order (error
-// <= K u S, u = 2^-24, S = sum |w_k x_k|); the fused kernels sum 8 lanes of K/8 products then 3
-// pairwise adds ((K/8 + 3) u S), sgemm blocks its own way (<= K u S); the weights themselves
-// differ by <= u (|q d sc| + |w|) (FastDequantizeMatchesReference) and the bias adds one
-// rounding. So |fast - ref| <= u ((2K + 8) S + S') + u |y|, S' = sum |q d sc| |x_k|: ~1e-4 S
-// for K = 1536, still far below one wrong element's term (~S / K).
+// Tolerance of an output y = sum_k w_k x_k (+ b), w_k = p_k - m_k (p = q d sc, m = dmin m): the
+// reference sums K rounded products in order (error <= K u S, u = 2^-24, S = sum |w_k x_k|);
+// the fused kernels sum p_k x_k and m_k x_k apart, in 8 lanes of K/8 then 3 pairwise adds, and
+// scale per sub-block ((K/8 + 8) u (P + Mn), P = sum |p_k x_k| and Mn = sum |m_k x_k| <= P + S);
+// sgemm sums the dequantized weights (each within u (|p_k| + |w_k|)) its own way (<= K u S).
+// So |fast - ref| <= u ((2K + 16) (2 S + 2 P) + |y|): ~2e-4 (S + P) for K = 1536, still far below
+// one wrong element's term (~S / K).
 class KquantMatmulTest : public KquantTest {
  protected:
   void check(DType t, int64_t m, int64_t n, int64_t k, bool with_bias) {

@@ -1,9 +1,10 @@
 // AVX2 kernels for the K-quant weights (Q2_K..Q6_K) with fp32 activations: the small-M matmul
 // (every weight row streamed once, dotted against up to 8 activation rows) and the row
 // dequantizer (embedding rows, prefill panels). Each 32-element chunk of a super-block is
-// unpacked in registers to 4 x 8 fp32 weights w = q * (d*sc) - dmin*m (one FMA, where the
-// reference rounds the product and the difference separately: at most 1 ulp of w apart), and
-// then FMA'd against the activations; no activation quantization. Stateless; called only after
+// unpacked in registers to 4 x 8 fp32 quants. The dequantizer forms w = q * (d*sc) - dmin*m in
+// one FMA (the reference rounds the product and the difference apart: at most 1 ulp of w away);
+// the matmul scales partial dot products instead (row_dot). No activation quantization: results
+// differ from the reference only by fp32 rounding order. Stateless; called only after
 // have_avx2() (see simd.h).
 #include <cstddef>
 #include <cstring>
@@ -167,13 +168,22 @@ inline void weights(const uint8_t* blk, const Unpacked& u, int c, __m256 w[4]) {
   }
 }
 
-// One weight row against M activation rows; writes M dot products to out.
+// One weight row against M activation rows; writes M dot products to out. The scales are
+// applied to partial dot products, not to the weights: per sub-block sum dl * (q . x) - ml * sum(x)
+// (5 vector ops per 32 elements and activation row for Q4_K / Q5_K, whose 32-element activation
+// sums come precomputed in a.xsum, against 8 for dequantize-then-dot).
 template <DType kType, int M>
 void row_dot(const uint8_t* row, const MatvecArgs& a, float* out) {
   constexpr size_t kBytes = Format<kType>::kBytes;
-  const int64_t nb = a.k / kQK_K;
-  __m256 acc[M];
-  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  constexpr bool kMin32 = kType == DType::kQ4_K || kType == DType::kQ5_K;
+  constexpr bool kMin16 = kType == DType::kQ2_K;
+  const int64_t nb = a.k / kQK_K, nsum = a.k / 32;
+  __m256 acc[M], macc16[M];
+  float macc32[M];
+  for (int m = 0; m < M; ++m) {
+    acc[m] = macc16[m] = _mm256_setzero_ps();
+    macc32[m] = 0.0f;
+  }
   Unpacked u;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
@@ -183,18 +193,35 @@ void row_dot(const uint8_t* row, const MatvecArgs& a, float* out) {
     }
     Format<kType>::scales(blk, u);
     for (int c = 0; c < 8; ++c) {
-      __m256 w[4];
-      weights<kType>(blk, u, c, w);
+      __m256 q[4];
+      bytes_to_f32(Format<kType>::chunk(blk, c), q);
+      const __m256 dl0 = _mm256_set1_ps(u.dl[2 * c]), dl1 = _mm256_set1_ps(u.dl[2 * c + 1]);
       for (int m = 0; m < M; ++m) {
         const float* x = a.x + m * a.k + b * kQK_K + 32 * c;
-        acc[m] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(x), acc[m]);
-        acc[m] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x + 8), acc[m]);
-        acc[m] = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(x + 16), acc[m]);
-        acc[m] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x + 24), acc[m]);
+        const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        const __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+        if constexpr (kMin32) {
+          __m256 s = _mm256_mul_ps(q[0], x0);
+          s = _mm256_fmadd_ps(q[1], x1, s);
+          s = _mm256_fmadd_ps(q[2], x2, s);
+          s = _mm256_fmadd_ps(q[3], x3, s);
+          acc[m] = _mm256_fmadd_ps(dl0, s, acc[m]);
+          macc32[m] += u.ml[2 * c] * a.xsum[m * nsum + b * 8 + c];
+        } else {
+          const __m256 s0 = _mm256_fmadd_ps(q[1], x1, _mm256_mul_ps(q[0], x0));
+          const __m256 s1 = _mm256_fmadd_ps(q[3], x3, _mm256_mul_ps(q[2], x2));
+          acc[m] = _mm256_fmadd_ps(dl1, s1, _mm256_fmadd_ps(dl0, s0, acc[m]));
+          if constexpr (kMin16) {
+            macc16[m] =
+                _mm256_fmadd_ps(_mm256_set1_ps(u.ml[2 * c]), _mm256_add_ps(x0, x1), macc16[m]);
+            macc16[m] =
+                _mm256_fmadd_ps(_mm256_set1_ps(u.ml[2 * c + 1]), _mm256_add_ps(x2, x3), macc16[m]);
+          }
+        }
       }
     }
   }
-  for (int m = 0; m < M; ++m) out[m] = hsum256(acc[m]);
+  for (int m = 0; m < M; ++m) out[m] = hsum256(_mm256_sub_ps(acc[m], macc16[m])) - macc32[m];
 }
 
 template <DType kType, int M>

@@ -44,7 +44,7 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   float* yp = y.data_as<float>();
   const int64_t nb = s.k / 32;
   std::vector<float> xsum;
-  if (w.dtype() == DType::kQ4_1) {
+  if (w.dtype() == DType::kQ4_1 || w.dtype() == DType::kQ4_K || w.dtype() == DType::kQ5_K) {
     xsum.resize(static_cast<size_t>(s.m * nb));
     for (int64_t m = 0; m < s.m; ++m)
       detail::block_sums_avx2(xp + m * s.k, s.k, xsum.data() + m * nb);

@@ -23,7 +23,7 @@ struct MatvecArgs {
   const uint8_t* w = nullptr;  // row n at w + n * w_row_bytes
   size_t w_row_bytes = 0;
   const float* x = nullptr;     // [m_count, k]
-  const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1 only), else null
+  const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1, Q4_K, Q5_K), else null
   int m_count = 0;              // 1..8
   int64_t k = 0;
   float* y = nullptr;  // row m at y + m * ldy
