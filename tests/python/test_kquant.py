@@ -140,3 +140,39 @@ def test_q4_k_m_tiny_model_matches_reference(tmp_path):
         worst = np.abs(ours - ref).max()
         print(f"chunk={chunk}: max |logit diff| {worst:.2e}, logit scale {np.abs(ref).max():.2f}")
         assert worst < LOGIT_ATOL
+
+
+DEFAULT_GGUF = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+REQUANTIZE = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "requantize_q4_k_m.py")
+
+
+# The default model re-quantized to Q4_K_M (its 576-wide rows fall back to Q5_0 / Q8_0 as in
+# llama.cpp; ffn_down, 1536 wide, is Q4_K / Q6_K), through the engine end to end. Tolerance as in
+# test_reference_forward.py: the same dequantized weights on both sides, float32 rounding over
+# 30 layers, ~1e-3 on logits of magnitude 10-30; 2e-2 allowed, >= 99% top-1 agreement.
+@pytest.mark.skipif(not os.path.exists(DEFAULT_GGUF), reason="default model not downloaded")
+def test_default_model_as_q4_k_m_matches_reference(tmp_path):
+    path = tmp_path / "smollm2-135m-instruct.q4_k_m.gguf"
+    out = subprocess.run([sys.executable, REQUANTIZE, DEFAULT_GGUF, str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    types = {t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
+    assert {T.Q4_K, T.Q6_K} <= types
+    ref = ReferenceLlama(str(path))
+    agree = total = 0
+    for text in ["The capital of France is", "def fibonacci(n):\n    if n < 2:\n        return n\n",
+                 "Once upon a time, in a small village by the sea, there lived"]:
+        tok = subprocess.run([BIN, "tokenize", "--model", str(path), "--json", text],
+                             capture_output=True, text=True, timeout=120)
+        assert tok.returncode == 0, tok.stderr
+        ids = json.loads(tok.stdout)["ids"]
+        ours, theirs = tessera_logits(str(path), ids), ref.logits(ids)
+        assert np.abs(ours - theirs).max() < 2e-2
+        agree += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+        total += len(ids)
+    assert agree / total >= 0.99
+    gen = subprocess.run([BIN, "generate", "--model", str(path), "--prompt", "Hello", "--max-tokens",
+                          "8", "--temperature", "0", "--ignore-eos", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert gen.returncode == 0, gen.stderr
+    assert len(json.loads(gen.stdout)["token_ids"]) == 8
