@@ -111,9 +111,10 @@ def q4_k_m(layers):
     return pick
 
 
-def tessera_logits(model, ids, chunk=None):
+def tessera_logits(model, ids, chunk=None, backend="cpu"):
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-        args = [BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", f.name]
+        args = [BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", f.name,
+                "--backend", backend]
         if chunk:
             args += ["--chunk", str(chunk)]
         out = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -134,11 +135,12 @@ def test_q4_k_m_tiny_model_matches_reference(tmp_path):
     assert types["blk.3.ffn_down.weight"] == T.Q6_K and types["token_embd.weight"] == T.Q4_K
     ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
     ref = ReferenceLlama(str(path)).logits(ids)
-    # One 24-row prefill (dequantized panels, sgemm) and 3-row chunks (the fused decode kernels).
-    for chunk in (None, 3):
-        ours = tessera_logits(str(path), ids, chunk)
+    # One 24-row prefill (dequantized panels, sgemm) and 3-row chunks (the fused decode kernels),
+    # on the CPU and on the guarded device (the GPU's stand-in: the same kernels, device memory).
+    for backend, chunk in (("cpu", None), ("cpu", 3), ("guarded", 3)):
+        ours = tessera_logits(str(path), ids, chunk, backend)
         worst = np.abs(ours - ref).max()
-        print(f"chunk={chunk}: max |logit diff| {worst:.2e}, logit scale {np.abs(ref).max():.2f}")
+        print(f"{backend} chunk={chunk}: max |logit diff| {worst:.2e}, scale {np.abs(ref).max():.2f}")
         assert worst < LOGIT_ATOL
 
 
