@@ -46,6 +46,10 @@ inline void bytes_to_f32(__m256i q, __m256 out[4]) {
   out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
 
+// The low 8 unsigned / signed bytes as 8 floats.
+inline __m256 u8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+inline __m256 i8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
 // Bits [shift, shift + width) of each byte. The 16-bit shift drags bits of the neighbouring
 // byte into the top, which the mask then clears (shift + width <= 8).
 inline __m256i bits(__m256i v, int shift, int mask) {
@@ -73,12 +77,15 @@ template <>
 struct Format<DType::kQ2_K> {
   static constexpr size_t kBytes = sizeof(BlockQ2_K);
   static void scales(const uint8_t* blk, Unpacked& u) {
-    const float d = half_at(blk + offsetof(BlockQ2_K, d));
-    const float dmin = half_at(blk + offsetof(BlockQ2_K, dmin));
-    for (int i = 0; i < 16; ++i) {
-      u.dl[i] = d * static_cast<float>(blk[i] & 0x0f);
-      u.ml[i] = dmin * static_cast<float>(blk[i] >> 4);
-    }
+    const __m256 d = _mm256_set1_ps(half_at(blk + offsetof(BlockQ2_K, d)));
+    const __m256 dmin = _mm256_set1_ps(half_at(blk + offsetof(BlockQ2_K, dmin)));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk));
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i sc = _mm_and_si128(raw, m4), mn = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+    _mm256_storeu_ps(u.dl, _mm256_mul_ps(d, u8_to_f32(sc)));
+    _mm256_storeu_ps(u.dl + 8, _mm256_mul_ps(d, u8_to_f32(_mm_srli_si128(sc, 8))));
+    _mm256_storeu_ps(u.ml, _mm256_mul_ps(dmin, u8_to_f32(mn)));
+    _mm256_storeu_ps(u.ml + 8, _mm256_mul_ps(dmin, u8_to_f32(_mm_srli_si128(mn, 8))));
   }
   static __m256i chunk(const uint8_t* blk, int c) {
     return bits(load32(blk + offsetof(BlockQ2_K, qs) + 32 * (c / 4)), 2 * (c % 4), 3);
@@ -104,15 +111,26 @@ struct Format<DType::kQ3_K> {
   }
 };
 
+// Eight 6-bit values (bytes of lo, then of hi) times `scale`, each stored twice (the two 16-element
+// halves of its 32-element sub-block).
+inline void store_pairs(float* out, uint32_t lo, uint32_t hi, float scale) {
+  const __m128i bytes = _mm_set_epi32(0, 0, static_cast<int>(hi), static_cast<int>(lo));
+  const __m256 v = _mm256_mul_ps(u8_to_f32(bytes), _mm256_set1_ps(scale));
+  const __m256 a = _mm256_unpacklo_ps(v, v), b = _mm256_unpackhi_ps(v, v);
+  _mm256_storeu_ps(out, _mm256_permute2f128_ps(a, b, 0x20));
+  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(a, b, 0x31));
+}
+
+// kquant::scale_min_k4 for all eight sub-blocks at once, four bytes at a time: sub-blocks 4-7
+// take the nibbles of bytes 8-11 and bits 6-7 of bytes 0-3 (scales) or 4-7 (mins) as bits 4-5.
 template <typename Block>
 void scales_k4(const uint8_t* blk, Unpacked& u) {
-  const float d = half_at(blk + offsetof(Block, d)), dmin = half_at(blk + offsetof(Block, dmin));
-  for (int j = 0; j < 8; ++j) {
-    int sc = 0, m = 0;
-    kquant::scale_min_k4(blk + offsetof(Block, scales), j, &sc, &m);
-    u.dl[2 * j] = u.dl[2 * j + 1] = d * static_cast<float>(sc);
-    u.ml[2 * j] = u.ml[2 * j + 1] = dmin * static_cast<float>(m);
-  }
+  uint32_t w[3];
+  std::memcpy(w, blk + offsetof(Block, scales), sizeof(w));
+  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+  store_pairs(u.dl, w[0] & 0x3f3f3f3fu, sc_hi, half_at(blk + offsetof(Block, d)));
+  store_pairs(u.ml, w[1] & 0x3f3f3f3fu, m_hi, half_at(blk + offsetof(Block, dmin)));
 }
 
 template <>
@@ -141,12 +159,13 @@ template <>
 struct Format<DType::kQ6_K> {
   static constexpr size_t kBytes = sizeof(BlockQ6_K);
   static void scales(const uint8_t* blk, Unpacked& u) {
-    const float d = half_at(blk + offsetof(BlockQ6_K, d));
-    const auto* sc = reinterpret_cast<const int8_t*>(blk + offsetof(BlockQ6_K, scales));
-    for (int i = 0; i < 16; ++i) {
-      u.dl[i] = d * static_cast<float>(sc[i]);
-      u.ml[i] = 0.0f;
-    }
+    const __m256 d = _mm256_set1_ps(half_at(blk + offsetof(BlockQ6_K, d)));
+    const __m128i sc =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + offsetof(BlockQ6_K, scales)));
+    _mm256_storeu_ps(u.dl, _mm256_mul_ps(d, i8_to_f32(sc)));
+    _mm256_storeu_ps(u.dl + 8, _mm256_mul_ps(d, i8_to_f32(_mm_srli_si128(sc, 8))));
+    _mm256_storeu_ps(u.ml, _mm256_setzero_ps());
+    _mm256_storeu_ps(u.ml + 8, _mm256_setzero_ps());
   }
   static __m256i chunk(const uint8_t* blk, int c) {
     const int h = c / 4, j = c % 4;
