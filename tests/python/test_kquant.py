@@ -1,8 +1,8 @@
 """K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): Tessera's dequantizers against the `gguf` package's
 numpy dequantizer on files this test writes (kquant.py packs the blocks), and a Q4_K_M-style
 tiny model (Q4_K with Q6_K for the output and for attn_v and ffn_down of some layers, as
-llama.cpp's Q4_K_M mixes them) run end to end against the float64 reference forward
-(reference_llama.py).
+llama.cpp's Q4_K_M mixes them; and all-Q2_K, -Q3_K, -Q5_K ones) run end to end against the
+float64 reference forward (reference_llama.py); and the default model re-quantized to Q4_K_M.
 
 Tolerances:
 - ref::dequantize_row rounds d*sc, dmin*m, their product with q and the difference exactly as
@@ -101,12 +101,13 @@ def test_quantizer_round_trips(qtype, bits):
     assert rel < 1.5 * expected
 
 
-def q4_k_m(layers):
-    """llama.cpp's Q4_K_M choice of types, by GGUF tensor name (norms stay float32)."""
+def mix(kind, layers):
+    """Per GGUF tensor name: llama.cpp's Q4_K_M choice of types, or one K-quant for every matrix
+    (norms stay float32)."""
     def pick(name, w):
         if w.ndim != 2:
             return None
-        qtype = kquant.q4_k_m_type(name, w.shape[1], layers)
+        qtype = kquant.q4_k_m_type(name, w.shape[1], layers) if kind == "q4_k_m" else kind
         return kquant.quantize(w, qtype), qtype
     return pick
 
@@ -122,17 +123,22 @@ def tessera_logits(model, ids, chunk=None, backend="cpu"):
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
 
 
-def test_q4_k_m_tiny_model_matches_reference(tmp_path):
+@pytest.mark.parametrize("kind", ["q4_k_m", T.Q2_K, T.Q3_K, T.Q5_K],
+                         ids=lambda k: getattr(k, "name", k))
+def test_kquant_tiny_model_matches_reference(tmp_path, kind):
     probe = TinySpec(vocab=300)
     probe.write_hf(str(tmp_path / "hf"))
     tok_json = json.load(open(tmp_path / "hf" / "tokenizer.json"))
     spec = TinySpec(vocab=len(tok_json["model"]["vocab"]), hidden=256, ffn=512, heads=4,
                     kv_heads=2, layers=4, seed=int(np.random.SeedSequence().entropy % 2**32))
-    path = tmp_path / "tiny-q4_k_m.gguf"
-    spec.write_gguf(str(path), tok_json, quant=q4_k_m(spec.layers))
+    path = tmp_path / "tiny.gguf"
+    spec.write_gguf(str(path), tok_json, quant=mix(kind, spec.layers))
     types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
-    assert types["output.weight"] == T.Q6_K and types["blk.0.ffn_down.weight"] == T.Q4_K
-    assert types["blk.3.ffn_down.weight"] == T.Q6_K and types["token_embd.weight"] == T.Q4_K
+    if kind == "q4_k_m":
+        assert types["output.weight"] == T.Q6_K and types["blk.0.ffn_down.weight"] == T.Q4_K
+        assert types["blk.3.ffn_down.weight"] == T.Q6_K and types["token_embd.weight"] == T.Q4_K
+    else:
+        assert types["blk.1.attn_q.weight"] == kind and types["output.weight"] == kind
     ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
     ref = ReferenceLlama(str(path)).logits(ids)
     # One 24-row prefill (dequantized panels, sgemm) and 3-row chunks (the fused decode kernels),
