@@ -1,6 +1,7 @@
 // Private to the ops: how the K-quants' packed sub-block scales unpack (ggml-common.h layouts),
-// shared by the reference dequantizers (ref_dequant_k.cpp) and the AVX2 kernels so both read the
-// bits one way. Pure functions; no state.
+// the definition used by the reference dequantizers (ref_dequant_k.cpp) and, for Q3_K, by the
+// AVX2 kernels (kquant_avx2.cpp unpacks Q4_K/Q5_K scales four at a time instead; tests compare
+// the two). Pure functions; no state.
 #pragma once
 
 #include <cstdint>
