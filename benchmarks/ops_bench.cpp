@@ -3,6 +3,9 @@
 // FLOP/s, to set beside machine_bench's memory bandwidth and FMA peak.
 #include <benchmark/benchmark.h>
 
+#include <cstddef>
+#include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -15,9 +18,28 @@ using tessera::DType;
 using tessera::Tensor;
 namespace ops = tessera::ops;
 
-constexpr DType kTypes[] = {DType::kF32, DType::kQ8_0, DType::kQ4_1};
+constexpr DType kTypes[] = {DType::kF32, DType::kQ8_0, DType::kQ4_1, DType::kQ4_K, DType::kQ6_K};
+
+// K-quants cannot be quantized in C++ (scripts/requantize_q4_k_m.py does it in numpy); random bits
+// with small finite fp16 super-block scales take the same time through the kernels.
+Tensor random_kquant(DType t, int64_t n, int64_t k) {
+  std::mt19937 rng(42);
+  Tensor w = Tensor::empty({n, k}, t);
+  auto* p = static_cast<uint8_t*>(w.data());
+  for (size_t i = 0; i < w.nbytes(); ++i) p[i] = static_cast<uint8_t>(rng());
+  const size_t bytes = static_cast<size_t>(tessera::dtype_info(t).block_bytes);
+  const size_t d_at =
+      t == DType::kQ4_K ? offsetof(tessera::BlockQ4_K, d) : offsetof(tessera::BlockQ6_K, d);
+  for (size_t b = 0; b < w.nbytes() / bytes; ++b) {
+    const uint16_t h = 0x1c00;  // 2^-8: finite, normal, and so are all products
+    std::memcpy(p + b * bytes + d_at, &h, 2);
+    if (t == DType::kQ4_K) std::memcpy(p + b * bytes + offsetof(tessera::BlockQ4_K, dmin), &h, 2);
+  }
+  return w;
+}
 
 Tensor random_weight(DType t, int64_t n, int64_t k) {
+  if (tessera::is_kquant(t)) return random_kquant(t, n, k);
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   Tensor w = Tensor::empty({n, k}, t);
@@ -59,8 +81,9 @@ void BM_Matmul(benchmark::State& state) {
 void MatmulArgs(benchmark::internal::Benchmark* b) {
   const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}};
   for (int64_t m : {1, 64})
-    for (int t = 0; t < 3; ++t)
-      for (auto& s : shapes) b->Args({t, s[0], s[1], m});
+    for (int t = 0; t < static_cast<int>(std::size(kTypes)); ++t)
+      for (auto& s : shapes)
+        if (s[1] % tessera::dtype_info(kTypes[t]).block_elems == 0) b->Args({t, s[0], s[1], m});
   b->ArgNames({"type", "N", "K", "M"});
   b->Unit(benchmark::kMicrosecond);
   b->UseRealTime();

@@ -6,9 +6,11 @@ namespace tessera {
 
 const DTypeInfo& dtype_info(DType t) {
   static constexpr DTypeInfo kInfo[] = {
-      {"f32", 1, 4, false},   {"f16", 1, 2, false},   {"bf16", 1, 2, false},
-      {"i32", 1, 4, false},   {"q8_0", 32, 34, true}, {"q4_0", 32, 18, true},
-      {"q4_1", 32, 20, true}, {"q5_0", 32, 22, true}, {"q5_1", 32, 24, true},
+      {"f32", 1, 4, false},       {"f16", 1, 2, false},       {"bf16", 1, 2, false},
+      {"i32", 1, 4, false},       {"q8_0", 32, 34, true},     {"q4_0", 32, 18, true},
+      {"q4_1", 32, 20, true},     {"q5_0", 32, 22, true},     {"q5_1", 32, 24, true},
+      {"q2_K", kQK_K, 84, true},  {"q3_K", kQK_K, 110, true}, {"q4_K", kQK_K, 144, true},
+      {"q5_K", kQK_K, 176, true}, {"q6_K", kQK_K, 210, true},
   };
   auto i = static_cast<size_t>(t);
   TESSERA_CHECK(i < std::size(kInfo), "bad dtype ", i);

@@ -91,6 +91,16 @@ std::optional<DType> dtype_from_ggml(uint32_t type) {
       return DType::kQ5_0;
     case GgmlType::kQ5_1:
       return DType::kQ5_1;
+    case GgmlType::kQ2_K:
+      return DType::kQ2_K;
+    case GgmlType::kQ3_K:
+      return DType::kQ3_K;
+    case GgmlType::kQ4_K:
+      return DType::kQ4_K;
+    case GgmlType::kQ5_K:
+      return DType::kQ5_K;
+    case GgmlType::kQ6_K:
+      return DType::kQ6_K;
     default:
       break;
   }

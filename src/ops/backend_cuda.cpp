@@ -90,6 +90,11 @@ bool weight_type(DType dtype, kernels::WeightType* out) {
     case DType::kQ5_1:
       *out = kernels::WeightType::kQ5_1;
       return true;
+    case DType::kQ2_K:  // K-quants: no CUDA kernel yet, so the model's start check refuses them
+    case DType::kQ3_K:  // ("op matmul for q4_K is not implemented there yet")
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
     case DType::kI32:
       return false;
   }

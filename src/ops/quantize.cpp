@@ -134,6 +134,11 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
       return quantize_blocks<BlockQ5_0, quantize_q5_0>(src, dst, n);
     case DType::kQ5_1:
       return quantize_blocks<BlockQ5_1, quantize_q5_1>(src, dst, n);
+    case DType::kQ2_K:  // K-quants are read from files, never made here
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
     case DType::kI32:
       break;
   }

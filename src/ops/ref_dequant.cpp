@@ -1,7 +1,9 @@
 // Reference dequantizers: the scalar definition of every weight format (formats.md §2; ggml's
-// dequantize_row_*). Nibbles are not interleaved: byte j holds element j (low) and j+16 (high).
+// dequantize_row_*); the K-quants live in ref_dequant_k.cpp. Nibbles are not interleaved: byte j
+// holds element j (low) and j+16 (high).
 #include <cstring>
 
+#include "kquant_layout.h"
 #include "tessera/core/error.h"
 #include "tessera/core/half.h"
 #include "tessera/ops/ops.h"
@@ -87,6 +89,12 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
         }
       }
       return;
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return kquant::dequantize(type, src, dst, n / kQK_K);
     case DType::kI32:
       break;
   }

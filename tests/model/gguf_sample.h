@@ -77,6 +77,7 @@ inline Sample make_sample(uint32_t version, uint64_t alignment, uint32_t seed) {
       {"q8_0.weight", {64, 2}, 8, random_bytes(rng, 2 * 2 * 34), {}},
       {"q4_1.weight", {32, 3}, 3, random_bytes(rng, 3 * 20), {}},
       {"q4_k.weight", {256, 1}, 12, random_bytes(rng, 144), {}},
+      {"iq4_xs.weight", {256, 1}, 23, random_bytes(rng, 136), {}},  // parses, cannot compute
       {"norm.weight", {7}, 0, random_bytes(rng, 7 * 4), {}},
   };
   for (const auto& t : s.tensors) g.tensor(t);

@@ -163,7 +163,10 @@ TEST(Gguf, TypeTableCoversGgml) {
   EXPECT_EQ(dtype_from_ggml(3), DType::kQ4_1);
   EXPECT_EQ(dtype_from_ggml(8), DType::kQ8_0);
   EXPECT_EQ(dtype_from_ggml(30), DType::kBF16);
-  EXPECT_EQ(dtype_from_ggml(12), std::nullopt);
+  EXPECT_EQ(dtype_from_ggml(10), DType::kQ2_K);
+  EXPECT_EQ(dtype_from_ggml(14), DType::kQ6_K);
+  EXPECT_EQ(dtype_from_ggml(15), std::nullopt);  // Q8_K: an activation type, never a weight here
+  EXPECT_EQ(dtype_from_ggml(16), std::nullopt);
   // Every DType a ggml id maps to has the same block geometry as that id.
   for (uint32_t id = 0; id < 64; ++id) {
     if (auto dt = dtype_from_ggml(id)) {

@@ -101,7 +101,9 @@ class TinySpec:
         json.dump({"metadata": {}, "weight_map": weight_map},
                   open(os.path.join(directory, "model.safetensors.index.json"), "w"))
 
-    def write_gguf(self, path, tokenizer_json):
+    def write_gguf(self, path, tokenizer_json, quant=None):
+        """quant(gguf_name, w) may return (raw bytes array, GGMLQuantizationType) to store a
+        tensor quantized, or None to keep it float32."""
         arch = self.arch
         wr = gguf.GGUFWriter(path, arch)
         wr.add_name("tiny")
@@ -148,7 +150,11 @@ class TinySpec:
                 gname = f"blk.{l}.{sub[rest]}"
             if arch == "llama" and (".attn_q." in gname or ".attn_k." in gname):
                 w = permute(w, self.heads if ".attn_q." in gname else self.kv_heads)
-            wr.add_tensor(gname, w)
+            q = quant(gname, w) if quant else None
+            if q is None:
+                wr.add_tensor(gname, w)
+            else:
+                wr.add_tensor(gname, q[0], raw_dtype=q[1])
         self.gguf_extra(wr)
         if self.llama3:
             base = 1.0 / self.theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)

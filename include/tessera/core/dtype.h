@@ -1,5 +1,6 @@
-// Element types of tensors, including ggml's block-quantized weight formats. A quantized type
-// packs `block_elems` elements into `block_bytes` bytes along the innermost dimension.
+// Element types of tensors, including ggml's block-quantized weight formats (the legacy 32-element
+// blocks and the K-quants' 256-element super-blocks). A quantized type packs `block_elems` elements
+// into `block_bytes` bytes along the innermost dimension. Plain value types; no state.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +19,11 @@ enum class DType : uint8_t {
   kQ4_1,
   kQ5_0,
   kQ5_1,
+  kQ2_K,
+  kQ3_K,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
 };
 
 struct DTypeInfo {
@@ -30,6 +36,7 @@ struct DTypeInfo {
 const DTypeInfo& dtype_info(DType t);
 inline std::string_view dtype_name(DType t) { return dtype_info(t).name; }
 inline bool is_quantized(DType t) { return dtype_info(t).quantized; }
+inline bool is_kquant(DType t) { return t >= DType::kQ2_K && t <= DType::kQ6_K; }
 
 // Bytes needed for `elems` elements of a row; `elems` must be a multiple of the block size.
 size_t row_bytes(DType t, int64_t elems);
@@ -61,5 +68,44 @@ struct BlockQ5_1 {
 };
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20);
 static_assert(sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
+
+// K-quants (ggml-common.h): 256 elements per super-block, split into sub-blocks of 16 (Q2_K, Q3_K,
+// Q6_K) or 32 (Q4_K, Q5_K) that each get a small integer scale (and min) multiplied by the fp16
+// super-block scale d (and dmin). Bit packing is documented at each dequantizer
+// (ref_dequant_k.cpp).
+inline constexpr int kQK_K = 256;
+struct BlockQ2_K {
+  uint8_t scales[16];  // sub-block j: scale in the low nibble, min in the high nibble
+  uint8_t qs[64];      // 2-bit quants
+  uint16_t d;
+  uint16_t dmin;
+};
+struct BlockQ3_K {
+  uint8_t hmask[32];   // high bit of each 3-bit quant
+  uint8_t qs[64];      // low 2 bits
+  uint8_t scales[12];  // sixteen 6-bit signed (offset 32) scales
+  uint16_t d;
+};
+struct BlockQ4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];  // eight 6-bit scales and eight 6-bit mins
+  uint8_t qs[128];     // 4-bit quants
+};
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];  // as Q4_K
+  uint8_t qh[32];      // fifth bit of each quant
+  uint8_t qs[128];     // low 4 bits
+};
+struct BlockQ6_K {
+  uint8_t ql[128];    // low 4 bits
+  uint8_t qh[64];     // high 2 bits
+  int8_t scales[16];  // 8-bit signed sub-block scales
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144);
+static_assert(sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 
 }  // namespace tessera

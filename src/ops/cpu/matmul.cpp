@@ -34,8 +34,16 @@ constexpr int64_t kParallelMinBytes = 32 << 10;
 // with 64, 9-10 ms with 128-288, 4.8 ms with 512. Small panels also balance threads well.
 constexpr int64_t kPanelRows = 24;
 
-// Types the fused kernels unpack in registers; others are dequantized row by row into scratch.
-bool fused_type(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_1; }
+// Types some fused kernel unpacks in registers (matvec_avx2.cpp, q5_avx2.cpp, kquant_avx2.cpp);
+// others are dequantized row by row into scratch.
+bool fused_type(DType t) {
+  return t == DType::kQ8_0 || t == DType::kQ4_0 || t == DType::kQ4_1 || t == DType::kQ5_0 ||
+         t == DType::kQ5_1 || is_kquant(t);
+}
+// Types whose kernels add min * sum(x) per 32-element block from precomputed activation sums.
+bool needs_block_sums(DType t) {
+  return t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ4_K || t == DType::kQ5_K;
+}
 
 void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
                   const ops::detail::MatmulShape& s) {
@@ -43,7 +51,7 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   float* yp = y.data_as<float>();
   const int64_t nb = s.k / 32;
   std::vector<float> xsum;
-  if (w.dtype() == DType::kQ4_1) {
+  if (needs_block_sums(w.dtype())) {
     xsum.resize(static_cast<size_t>(s.m * nb));
     for (int64_t m = 0; m < s.m; ++m)
       detail::block_sums_avx2(xp + m * s.k, s.k, xsum.data() + m * nb);
@@ -52,6 +60,8 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   const int64_t rows_per_chunk =
       std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
   const int64_t chunks = (s.n + rows_per_chunk - 1) / rows_per_chunk;
+  const bool kquant = is_kquant(w.dtype());
+  const bool q5 = w.dtype() == DType::kQ5_0 || w.dtype() == DType::kQ5_1;
   const bool scratch_needed = !fused_type(w.dtype()) && w.dtype() != DType::kF32;
   detail::parallel_for(
       chunks,
@@ -71,7 +81,12 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
           a.ldy = s.n;
           a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
           a.scratch = scratch.data();
-          detail::matvec_rows_avx2(a, n0, n1);
+          if (kquant)
+            detail::kquant_rows_avx2(a, n0, n1);
+          else if (q5)
+            detail::q5_rows_avx2(a, n0, n1);
+          else
+            detail::matvec_rows_avx2(a, n0, n1);
         }
       },
       s.n * row_bytes >= kParallelMinBytes);

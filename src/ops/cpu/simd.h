@@ -23,7 +23,7 @@ struct MatvecArgs {
   const uint8_t* w = nullptr;  // row n at w + n * w_row_bytes
   size_t w_row_bytes = 0;
   const float* x = nullptr;     // [m_count, k]
-  const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1 only), else null
+  const float* xsum = nullptr;  // [m_count, k/32] block sums of x (Q4_1, Q5_1, Q4_K, Q5_K)
   int m_count = 0;              // 1..8
   int64_t k = 0;
   float* y = nullptr;  // row m at y + m * ldy
@@ -32,6 +32,12 @@ struct MatvecArgs {
   float* scratch = nullptr;     // k floats, for types dequantized to f32 first
 };
 void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
+// The same for K-quant weights (kquant_avx2.cpp; Q4_K / Q5_K read xsum).
+void kquant_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
+void dequantize_kquant_avx2(DType type, const void* src, float* dst, int64_t n);  // n % 256 == 0
+// Q5_0 / Q5_1 (q5_avx2.cpp; Q5_1 reads xsum).
+void q5_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1);
+void dequantize_q5_avx2(DType type, const void* src, float* dst, int64_t n);
 void dequantize_row_avx2(DType type, const void* src, float* dst, int64_t n);
 void block_sums_avx2(const float* x, int64_t n, float* sums);  // n % 32 == 0
 

@@ -179,6 +179,9 @@ void dequantize_row_avx2(DType type, const void* src, float* dst, int64_t n) {
       return;
     }
     default:
+      if (is_kquant(type)) return dequantize_kquant_avx2(type, src, dst, n);
+      if (type == DType::kQ5_0 || type == DType::kQ5_1)
+        return dequantize_q5_avx2(type, src, dst, n);
       ref::dequantize_row(type, src, dst, n);
       return;
   }

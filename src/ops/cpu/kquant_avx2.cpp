@@ -1,0 +1,331 @@
+// AVX2 kernels for the K-quant weights (Q2_K..Q6_K) with fp32 activations: the small-M matmul
+// (every weight row streamed once, dotted against up to 8 activation rows) and the row
+// dequantizer (embedding rows, prefill panels). Each 32-element chunk of a super-block is
+// unpacked in registers to 4 x 8 fp32 quants. The dequantizer forms w = q * (d*sc) - dmin*m in
+// one FMA (the reference rounds the product and the difference apart: at most 1 ulp of w away);
+// the matmul scales partial dot products instead (row_dot). No activation quantization: results
+// differ from the reference only by fp32 rounding order. Stateless; called only after
+// have_avx2() (see simd.h).
+#include <cstddef>
+#include <cstring>
+
+// Included before the target pragma so that their inline functions stay baseline code in every
+// translation unit (the linker keeps one copy of each).
+#include "../kquant_layout.h"
+#include "simd.h"
+#include "tessera/core/half.h"
+
+// clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#include "avx2_common.h"
+
+namespace tessera::ops::cpu::detail {
+namespace {
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256i load32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// 32 signed bytes -> 4 x 8 floats (elements 0-7, 8-15, 16-23, 24-31).
+inline void bytes_to_f32(__m256i q, __m256 out[4]) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+// The low 8 unsigned / signed bytes as 8 floats.
+inline __m256 u8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+inline __m256 i8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+// Bits [shift, shift + width) of each byte. The 16-bit shift drags bits of the neighbouring
+// byte into the top, which the mask then clears (shift + width <= 8).
+inline __m256i bits(__m256i v, int shift, int mask) {
+  return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(static_cast<char>(mask)));
+}
+
+// 0xff in every byte whose bit `bit` is set.
+inline __m256i bit_set(__m256i v, int bit) {
+  const __m256i m = _mm256_set1_epi8(static_cast<char>(1 << bit));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, m), m);
+}
+
+// One super-block unpacked: the quants of chunk c (32 elements) and the fp32 scale and offset of
+// each 16 elements (sub-blocks of 32 repeat theirs), so every type dots the same way.
+struct Unpacked {
+  float dl[16];
+  float ml[16];  // subtracted; zero for the types without mins
+};
+
+// Scales of super-block `blk` and a function giving its chunk c as 32 signed bytes.
+template <DType kType>
+struct Format;
+
+template <>
+struct Format<DType::kQ2_K> {
+  static constexpr size_t kBytes = sizeof(BlockQ2_K);
+  static void scales(const uint8_t* blk, Unpacked& u) {
+    const __m256 d = _mm256_set1_ps(half_at(blk + offsetof(BlockQ2_K, d)));
+    const __m256 dmin = _mm256_set1_ps(half_at(blk + offsetof(BlockQ2_K, dmin)));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk));
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i sc = _mm_and_si128(raw, m4), mn = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+    _mm256_storeu_ps(u.dl, _mm256_mul_ps(d, u8_to_f32(sc)));
+    _mm256_storeu_ps(u.dl + 8, _mm256_mul_ps(d, u8_to_f32(_mm_srli_si128(sc, 8))));
+    _mm256_storeu_ps(u.ml, _mm256_mul_ps(dmin, u8_to_f32(mn)));
+    _mm256_storeu_ps(u.ml + 8, _mm256_mul_ps(dmin, u8_to_f32(_mm_srli_si128(mn, 8))));
+  }
+  static __m256i chunk(const uint8_t* blk, int c) {
+    return bits(load32(blk + offsetof(BlockQ2_K, qs) + 32 * (c / 4)), 2 * (c % 4), 3);
+  }
+};
+
+template <>
+struct Format<DType::kQ3_K> {
+  static constexpr size_t kBytes = sizeof(BlockQ3_K);
+  static void scales(const uint8_t* blk, Unpacked& u) {
+    const float d = half_at(blk + offsetof(BlockQ3_K, d));
+    for (int i = 0; i < 16; ++i) {
+      u.dl[i] = d * static_cast<float>(kquant::scale_q3_k(blk + offsetof(BlockQ3_K, scales), i));
+      u.ml[i] = 0.0f;
+    }
+  }
+  static __m256i chunk(const uint8_t* blk, int c) {
+    const __m256i lo = bits(load32(blk + offsetof(BlockQ3_K, qs) + 32 * (c / 4)), 2 * (c % 4), 3);
+    // A clear high bit means -4: (lo | 4 * high) - 4.
+    const __m256i high =
+        _mm256_and_si256(bit_set(load32(blk + offsetof(BlockQ3_K, hmask)), c), _mm256_set1_epi8(4));
+    return _mm256_sub_epi8(_mm256_or_si256(lo, high), _mm256_set1_epi8(4));
+  }
+};
+
+// Eight 6-bit values (bytes of lo, then of hi) times `scale`, each stored twice (the two 16-element
+// halves of its 32-element sub-block).
+inline void store_pairs(float* out, uint32_t lo, uint32_t hi, float scale) {
+  const __m128i bytes = _mm_set_epi32(0, 0, static_cast<int>(hi), static_cast<int>(lo));
+  const __m256 v = _mm256_mul_ps(u8_to_f32(bytes), _mm256_set1_ps(scale));
+  const __m256 a = _mm256_unpacklo_ps(v, v), b = _mm256_unpackhi_ps(v, v);
+  _mm256_storeu_ps(out, _mm256_permute2f128_ps(a, b, 0x20));
+  _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(a, b, 0x31));
+}
+
+// kquant::scale_min_k4 for all eight sub-blocks at once, four bytes at a time: sub-blocks 4-7
+// take the nibbles of bytes 8-11 and bits 6-7 of bytes 0-3 (scales) or 4-7 (mins) as bits 4-5.
+template <typename Block>
+void scales_k4(const uint8_t* blk, Unpacked& u) {
+  uint32_t w[3];
+  std::memcpy(w, blk + offsetof(Block, scales), sizeof(w));
+  const uint32_t sc_hi = (w[2] & 0x0f0f0f0fu) | ((w[0] >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0fu) | ((w[1] >> 2) & 0x30303030u);
+  store_pairs(u.dl, w[0] & 0x3f3f3f3fu, sc_hi, half_at(blk + offsetof(Block, d)));
+  store_pairs(u.ml, w[1] & 0x3f3f3f3fu, m_hi, half_at(blk + offsetof(Block, dmin)));
+}
+
+template <>
+struct Format<DType::kQ4_K> {
+  static constexpr size_t kBytes = sizeof(BlockQ4_K);
+  static void scales(const uint8_t* blk, Unpacked& u) { scales_k4<BlockQ4_K>(blk, u); }
+  static __m256i chunk(const uint8_t* blk, int c) {
+    return bits(load32(blk + offsetof(BlockQ4_K, qs) + 32 * (c / 2)), 4 * (c % 2), 0x0f);
+  }
+};
+
+template <>
+struct Format<DType::kQ5_K> {
+  static constexpr size_t kBytes = sizeof(BlockQ5_K);
+  static void scales(const uint8_t* blk, Unpacked& u) { scales_k4<BlockQ5_K>(blk, u); }
+  static __m256i chunk(const uint8_t* blk, int c) {
+    const __m256i lo =
+        bits(load32(blk + offsetof(BlockQ5_K, qs) + 32 * (c / 2)), 4 * (c % 2), 0x0f);
+    const __m256i high =
+        _mm256_and_si256(bit_set(load32(blk + offsetof(BlockQ5_K, qh)), c), _mm256_set1_epi8(16));
+    return _mm256_or_si256(lo, high);
+  }
+};
+
+template <>
+struct Format<DType::kQ6_K> {
+  static constexpr size_t kBytes = sizeof(BlockQ6_K);
+  static void scales(const uint8_t* blk, Unpacked& u) {
+    const __m256 d = _mm256_set1_ps(half_at(blk + offsetof(BlockQ6_K, d)));
+    const __m128i sc =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + offsetof(BlockQ6_K, scales)));
+    _mm256_storeu_ps(u.dl, _mm256_mul_ps(d, i8_to_f32(sc)));
+    _mm256_storeu_ps(u.dl + 8, _mm256_mul_ps(d, i8_to_f32(_mm_srli_si128(sc, 8))));
+    _mm256_storeu_ps(u.ml, _mm256_setzero_ps());
+    _mm256_storeu_ps(u.ml + 8, _mm256_setzero_ps());
+  }
+  static __m256i chunk(const uint8_t* blk, int c) {
+    const int h = c / 4, j = c % 4;
+    const __m256i lo =
+        bits(load32(blk + offsetof(BlockQ6_K, ql) + 64 * h + 32 * (j % 2)), 4 * (j / 2), 0x0f);
+    const __m256i hi = bits(load32(blk + offsetof(BlockQ6_K, qh) + 32 * h), 2 * j, 3);
+    return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+  }
+};
+
+// The 32 weights of chunk c as fp32: q * dl - ml, with the scales of its two 16-element halves.
+template <DType kType>
+inline void weights(const uint8_t* blk, const Unpacked& u, int c, __m256 w[4]) {
+  bytes_to_f32(Format<kType>::chunk(blk, c), w);
+  for (int half = 0; half < 2; ++half) {
+    const __m256 dl = _mm256_set1_ps(u.dl[2 * c + half]), ml = _mm256_set1_ps(u.ml[2 * c + half]);
+    w[2 * half] = _mm256_fmsub_ps(w[2 * half], dl, ml);
+    w[2 * half + 1] = _mm256_fmsub_ps(w[2 * half + 1], dl, ml);
+  }
+}
+
+// One weight row against M activation rows; writes M dot products to out. The scales are
+// applied to partial dot products, not to the weights: per sub-block sum dl * (q . x) - ml * sum(x)
+// (5 vector ops per 32 elements and activation row for Q4_K / Q5_K, whose 32-element activation
+// sums come precomputed in a.xsum, against 8 for dequantize-then-dot).
+template <DType kType, int M>
+void row_dot(const uint8_t* row, const MatvecArgs& a, float* out) {
+  constexpr size_t kBytes = Format<kType>::kBytes;
+  constexpr bool kMin32 = kType == DType::kQ4_K || kType == DType::kQ5_K;
+  constexpr bool kMin16 = kType == DType::kQ2_K;
+  const int64_t nb = a.k / kQK_K, nsum = a.k / 32;
+  __m256 acc[M], macc16[M];
+  float macc32[M];
+  for (int m = 0; m < M; ++m) {
+    acc[m] = macc16[m] = _mm256_setzero_ps();
+    macc32[m] = 0.0f;
+  }
+  Unpacked u;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
+    if (b + 1 < nb) {
+      for (size_t off = 0; off < kBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kBytes + off), _MM_HINT_T0);
+    }
+    Format<kType>::scales(blk, u);
+    for (int c = 0; c < 8; ++c) {
+      __m256 q[4];
+      bytes_to_f32(Format<kType>::chunk(blk, c), q);
+      const __m256 dl0 = _mm256_set1_ps(u.dl[2 * c]), dl1 = _mm256_set1_ps(u.dl[2 * c + 1]);
+      for (int m = 0; m < M; ++m) {
+        const float* x = a.x + m * a.k + b * kQK_K + 32 * c;
+        const __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        const __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+        if constexpr (kMin32) {
+          __m256 s = _mm256_mul_ps(q[0], x0);
+          s = _mm256_fmadd_ps(q[1], x1, s);
+          s = _mm256_fmadd_ps(q[2], x2, s);
+          s = _mm256_fmadd_ps(q[3], x3, s);
+          acc[m] = _mm256_fmadd_ps(dl0, s, acc[m]);
+          macc32[m] += u.ml[2 * c] * a.xsum[m * nsum + b * 8 + c];
+        } else {
+          const __m256 s0 = _mm256_fmadd_ps(q[1], x1, _mm256_mul_ps(q[0], x0));
+          const __m256 s1 = _mm256_fmadd_ps(q[3], x3, _mm256_mul_ps(q[2], x2));
+          acc[m] = _mm256_fmadd_ps(dl1, s1, _mm256_fmadd_ps(dl0, s0, acc[m]));
+          if constexpr (kMin16) {
+            macc16[m] =
+                _mm256_fmadd_ps(_mm256_set1_ps(u.ml[2 * c]), _mm256_add_ps(x0, x1), macc16[m]);
+            macc16[m] =
+                _mm256_fmadd_ps(_mm256_set1_ps(u.ml[2 * c + 1]), _mm256_add_ps(x2, x3), macc16[m]);
+          }
+        }
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m) out[m] = hsum256(_mm256_sub_ps(acc[m], macc16[m])) - macc32[m];
+}
+
+template <DType kType, int M>
+void rows_m(const MatvecArgs& a, int64_t n0, int64_t n1) {
+  float out[M];
+  for (int64_t n = n0; n < n1; ++n) {
+    row_dot<kType, M>(a.w + static_cast<size_t>(n) * a.w_row_bytes, a, out);
+    const float b = a.bias ? a.bias[n] : 0.0f;
+    for (int m = 0; m < M; ++m) a.y[m * a.ldy + n] = out[m] + b;
+  }
+}
+
+template <DType kType>
+void rows(const MatvecArgs& a, int64_t n0, int64_t n1) {
+  switch (a.m_count) {
+    case 1:
+      return rows_m<kType, 1>(a, n0, n1);
+    case 2:
+      return rows_m<kType, 2>(a, n0, n1);
+    case 3:
+      return rows_m<kType, 3>(a, n0, n1);
+    case 4:
+      return rows_m<kType, 4>(a, n0, n1);
+    case 5:
+      return rows_m<kType, 5>(a, n0, n1);
+    case 6:
+      return rows_m<kType, 6>(a, n0, n1);
+    case 7:
+      return rows_m<kType, 7>(a, n0, n1);
+    default:
+      return rows_m<kType, 8>(a, n0, n1);
+  }
+}
+
+template <DType kType>
+void dequantize(const uint8_t* src, float* dst, int64_t n) {
+  Unpacked u;
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const uint8_t* blk = src + static_cast<size_t>(b) * Format<kType>::kBytes;
+    Format<kType>::scales(blk, u);
+    for (int c = 0; c < 8; ++c) {
+      __m256 w[4];
+      weights<kType>(blk, u, c, w);
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + b * kQK_K + 32 * c + 8 * j, w[j]);
+    }
+  }
+}
+
+}  // namespace
+
+void kquant_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
+  switch (a.wtype) {
+    case DType::kQ2_K:
+      return rows<DType::kQ2_K>(a, n0, n1);
+    case DType::kQ3_K:
+      return rows<DType::kQ3_K>(a, n0, n1);
+    case DType::kQ4_K:
+      return rows<DType::kQ4_K>(a, n0, n1);
+    case DType::kQ5_K:
+      return rows<DType::kQ5_K>(a, n0, n1);
+    default:
+      return rows<DType::kQ6_K>(a, n0, n1);
+  }
+}
+
+void dequantize_kquant_avx2(DType type, const void* src, float* dst, int64_t n) {
+  const auto* p = static_cast<const uint8_t*>(src);
+  switch (type) {
+    case DType::kQ2_K:
+      return dequantize<DType::kQ2_K>(p, dst, n);
+    case DType::kQ3_K:
+      return dequantize<DType::kQ3_K>(p, dst, n);
+    case DType::kQ4_K:
+      return dequantize<DType::kQ4_K>(p, dst, n);
+    case DType::kQ5_K:
+      return dequantize<DType::kQ5_K>(p, dst, n);
+    default:
+      return dequantize<DType::kQ6_K>(p, dst, n);
+  }
+}
+
+}  // namespace tessera::ops::cpu::detail
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
