@@ -266,12 +266,12 @@ Command add_generate(CLI::App& root) {
             }
             const std::string path = resolve_model_path(o->model);
             return generate_with_engine(
-                *o, engine::EngineConfig{.model_path = path,
-                                         .served_model_name = o->model,
-                                         .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
-                                         .device = {parse_device_type(o->backend), 0},
-                                         .cpu_activations =
-                                             ops::cpu::parse_activations(o->activations)});
+                *o, engine::EngineConfig{
+                        .model_path = path,
+                        .served_model_name = o->model,
+                        .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
+                        .device = {parse_device_type(o->backend), 0},
+                        .cpu_activations = ops::cpu::parse_activations(o->activations)});
           }};
 }
 
@@ -281,12 +281,12 @@ Command add_generate(CLI::App& root) {
 int run_chat(const SamplingOpts& o) {
   apply_threads(o);
   const std::string path = resolve_model_path(o.model);
-  engine::LlmEngine engine(engine::EngineConfig{.model_path = path,
-                                                .served_model_name = o.model,
-                                                .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
-                                                .device = {parse_device_type(o.backend), 0},
-                                                .cpu_activations =
-                                                    ops::cpu::parse_activations(o.activations)});
+  engine::LlmEngine engine(
+      engine::EngineConfig{.model_path = path,
+                           .served_model_name = o.model,
+                           .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
+                           .device = {parse_device_type(o.backend), 0},
+                           .cpu_activations = ops::cpu::parse_activations(o.activations)});
   engine.start();
   const auto& tok = engine.tokenizer();
   const int ctx = engine.model_info().max_model_len;

@@ -31,8 +31,8 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 
 Command add_worker(CLI::App& root) {
   struct Opts {
-    std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0", comm = "gloo",
-                                         bind_host = "127.0.0.1", fingerprint;
+    std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
