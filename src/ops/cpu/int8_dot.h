@@ -57,7 +57,7 @@ struct Int8Args {
   int64_t ldy = 0;
   const float* bias = nullptr;  // [n] or null
 };
-inline constexpr int kInt8MaxRows = 4;  // activation rows one kernel call holds in registers
+inline constexpr int kInt8MaxRows = 8;  // activation rows one kernel call holds in registers
 
 void int8_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1);
 void int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
