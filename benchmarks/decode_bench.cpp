@@ -1,6 +1,8 @@
 // Decode and prefill speed of the default model on the CPU backend, at 1 and 2 threads.
 // Reports tokens/s (items_per_second) and the weight bytes streamed per second, to be put beside
 // machine_bench's measured memory bandwidth: decode at batch 1 reads every weight once per token.
+// The last argument picks the CPU activation mode (int8: 1, the integer dot products; 0: fp32, the
+// exact path); it varies fastest, so the two modes of one configuration run back to back.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -11,6 +13,7 @@
 #include "tessera/model/llama.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/model/weights.h"
+#include "tessera/ops/ops.h"
 
 namespace {
 
@@ -22,8 +25,9 @@ struct Loaded {
 Loaded* loaded() {
   static Loaded* l = [] {
     const char* env = std::getenv("TESSERA_BENCH_MODEL");
-    std::string path = env ? env : std::string(std::getenv("HOME")) +
-                                       "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    std::string path = env ? env
+                           : std::string(std::getenv("HOME")) +
+                                 "/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (!std::filesystem::exists(path)) return static_cast<Loaded*>(nullptr);
     auto* x = new Loaded;
     x->weights = tessera::model::open_gguf_weights(path);
@@ -33,11 +37,18 @@ Loaded* loaded() {
   return l;
 }
 
-// state.range(0): threads; state.range(1): batch (sequences decoding together).
+void set_mode(benchmark::State& state, int64_t int8) {
+  namespace cpu = tessera::ops::cpu;
+  cpu::set_activations(int8 ? cpu::Activations::kInt8 : cpu::Activations::kF32);
+  state.SetLabel(int8 ? std::string("int8 ") + cpu::int8_isa() : std::string("fp32"));
+}
+
+// state.range(0): threads; state.range(1): batch (sequences decoding together); range(2): int8.
 void BM_Decode(benchmark::State& state) {
   Loaded* l = loaded();
   if (!l) return state.SkipWithError("default model not downloaded");
   omp_set_num_threads(static_cast<int>(state.range(0)));
+  set_mode(state, state.range(2));
   const int batch = static_cast<int>(state.range(1));
   const int context = 64;
   tessera::model::LocalRunner runner(*l->model, {.num_blocks = batch * 64});
@@ -60,13 +71,18 @@ void BM_Decode(benchmark::State& state) {
       static_cast<double>(l->model->weight_bytes()) * static_cast<double>(state.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Decode)->ArgsProduct({{1, 2}, {1, 8}})->ArgNames({"threads", "batch"})
-    ->Unit(benchmark::kMillisecond)->Iterations(60)->UseRealTime();
+BENCHMARK(BM_Decode)
+    ->ArgsProduct({{1, 2}, {1, 8}, {0, 1}})
+    ->ArgNames({"threads", "batch", "int8"})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(60)
+    ->UseRealTime();
 
 void BM_Prefill(benchmark::State& state) {
   Loaded* l = loaded();
   if (!l) return state.SkipWithError("default model not downloaded");
   omp_set_num_threads(static_cast<int>(state.range(0)));
+  set_mode(state, state.range(2));
   const int n = static_cast<int>(state.range(1));
   std::vector<int32_t> prompt(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) prompt[static_cast<size_t>(i)] = 100 + (i * 37) % 30000;
@@ -77,8 +93,12 @@ void BM_Prefill(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
-BENCHMARK(BM_Prefill)->ArgsProduct({{1, 2}, {128}})->ArgNames({"threads", "tokens"})
-    ->Unit(benchmark::kMillisecond)->Iterations(5)->UseRealTime();
+BENCHMARK(BM_Prefill)
+    ->ArgsProduct({{1, 2}, {128}, {0, 1}})
+    ->ArgNames({"threads", "tokens", "int8"})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(5)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -59,6 +59,15 @@ CLI::Option* add_backend_option(CLI::App* app, std::string& backend) {
       ->capture_default_str();
 }
 
+CLI::Option* add_activations_option(CLI::App* app, std::string& activations) {
+  return app
+      ->add_option("--activations", activations,
+                   "cpu backend, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: int8 (activations quantized "
+                   "per 32 values, integer dot products) or fp32 (exact)")
+      ->check(CLI::IsMember({"int8", "fp32"}))
+      ->capture_default_str();
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app("tessera: a C++ inference server for large language models", "tessera");
   app.set_version_flag("--version", std::string("tessera ") + TESSERA_VERSION);

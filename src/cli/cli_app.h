@@ -45,6 +45,10 @@ std::string suggest_option(const CLI::App& app, const std::string& typed);
 // Adds --backend cpu|guarded|cuda (the device a model runs on) to `app`, bound to `backend`.
 CLI::Option* add_backend_option(CLI::App* app, std::string& backend);
 
+// Adds --activations int8|fp32 (ops::cpu::Activations: how the CPU matmul treats activations for
+// quantized weights) to `app`, bound to `activations`.
+CLI::Option* add_activations_option(CLI::App* app, std::string& activations);
+
 // Parses argv, runs the chosen subcommand and returns the process exit code:
 // 0 ok, 1 runtime error, 2 usage error.
 int run_cli(int argc, char** argv);

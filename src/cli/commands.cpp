@@ -31,6 +31,8 @@ struct SamplingOpts {
   std::string backend = "cpu";
   int kv_cache_mb = 256;
   int threads = 0;
+  std::string activations = "int8";
+  CLI::Option* activations_opt = nullptr;
   int max_tokens;
   float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1, presence_penalty = 0,
         frequency_penalty = 0;
@@ -52,6 +54,7 @@ void add_sampling(CLI::App* c, SamplingOpts& o, int max_tokens) {
   c->add_option("--threads", o.threads, "OpenMP threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  o.activations_opt = add_activations_option(c, o.activations);
   c->add_option("--max-tokens", o.max_tokens, "most tokens to generate")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -254,14 +257,21 @@ Command add_generate(CLI::App& root) {
   c->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
   return {c, [o] {
             apply_threads(*o);
-            if (o->config_opt->count())
-              return generate_with_engine(*o, launch_from_config(o->config, 0).engine);
+            if (o->config_opt->count()) {
+              // The flag, when given, wins over the topology's cpu_activations.
+              engine::EngineConfig e = launch_from_config(o->config, 0).engine;
+              if (o->activations_opt->count())
+                e.cpu_activations = ops::cpu::parse_activations(o->activations);
+              return generate_with_engine(*o, e);
+            }
             const std::string path = resolve_model_path(o->model);
             return generate_with_engine(
-                *o, engine::EngineConfig{.model_path = path,
-                                         .served_model_name = o->model,
-                                         .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
-                                         .device = {parse_device_type(o->backend), 0}});
+                *o, engine::EngineConfig{
+                        .model_path = path,
+                        .served_model_name = o->model,
+                        .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
+                        .device = {parse_device_type(o->backend), 0},
+                        .cpu_activations = ops::cpu::parse_activations(o->activations)});
           }};
 }
 
@@ -271,10 +281,12 @@ Command add_generate(CLI::App& root) {
 int run_chat(const SamplingOpts& o) {
   apply_threads(o);
   const std::string path = resolve_model_path(o.model);
-  engine::LlmEngine engine(engine::EngineConfig{.model_path = path,
-                                                .served_model_name = o.model,
-                                                .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
-                                                .device = {parse_device_type(o.backend), 0}});
+  engine::LlmEngine engine(
+      engine::EngineConfig{.model_path = path,
+                           .served_model_name = o.model,
+                           .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
+                           .device = {parse_device_type(o.backend), 0},
+                           .cpu_activations = ops::cpu::parse_activations(o.activations)});
   engine.start();
   const auto& tok = engine.tokenizer();
   const int ctx = engine.model_info().max_model_len;
@@ -381,7 +393,7 @@ Command add_template(CLI::App& root) {
 // --chunk N prefills N tokens per step to exercise the paged cache.
 Command add_logits(CLI::App& root) {
   struct Opts {
-    std::string model = default_model().name, ids, out, backend = "cpu";
+    std::string model = default_model().name, ids, out, backend = "cpu", activations = "int8";
     int threads = 0, chunk = 1 << 30;
   };
   auto o = std::make_shared<Opts>();
@@ -398,8 +410,10 @@ Command add_logits(CLI::App& root) {
       ->check(CLI::Range(1, 1 << 30))
       ->capture_default_str();
   add_backend_option(c, o->backend);
+  add_activations_option(c, o->activations);
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
+            ops::cpu::set_activations(ops::cpu::parse_activations(o->activations));
             LoadedModel m = load_model(o->model, true, {parse_device_type(o->backend), 0});
             auto ids = parse_ids(o->ids);
             if (ids.empty()) fail(ErrorCode::kInvalidArgument, "logits needs --ids 1,2,3");

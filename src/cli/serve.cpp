@@ -74,7 +74,8 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 
 #if TESSERA_HAVE_HTTP
 struct ServeOpts {
-  std::string model = default_model().name, served_model_name, backend = "cpu", config;
+  std::string model = default_model().name, served_model_name, backend = "cpu", config,
+              activations = "int8";
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
@@ -119,6 +120,7 @@ int run_serve(const ServeOpts& o) {
     e.block_size = pick(o, "block-size", o.block_size, e.block_size);
     e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
     if (o.no_prefix_caching) e.enable_prefix_caching = false;
+    if (o.given("activations")) e.cpu_activations = ops::cpu::parse_activations(o.activations);
     if (o.node_rank > 0) return run_worker_node(*launch, o.node_rank);
   }
   const std::string path = launch ? launch->engine.model_path : resolve_or_pull_model(o.model);
@@ -137,6 +139,7 @@ int run_serve(const ServeOpts& o) {
                    .kv_cache_bytes = static_cast<size_t>(o.kv_cache_mb) << 20,
                    .enable_prefix_caching = !o.no_prefix_caching,
                    .device = {parse_device_type(o.backend), 0},
+                   .cpu_activations = ops::cpu::parse_activations(o.activations),
                    // The worker runs in its own process (`tessera worker`) unless asked otherwise.
                    .worker_executable =
                        o.in_process_worker
@@ -242,6 +245,10 @@ Command add_serve(CLI::App& root) {
   opts.add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
       ->check(CLI::Range(1, 1024));
   add_backend_option(c, o->backend);
+  opts.add("activations", o->activations,
+      "cpu backend, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: int8 (activations quantized per 32 values, "
+      "integer dot products) or fp32 (exact) [topology: cpu_activations]")
+      ->check(CLI::IsMember({"int8", "fp32"}));
   opts.add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
   opts.add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
   opts.add("request-threads", o->request_threads, "threads that parse and tokenize request bodies")

@@ -76,6 +76,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .enable_prefix_caching = t.scheduler.enable_prefix_caching,
       .worker_executable = std::filesystem::read_symlink("/proc/self/exe").string(),
       .group = g};
+  l.engine.cpu_activations = ops::cpu::parse_activations(t.cpu_activations);
   return l;
 }
 

@@ -31,8 +31,8 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 
 Command add_worker(CLI::App& root) {
   struct Opts {
-    std::string model, backend = "cpu", layer_split, store, group_id = "g0", comm = "gloo",
-                                         bind_host = "127.0.0.1", fingerprint;
+    std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
@@ -76,6 +76,7 @@ Command add_worker(CLI::App& root) {
       ->capture_default_str();
   c->add_option("--device", o->device, "the device index")->check(CLI::NonNegativeNumber)->capture_default_str();
   add_backend_option(c, o->backend);
+  add_activations_option(c, o->activations);
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
             const worker::WorkerParams wp{
@@ -83,7 +84,8 @@ Command add_worker(CLI::App& root) {
                 .num_blocks = o->num_blocks,
                 .block_size = o->block_size,
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
-                .device = {parse_device_type(o->backend), o->device}};
+                .device = {parse_device_type(o->backend), o->device},
+                .cpu_activations = ops::cpu::parse_activations(o->activations)};
             // Everything a rank needs comes from the launcher's command line and the
             // coordinator's store.
             const auto colon = o->store.rfind(':');

@@ -336,7 +336,7 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
   }
   detail::for_each_key(src, root, "(top level)", detail::pos_of(root), "",
                        {"model", "backend", "parallel", "nodes", "coordinator", "scheduler",
-                        "listen", "logging", "threads_per_rank"},
+                        "listen", "logging", "threads_per_rank", "cpu_activations"},
                        [&](const Field& f) {
                          c.positions[f.key] = f.pos;
                          if (f.key == "model") {
@@ -355,6 +355,8 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
                            parse_listen(f, c);
                          } else if (f.key == "logging") {
                            parse_logging(f, c);
+                         } else if (f.key == "cpu_activations") {
+                           c.cpu_activations = detail::read_enum(f, {"int8", "fp32"});
                          } else {
                            c.threads_per_rank = static_cast<int>(detail::read_int(
                                f, 0, 4096, "0 (cores / local ranks) or a thread count"));

@@ -29,7 +29,8 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .num_blocks = cfg.num_blocks,
           .block_size = cfg.block_size,
           .kv_cache_bytes = cfg.kv_cache_bytes,
-          .device = cfg.device};
+          .device = cfg.device,
+          .cpu_activations = cfg.cpu_activations};
 }
 
 WorkerGroupParams group_params(const EngineConfig& cfg) {

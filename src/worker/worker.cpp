@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tessera/core/error.h"
+#include "tessera/core/log.h"
 #include "tessera/model/step_batch.h"
 #include "tessera/ops/backend.h"
 
@@ -11,6 +12,13 @@ namespace tessera::worker {
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
     : pp_(pp), device_(ops::make_allocator(p.device)) {
+  if (p.device.type != DeviceType::kCUDA) {
+    ops::cpu::set_activations(p.cpu_activations);
+    TESSERA_LOG_INFO("cpu matmul: {} activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, {} kernels",
+                     ops::cpu::activations_name(p.cpu_activations),
+                     p.cpu_activations == ops::cpu::Activations::kInt8 ? ops::cpu::int8_isa()
+                                                                       : ops::cpu::simd_level());
+  }
   weights_ = model::open_weights(p.model_path);
   model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep);
   model_->check_device_support();

@@ -51,7 +51,7 @@ TEST(ConfigErrors, UnknownKeyListsTheKeysOfItsLevel) {
   std::string y = replace(kBase, "backend: cpu", "backend: cpu\nmodle: x");
   expect_error_at(parse_error(y), "modle", line_of(y, "modle"),
                   "model, backend, parallel, nodes, coordinator, scheduler, listen, logging, "
-                  "threads_per_rank");
+                  "threads_per_rank, cpu_activations");
 
   y = replace(kBase, "  pipeline: 2", "  pipeline: 2\n  tensr: 3");
   std::string msg = parse_error(y);
@@ -130,6 +130,8 @@ TEST(ConfigErrors, OutOfRangeNumbers) {
 TEST(ConfigErrors, EnumValuesListTheChoices) {
   std::string y = replace(kBase, "backend: cpu", "backend: tpu");
   expect_error_at(parse_error(y), "backend", line_of(y, "backend"), "cpu, cuda, guarded");
+  y = replace(kBase, "backend: cpu", "backend: cpu\ncpu_activations: int4");
+  expect_error_at(parse_error(y), "cpu_activations", line_of(y, "cpu_activations"), "int8, fp32");
   y = replace(kBase, "  path: m", "  path: m\n  dtype: f64");
   expect_error_at(parse_error(y), "model.dtype", line_of(y, "dtype"), "auto, f32, f16, bf16");
   y = replace(kBase, "level: info", "level: verbose");

@@ -137,7 +137,8 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "api_key",
                           "level",
                           "file",
-                          "threads_per_rank"}) {
+                          "threads_per_rank",
+                          "cpu_activations"}) {
     EXPECT_TRUE(contains(readme, std::string("`") + key + "`")) << key;
   }
 }
@@ -164,6 +165,7 @@ scheduler:
 listen: {host: 0.0.0.0, http_port: 0, grpc_port: 0, api_key: 12345, tls_cert: c.pem, tls_key: k.pem}
 logging: {level: debug, file: /tmp/x.log}
 threads_per_rank: 6
+cpu_activations: fp32
 )";
   const TopologyConfig c = parse_topology(yaml, "t.yaml");
   EXPECT_EQ(c.model.path, "/m/model.gguf");
@@ -197,6 +199,8 @@ threads_per_rank: 6
   EXPECT_EQ(c.logging.level, "debug");
   EXPECT_EQ(c.logging.file, "/tmp/x.log");
   EXPECT_EQ(c.threads_per_rank, 6);
+  EXPECT_EQ(c.cpu_activations, "fp32");
+  EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").cpu_activations, "int8");
   // Ranks: node 0 holds 2 (one TP group = stage 0), node 1 holds 4 (stages 1 and 2).
   EXPECT_EQ(c.first_rank_of_node(1), 2);
   EXPECT_EQ(c.device_of_rank(0), 3);

@@ -22,9 +22,15 @@ inline std::string tessera_bin() {
   return std::filesystem::exists(guess) ? guess : "";
 }
 
-// A worker with a small fixed KV pool (64 blocks of 16 tokens) on the default model.
+// A worker with a small fixed KV pool (64 blocks of 16 tokens) on the default model. fp32
+// activations: the tests compare layouts and executors, whose fp32 sums differ only in order; int8
+// activations would turn such last-bit differences into whole rounding steps now and then.
 inline worker::WorkerParams small_worker() {
-  return {.model_path = model_path(), .num_blocks = 64, .block_size = 16, .kv_cache_bytes = 0};
+  return {.model_path = model_path(),
+          .num_blocks = 64,
+          .block_size = 16,
+          .kv_cache_bytes = 0,
+          .cpu_activations = ops::cpu::Activations::kF32};
 }
 
 }  // namespace tessera::engine::testing

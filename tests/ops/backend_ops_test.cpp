@@ -9,6 +9,8 @@
 //   1e-5 relative  rms_norm, silu_mul (reordered sums of up to a few thousand terms, ~2 ulp exp);
 //   2e-5           rope (sincos within 2 ulp, FMA contraction);
 //   3e-5 * sum|x*w| + 1e-6   matmul (fp32 accumulation in a different order, per output);
+//                  with int8 activations (the CPU default for Q4_0..Q8_0), plus the activation
+//                  rounding bound int8_rounding_bound (test_util.h);
 //   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax).
 // The seed of every case is printed on failure (SeededTest).
 #include <algorithm>
@@ -175,28 +177,36 @@ TEST_P(BackendOps, Rope) {
 }
 
 TEST_P(BackendOps, Matmul) {
-  for (DType type : kWeightTypes) {
-    if (!runs(Op::kMatmul, type)) continue;
-    for (auto [m, n, k] : {std::tuple{1, 96, 576}, {5, 64, 1536}, {33, 49, 256}}) {
-      const Tensor x = random_f32({m, k}), w = random_weight(type, n, k), bias = random_f32({n});
-      Tensor want = Tensor::empty({m, n}, DType::kF32);
-      ref::matmul(x, w, bias, want);
-      Tensor got = dev_zeros({m, n});
-      ops::matmul(dev(x), dev(w), dev(bias), got);
-      // Per-output bound: 3e-5 of sum |x*w| over K (the reference's terms).
-      Tensor wf = Tensor::empty({n, k}, DType::kF32);
-      for (int64_t r = 0; r < n; ++r)
-        ref::dequantize_row(type, w.row_ptr(r), wf.data_as<float>() + r * k, k);
-      const Tensor g = to_host(got);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          float sum_abs = 0;
-          for (int64_t t = 0; t < k; ++t)
-            sum_abs += std::abs(x.data_as<float>()[i * k + t] * wf.data_as<float>()[j * k + t]);
-          ASSERT_NEAR(g.data_as<float>()[i * n + j], want.data_as<float>()[i * n + j],
-                      3e-5f * sum_abs + 1e-6f)
-              << dtype_name(type) << " y[" << i << "," << j << "]";
-        }
+  // Both CPU activation modes; the integer one only changes the quantized weight types' results.
+  for (const cpu::Activations mode : {cpu::Activations::kF32, cpu::Activations::kInt8}) {
+    ActivationsScope scope(mode);
+    const bool int8 = mode == cpu::Activations::kInt8 && device_.type != DeviceType::kCUDA;
+    for (DType type : kWeightTypes) {
+      if (!runs(Op::kMatmul, type)) continue;
+      for (auto [m, n, k] : {std::tuple{1, 96, 576}, {5, 64, 1536}, {33, 49, 256}}) {
+        const Tensor x = random_f32({m, k}), w = random_weight(type, n, k), bias = random_f32({n});
+        Tensor want = Tensor::empty({m, n}, DType::kF32);
+        ref::matmul(x, w, bias, want);
+        Tensor got = dev_zeros({m, n});
+        ops::matmul(dev(x), dev(w), dev(bias), got);
+        // Per-output bound: 3e-5 of sum |x*w| over K (the reference's terms).
+        Tensor wf = Tensor::empty({n, k}, DType::kF32);
+        for (int64_t r = 0; r < n; ++r)
+          ref::dequantize_row(type, w.row_ptr(r), wf.data_as<float>() + r * k, k);
+        const Tensor g = to_host(got);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            const float* xr = x.data_as<float>() + i * k;
+            const float* wr = wf.data_as<float>() + j * k;
+            float sum_abs = 0;
+            for (int64_t t = 0; t < k; ++t) sum_abs += std::abs(xr[t] * wr[t]);
+            const double q = int8 && is_quantized(type) ? int8_rounding_bound(xr, wr, k) : 0.0;
+            ASSERT_NEAR(g.data_as<float>()[i * n + j], want.data_as<float>()[i * n + j],
+                        3e-5 * sum_abs + q + 1e-6)
+                << dtype_name(type) << " " << cpu::activations_name(mode) << " y[" << i << "," << j
+                << "]";
+          }
+      }
     }
   }
 }

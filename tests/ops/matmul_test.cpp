@@ -1,6 +1,7 @@
 // Matmul parity: ops::cpu::matmul and the ops::matmul dispatcher against ops::ref::matmul on the
 // SAME (already quantized) weights, every weight type, decode (fused kernels) and prefill (BLAS
-// tiles) sizes, odd shapes, with and without bias.
+// tiles) sizes, odd shapes, with and without bias. These are the exact (fp32-activation) paths, so
+// the fixture runs under cpu::Activations::kF32; int8_matmul_test covers the integer path.
 #include <omp.h>
 
 #include "tessera/ops/backend.h"
@@ -11,6 +12,7 @@ namespace {
 
 class MatmulTest : public SeededTest {
  protected:
+  ActivationsScope exact_{cpu::Activations::kF32};
   // Checks y against ref for x[M,K] . w^T. Tolerance: the fast paths reorder the fp32 sums (SIMD
   // lanes, d * (q.x) per block, sgemm blocking) and fuse multiply-adds, so each output may move
   // by a few ulps of the sum of |terms|; for K <= 1536 the observed error is ~1e-6 of

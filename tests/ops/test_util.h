@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -67,6 +68,37 @@ inline Tensor clone(const Tensor& t) {
   Tensor c = Tensor::empty(t.shape(), t.dtype());
   std::memcpy(c.data(), t.data(), t.nbytes());
   return c;
+}
+
+// Sets the process's CPU activation mode (cpu::set_activations) for a scope, restoring it after:
+// the parity tests of the exact path run under kF32, those of the integer path under kInt8.
+class ActivationsScope {
+ public:
+  explicit ActivationsScope(cpu::Activations a) : saved_(cpu::activations()) {
+    cpu::set_activations(a);
+  }
+  ~ActivationsScope() { cpu::set_activations(saved_); }
+  ActivationsScope(const ActivationsScope&) = delete;
+  ActivationsScope& operator=(const ActivationsScope&) = delete;
+
+ private:
+  cpu::Activations saved_;
+};
+
+// How far int8 activations can move w . x (k % 32 == 0): each x_i is rounded to the nearest
+// multiple of its block's scale d = max|x| / 127, by at most d / 2, so a block moves the dot by at
+// most sum |w_i| d / 2.
+inline double int8_rounding_bound(const float* x, const float* w, int64_t k) {
+  double bound = 0;
+  for (int64_t b = 0; b < k; b += 32) {
+    double amax = 0, wabs = 0;
+    for (int64_t i = b; i < b + 32; ++i) {
+      amax = std::max(amax, static_cast<double>(std::fabs(x[i])));
+      wabs += std::fabs(w[i]);
+    }
+    bound += wabs * amax / 127.0 / 2.0;
+  }
+  return bound;
 }
 
 inline constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,

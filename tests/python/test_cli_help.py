@@ -14,18 +14,20 @@ BIN = os.environ.get("TESSERA_BIN", "build/tessera")
 KNOWN = {
     "serve": ["--model", "--config", "--host", "--http-port", "--grpc-port", "--api-key",
               "--tls-cert", "--tls-key", "--max-num-seqs", "--kv-cache-mb", "--backend",
-              "--no-warmup", "--in-process-worker", "--drain-timeout", "--node-rank"],
+              "--no-warmup", "--in-process-worker", "--drain-timeout", "--node-rank",
+              "--activations"],
     "generate": ["--model", "--prompt", "--prompt-ids", "--chat", "--json", "--max-tokens",
-                 "--temperature", "--seed", "--logprobs", "--backend", "--config"],
+                 "--temperature", "--seed", "--logprobs", "--backend", "--config", "--activations"],
     "chat": ["--model", "--system", "--max-tokens", "--backend", "--kv-cache-mb"],
     "tokenize": ["--model", "--json", "--no-special"],
     "template": ["--model", "--messages"],
-    "logits": ["--model", "--ids", "--out", "--chunk", "--backend", "--threads"],
+    "logits": ["--model", "--ids", "--out", "--chunk", "--backend", "--threads", "--activations"],
     "models": [],
     "plan": ["--model", "--gpus", "--gpu-memory", "--context", "--batch", "--dtype", "--json"],
     "bench": ["--base-url", "--model", "--request-rate", "--concurrency", "--num-requests",
               "--request-rates", "--concurrencies", "--plot", "--quiet"],
-    "worker": ["--model", "--store", "--rank", "--tp", "--pp", "--backend", "--device"],
+    "worker": ["--model", "--store", "--rank", "--tp", "--pp", "--backend", "--device",
+               "--activations"],
 }
 
 

@@ -29,7 +29,8 @@ ATOL = 1e-4
 def tessera_logits(model, ids):
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         out = subprocess.run([BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)),
-                              "--out", f.name, "--chunk", "3"], capture_output=True, text=True,
+                              "--out", f.name, "--chunk", "3", "--activations", "fp32"],
+                             capture_output=True, text=True,
                              timeout=120)
         assert out.returncode == 0, out.stderr
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)

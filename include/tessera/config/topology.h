@@ -91,6 +91,9 @@ struct TopologyConfig {
   ListenSpec listen;
   LoggingSpec logging;
   int threads_per_rank = 0;  // cpu backend: op threads per worker (0 = cores / local ranks)
+  // cpu backend: int8 (integer dot products, the default) | fp32 (exact) activations in the
+  // matmuls of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights; `serve --activations` overrides it.
+  std::string cpu_activations = "int8";
   // Dotted key ("parallel.tensor", "nodes[1].devices") -> where it was written; filled by the
   // parser, read by validate_for_model for its messages. Keys left at their default are absent.
   std::map<std::string, SourcePos> positions;

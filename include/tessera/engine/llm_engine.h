@@ -37,6 +37,9 @@ struct EngineConfig {
   // The single worker's device (`serve --backend`); a worker group takes its devices from the
   // topology instead.
   Device device = Device::cpu();
+  // CPU backend: int8 (integer dot products) or fp32 (exact) activations for quantized weights;
+  // every worker, in process or not, group or single, runs with it.
+  ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
   double health_timeout_seconds = 60.0;
   // Path of the tessera binary to run the workers in their own processes (`tessera worker`);
   // empty (and no group): the worker runs inside the engine's process.

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "tessera/core/tensor.h"
@@ -62,7 +63,7 @@ struct MoeRouteParams {
 class Indices {
  public:
   Indices(Tensor t);  // NOLINT(google-explicit-constructor): a tensor is an index array
-  Indices(std::span<const int32_t> host);  // NOLINT(google-explicit-constructor)
+  Indices(std::span<const int32_t> host);    // NOLINT(google-explicit-constructor)
   Indices(const std::vector<int32_t>& host)  // NOLINT(google-explicit-constructor)
       : Indices(std::span<const int32_t>(host)) {}
   const Tensor& tensor() const { return t_; }
@@ -154,6 +155,18 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 // Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
 const char* simd_level();
+// How matmul multiplies activations by Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights. kInt8 (the default):
+// each activation row is quantized to int8 per 32 elements and the dot products are integer
+// (like llama.cpp's Q8 activations; relative error per block ~ 1/254 of the block's max). kF32:
+// fp32 activations, equal to dequantize-then-dot up to fp32 rounding. One process-wide setting,
+// made at startup (--activations, topology cpu_activations), like the op thread count.
+enum class Activations : uint8_t { kInt8, kF32 };
+void set_activations(Activations a);
+Activations activations();
+const char* activations_name(Activations a);        // "int8", "fp32"
+Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kInvalidArgument
+// The integer kernels picked at run time from CPUID ("avx512vnni", "avxvnni", "avx2", "scalar").
+const char* int8_isa();
 }  // namespace cpu
 
 // Quantizers (round-to-nearest, ggml-compatible) so tests and tools can make quantized weights.

@@ -14,6 +14,7 @@
 #include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/llama.h"
 #include "tessera/model/weights.h"
+#include "tessera/ops/ops.h"
 #include "tessera/protocol/step.h"
 #include "tessera/sampling/sampler.h"
 
@@ -28,6 +29,9 @@ struct WorkerParams {
   // The device this rank runs on: weights, activations and the KV pool live there; logits come
   // back to the host for sampling. `backend: cuda` without a GPU fails here, never falls back.
   Device device = Device::cpu();
+  // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
+  // for its process when it starts (serve/generate --activations, topology cpu_activations).
+  ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
 };
 
 class Worker {

@@ -1,4 +1,6 @@
-// ops::cpu::matmul: y[M,N] = x[M,K] . w[N,K]^T + bias. Two regimes:
+// ops::cpu::matmul: y[M,N] = x[M,K] . w[N,K]^T + bias. Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights take
+// the integer path (matmul_int8.cpp) unless the process chose fp32 activations; otherwise two
+// regimes:
 //  - small M (decode, M <= kMaxFusedM): memory-bound, so each weight row is streamed once, still
 //    quantized, through the fused AVX2 kernels of matvec_avx2.cpp (activation rows in groups of
 //    up to 8 while the row chunk sits in L1); the pool (parallel.h) splits the N rows.
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "../check.h"
+#include "int8_dot.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -136,6 +139,7 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   ops::detail::require_host("matmul", {&x, &w, &bias, &y});
   const auto s = ops::detail::check_matmul("matmul", x, w, bias, y);
   if (s.m == 0 || s.n == 0) return;
+  if (detail::use_int8(w.dtype())) return detail::matmul_int8(x, w, bias, y, s.m, s.n, s.k);
 #if defined(TESSERA_HAVE_BLAS)
   if (s.m > kMaxFusedM) return matmul_blas(x, w, bias, y, s);
 #endif

@@ -1,0 +1,75 @@
+// Private to the CPU ops: the integer dot-product path for the legacy quantized weight types
+// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0). Activations are quantized once per matmul into ActBlocks (int8
+// per 32 elements, one fp32 scale), each weight block is unpacked to 8-bit integers in registers,
+// the 32 products are summed in int32, and the sum is scaled once per block:
+//   w . x over a block ~= dw * dx * sum(q_i * a_i) + c * sx
+// where a_i = round(x_i / dx), sx = dx * sum(a_i), and c is the weight's offset per unit of
+// quant (Q4_0: -8 dw, Q5_0: -16 dw, Q4_1/Q5_1: the block minimum m, Q8_0: 0). The weight quants q_i
+// here are the unsigned nibbles (0..15 / 0..31) for the 4/5-bit types, the signed int8 for Q8_0.
+// Kernels: a scalar integer one (the exactness baseline) and AVX2 / AVX-VNNI / AVX-512 VNNI ones,
+// each compiled under its own target pragma and called only when cpu_isa() says the CPU has it.
+// Holds no state beyond the immutable CPU probe.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "tessera/core/dtype.h"
+#include "tessera/core/tensor.h"
+
+namespace tessera::ops::cpu::detail {
+
+// One quantized block of 32 activations. d = max|x| / 127 (0 for an all-zero block); s = d *
+// sum(qs) (the block sum the offset/minimum term needs, kept in fp32 like ggml's Q8_1).
+struct ActBlock {
+  float d;
+  float s;
+  int8_t qs[32];
+};
+static_assert(sizeof(ActBlock) == 40);
+
+// The integer kernels, widest first. Picked once from CPUID; kScalar runs anywhere.
+enum class Int8Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kAvx512Vnni };
+const char* int8_isa_name(Int8Isa isa);
+// The widest integer path this CPU runs (probed once).
+Int8Isa best_int8_isa();
+// Can this CPU run `isa`?
+bool cpu_has(Int8Isa isa);
+
+// Weight types the integer path handles.
+bool int8_weight_type(DType t);
+
+// Quantizes x (n % 32 == 0) into n / 32 blocks. Both versions give bitwise the same blocks (same
+// fp32 operations: scale 127 / amax, multiply, round half to even).
+void quantize_act_scalar(std::span<const float> x, std::span<ActBlock> out);
+void quantize_act_avx2(std::span<const float> x, std::span<ActBlock> out);  // needs AVX2
+void quantize_act(std::span<const float> x, std::span<ActBlock> out);       // best available
+
+// y[m, n] for n in [n0, n1), m < m_count: weight row n against activation rows m.
+struct Int8Args {
+  DType wtype = DType::kQ8_0;
+  const uint8_t* w = nullptr;  // row n at w + n * w_row_bytes
+  size_t w_row_bytes = 0;
+  const ActBlock* x = nullptr;  // [m_count, k / 32]
+  int m_count = 0;              // 1..kInt8MaxRows
+  int64_t k = 0;
+  float* y = nullptr;  // row m at y + m * ldy
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n] or null
+};
+inline constexpr int kInt8MaxRows = 8;  // activation rows one kernel call holds in registers
+
+void int8_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1);
+void int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
+void int8_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1);
+void int8_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1);
+// The kernel of `isa` (which the CPU must have).
+void int8_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1);
+
+// cpu::matmul's integer path (matmul_int8.cpp): taken when use_int8(w's dtype), i.e. the process
+// runs int8 activations (cpu::activations()) and int8_weight_type(w). y[m, n] = x[m, k] . w^T + b.
+bool use_int8(DType w);
+void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
+                 int64_t n, int64_t k);
+
+}  // namespace tessera::ops::cpu::detail

@@ -1,0 +1,95 @@
+// The int8 path of cpu::matmul for Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 weights (int8_dot.h), and the
+// process's choice between it and the fp32-activation kernels (ops.h: cpu::set_activations). The
+// activation rows are quantized once per call, then every weight row is streamed once, still
+// quantized, against groups of up to kInt8MaxRows activation rows while its chunk sits in L1.
+// State: the activation mode is one process-wide setting, written at startup by the command that
+// runs the model (like the op thread count, which the OpenMP runtime holds), read by every matmul.
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "int8_dot.h"
+#include "parallel.h"
+#include "tessera/core/error.h"
+#include "tessera/ops/ops.h"
+
+namespace tessera::ops::cpu {
+namespace {
+
+// Weight bytes per pool chunk: as the fp32 fused path (matmul.cpp), big enough to amortise the
+// claim, small enough to balance threads and stay in L1 while every activation group passes.
+constexpr int64_t kChunkBytes = 16 << 10;
+// Below this many weight bytes a call is too small to be worth waking the pool.
+constexpr int64_t kParallelMinBytes = 32 << 10;
+// Activation elements from which the quantization of the rows is split across threads.
+constexpr int64_t kParallelQuantElems = 1 << 16;
+
+std::atomic<Activations>& mode() {
+  static std::atomic<Activations> m{Activations::kInt8};
+  return m;
+}
+
+}  // namespace
+
+void set_activations(Activations a) { mode().store(a, std::memory_order_relaxed); }
+Activations activations() { return mode().load(std::memory_order_relaxed); }
+
+const char* activations_name(Activations a) { return a == Activations::kInt8 ? "int8" : "fp32"; }
+
+Activations parse_activations(std::string_view s) {
+  if (s == "int8") return Activations::kInt8;
+  if (s == "fp32") return Activations::kF32;
+  fail(ErrorCode::kInvalidArgument, "activations '", s, "': expected int8 or fp32");
+}
+
+const char* int8_isa() { return detail::int8_isa_name(detail::best_int8_isa()); }
+
+namespace detail {
+
+bool use_int8(DType w) { return activations() == Activations::kInt8 && int8_weight_type(w); }
+
+void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
+                 int64_t n, int64_t k) {
+  const int64_t nb = k / 32;
+  // One buffer per calling thread, reused: no allocation per call once it has grown. The lambdas
+  // below get the pointer, since on a pool thread the name would mean that thread's own buffer.
+  thread_local std::vector<ActBlock> act;
+  if (act.size() < static_cast<size_t>(m * nb)) act.resize(static_cast<size_t>(m * nb));
+  ActBlock* ap = act.data();
+  const float* xp = x.data_as<float>();
+  parallel_for(
+      m,
+      [&](int64_t r) {
+        quantize_act({xp + r * k, static_cast<size_t>(k)}, {ap + r * nb, static_cast<size_t>(nb)});
+      },
+      m * k >= kParallelQuantElems);
+
+  const Int8Isa isa = best_int8_isa();
+  const auto row_bytes = static_cast<int64_t>(w.row_bytes());
+  const int64_t rows_per_chunk =
+      std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
+  const int64_t chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
+  float* yp = y.data_as<float>();
+  parallel_for(
+      chunks,
+      [&](int64_t c) {
+        const int64_t n0 = c * rows_per_chunk, n1 = std::min(n, n0 + rows_per_chunk);
+        for (int64_t m0 = 0; m0 < m; m0 += kInt8MaxRows) {
+          Int8Args a;
+          a.wtype = w.dtype();
+          a.w = static_cast<const uint8_t*>(w.data());
+          a.w_row_bytes = w.row_bytes();
+          a.x = ap + m0 * nb;
+          a.m_count = static_cast<int>(std::min<int64_t>(kInt8MaxRows, m - m0));
+          a.k = k;
+          a.y = yp + m0 * n;
+          a.ldy = n;
+          a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
+          int8_rows(isa, a, n0, n1);
+        }
+      },
+      n * row_bytes >= kParallelMinBytes);
+}
+
+}  // namespace detail
+}  // namespace tessera::ops::cpu
