@@ -46,7 +46,8 @@ class GbnfParser {
         ++col;
       }
     }
-    fail(ErrorCode::kInvalidArgument, "grammar ", line, ":", col, ": ", std::forward<Args>(args)...);
+    fail(ErrorCode::kInvalidArgument, "grammar ", line, ":", col, ": ",
+         std::forward<Args>(args)...);
   }
 
   bool eof() const { return i_ >= s_.size(); }
@@ -116,9 +117,10 @@ class GbnfParser {
     for (int k = 0; k < digits; ++k) {
       char c = peek();
       if (!std::isxdigit(static_cast<unsigned char>(c))) error("bad hex escape");
-      v = v * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(c))
-                                             ? c - '0'
-                                             : std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
+      v = v * 16 +
+          static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(c))
+                                    ? c - '0'
+                                    : std::tolower(static_cast<unsigned char>(c)) - 'a' + 10);
       ++i_;
     }
     return v;
@@ -133,16 +135,31 @@ class GbnfParser {
       char e = peek();
       ++i_;
       switch (e) {
-        case 'n': return {'\n', false};
-        case 'r': return {'\r', false};
-        case 't': return {'\t', false};
-        case '0': return {0, false};
-        case 'x': return {hex(2), true};
-        case 'u': return {hex(4), false};
-        case 'U': return {hex(8), false};
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '^': case '/':
+        case 'n':
+          return {'\n', false};
+        case 'r':
+          return {'\r', false};
+        case 't':
+          return {'\t', false};
+        case '0':
+          return {0, false};
+        case 'x':
+          return {hex(2), true};
+        case 'u':
+          return {hex(4), false};
+        case 'U':
+          return {hex(8), false};
+        case '\\':
+        case '"':
+        case '\'':
+        case '[':
+        case ']':
+        case '-':
+        case '^':
+        case '/':
           return {static_cast<uint32_t>(e), false};
-        default: error("unknown escape '\\", e, "'");
+        default:
+          error("unknown escape '\\", e, "'");
       }
     }
     // A UTF-8 character of the source.

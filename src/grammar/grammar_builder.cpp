@@ -31,7 +31,8 @@ namespace {
 
 // Rust regex-syntax's Utf8Sequences: split until both ends share every prefix byte but one range
 // per position, then the encodings of lo and hi give the byte ranges position by position.
-void split_utf8(uint32_t lo, uint32_t hi, std::vector<std::vector<std::pair<uint8_t, uint8_t>>>& out) {
+void split_utf8(uint32_t lo, uint32_t hi,
+                std::vector<std::vector<std::pair<uint8_t, uint8_t>>>& out) {
   for (uint32_t max : {0x7Fu, 0x7FFu, 0xFFFFu}) {
     if (lo <= max && hi > max) {
       split_utf8(lo, max, out);
@@ -137,7 +138,8 @@ uint32_t GrammarBuilder::named_rule(std::string_view name) {
 }
 
 void GrammarBuilder::define(uint32_t rule, std::vector<Seq> alts) {
-  if (bodies_[rule]) fail(ErrorCode::kInvalidArgument, "rule '", rules_[rule].name, "' is defined twice");
+  if (bodies_[rule])
+    fail(ErrorCode::kInvalidArgument, "rule '", rules_[rule].name, "' is defined twice");
   for (const Seq& s : alts) count(s.size() + 1);
   bodies_[rule] = std::move(alts);
 }
@@ -220,7 +222,8 @@ void GrammarBuilder::append_repeat(const Item& x, int min, int max, Seq& out) {
   if (max == min) return;
   // x{0,k} as nested options  (x (x (...)?)?)? : k rules, each one frame deep at a time.
   uint32_t inner = synthetic({Seq{x}, Seq{}});
-  for (int i = 1; i < max - min; ++i) inner = synthetic({Seq{x, Item{ElemKind::kRef, inner}}, Seq{}});
+  for (int i = 1; i < max - min; ++i)
+    inner = synthetic({Seq{x, Item{ElemKind::kRef, inner}}, Seq{}});
   out.push_back(Item{ElemKind::kRef, inner});
 }
 

@@ -46,7 +46,8 @@ void Pda::expand(int32_t s, std::vector<int32_t>& out) {
       case ElemKind::kRef: {
         // A reference in tail position replaces its frame (so x* as S ::= x S | ε runs in
         // constant stack depth).
-        int32_t base = elems[n.pos + 1].kind == ElemKind::kEnd ? n.parent : pool_.get(n.parent, n.pos + 1);
+        int32_t base =
+            elems[n.pos + 1].kind == ElemKind::kEnd ? n.parent : pool_.get(n.parent, n.pos + 1);
         for (uint32_t alt : g_.rules()[e.arg].alts) work_.push_back(pool_.get(base, alt));
         break;
       }

@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "test_util.h"
 #include "tessera/core/error.h"
+#include "test_util.h"
 
 namespace tessera::grammar {
 namespace {
@@ -51,15 +51,15 @@ TEST(Grammar, ClassesRangesNegationAndUtf8) {
   EXPECT_FALSE(full(R"(root ::= [a-c]+)", "abd"));
   EXPECT_TRUE(full(R"(root ::= [^"\\]*)", "h\xC3\xA9llo \xE2\x82\xAC"));  // é and €
   EXPECT_FALSE(full(R"(root ::= [^"\\]*)", "a\"b"));
-  EXPECT_TRUE(full(R"(root ::= [α-ω]+)", "\xCE\xB1\xCF\x89"));             // αω
+  EXPECT_TRUE(full(R"(root ::= [α-ω]+)", "\xCE\xB1\xCF\x89"));  // αω
   EXPECT_FALSE(full(R"(root ::= [α-ω]+)", "a"));
-  EXPECT_TRUE(full(R"(root ::= .)", "\xF0\x9F\x98\x80"));                  // 😀, 4 bytes
+  EXPECT_TRUE(full(R"(root ::= .)", "\xF0\x9F\x98\x80"));  // 😀, 4 bytes
   // A character split across bytes: every proper prefix is a prefix, not complete.
   auto g = compile(R"(root ::= "é")");
   EXPECT_TRUE(recognize(g, "\xC3").prefix);
   EXPECT_FALSE(recognize(g, "\xC3").complete);
-  EXPECT_FALSE(recognize(compile("root ::= .*"), "\xED\xA0\x80").prefix);   // a surrogate
-  EXPECT_FALSE(recognize(compile("root ::= .*"), "\xC0\x80").prefix);       // overlong
+  EXPECT_FALSE(recognize(compile("root ::= .*"), "\xED\xA0\x80").prefix);  // a surrogate
+  EXPECT_FALSE(recognize(compile("root ::= .*"), "\xC0\x80").prefix);      // overlong
 }
 
 TEST(Grammar, EscapesAndComments) {

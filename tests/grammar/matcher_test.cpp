@@ -8,16 +8,14 @@
 
 #include <random>
 
-#include "test_util.h"
 #include "tessera/core/error.h"
+#include "test_util.h"
 
 namespace tessera::grammar {
 namespace {
 
-using testing::byte_vocab;
-using testing::mask_bit;
+using testing::check_walk;
 using testing::random_vocab;
-using testing::recognize;
 
 // A random grammar over a few terminals; some are left-recursive and refused (callers skip them).
 class RandomGrammar {
@@ -26,7 +24,8 @@ class RandomGrammar {
   std::string make(int rules) {
     std::string out;
     for (int r = 0; r < rules; ++r)
-      out += (r == 0 ? std::string("root") : "r" + std::to_string(r)) + " ::= " + alts(rules, 0) + "\n";
+      out += (r == 0 ? std::string("root") : "r" + std::to_string(r)) + " ::= " + alts(rules, 0) +
+             "\n";
     return out;
   }
 
@@ -44,8 +43,8 @@ class RandomGrammar {
     return s;
   }
   std::string atom(int rules, int depth) {
-    static const char* terms[] = {R"("a")", R"("b")", R"("ab")", R"("é")", "[a-b]", "[^a]",
-                                  ".", R"("c")", R"("")"};
+    static const char* terms[] = {R"("a")", R"("b")", R"("ab")", R"("é")", "[a-b]",
+                                  "[^a]",   ".",      R"("c")",  R"("")"};
     std::string a;
     int k = pick(depth < 2 ? 12 : 9);
     if (k < 9)
@@ -58,55 +57,6 @@ class RandomGrammar {
     return a + post[pick(9)];
   }
 };
-
-void check_walk(std::mt19937& rng, const std::string& src,
-                const std::shared_ptr<const Vocabulary>& vocab, int steps) {
-  Grammar g = Grammar::parse(src);
-  auto bytes_grammar = std::make_shared<const CompiledGrammar>(g, byte_vocab());
-  auto compiled = std::make_shared<const CompiledGrammar>(g, vocab);
-  Matcher m(compiled);
-  std::string history;
-  std::vector<size_t> lengths;
-  std::vector<uint64_t> mask(vocab->mask_words());
-  for (int step = 0; step < steps; ++step) {
-    m.fill_mask(mask);
-    std::vector<int32_t> allowed;
-    bool complete = recognize(bytes_grammar, history).complete;
-    ASSERT_EQ(m.is_complete(), complete) << src << "after '" << history << "'";
-    for (size_t t = 0; t < vocab->size(); ++t) {
-      auto tok = static_cast<int32_t>(t);
-      std::string_view b = vocab->bytes(tok);
-      bool want = vocab->is_eos(tok) ? complete
-                                     : !b.empty() && recognize(bytes_grammar, history + std::string(b)).prefix;
-      ASSERT_EQ(mask_bit(mask, t), want) << src << "after '" << history << "' token '" << b << "'";
-      if (want) {
-        allowed.push_back(tok);
-      } else if (t % 7 == 0) {
-        ASSERT_FALSE(m.accept(tok));  // refused, and the state is unchanged
-      }
-    }
-    if (allowed.empty()) return;
-    if (!lengths.empty() && std::uniform_int_distribution<int>(0, 9)(rng) == 0) {
-      size_t n = 1 + std::uniform_int_distribution<size_t>(0, lengths.size() - 1)(rng);
-      m.rollback(n);
-      for (size_t k = 0; k < n; ++k) {
-        history.resize(history.size() - lengths.back());
-        lengths.pop_back();
-      }
-      continue;
-    }
-    int32_t tok = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
-    ASSERT_TRUE(m.accept(tok));
-    if (vocab->is_eos(tok)) {
-      ASSERT_TRUE(m.is_terminated());
-      m.rollback(1);  // EOS can be undone like any token (a preempted sequence)
-      ASSERT_FALSE(m.is_terminated());
-      continue;
-    }
-    history += vocab->bytes(tok);
-    lengths.push_back(vocab->bytes(tok).size());
-  }
-}
 
 TEST(Matcher, RandomGrammarsMatchBruteForce) {
   std::mt19937 rng(1234);
@@ -164,7 +114,8 @@ TEST(Matcher, PartialUtf8TokensAreAllowedMidCharacter) {
   // tail of € with a following ASCII byte too.
   std::vector<std::string> toks = {"\xE2", "\x82", "\xAC", "\xE2\x82", "\xAC!", "!", "x", ""};
   auto vocab = std::make_shared<const Vocabulary>(toks, std::vector<int32_t>{7});
-  auto g = std::make_shared<const CompiledGrammar>(Grammar::parse(R"(root ::= [^a-z]+ "!")"), vocab);
+  auto g =
+      std::make_shared<const CompiledGrammar>(Grammar::parse(R"(root ::= [^a-z]+ "!")"), vocab);
   Matcher m(g);
   std::vector<uint64_t> mask(1);
   m.fill_mask(mask);

@@ -2,6 +2,8 @@
 // string recognizer, the reference for the token-level masks) and random vocabularies.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <random>
 #include <string>
@@ -53,6 +55,58 @@ inline std::shared_ptr<const Vocabulary> random_vocab(std::mt19937& rng, std::st
   toks.emplace_back();  // EOS
   auto eos = static_cast<int32_t>(toks.size() - 1);
   return std::make_shared<const Vocabulary>(std::move(toks), std::vector<int32_t>{eos});
+}
+
+// Walks `steps` random tokens (with rollbacks and EOS undone), checking every step's mask
+// against the brute-force scan over the byte-level recognizer. Fails through gtest assertions.
+inline void check_walk(std::mt19937& rng, const std::string& src,
+                       const std::shared_ptr<const Vocabulary>& vocab, int steps) {
+  Grammar g = Grammar::parse(src);
+  auto bytes_grammar = std::make_shared<const CompiledGrammar>(g, byte_vocab());
+  auto compiled = std::make_shared<const CompiledGrammar>(g, vocab);
+  Matcher m(compiled);
+  std::string history;
+  std::vector<size_t> lengths;
+  std::vector<uint64_t> mask(vocab->mask_words());
+  for (int step = 0; step < steps; ++step) {
+    m.fill_mask(mask);
+    std::vector<int32_t> allowed;
+    bool complete = recognize(bytes_grammar, history).complete;
+    ASSERT_EQ(m.is_complete(), complete) << src << "after '" << history << "'";
+    for (size_t t = 0; t < vocab->size(); ++t) {
+      auto tok = static_cast<int32_t>(t);
+      std::string_view b = vocab->bytes(tok);
+      bool want = vocab->is_eos(tok)
+                      ? complete
+                      : !b.empty() && recognize(bytes_grammar, history + std::string(b)).prefix;
+      ASSERT_EQ(mask_bit(mask, t), want) << src << "after '" << history << "' token '" << b << "'";
+      if (want) {
+        allowed.push_back(tok);
+      } else if (t % 7 == 0) {
+        ASSERT_FALSE(m.accept(tok));  // refused, and the state is unchanged
+      }
+    }
+    if (allowed.empty()) return;
+    if (!lengths.empty() && std::uniform_int_distribution<int>(0, 9)(rng) == 0) {
+      size_t n = 1 + std::uniform_int_distribution<size_t>(0, lengths.size() - 1)(rng);
+      m.rollback(n);
+      for (size_t k = 0; k < n; ++k) {
+        history.resize(history.size() - lengths.back());
+        lengths.pop_back();
+      }
+      continue;
+    }
+    int32_t tok = allowed[std::uniform_int_distribution<size_t>(0, allowed.size() - 1)(rng)];
+    ASSERT_TRUE(m.accept(tok));
+    if (vocab->is_eos(tok)) {
+      ASSERT_TRUE(m.is_terminated());
+      m.rollback(1);  // EOS can be undone like any token (a preempted sequence)
+      ASSERT_FALSE(m.is_terminated());
+      continue;
+    }
+    history += vocab->bytes(tok);
+    lengths.push_back(vocab->bytes(tok).size());
+  }
 }
 
 }  // namespace tessera::grammar::testing

@@ -21,7 +21,7 @@ struct GrammarLimits {
   size_t max_source_bytes = 1 << 20;
   size_t max_elements = 200'000;  // flat elements after desugaring repetitions and UTF-8
   size_t max_rules = 50'000;
-  int max_repetition = 1'000;     // the largest m or n of a `{m,n}`
+  int max_repetition = 1'000;  // the largest m or n of a `{m,n}`
 };
 
 struct ByteClass {

@@ -26,8 +26,8 @@ struct MatcherLimits {
 };
 
 struct MaskEntry {
-  std::vector<uint64_t> accepted;   // bitmask over the vocabulary
-  std::vector<int32_t> uncertain;   // tokens to check against the whole stack
+  std::vector<uint64_t> accepted;  // bitmask over the vocabulary
+  std::vector<int32_t> uncertain;  // tokens to check against the whole stack
 };
 
 class CompiledGrammar {

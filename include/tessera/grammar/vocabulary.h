@@ -13,9 +13,9 @@
 namespace tessera::grammar {
 
 struct TrieNode {
-  uint8_t byte = 0;         // the byte that leads here from the parent
-  uint32_t depth = 0;       // bytes from the root (the root is 0)
-  uint32_t next = 0;        // index of the first node after this subtree
+  uint8_t byte = 0;                           // the byte that leads here from the parent
+  uint32_t depth = 0;                         // bytes from the root (the root is 0)
+  uint32_t next = 0;                          // index of the first node after this subtree
   uint32_t tokens_begin = 0, tokens_end = 0;  // tokens ending here: trie_tokens()[begin, end)
   uint32_t subtree_end = 0;                   // tokens in the subtree: [tokens_begin, subtree_end)
 };
