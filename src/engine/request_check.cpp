@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "tessera/grammar/grammar.h"
+
 namespace tessera::engine {
 namespace {
 
@@ -45,6 +47,13 @@ void check_sampling(const sampling::SamplingParams& sp, int vocab, FieldNamer na
                                " is outside the vocabulary of " + std::to_string(vocab));
     }
     check_range(kLogitBias, bias, name);
+  }
+  if (!sp.grammar.empty()) {
+    try {
+      (void)grammar::Grammar::parse(sp.grammar);
+    } catch (const Error& e) {
+      refuse("grammar", name("grammar") + ": " + e.what());
+    }
   }
 }
 
@@ -104,12 +113,11 @@ ValidRequest validate_request(protocol::GenerationRequest req, const ModelInfo& 
   // The whole sequence must fit the KV cache at once, or it could never finish.
   const int64_t blocks = (need + model.block_size - 1) / model.block_size;
   if (blocks > model.num_blocks) {
-    refuse("max_tokens", "the prompt (" + std::to_string(len) + " tokens) plus " +
-                             name("max_tokens") + " (" + std::to_string(max_tokens) + ") need " +
-                             std::to_string(blocks) + " KV blocks but the cache holds " +
-                             std::to_string(model.num_blocks) + " (" +
-                             std::to_string(int64_t(model.num_blocks) * model.block_size) +
-                             " tokens)");
+    refuse("max_tokens",
+           "the prompt (" + std::to_string(len) + " tokens) plus " + name("max_tokens") + " (" +
+               std::to_string(max_tokens) + ") need " + std::to_string(blocks) +
+               " KV blocks but the cache holds " + std::to_string(model.num_blocks) + " (" +
+               std::to_string(int64_t(model.num_blocks) * model.block_size) + " tokens)");
   }
   return ValidRequest(std::move(req));
 }

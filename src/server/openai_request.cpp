@@ -10,6 +10,7 @@
 #include "tessera/json/bounded_json.h"
 #include "tessera/server/api_error.h"
 #include "tessera/server/request_validation.h"
+#include "tessera/server/response_format.h"
 
 namespace tessera::server {
 namespace {
@@ -149,10 +150,12 @@ void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& o
   std::optional<int64_t> max_tokens = integer(body, "max_tokens", 1, ctx.model.max_model_len);
   if (auto m = integer(body, "max_completion_tokens", 1, ctx.model.max_model_len)) max_tokens = m;
   for (const auto& p : out.prompts) {
-    out.max_tokens.push_back(max_tokens ? int(*max_tokens) : ctx.model.max_model_len - int(p.size()));
+    out.max_tokens.push_back(max_tokens ? int(*max_tokens)
+                                        : ctx.model.max_model_len - int(p.size()));
   }
   sp.logprobs = out.logprobs;
   sp.top_logprobs = out.top_logprobs;
+  sp.grammar = parse_output_constraint(body);
   out.requests = validate_generation(out, ctx);
 }
 

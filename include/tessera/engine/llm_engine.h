@@ -20,6 +20,7 @@
 #include "tessera/engine/executor.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/engine/worker_group.h"
+#include "tessera/grammar/vocabulary.h"
 #include "tessera/scheduler/scheduler.h"
 #include "tessera/tokenizer/detokenizer.h"
 #include "tessera/worker/worker.h"
@@ -144,5 +145,8 @@ ExecutorFactory executor_for(const EngineConfig& cfg);
 
 // Loads the tokenizer of a GGUF file or Hugging Face directory (what the engine serves with).
 std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& model_path);
+// The tokenizer's tokens as bytes, for constrained decoding in a worker: special tokens are empty
+// (a grammar never produces them) and the stop ids end a complete grammar.
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const tokenizer::Tokenizer& t);
 
 }  // namespace tessera::engine
