@@ -33,7 +33,7 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 Command add_worker(CLI::App& root) {
   struct Opts {
     std::string model, backend = "cpu", layer_split, store, group_id = "g0", comm = "gloo",
-                       bind_host = "127.0.0.1", fingerprint;
+                                         bind_host = "127.0.0.1", fingerprint;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
@@ -54,15 +54,9 @@ Command add_worker(CLI::App& root) {
   c->add_option("--threads", o->threads, "OpenMP threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  c->add_option("--rank", o->rank, "world rank")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  c->add_option("--tp", o->tp, "tensor-parallel size")
-      ->check(CLI::Range(1, 1 << 16))
-      ->capture_default_str();
-  c->add_option("--pp", o->pp, "pipeline-parallel size")
-      ->check(CLI::Range(1, 1 << 16))
-      ->capture_default_str();
+  c->add_option("--rank", o->rank, "world rank")->check(CLI::NonNegativeNumber)->capture_default_str();
+  c->add_option("--tp", o->tp, "tensor-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  c->add_option("--pp", o->pp, "pipeline-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   c->add_option("--ep", o->ep, "expert-parallel ranks per stage")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
@@ -70,8 +64,7 @@ Command add_worker(CLI::App& root) {
   c->add_option("--store", o->store, "the coordinator's rendezvous store HOST:PORT")->required();
   c->add_option("--group-id", o->group_id, "the worker group's id")->capture_default_str();
   c->add_option("--comm", o->comm, "the collectives library")->capture_default_str();
-  c->add_option("--bind-host", o->bind_host, "the address this rank listens on")
-      ->capture_default_str();
+  c->add_option("--bind-host", o->bind_host, "the address this rank listens on")->capture_default_str();
   c->add_option("--fingerprint", o->fingerprint, "the model and layout every rank must share");
   c->add_option("--connect-timeout", o->connect_timeout, "seconds to wait for the group")
       ->check(CLI::PositiveNumber)
@@ -82,9 +75,7 @@ Command add_worker(CLI::App& root) {
   c->add_option("--heartbeat", o->heartbeat, "seconds between heartbeats")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  c->add_option("--device", o->device, "the device index")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  c->add_option("--device", o->device, "the device index")->check(CLI::NonNegativeNumber)->capture_default_str();
   add_backend_option(c, o->backend);
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
@@ -106,8 +97,9 @@ Command add_worker(CLI::App& root) {
                  .tensor = o->tp,
                  .pipeline = o->pp,
                  .expert = o->ep,
-                 .layer_split = o->layer_split.empty() ? std::vector<int>{}
-                                                       : int_list(o->layer_split, "--layer-split"),
+                 .layer_split = o->layer_split.empty()
+                                    ? std::vector<int>{}
+                                    : int_list(o->layer_split, "--layer-split"),
                  .store_host = o->store.substr(0, colon),
                  .store_port = std::stoi(o->store.substr(colon + 1)),
                  .group_id = o->group_id,

@@ -46,7 +46,7 @@ WorkerGroupParams group_params(const EngineConfig& cfg) {
 }
 
 ExecutorFactory executor_for(const EngineConfig& cfg) {
-  return [cfg]() -> std::unique_ptr<Executor> {
+  return [cfg] () -> std::unique_ptr<Executor> {
     if (!cfg.group && cfg.worker_executable.empty()) {
       worker::WorkerParams wp = worker_params(cfg);
       wp.vocabulary = grammar_vocabulary(*load_tokenizer(cfg.model_path));
@@ -296,10 +296,10 @@ void LlmEngine::step() {
     return;
   }
   for (const auto& e : result.expert_tokens)
-    metrics_.counter_add(
-        "tessera:expert_tokens_total",
-        "Tokens routed to each expert of each MoE layer (top-k choices)", e.tokens,
-        {{"layer", std::to_string(e.layer)}, {"expert", std::to_string(e.expert)}});
+    metrics_.counter_add("tessera:expert_tokens_total",
+                         "Tokens routed to each expert of each MoE layer (top-k choices)",
+                         e.tokens,
+                         {{"layer", std::to_string(e.layer)}, {"expert", std::to_string(e.expert)}});
   std::vector<std::pair<uint64_t, int32_t>> sampled;
   for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
   std::unordered_map<uint64_t, scheduler::FinishCause> finished;

@@ -113,11 +113,12 @@ ValidRequest validate_request(protocol::GenerationRequest req, const ModelInfo& 
   // The whole sequence must fit the KV cache at once, or it could never finish.
   const int64_t blocks = (need + model.block_size - 1) / model.block_size;
   if (blocks > model.num_blocks) {
-    refuse("max_tokens",
-           "the prompt (" + std::to_string(len) + " tokens) plus " + name("max_tokens") + " (" +
-               std::to_string(max_tokens) + ") need " + std::to_string(blocks) +
-               " KV blocks but the cache holds " + std::to_string(model.num_blocks) + " (" +
-               std::to_string(int64_t(model.num_blocks) * model.block_size) + " tokens)");
+    refuse("max_tokens", "the prompt (" + std::to_string(len) + " tokens) plus " +
+                             name("max_tokens") + " (" + std::to_string(max_tokens) + ") need " +
+                             std::to_string(blocks) + " KV blocks but the cache holds " +
+                             std::to_string(model.num_blocks) + " (" +
+                             std::to_string(int64_t(model.num_blocks) * model.block_size) +
+                             " tokens)");
   }
   return ValidRequest(std::move(req));
 }

@@ -66,8 +66,7 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const uint64_t> 
     for (const auto& [t, n] : output_counts_) penalise(t);
   }
   for (const auto& [t, n] : output_counts_)
-    logits[static_cast<size_t>(t)] -=
-        p.presence_penalty + p.frequency_penalty * static_cast<float>(n);
+    logits[static_cast<size_t>(t)] -= p.presence_penalty + p.frequency_penalty * static_cast<float>(n);
 
   std::vector<float> lp;
   if (p.logprobs || p.top_logprobs > 0) lp = log_softmax(logits);
@@ -84,12 +83,9 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const uint64_t> 
     for (int32_t i = 0; i < vocab_size_; ++i)
       if (!masked || std::isfinite(logits[static_cast<size_t>(i)]))
         cand.emplace_back(logits[static_cast<size_t>(i)], i);
-    const size_t k =
-        p.top_k > 0 ? std::min<size_t>(static_cast<size_t>(p.top_k), cand.size()) : cand.size();
+    const size_t k = p.top_k > 0 ? std::min<size_t>(static_cast<size_t>(p.top_k), cand.size()) : cand.size();
     std::partial_sort(cand.begin(), cand.begin() + static_cast<long>(k), cand.end(),
-                      [](auto& a, auto& b) {
-                        return a.first > b.first || (a.first == b.first && a.second < b.second);
-                      });
+                      [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
     cand.resize(k);
     const double mx = cand[0].first;
     std::vector<double> prob(k);
@@ -134,11 +130,10 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const uint64_t> 
       std::vector<int32_t> idx(lp.size());
       for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
       const size_t n = std::min<size_t>(static_cast<size_t>(p.top_logprobs), idx.size());
-      std::partial_sort(
-          idx.begin(), idx.begin() + static_cast<long>(n), idx.end(), [&](int32_t a, int32_t b) {
-            return lp[static_cast<size_t>(a)] > lp[static_cast<size_t>(b)] ||
-                   (lp[static_cast<size_t>(a)] == lp[static_cast<size_t>(b)] && a < b);
-          });
+      std::partial_sort(idx.begin(), idx.begin() + static_cast<long>(n), idx.end(), [&](int32_t a, int32_t b) {
+        return lp[static_cast<size_t>(a)] > lp[static_cast<size_t>(b)] ||
+               (lp[static_cast<size_t>(a)] == lp[static_cast<size_t>(b)] && a < b);
+      });
       for (size_t i = 0; i < n; ++i) res.top.push_back({idx[i], lp[static_cast<size_t>(idx[i])]});
     }
   }

@@ -2,10 +2,13 @@
 // which field was wrong; null values count as absent, as in OpenAI's API.
 #include "tessera/server/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <random>
+#include <span>
+#include <string_view>
 
 #include "tessera/json/bounded_json.h"
 #include "tessera/server/api_error.h"
@@ -120,6 +123,64 @@ void parse_logit_bias(const json& body, int vocab, int max_entries, sampling::Sa
     if (!bias.is_number()) bad_request("logit_bias", "logit_bias values must be numbers");
     check_param_range(ranges::kLogitBias, bias.get<double>());
     sp.logit_bias.emplace_back(int32_t(id), bias.get<float>());
+  }
+}
+
+// Every field either endpoint reads. Anything else is refused by name rather than ignored: a
+// client that sends `response_format` or `tool_choice` must not believe it got what it asked for.
+constexpr std::string_view kCommonFields[] = {"model",
+                                              "n",
+                                              "temperature",
+                                              "top_p",
+                                              "top_k",
+                                              "min_p",
+                                              "presence_penalty",
+                                              "frequency_penalty",
+                                              "repetition_penalty",
+                                              "seed",
+                                              "logit_bias",
+                                              "stop",
+                                              "stop_token_ids",
+                                              "ignore_eos",
+                                              "include_stop_str_in_output",
+                                              "user",
+                                              "stream",
+                                              "stream_options",
+                                              "max_tokens",
+                                              "max_completion_tokens",
+                                              "logprobs"};
+constexpr std::string_view kChatFields[] = {
+    "messages", "tools", "tool_choice", "top_logprobs", "add_generation_prompt", "response_format"};
+constexpr std::string_view kCompletionFields[] = {"prompt", "echo"};
+
+void check_known_fields(const json& body, std::span<const std::string_view> endpoint_fields) {
+  auto known = [&](const std::string& key) {
+    return std::ranges::find(kCommonFields, key) != std::end(kCommonFields) ||
+           std::ranges::find(endpoint_fields, key) != endpoint_fields.end();
+  };
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_null()) continue;  // null counts as absent, as in OpenAI's API
+    if (!known(key)) bad_request(key, "Unrecognized request argument supplied: " + key);
+  }
+}
+
+// Constrained decoding and tool-call parsing are not implemented yet: accept only the values
+// that ask for plain text, and name the field for anything else.
+void check_unconstrained(const json& body) {
+  if (const json* rf = field(body, "response_format")) {
+    const json* type = rf->is_object() ? field(*rf, "type") : nullptr;
+    if (!type || !type->is_string()) {
+      bad_request("response_format", "response_format must be an object with a string type");
+    }
+    if (*type != "text") {
+      bad_request("response_format",
+                  "response_format type " + type->dump() + " is not supported; only \"text\" is");
+    }
+  }
+  if (const json* tc = field(body, "tool_choice"); tc && *tc != "auto") {
+    bad_request("tool_choice", "tool_choice " + tc->dump() +
+                                   " is not supported; tool calls are not parsed yet, so only "
+                                   "\"auto\" (the model may answer with text) is accepted");
   }
 }
 
@@ -345,6 +406,8 @@ ChatPrompt render_chat_prompt(const json& body, const ParseContext& ctx) {
 }
 
 ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
+  check_known_fields(body, kChatFields);
+  check_unconstrained(body);
   check_model(body, ctx.model.id);
   ParsedGeneration out;
   out.chat = true;
@@ -359,6 +422,7 @@ ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
 }
 
 ParsedGeneration parse_completion_request(const json& body, const ParseContext& ctx) {
+  check_known_fields(body, kCompletionFields);
   check_model(body, ctx.model.id);
   ParsedGeneration out;
   const json* p = field(body, "prompt");

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "tessera/engine/engine.h"
+#include "tessera/grammar/vocabulary.h"
 #include "tessera/engine/executor.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/engine/worker_group.h"
-#include "tessera/grammar/vocabulary.h"
 #include "tessera/scheduler/scheduler.h"
 #include "tessera/tokenizer/detokenizer.h"
 #include "tessera/worker/worker.h"
