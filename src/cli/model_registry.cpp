@@ -71,6 +71,17 @@ std::string resolve_model_path(const std::string& model) {
        "' is neither a file, a directory nor a known name (known:", names, ")");
 }
 
+std::string resolve_or_pull_model(const std::string& model) {
+  if (!fs::exists(model))
+    if (const KnownModel* m = find_known_model(model);
+        m && !fs::exists(model_cache_dir() + "/" + m->filename)) {
+      TESSERA_LOG_INFO("model '{}' is not downloaded yet: pulling it into {}", model,
+                       model_cache_dir());
+      return pull_model(*m);
+    }
+  return resolve_model_path(model);
+}
+
 std::string pull_model(const KnownModel& m) {
   const fs::path dir = model_cache_dir();
   const fs::path dest = dir / m.filename;

@@ -23,6 +23,9 @@ std::string model_cache_dir();
 // A GGUF file, a directory, or a known name (resolved in the cache). Throws kNotFound with a hint
 // to run `tessera models pull` when a known model is not downloaded yet.
 std::string resolve_model_path(const std::string& model);
+// The same, but a known model that is not downloaded yet is downloaded (as `models pull` would):
+// `serve --model NAME` works on a fresh machine or container.
+std::string resolve_or_pull_model(const std::string& model);
 // Downloads (if missing or corrupt) and returns the path of the model file.
 std::string pull_model(const KnownModel& m);
 

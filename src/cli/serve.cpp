@@ -121,7 +121,7 @@ int run_serve(const ServeOpts& o) {
     if (o.no_prefix_caching) e.enable_prefix_caching = false;
     if (o.node_rank > 0) return run_worker_node(*launch, o.node_rank);
   }
-  const std::string path = launch ? launch->engine.model_path : resolve_model_path(o.model);
+  const std::string path = launch ? launch->engine.model_path : resolve_or_pull_model(o.model);
   const config::ListenSpec listen = launch ? launch->topo.listen : config::ListenSpec{};
   const engine::EngineConfig ec =
       launch ? launch->engine

@@ -22,7 +22,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
     fail(ErrorCode::kInvalidArgument, "--node-rank ", node_rank, ": ", path, " has ",
          t.nodes.size(), " node(s) (valid: 0..", t.nodes.size() - 1, ")");
   set_log_level(t.logging.level);
-  const std::string model_path = resolve_model_path(t.model.path);
+  const std::string model_path = resolve_or_pull_model(t.model.path);
   {
     const model::ModelConfig mc = model::open_weights(model_path)->config();
     config::validate_for_model(t, mc.num_heads, mc.num_kv_heads, mc.num_layers, mc.num_experts);

@@ -1,9 +1,8 @@
 // ModelConfig from a Hugging Face config.json.
 #if TESSERA_HAVE_JSON
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <type_traits>
 
@@ -22,8 +21,9 @@ T field(const nlohmann::json& j, const char* key) {
     const nlohmann::json& v = j[key];
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
       const std::optional<T> i = tessera::json::integer_as<T>(v);
-      if (!i) fail(ErrorCode::kInvalidArgument, "config.json: '", key, "' is ", v.dump(),
-                   ", not an integer in range");
+      if (!i)
+        fail(ErrorCode::kInvalidArgument, "config.json: '", key, "' is ", v.dump(),
+             ", not an integer in range");
       return *i;
     }
     if constexpr (std::is_floating_point_v<T>) {
@@ -45,7 +45,7 @@ T field_or(const nlohmann::json& j, const char* key, T def) {
 
 }  // namespace
 
-ModelConfig config_from_hf(const nlohmann::json& j) {
+ModelConfig config_from_hf(const nlohmann::json& j, bool shapes_only) {
   ModelConfig c;
   const std::string type = field_or<std::string>(j, "model_type", "");
   if (type == "llama" || type == "mistral") {
@@ -76,6 +76,21 @@ ModelConfig config_from_hf(const nlohmann::json& j) {
         !j["mlp_only_layers"].empty())
       fail(ErrorCode::kUnsupported, "qwen2_moe with mlp_only_layers (dense layers) is not ",
            "supported");
+  } else if ((type == "qwen3_moe" || type == "qwen3") && shapes_only) {
+    c.architecture = type;
+    c.qkv_bias = field_or<bool>(j, "attention_bias", false);
+    c.qk_norm = true;
+    if (type == "qwen3_moe") {
+      c.num_experts = field<int>(j, "num_experts");
+      c.num_experts_used = field<int>(j, "num_experts_per_tok");
+      c.expert_intermediate_size = field<int>(j, "moe_intermediate_size");
+      c.norm_topk_prob = field_or<bool>(j, "norm_topk_prob", false);
+      if (field_or<int>(j, "decoder_sparse_step", 1) != 1 ||
+          (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array() &&
+           !j["mlp_only_layers"].empty()))
+        fail(ErrorCode::kUnsupported, "qwen3_moe with dense layers between MoE layers ",
+             "(decoder_sparse_step != 1 or mlp_only_layers) is not supported");
+    }
   } else if (type == "qwen3_moe" || type == "qwen3") {
     fail(ErrorCode::kUnsupported, "architecture '", type, "' (model_type in config.json) is not ",
          "supported: it needs qwen3's per-head q/k RMSNorm, which Tessera does not implement yet ",
@@ -108,7 +123,8 @@ ModelConfig config_from_hf(const nlohmann::json& j) {
       c.rope.llama3_factor = field<float>(rs, "factor");
       c.rope.llama3_low_freq_factor = field_or<float>(rs, "low_freq_factor", 1.0f);
       c.rope.llama3_high_freq_factor = field_or<float>(rs, "high_freq_factor", 4.0f);
-      c.rope.llama3_original_max_position = field_or<int>(rs, "original_max_position_embeddings", 8192);
+      c.rope.llama3_original_max_position =
+          field_or<int>(rs, "original_max_position_embeddings", 8192);
     } else if (kind == "linear") {
       c.rope.linear_factor = field<float>(rs, "factor");
     } else if (kind != "default") {

@@ -103,18 +103,16 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       ep_(ep),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
-  // Pipeline stages split MoE layers like dense ones; the experts are split by expert
-  // parallelism (shard_.ep_size), not by tensor parallelism.
-  if (c.is_moe() && shard_.tp_size > 1)
-    fail(ErrorCode::kUnsupported, "MoE models run with tensor=1 for now (split the experts with ",
-         "parallel.expert instead; pipeline stages work too), got tensor=", shard_.tp_size);
+  // Pipeline stages split MoE layers like dense ones; the experts are split either by expert
+  // parallelism (shard_.ep_size: whole experts per rank) or by tensor parallelism (a slice of
+  // every expert's width per rank), not both yet.
   if (shard_.ep_size > 1) {
     if (!c.is_moe())
       fail(ErrorCode::kInvalidArgument, "expert parallelism (expert=", shard_.ep_size,
            ") needs a MoE model; ", c.architecture, " has no experts");
     if (shard_.tp_size > 1)
       fail(ErrorCode::kUnsupported, "expert=", shard_.ep_size, " with tensor=", shard_.tp_size,
-           " is not supported (MoE models run with tensor=1)");
+           " is not supported (expert and tensor parallelism do not combine yet)");
     expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);  // checks the split
     if (!ep_ || ep_->size() != shard_.ep_size || ep_->rank() != shard_.ep_rank)
       fail(ErrorCode::kInvalidArgument, "expert-parallel rank ", shard_.ep_rank, " of ",
@@ -176,7 +174,8 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
     if (c.is_moe()) {
       const auto [first, count] = expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);
-      L.moe = MoeLayer::load(w, c, l, {.first = first, .count = count}, shard_.ep_rank == 0);
+      L.moe = MoeLayer::load(w, c, l, {.first = first, .count = count}, shard_.ep_rank == 0,
+                             shard_.tp_rank, shard_.tp_size);
       layers_.push_back(std::move(L));
       continue;
     }
@@ -370,12 +369,16 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, normed);
     if (c.is_moe()) {
       const auto E = static_cast<size_t>(c.num_experts);
+      // Every TP rank routes every token: only the first counts them, so the group reports each
+      // routed token once.
       L.moe.forward(c, normed, proj, alloc_,
-                    b.expert_tokens.empty()
+                    b.expert_tokens.empty() || shard_.tp_rank != 0
                         ? std::span<int64_t>()
                         : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
-      // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part.
+      // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part;
+      // tensor parallelism: each rank has a slice of every expert's width.
       if (shard_.ep_size > 1) ep_->all_reduce_sum(proj);
+      reduce(proj);
       ops::add(hidden, proj);
       continue;
     }

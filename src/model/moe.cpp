@@ -4,6 +4,7 @@
 #include <string>
 
 #include "tessera/core/error.h"
+#include "tessera/model/shard.h"
 #include "tessera/ops/ops.h"
 
 namespace tessera::model {
@@ -22,7 +23,7 @@ Tensor get(const WeightSource& w, const std::string& name, const Shape& shape) {
 }  // namespace
 
 MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held,
-                        bool shared) {
+                        bool shared, int tp_rank, int tp_size) {
   if (held.first < 0 || held.count < 1 || held.first + held.count > c.num_experts)
     fail(ErrorCode::kInvalidArgument, "experts [", held.first, ", ", held.first + held.count,
          ") outside the model's ", c.num_experts);
@@ -35,15 +36,27 @@ MoeLayer MoeLayer::load(const WeightSource& w, const ModelConfig& c, int layer, 
     const Tensor all = get(w, p + name, {E, rows, cols});
     return held.count == E ? all : all.slice(held.first, held.first + held.count);
   };
-  m.gate_exps = experts("ffn_gate_exps.weight", F, H);
-  m.up_exps = experts("ffn_up_exps.weight", F, H);
-  m.down_exps = experts("ffn_down_exps.weight", H, F);
+  // Tensor parallelism: this rank's slice of an expert's width `width` (gate/up rows, down
+  // columns); the whole tensor when T = 1.
+  auto width_rows = [&](const std::string& name, const Tensor& t, int64_t width) {
+    const int64_t n = width / tp_size;
+    return tp_size == 1 ? t : shard_expert_rows(t, tp_rank * n, (tp_rank + 1) * n, name);
+  };
+  auto width_cols = [&](const std::string& name, const Tensor& t, int64_t width) {
+    const int64_t n = width / tp_size;
+    return tp_size == 1 ? t : shard_expert_cols(t, tp_rank * n, (tp_rank + 1) * n, name);
+  };
+  m.gate_exps = width_rows(p + "ffn_gate_exps", experts("ffn_gate_exps.weight", F, H), F);
+  m.up_exps = width_rows(p + "ffn_up_exps", experts("ffn_up_exps.weight", F, H), F);
+  m.down_exps = width_cols(p + "ffn_down_exps", experts("ffn_down_exps.weight", H, F), F);
   if (shared && c.shared_expert_intermediate_size > 0) {
     const int64_t S = c.shared_expert_intermediate_size;
     m.shexp_gate = get(w, p + "ffn_gate_inp_shexp.weight", {1, H});
-    m.gate_shexp = get(w, p + "ffn_gate_shexp.weight", {1, S, H});
-    m.up_shexp = get(w, p + "ffn_up_shexp.weight", {1, S, H});
-    m.down_shexp = get(w, p + "ffn_down_shexp.weight", {1, H, S});
+    m.gate_shexp =
+        width_rows(p + "ffn_gate_shexp", get(w, p + "ffn_gate_shexp.weight", {1, S, H}), S);
+    m.up_shexp = width_rows(p + "ffn_up_shexp", get(w, p + "ffn_up_shexp.weight", {1, S, H}), S);
+    m.down_shexp =
+        width_cols(p + "ffn_down_shexp", get(w, p + "ffn_down_shexp.weight", {1, H, S}), S);
   }
   return m;
 }

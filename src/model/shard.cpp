@@ -31,6 +31,13 @@ TpLayout tp_layout(const ModelConfig& c, int r, int T) {
   if (c.intermediate_size % T != 0)
     fail(ErrorCode::kInvalidArgument, "parallel.tensor = ", T,
          " does not divide the intermediate size ", c.intermediate_size);
+  if (c.is_moe() &&
+      (c.expert_intermediate_size % T != 0 || c.shared_expert_intermediate_size % T != 0))
+    fail(ErrorCode::kInvalidArgument, "parallel.tensor = ", T,
+         " does not divide the experts' width ", c.expert_intermediate_size,
+         c.shared_expert_intermediate_size
+             ? " and the shared expert's " + std::to_string(c.shared_expert_intermediate_size)
+             : std::string());
   TpLayout t;
   t.heads = c.num_heads / T;
   t.first_head = r * t.heads;
@@ -80,8 +87,9 @@ std::vector<int> balanced_split(const WeightSource& w, int P) {
   stage_ranges(L, P, {});  // validates P
   std::vector<double> layer(static_cast<size_t>(L), 0.0);
   for (int l = 0; l < L; ++l)
-    for (const char* t :
-         {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                          "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
+                          "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"}) {
       const std::string name = "blk." + std::to_string(l) + "." + t + ".weight";
       if (w.has(name)) layer[static_cast<size_t>(l)] += static_cast<double>(w.get(name).nbytes());
     }
@@ -148,6 +156,32 @@ Tensor shard_cols(const Tensor& w, int64_t begin, int64_t end, const std::string
     if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_DONTNEED);
   }
   return out;
+}
+
+Tensor shard_expert_rows(const Tensor& w, int64_t begin, int64_t end, const std::string& name) {
+  if (w.ndim() != 3 || !w.is_contiguous())
+    fail(ErrorCode::kInvalidArgument, "shard_expert_rows: ", name, " is ", w.str(),
+         ", expected contiguous [experts, rows, cols]");
+  const int64_t E = w.dim(0), R = w.dim(1), C = w.dim(2);
+  if (begin < 0 || end > R || begin >= end)
+    fail(ErrorCode::kInvalidArgument, "shard_expert_rows: rows [", begin, ", ", end, ") of ", name,
+         " ", w.str());
+  Tensor out = Tensor::empty({E, end - begin, C}, w.dtype());
+  const size_t rb = row_bytes(w.dtype(), C), n = rb * static_cast<size_t>(end - begin);
+  const auto* src = static_cast<const uint8_t*>(w.data());
+  for (int64_t e = 0; e < E; ++e)
+    std::memcpy(static_cast<uint8_t*>(out.data()) + static_cast<size_t>(e) * n,
+                src + (static_cast<size_t>(e * R + begin)) * rb, n);
+  return out;
+}
+
+Tensor shard_expert_cols(const Tensor& w, int64_t begin, int64_t end, const std::string& name) {
+  if (w.ndim() != 3 || !w.is_contiguous())
+    fail(ErrorCode::kInvalidArgument, "shard_expert_cols: ", name, " is ", w.str(),
+         ", expected contiguous [experts, rows, cols]");
+  const int64_t E = w.dim(0), R = w.dim(1);
+  // Every row of every expert loses the same columns: one 2-D column split over E * R rows.
+  return shard_cols(w.view({E * R, w.dim(2)}), begin, end, name).view({E, R, end - begin});
 }
 
 size_t resident_bytes() {

@@ -23,14 +23,19 @@ namespace fs = std::filesystem;
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
 // Which bucket a layer tensor goes to, from the part of its name after the layer index.
-enum class Bucket { kQo, kKv, kMlp, kReplicated };
+enum class Bucket { kQo, kKv, kMlp, kExperts, kReplicated };
 
+// Routers (ffn_gate_inp, ffn_gate_inp_shexp) fall through to kReplicated: every rank routes.
 Bucket gguf_bucket(std::string_view rest) {
   if (starts_with(rest, "attn_q.") || starts_with(rest, "attn_output.")) return Bucket::kQo;
   if (starts_with(rest, "attn_k.") || starts_with(rest, "attn_v.")) return Bucket::kKv;
   if (starts_with(rest, "ffn_gate.") || starts_with(rest, "ffn_up.") ||
-      starts_with(rest, "ffn_down."))
+      starts_with(rest, "ffn_down.") || starts_with(rest, "ffn_gate_shexp.") ||
+      starts_with(rest, "ffn_up_shexp.") || starts_with(rest, "ffn_down_shexp."))
     return Bucket::kMlp;
+  if (starts_with(rest, "ffn_gate_exps.") || starts_with(rest, "ffn_up_exps.") ||
+      starts_with(rest, "ffn_down_exps."))
+    return Bucket::kExperts;
   return Bucket::kReplicated;
 }
 
@@ -40,8 +45,12 @@ Bucket hf_bucket(std::string_view rest) {
   if (starts_with(rest, "self_attn.k_proj.") || starts_with(rest, "self_attn.v_proj."))
     return Bucket::kKv;
   if (starts_with(rest, "mlp.gate_proj.") || starts_with(rest, "mlp.up_proj.") ||
-      starts_with(rest, "mlp.down_proj."))
+      starts_with(rest, "mlp.down_proj.") || starts_with(rest, "mlp.shared_expert."))
     return Bucket::kMlp;
+  // Qwen2/3-MoE "mlp.experts.N.*", Mixtral "block_sparse_moe.experts.N.*"; the routers
+  // (mlp.gate, block_sparse_moe.gate, mlp.shared_expert_gate) stay replicated.
+  if (starts_with(rest, "mlp.experts.") || starts_with(rest, "block_sparse_moe.experts."))
+    return Bucket::kExperts;
   return Bucket::kReplicated;
 }
 
@@ -55,6 +64,9 @@ void add(LayerWeights& l, Bucket b, uint64_t bytes) {
       break;
     case Bucket::kMlp:
       l.mlp += bytes;
+      break;
+    case Bucket::kExperts:
+      l.experts += bytes;
       break;
     case Bucket::kReplicated:
       l.replicated += bytes;
@@ -128,7 +140,7 @@ nlohmann::json read_json(const std::string& path) {
 
 ModelSpec spec_from_config(const std::string& path, const std::string& dtype) {
   const int bits = dtype_bits(dtype);
-  ModelSpec m{.config = model::config_from_hf(read_json(path)),
+  ModelSpec m{.config = model::config_from_hf(read_json(path), /*shapes_only=*/true),
               .source = path,
               .weights_from = "parameter count at " + dtype};
   m.weights = inventory_from_config(m.config, bits);
@@ -145,7 +157,7 @@ ModelSpec spec_from_hf_dir(const std::string& dir, const std::string& dtype) {
     return m;
   }
   const model::HfDirectory d = model::HfDirectory::open(dir);
-  ModelSpec m{.config = model::config_from_hf(d.config()),
+  ModelSpec m{.config = model::config_from_hf(d.config(), /*shapes_only=*/true),
               .source = dir,
               .weights_from = "safetensors sizes"};
   m.weights.layers.resize(m.config.num_layers);
@@ -181,8 +193,17 @@ WeightInventory inventory_from_config(const model::ModelConfig& c, int bits) {
       .attn_qo = bytes(h * q + q * h + (c.qkv_bias ? q : 0)),
       .attn_kv = bytes(2 * (h * kv + (c.qkv_bias ? kv : 0))),
       .mlp = bytes(3 * h * inter),
-      .replicated = bytes(2 * h),  // input and post-attention RMSNorm weights
+      // input and post-attention RMSNorm weights, and Qwen3's per-head q and k norms
+      .replicated = bytes(2 * h + (c.qk_norm ? 2 * uint64_t(c.head_dim) : 0)),
   };
+  if (c.is_moe()) {
+    // The FFN is a router (hidden x experts) over experts of gate, up and down, plus a shared
+    // expert with its one-row sigmoid gate where the config has one.
+    const uint64_t shared = c.shared_expert_intermediate_size;
+    l.mlp = bytes(3 * h * shared);
+    l.experts = bytes(uint64_t(c.num_experts) * 3 * h * c.expert_intermediate_size);
+    l.replicated += bytes(h * c.num_experts + (shared ? h : 0));
+  }
   WeightInventory w;
   w.layers.assign(c.num_layers, l);
   w.embedding = bytes(uint64_t(c.vocab_size) * h);

@@ -1,6 +1,7 @@
 // A Plan for people (a table and the recommendation) and for programs (JSON).
 #include <cstdio>
 #include <sstream>
+#include <string>
 
 #include "tessera/planner/planner.h"
 
@@ -35,6 +36,13 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
      << c.num_layers << " layers, hidden " << c.hidden_size << ", " << c.num_heads << " heads / "
      << c.num_kv_heads << " KV heads, vocab " << c.vocab_size
      << (c.tied_embeddings ? ", tied embeddings" : "") << ")\n";
+  if (c.is_moe())
+    os << "experts: " << c.num_experts << " routed, " << c.num_experts_used << " per token, width "
+       << c.expert_intermediate_size
+       << (c.shared_expert_intermediate_size
+               ? ", shared expert width " + std::to_string(c.shared_expert_intermediate_size)
+               : std::string())
+       << "\n";
   os << "weights: " << format_bytes(static_cast<double>(m.weights.total())) << " ("
      << m.weights_from << ")\n";
   os << "GPUs: " << p.gpus << " (" << p.node_size() << " per node), " << p.gpu_memory_gb
@@ -43,13 +51,17 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
   os << "load: context " << p.context << " x batch " << p.batch << ", KV cache " << p.kv_bits
      << "-bit, activations for a " << p.max_batched_tokens << "-token prefill chunk\n\n";
 
-  std::snprintf(line, sizeof line, "%4s %4s %7s %12s %12s %12s %12s %12s %14s %5s\n", "TP", "PP",
-                "layers", "weights/GPU", "KV/GPU", "act/GPU", "total/GPU", "KV tokens",
-                "comm/token", "fits");
+  // The EP column only for a MoE model, so a dense model's table reads as it always has.
+  const bool moe = c.is_moe();
+  std::snprintf(line, sizeof line, "%4s%s %4s %7s %12s %12s %12s %12s %12s %14s %5s\n", "TP",
+                moe ? "   EP" : "", "PP", "layers", "weights/GPU", "KV/GPU", "act/GPU", "total/GPU",
+                "KV tokens", "comm/token", "fits");
   os << line;
   for (const Layout& l : plan.layouts) {
-    std::snprintf(line, sizeof line, "%4d %4d %7d %12s %12s %12s %12s %12llu %14s %5s\n", l.tensor,
-                  l.pipeline, l.layers_per_stage,
+    char ep[16] = "";
+    if (moe) std::snprintf(ep, sizeof ep, " %4d", l.expert);
+    std::snprintf(line, sizeof line, "%4d%s %4d %7d %12s %12s %12s %12s %12llu %14s %5s\n",
+                  l.tensor, ep, l.pipeline, l.layers_per_stage,
                   format_bytes(static_cast<double>(l.weight_bytes_per_gpu)).c_str(),
                   format_bytes(static_cast<double>(l.kv_bytes_per_gpu)).c_str(),
                   format_bytes(static_cast<double>(l.activation_bytes_per_gpu)).c_str(),
@@ -62,12 +74,22 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
   if (plan.layouts.empty()) os << "  (no allowed layout)\n";
   os << "\ncomm/token: bytes one GPU sends per generated token of one sequence: TP ring\n"
         "  all-reduces and the logits all-gather, plus PP stage boundaries on the token's path\n";
+  if (moe) {
+    os << "  and EP's all-reduce of partial expert outputs, one per MoE layer; an all-to-all\n"
+          "  dispatch+combine (data-parallel attention, not run yet) would send instead:";
+    for (const Layout& l : plan.layouts)
+      if (l.expert > 1)
+        os << " EP=" << l.expert << " " << format_bytes(static_cast<double>(l.a2a_bytes_per_token));
+    os << "\n";
+  }
   for (const Rejected& r : plan.rejected)
-    os << "not allowed: TP=" << r.tensor << " PP=" << r.pipeline << ": " << r.reason << "\n";
+    os << "not allowed: TP=" << r.tensor << (r.expert > 1 ? " EP=" + std::to_string(r.expert) : "")
+       << " PP=" << r.pipeline << ": " << r.reason << "\n";
   os << "\n";
   if (plan.recommended && plan.recommended->fits)
-    os << "recommended: TP=" << plan.recommended->tensor << " PP=" << plan.recommended->pipeline
-       << "\n  " << plan.reason << "\n";
+    os << "recommended: TP=" << plan.recommended->tensor
+       << (plan.recommended->expert > 1 ? " EP=" + std::to_string(plan.recommended->expert) : "")
+       << " PP=" << plan.recommended->pipeline << "\n  " << plan.reason << "\n";
   else
     os << "no layout fits\n  " << plan.reason << "\n";
   return os.str();
@@ -80,6 +102,8 @@ nlohmann::ordered_json layout_json(const Layout& l) {
   return {
       {"tensor", l.tensor},
       {"pipeline", l.pipeline},
+      {"expert", l.expert},
+      {"experts_per_rank", l.experts_per_rank},
       {"weight_bytes_per_gpu", l.weight_bytes_per_gpu},
       {"kv_bytes_per_gpu", l.kv_bytes_per_gpu},
       {"activation_bytes_per_gpu", l.activation_bytes_per_gpu},
@@ -91,6 +115,8 @@ nlohmann::ordered_json layout_json(const Layout& l) {
       {"kv_heads_per_rank", l.kv_heads_per_rank},
       {"allreduces_per_token", l.allreduces_per_token},
       {"comm_tp_bytes_per_token", l.comm_tp_bytes_per_token},
+      {"comm_ep_bytes_per_token", l.comm_ep_bytes_per_token},
+      {"a2a_bytes_per_token", l.a2a_bytes_per_token},
       {"comm_pp_bytes_per_token", l.comm_pp_bytes_per_token},
       {"comm_bytes_per_token", l.comm_bytes_per_token},
       {"fits", l.fits},
@@ -115,6 +141,10 @@ nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
       {"intermediate_size", c.intermediate_size},
       {"vocab_size", c.vocab_size},
       {"tied_embeddings", c.tied_embeddings},
+      {"num_experts", c.num_experts},
+      {"num_experts_used", c.num_experts_used},
+      {"expert_intermediate_size", c.expert_intermediate_size},
+      {"shared_expert_intermediate_size", c.shared_expert_intermediate_size},
       {"weight_bytes", m.weights.total()},
       {"weights_from", m.weights_from},
   };
@@ -133,7 +163,10 @@ nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
   for (const Layout& l : plan.layouts) j["layouts"].push_back(layout_json(l));
   j["rejected"] = nlohmann::ordered_json::array();
   for (const Rejected& r : plan.rejected)
-    j["rejected"].push_back({{"tensor", r.tensor}, {"pipeline", r.pipeline}, {"reason", r.reason}});
+    j["rejected"].push_back({{"tensor", r.tensor},
+                             {"pipeline", r.pipeline},
+                             {"expert", r.expert},
+                             {"reason", r.reason}});
   if (plan.recommended) {
     j["recommended"] = layout_json(*plan.recommended);
   } else {

@@ -48,10 +48,11 @@ uint64_t PlanParams::usable_bytes() const {
 }
 
 std::optional<std::string> layout_problem(const model::ModelConfig& c, const PlanParams& p, int t,
-                                          int pp) {
+                                          int pp, int e) {
   using detail::concat;
-  if (t < 1 || pp < 1 || t * pp != p.gpus)
-    return concat("T x P must use exactly the ", p.gpus, " GPUs");
+  if (t < 1 || pp < 1 || e < 1 || t * e * pp != p.gpus)
+    return e == 1 ? concat("T x P must use exactly the ", p.gpus, " GPUs")
+                  : concat("T x E x P must use exactly the ", p.gpus, " GPUs");
   if (c.num_heads % t != 0) return concat("T must divide the ", c.num_heads, " attention heads");
   if (c.num_kv_heads % t != 0 && t % c.num_kv_heads != 0)
     return concat("T must divide the ", c.num_kv_heads, " KV heads or be a multiple of them");
@@ -59,10 +60,26 @@ std::optional<std::string> layout_problem(const model::ModelConfig& c, const Pla
     return concat("tensor parallelism would cross nodes (T=", t, " > ", p.node_size(),
                   " GPUs per node)");
   if (pp > c.num_layers) return concat("more stages than the ", c.num_layers, " layers");
+  if (c.is_moe() &&
+      (c.expert_intermediate_size % t != 0 || c.shared_expert_intermediate_size % t != 0))
+    return concat("T must divide the experts' width ", c.expert_intermediate_size,
+                  c.shared_expert_intermediate_size
+                      ? concat(" and the shared expert's ", c.shared_expert_intermediate_size)
+                      : "");
+  if (e > 1) {
+    if (!c.is_moe()) return concat("expert parallelism needs a mixture-of-experts model");
+    if (c.num_experts % e != 0) return concat("E must divide the ", c.num_experts, " experts");
+    if (t > 1)
+      return concat("expert and tensor parallelism do not combine yet (EP runs attention ",
+                    "replicated on its E ranks)");
+    if (e > p.node_size())
+      return concat("expert parallelism would cross nodes (E=", e, " > ", p.node_size(),
+                    " GPUs per node)");
+  }
   return std::nullopt;
 }
 
-Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
+Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
   const model::ModelConfig& c = m.config;
   const WeightInventory& w = m.weights;
   const uint64_t act = p.act_bits / 8 > 0 ? p.act_bits / 8 : 1;
@@ -74,7 +91,18 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
   // Activations of one layer at a prefill chunk; the logits are added on the last stage.
   const uint64_t chunk = std::min<uint64_t>(p.max_batched_tokens, uint64_t(p.context) * p.batch);
   const uint64_t attn_scratch = chunk * (2 * c.q_dim() / t + 2 * kvr * c.head_dim) * act;
-  const uint64_t mlp_scratch = chunk * 2 * inter_rows * act;
+  // A MoE layer: the k routed experts' gate and up per token (all of them on this rank at worst),
+  // the shared expert's, and the fp32 router logits.
+  const uint64_t ne = c.num_experts, ei = c.expert_intermediate_size;
+  const uint64_t ei_rows = ne ? ceil_div(ei, t) : 0;
+  const uint64_t experts_per_rank = ne ? ceil_div(ne, e) : 0;
+  const uint64_t mlp_scratch = c.is_moe()
+                                   ? chunk *
+                                             (2 * c.num_experts_used * ei_rows +
+                                              2 * ceil_div(c.shared_expert_intermediate_size, t)) *
+                                             act +
+                                         chunk * ne * 4
+                                   : chunk * 2 * inter_rows * act;
   const uint64_t layer_act = 2 * chunk * h * act + std::max(attn_scratch, mlp_scratch);
   const uint64_t logits = uint64_t(p.batch) * vocab_rows * 4;
 
@@ -86,8 +114,12 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
     st.layers = n_layers / pp + (s < n_layers % pp ? 1 : 0);
     for (int i = first; i < first + st.layers; ++i) {
       const LayerWeights& l = w.layers[i];
+      // A MoE model's mlp bucket is its shared expert, split like the MLP it is.
+      const uint64_t mlp_width = c.is_moe() ? c.shared_expert_intermediate_size : inter;
       st.weights += ceil_div(l.attn_qo, t) + shard(l.attn_kv, kvr, c.num_kv_heads) +
-                    shard(l.mlp, inter_rows, inter) + l.replicated;
+                    (mlp_width ? shard(l.mlp, ceil_div(mlp_width, t), mlp_width) : l.mlp) +
+                    l.replicated;
+      if (ne) st.weights += shard(shard(l.experts, experts_per_rank, ne), ei_rows, ei);
     }
     first += st.layers;
     const bool is_first = s == 0, is_last = s == pp - 1;
@@ -101,6 +133,8 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
 
   Layout l{.tensor = t,
            .pipeline = pp,
+           .expert = e,
+           .experts_per_rank = static_cast<int>(experts_per_rank),
            .layers_per_stage = worst.layers,
            .kv_heads_per_rank = static_cast<int>(kvr)};
   l.weight_bytes_per_gpu = worst.weights;
@@ -121,8 +155,16 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp) {
     l.comm_tp_bytes_per_token = l.allreduces_per_token * per_allreduce +
                                 uint64_t(t - 1) * vocab_rows * 4;  // logits all-gather (fp32)
   }
+  if (e > 1) {
+    // One all-reduce of the partial expert outputs per MoE layer; attention is replicated.
+    l.allreduces_per_token += c.num_layers;
+    l.comm_ep_bytes_per_token = uint64_t(c.num_layers) * 2 * uint64_t(e - 1) * ceil_div(h * act, e);
+    l.a2a_bytes_per_token =
+        ceil_div(uint64_t(c.num_layers) * 2 * c.num_experts_used * h * act * uint64_t(e - 1), e);
+  }
   l.comm_pp_bytes_per_token = uint64_t(pp - 1) * h * act;
-  l.comm_bytes_per_token = l.comm_tp_bytes_per_token + l.comm_pp_bytes_per_token;
+  l.comm_bytes_per_token =
+      l.comm_tp_bytes_per_token + l.comm_ep_bytes_per_token + l.comm_pp_bytes_per_token;
   return l;
 }
 
@@ -130,32 +172,51 @@ namespace {
 
 std::string gb(uint64_t bytes) { return format_bytes(static_cast<double>(bytes)); }
 
+// "TP=8 PP=1", with " EP=E" for an expert-parallel layout.
+std::string name(int t, int pp, int e) {
+  return detail::concat("TP=", t, e > 1 ? detail::concat(" EP=", e) : "", " PP=", pp);
+}
+std::string name(const Layout& l) { return name(l.tensor, l.pipeline, l.expert); }
+
 std::string why_recommended(const Plan& plan, const Layout& r) {
   const PlanParams& p = plan.params;
   using detail::concat;
-  std::string s =
-      concat("TP=", r.tensor, " PP=", r.pipeline, ": fits in ", p.gpu_memory_gb, " GB per GPU (",
-             gb(r.total_bytes_per_gpu), " of ", gb(p.usable_bytes()), " usable at ",
-             p.gpu_memory_utilization * 100, "%) with ", gb(r.kv_bytes_per_gpu),
-             " of KV cache for ", p.batch, " x ", p.context, " tokens and ", gb(r.spare_bytes),
-             " to spare (room for ", r.kv_tokens, " tokens of KV cache in all)");
+  std::string s = concat(
+      name(r), ": fits in ", p.gpu_memory_gb, " GB per GPU (", gb(r.total_bytes_per_gpu), " of ",
+      gb(p.usable_bytes()), " usable at ", p.gpu_memory_utilization * 100, "%) with ",
+      gb(r.kv_bytes_per_gpu), " of KV cache for ", p.batch, " x ", p.context, " tokens and ",
+      gb(r.spare_bytes), " to spare (room for ", r.kv_tokens, " tokens of KV cache in all)");
   if (r.pipeline == 1) {
     s += "; no pipeline bubbles";
   } else {
     std::string ruled_out;
     for (const Layout& l : plan.layouts)
       if (l.pipeline < r.pipeline)
-        ruled_out += concat(ruled_out.empty() ? "" : "; ", "TP=", l.tensor, " PP=", l.pipeline,
-                            " needs ", gb(l.total_bytes_per_gpu), " per GPU");
+        ruled_out += concat(ruled_out.empty() ? "" : "; ", name(l), " needs ",
+                            gb(l.total_bytes_per_gpu), " per GPU");
     for (const Rejected& x : plan.rejected)
       if (x.pipeline < r.pipeline)
-        ruled_out += concat(ruled_out.empty() ? "" : "; ", "TP=", x.tensor, " PP=", x.pipeline,
+        ruled_out += concat(ruled_out.empty() ? "" : "; ", name(x.tensor, x.pipeline, x.expert),
                             ": ", x.reason);
     s += concat("; ", r.pipeline, " pipeline stages because fewer do not work (", ruled_out,
                 "), and only the hidden state (", r.comm_pp_bytes_per_token / (r.pipeline - 1),
                 " bytes per token) crosses each stage boundary");
   }
+  // The alternatives at the same P that also fit, and what the pick trades against them.
+  for (const Layout& l : plan.layouts) {
+    if (l.pipeline != r.pipeline || !l.fits || &l == &r || l.expert == r.expert) continue;
+    s += concat("; sends ", gb(r.comm_bytes_per_token), " per token against ",
+                gb(l.comm_bytes_per_token), " for ", name(l));
+    if (r.expert > 1 && l.expert == 1)
+      s += concat(
+          " (one all-reduce per MoE layer instead of two), but every EP rank holds the "
+          "whole KV cache (room for ",
+          r.kv_tokens, " tokens against ", l.kv_tokens, ")");
+  }
   if (r.tensor > 1) s += concat("; TP stays within one ", p.node_size(), "-GPU node");
+  if (r.expert > 1)
+    s += concat("; EP stays within one ", p.node_size(), "-GPU node, ", r.experts_per_rank,
+                r.experts_per_rank == 1 ? " expert" : " experts", " per GPU");
   return s;
 }
 
@@ -166,20 +227,30 @@ Plan make_plan(const ModelSpec& m, const PlanParams& p) {
   Plan plan{.params = p};
   for (int pp = 1; pp <= p.gpus; ++pp) {
     if (p.gpus % pp != 0) continue;
-    const int t = p.gpus / pp;
-    if (auto problem = layout_problem(m.config, p, t, pp)) {
-      plan.rejected.push_back({.tensor = t, .pipeline = pp, .reason = *problem});
-      continue;
+    const int rest = p.gpus / pp;
+    // A dense model has one layout per P; a MoE model one per way of splitting the rest into E x T.
+    for (int e = 1; e <= (m.config.is_moe() ? rest : 1); ++e) {
+      if (rest % e != 0) continue;
+      const int t = rest / e;
+      if (auto problem = layout_problem(m.config, p, t, pp, e)) {
+        plan.rejected.push_back({.tensor = t, .pipeline = pp, .expert = e, .reason = *problem});
+        continue;
+      }
+      plan.layouts.push_back(evaluate(m, p, t, pp, e));
     }
-    plan.layouts.push_back(evaluate(m, p, t, pp));
   }
-  // Layouts are by increasing P: the first that fits is the pick.
+  // Layouts are by increasing P: the first P with a layout that fits decides; within it the one
+  // that sends the fewest bytes per token.
+  const Layout* pick = nullptr;
   for (const Layout& l : plan.layouts) {
-    if (l.fits) {
-      plan.recommended = l;
-      plan.reason = why_recommended(plan, l);
-      return plan;
-    }
+    if (!l.fits) continue;
+    if (pick && l.pipeline > pick->pipeline) break;
+    if (!pick || l.comm_bytes_per_token < pick->comm_bytes_per_token) pick = &l;
+  }
+  if (pick) {
+    plan.recommended = *pick;
+    plan.reason = why_recommended(plan, *pick);
+    return plan;
   }
   if (plan.layouts.empty()) {
     plan.reason = detail::concat("no layout of ", p.gpus, " GPUs is allowed for this model");

@@ -310,5 +310,33 @@ TEST(ShardLayout, QuantizedColumnsMustSplitOnBlocks) {
   EXPECT_EQ(shard_cols(w, 32, 64, "w").dim(1), 32);
 }
 
+// Stacked experts [E, R, C]: every expert loses the same rows (gate/up) or columns (down).
+TEST(ShardLayout, ExpertSlicesTakeTheSameRowsAndColumnsOfEveryExpert) {
+  std::mt19937 rng(std::random_device{}());
+  const int64_t E = 3, R = 8, C = 6;
+  Tensor w = Tensor::empty({E, R, C}, DType::kF32);
+  for (int64_t i = 0; i < w.numel(); ++i)
+    w.data_as<float>()[i] = std::uniform_real_distribution<float>(-1, 1)(rng);
+  auto at = [&](const Tensor& t, int64_t e, int64_t r, int64_t c) {
+    return t.data_as<float>()[(e * t.dim(1) + r) * t.dim(2) + c];
+  };
+  const Tensor rows = shard_expert_rows(w, 2, 6, "w");
+  ASSERT_EQ(rows.shape(), (Shape{E, 4, C}));
+  const Tensor cols = shard_expert_cols(w, 3, 6, "w");
+  ASSERT_EQ(cols.shape(), (Shape{E, R, 3}));
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < C; ++c) {
+        if (r >= 2 && r < 6) {
+          EXPECT_EQ(at(rows, e, r - 2, c), at(w, e, r, c));
+        }
+        if (c >= 3) {
+          EXPECT_EQ(at(cols, e, r, c - 3), at(w, e, r, c));
+        }
+      }
+  EXPECT_THROW(shard_expert_rows(w, 6, 9, "w"), Error);
+  EXPECT_THROW(shard_expert_cols(Tensor::empty({2, 4, 64}, DType::kQ8_0), 0, 16, "w"), Error);
+}
+
 }  // namespace
 }  // namespace tessera::model

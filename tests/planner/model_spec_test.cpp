@@ -137,6 +137,71 @@ TEST(PlannerModelSpec, GgufSizesByQuantisedType) {
   EXPECT_EQ(plan3.layouts[0].weight_bytes_per_gpu, 36'992ull + 12'800ull + 256ull);
 }
 
+// A 1-layer Qwen2-MoE-style GGUF: hidden 64, 4 experts of width 32 (top-2), a shared expert of
+// width 64. Experts go to their own bucket, the shared expert to the MLP's, routers stay whole.
+TEST(PlannerModelSpec, GgufMoeTensorsByBucket) {
+  std::mt19937 rng(std::random_device{}());
+  Scratch s;
+  GgufBuilder g;
+  g.str("general.architecture", "qwen2moe");
+  g.scalar<uint32_t>("qwen2moe.embedding_length", GgufValueType::kUint32, 64);
+  g.scalar<uint32_t>("qwen2moe.block_count", GgufValueType::kUint32, 1);
+  g.scalar<uint32_t>("qwen2moe.attention.head_count", GgufValueType::kUint32, 4);
+  g.scalar<uint32_t>("qwen2moe.attention.head_count_kv", GgufValueType::kUint32, 2);
+  g.scalar<uint32_t>("qwen2moe.feed_forward_length", GgufValueType::kUint32, 32);
+  g.scalar<uint32_t>("qwen2moe.expert_feed_forward_length", GgufValueType::kUint32, 32);
+  g.scalar<uint32_t>("qwen2moe.expert_shared_feed_forward_length", GgufValueType::kUint32, 64);
+  g.scalar<uint32_t>("qwen2moe.expert_count", GgufValueType::kUint32, 4);
+  g.scalar<uint32_t>("qwen2moe.expert_used_count", GgufValueType::kUint32, 2);
+  g.scalar<uint32_t>("qwen2moe.context_length", GgufValueType::kUint32, 256);
+  g.scalar<float>("qwen2moe.attention.layer_norm_rms_epsilon", GgufValueType::kFloat32, 1e-6f);
+  auto t = [&](std::string name, std::vector<uint64_t> dims) {
+    uint64_t n = 4;  // F32
+    for (uint64_t d : dims) n *= d;
+    g.tensor(TensorSpec{.name = std::move(name),
+                        .dims = std::move(dims),
+                        .type = static_cast<uint32_t>(GgmlType::kF32),
+                        .data = model::testing::Bytes(n, static_cast<uint8_t>(rng()))});
+  };
+  t("token_embd.weight", {64, 100});
+  t("blk.0.attn_norm.weight", {64});
+  t("blk.0.attn_q.weight", {64, 64});
+  t("blk.0.attn_q.bias", {64});
+  t("blk.0.attn_k.weight", {64, 32});
+  t("blk.0.attn_k.bias", {32});
+  t("blk.0.attn_v.weight", {64, 32});
+  t("blk.0.attn_v.bias", {32});
+  t("blk.0.attn_output.weight", {64, 64});
+  t("blk.0.ffn_norm.weight", {64});
+  t("blk.0.ffn_gate_inp.weight", {64, 4});
+  t("blk.0.ffn_gate_exps.weight", {64, 32, 4});
+  t("blk.0.ffn_up_exps.weight", {64, 32, 4});
+  t("blk.0.ffn_down_exps.weight", {32, 64, 4});
+  t("blk.0.ffn_gate_inp_shexp.weight", {64});
+  t("blk.0.ffn_gate_shexp.weight", {64, 64});
+  t("blk.0.ffn_up_shexp.weight", {64, 64});
+  t("blk.0.ffn_down_shexp.weight", {64, 64});
+  t("output_norm.weight", {64});
+  const fs::path path = s.dir / "moe.gguf";
+  write_bytes(path, g.build());
+  const ModelSpec m = load_model_spec(path.string());
+  ASSERT_TRUE(m.config.is_moe());
+  const LayerWeights& l = m.weights.layers.at(0);
+  // Experts: 3 * 4 * 64 * 32 floats = 24,576 * 4 bytes; shared expert 3 * 64 * 64 * 4; routers
+  // (64 * 4 + 64) and the two norms (2 * 64) at 4 bytes stay replicated.
+  EXPECT_EQ(l.experts, 98'304ull);
+  EXPECT_EQ(l.mlp, 49'152ull);
+  EXPECT_EQ(l.replicated, (64ull * 4 + 64 + 2 * 64) * 4);
+  // EP=2 halves the experts and keeps everything else whole:
+  // q, o + biases 2 * 64 * 64 * 4 + 64 * 4 = 33,024; k, v + biases 2 * (64 * 32 + 32) * 4 =
+  // 16,640; shared 49,152; replicated 1,792; experts 49,152; embedding 25,600 (tied: held once
+  // with P = 1); final norm 256.
+  const Layout e2 = evaluate(m, {.gpus = 2, .context = 16}, 1, 1, 2);
+  EXPECT_EQ(e2.experts_per_rank, 2);
+  EXPECT_EQ(e2.weight_bytes_per_gpu, 33'024ull + 16'640 + 49'152 + 1'792 + 49'152 + 25'600 + 256);
+  EXPECT_EQ(evaluate(m, {.gpus = 1, .context = 16}, 1, 1).weight_bytes_per_gpu, m.weights.total());
+}
+
 TEST(PlannerModelSpec, TiedEmbeddingSitsOnBothEnds) {
   std::mt19937 rng(std::random_device{}());
   Scratch s;

@@ -229,6 +229,122 @@ TEST(Planner, Llama31_405bDoesNotFitOn8Gpus) {
   EXPECT_NE(plan.reason.find("nothing fits"), std::string::npos);
 }
 
+// mistralai/Mixtral-8x7B-v0.1 config.json.
+const char* kMixtral8x7b = R"({
+  "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 4096,
+  "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+  "num_key_value_heads": 8, "num_local_experts": 8, "num_experts_per_tok": 2,
+  "vocab_size": 32000, "max_position_embeddings": 32768, "rms_norm_eps": 1e-05,
+  "rope_theta": 1000000.0, "tie_word_embeddings": false})";
+
+// Qwen/Qwen3-30B-A3B config.json.
+const char* kQwen3_30bA3b = R"({
+  "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 2048,
+  "intermediate_size": 6144, "moe_intermediate_size": 768, "num_attention_heads": 32,
+  "num_hidden_layers": 48, "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128,
+  "num_experts_per_tok": 8, "norm_topk_prob": true, "decoder_sparse_step": 1,
+  "mlp_only_layers": [], "vocab_size": 151936, "max_position_embeddings": 40960,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": false,
+  "attention_bias": false})";
+
+const Layout& find_ep(const Plan& plan, int t, int e, int p) {
+  for (const Layout& l : plan.layouts)
+    if (l.tensor == t && l.expert == e && l.pipeline == p) return l;
+  ADD_FAILURE() << "no layout T=" << t << " E=" << e << " P=" << p;
+  static const Layout none;
+  return none;
+}
+
+// Mixtral-8x7B parameters:
+//   per layer: q, o 2*4096*4096 = 33,554,432; k, v 2*4096*1024 = 8,388,608; experts
+//   8*3*4096*14336 = 1,409,286,144; router 4096*8 = 32,768; norms 8,192 -> 1,451,270,144;
+//   x32 = 46,440,644,608; + embedding and head 2*32000*4096 = 262,144,000 + final norm 4,096
+//   = 46,702,792,704 (the published 46.7B).
+TEST(Planner, Mixtral8x7bOn8Gpus) {
+  TempDir dir;
+  const ModelSpec m = spec_of(dir, kMixtral8x7b);
+  EXPECT_EQ(parameter_count(m.config), 46'702'792'704ull);
+  const Plan plan = make_plan(m, {.gpus = 8});
+  // P = 1, 2, 4, 8, each with E = 1 and (8, 4, 2, 1 where it divides the rest) E > 1 layouts;
+  // EP x TP is refused.
+  EXPECT_EQ(plan.layouts.size(), 7u);
+  EXPECT_EQ(plan.rejected.size(), 3u);
+  for (const Rejected& r : plan.rejected) EXPECT_TRUE(r.tensor > 1 && r.expert > 1);
+
+  const Layout& ep = find_ep(plan, 1, 8, 1);
+  // Per GPU, per layer: attention whole 41,943,040 + one expert 3*4096*14336 = 176,160,768 +
+  // router and norms 40,960 = 218,144,768; x32 = 6,980,632,576; + embedding and head
+  // 262,144,000 + 4,096 = 7,242,780,672 params = 14,485,561,344 bytes.
+  EXPECT_EQ(ep.experts_per_rank, 1);
+  EXPECT_EQ(ep.weight_bytes_per_gpu, 14'485'561'344ull);
+  // Attention is replicated: all 8 KV heads, 2*32*8*128*2 = 131,072 bytes per token.
+  EXPECT_EQ(ep.kv_bytes_per_gpu, 131'072ull * 4096);
+  // Activations, M = 2048: residual 33,554,432; attention 2048*(2*4096 + 2*1024)*2 = 41,943,040
+  // < MoE 2048*(2*2*14336)*2 = 234,881,024 + router logits 2048*8*4 = 65,536; logits 128,000.
+  EXPECT_EQ(ep.activation_bytes_per_gpu, 33'554'432ull + 234'946'560ull + 128'000ull);
+  // One ring all-reduce over 8 per layer of a 8,192-byte hidden state: 2*7*1,024 = 14,336;
+  // x32 = 458,752. The all-to-all form: 32 layers * 2 ways * 2 experts * 8,192 bytes * 7/8.
+  EXPECT_EQ(ep.allreduces_per_token, 32);
+  EXPECT_EQ(ep.comm_ep_bytes_per_token, 458'752ull);
+  EXPECT_EQ(ep.comm_tp_bytes_per_token, 0ull);
+  EXPECT_EQ(ep.comm_bytes_per_token, 458'752ull);
+  EXPECT_EQ(ep.a2a_bytes_per_token, 917'504ull);
+
+  const Layout& tp = find_ep(plan, 8, 1, 1);
+  // TP=8: attention/8 4,194,304 + one KV head each 1,048,576 + experts split by width
+  // 176,160,768 + 40,960 = 181,444,608; x32 = 5,806,227,456; + 32,768,000 + 4,096.
+  EXPECT_EQ(tp.weight_bytes_per_gpu, 2 * 5'838'999'552ull);
+  // 65 all-reduces of 14,336 = 931,840 + logits all-gather 7*4000*4 = 112,000.
+  EXPECT_EQ(tp.comm_bytes_per_token, 1'043'840ull);
+  EXPECT_EQ(tp.a2a_bytes_per_token, 0ull);
+
+  // Both fit at P = 1; EP sends fewer bytes per token and is the pick.
+  ASSERT_TRUE(plan.recommended);
+  EXPECT_EQ(plan.recommended->expert, 8);
+  EXPECT_EQ(plan.recommended->pipeline, 1);
+  EXPECT_NE(plan.reason.find("one all-reduce per MoE layer instead of two"), std::string::npos)
+      << plan.reason;
+  EXPECT_NE(plan.reason.find("whole KV cache"), std::string::npos) << plan.reason;
+}
+
+// Qwen3-30B-A3B parameters:
+//   per layer: q, o 2*2048*4096 = 16,777,216; k, v 2*2048*512 = 2,097,152; experts
+//   128*3*2048*768 = 603,979,776; router 2048*128 = 262,144; norms 4,096; q/k norms 256 ->
+//   623,120,640; x48 = 29,909,790,720; + embedding and head 2*151936*2048 = 622,329,856 + 2,048
+//   = 30,532,122,624 (the published 30.5B).
+TEST(Planner, Qwen3_30bA3bOn4Gpus) {
+  TempDir dir;
+  const ModelSpec m = spec_of(dir, kQwen3_30bA3b);
+  EXPECT_EQ(parameter_count(m.config), 30'532'122'624ull);
+  const Plan plan = make_plan(m, {.gpus = 4});
+  const Layout& ep = find_ep(plan, 1, 4, 1);
+  // 32 experts each: 150,994,944 + attention 18,874,368 + 266,496 replicated = 170,135,808;
+  // x48 = 8,166,518,784; + 622,329,856 + 2,048 = 8,788,850,688 params.
+  EXPECT_EQ(ep.experts_per_rank, 32);
+  EXPECT_EQ(ep.weight_bytes_per_gpu, 2 * 8'788'850'688ull);
+  // 48 all-reduces over 4 of 4,096 bytes: 2*3*1,024 = 6,144 each.
+  EXPECT_EQ(ep.comm_bytes_per_token, 48ull * 6'144);
+  // all-to-all: 48 * 2 * 8 * 4,096 * 3/4.
+  EXPECT_EQ(ep.a2a_bytes_per_token, 2'359'296ull);
+  ASSERT_TRUE(plan.recommended);
+  EXPECT_EQ(plan.recommended->expert, 4);
+  // The model itself is refused (no q/k norm yet); only the planner reads its shapes.
+  EXPECT_THROW(model::config_from_hf(nlohmann::json::parse(kQwen3_30bA3b)), Error);
+}
+
+TEST(Planner, ExpertLayoutRules) {
+  TempDir dir;
+  const ModelSpec mix = spec_of(dir, kMixtral8x7b);
+  EXPECT_FALSE(layout_problem(mix.config, {.gpus = 4}, 1, 1, 4));
+  EXPECT_TRUE(layout_problem(mix.config, {.gpus = 3, .gpus_per_node = 3}, 1, 1, 3));  // 8 % 3
+  EXPECT_TRUE(layout_problem(mix.config, {.gpus = 4}, 2, 1, 2));                      // EP x TP
+  EXPECT_TRUE(layout_problem(mix.config, {.gpus = 8, .gpus_per_node = 4}, 1, 1, 8));  // nodes
+  // A dense model never gets E > 1 layouts.
+  const ModelSpec dense = spec_of(dir, kLlama2_70b);
+  EXPECT_TRUE(layout_problem(dense.config, {.gpus = 2}, 1, 1, 2));
+  for (const Layout& l : make_plan(dense, {.gpus = 8}).layouts) EXPECT_EQ(l.expert, 1);
+}
+
 TEST(Planner, RejectsLayoutsThatBreakTheRules) {
   TempDir dir;
   const ModelSpec m = spec_of(dir, kLlama2_70b);

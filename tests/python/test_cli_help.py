@@ -117,3 +117,20 @@ def test_bad_value_exits_2_naming_the_flag(args, flag):
 def test_missing_required_option_exits_2():
     out = run("template")
     assert out.returncode == 2 and "--messages" in out.stderr
+
+
+def test_docs_cli_md_is_the_binarys_help():
+    """docs/cli.md holds every subcommand's --help as the binary prints it."""
+    import importlib.util
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    spec = importlib.util.spec_from_file_location(
+        "cli_help_doc", os.path.join(root, "scripts", "cli_help_doc.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    want = mod.document(BIN)
+    have = open(os.path.join(root, "docs", "cli.md")).read()
+    assert have == want, ("docs/cli.md is stale: python3 scripts/cli_help_doc.py build/tessera "
+                          "> docs/cli.md")
+    for cmd in KNOWN:
+        if cmd != "worker":  # internal: started by the server, not documented for people
+            assert f"## tessera {cmd}\n" in have, cmd

@@ -97,3 +97,28 @@ def test_bad_arguments(llama70b, tmp_path):
     assert bad.returncode == 2 and "int3" in bad.stderr and "--dtype" in bad.stderr
     missing = run("--model", str(tmp_path / "nope.json"), "--gpus", "2", ok=False)
     assert missing.returncode == 1 and "nope.json" in missing.stderr
+
+
+MIXTRAL_8X7B = {
+    "model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336,
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+    "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000,
+    "max_position_embeddings": 32768, "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
+}
+
+
+def test_moe_expert_parallel_layouts(tmp_path):
+    """Mixtral-8x7B on 8 GPUs: the EP rows, the figures worked by hand in the README."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(MIXTRAL_8X7B))
+    plan = json.loads(run("--model", str(path), "--gpus", "8", "--json").stdout)
+    assert plan["model"]["num_experts"] == 8
+    ep = [l for l in plan["layouts"] if l["expert"] == 8]
+    assert len(ep) == 1 and ep[0]["tensor"] == 1 and ep[0]["pipeline"] == 1
+    assert ep[0]["weight_bytes_per_gpu"] == 2 * 7_242_780_672
+    assert ep[0]["comm_ep_bytes_per_token"] == 32 * 2 * 7 * 1024
+    assert ep[0]["a2a_bytes_per_token"] == 32 * 2 * 2 * 8192 * 7 // 8
+    assert plan["recommended"]["expert"] == 8
+    assert all(r["tensor"] > 1 and r["expert"] > 1 for r in plan["rejected"])
+    table = run("--model", str(path), "--gpus", "8").stdout
+    assert "  TP   EP   PP" in table and "recommended: TP=1 EP=8 PP=1" in table

@@ -178,6 +178,46 @@ TEST(OneValidation, NumbersWrittenAsFloatsAreJudgedByValue) {
   EXPECT_EQ(param, "repetition_penalty") << e;
 }
 
+TEST(OneValidation, FieldsWeDoNotImplementAreRefusedByName) {
+  Ctx c;
+  std::string param;
+  for (const char* key : {"response_formats", "functions", "parallel_tool_calls", "suffix"}) {
+    ojson b = chat("hello");
+    b[key] = true;
+    const std::string e = http_error(b, c.pc, &param);
+    EXPECT_EQ(param, key);
+    EXPECT_EQ(e, std::string("Unrecognized request argument supplied: ") + key);
+  }
+  ojson b = chat("hello");
+  b["functions"] = nullptr;  // null is absent
+  EXPECT_EQ(http_error(b, c.pc), "");
+  b["response_format"] = {{"type", "text"}};
+  EXPECT_EQ(http_error(b, c.pc), "");
+  b["response_format"] = {{"type", "json_object"}};  // constrained decoding
+  EXPECT_EQ(http_error(b, c.pc), "");
+  b["response_format"] = {{"type", "yaml"}};
+  EXPECT_NE(http_error(b, c.pc, &param).find("'yaml' is not supported"), std::string::npos);
+  EXPECT_EQ(param, "response_format");
+  b = chat("hello");
+  b["guided_json"] = {{"type", "object"}, {"patternProperties", ojson::object()}};
+  EXPECT_NE(http_error(b, c.pc, &param).find("'patternProperties'"), std::string::npos);
+  EXPECT_EQ(param, "guided_json");
+  b = chat("hello");
+  b["tool_choice"] = "auto";
+  EXPECT_EQ(http_error(b, c.pc), "");
+  b["tool_choice"] = "required";
+  EXPECT_NE(http_error(b, c.pc, &param).find("not supported"), std::string::npos);
+  EXPECT_EQ(param, "tool_choice");
+  // The completions endpoint has its own fields: messages is not one of them.
+  ojson comp = {{"prompt", "hi"}, {"max_tokens", 2}, {"messages", ojson::array()}};
+  try {
+    parse_completion_request(comp, c.pc);
+    ADD_FAILURE() << "messages accepted on /v1/completions";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "messages");
+  }
+}
+
 TEST(OneValidation, CostIsAdmittedByWhatItCosts) {
   Ctx c;
   c.pc.limits.max_n = 8;

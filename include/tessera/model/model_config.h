@@ -34,6 +34,9 @@ struct ModelConfig {
   int expert_intermediate_size = 0;
   int shared_expert_intermediate_size = 0;
   bool norm_topk_prob = true;  // renormalise the chosen experts' weights to sum 1
+  // Per-head RMSNorm of q and k (Qwen3). Only the planner reads such configs so far; the model
+  // refuses them.
+  bool qk_norm = false;
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
@@ -50,6 +53,8 @@ ModelConfig config_from_gguf(const GgufFile& file);
 #include <nlohmann/json_fwd.hpp>
 namespace tessera::model {
 // Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral or qwen2_moe).
-ModelConfig config_from_hf(const nlohmann::json& config);
+// With `shapes_only` (the planner) it also reads architectures whose shapes are known but whose
+// forward pass Tessera does not run yet (qwen3, qwen3_moe).
+ModelConfig config_from_hf(const nlohmann::json& config, bool shapes_only = false);
 }  // namespace tessera::model
 #endif

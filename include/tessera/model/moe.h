@@ -30,9 +30,11 @@ struct MoeLayer {
 
   // Reads layer `layer`'s MoE weights (names as in GGUF: blk.N.ffn_gate_inp.weight, ...).
   // `shared`: load the shared expert (Qwen2-MoE); under expert parallelism only EP rank 0 does,
-  // so the all-reduce of the partial outputs counts it once.
+  // so the all-reduce of the partial outputs counts it once. Tensor-parallel rank `tp_rank` of
+  // `tp_size` holds the slice [r F / T, (r + 1) F / T) of every expert's (and the shared
+  // expert's) intermediate dimension; its output is then a partial sum for the TP all-reduce.
   static MoeLayer load(const WeightSource& w, const ModelConfig& c, int layer, ExpertRange held,
-                       bool shared = true);
+                       bool shared = true, int tp_rank = 0, int tp_size = 1);
   // Every tensor, for uploads and byte counts.
   template <typename F>
   void each(F&& f) {

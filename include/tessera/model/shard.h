@@ -24,7 +24,9 @@ struct ShardSpec {
   int num_stages = 1;
   // Expert parallelism (MoE models): the E ranks of a stage run attention for every token
   // (replicated), each runs only its contiguous range of the experts (expert_range), and their
-  // partial FFN outputs are summed with an all-reduce over the "ep" communicator.
+  // partial FFN outputs are summed with an all-reduce over the "ep" communicator. Under tensor
+  // parallelism instead, every TP rank routes every token and holds a 1/T slice of every
+  // expert's width (and of the shared expert's), and the TP all-reduce sums the slices.
   int ep_rank = 0;
   int ep_size = 1;
 
@@ -66,6 +68,11 @@ Tensor shard_rows(const Tensor& w, int64_t begin, int64_t end);
 // types begin and end must fall on block boundaries (kUnsupported names the weight otherwise).
 // The source pages are released afterwards when `w` borrows a mapping (madvise DONTNEED).
 Tensor shard_cols(const Tensor& w, int64_t begin, int64_t end, const std::string& name);
+// The same for stacked expert weights [E, R, C] (tensor parallelism inside every expert): rows
+// [begin, end) of each expert's matrix, copied to [E, end - begin, C]; columns [begin, end) of
+// each, copied to [E, R, end - begin] (block boundaries as for shard_cols).
+Tensor shard_expert_rows(const Tensor& w, int64_t begin, int64_t end, const std::string& name);
+Tensor shard_expert_cols(const Tensor& w, int64_t begin, int64_t end, const std::string& name);
 // Bytes of this process's resident memory (VmRSS), for the per-rank memory report.
 size_t resident_bytes();
 

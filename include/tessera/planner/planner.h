@@ -1,9 +1,10 @@
 // Planner: the arithmetic behind `tessera plan`. Given a model (its config and the bytes of its
-// weights) and N GPUs, it lists every tensor-parallel (T) x pipeline-parallel (P) layout with
-// T * P == N, the memory each GPU needs (weights, KV cache, activations), the bytes each GPU sends
-// per generated token, whether it fits, and a recommended layout with the reason. Everything here
-// is plain values computed from plain values: no devices are touched, no state is kept; the caller
-// owns the ModelSpec and the Plan.
+// weights) and N GPUs, it lists every tensor-parallel (T) x expert-parallel (E) x pipeline-parallel
+// (P) layout with T * E * P == N (E > 1 only for a mixture-of-experts model), the memory each GPU
+// needs (weights, KV cache, activations), the bytes each GPU sends per generated token, whether it
+// fits, and a recommended layout with the reason. Everything here is plain values computed from
+// plain values: no devices are touched, no state is kept; the caller owns the ModelSpec and the
+// Plan.
 //
 // The model of the arithmetic (every figure is bytes; GB means 1e9 bytes, not GiB):
 //
@@ -13,7 +14,10 @@
 //     each rank holds exactly one: ranks per KV head = T / num_kv_heads; vLLM's rule),
 //   - T <= gpus_per_node (all-reduces twice per layer need NVLink, so a TP group stays inside one
 //     node; only pipeline boundaries cross nodes),
-//   - P <= num_layers.
+//   - P <= num_layers, and T divides a MoE model's expert (and shared expert) width,
+//   - E divides num_experts, E = 1 or T = 1 (Tessera runs expert parallelism with attention
+//     replicated on the E ranks; EP x TP does not combine yet), and E <= gpus_per_node (one
+//     all-reduce per MoE layer, like TP's).
 // The others are listed as rejected with the rule they break.
 //
 // Weights per GPU. Layers are split evenly over the stages (the first L % P stages take one extra
@@ -27,6 +31,10 @@
 // bytes come from the file as stored (GGUF: each tensor's quantised size; safetensors: each
 // tensor's byte range), or from a bare config.json's parameter count at --dtype. Splitting a
 // block-quantised row is taken as proportional (an estimate when T does not divide it evenly).
+// Mixture of experts: the routed experts' bytes are split by experts, bytes * (num_experts / E) /
+// num_experts, then within an expert by its intermediate dimension like the MLP; routers (hidden x
+// num_experts) are replicated; a shared expert is split like the MLP and held by every EP rank.
+// Attention, norms and the embedding/LM head are replicated over the E ranks (split only by T).
 //
 // KV cache per GPU. 2 (K and V) * layers_in_stage * kv_heads_per_rank * head_dim * kv_bytes
 // (bf16/f16: 2) * context * batch: the whole context of every sequence of the batch resident.
@@ -39,6 +47,9 @@
 //       attention: M * (2 * q_dim / T + 2 * kv_heads_per_rank * head_dim)  (q, out, k, v)
 //       MLP:       M * 2 * ceil(I / T)      (gate and up; SiLU(gate) * up overwrites gate)
 //   + on the last stage, fp32 logits of the sampled rows: batch * ceil(V / T) * 4.
+// For a MoE layer the MLP term is M * (2 * k * ceil(I_e / T) + 2 * ceil(I_s / T)) * act_bytes (gate
+// and up of the k experts each token is routed to, and of the shared expert of width I_s) plus the
+// fp32 router logits M * num_experts * 4: the worst case, all k choices landing on this rank.
 // Attention scores are not counted (a fused attention kernel does not materialise them).
 //
 // Fits: the largest per-stage total (weights + KV + activations) <= gpu_memory * utilization.
@@ -50,13 +61,22 @@
 //   per rank. Per token: 2 all-reduces per layer (after attention, after the MLP) over all L
 //   layers, plus 1 for the vocabulary-parallel embedding, each of hidden * act_bytes; plus the
 //   ring all-gather of the vocabulary-parallel fp32 logits: (T - 1) * ceil(V / T) * 4.
+//   EP (E > 1): each rank computes its experts' share of every token's MoE output and the partial
+//   outputs are summed by one ring all-reduce over the E ranks per layer: L * 2 * (E - 1) *
+//   ceil(hidden * act_bytes / E). Attention runs replicated, so nothing else is sent.
 //   PP: (P - 1) stage boundaries, each sends the hidden state: hidden * act_bytes.
 //   Multiply by the batch for the bytes per decode step.
+// The all-to-all form (data-parallel attention; dispatch tokens to their experts' ranks, combine
+// the results back) would instead send, per token per layer, k hidden states each way, of which
+// the fraction (E - 1) / E leaves the rank under uniform routing: a2a = L * 2 * k * hidden *
+// act_bytes * (E - 1) / E, rounded up. It is reported beside the figure above (Tessera does not
+// run that form yet).
 //
 // Recommendation: among the layouts that fit, the smallest P (pipeline stages add bubbles and
-// per-token latency; TP's all-reduces are cheap on NVLink), which with T * P == N also fixes T;
-// T <= gpus_per_node keeps TP inside one node. When nothing fits, the layout with the smallest
-// per-GPU total is reported with how far it is over.
+// per-token latency; TP's all-reduces are cheap on NVLink); among those (T vs E for a MoE model)
+// the fewest bytes sent per token, which favours EP (one all-reduce per layer against TP's two);
+// T, E <= gpus_per_node keeps those all-reduces inside one node. When nothing fits, the layout with
+// the smallest per-GPU total is reported with how far it is over.
 #pragma once
 
 #include <cstdint>
@@ -72,9 +92,10 @@ namespace tessera::planner {
 struct LayerWeights {
   uint64_t attn_qo = 0;     // q and o projections (+ q bias): split by query heads
   uint64_t attn_kv = 0;     // k and v projections (+ biases): split by KV heads
-  uint64_t mlp = 0;         // gate, up, down: split by the intermediate dimension
-  uint64_t replicated = 0;  // norms and anything unrecognised: whole on every rank
-  uint64_t total() const { return attn_qo + attn_kv + mlp + replicated; }
+  uint64_t mlp = 0;         // gate, up, down (and a shared expert): split by the intermediate dim
+  uint64_t experts = 0;     // routed experts' gate, up, down: split by experts, then intermediate
+  uint64_t replicated = 0;  // norms, routers and anything unrecognised: whole on every rank
+  uint64_t total() const { return attn_qo + attn_kv + mlp + experts + replicated; }
 };
 
 // Where a model's weight bytes live.
@@ -126,6 +147,8 @@ struct PlanParams {
 struct Layout {
   int tensor = 1;
   int pipeline = 1;
+  int expert = 1;
+  int experts_per_rank = 0;  // 0 for a dense model
   int layers_per_stage = 0;  // of the largest stage
   int kv_heads_per_rank = 0;
   // Per GPU, of the stage whose total is largest (that stage decides the fit).
@@ -137,8 +160,10 @@ struct Layout {
   uint64_t kv_tokens = 0;           // tokens of KV cache that fit beside weights and activations
   int64_t spare_bytes = 0;          // usable - total (negative: over by that much)
   // Per generated token, per sequence (see the header comment for the convention).
-  int allreduces_per_token = 0;
+  int allreduces_per_token = 0;  // TP's and EP's
   uint64_t comm_tp_bytes_per_token = 0;
+  uint64_t comm_ep_bytes_per_token = 0;  // EP's per-layer all-reduces of partial expert outputs
+  uint64_t a2a_bytes_per_token = 0;      // the all-to-all form's bytes (not what runs; see above)
   uint64_t comm_pp_bytes_per_token = 0;
   uint64_t comm_bytes_per_token = 0;
   bool fits = false;
@@ -147,22 +172,23 @@ struct Layout {
 struct Rejected {
   int tensor = 1;
   int pipeline = 1;
+  int expert = 1;
   std::string reason;
 };
 
 struct Plan {
   PlanParams params;
-  std::vector<Layout> layouts;  // allowed layouts, by increasing P
+  std::vector<Layout> layouts;  // allowed layouts, by increasing P, then E
   std::vector<Rejected> rejected;
   std::optional<Layout> recommended;  // the pick (fits == false when nothing fits)
   std::string reason;                 // why, in a sentence or three
 };
 
-// Why (T, P) is not allowed for this model and these GPUs, or nullopt when it is.
+// Why (T, P, E) is not allowed for this model and these GPUs, or nullopt when it is.
 std::optional<std::string> layout_problem(const model::ModelConfig& c, const PlanParams& p,
-                                          int tensor, int pipeline);
+                                          int tensor, int pipeline, int expert = 1);
 // The figures of one layout (allowed or not: no rules are checked here).
-Layout evaluate(const ModelSpec& m, const PlanParams& p, int tensor, int pipeline);
+Layout evaluate(const ModelSpec& m, const PlanParams& p, int tensor, int pipeline, int expert = 1);
 Plan make_plan(const ModelSpec& m, const PlanParams& p);
 
 // The plan as a table and a recommendation, for people.
