@@ -85,7 +85,7 @@ void Matcher::fill_mask(std::span<uint64_t> mask) {
   for (int32_t e : v.eos_tokens()) {
     auto u = static_cast<uint32_t>(e);
     mask[u >> 6] &= ~(uint64_t{1} << (u & 63));
-    if (complete) set_bit(e);
+    if (complete && !is_terminated()) set_bit(e);
   }
 }
 

@@ -103,7 +103,10 @@ TEST(Matcher, EosOnlyWhenCompleteAndOnlyEosAfterTheEnd) {
   m.fill_mask(mask);
   EXPECT_EQ(mask[0], 0b1000u);
   ASSERT_TRUE(m.accept(3));
+  m.fill_mask(mask);
+  EXPECT_EQ(mask[0], 0u);  // nothing after EOS
   EXPECT_FALSE(m.accept(0));
+  EXPECT_FALSE(m.accept(3));
   m.rollback(3);
   EXPECT_EQ(m.num_accepted(), 0u);
   EXPECT_THROW(m.rollback(1), Error);

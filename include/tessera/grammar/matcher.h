@@ -60,7 +60,7 @@ class Matcher {
   Matcher& operator=(Matcher&&) noexcept;
 
   // Sets bit t of `mask` (vocab().mask_words() words) exactly when token t may come next. EOS
-  // tokens are allowed exactly when the grammar is complete (and alone once it is terminated).
+  // tokens are allowed exactly when the grammar is complete; once EOS is accepted, nothing is.
   void fill_mask(std::span<uint64_t> mask);
   // Advances on `token`; false (state unchanged) when the grammar does not allow it.
   bool accept(int32_t token);
