@@ -85,7 +85,7 @@ Command add_worker(CLI::App& root) {
                 .block_size = o->block_size,
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
                 .device = {parse_device_type(o->backend), o->device},
-                .vocabulary = engine::grammar_vocabulary(*engine::load_tokenizer(o->model))};
+                .vocabulary = engine::grammar_vocabulary(o->model)};
             // Everything a rank needs comes from the launcher's command line and the
             // coordinator's store.
             const auto colon = o->store.rfind(':');

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "tessera/core/error.h"
+#include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
 #include "tessera/model/gguf.h"
 #include "tessera/model/hf_dir.h"
@@ -60,6 +61,18 @@ std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const tokenizer::T
   for (int32_t id = 0; id < t.vocab_size(); ++id)
     if (!t.is_special(id)) bytes[static_cast<size_t>(id)] = t.token_bytes(id);
   return std::make_shared<const grammar::Vocabulary>(std::move(bytes), t.stop_ids());
+}
+
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const std::string& model_path) {
+  std::unique_ptr<tokenizer::Tokenizer> t;
+  try {
+    t = load_tokenizer(model_path);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kNotFound) throw;
+    TESSERA_LOG_INFO("{}: no tokenizer ({}), so no constrained decoding", model_path, e.what());
+    return nullptr;
+  }
+  return grammar_vocabulary(*t);
 }
 
 }  // namespace tessera::engine

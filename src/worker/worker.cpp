@@ -38,16 +38,18 @@ void Worker::add_matcher(uint64_t seq_id, const std::string& gbnf) {
   if (!grammars_)
     fail(ErrorCode::kUnsupported, "sequence ", seq_id,
          " is constrained by a grammar but this worker has no vocabulary for it");
-  matchers_.insert_or_assign(seq_id, grammar::Matcher(grammars_->get(gbnf)));
+  matchers_.insert_or_assign(seq_id, std::optional<grammar::Matcher>(grammars_->get(gbnf)));
 }
 
-void Worker::fill_mask(uint64_t seq_id, grammar::Matcher& m) {
+// An ambiguous user grammar must not fail the whole batch's step: past its limits the sequence
+// only ends (logged), and its neighbours go on.
+void Worker::fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m) {
   mask_.assign((static_cast<size_t>(model_->config().vocab_size) + 63) / 64, 0);
   try {
-    m.fill_mask(mask_);
+    if (m) m->fill_mask(mask_);
   } catch (const Error& e) {
-    // An ambiguous user grammar must not fail the whole batch's step: this sequence ends here.
     TESSERA_LOG_WARN("sequence {}: grammar gave up ({}); ending it", seq_id, e.what());
+    m.reset();
     std::fill(mask_.begin(), mask_.end(), 0);
   }
   bool any = false;
@@ -55,6 +57,17 @@ void Worker::fill_mask(uint64_t seq_id, grammar::Matcher& m) {
   if (!any)  // terminated (or given up): only the end can follow
     for (int32_t e : grammars_->vocab().eos_tokens())
       mask_[static_cast<uint32_t>(e) >> 6] |= uint64_t{1} << (static_cast<uint32_t>(e) & 63);
+}
+
+void Worker::advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token) {
+  if (!m) return;
+  try {
+    if (!m->accept(token) && !m->is_terminated())
+      TESSERA_LOG_ERROR("sequence {}: sampled token {} outside its grammar's mask", seq_id, token);
+  } catch (const Error& e) {
+    TESSERA_LOG_WARN("sequence {}: grammar gave up ({}); ending it", seq_id, e.what());
+    m.reset();
+  }
 }
 
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
@@ -126,9 +139,7 @@ void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs
     // Constrained rows share the step with the others; only their sampling reads a mask.
     fill_mask(seqs[r], m->second);
     sampling::SampleResult res = samplers_.at(seqs[r]).sample(row, mask_);
-    if (!m->second.accept(res.token) && !m->second.is_terminated())
-      TESSERA_LOG_ERROR("sequence {}: sampled token {} outside its grammar's mask", seqs[r],
-                        res.token);
+    advance(seqs[r], m->second, res.token);
     result.sampled.push_back({seqs[r], std::move(res)});
   }
 }

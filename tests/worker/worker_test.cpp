@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cmath>
 #include <cstring>
@@ -131,7 +132,7 @@ std::shared_ptr<const grammar::Vocabulary> tiny_vocab() {
   return std::make_shared<const grammar::Vocabulary>(toks, std::vector<int32_t>{kVocab - 1});
 }
 
-// Decodes seq 1 (maybe constrained) beside seq 2 (never) for `n` steps in shared plans.
+// Decodes seq 1 (maybe constrained) beside seq 2 (never) for `n` <= 60 steps in shared plans.
 std::pair<std::vector<int32_t>, std::vector<int32_t>> decode_pair(Worker& w,
                                                                   const std::string& gbnf, int n,
                                                                   uint64_t seed) {
@@ -143,9 +144,9 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> decode_pair(Worker& w,
   s1.sampling.grammar = gbnf;
   plan.new_sequences = {s1, s2};
   plan.chunks.push_back(
-      {.seq_id = 1, .tokens = p1, .start_pos = 0, .block_table = blocks(0, 8), .sample = true});
+      {.seq_id = 1, .tokens = p1, .start_pos = 0, .block_table = blocks(0, 16), .sample = true});
   plan.chunks.push_back(
-      {.seq_id = 2, .tokens = p2, .start_pos = 0, .block_table = blocks(16, 8), .sample = true});
+      {.seq_id = 2, .tokens = p2, .start_pos = 0, .block_table = blocks(16, 16), .sample = true});
   std::vector<int32_t> out1, out2;
   for (int step = 0; step < n; ++step) {
     const auto r = w.execute(plan);
@@ -154,12 +155,12 @@ std::pair<std::vector<int32_t>, std::vector<int32_t>> decode_pair(Worker& w,
     plan.chunks.push_back({.seq_id = 1,
                            .tokens = {out1.back()},
                            .start_pos = int32_t(p1.size()) + step,
-                           .block_table = blocks(0, 8),
+                           .block_table = blocks(0, 16),
                            .sample = true});
     plan.chunks.push_back({.seq_id = 2,
                            .tokens = {out2.back()},
                            .start_pos = int32_t(p2.size()) + step,
-                           .block_table = blocks(16, 8),
+                           .block_table = blocks(16, 16),
                            .sample = true});
   }
   protocol::ExecutePlan drop;
@@ -190,6 +191,27 @@ TEST(Worker, ConstrainedAndFreeSequencesShareSteps) {
   WorkerParams bare = params();
   Worker no_vocab(bare);
   EXPECT_THROW(decode_pair(no_vocab, "root ::= \"a\"", 1, 1), Error);
+}
+
+TEST(Worker, AGrammarPastItsLimitsEndsItsSequenceOnly) {
+  // ("a" | "aa" | ... | 100 a's){100} "b": only "a" can come for the first 100 tokens, and after n
+  // of them the ways to split them into repetitions are live parse stacks: past the 4096 cap
+  // within about ten.
+  // The sequence then ends (EOS only); its neighbour is unaffected.
+  std::string gbnf = "root ::= (";
+  for (int k = 1; k <= 100; ++k) gbnf += (k > 1 ? " | \"" : "\"") + std::string(size_t(k), 'a') + "\"";
+  gbnf += "){100} \"b\"";
+  WorkerParams p = params();
+  p.vocabulary = tiny_vocab();
+  Worker w(p);
+  const auto [free1, free2] = decode_pair(w, "", 60, 1);
+  const auto [out1, out2] = decode_pair(w, gbnf, 60, 1);
+  EXPECT_EQ(out2, free2);
+  const auto eos = std::find(out1.begin(), out1.end(), kVocab - 1);
+  ASSERT_NE(eos, out1.end()) << "the grammar never gave up";
+  EXPECT_GT(eos - out1.begin(), 3);
+  EXPECT_TRUE(std::all_of(out1.begin(), eos, [](int32_t t) { return t == 10; }));  // "a"
+  EXPECT_TRUE(std::all_of(eos, out1.end(), [](int32_t t) { return t == kVocab - 1; }));
 }
 
 TEST(Worker, BadPlansAreRefusedAndTheWorkerStaysUsable) {

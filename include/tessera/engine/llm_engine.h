@@ -148,5 +148,8 @@ std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& model_pa
 // The tokenizer's tokens as bytes, for constrained decoding in a worker: special tokens are empty
 // (a grammar never produces them) and the stop ids end a complete grammar.
 std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const tokenizer::Tokenizer& t);
+// The same from a model file; null when the file carries no tokenizer (a test model), so that
+// its worker serves unconstrained requests and refuses constrained ones.
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const std::string& model_path);
 
 }  // namespace tessera::engine

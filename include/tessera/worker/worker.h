@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -68,12 +69,14 @@ class Worker {
   void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
                    protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
-  std::unordered_map<uint64_t, grammar::Matcher> matchers_;
+  // Empty when the sequence's grammar hit its limits (an ambiguous user grammar): it may only end.
+  std::unordered_map<uint64_t, std::optional<grammar::Matcher>> matchers_;
   std::unique_ptr<grammar::GrammarCache> grammars_;  // with a vocabulary only
   std::vector<uint64_t> mask_;                       // one row's allowed tokens
   void add_matcher(uint64_t seq_id, const std::string& gbnf);
   // The allowed tokens of a constrained sequence into mask_.
-  void fill_mask(uint64_t seq_id, grammar::Matcher& m);
+  void fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m);
+  void advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token);
 };
 
 }  // namespace tessera::worker
