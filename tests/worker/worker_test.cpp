@@ -195,8 +195,8 @@ TEST(Worker, ConstrainedAndFreeSequencesShareSteps) {
 
 TEST(Worker, AGrammarPastItsLimitsEndsItsSequenceOnly) {
   // ("a" | "aa" | ... | 100 a's){100} "b": only "a" can come for the first 100 tokens, and after n
-  // of them the ways to split them into repetitions are live parse stacks: past the 4096 cap
-  // within about ten.
+  // of them every (repetition, alternative, offset) left open is a live parse stack: past the 512
+  // cap within a few tokens.
   // The sequence then ends (EOS only); its neighbour is unaffected.
   std::string gbnf = "root ::= (";
   for (int k = 1; k <= 100; ++k) gbnf += (k > 1 ? " | \"" : "\"") + std::string(size_t(k), 'a') + "\"";
@@ -209,7 +209,7 @@ TEST(Worker, AGrammarPastItsLimitsEndsItsSequenceOnly) {
   EXPECT_EQ(out2, free2);
   const auto eos = std::find(out1.begin(), out1.end(), kVocab - 1);
   ASSERT_NE(eos, out1.end()) << "the grammar never gave up";
-  EXPECT_GT(eos - out1.begin(), 3);
+  EXPECT_GE(eos - out1.begin(), 2);  // some "a"s first
   EXPECT_TRUE(std::all_of(out1.begin(), eos, [](int32_t t) { return t == 10; }));  // "a"
   EXPECT_TRUE(std::all_of(eos, out1.end(), [](int32_t t) { return t == kVocab - 1; }));
 }

@@ -20,7 +20,9 @@
 namespace tessera::grammar {
 
 struct MatcherLimits {
-  size_t max_stacks = 4096;         // parse stacks alive at once (an ambiguous grammar is refused)
+  // Parse stacks alive at once: an ambiguous grammar past it is refused. Each new stack top can
+  // cost a trie walk, so this bounds a step's worst case too.
+  size_t max_stacks = 512;
   size_t max_cache_entries = 4096;  // mask cache entries kept; past it entries are not stored
   size_t max_key_frames = 8;        // frames a cache key may span
 };
