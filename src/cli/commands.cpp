@@ -18,6 +18,8 @@
 #include "model_registry.h"
 #include "tessera/core/error.h"
 #include "tessera/engine/llm_engine.h"
+#include "tessera/grammar/front_ends.h"
+#include "tessera/json/bounded_json.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "topology_launch.h"
@@ -109,12 +111,30 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 struct GenerateOpts : SamplingOpts {
-  std::string prompt, prompt_ids, config;
+  std::string prompt, prompt_ids, config, json_schema, grammar;
   CLI::Option *prompt_opt = nullptr, *prompt_ids_opt = nullptr, *config_opt = nullptr,
               *logprobs_opt = nullptr;
   int logprobs = 0;
   bool json = false, chat = false, ignore_eos = false;
 };
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(ErrorCode::kNotFound, "cannot read ", path);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// --json-schema FILE or --grammar FILE (GBNF) as the grammar the output must match ("": none).
+std::string constraint_from(const GenerateOpts& o) {
+  if (!o.json_schema.empty() && !o.grammar.empty())
+    fail(ErrorCode::kInvalidArgument, "--json-schema and --grammar cannot be combined");
+  if (!o.grammar.empty()) return read_file(o.grammar);
+  if (o.json_schema.empty()) return "";
+  return grammar::json_schema_to_gbnf(
+      json::parse_ordered(read_file(o.json_schema), json::kRequestLimits, o.json_schema));
+}
 
 // The prompt of `generate`: --prompt-ids, or --prompt TEXT (with --chat: through the chat
 // template, after an optional --system message).
@@ -213,6 +233,7 @@ int generate_with_engine(const GenerateOpts& o, const engine::EngineConfig& cfg)
   req.request_id = "generate";
   req.prompt_ids = prompt_from(o, tok, cfg.model_path);
   req.sampling = sampling_from(o);
+  req.sampling.grammar = constraint_from(o);
   req.stopping.max_tokens = o.max_tokens;
   req.stopping.ignore_eos = o.ignore_eos;
   if (o.logprobs_opt->count()) {
@@ -252,6 +273,9 @@ Command add_generate(CLI::App& root) {
                                   "return each token's logprob and the N most likely (default: "
                                   "none)")
                         ->check(CLI::NonNegativeNumber);
+  c->add_option("--json-schema", o->json_schema,
+                "a JSON Schema file: the output is JSON that satisfies it (constrained decoding)");
+  c->add_option("--grammar", o->grammar, "a GBNF grammar file (start rule `root`) the output matches");
   c->add_flag("--json", o->json, "print one JSON object (text, token ids, finish reason)");
   c->add_flag("--chat", o->chat, "wrap the prompt in the model's chat template");
   c->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");

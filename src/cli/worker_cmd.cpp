@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tessera/core/error.h"
+#include "tessera/engine/llm_engine.h"
 #include "tessera/worker/group_worker.h"
 
 namespace tessera::cli {
@@ -85,7 +86,8 @@ Command add_worker(CLI::App& root) {
                 .block_size = o->block_size,
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
                 .device = {parse_device_type(o->backend), o->device},
-                .cpu_activations = ops::cpu::parse_activations(o->activations)};
+                .cpu_activations = ops::cpu::parse_activations(o->activations),
+                .vocabulary = engine::grammar_vocabulary(o->model)};
             // Everything a rank needs comes from the launcher's command line and the
             // coordinator's store.
             const auto colon = o->store.rfind(':');

@@ -48,8 +48,11 @@ WorkerGroupParams group_params(const EngineConfig& cfg) {
 
 ExecutorFactory executor_for(const EngineConfig& cfg) {
   return [cfg] () -> std::unique_ptr<Executor> {
-    if (!cfg.group && cfg.worker_executable.empty())
-      return std::make_unique<LocalExecutor>(worker_params(cfg));
+    if (!cfg.group && cfg.worker_executable.empty()) {
+      worker::WorkerParams wp = worker_params(cfg);
+      wp.vocabulary = grammar_vocabulary(cfg.model_path);
+      return std::make_unique<LocalExecutor>(wp);
+    }
     return std::make_unique<WorkerGroupExecutor>(group_params(cfg));
   };
 }

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "tessera/grammar/grammar.h"
+
 namespace tessera::engine {
 namespace {
 
@@ -45,6 +47,13 @@ void check_sampling(const sampling::SamplingParams& sp, int vocab, FieldNamer na
                                " is outside the vocabulary of " + std::to_string(vocab));
     }
     check_range(kLogitBias, bias, name);
+  }
+  if (!sp.grammar.empty()) {
+    try {
+      (void)grammar::Grammar::parse(sp.grammar);
+    } catch (const Error& e) {
+      refuse("grammar", name("grammar") + ": " + e.what());
+    }
   }
 }
 

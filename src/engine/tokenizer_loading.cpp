@@ -1,8 +1,9 @@
 // Builds the served model's tokenizer from its file: GGUF tokenizer.ggml.* keys or a Hugging Face
-// directory's tokenizer.json (+ tokenizer_config.json).
+// directory's tokenizer.json (+ tokenizer_config.json); and the byte vocabulary grammars run on.
 #include <filesystem>
 
 #include "tessera/core/error.h"
+#include "tessera/core/log.h"
 #include "tessera/engine/llm_engine.h"
 #include "tessera/model/gguf.h"
 #include "tessera/model/hf_dir.h"
@@ -53,6 +54,25 @@ std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& path) {
   }
   return std::make_unique<tokenizer::Tokenizer>(
       tokenizer::Tokenizer::from_spec(spec_from_gguf(model::GgufFile::open(path))));
+}
+
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const tokenizer::Tokenizer& t) {
+  std::vector<std::string> bytes(static_cast<size_t>(t.vocab_size()));
+  for (int32_t id = 0; id < t.vocab_size(); ++id)
+    if (!t.is_special(id)) bytes[static_cast<size_t>(id)] = t.token_bytes(id);
+  return std::make_shared<const grammar::Vocabulary>(std::move(bytes), t.stop_ids());
+}
+
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const std::string& model_path) {
+  std::unique_ptr<tokenizer::Tokenizer> t;
+  try {
+    t = load_tokenizer(model_path);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kNotFound) throw;
+    TESSERA_LOG_INFO("{}: no tokenizer ({}), so no constrained decoding", model_path, e.what());
+    return nullptr;
+  }
+  return grammar_vocabulary(*t);
 }
 
 }  // namespace tessera::engine

@@ -111,6 +111,7 @@ void put_sampling(Writer& w, const sampling::SamplingParams& s) {
   if (s.seed) w.u64(*s.seed);
   w.i32(s.top_logprobs);
   w.boolean(s.logprobs);
+  w.str(s.grammar);
 }
 
 sampling::SamplingParams get_sampling(Reader& r) {
@@ -130,6 +131,7 @@ sampling::SamplingParams get_sampling(Reader& r) {
   if (r.boolean()) s.seed = r.u64();
   s.top_logprobs = r.i32();
   s.logprobs = r.boolean();
+  s.grammar = r.str();
   return s;
 }
 

@@ -40,9 +40,21 @@ std::vector<float> log_softmax(std::span<const float> logits) {
   return out;
 }
 
-SampleResult Sampler::sample(std::span<float> logits) {
+SampleResult Sampler::sample(std::span<float> logits, std::span<const uint64_t> allowed) {
   TESSERA_CHECK(static_cast<int>(logits.size()) == vocab_size_, "logits of size ", logits.size());
   const auto& p = params_;
+  const bool masked = !allowed.empty();
+  if (masked) {
+    TESSERA_CHECK(allowed.size() * 64 >= logits.size(), "mask of ", allowed.size(), " words");
+    bool any = false;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      if ((allowed[i >> 6] >> (i & 63)) & 1)
+        any = true;
+      else
+        logits[i] = -std::numeric_limits<float>::infinity();
+    }
+    TESSERA_CHECK(any, "a grammar mask that allows no token");
+  }
   for (const auto& [tok, bias] : p.logit_bias) logits[static_cast<size_t>(tok)] += bias;
   if (p.repetition_penalty != 1.0f) {
     auto penalise = [&](int32_t t) {
@@ -66,7 +78,11 @@ SampleResult Sampler::sample(std::span<float> logits) {
     // Candidates sorted by logit, cut by top-k, then scaled by temperature into probabilities.
     auto& cand = scratch_;
     cand.clear();
-    for (int32_t i = 0; i < vocab_size_; ++i) cand.emplace_back(logits[static_cast<size_t>(i)], i);
+    // Masked-out tokens are never candidates (a zero-probability tail could otherwise be drawn
+    // by rounding), so top-k counts only allowed tokens.
+    for (int32_t i = 0; i < vocab_size_; ++i)
+      if (!masked || std::isfinite(logits[static_cast<size_t>(i)]))
+        cand.emplace_back(logits[static_cast<size_t>(i)], i);
     const size_t k = p.top_k > 0 ? std::min<size_t>(static_cast<size_t>(p.top_k), cand.size()) : cand.size();
     std::partial_sort(cand.begin(), cand.begin() + static_cast<long>(k), cand.end(),
                       [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });

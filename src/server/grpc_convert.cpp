@@ -6,6 +6,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "tessera/grammar/front_ends.h"
+#include "tessera/grammar/grammar.h"
 #include "tessera/json/bounded_json.h"
 #include "tessera/server/api_error.h"
 #include "tessera/server/request_validation.h"
@@ -21,6 +23,44 @@ void check_token(int32_t id, int vocab_size, const std::string& field) {
   if (id < 0 || id >= vocab_size) {
     fail(ErrorCode::kInvalidArgument, field, ": token id ", id, " is outside the vocabulary (size ",
          vocab_size, ")");
+  }
+}
+
+// The structured-output oneof → GBNF through the grammar front ends (as HTTP's response_format).
+void read_constraint(const pb::SamplingOptions& in, sampling::SamplingParams& p) {
+  using C = pb::SamplingOptions;
+  const char* field = nullptr;
+  try {
+    switch (in.constraint_case()) {
+      case C::CONSTRAINT_NOT_SET:
+        return;
+      case C::kJsonSchema:
+        field = "sampling.json_schema";
+        p.grammar = grammar::json_schema_to_gbnf(
+            json::parse_ordered(in.json_schema(), json::kRequestLimits, field));
+        break;
+      case C::kJsonObject:
+        field = "sampling.json_object";
+        if (in.json_object()) p.grammar = grammar::json_object_gbnf();
+        break;
+      case C::kRegex:
+        field = "sampling.regex";
+        p.grammar = grammar::regex_to_gbnf(in.regex());
+        break;
+      case C::kChoice: {
+        field = "sampling.choice";
+        std::vector<std::string> choices(in.choice().choices().begin(), in.choice().choices().end());
+        p.grammar = grammar::choice_to_gbnf(choices);
+        break;
+      }
+      case C::kGrammar:
+        field = "sampling.grammar";
+        p.grammar = in.grammar();
+        break;
+    }
+    if (!p.grammar.empty()) (void)grammar::Grammar::parse(p.grammar);
+  } catch (const Error& e) {
+    fail(ErrorCode::kInvalidArgument, field, ": ", e.what());
   }
 }
 
@@ -40,6 +80,7 @@ void read_sampling(const pb::SamplingOptions& in, sampling::SamplingParams& p) {
   }
   // The map's order is unspecified; sort so equal requests give equal SamplingParams.
   std::sort(p.logit_bias.begin(), p.logit_bias.end());
+  read_constraint(in, p);
 }
 
 // One prompt, the options, then the shared validation (as HTTP's parse_common does).

@@ -13,6 +13,7 @@
 #include "tessera/json/bounded_json.h"
 #include "tessera/server/api_error.h"
 #include "tessera/server/request_validation.h"
+#include "tessera/server/response_format.h"
 
 namespace tessera::server {
 namespace {
@@ -147,9 +148,15 @@ constexpr std::string_view kCommonFields[] = {"model",
                                               "stream_options",
                                               "max_tokens",
                                               "max_completion_tokens",
-                                              "logprobs"};
-constexpr std::string_view kChatFields[] = {
-    "messages", "tools", "tool_choice", "top_logprobs", "add_generation_prompt", "response_format"};
+                                              "logprobs",
+                                              // structured outputs (response_format.h)
+                                              "response_format",
+                                              "guided_json",
+                                              "guided_regex",
+                                              "guided_choice",
+                                              "guided_grammar"};
+constexpr std::string_view kChatFields[] = {"messages", "tools", "tool_choice", "top_logprobs",
+                                            "add_generation_prompt"};
 constexpr std::string_view kCompletionFields[] = {"prompt", "echo"};
 
 void check_known_fields(const json& body, std::span<const std::string_view> endpoint_fields) {
@@ -163,19 +170,9 @@ void check_known_fields(const json& body, std::span<const std::string_view> endp
   }
 }
 
-// Constrained decoding and tool-call parsing are not implemented yet: accept only the values
-// that ask for plain text, and name the field for anything else.
-void check_unconstrained(const json& body) {
-  if (const json* rf = field(body, "response_format")) {
-    const json* type = rf->is_object() ? field(*rf, "type") : nullptr;
-    if (!type || !type->is_string()) {
-      bad_request("response_format", "response_format must be an object with a string type");
-    }
-    if (*type != "text") {
-      bad_request("response_format",
-                  "response_format type " + type->dump() + " is not supported; only \"text\" is");
-    }
-  }
+// Tool-call parsing is not implemented yet: accept only the tool_choice that asks for plain
+// text, and name the field for anything else. (response_format: parse_output_constraint.)
+void check_tool_choice(const json& body) {
   if (const json* tc = field(body, "tool_choice"); tc && *tc != "auto") {
     bad_request("tool_choice", "tool_choice " + tc->dump() +
                                    " is not supported; tool calls are not parsed yet, so only "
@@ -215,6 +212,7 @@ void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& o
   }
   sp.logprobs = out.logprobs;
   sp.top_logprobs = out.top_logprobs;
+  sp.grammar = parse_output_constraint(body);
   out.requests = validate_generation(out, ctx);
 }
 
@@ -405,7 +403,7 @@ ChatPrompt render_chat_prompt(const json& body, const ParseContext& ctx) {
 
 ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
   check_known_fields(body, kChatFields);
-  check_unconstrained(body);
+  check_tool_choice(body);
   check_model(body, ctx.model.id);
   ParsedGeneration out;
   out.chat = true;

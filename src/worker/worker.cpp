@@ -33,6 +33,48 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
     fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
          " bytes holds no block of ", p.block_size, " tokens");
   pool_ = std::make_unique<kv_cache::KvPool>(kp, device_);
+  if (p.vocabulary) {
+    if (p.vocabulary->size() > static_cast<size_t>(model_->config().vocab_size))
+      fail(ErrorCode::kInvalidArgument, "tokenizer has ", p.vocabulary->size(),
+           " tokens, the model's vocabulary ", model_->config().vocab_size);
+    grammars_ = std::make_unique<grammar::GrammarCache>(p.vocabulary);
+  }
+}
+
+void Worker::add_matcher(uint64_t seq_id, const std::string& gbnf) {
+  if (!grammars_)
+    fail(ErrorCode::kUnsupported, "sequence ", seq_id,
+         " is constrained by a grammar but this worker has no vocabulary for it");
+  matchers_.insert_or_assign(seq_id, std::optional<grammar::Matcher>(grammars_->get(gbnf)));
+}
+
+// An ambiguous user grammar must not fail the whole batch's step: past its limits the sequence
+// only ends (logged), and its neighbours go on.
+void Worker::fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m) {
+  mask_.assign((static_cast<size_t>(model_->config().vocab_size) + 63) / 64, 0);
+  try {
+    if (m) m->fill_mask(mask_);
+  } catch (const Error& e) {
+    TESSERA_LOG_WARN("sequence {}: grammar gave up ({}); ending it", seq_id, e.what());
+    m.reset();
+    std::fill(mask_.begin(), mask_.end(), 0);
+  }
+  bool any = false;
+  for (uint64_t w : mask_) any = any || w != 0;
+  if (!any)  // terminated (or given up): only the end can follow
+    for (int32_t e : grammars_->vocab().eos_tokens())
+      mask_[static_cast<uint32_t>(e) >> 6] |= uint64_t{1} << (static_cast<uint32_t>(e) & 63);
+}
+
+void Worker::advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token) {
+  if (!m) return;
+  try {
+    if (!m->accept(token) && !m->is_terminated())
+      TESSERA_LOG_ERROR("sequence {}: sampled token {} outside its grammar's mask", seq_id, token);
+  } catch (const Error& e) {
+    TESSERA_LOG_WARN("sequence {}: grammar gave up ({}); ending it", seq_id, e.what());
+    m.reset();
+  }
 }
 
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
@@ -43,6 +85,7 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     sampling::Sampler s(ns.sampling, vocab);
     s.set_prompt(ns.prompt);
     samplers_.insert_or_assign(ns.seq_id, std::move(s));
+    if (!ns.sampling.grammar.empty()) add_matcher(ns.seq_id, ns.sampling.grammar);
   }
   protocol::ExecuteResult result;
   if (!plan.chunks.empty()) {
@@ -83,7 +126,10 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
       sample_rows(to_host(out), sample_seqs, result);  // sampling runs on the host
     }
   }
-  for (uint64_t id : plan.finished) samplers_.erase(id);
+  for (uint64_t id : plan.finished) {
+    samplers_.erase(id);
+    matchers_.erase(id);
+  }
   return result;
 }
 
@@ -92,7 +138,16 @@ void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs
   const auto vocab = static_cast<size_t>(model_->config().vocab_size);
   for (size_t r = 0; r < seqs.size(); ++r) {
     std::span<float> row(logits.data_as<float>() + r * vocab, vocab);
-    result.sampled.push_back({seqs[r], samplers_.at(seqs[r]).sample(row)});
+    auto m = matchers_.find(seqs[r]);
+    if (m == matchers_.end()) {
+      result.sampled.push_back({seqs[r], samplers_.at(seqs[r]).sample(row)});
+      continue;
+    }
+    // Constrained rows share the step with the others; only their sampling reads a mask.
+    fill_mask(seqs[r], m->second);
+    sampling::SampleResult res = samplers_.at(seqs[r]).sample(row, mask_);
+    advance(seqs[r], m->second, res.token);
+    result.sampled.push_back({seqs[r], std::move(res)});
   }
 }
 

@@ -36,6 +36,7 @@ class Gen {
     if (coin()) s.seed = u64();
     s.top_logprobs = i32(0, 20);
     s.logprobs = coin();
+    if (coin()) s.grammar = "root ::= \"x\"{" + std::to_string(i32(0, 9)) + "}";
     return s;
   }
   ExecutePlan plan() {
@@ -74,6 +75,7 @@ void expect_same(const sampling::SamplingParams& a, const sampling::SamplingPara
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.top_logprobs, b.top_logprobs);
   EXPECT_EQ(a.logprobs, b.logprobs);
+  EXPECT_EQ(a.grammar, b.grammar);
 }
 
 void expect_same(const ExecutePlan& a, const ExecutePlan& b) {

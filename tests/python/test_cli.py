@@ -1,5 +1,5 @@
 """The tessera command line on the default model: tokenize, template (against Python jinja2),
-generate (streaming text, --json, seeds), chat over a pipe, and clear errors for bad input."""
+generate (streaming text, --json, seeds, --json-schema and --grammar), chat over a pipe, and clear errors for bad input."""
 
 import json
 import re
@@ -51,6 +51,28 @@ def test_generate_json_is_consistent_and_seeded():
     # Streaming text equals the JSON text.
     streamed = run(*args[:-1]).stdout
     assert streamed == a["text"] + "\n"
+
+
+def test_generate_json_schema_and_grammar_files(tmp_path):
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
+                                               "temp_c": {"type": "integer"}},
+              "required": ["city", "temp_c"], "additionalProperties": False}
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    for seed in ("1", "2", "3"):
+        out = json.loads(run("generate", "--model", MODEL, "--prompt", "Weather in Paris as JSON:",
+                             "--json-schema", str(tmp_path / "s.json"), "--temperature", "1",
+                             "--seed", seed, "--max-tokens", "60", "--json").stdout)
+        assert out["finish_reason"] == "stop", out
+        doc = json.loads(out["text"])
+        assert set(doc) == {"city", "temp_c"} and isinstance(doc["temp_c"], int), doc
+    (tmp_path / "g.gbnf").write_text('root ::= "Answer: " ("yes" | "no")\n')
+    out = run("generate", "--model", MODEL, "--prompt", "Is water wet?", "--grammar",
+              str(tmp_path / "g.gbnf"), "--max-tokens", "10")
+    assert out.stdout in ("Answer: yes\n", "Answer: no\n")
+    (tmp_path / "bad.json").write_text('{"type": "object", "minProperties": 1}')
+    bad = run("generate", "--model", MODEL, "--prompt", "x", "--json-schema",
+              str(tmp_path / "bad.json"), ok=False)
+    assert bad.returncode != 0 and "'minProperties'" in bad.stderr
 
 
 def test_greedy_answer_is_coherent():

@@ -1,7 +1,9 @@
 """`tessera serve --grpc-port 0` on the default model, driven by a Python gRPC client whose stubs
 are generated from proto/ at test time (grpcio-tools): Generate streams chunks then Complete,
-Chat uses the model's template, Tokenize agrees with the HTTP /tokenize, Health reports SERVING."""
+Chat uses the model's template, Tokenize agrees with the HTTP /tokenize, Health reports SERVING;
+Generate honours a structured-output constraint (JSON Schema, choice) and names a bad one."""
 
+import json
 import os
 
 import grpc
@@ -70,3 +72,39 @@ def test_generate_chat_tokenize_health(stubs, server):
 
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_generate_under_a_constraint(stubs, server):
+    generate_pb2, _, tessera_pb2_grpc, _, _ = stubs
+    stub = tessera_pb2_grpc.TesseraServiceStub(grpc.insecure_channel(server[1]))
+
+    def text_of(sampling, max_tokens=60):
+        req = generate_pb2.GenerateRequest(text="Weather in Paris as JSON:", sampling=sampling,
+                                           stopping=generate_pb2.StoppingOptions(max_tokens=max_tokens))
+        out, finish = [], None
+        for resp in stub.Generate(req, timeout=120):
+            assert resp.WhichOneof("response") != "error", resp.error.message
+            if resp.WhichOneof("response") == "chunk":
+                out.append(resp.chunk.text)
+            else:
+                finish = resp.complete.finish_reason
+        return "".join(out), finish
+
+    schema = ('{"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}, '
+              '"temp": {"type": "integer"}}, "required": ["city", "temp"], '
+              '"additionalProperties": false}')
+    for seed in range(3):
+        text, finish = text_of(generate_pb2.SamplingOptions(temperature=1.0, seed=seed,
+                                                            json_schema=schema))
+        assert finish == generate_pb2.FINISH_REASON_STOP, text
+        doc = json.loads(text)
+        assert set(doc) == {"city", "temp"} and isinstance(doc["temp"], int), doc
+    text, _ = text_of(generate_pb2.SamplingOptions(
+        choice=generate_pb2.ChoiceList(choices=["sunny", "rainy"])), 5)
+    assert text in ("sunny", "rainy")
+    bad = generate_pb2.GenerateRequest(text="x", sampling=generate_pb2.SamplingOptions(
+        json_schema='{"type": "string", "format": "date"}'))
+    with pytest.raises(grpc.RpcError) as e:
+        list(stub.Generate(bad, timeout=30))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sampling.json_schema" in e.value.details() and "'format'" in e.value.details()

@@ -23,6 +23,44 @@ int32_t argmax(const std::vector<float>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
+TEST(Sampler, GrammarMaskAppliesBeforeEverythingElse) {
+  // Random masks over random logits: greedy picks the best allowed token, and no combination of
+  // temperature, top-k, top-p, bias or penalties ever draws a masked-out one.
+  std::mt19937 rng(3);
+  const int n = 300;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<uint64_t> mask((n + 63) / 64, 0);
+    const int allowed = 1 + round % 7;
+    for (int k = 0; k < allowed; ++k) {
+      auto t = static_cast<uint32_t>(std::uniform_int_distribution<int>(0, n - 1)(rng));
+      mask[t >> 6] |= uint64_t{1} << (t & 63);
+    }
+    auto is_allowed = [&](int32_t t) { return (mask[static_cast<uint32_t>(t) >> 6] >> (t & 63)) & 1; };
+    auto logits = random_logits(n, static_cast<uint32_t>(round));
+    SamplingParams p{.temperature = round % 3 == 0 ? 0.0f : 1.5f,
+                     .top_k = round % 4 == 0 ? 2 : 0,
+                     .top_p = round % 5 == 0 ? 0.5f : 1.0f,
+                     .presence_penalty = 0.5f,
+                     .logit_bias = {{static_cast<int32_t>(round % n), 100.0f}}};
+    p.seed = static_cast<uint64_t>(round);
+    Sampler smp(p, n);
+    for (int draw = 0; draw < 5; ++draw) {
+      auto copy = logits;
+      int32_t t = smp.sample(copy, mask).token;
+      EXPECT_TRUE(is_allowed(t)) << "round " << round << " drew masked token " << t;
+    }
+    if (p.temperature == 0.0f && p.logit_bias[0].first >= 0 && !is_allowed(p.logit_bias[0].first)) {
+      int32_t best = -1;
+      for (int32_t t = 0; t < n; ++t)
+        if (is_allowed(t) && (best < 0 || logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(best)]))
+          best = t;
+      Sampler fresh({.temperature = 0.0f}, n);
+      auto copy = logits;
+      EXPECT_EQ(fresh.sample(copy, mask).token, best);
+    }
+  }
+}
+
 TEST(Sampler, GreedyIsArgmax) {
   for (uint32_t s = 0; s < 20; ++s) {
     auto l = random_logits(1000, std::random_device{}());

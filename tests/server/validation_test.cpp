@@ -193,10 +193,15 @@ TEST(OneValidation, FieldsWeDoNotImplementAreRefusedByName) {
   EXPECT_EQ(http_error(b, c.pc), "");
   b["response_format"] = {{"type", "text"}};
   EXPECT_EQ(http_error(b, c.pc), "");
-  b["response_format"] = {{"type", "json_object"}};
-  EXPECT_NE(http_error(b, c.pc, &param).find("\"json_object\" is not supported"),
-            std::string::npos);
+  b["response_format"] = {{"type", "json_object"}};  // constrained decoding
+  EXPECT_EQ(http_error(b, c.pc), "");
+  b["response_format"] = {{"type", "yaml"}};
+  EXPECT_NE(http_error(b, c.pc, &param).find("'yaml' is not supported"), std::string::npos);
   EXPECT_EQ(param, "response_format");
+  b = chat("hello");
+  b["guided_json"] = {{"type", "object"}, {"patternProperties", ojson::object()}};
+  EXPECT_NE(http_error(b, c.pc, &param).find("'patternProperties'"), std::string::npos);
+  EXPECT_EQ(param, "guided_json");
   b = chat("hello");
   b["tool_choice"] = "auto";
   EXPECT_EQ(http_error(b, c.pc), "");

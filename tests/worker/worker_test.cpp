@@ -1,12 +1,13 @@
 // The Worker on a tiny llama GGUF written here (random f32 weights, 2 layers, 4 heads over 2 KV
 // heads, 64-token vocabulary): greedy tokens do not depend on how the prompt is chunked or what
 // else is in the batch, bad plans are refused with the worker still usable, and finished
-// sequences are dropped; on the guarded device the worker gives the same tokens, and a host read of
+// sequences are dropped; a grammar-constrained sequence follows its grammar beside a free one; on the guarded device the worker gives the same tokens, and a host read of
 // the model's device output dies. No model file is needed.
 #include "tessera/worker/worker.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cmath>
 #include <cstring>
@@ -119,6 +120,98 @@ TEST(Worker, GreedyTokensDoNotDependOnChunkingOrTheBatch) {
   EXPECT_EQ(w.live_sequences(), 0u);  // every run drops its sequences at the end
   // The tokens come from the model, not from a constant: another prompt continues otherwise.
   EXPECT_NE(run(w, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2}, {10}, false, 6), want);
+}
+
+// Token t of the tiny model: a digit (t < 10), a letter (t < 36), a digit and a letter; 63: EOS.
+std::shared_ptr<const grammar::Vocabulary> tiny_vocab() {
+  const std::string chars = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::vector<std::string> toks;
+  for (int t = 0; t < kVocab; ++t)
+    toks.push_back(t < 36 ? std::string(1, chars[size_t(t)])
+                          : std::string{chars[size_t(t % 10)], chars[size_t(10 + t % 26)]});
+  return std::make_shared<const grammar::Vocabulary>(toks, std::vector<int32_t>{kVocab - 1});
+}
+
+// Decodes seq 1 (maybe constrained) beside seq 2 (never) for `n` <= 60 steps in shared plans.
+std::pair<std::vector<int32_t>, std::vector<int32_t>> decode_pair(Worker& w,
+                                                                  const std::string& gbnf, int n,
+                                                                  uint64_t seed) {
+  const std::vector<int32_t> p1{1, 7, 3, 60}, p2{5, 9, 13, 17};
+  protocol::ExecutePlan plan;
+  protocol::NewSequence s1{.seq_id = 1, .prompt = p1}, s2 = greedy(2, p2);
+  s1.sampling.temperature = 1.0f;
+  s1.sampling.seed = seed;
+  s1.sampling.grammar = gbnf;
+  plan.new_sequences = {s1, s2};
+  plan.chunks.push_back(
+      {.seq_id = 1, .tokens = p1, .start_pos = 0, .block_table = blocks(0, 16), .sample = true});
+  plan.chunks.push_back(
+      {.seq_id = 2, .tokens = p2, .start_pos = 0, .block_table = blocks(16, 16), .sample = true});
+  std::vector<int32_t> out1, out2;
+  for (int step = 0; step < n; ++step) {
+    const auto r = w.execute(plan);
+    for (const auto& t : r.sampled) (t.seq_id == 1 ? out1 : out2).push_back(t.result.token);
+    plan = {};
+    plan.chunks.push_back({.seq_id = 1,
+                           .tokens = {out1.back()},
+                           .start_pos = int32_t(p1.size()) + step,
+                           .block_table = blocks(0, 16),
+                           .sample = true});
+    plan.chunks.push_back({.seq_id = 2,
+                           .tokens = {out2.back()},
+                           .start_pos = int32_t(p2.size()) + step,
+                           .block_table = blocks(16, 16),
+                           .sample = true});
+  }
+  protocol::ExecutePlan drop;
+  drop.finished = {1, 2};
+  w.execute(drop);
+  return {out1, out2};
+}
+
+TEST(Worker, ConstrainedAndFreeSequencesShareSteps) {
+  WorkerParams p = params();
+  p.vocabulary = tiny_vocab();
+  Worker w(p);
+  const auto [free1, free2] = decode_pair(w, "", 8, 1);
+  auto vocab = tiny_vocab();
+  for (uint64_t seed = 1; seed < 12; ++seed) {
+    const auto [out1, out2] = decode_pair(w, R"(root ::= [0-4]{2,4} [a-c])", 8, seed);
+    EXPECT_EQ(out2, free2) << "the unconstrained neighbour is untouched";
+    std::string text;
+    size_t k = 0;
+    for (; k < out1.size() && out1[k] != kVocab - 1; ++k) text += vocab->bytes(out1[k]);
+    ASSERT_LT(k, out1.size()) << "no EOS after a complete sentence: " << text;
+    for (; k < out1.size(); ++k) EXPECT_EQ(out1[k], kVocab - 1) << "only EOS once terminated";
+    EXPECT_TRUE(text.size() >= 3 && text.size() <= 5 &&
+                text.find_first_not_of("01234") == text.size() - 1 &&
+                std::string("abc").find(text.back()) != std::string::npos)
+        << text;
+  }
+  WorkerParams bare = params();
+  Worker no_vocab(bare);
+  EXPECT_THROW(decode_pair(no_vocab, "root ::= \"a\"", 1, 1), Error);
+}
+
+TEST(Worker, AGrammarPastItsLimitsEndsItsSequenceOnly) {
+  // ("a" | "aa" | ... | 100 a's){100} "b": only "a" can come for the first 100 tokens, and after n
+  // of them every (repetition, alternative, offset) left open is a live parse stack: past the 512
+  // cap within a few tokens.
+  // The sequence then ends (EOS only); its neighbour is unaffected.
+  std::string gbnf = "root ::= (";
+  for (int k = 1; k <= 100; ++k) gbnf += (k > 1 ? " | \"" : "\"") + std::string(size_t(k), 'a') + "\"";
+  gbnf += "){100} \"b\"";
+  WorkerParams p = params();
+  p.vocabulary = tiny_vocab();
+  Worker w(p);
+  const auto [free1, free2] = decode_pair(w, "", 60, 1);
+  const auto [out1, out2] = decode_pair(w, gbnf, 60, 1);
+  EXPECT_EQ(out2, free2);
+  const auto eos = std::find(out1.begin(), out1.end(), kVocab - 1);
+  ASSERT_NE(eos, out1.end()) << "the grammar never gave up";
+  EXPECT_GE(eos - out1.begin(), 2);  // some "a"s first
+  EXPECT_TRUE(std::all_of(out1.begin(), eos, [](int32_t t) { return t == 10; }));  // "a"
+  EXPECT_TRUE(std::all_of(eos, out1.end(), [](int32_t t) { return t == kVocab - 1; }));
 }
 
 TEST(Worker, BadPlansAreRefusedAndTheWorkerStaysUsable) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tessera/engine/engine.h"
+#include "tessera/grammar/vocabulary.h"
 #include "tessera/engine/executor.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/engine/worker_group.h"
@@ -147,5 +148,11 @@ ExecutorFactory executor_for(const EngineConfig& cfg);
 
 // Loads the tokenizer of a GGUF file or Hugging Face directory (what the engine serves with).
 std::unique_ptr<tokenizer::Tokenizer> load_tokenizer(const std::string& model_path);
+// The tokenizer's tokens as bytes, for constrained decoding in a worker: special tokens are empty
+// (a grammar never produces them) and the stop ids end a complete grammar.
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const tokenizer::Tokenizer& t);
+// The same from a model file; null when the file carries no tokenizer (a test model), so that
+// its worker serves unconstrained requests and refuses constrained ones.
+std::shared_ptr<const grammar::Vocabulary> grammar_vocabulary(const std::string& model_path);
 
 }  // namespace tessera::engine

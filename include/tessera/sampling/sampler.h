@@ -1,5 +1,5 @@
 // Sampling: turns one row of logits into the next token for one sequence. The order follows
-// vLLM/HF: logit bias → repetition penalty (prompt + output) → presence/frequency penalties
+// vLLM/HF: the grammar's allowed-token mask (when the sequence is constrained) → logit bias → repetition penalty (prompt + output) → presence/frequency penalties
 // (output) → logprobs are taken here (the model's distribution after those adjustments) →
 // temperature → top-k → top-p → min-p → draw. Temperature 0 is greedy. Each Sampler owns its RNG
 // (seeded per request: the same seed gives the same output); one sequence, one Sampler, one thread.
@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <string>
 #include <span>
 #include <unordered_map>
 #include <utility>
@@ -27,6 +28,9 @@ struct SamplingParams {
   std::optional<uint64_t> seed;
   int top_logprobs = 0;  // how many alternatives to report (0: none)
   bool logprobs = false;
+  // Constrained decoding: GBNF text (grammar module) the output must match; empty: none. The
+  // worker compiles it and passes the allowed-token mask to sample().
+  std::string grammar;
 };
 
 inline constexpr int kMaxTopLogprobs = 20;  // alternatives the sampler reports at most
@@ -49,8 +53,10 @@ class Sampler {
   Sampler(SamplingParams params, int vocab_size);
   // Records prompt tokens (for the repetition penalty).
   void set_prompt(std::span<const int32_t> prompt);
-  // Samples from `logits` (vocab_size floats; modified in place) and records the token.
-  SampleResult sample(std::span<float> logits);
+  // Samples from `logits` (vocab_size floats; modified in place) and records the token. With
+  // `allowed` (a bitmask over the vocabulary with at least one bit set), only those tokens can be
+  // drawn: the others are set to -inf before anything else.
+  SampleResult sample(std::span<float> logits, std::span<const uint64_t> allowed = {});
   const SamplingParams& params() const { return params_; }
 
  private:

@@ -1,16 +1,21 @@
 // Worker: runs one shard of the model for an ExecutePlan and, on the output rank (TP rank 0 of
 // the last pipeline stage), samples. It owns its shard (weights mapped from the file), its KV pool
-// and one Sampler per live sequence. Every rank of a group receives the same plan; a later stage
-// receives its input hidden states from the previous stage on the PP communicator and sends its
-// own on. The communicators are borrowed (the worker process owns them). Single-threaded.
+// and one Sampler per live sequence (and a grammar Matcher per constrained one, advanced on each
+// sampled token; preemption by recompute re-feeds tokens without sampling, so it keeps its state).
+// Every rank of a group receives the same plan; a later stage receives its input hidden states from
+// the previous stage on the PP communicator and sends its own on. The communicators are borrowed
+// (the worker process owns them). Single-threaded.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "tessera/comm/communicator.h"
+#include "tessera/grammar/grammar_cache.h"
+#include "tessera/grammar/matcher.h"
 #include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/llama.h"
 #include "tessera/model/weights.h"
@@ -32,6 +37,9 @@ struct WorkerParams {
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
+  // The tokens' bytes for constrained decoding (output rank); null: a sequence with a grammar is
+  // refused.
+  std::shared_ptr<const grammar::Vocabulary> vocabulary;
 };
 
 class Worker {
@@ -65,6 +73,14 @@ class Worker {
   void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
                    protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
+  // Empty when the sequence's grammar hit its limits (an ambiguous user grammar): it may only end.
+  std::unordered_map<uint64_t, std::optional<grammar::Matcher>> matchers_;
+  std::unique_ptr<grammar::GrammarCache> grammars_;  // with a vocabulary only
+  std::vector<uint64_t> mask_;                       // one row's allowed tokens
+  void add_matcher(uint64_t seq_id, const std::string& gbnf);
+  // The allowed tokens of a constrained sequence into mask_.
+  void fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m);
+  void advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token);
 };
 
 }  // namespace tessera::worker
