@@ -2,6 +2,8 @@
 // (int8_dot.h), scalar and AVX2, plus the one-time choice of integer kernel from CPUID. The two
 // quantizers do the same fp32 operations in the same order, so they give bitwise the same blocks
 // and every integer kernel sees the same activations. Holds no state beyond the immutable probe.
+#include <cpuid.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,6 +27,14 @@ const char* int8_isa_name(Int8Isa isa) {
   return "scalar";
 }
 
+// AVX-VNNI (VEX-encoded VPDPBUSD): CPUID leaf 7, sub-leaf 1, EAX bit 4. Read directly because
+// older compilers' __builtin_cpu_supports does not know "avxvnni" (clang 14 rejects the name).
+static bool cpuid_avx_vnni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a >> 4) & 1u;
+}
+
 bool cpu_has(Int8Isa isa) {
   switch (isa) {
     case Int8Isa::kScalar:
@@ -32,7 +42,7 @@ bool cpu_has(Int8Isa isa) {
     case Int8Isa::kAvx2:
       return have_avx2();
     case Int8Isa::kAvxVnni:
-      return have_avx2() && __builtin_cpu_supports("avxvnni");
+      return have_avx2() && cpuid_avx_vnni();
     case Int8Isa::kAvx512Vnni:
       // The 256-bit VPDPBUSD form needs VL; BW for the byte shuffles under the same target.
       return have_avx2() && __builtin_cpu_supports("avx512vnni") &&
