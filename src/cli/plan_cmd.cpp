@@ -16,6 +16,8 @@ Command add_plan(CLI::App& root) {
     std::string model = default_model().name, dtype = "bf16", kv_dtype = "bf16";
     int gpus = 0, gpus_per_node = 0, context = 4096, batch = 1, max_batched_tokens = 2048;
     double gpu_memory = 80.0, gpu_memory_utilization = 0.9;
+    double interconnect_gbps = 0, latency_us = 5.0, gpu_tflops = 989.0, gpu_mem_bw = 3350.0;
+    int prompt_tokens = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -49,6 +51,24 @@ Command add_plan(CLI::App& root) {
       ->check(dtypes)
       ->capture_default_str();
   c->add_option("--kv-dtype", o->kv_dtype, "KV cache dtype")->check(dtypes)->capture_default_str();
+  c->add_option("--interconnect-gbps", o->interconnect_gbps,
+                "link bandwidth per GPU and direction in Gbit/s (100 GB/s = 800); adds decode "
+                "and prefill time estimates (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--latency-us", o->latency_us, "per-message link latency in microseconds")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--gpu-tflops", o->gpu_tflops, "dense 16-bit TFLOP/s per GPU (H100 SXM: 989)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--gpu-mem-bw", o->gpu_mem_bw, "memory bandwidth per GPU in GB/s (H100 SXM: 3350)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--prompt-tokens", o->prompt_tokens,
+                "prompt length for the prefill time (0: --max-batched-tokens)")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
   c->add_flag("--json", o->json, "print the plan as JSON");
   return {c, [o] {
             const planner::PlanParams params{
@@ -60,6 +80,11 @@ Command add_plan(CLI::App& root) {
                 .batch = o->batch,
                 .max_batched_tokens = o->max_batched_tokens,
                 .kv_bits = planner::dtype_bits(o->kv_dtype),
+                .interconnect_gbps = o->interconnect_gbps,
+                .latency_us = o->latency_us,
+                .gpu_tflops = o->gpu_tflops,
+                .gpu_mem_bw_gbs = o->gpu_mem_bw,
+                .prompt_tokens = o->prompt_tokens,
             };
             const std::string path = resolve_model_path(o->model);
             const planner::ModelSpec spec = planner::load_model_spec(path, o->dtype);

@@ -16,6 +16,7 @@
 #include "model_registry.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/core/progress.h"
 #include "tessera/engine/llm_engine.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "topology_launch.h"
@@ -47,11 +48,17 @@ namespace {
   req.stopping.max_tokens = 32;
   auto done = std::make_shared<std::promise<void>>();
   auto text = std::make_shared<std::string>();
-  engine.submit(engine.validate(req), [done, text](const protocol::RequestOutput& o) {
+  // The reporter outlives the request: the callback runs on the engine's thread until finished.
+  auto progress = std::make_shared<ProgressReporter>(
+      "warm-up (tokens)", static_cast<uint64_t>(req.stopping.max_tokens), ProgressUnit::kItems,
+      progress_style_for_stderr());
+  engine.submit(engine.validate(req), [done, text, progress](const protocol::RequestOutput& o) {
     *text += o.new_text;
+    progress->update(static_cast<uint64_t>(o.completion_tokens));
     if (o.finished()) done->set_value();
   });
   done->get_future().wait();
+  progress->finish();
   TESSERA_LOG_INFO("warm-up: {} -> {}", question, *text);
   std::printf("warm-up: %s\n%s\n", question.c_str(), text->c_str());
 }

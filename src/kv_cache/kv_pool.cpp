@@ -4,7 +4,9 @@
 
 namespace tessera::kv_cache {
 
-KvPool::KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device) : params_(p) {
+KvPool::KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device,
+               const ProgressFn& progress)
+    : params_(p) {
   if (!device) device = default_allocator(p.device);
   params_.device = device->device();
   if (p.num_layers <= 0 || p.num_blocks <= 0 || p.block_size <= 0 || p.num_kv_heads <= 0 ||
@@ -13,9 +15,15 @@ KvPool::KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device) : param
          p.num_blocks, " block_size ", p.block_size, " kv_heads ", p.num_kv_heads, " head_dim ",
          p.head_dim);
   const Shape shape{p.num_blocks, p.block_size, p.num_kv_heads, p.head_dim};
+  uint64_t per_tensor = sizeof(float);
+  for (int64_t d : shape) per_tensor *= static_cast<uint64_t>(d);
+  const uint64_t total = 2ull * static_cast<uint64_t>(p.num_layers) * per_tensor;
+  uint64_t done = 0;
   for (int l = 0; l < p.num_layers; ++l) {
     k_.push_back(Tensor::empty(shape, DType::kF32, device));
     v_.push_back(Tensor::empty(shape, DType::kF32, device));
+    done += k_.back().nbytes() + v_.back().nbytes();
+    if (progress) progress(done, total);
   }
 }
 

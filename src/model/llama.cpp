@@ -96,7 +96,8 @@ void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, 
 }  // namespace
 
 LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Communicator* tp,
-                       std::shared_ptr<Allocator> device, comm::Communicator* ep)
+                       std::shared_ptr<Allocator> device, comm::Communicator* ep,
+                       const ProgressFn& progress)
     : config_(w.config()),
       shard_(shard),
       comm_(tp),
@@ -190,11 +191,26 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
   }
   // Upload (still quantized) to the model's device; to_device keeps CPU tensors as they are, so
   // on the CPU the file's mapping is used in place. Tied embeddings are uploaded once.
-  auto up = [&](Tensor& t) {
-    if (t.defined()) t = to_device(t, alloc_);
-  };
   const bool tied = output_.defined() && token_embd_.defined() &&
                     output_.data() == token_embd_.data() && output_.shape() == token_embd_.shape();
+  uint64_t total = 0, done = 0;
+  auto count = [&](const Tensor& t) {
+    if (t.defined()) total += t.nbytes();
+  };
+  for (const Tensor* t : {&token_embd_, tied ? nullptr : &output_, &output_norm_})
+    if (t) count(*t);
+  for (auto& L : layers_) {
+    for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
+                            &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
+      count(*t);
+    L.moe.each(count);
+  }
+  auto up = [&](Tensor& t) {
+    if (!t.defined()) return;
+    t = to_device(t, alloc_);
+    done += t.nbytes();
+    if (progress) progress(done, total);
+  };
   up(token_embd_);
   if (tied) {
     output_ = token_embd_;

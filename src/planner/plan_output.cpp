@@ -82,6 +82,31 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
         os << " EP=" << l.expert << " " << format_bytes(static_cast<double>(l.a2a_bytes_per_token));
     os << "\n";
   }
+  if (!plan.layouts.empty() && plan.layouts.front().time) {
+    const int n = p.prompt_tokens > 0 ? p.prompt_tokens : p.max_batched_tokens;
+    os << "\ntime: " << p.gpu_tflops << " TFLOP/s and " << p.gpu_mem_bw_gbs
+       << " GB/s per GPU, link " << p.interconnect_gbps << " Gbit/s (" << p.interconnect_gbps / 8
+       << " GB/s) with " << p.latency_us << " us per message\n";
+    std::snprintf(line, sizeof line, "%4s%s %4s %12s %10s %10s %12s %12s %10s %12s\n", "TP",
+                  moe ? "   EP" : "", "PP", "decode ms", "compute", "comm", "overlapped",
+                  "prefill ms", "comm", "overlapped");
+    os << line;
+    for (const Layout& l : plan.layouts) {
+      char ep[16] = "";
+      if (moe) std::snprintf(ep, sizeof ep, " %4d", l.expert);
+      const Layout::Timing& tm = *l.time;
+      std::snprintf(line, sizeof line,
+                    "%4d%s %4d %12.3f %10.3f %10.3f %12.3f %12.2f %10.2f %12.2f\n", l.tensor, ep,
+                    l.pipeline, tm.decode_ms, tm.decode_compute_ms, tm.decode_comm_ms,
+                    tm.decode_overlap_ms, tm.prefill_ms, tm.prefill_comm_ms,
+                    tm.prefill_overlap_ms);
+      os << line;
+    }
+    os << "decode ms: one step of the batch of " << p.batch
+       << " (each sequence's time per token); prefill ms: one prompt of " << n
+       << " tokens;\n  overlapped: communication hidden behind compute where it can be (two "
+          "micro-batches;\n  at batch 1 only the first figure applies); PP hops are never hidden\n";
+  }
   for (const Rejected& r : plan.rejected)
     os << "not allowed: TP=" << r.tensor << (r.expert > 1 ? " EP=" + std::to_string(r.expert) : "")
        << " PP=" << r.pipeline << ": " << r.reason << "\n";
@@ -123,6 +148,19 @@ nlohmann::ordered_json layout_json(const Layout& l) {
   };
 }
 
+nlohmann::ordered_json with_time(nlohmann::ordered_json j, const Layout& l) {
+  if (l.time)
+    j["time_ms"] = {{"decode", l.time->decode_ms},
+                    {"decode_compute", l.time->decode_compute_ms},
+                    {"decode_comm", l.time->decode_comm_ms},
+                    {"decode_overlapped", l.time->decode_overlap_ms},
+                    {"prefill", l.time->prefill_ms},
+                    {"prefill_compute", l.time->prefill_compute_ms},
+                    {"prefill_comm", l.time->prefill_comm_ms},
+                    {"prefill_overlapped", l.time->prefill_overlap_ms}};
+  return j;
+}
+
 }  // namespace
 
 nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
@@ -159,8 +197,13 @@ nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
       {"max_batched_tokens", p.max_batched_tokens},
       {"kv_bits", p.kv_bits},
   };
+  if (p.interconnect_gbps > 0)
+    j["params"]["time_model"] = {
+        {"interconnect_gbps", p.interconnect_gbps}, {"latency_us", p.latency_us},
+        {"gpu_tflops", p.gpu_tflops},               {"gpu_mem_bw_gbs", p.gpu_mem_bw_gbs},
+        {"prompt_tokens", p.prompt_tokens > 0 ? p.prompt_tokens : p.max_batched_tokens}};
   j["layouts"] = nlohmann::ordered_json::array();
-  for (const Layout& l : plan.layouts) j["layouts"].push_back(layout_json(l));
+  for (const Layout& l : plan.layouts) j["layouts"].push_back(with_time(layout_json(l), l));
   j["rejected"] = nlohmann::ordered_json::array();
   for (const Rejected& r : plan.rejected)
     j["rejected"].push_back({{"tensor", r.tensor},
@@ -168,7 +211,7 @@ nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
                              {"expert", r.expert},
                              {"reason", r.reason}});
   if (plan.recommended) {
-    j["recommended"] = layout_json(*plan.recommended);
+    j["recommended"] = with_time(layout_json(*plan.recommended), *plan.recommended);
   } else {
     j["recommended"] = {{"tensor", nullptr}, {"pipeline", nullptr}, {"fits", false}};
   }

@@ -17,7 +17,7 @@ uint64_t shard(uint64_t bytes, uint64_t part, uint64_t whole) {
 
 struct StageFigures {
   int layers = 0;
-  uint64_t weights = 0, kv = 0, act = 0, kv_per_token = 0;
+  uint64_t weights = 0, kv = 0, act = 0, kv_per_token = 0, experts = 0;
   uint64_t total() const { return weights + kv + act; }
 };
 
@@ -34,6 +34,17 @@ void PlanParams::validate() const {
   positive("max batched tokens", max_batched_tokens);
   positive("kv bits", kv_bits);
   positive("activation bits", act_bits);
+  if (interconnect_gbps < 0)
+    fail(ErrorCode::kInvalidArgument, "plan: interconnect bandwidth must be >= 0, got ",
+         interconnect_gbps);
+  if (interconnect_gbps > 0) {
+    positive("gpu TFLOP/s", gpu_tflops);
+    positive("gpu memory bandwidth", gpu_mem_bw_gbs);
+    if (!(latency_us >= 0))
+      fail(ErrorCode::kInvalidArgument, "plan: latency must be >= 0 us, got ", latency_us);
+    if (prompt_tokens < 0)
+      fail(ErrorCode::kInvalidArgument, "plan: prompt tokens must be >= 0, got ", prompt_tokens);
+  }
   if (gpus_per_node < 0)
     fail(ErrorCode::kInvalidArgument, "plan: gpus per node must be >= 0, got ", gpus_per_node);
   if (!(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1))
@@ -108,6 +119,7 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
 
   const int n_layers = static_cast<int>(w.layers.size());
   StageFigures worst;
+  std::vector<StageLoad> loads;
   int first = 0;
   for (int s = 0; s < pp; ++s) {
     StageFigures st;
@@ -119,7 +131,11 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
       st.weights += ceil_div(l.attn_qo, t) + shard(l.attn_kv, kvr, c.num_kv_heads) +
                     (mlp_width ? shard(l.mlp, ceil_div(mlp_width, t), mlp_width) : l.mlp) +
                     l.replicated;
-      if (ne) st.weights += shard(shard(l.experts, experts_per_rank, ne), ei_rows, ei);
+      if (ne) {
+        const uint64_t mine = shard(shard(l.experts, experts_per_rank, ne), ei_rows, ei);
+        st.weights += mine;
+        st.experts += mine;
+      }
     }
     first += st.layers;
     const bool is_first = s == 0, is_last = s == pp - 1;
@@ -129,6 +145,12 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
     st.kv = st.kv_per_token * p.context * p.batch;
     st.act = layer_act + (is_last ? logits : 0);
     if (s == 0 || st.total() > worst.total()) worst = st;
+    loads.push_back({.layers = st.layers,
+                     .weights = st.weights,
+                     .expert_weights = st.experts,
+                     .kv_per_token = st.kv_per_token,
+                     .first = is_first,
+                     .last = is_last});
   }
 
   Layout l{.tensor = t,
@@ -165,6 +187,7 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
   l.comm_pp_bytes_per_token = uint64_t(pp - 1) * h * act;
   l.comm_bytes_per_token =
       l.comm_tp_bytes_per_token + l.comm_ep_bytes_per_token + l.comm_pp_bytes_per_token;
+  if (p.interconnect_gbps > 0) l.time = estimate_time(m, p, t, e, loads);
   return l;
 }
 

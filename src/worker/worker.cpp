@@ -4,10 +4,19 @@
 
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/core/progress.h"
 #include "tessera/model/step_batch.h"
 #include "tessera/ops/backend.h"
 
 namespace tessera::worker {
+namespace {
+// "stage 1 tp 0" (and "ep 1" under expert parallelism), as the group's logs name ranks.
+std::string fmt_rank(const model::ShardSpec& s) {
+  std::string r = "stage " + std::to_string(s.stage) + " tp " + std::to_string(s.tp_rank);
+  if (s.ep_size > 1) r += " ep " + std::to_string(s.ep_rank);
+  return r;
+}
+}  // namespace
 
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
@@ -19,8 +28,21 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
                      p.cpu_activations == ops::cpu::Activations::kInt8 ? ops::cpu::int8_isa()
                                                                        : ops::cpu::simd_level());
   }
+  // Start-up progress: a bar for a lone rank on a terminal; ranks of a group share the terminal
+  // with each other, so they log lines (named by rank) instead of fighting over one line.
+  const auto& sh = p.shard;
+  const bool grouped = sh.tp_size > 1 || sh.num_stages > 1 || sh.ep_size > 1;
+  const ProgressStyle style = grouped && progress_style_for_stderr() == ProgressStyle::kBar
+                                  ? ProgressStyle::kLines
+                                  : progress_style_for_stderr();
+  const std::string who = grouped ? fmt_rank(sh) + ": " : std::string();
   weights_ = model::open_weights(p.model_path);
-  model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep);
+  {
+    ProgressReporter progress(who + "weights to " + p.device.str(), 0, ProgressUnit::kBytes, style);
+    model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep,
+                                                 progress.fn());
+    progress.finish();
+  }
   model_->check_device_support();
   if (p.shard.num_stages > 1 &&
       (!pp_ || pp_->size() != p.shard.num_stages || pp_->rank() != p.shard.stage))
@@ -32,7 +54,13 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
   if (kp.num_blocks <= 0)
     fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
          " bytes holds no block of ", p.block_size, " tokens");
-  pool_ = std::make_unique<kv_cache::KvPool>(kp, device_);
+  {
+    ProgressReporter progress(who + "KV cache (" + std::to_string(kp.num_blocks) + " blocks of " +
+                                  std::to_string(kp.block_size) + " tokens)",
+                              0, ProgressUnit::kBytes, style);
+    pool_ = std::make_unique<kv_cache::KvPool>(kp, device_, progress.fn());
+    progress.finish();
+  }
   if (p.vocabulary) {
     if (p.vocabulary->size() > static_cast<size_t>(model_->config().vocab_size))
       fail(ErrorCode::kInvalidArgument, "tokenizer has ", p.vocabulary->size(),

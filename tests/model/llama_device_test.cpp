@@ -68,6 +68,26 @@ TEST_P(LlamaOnDevice, LogitsMatchTheCpu) {
   }
 }
 
+// Loading reports the bytes uploaded, rising to the shard's total; on the guarded device every
+// weight is really copied, so the total is the file's tensor bytes (a tied embedding counted once).
+TEST(LlamaLoadProgress, ReportsUploadedBytesUpToTheTotal) {
+  const std::string path = testing::write_tiny_llama(12);
+  const auto weights = open_weights(path);
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  const LlamaModel model(*weights, {}, nullptr, ops::make_allocator(Device{DeviceType::kGuarded, 0}),
+                         nullptr, [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); });
+  ASSERT_FALSE(calls.empty());
+  const uint64_t total = calls.front().second;
+  EXPECT_GT(total, 0u);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(calls[i].second, total);
+    if (i > 0) {
+      EXPECT_GT(calls[i].first, calls[i - 1].first);
+    }
+  }
+  EXPECT_EQ(calls.back().first, total);
+}
+
 INSTANTIATE_TEST_SUITE_P(Devices, LlamaOnDevice,
                          ::testing::Values(DeviceType::kGuarded, DeviceType::kCUDA),
                          [](const auto& info) {

@@ -129,6 +129,50 @@ TEST(Planner, Llama2_70bOn4Gpus) {
   EXPECT_EQ(plan.recommended->tensor, 4);
 }
 
+// The textbook case of docs/operators.md: Llama-2-70B in bf16 on 4 GPUs (989 TFLOP/s, 3,350 GB/s)
+// joined at 100 GB/s (800 Gbit/s) with 5 us per message, batch 1, context 4096, 2048-token prompt.
+// TP=4, one stage of 34,490,302,464 bytes = 17,245,151,232 params; KV 81,920 bytes per token.
+//   decode compute: (34,490,302,464 + 4096 * 81,920) / 3.35e12 = 10.395775 ms
+//                   + (2 * 17,245,151,232 + 4 * 4096 * 2048 * 80) / 989e12 = 0.037588 ms -> 10.433363
+//   decode comm: 161 all-reduces of 16,384 B over 4: 6 * (5 us + 4096 / 1e11 s) = 30.24576 us
+//                -> 4.869567 ms; logits all-gather 3 * (5 us + 32,000 / 1e11 s) = 0.01596 ms
+//                -> 4.885527 ms; no overlap 15.318891 ms, overlapped max(...) = 10.433363 ms
+//   prefill: 10.295613 ms of weights + 72.011669e12 FLOPs / 989e12 = 72.811455 ms -> 83.107068;
+//            161 all-reduces of 2048 * 16,384 B: 6 * (5 us + 83.88608 us) -> 85.863953 ms + 0.01596
+// TP=2 x PP=2, stages of 40 layers (34,488,975,360 and 34,488,991,744 bytes):
+//   decode compute 2 x 10.432968 = 20.865936 ms; comm (81 + 80) * 2 * (5 us + 81.92 ns) +
+//   logits 5.64 us + one hop 5.16384 us = 1.647182 ms -> 22.513119 ms, overlapped 20.871100 ms.
+// At batch 1 TP=4 is the faster layout (its weight reads run in parallel on 4 GPUs; PP's stages
+// read theirs one after another), although it sends 4,052,736 bytes per token against 2,718,208.
+TEST(Planner, TimeModelLlama2_70bOn4GpusAt100GBs) {
+  TempDir dir;
+  const ModelSpec m = spec_of(dir, kLlama2_70b);
+  const Plan plan = make_plan(m, {.gpus = 4, .interconnect_gbps = 800, .latency_us = 5,
+                                  .gpu_tflops = 989, .gpu_mem_bw_gbs = 3350});
+  const Layout& tp4 = find(plan, 4, 1);
+  ASSERT_TRUE(tp4.time);
+  EXPECT_NEAR(tp4.time->decode_compute_ms, 10.433363, 1e-5);
+  EXPECT_NEAR(tp4.time->decode_comm_ms, 4.885527, 1e-5);
+  EXPECT_NEAR(tp4.time->decode_ms, 15.318891, 1e-5);
+  EXPECT_NEAR(tp4.time->decode_overlap_ms, 10.433363, 1e-5);
+  EXPECT_NEAR(tp4.time->prefill_compute_ms, 83.107068, 1e-5);
+  EXPECT_NEAR(tp4.time->prefill_comm_ms, 85.879913, 1e-5);
+  EXPECT_NEAR(tp4.time->prefill_overlap_ms, 85.879913, 1e-5);
+  const Layout& tp2pp2 = find(plan, 2, 2);
+  ASSERT_TRUE(tp2pp2.time);
+  EXPECT_NEAR(tp2pp2.time->decode_compute_ms, 20.865936, 1e-5);
+  EXPECT_NEAR(tp2pp2.time->decode_comm_ms, 1.647182, 1e-5);
+  EXPECT_NEAR(tp2pp2.time->decode_ms, 22.513119, 1e-5);
+  EXPECT_NEAR(tp2pp2.time->decode_overlap_ms, 20.871100, 1e-5);
+  EXPECT_LT(tp4.time->decode_ms, tp2pp2.time->decode_ms);
+  // Without an interconnect there is no estimate; a slower link only adds communication time.
+  EXPECT_FALSE(find(make_plan(m, {.gpus = 4}), 4, 1).time);
+  const Plan slow = make_plan(m, {.gpus = 4, .interconnect_gbps = 80});
+  EXPECT_NEAR(find(slow, 4, 1).time->decode_compute_ms, 10.433363, 1e-5);
+  EXPECT_GT(find(slow, 4, 1).time->decode_comm_ms, tp4.time->decode_comm_ms);
+  EXPECT_THROW(make_plan(m, {.gpus = 4, .interconnect_gbps = 800, .gpu_tflops = 0}), Error);
+}
+
 TEST(Planner, Llama2_70bOn2Gpus) {
   TempDir dir;
   const ModelSpec m = spec_of(dir, kLlama2_70b);

@@ -91,6 +91,24 @@ def test_table_and_nothing_fits(llama70b):
     assert "recommended: TP=4 PP=1" in out
 
 
+def test_time_model(llama70b):
+    """--interconnect-gbps adds decode/prefill times (the textbook case of docs/operators.md)."""
+    plan = json.loads(run("--model", llama70b, "--gpus", "4", "--interconnect-gbps", "800",
+                          "--json").stdout)
+    assert plan["params"]["time_model"]["interconnect_gbps"] == 800
+    by = {(l["tensor"], l["pipeline"]): l["time_ms"] for l in plan["layouts"]}
+    assert abs(by[(4, 1)]["decode"] - 15.3189) < 1e-3
+    assert abs(by[(2, 2)]["decode"] - 22.5131) < 1e-3
+    assert by[(4, 1)]["decode_overlapped"] <= by[(4, 1)]["decode"]
+    out = run("--model", llama70b, "--gpus", "4", "--interconnect-gbps", "800").stdout
+    assert "decode ms" in out and "15.319" in out
+    # Without the flag nothing about time is printed or emitted.
+    plain = json.loads(run("--model", llama70b, "--gpus", "4", "--json").stdout)
+    assert "time_ms" not in plain["layouts"][0] and "time_model" not in plain["params"]
+    bad = run("--model", llama70b, "--gpus", "4", "--interconnect-gbps", "-1", ok=False)
+    assert bad.returncode == 2 and "--interconnect-gbps" in bad.stderr
+
+
 def test_bad_arguments(llama70b, tmp_path):
     assert run("--model", llama70b, ok=False).returncode == 2  # --gpus missing: a usage error
     bad = run("--model", llama70b, "--gpus", "8", "--dtype", "int3", ok=False)

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "tessera/core/progress.h"
 #include "tessera/core/tensor.h"
 
 namespace tessera::kv_cache {
@@ -21,8 +22,10 @@ struct KvPoolParams {
 
 class KvPool {
  public:
-  // The pool lives on `device`'s memory (null: default_allocator(p.device)).
-  explicit KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device = nullptr);
+  // The pool lives on `device`'s memory (null: default_allocator(p.device)). `progress`
+  // (optional) is told the bytes allocated so far of the pool's total.
+  explicit KvPool(const KvPoolParams& p, std::shared_ptr<Allocator> device = nullptr,
+                  const ProgressFn& progress = {});
   const KvPoolParams& params() const { return params_; }
   Tensor& k(int layer) { return k_.at(static_cast<size_t>(layer)); }
   Tensor& v(int layer) { return v_.at(static_cast<size_t>(layer)); }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tessera/comm/communicator.h"
+#include "tessera/core/progress.h"
 #include "tessera/core/tensor.h"
 #include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/model_config.h"
@@ -56,9 +57,11 @@ class LlamaModel {
   // The whole model (shard = {}), or one shard of it. `tp` (borrowed, may be null when
   // shard.tp_size == 1) must outlive the model and is used from the thread calling forward().
   // `device` is the allocator of the device to run on (null: the CPU).
+  // `progress` (optional) is told the bytes of weights uploaded to the device so far, of the
+  // shard's total (on the CPU the file's mapping is used in place, so it completes at once).
   explicit LlamaModel(const WeightSource& weights, const ShardSpec& shard = {},
                       comm::Communicator* tp = nullptr, std::shared_ptr<Allocator> device = nullptr,
-                      comm::Communicator* ep = nullptr);
+                      comm::Communicator* ep = nullptr, const ProgressFn& progress = {});
   const ModelConfig& config() const { return config_; }  // the full model's hyperparameters
   const ShardSpec& shard() const { return shard_; }
   Device device() const { return alloc_->device(); }

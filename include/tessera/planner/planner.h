@@ -72,6 +72,31 @@
 // act_bytes * (E - 1) / E, rounded up. It is reported beside the figure above (Tessera does not
 // run that form yet).
 //
+// Time (when an interconnect is given: --interconnect-gbps): a roofline-plus-alpha-beta model of
+// one decode step (every sequence of the batch gets one token, so it is also the per-token latency)
+// and of the prefill of one prompt of prompt_tokens, summed over the stages a token passes through:
+//   per stage   compute = bytes read / mem_bw + FLOPs / peak
+//                 decode:  bytes = the stage's weights (a MoE's routed experts: the expected share
+//                          touched by the batch's k * batch choices, 1 - (1 - k/N)^batch) + the
+//                          KV cache of `context` tokens per sequence; FLOPs = 2 * active params *
+//                          batch + attention 4 * batch * context * q_dim / T per layer
+//                 prefill: bytes = the stage's weights once; FLOPs = 2 * active params * n +
+//                          causal attention 2 * n^2 * q_dim / T per layer
+//               comm    = TP: (2 per layer + 1 for the embedding on the first stage) ring
+//                          all-reduces of m = rows * hidden * act_bytes, each 2 (T - 1) (alpha +
+//                          ceil(m / T) / beta); the last stage's fp32 logits all-gather (T - 1)
+//                          (alpha + rows * ceil(V / T) * 4 / beta); EP: one ring all-reduce per
+//                          MoE layer over E; rows = batch at decode, n at prefill
+//   PP hops     (P - 1) (alpha + rows * hidden * act_bytes / beta), never hidden (the token waits)
+//   no overlap  sum over stages of compute + comm, plus the hops
+//   overlap     sum over stages of max(compute, comm), plus the hops: the ideal that Tessera's
+//               overlapped TP layer (two micro-batches) approaches; at batch 1 there is nothing to
+//               split, so only the first figure applies there.
+// beta = interconnect_gbps / 8 GB/s per direction per GPU, alpha = latency_us. Compute and memory
+// terms add rather than overlap (an upper bound, within the smaller of the two of the roofline's
+// max). Active params = the stage's weight bytes * parameter_count / total weight bytes (so a
+// quantised file's params are counted right); a MoE's routed experts count k / N of theirs.
+//
 // Recommendation: among the layouts that fit, the smallest P (pipeline stages add bubbles and
 // per-token latency; TP's all-reduces are cheap on NVLink); among those (T vs E for a MoE model)
 // the fewest bytes sent per token, which favours EP (one all-reduce per layer against TP's two);
@@ -139,6 +164,12 @@ struct PlanParams {
   int max_batched_tokens = 2048;        // prefill chunk for the activation estimate
   int kv_bits = 16;                     // KV cache element
   int act_bits = 16;                    // activations and messages (bf16)
+  // Time estimates (see above); interconnect_gbps 0: none.
+  double interconnect_gbps = 0;  // link bandwidth per GPU and direction, Gbit/s
+  double latency_us = 5.0;       // per message (alpha)
+  double gpu_tflops = 989.0;     // dense 16-bit peak per GPU (H100 SXM)
+  double gpu_mem_bw_gbs = 3350;  // memory bandwidth per GPU, GB/s (H100 SXM)
+  int prompt_tokens = 0;         // prefill length for the time estimate; 0: max_batched_tokens
   void validate() const;                // throws kInvalidArgument naming the bad field
   int node_size() const;                // gpus_per_node, resolved
   uint64_t usable_bytes() const;        // gpu_memory_gb * 1e9 * utilization
@@ -167,7 +198,25 @@ struct Layout {
   uint64_t comm_pp_bytes_per_token = 0;
   uint64_t comm_bytes_per_token = 0;
   bool fits = false;
+  // Milliseconds, when PlanParams::interconnect_gbps > 0 (see "Time" above).
+  struct Timing {
+    double decode_compute_ms = 0, decode_comm_ms = 0, decode_ms = 0, decode_overlap_ms = 0;
+    double prefill_compute_ms = 0, prefill_comm_ms = 0, prefill_ms = 0, prefill_overlap_ms = 0;
+  };
+  std::optional<Timing> time;
 };
+
+// What one pipeline stage holds, for the time estimate.
+struct StageLoad {
+  int layers = 0;
+  uint64_t weights = 0;          // bytes per GPU, routed experts included
+  uint64_t expert_weights = 0;   // of which routed experts
+  uint64_t kv_per_token = 0;     // KV bytes per token of context per GPU
+  bool first = false, last = false;
+};
+// The "Time" model for one layout over its stages (in order). Pure arithmetic.
+Layout::Timing estimate_time(const ModelSpec& m, const PlanParams& p, int tensor, int expert,
+                             const std::vector<StageLoad>& stages);
 
 struct Rejected {
   int tensor = 1;
