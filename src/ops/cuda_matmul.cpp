@@ -8,6 +8,8 @@
 // never destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds
 // without cuBLAS (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass.
 // None of this has run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
+#include "cuda_matmul_plan.h"  // outside the #if: a build without CUDA compiles a non-empty file
+
 #if TESSERA_HAVE_CUDA
 #include <algorithm>
 #include <map>
@@ -15,7 +17,6 @@
 
 #include "check.h"
 #include "cuda_common.h"
-#include "cuda_matmul_plan.h"
 #include "tessera/kernels/matmul.h"
 
 #if TESSERA_HAVE_CUBLAS

@@ -4,14 +4,15 @@
 // (the same formula and roundings); the int8 GEMV's block view (quants unpacked into dp4a words,
 // the block's dot product and its scale/min epilogue) against the dequantized weights. Built with
 // CUDA only (the header needs the toolkit's cuda_fp16.h); needs no GPU.
-#if TESSERA_HAVE_CUDA
 #include <cmath>
 #include <iterator>
 #include <vector>
 
+#include "test_util.h"  // outside the #if: a build without CUDA still compiles a non-empty file
+
+#if TESSERA_HAVE_CUDA
 #include "../../kernels/decode.cuh"
 #include "../../src/ops/cuda_common.h"
-#include "test_util.h"
 
 namespace tessera::ops::test {
 namespace {
