@@ -3,8 +3,9 @@
 // so launches are ordered with each other and with the copies; the matmul (GEMV / cuBLAS) is in
 // cuda_matmul.cpp. Index arrays arrive on the device already (the model uploads a step's
 // metadata once), and their values were validated on the host before the upload, so nothing here
-// reads device memory back except argmax's result. Every op of the host tables has a kernel; none has run on a GPU yet (the
-// parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof still to come).
+// reads device memory back except argmax's result. Every op of the host tables has a kernel; none
+// has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof
+// still to come).
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 

@@ -4,10 +4,14 @@
 //  - cuBLAS for larger M: SGEMM on F32 weights, GemmEx (fp32 compute) on F16/BF16 weights with the
 //    activations cast to the same type, and for the quantized types fp16 tiles of weight rows
 //    (bounded scratch, kDequantTileBytes) dequantized then multiplied tile by tile.
-// Owns one cuBLAS handle per device (created on first use under a lock, bound to cuda::kStream,
-// never destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds
-// without cuBLAS (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass.
-// None of this has run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
+// fp16 activations keep 11 bits (bf16: 8) but overflow past 65504; the inputs of a llama-family
+// matmul (normed hidden states, SiLU(gate) x up) normally stay well below it; the parity tests
+// bound the rounding (tests/ops/matmul_bounds.h). The activation copy is M x K x 2 bytes of
+// scratch, unbounded like the activations themselves; only the weight tiles are capped. Owns one
+// cuBLAS handle per device (created on first use under a lock, bound to cuda::kStream, never
+// destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds without cuBLAS
+// (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass. None of this has
+// run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
 #include "cuda_matmul_plan.h"  // outside the #if: a build without CUDA compiles a non-empty file
 
 #if TESSERA_HAVE_CUDA

@@ -204,10 +204,10 @@ TEST_P(BackendOps, Matmul) {
             for (int64_t t = 0; t < k; ++t) sum_abs += std::abs(xr[t] * wr[t]);
             const double q = int8 && is_quantized(type) ? int8_rounding_bound(xr, wr, k) : 0.0;
             const float r = want.data_as<float>()[i * n + j];
-            const double tol = device_.type == DeviceType::kCUDA
-                                   ? matmul_bound(cuda_bound(type, m), type, xr, wr, w.row_ptr(j),
-                                                  k, r)
-                                   : 3e-5 * sum_abs + q + 1e-6;
+            const double tol =
+                device_.type == DeviceType::kCUDA
+                    ? matmul_bound(cuda_bound(type, m), type, xr, wr, w.row_ptr(j), k, r)
+                    : 3e-5 * sum_abs + q + 1e-6;
             ASSERT_NEAR(g.data_as<float>()[i * n + j], r, tol)
                 << dtype_name(type) << " " << cpu::activations_name(mode) << " y[" << i << "," << j
                 << "]";
