@@ -1,9 +1,7 @@
-// Weight-reading ops and the remaining row ops (see weight_ops.h). Correct first: the per-element
-// decode below matches ops::ref::dequantize_row exactly (products and sums rounded as the
-// reference does them, no contraction into FMAs), so embeddings are bit-exact; the matmul is a
-// warp-per-column GEMV, to be replaced by tuned GEMV/cuBLAS paths measured against it.
-#include <cuda_fp16.h>
-
+// Embedding rows of every weight format and the remaining row ops (see weight_ops.h). The
+// per-element decode (decode.cuh) matches ops::ref::dequantize_row exactly, so embeddings are
+// bit-exact; the matmul paths are in gemv.cu and gemm_prep.cu.
+#include "decode.cuh"
 #include "tessera/kernels/weight_ops.h"
 
 namespace tessera::kernels {
@@ -11,74 +9,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 65535;
-constexpr int kQK = 32;   // elements per quantized block
-constexpr int kTileM = 8; // rows of x per pass over a weight row
-
-__device__ float half_at(const uint8_t* p) {
-  const unsigned short bits = static_cast<unsigned short>(p[0] | (p[1] << 8));
-  return __half2float(__ushort_as_half(bits));
-}
-
-__device__ uint32_t u32_at(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
-
-// Element k of a weight row, as ops::ref::dequantize_row computes it.
-__device__ float weight_at(const uint8_t* row, WeightType type, int64_t k) {
-  switch (type) {
-    case WeightType::kF32:
-      return reinterpret_cast<const float*>(row)[k];
-    case WeightType::kF16:
-      return __half2float(__ushort_as_half(reinterpret_cast<const unsigned short*>(row)[k]));
-    case WeightType::kBF16:
-      return __uint_as_float(static_cast<unsigned>(reinterpret_cast<const unsigned short*>(row)[k])
-                             << 16);
-    default:
-      break;
-  }
-  const int64_t b = k / kQK;
-  const int j = static_cast<int>(k % kQK);
-  const int lo = j & 15;
-  const bool high = j >= 16;
-  switch (type) {
-    case WeightType::kQ8_0: {  // d, qs[32]
-      const uint8_t* blk = row + b * 34;
-      return __fmul_rn(static_cast<float>(static_cast<int8_t>(blk[2 + j])), half_at(blk));
-    }
-    case WeightType::kQ4_0: {  // d, qs[16]
-      const uint8_t* blk = row + b * 18;
-      const int q = (high ? blk[2 + lo] >> 4 : blk[2 + lo] & 0x0f) - 8;
-      return __fmul_rn(static_cast<float>(q), half_at(blk));
-    }
-    case WeightType::kQ4_1: {  // d, m, qs[16]
-      const uint8_t* blk = row + b * 20;
-      const int q = high ? blk[4 + lo] >> 4 : blk[4 + lo] & 0x0f;
-      return __fadd_rn(__fmul_rn(static_cast<float>(q), half_at(blk)), half_at(blk + 2));
-    }
-    case WeightType::kQ5_0: {  // d, qh[4], qs[16]
-      const uint8_t* blk = row + b * 22;
-      const uint32_t qh = u32_at(blk + 2);
-      const int q = ((high ? blk[6 + lo] >> 4 : blk[6 + lo] & 0x0f) |
-                     static_cast<int>(((qh >> j) & 1u) << 4)) - 16;
-      return __fmul_rn(static_cast<float>(q), half_at(blk));
-    }
-    case WeightType::kQ5_1: {  // d, m, qh[4], qs[16]
-      const uint8_t* blk = row + b * 24;
-      const uint32_t qh = u32_at(blk + 4);
-      const int q = (high ? blk[8 + lo] >> 4 : blk[8 + lo] & 0x0f) |
-                    static_cast<int>(((qh >> j) & 1u) << 4);
-      return __fadd_rn(__fmul_rn(static_cast<float>(q), half_at(blk)), half_at(blk + 2));
-    }
-    default:
-      return 0.f;
-  }
-}
-
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+using detail::weight_at;
 
 __global__ void embedding_rows_kernel(float* out, const uint8_t* table, WeightType type,
                                       size_t row_bytes, const int32_t* ids, int num_ids,
@@ -91,31 +22,6 @@ __global__ void embedding_rows_kernel(float* out, const uint8_t* table, WeightTy
     const uint8_t* row = table + (inside ? r : 0) * static_cast<int64_t>(row_bytes);
     for (int64_t c = threadIdx.x; c < dim; c += blockDim.x)
       o[c] = (masked && !inside) ? 0.f : weight_at(row, type, c);
-  }
-}
-
-// One warp per output column n; lane l takes elements k = l, l+32, ... (for block formats: the
-// same position in every block), tiles of kTileM rows of x share each decoded weight.
-__global__ void matmul_kernel(float* y, const float* x, const uint8_t* w, WeightType type,
-                              size_t row_bytes, const float* bias, int M, int N, int64_t K) {
-  const int lane = threadIdx.x & 31;
-  const int warps = blockDim.x / 32;
-  for (int n = blockIdx.x * warps + threadIdx.x / 32; n < N; n += gridDim.x * warps) {
-    const uint8_t* row = w + static_cast<int64_t>(n) * static_cast<int64_t>(row_bytes);
-    const float b = bias ? bias[n] : 0.f;
-    for (int m0 = 0; m0 < M; m0 += kTileM) {
-      const int tm = M - m0 < kTileM ? M - m0 : kTileM;
-      float acc[kTileM];
-      for (int i = 0; i < kTileM; ++i) acc[i] = 0.f;
-      for (int64_t k = lane; k < K; k += 32) {
-        const float wk = weight_at(row, type, k);
-        for (int i = 0; i < tm; ++i) acc[i] += x[static_cast<int64_t>(m0 + i) * K + k] * wk;
-      }
-      for (int i = 0; i < tm; ++i) {
-        const float s = warp_sum(acc[i]);
-        if (lane == 0) y[static_cast<int64_t>(m0 + i) * N + n] = s + b;
-      }
-    }
   }
 }
 
@@ -186,16 +92,6 @@ cudaError_t launch_embedding_rows(float* out, const void* table, WeightType type
   embedding_rows_kernel<<<grid_for(num_ids), kThreads, 0, stream>>>(
       out, static_cast<const uint8_t*>(table), type, row_bytes, ids, num_ids, dim, first_id,
       table_rows, masked);
-  return cudaGetLastError();
-}
-
-cudaError_t launch_matmul(float* y, const float* x, const void* w, WeightType type,
-                          size_t row_bytes, const float* bias, int M, int N, int64_t K,
-                          cudaStream_t stream) {
-  if (M == 0 || N == 0) return cudaSuccess;
-  const int warps = kThreads / 32;
-  matmul_kernel<<<grid_for((N + warps - 1) / warps), kThreads, 0, stream>>>(
-      y, x, static_cast<const uint8_t*>(w), type, row_bytes, bias, M, N, K);
   return cudaGetLastError();
 }
 

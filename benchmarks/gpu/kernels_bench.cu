@@ -1,9 +1,12 @@
-// Timings of the CUDA model-op launchers (kernels/model_ops.h) at serving shapes, with CUDA
-// events: median of 20 launches after 3 warm-ups, on random data. Standalone (no GoogleTest, no
-// Google Benchmark) so that benchmarks/gpu/run.sh can build it with nvcc on a bare GPU machine:
-//   nvcc -O3 -std=c++17 -arch=native -Ikernels/include benchmarks/gpu/kernels_bench.cu
-//        build-gpu/kernels/libtessera_kernels.a -o kernels_bench  (one command line)
-// Prints one line per case: microseconds and the bytes the kernel must move, as GB/s.
+// Timings of the CUDA launchers (kernels/model_ops.h, kernels/matmul.h) at serving shapes, with
+// CUDA events: median of 20 launches after 3 warm-ups, on random data. Standalone (no GoogleTest,
+// no Google Benchmark) so that benchmarks/gpu/run.sh can build it with nvcc on a bare GPU machine:
+//   nvcc -O3 -std=c++17 -arch=native -Ikernels/include -Iinclude -Isrc/ops
+//        benchmarks/gpu/kernels_bench.cu benchmarks/gpu/matmul_bench.cu
+//        src/ops/cuda_matmul_plan.cpp build-gpu/kernels/libtessera_kernels.a -lcublas
+//        -o kernels_bench  (one command line; run.sh has it)
+// Prints one line per case: microseconds and the bytes the kernel must move, as GB/s; the matmul
+// cases (matmul_bench.cu) also print their share of the same run's copy bandwidth / GEMM peak.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,6 +18,8 @@
 #include <vector>
 
 #include "tessera/kernels/model_ops.h"
+
+void matmul_cases(std::mt19937& rng);  // matmul_bench.cu
 
 namespace k = tessera::kernels;
 
@@ -148,6 +153,7 @@ int main() {
                     static_cast<void*>(vv), static_cast<void*>(ds)})
       cudaFree(p);
   }
+  matmul_cases(rng);
   ok(cudaDeviceSynchronize(), "final sync");
   return 0;
 }

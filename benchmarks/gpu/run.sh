@@ -83,6 +83,8 @@ if ! cmake "${args[@]}" -DTESSERA_BUILD_TESTS=ON >"$log" 2>&1; then
 fi
 tail -3 "$log"
 say "NCCL: $(grep -E '^NCCL_LIBRARY' "$BUILD/CMakeCache.txt" | cut -d= -f2)"
+# Without cuBLAS the CUDA backend still builds, every matmul on the GEMV: say which one this is.
+say "cuBLAS: $(grep -E '^CUDA_cublas_LIBRARY' "$BUILD/CMakeCache.txt" | cut -d= -f2 || true)"
 
 # --- build ---------------------------------------------------------------------------------
 section build
@@ -118,7 +120,8 @@ run_test() {  # name, binary, extra args...
 }
 if [ "$tests" = ON ]; then
   # The device-parametrised op suite: the cuda instances run here (cpu/guarded run too, cheaply).
-  run_test backend_ops "$BUILD/tests/tessera_ops_tests" --gtest_filter='Devices/BackendOps.*'
+  run_test backend_ops "$BUILD/tests/tessera_ops_tests" \
+    --gtest_filter='Devices/BackendOps.*:Devices/DeviceMatmul.*:KquantTest.Cuda*'
   run_test guarded_core "$BUILD/tests/tessera_core_tests" --gtest_filter='GuardedDevice.*'
   # The whole model (a tiny generated llama) on cuda:0 against the CPU, prefill + decode steps.
   run_test model_on_device "$BUILD/tests/tessera_model_tests" --gtest_filter='Devices/LlamaOnDevice.*' 
@@ -126,7 +129,8 @@ if [ "$tests" = ON ]; then
   if command -v compute-sanitizer >/dev/null && [ -x "$BUILD/tests/tessera_ops_tests" ]; then
     section "compute-sanitizer memcheck"
     timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 \
-      "$BUILD/tests/tessera_ops_tests" --gtest_filter='Devices/BackendOps.*/cuda' \
+      "$BUILD/tests/tessera_ops_tests" \
+      --gtest_filter='Devices/BackendOps.*/cuda:Devices/DeviceMatmul.*/cuda:-*GemmTiles*' \
       >"$OUT/memcheck.txt" 2>&1
     rc=$?
     tail -8 "$OUT/memcheck.txt"
@@ -136,9 +140,21 @@ fi
 
 # --- benchmark -----------------------------------------------------------------------------
 section kernels_bench
-if nvcc -O3 -std=c++17 -arch=native -Ikernels/include benchmarks/gpu/kernels_bench.cu \
-     "$BUILD/kernels/libtessera_kernels.a" -o "$BUILD/kernels_bench" >>"$log" 2>&1; then
-  timeout 60 "$BUILD/kernels_bench" 2>&1 | tee "$OUT/kernels_bench.txt"
+# cuBLAS: the toolkit's, else the nvidia-cublas wheel's (linked by path, found again at run time).
+blas_args=(-lcublas)
+if ! ls "$(dirname "$(command -v nvcc)")"/../lib*/libcublas.so* >/dev/null 2>&1 &&
+   ! ls "$(dirname "$(command -v nvcc)")"/../targets/*/lib/libcublas.so* >/dev/null 2>&1; then
+  blas_dir=$(python3 -c 'import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))' 2>/dev/null || true)
+  if [ -n "$blas_dir" ] && ls "$blas_dir"/lib/libcublas.so* >/dev/null 2>&1; then
+    blas_so=$(ls "$blas_dir"/lib/libcublas.so* | head -1)
+    blas_args=("$blas_so" -Xlinker "-rpath=$blas_dir/lib")
+    export CPATH="$blas_dir/include${CPATH:+:$CPATH}"
+  fi
+fi
+if nvcc -O3 -std=c++17 -arch=native -Ikernels/include -Iinclude -Isrc/ops \
+     benchmarks/gpu/kernels_bench.cu benchmarks/gpu/matmul_bench.cu src/ops/cuda_matmul_plan.cpp \
+     "$BUILD/kernels/libtessera_kernels.a" "${blas_args[@]}" -o "$BUILD/kernels_bench" >>"$log" 2>&1; then
+  timeout 120 "$BUILD/kernels_bench" 2>&1 | tee "$OUT/kernels_bench.txt"
   say "kernels_bench: rc=${PIPESTATUS[0]} (see kernels_bench.txt)"
 else
   say "kernels_bench: BUILD FAILED (see build.log)"

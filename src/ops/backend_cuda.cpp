@@ -1,10 +1,11 @@
 // The CUDA implementation table and the CUDA caching allocator (backend.h). Kernels come from
-// kernels/; every launch is on the legacy default stream for now (a per-worker stream comes with
-// the CUDA executor), so launches are ordered with each other and with the copies. Index arrays
-// arrive on the device already (the model uploads a step's metadata once), and their values were
-// validated on the host before the upload, so nothing here reads device memory back except
-// argmax's result. Every op of the host tables has a kernel; none has run on a GPU yet (the
-// parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof still to come).
+// kernels/; every launch is on cuda::kStream (cuda_common.h), the legacy default stream for now,
+// so launches are ordered with each other and with the copies; the matmul (GEMV / cuBLAS) is in
+// cuda_matmul.cpp. Index arrays arrive on the device already (the model uploads a step's
+// metadata once), and their values were validated on the host before the upload, so nothing here
+// reads device memory back except argmax's result. Every op of the host tables has a kernel; none
+// has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof
+// still to come).
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 
@@ -17,6 +18,7 @@
 #include <mutex>
 
 #include "check.h"
+#include "cuda_common.h"
 #include "tessera/core/error.h"
 #include "tessera/kernels/elementwise.h"
 #include "tessera/kernels/model_ops.h"
@@ -28,85 +30,16 @@ namespace tessera::ops {
 #if TESSERA_HAVE_CUDA
 namespace {
 
-constexpr cudaStream_t kStream = nullptr;
-
-void check(cudaError_t e, const char* op, const char* what) {
-  if (e != cudaSuccess)
-    fail(ErrorCode::kInternal, op, ": ", what, " failed: ", cudaGetErrorString(e));
-}
-
-// Makes the tensors' device current for the call (the dispatcher has checked they share one).
-class DeviceScope {
- public:
-  DeviceScope(const char* op, const Tensor& t) {
-    check(cudaGetDevice(&prev_), op, "cudaGetDevice");
-    device_ = t.device().index;
-    if (device_ != prev_) check(cudaSetDevice(device_), op, "cudaSetDevice");
-  }
-  ~DeviceScope() {
-    if (device_ != prev_) cudaSetDevice(prev_);
-  }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-  int device_ = 0;
-};
-
-int narrow(int64_t v, const char* op, const char* what) {
-  if (v < 0 || v > INT32_MAX) fail(ErrorCode::kOutOfRange, op, ": ", what, " ", v, " too large");
-  return static_cast<int>(v);
-}
+using cuda::check;
+using cuda::DeviceScope;
+using cuda::kStream;
+using cuda::narrow;
+using cuda::weight_type;
+using cuda::weight_type_of;
 
 namespace gpu {
 
 const int32_t* ids_of(const Indices& i) { return i.tensor().data_as<const int32_t>(); }
-
-// The weight formats the kernels dequantize in registers (weight_ops.h).
-bool weight_type(DType dtype, kernels::WeightType* out) {
-  switch (dtype) {
-    case DType::kF32:
-      *out = kernels::WeightType::kF32;
-      return true;
-    case DType::kF16:
-      *out = kernels::WeightType::kF16;
-      return true;
-    case DType::kBF16:
-      *out = kernels::WeightType::kBF16;
-      return true;
-    case DType::kQ8_0:
-      *out = kernels::WeightType::kQ8_0;
-      return true;
-    case DType::kQ4_0:
-      *out = kernels::WeightType::kQ4_0;
-      return true;
-    case DType::kQ4_1:
-      *out = kernels::WeightType::kQ4_1;
-      return true;
-    case DType::kQ5_0:
-      *out = kernels::WeightType::kQ5_0;
-      return true;
-    case DType::kQ5_1:
-      *out = kernels::WeightType::kQ5_1;
-      return true;
-    case DType::kQ2_K:  // K-quants: no CUDA kernel yet, so the model's start check refuses them
-    case DType::kQ3_K:  // ("op matmul for q4_K is not implemented there yet")
-    case DType::kQ4_K:
-    case DType::kQ5_K:
-    case DType::kQ6_K:
-    case DType::kI32:
-      return false;
-  }
-  return false;
-}
-
-kernels::WeightType weight_type_of(const Tensor& w) {
-  kernels::WeightType t{};
-  if (!weight_type(w.dtype(), &t))
-    fail(ErrorCode::kUnsupported, "no CUDA weight format for ", w.str());
-  return t;
-}
 
 // Every op; every weight format for the ops that take weights, F32 for the rest (rms_norm
 // weights too: the model keeps norms in f32). The same pairs as the host tables, so a model
@@ -142,16 +75,6 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
                                        narrow(ids.size(), "embedding_shard", "ids"), table.dim(1),
                                        first_id, table.dim(0), /*masked=*/true, kStream),
         "embedding_shard", "launch");
-}
-
-void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
-  DeviceScope scope("matmul", x);
-  const int64_t m = detail::rows_of(x), n = w.dim(0), k = w.dim(1);
-  check(kernels::launch_matmul(y.data_as<float>(), x.data_as<float>(), w.data(), weight_type_of(w),
-                               w.row_bytes(), bias.defined() ? bias.data_as<float>() : nullptr,
-                               narrow(m, "matmul", "rows"), narrow(n, "matmul", "columns"), k,
-                               kStream),
-        "matmul", "launch");
 }
 
 void add(Tensor& x, const Tensor& y) {
@@ -441,7 +364,7 @@ const Backend* cuda_backend() {
       .rms_norm = gpu::rms_norm,
       .add = gpu::add,
       .rope = gpu::rope,
-      .matmul = gpu::matmul,
+      .matmul = cuda::matmul,
       .silu_mul = gpu::silu_mul,
       .softmax = gpu::softmax,
       .argmax = gpu::argmax,

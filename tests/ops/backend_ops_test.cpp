@@ -10,13 +10,15 @@
 //   2e-5           rope (sincos within 2 ulp, FMA contraction);
 //   3e-5 * sum|x*w| + 1e-6   matmul (fp32 accumulation in a different order, per output);
 //                  with int8 activations (the CPU default for Q4_0..Q8_0), plus the activation
-//                  rounding bound int8_rounding_bound (test_util.h);
+//                  rounding bound int8_rounding_bound (test_util.h); on CUDA the bound of the
+//                  path the table takes (matmul_bounds.h: int8 GEMV, fp16/bf16 GEMM);
 //   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax).
 // The seed of every case is printed on failure (SeededTest).
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "matmul_bounds.h"
 #include "tessera/ops/backend.h"
 #include "test_util.h"
 
@@ -201,8 +203,12 @@ TEST_P(BackendOps, Matmul) {
             float sum_abs = 0;
             for (int64_t t = 0; t < k; ++t) sum_abs += std::abs(xr[t] * wr[t]);
             const double q = int8 && is_quantized(type) ? int8_rounding_bound(xr, wr, k) : 0.0;
-            ASSERT_NEAR(g.data_as<float>()[i * n + j], want.data_as<float>()[i * n + j],
-                        3e-5 * sum_abs + q + 1e-6)
+            const float r = want.data_as<float>()[i * n + j];
+            const double tol =
+                device_.type == DeviceType::kCUDA
+                    ? matmul_bound(cuda_bound(type, m), type, xr, wr, w.row_ptr(j), k, r)
+                    : 3e-5 * sum_abs + q + 1e-6;
+            ASSERT_NEAR(g.data_as<float>()[i * n + j], r, tol)
                 << dtype_name(type) << " " << cpu::activations_name(mode) << " y[" << i << "," << j
                 << "]";
           }

@@ -1,6 +1,7 @@
 // K-quants (Q2_K..Q6_K): hand-built blocks with known values for the bit fields most easily got
 // wrong, the AVX2 dequantizer and the fast matmul paths (fused decode kernels, dequantized sgemm
-// panels) against the reference on fresh random super-blocks, and the CUDA table's refusal.
+// panels) against the reference on fresh random super-blocks, and that the CUDA table takes them
+// (its parity cases are in cuda_matmul_test.cpp).
 // (tests/python/test_kquant.py checks the reference against the gguf package bit for bit.)
 #include <cmath>
 #include <cstring>
@@ -14,37 +15,10 @@ namespace {
 
 constexpr DType kKquants[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
-// Byte offsets of the fp16 super-block scales d and (where the type has mins) dmin.
-std::vector<size_t> half_fields(DType t) {
-  switch (t) {
-    case DType::kQ2_K:
-      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
-    case DType::kQ3_K:
-      return {offsetof(BlockQ3_K, d)};
-    case DType::kQ4_K:
-      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
-    case DType::kQ5_K:
-      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
-    default:
-      return {offsetof(BlockQ6_K, d)};
-  }
-}
+std::vector<size_t> half_fields(DType t) { return kquant_half_fields(t); }
 
 class KquantTest : public SeededTest {
  protected:
-  // Random bits everywhere (every scale and quant pattern), finite fp16 scales of either sign.
-  Tensor random_kquant(DType t, int64_t rows, int64_t cols) {
-    Tensor w = Tensor::empty({rows, cols}, t);
-    auto* p = static_cast<uint8_t*>(w.data());
-    for (size_t i = 0; i < w.nbytes(); ++i) p[i] = static_cast<uint8_t>(randint(0, 255));
-    const auto bytes = static_cast<size_t>(dtype_info(t).block_bytes);
-    for (size_t b = 0; b < w.nbytes() / bytes; ++b)
-      for (size_t off : half_fields(t)) {
-        const uint16_t h = f32_to_fp16(uniform(-0.01f, 0.01f));
-        std::memcpy(p + b * bytes + off, &h, 2);
-      }
-    return w;
-  }
   // |q * d * sc| per element: the same blocks dequantized with dmin = 0.
   std::vector<float> products(const Tensor& w) {
     Tensor c = clone(w);
@@ -161,24 +135,13 @@ TEST_F(KquantMatmulTest, ModelShapes) {
   }
 }
 
-// No CUDA kernel reads K-quants yet: the CUDA table says so (the model's start check then names
-// the op and dtype), and a call fails with kUnsupported naming the dtype, before any memory is
-// touched (the tensors below borrow host memory labelled as CUDA).
-TEST_F(KquantTest, CudaRefusesKquantWeightsNamingTheDtype) {
+// The CUDA table implements matmul and embedding rows for every K-quant (dequantized in registers,
+// kernels/decode.cuh), so a K-quant model passes the CUDA start check.
+TEST_F(KquantTest, CudaTableTakesKquantWeights) {
   if (!cuda_backend()) GTEST_SKIP() << "built without CUDA";
-  for (DType t : kKquants) EXPECT_FALSE(cuda_backend()->supports(Op::kMatmul, t));
-  std::vector<uint8_t> host(4096);
-  auto st = Storage::borrow(host.data(), host.size(), nullptr, Device::cuda(0));
-  Tensor x = Tensor::from_storage(st, 0, {1, 256}, DType::kF32);
-  Tensor w = Tensor::from_storage(st, 1024, {2, 256}, DType::kQ4_K);
-  Tensor y = Tensor::from_storage(st, 2048, {1, 2}, DType::kF32);
-  try {
-    ops::matmul(x, w, Tensor(), y);
-    ADD_FAILURE() << "expected kUnsupported";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("q4_K"), std::string::npos) << e.what();
-  }
+  for (DType t : kKquants)
+    for (Op op : {Op::kMatmul, Op::kEmbedding, Op::kEmbeddingShard})
+      EXPECT_TRUE(cuda_backend()->supports(op, t)) << dtype_name(t) << " " << op_name(op);
 }
 
 }  // namespace

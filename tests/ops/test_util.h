@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -13,10 +14,27 @@
 #include <vector>
 
 #include "tessera/core/error.h"
+#include "tessera/core/half.h"
 #include "tessera/core/tensor.h"
 #include "tessera/ops/ops.h"
 
 namespace tessera::ops::test {
+
+// Byte offsets of a K-quant's fp16 super-block scales d and (where the type has mins) dmin.
+inline std::vector<size_t> kquant_half_fields(DType t) {
+  switch (t) {
+    case DType::kQ2_K:
+      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    case DType::kQ3_K:
+      return {offsetof(BlockQ3_K, d)};
+    case DType::kQ4_K:
+      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case DType::kQ5_K:
+      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
+    default:
+      return {offsetof(BlockQ6_K, d)};
+  }
+}
 
 // Fresh entropy every run; SCOPED_TRACE puts the seed in every failure message so a failing run
 // can be replayed by hard-coding it.
@@ -56,6 +74,24 @@ class SeededTest : public ::testing::Test {
       quantize_row(type, src.data(), const_cast<uint8_t*>(w.row_ptr(r)), cols);
     }
     return w;
+  }
+  // A [rows, cols] K-quant weight: random bits everywhere (every scale and quant pattern), then
+  // finite fp16 super-block scales of either sign (|d|, |dmin| <= 0.01) written over them.
+  Tensor random_kquant(DType type, int64_t rows, int64_t cols) {
+    Tensor w = Tensor::empty({rows, cols}, type);
+    auto* p = static_cast<uint8_t*>(w.data());
+    for (size_t i = 0; i < w.nbytes(); ++i) p[i] = static_cast<uint8_t>(randint(0, 255));
+    const auto bytes = static_cast<size_t>(dtype_info(type).block_bytes);
+    for (size_t b = 0; b < w.nbytes() / bytes; ++b)
+      for (size_t off : kquant_half_fields(type)) {
+        const uint16_t h = f32_to_fp16(uniform(-0.01f, 0.01f));
+        std::memcpy(p + b * bytes + off, &h, 2);
+      }
+    return w;
+  }
+  // random_weight for the types quantize_row makes, random_kquant for the K-quants.
+  Tensor random_any_weight(DType type, int64_t rows, int64_t cols) {
+    return is_kquant(type) ? random_kquant(type, rows, cols) : random_weight(type, rows, cols);
   }
   std::mt19937& rng() { return rng_; }
 
@@ -103,5 +139,7 @@ inline double int8_rounding_bound(const float* x, const float* w, int64_t k) {
 
 inline constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                                          DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1};
+inline constexpr DType kKquantTypes[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,
+                                         DType::kQ6_K};
 
 }  // namespace tessera::ops::test

@@ -1,7 +1,8 @@
-// CUDA launchers for the ops that read weights of any stored type (embedding rows, matmul) and the
-// remaining row ops (residual add, softmax, row gather). Weights stay in their file format
-// (f32/f16/bf16, ggml Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 blocks) and are dequantized in registers, by the
-// same formulas as ops::ref::dequantize_row. Launchers only: raw device pointers, sizes, a stream.
+// CUDA launchers for embedding rows of any stored weight type and the remaining row ops (residual
+// add, softmax, row gather); the matmul paths are in matmul.h. Weights stay in their file format
+// (f32/f16/bf16, ggml Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 blocks, Q2_K..Q6_K super-blocks) and are
+// dequantized in registers by the same formulas as ops::ref::dequantize_row (kernels/decode.cuh).
+// Launchers only: raw device pointers, sizes, a stream.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,7 +12,21 @@
 
 namespace tessera::kernels {
 
-enum class WeightType : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5_1 };
+enum class WeightType : int {
+  kF32,
+  kF16,
+  kBF16,
+  kQ8_0,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ2_K,
+  kQ3_K,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+};
 
 // out[t, :] = row (ids[t] - first_id) of the [table_rows, dim] table, dequantized. With `masked`,
 // ids outside [first_id, first_id + table_rows) give zero rows (the vocabulary-parallel shard);
@@ -19,12 +34,6 @@ enum class WeightType : int { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ5_0, kQ5
 cudaError_t launch_embedding_rows(float* out, const void* table, WeightType type, size_t row_bytes,
                                   const int32_t* ids, int num_ids, int64_t dim, int64_t first_id,
                                   int64_t table_rows, bool masked, cudaStream_t stream);
-
-// y[M, N] = x[M, K] * w[N, K]^T (+ bias[N] when not null); one warp per output column n, the
-// weights of that row read once per tile of 8 rows of x, fp32 accumulation.
-cudaError_t launch_matmul(float* y, const float* x, const void* w, WeightType type,
-                          size_t row_bytes, const float* bias, int M, int N, int64_t K,
-                          cudaStream_t stream);
 
 // x[i] += y[i]
 cudaError_t launch_add(float* x, const float* y, long n, cudaStream_t stream);

@@ -1,0 +1,131 @@
+// Private to the ops' CUDA files (backend_cuda.cpp, cuda_matmul.cpp), built with
+// TESSERA_HAVE_CUDA only: the stream every launch goes to, launch-error checks that throw naming
+// the op, the device scope of a call, and the mapping of dtypes to the kernels' weight formats.
+// No state beyond the current-device switch a DeviceScope undoes.
+#pragma once
+
+#if TESSERA_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+
+#include "tessera/core/error.h"
+#include "tessera/core/tensor.h"
+#include "tessera/kernels/weight_ops.h"
+
+namespace tessera::ops::cuda {
+
+// Every launch and copy is on the legacy default stream for now (a per-worker stream comes with
+// the CUDA executor), so they are ordered with each other; cuBLAS is bound to the same stream.
+inline constexpr cudaStream_t kStream = nullptr;
+
+inline void check(cudaError_t e, const char* op, const char* what) {
+  if (e != cudaSuccess)
+    fail(ErrorCode::kInternal, op, ": ", what, " failed: ", cudaGetErrorString(e));
+}
+
+// Makes the tensors' device current for the call (the dispatcher has checked they share one).
+class DeviceScope {
+ public:
+  DeviceScope(const char* op, const Tensor& t) {
+    check(cudaGetDevice(&prev_), op, "cudaGetDevice");
+    device_ = t.device().index;
+    if (device_ != prev_) check(cudaSetDevice(device_), op, "cudaSetDevice");
+  }
+  ~DeviceScope() {
+    if (device_ != prev_) cudaSetDevice(prev_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+  int device() const { return device_; }
+
+ private:
+  int prev_ = 0;
+  int device_ = 0;
+};
+
+inline int narrow(int64_t v, const char* op, const char* what) {
+  if (v < 0 || v > INT32_MAX) fail(ErrorCode::kOutOfRange, op, ": ", what, " ", v, " too large");
+  return static_cast<int>(v);
+}
+
+// The weight formats the kernels dequantize in registers (weight_ops.h): every dtype but I32.
+inline bool weight_type(DType dtype, kernels::WeightType* out) {
+  switch (dtype) {
+    case DType::kF32:
+      *out = kernels::WeightType::kF32;
+      return true;
+    case DType::kF16:
+      *out = kernels::WeightType::kF16;
+      return true;
+    case DType::kBF16:
+      *out = kernels::WeightType::kBF16;
+      return true;
+    case DType::kQ8_0:
+      *out = kernels::WeightType::kQ8_0;
+      return true;
+    case DType::kQ4_0:
+      *out = kernels::WeightType::kQ4_0;
+      return true;
+    case DType::kQ4_1:
+      *out = kernels::WeightType::kQ4_1;
+      return true;
+    case DType::kQ5_0:
+      *out = kernels::WeightType::kQ5_0;
+      return true;
+    case DType::kQ5_1:
+      *out = kernels::WeightType::kQ5_1;
+      return true;
+    case DType::kQ2_K:
+      *out = kernels::WeightType::kQ2_K;
+      return true;
+    case DType::kQ3_K:
+      *out = kernels::WeightType::kQ3_K;
+      return true;
+    case DType::kQ4_K:
+      *out = kernels::WeightType::kQ4_K;
+      return true;
+    case DType::kQ5_K:
+      *out = kernels::WeightType::kQ5_K;
+      return true;
+    case DType::kQ6_K:
+      *out = kernels::WeightType::kQ6_K;
+      return true;
+    case DType::kI32:
+      return false;
+  }
+  return false;
+}
+
+inline kernels::WeightType weight_type_of(const Tensor& w) {
+  kernels::WeightType t{};
+  if (!weight_type(w.dtype(), &t))
+    fail(ErrorCode::kUnsupported, "no CUDA weight format for ", w.str());
+  return t;
+}
+
+// Device scratch for one call, allocated and freed in stream order on kStream (the runtime's
+// memory pool caches it, so this costs no device synchronisation).
+class Scratch {
+ public:
+  Scratch(size_t bytes, const char* op) {
+    if (bytes) check(cudaMallocAsync(&ptr_, bytes, kStream), op, "cudaMallocAsync");
+  }
+  ~Scratch() {
+    if (ptr_) cudaFreeAsync(ptr_, kStream);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+// The CUDA table's matmul (cuda_matmul.cpp): decode GEMV or cuBLAS GEMM by rows of x.
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+
+}  // namespace tessera::ops::cuda
+
+#endif
