@@ -156,7 +156,8 @@ constexpr std::string_view kCommonFields[] = {"model",
                                               "guided_regex",
                                               "guided_choice",
                                               "guided_grammar"};
-constexpr std::string_view kChatFields[] = {"messages",     "tools", "tool_choice", "parallel_tool_calls",
+constexpr std::string_view kChatFields[] = {"messages",     "tools",
+                                            "tool_choice",  "parallel_tool_calls",
                                             "top_logprobs", "add_generation_prompt"};
 constexpr std::string_view kCompletionFields[] = {"prompt", "echo"};
 
@@ -336,7 +337,8 @@ json template_tool_calls(const json& calls, const std::string& where) {
     const json& c = calls[k];
     const json* fn = c.is_object() ? field(c, "function") : nullptr;
     const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
-    if (!name || !name->is_string()) bad_request("messages", at + ".function.name must be a string");
+    if (!name || !name->is_string())
+      bad_request("messages", at + ".function.name must be a string");
     json copy = c;
     if (const json* args = field(*fn, "arguments"); args && args->is_string()) {
       try {
@@ -393,7 +395,8 @@ ChatPrompt render_chat(const json& msgs, const json& tools, bool add_generation_
     } else {
       bad_request("messages", where + ": a " + r + " message needs content");
     }
-    if (const json* calls = field(m, "tool_calls")) copy["tool_calls"] = template_tool_calls(*calls, where);
+    if (const json* calls = field(m, "tool_calls"))
+      copy["tool_calls"] = template_tool_calls(*calls, where);
     rendered.push_back(std::move(copy));
   }
   if (!ctx.chat_template) bad_request("messages", "the served model has no chat template");
@@ -428,8 +431,8 @@ ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
   ParsedGeneration out;
   out.chat = true;
   const std::string constraint = parse_output_constraint(body);
-  const ToolFormat format = ctx.chat_template ? detect_tool_format(ctx.chat_template->source())
-                                              : ToolFormat::kNone;
+  const ToolFormat format =
+      ctx.chat_template ? detect_tool_format(ctx.chat_template->source()) : ToolFormat::kNone;
   out.tools = parse_tool_request(body, format, !constraint.empty());
   out.sampling.grammar = out.tools.parse_output() ? tool_call_grammar(out.tools) : "";
   if (out.sampling.grammar.empty()) out.sampling.grammar = constraint;

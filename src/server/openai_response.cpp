@@ -32,9 +32,7 @@ json finish_json(protocol::FinishReason r, bool made_tool_calls = false) {
   return finish_reason_text(r);
 }
 
-bool all_space(const std::string& s) {
-  return s.find_first_not_of(" \t\r\n") == std::string::npos;
-}
+bool all_space(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 }  // namespace
 
@@ -51,12 +49,11 @@ json tool_calls_json(const std::vector<ToolCall>& calls) {
 }
 
 json tool_call_deltas(const ToolCall& call, int index) {
-  return json::array(
-      {{{"index", index},
-        {"id", call.id},
-        {"type", "function"},
-        {"function", {{"name", call.name}, {"arguments", ""}}}},
-       {{"index", index}, {"function", {{"arguments", call.arguments}}}}});
+  return json::array({{{"index", index},
+                       {"id", call.id},
+                       {"type", "function"},
+                       {"function", {{"name", call.name}, {"arguments", ""}}}},
+                      {{"index", index}, {"function", {{"arguments", call.arguments}}}}});
 }
 
 json usage_json(const Usage& u) {

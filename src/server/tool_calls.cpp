@@ -211,7 +211,7 @@ void ToolCallParser::step(char c, ToolCallUpdate& out) {
           return;
         }
         if (c == ',' && in_array_) return;
-        if (c == ']' && in_array_) {  // the list is over: what follows is text
+        if (c == ']' && in_array_) {                    // the list is over: what follows is text
           if (!block_has_call_) return give_back(out);  // "[]" called nothing
           raw_.clear();
           in_array_ = false;

@@ -89,7 +89,8 @@ ToolRequest parse_tool_request(const Json& body, ToolFormat format, bool constra
     }
   }
   if (const Json* p = present(body, "parallel_tool_calls")) {
-    if (!p->is_boolean()) bad_request("parallel_tool_calls", "parallel_tool_calls must be a boolean");
+    if (!p->is_boolean())
+      bad_request("parallel_tool_calls", "parallel_tool_calls must be a boolean");
     r.parallel = p->get<bool>();
   }
   const bool have_tools = !r.functions.empty();
@@ -207,8 +208,8 @@ std::string prefix_gbnf_rules(std::string_view g, std::string_view prefix) {
       while (i < g.size() && g[i] != '\n') out += g[i++];
     } else if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       out += prefix;
-      while (i < g.size() && (std::isalnum(static_cast<unsigned char>(g[i])) || g[i] == '_' ||
-                              g[i] == '-'))
+      while (i < g.size() &&
+             (std::isalnum(static_cast<unsigned char>(g[i])) || g[i] == '_' || g[i] == '-'))
         out += g[i++];
     } else {
       out += g[i++];

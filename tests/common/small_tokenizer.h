@@ -15,7 +15,8 @@ inline constexpr const char* kSmallChatmlTemplate =
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 // `chat_template`: another template (e.g. one with a tool-call format) over the same tokens.
-inline tokenizer::Tokenizer small_chatml_tokenizer(const std::string& chat_template = kSmallChatmlTemplate) {
+inline tokenizer::Tokenizer small_chatml_tokenizer(
+    const std::string& chat_template = kSmallChatmlTemplate) {
   using namespace tokenizer;
   TokenizerSpec spec;
   spec.kind = TokenizerSpec::Kind::kByteLevelBpe;

@@ -144,9 +144,10 @@ TEST(HttpToolCalls, ToolResultsGoThroughTheTemplate) {
        {{"role", "assistant"},
         {"content", nullptr},
         {"tool_calls",
-         json::array({{{"id", "call_1"},
-                       {"type", "function"},
-                       {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}}})}},
+         json::array(
+             {{{"id", "call_1"},
+               {"type", "function"},
+               {"function", {{"name", "get_weather"}, {"arguments", "{\"city\": \"Paris\"}"}}}}})}},
        {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "sunny, 21 C"}}});
   const auto r = post(s.port(), "/v1/chat/completions", b);
   ASSERT_EQ(r.status, 200) << r.body;
@@ -155,8 +156,9 @@ TEST(HttpToolCalls, ToolResultsGoThroughTheTemplate) {
   EXPECT_EQ(c["finish_reason"], "stop");
   const std::string text = s.engine.tokenizer().decode(s.engine.submitted().back().prompt_ids);
   // The arguments string reached the template as a mapping (tojson of an object, not a string).
-  EXPECT_NE(text.find("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("sunny, 21 C"), std::string::npos) << text;
 }

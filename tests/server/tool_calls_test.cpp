@@ -3,6 +3,8 @@
 // validation of tools / tool_choice / parallel_tool_calls, and the grammar of "required" and
 // named calls checked as a recognizer over single bytes (what it accepts parses back into calls
 // whose arguments obey the schema; what breaks the schema is refused).
+#include "tessera/server/tool_calls.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -14,7 +16,6 @@
 
 #include "tessera/grammar/matcher.h"
 #include "tessera/server/api_error.h"
-#include "tessera/server/tool_calls.h"
 #include "tessera/server/tool_request.h"
 
 namespace tessera::server::testing {
@@ -67,27 +68,27 @@ TEST(ToolCalls, Hermes) {
 }
 
 TEST(ToolCalls, HermesTextOnlyAndNearMisses) {
-  for (const std::string t : {"plain answer", "a < b and <tool> and <tool_cal", "<<tool_call",
-                              "", "x <tool_call>"}) {
+  for (const std::string t :
+       {"plain answer", "a < b and <tool> and <tool_cal", "<<tool_call", "", "x <tool_call>"}) {
     const auto u = ToolCallParser::parse(ToolFormat::kHermes, t);
     EXPECT_TRUE(u.calls.empty()) << t;
     EXPECT_EQ(u.content, t);  // nothing lost, nothing invented
     expect_same_any_split(ToolFormat::kHermes, t);
   }
   // "<<tool_call>" opens a call after one '<' of text.
-  const auto u = ToolCallParser::parse(ToolFormat::kHermes,
-                                       "<<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>");
+  const auto u = ToolCallParser::parse(
+      ToolFormat::kHermes, "<<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>");
   EXPECT_EQ(u.content, "<");
   ASSERT_EQ(u.calls.size(), 1u);
 }
 
 TEST(ToolCalls, MalformedCallsAreGivenBackAsContent) {
   for (const std::string t :
-       {"<tool_call>\n{\"name\": 3, \"arguments\": {}}\n</tool_call>",           // name not a string
-        "<tool_call>\n{\"arguments\": {}}\n</tool_call>",                         // no name
-        "<tool_call>\n{\"name\": \"f\", \"arguments\": [1]}\n</tool_call>",       // not an object
-        "<tool_call>\n{\"name\": \"f\" \"arguments\": {}}\n</tool_call>",         // bad JSON
-        "<tool_call>\nnot json</tool_call>",                                      // no object
+       {"<tool_call>\n{\"name\": 3, \"arguments\": {}}\n</tool_call>",       // name not a string
+        "<tool_call>\n{\"arguments\": {}}\n</tool_call>",                    // no name
+        "<tool_call>\n{\"name\": \"f\", \"arguments\": [1]}\n</tool_call>",  // not an object
+        "<tool_call>\n{\"name\": \"f\" \"arguments\": {}}\n</tool_call>",    // bad JSON
+        "<tool_call>\nnot json</tool_call>",                                 // no object
         "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": \"unterminated"}) {  // cut off
     const auto u = ToolCallParser::parse(ToolFormat::kHermes, t);
     EXPECT_TRUE(u.calls.empty()) << t;
@@ -96,13 +97,15 @@ TEST(ToolCalls, MalformedCallsAreGivenBackAsContent) {
   }
   // A call that stands, then garbage instead of the closing tag: the call stays, the garbage is
   // content.
-  const auto u = ToolCallParser::parse(
-      ToolFormat::kHermes, "<tool_call>{\"name\": \"f\", \"arguments\": {}} oops");
+  const auto u = ToolCallParser::parse(ToolFormat::kHermes,
+                                       "<tool_call>{\"name\": \"f\", \"arguments\": {}} oops");
   ASSERT_EQ(u.calls.size(), 1u);
-  EXPECT_EQ(u.content, " o" "ops");
+  EXPECT_EQ(u.content,
+            " o"
+            "ops");
   // Cut right before the closing tag (max_tokens): the complete call stands.
-  const auto cut = ToolCallParser::parse(ToolFormat::kHermes,
-                                         "<tool_call>{\"name\": \"f\", \"arguments\": {}}\n</tool_");
+  const auto cut = ToolCallParser::parse(
+      ToolFormat::kHermes, "<tool_call>{\"name\": \"f\", \"arguments\": {}}\n</tool_");
   ASSERT_EQ(cut.calls.size(), 1u);
   EXPECT_EQ(cut.content, "");
 }
@@ -174,7 +177,8 @@ TEST(ToolCalls, AdversarialOutputIsLinearAndBounded) {
   std::vector<std::pair<ToolFormat, std::string>> cases = {
       {ToolFormat::kHermes, "<tool_call>{" + std::string(n, '[')},
       {ToolFormat::kHermes, "<tool_call>{\"name\": \"" + std::string(n, 'x')},
-      {ToolFormat::kHermes, [&] {
+      {ToolFormat::kHermes,
+       [&] {
          std::string s;
          while (s.size() < n) s += "<tool_cal";
          return s;
@@ -283,8 +287,7 @@ TEST(ToolRequest, BadFieldsAreNamed) {
             std::string::npos);
   EXPECT_NE(refusal({{"tool_choice", "required"}}, h).find("needs a non-empty tools list"),
             std::string::npos);
-  EXPECT_NE(refusal(body_with("required"), h, true).find("cannot be combined"),
-            std::string::npos);
+  EXPECT_NE(refusal(body_with("required"), h, true).find("cannot be combined"), std::string::npos);
   EXPECT_NE(refusal(body_with("auto"), ToolFormat::kNone).find("tools: "), std::string::npos);
   ojson p = body_with("auto");
   p["parallel_tool_calls"] = "yes";
@@ -295,8 +298,8 @@ std::shared_ptr<const grammar::CompiledGrammar> byte_grammar(const std::string& 
   std::vector<std::string> bytes;
   for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
   bytes.emplace_back();
-  auto vocab = std::make_shared<const grammar::Vocabulary>(std::move(bytes),
-                                                           std::vector<int32_t>{256});
+  auto vocab =
+      std::make_shared<const grammar::Vocabulary>(std::move(bytes), std::vector<int32_t>{256});
   return std::make_shared<const grammar::CompiledGrammar>(grammar::Grammar::parse(gbnf), vocab);
 }
 
@@ -309,9 +312,11 @@ int recognize(const std::shared_ptr<const grammar::CompiledGrammar>& g, const st
 }
 
 TEST(ToolGrammar, RequiredAndNamedPerFamily) {
-  const std::string weather = R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}})";
+  const std::string weather =
+      R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}})";
   const std::string time = R"({"name": "get_time", "arguments": {"tz": [1, {"a": null}]}})";
-  const std::string bad_unit = R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "k"}})";
+  const std::string bad_unit =
+      R"({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "k"}})";
   const std::string long_city =
       R"({"name": "get_weather", "arguments": {"city": "Llanfairpwllgwyngyll", "unit": "c"}})";
   auto hermes = [](const std::string& o) { return "<tool_call>\n" + o + "\n</tool_call>"; };
@@ -335,12 +340,13 @@ TEST(ToolGrammar, RequiredAndNamedPerFamily) {
   r = parse_tool_request(b, ToolFormat::kHermes, false);
   g = byte_grammar(tool_call_grammar(r));
   EXPECT_EQ(recognize(g, hermes(weather)), 2);
-  EXPECT_EQ(recognize(g, hermes(time)), 0);  // named: only that function
+  EXPECT_EQ(recognize(g, hermes(time)), 0);            // named: only that function
   EXPECT_EQ(recognize(g, hermes(weather) + "\n"), 0);  // parallel_tool_calls: false
 
   r = parse_tool_request(body_with("required"), ToolFormat::kLlama3, false);
   g = byte_grammar(tool_call_grammar(r));
-  const std::string llama = R"({"name": "get_weather", "parameters": {"city": "Oslo", "unit": "f"}})";
+  const std::string llama =
+      R"({"name": "get_weather", "parameters": {"city": "Oslo", "unit": "f"}})";
   EXPECT_EQ(recognize(g, llama), 2);
   EXPECT_EQ(recognize(g, weather), 0);  // Llama 3 says "parameters"
   EXPECT_EQ(ToolCallParser::parse(ToolFormat::kLlama3, llama).calls.size(), 1u);
@@ -349,9 +355,9 @@ TEST(ToolGrammar, RequiredAndNamedPerFamily) {
   g = byte_grammar(tool_call_grammar(r));
   EXPECT_EQ(recognize(g, "[" + weather + ", " + time + "]"), 2);
   EXPECT_EQ(recognize(g, "[" + bad_unit + "]"), 0);
-  EXPECT_EQ(ToolCallParser::parse(ToolFormat::kMistral, "[" + weather + ", " + time + "]")
-                .calls.size(),
-            2u);
+  EXPECT_EQ(
+      ToolCallParser::parse(ToolFormat::kMistral, "[" + weather + ", " + time + "]").calls.size(),
+      2u);
 }
 
 TEST(ToolGrammar, PrefixingRenamesRulesOnly) {

@@ -70,7 +70,7 @@ struct ChunkPart {
   nlohmann::ordered_json logprobs = nullptr;
   protocol::FinishReason finish = protocol::FinishReason::kNone;
   nlohmann::ordered_json tool_calls = nullptr;  // chat: the delta's tool_calls (tool_call_deltas)
-  bool made_tool_calls = false;  // with finish kStop: finish_reason "tool_calls"
+  bool made_tool_calls = false;                 // with finish kStop: finish_reason "tool_calls"
 };
 // A completed call as OpenAI streams it: the opening delta (index, id, type, function.name and
 // "arguments": "") and then the arguments, as two entries for the delta's tool_calls list.

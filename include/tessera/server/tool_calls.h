@@ -68,13 +68,13 @@ class ToolCallParser {
   ToolFormat format_;
   size_t max_call_bytes_;
   State state_;
-  std::string held_;    // kText/kLead: a possible marker prefix or leading whitespace
-  std::string raw_;     // inside a call block: its text since the last completed call
-  std::string object_;  // kObject: the object's bytes
+  std::string held_;      // kText/kLead: a possible marker prefix or leading whitespace
+  std::string raw_;       // inside a call block: its text since the last completed call
+  std::string object_;    // kObject: the object's bytes
   size_t marker_at_ = 0;  // bytes of the marker (open/close tag, [TOOL_CALLS]) matched so far
   int depth_ = 0;
   bool in_string_ = false, escape_ = false;
-  bool in_array_ = false;  // Mistral: inside the [ ... ] list
+  bool in_array_ = false;        // Mistral: inside the [ ... ] list
   bool block_has_call_ = false;  // the call block being read has completed a call
 };
 
