@@ -28,7 +28,24 @@ GenerationJob::GenerationJob(ServerContext& ctx, std::shared_ptr<Session> sessio
     choices_[k].engine_id = total == 1 ? meta_.id : meta_.id + "-" + std::to_string(k);
     choices_[k].prompt_tokens = int(parsed_.prompts[k / size_t(parsed_.n)].size());
     by_engine_id_[choices_[k].engine_id] = k;
+    choices_[k].tools_parsed = parsed_.tools.parse_output();
   }
+  parsers_.resize(total);
+  if (parsed_.tools.parse_output()) {
+    for (auto& p : parsers_) p.emplace(parsed_.tools.format);
+  }
+}
+
+std::vector<ToolCall> GenerationJob::take_calls(ChoiceState& c, ToolCallUpdate& u) {
+  c.content += u.content;
+  std::vector<ToolCall> fresh;
+  for (auto& call : u.calls) {
+    if (!parsed_.tools.parallel && !c.tool_calls.empty()) break;  // parallel_tool_calls: false
+    call.id = ctx_.new_id("call_");
+    c.tool_calls.push_back(call);
+    fresh.push_back(std::move(call));
+  }
+  return fresh;
 }
 
 void GenerationJob::start() {
@@ -83,6 +100,12 @@ void GenerationJob::on_output(const protocol::RequestOutput& out) {
   if (parsed_.logprobs)
     c.logprobs.insert(c.logprobs.end(), out.logprobs.begin(), out.logprobs.end());
   c.finish = out.finish;
+  if (c.done() && parsers_[it->second]) {
+    ToolCallUpdate u;
+    parsers_[it->second]->feed(c.text, u);
+    parsers_[it->second]->finish(u);
+    take_calls(c, u);
+  }
   if (!all_done()) return;
   over_ = true;
   auto session = std::move(session_);
@@ -93,8 +116,19 @@ void GenerationJob::on_output(const protocol::RequestOutput& out) {
 void GenerationJob::on_stream_output(ChoiceState& c, const protocol::RequestOutput& out) {
   const bool with_usage = parsed_.include_usage;
   bool ok = true;
-  if (!out.new_text.empty() || (parsed_.logprobs && !out.logprobs.empty())) {
-    ChunkPart part{.index = c.index, .content = out.new_text};
+  auto& parser = parsers_[size_t(c.index)];
+  c.finish = out.finish;
+  // With tool parsing, text that may open a call is held by the parser until it is decided.
+  ToolCallUpdate u;
+  if (parser) {
+    parser->feed(out.new_text, u);
+    if (c.done()) parser->finish(u);
+  } else {
+    u.content = out.new_text;
+  }
+  const std::vector<ToolCall> calls = parser ? take_calls(c, u) : std::vector<ToolCall>{};
+  if (!u.content.empty() || (parsed_.logprobs && !out.logprobs.empty())) {
+    ChunkPart part{.index = c.index, .content = u.content};
     if (parsed_.logprobs) {
       part.logprobs =
           meta_.chat ? chat_logprobs(ctx_.engine.tokenizer(), out.logprobs)
@@ -102,10 +136,17 @@ void GenerationJob::on_stream_output(ChoiceState& c, const protocol::RequestOutp
     }
     ok = session_->stream_write(sse_event(stream_chunk(meta_, part, with_usage)));
   }
+  for (size_t i = 0; ok && i < calls.size(); ++i) {
+    const int index = int(c.tool_calls.size() - calls.size() + i);
+    const auto deltas = tool_call_deltas(calls[i], index);
+    for (const auto& d : deltas) {  // OpenAI's shape: the call's head, then its arguments
+      ChunkPart part{.index = c.index, .tool_calls = nlohmann::ordered_json::array({d})};
+      if (ok) ok = session_->stream_write(sse_event(stream_chunk(meta_, part, with_usage)));
+    }
+  }
   c.text += out.new_text;
-  c.finish = out.finish;
   if (ok && c.done()) {
-    ChunkPart part{.index = c.index, .finish = c.finish};
+    ChunkPart part{.index = c.index, .finish = c.finish, .made_tool_calls = !c.tool_calls.empty()};
     if (!meta_.chat) part.content = "";
     ok = session_->stream_write(sse_event(stream_chunk(meta_, part, with_usage)));
   }

@@ -84,13 +84,16 @@ void read_sampling(const pb::SamplingOptions& in, sampling::SamplingParams& p) {
 }
 
 // One prompt, the options, then the shared validation (as HTTP's parse_common does).
+// `grammar`: a forced tool call's grammar, which replaces the (then absent) constraint.
 engine::ValidRequest finish_request(std::vector<int32_t> prompt_ids, bool chat,
                                     const pb::SamplingOptions& sampling,
                                     const pb::StoppingOptions& stopping,
-                                    const pb::OutputOptions& output, const ParseContext& pc) {
+                                    const pb::OutputOptions& output, const ParseContext& pc,
+                                    const std::string& grammar = "") {
   ParsedGeneration g;
   g.chat = chat;
   read_sampling(sampling, g.sampling);
+  if (!grammar.empty()) g.sampling.grammar = grammar;
   protocol::StoppingParams& st = g.stopping;
   for (const std::string& s : stopping.stop()) st.stop.push_back(s);
   st.stop_token_ids.assign(stopping.stop_token_ids().begin(), stopping.stop_token_ids().end());
@@ -162,39 +165,85 @@ engine::ValidRequest to_generation_request(const pb::GenerateRequest& in,
   return req;
 }
 
-engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in,
-                                                const ParseContext& pc) {
+namespace {
+
+nlohmann::ordered_json json_field(const std::string& text, const char* field) {
+  try {
+    return json::parse_ordered(text, json::kRequestLimits, field);
+  } catch (const Error& e) {
+    fail(ErrorCode::kInvalidArgument, e.what());
+  }
+}
+
+// tools_json / tool_choice_json / parallel_tool_calls through HTTP's validation; its messages
+// name the OpenAI field, so the gRPC field is put in front.
+ToolRequest read_tools(const pb::ChatRequest& in, const ParseContext& pc) {
+  nlohmann::ordered_json body = nlohmann::ordered_json::object();
+  if (!in.tools_json().empty()) {
+    body["tools"] = json_field(in.tools_json(), "tools_json");
+    if (!body["tools"].is_array())
+      fail(ErrorCode::kInvalidArgument, "tools_json: must be a JSON array of tool schemas");
+  }
+  if (!in.tool_choice_json().empty())
+    body["tool_choice"] = json_field(in.tool_choice_json(), "tool_choice_json");
+  if (in.has_parallel_tool_calls()) body["parallel_tool_calls"] = in.parallel_tool_calls();
+  const ToolFormat format =
+      pc.chat_template ? detect_tool_format(pc.chat_template->source()) : ToolFormat::kNone;
+  const bool constrained =
+      in.sampling().constraint_case() != pb::SamplingOptions::CONSTRAINT_NOT_SET;
+  try {
+    return parse_tool_request(body, format, constrained);
+  } catch (const ApiError& e) {
+    const std::string field = e.param() == "tools" ? "tools_json" : e.param() + "_json";
+    fail(ErrorCode::kInvalidArgument, e.param() == "parallel_tool_calls" ? e.param() : field, ": ",
+         e.what());
+  }
+}
+
+}  // namespace
+
+engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in, const ParseContext& pc,
+                                                ToolRequest* tools_out) {
   if (in.messages_size() == 0) fail(ErrorCode::kInvalidArgument, "messages: must not be empty");
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   for (const pb::ChatMessage& m : in.messages()) {
     nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
     if (!m.name().empty()) j["name"] = m.name();
     if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
+    if (!m.tool_calls_json().empty())
+      j["tool_calls"] = json_field(m.tool_calls_json(), "messages.tool_calls_json");
     messages.push_back(std::move(j));
   }
-  nlohmann::ordered_json tools = nullptr;
-  if (!in.tools_json().empty()) {
-    try {
-      tools = json::parse_ordered(in.tools_json(), json::kRequestLimits, "tools_json");
-    } catch (const Error& e) {
-      fail(ErrorCode::kInvalidArgument, e.what());
-    }
-    if (!tools.is_array()) {
-      fail(ErrorCode::kInvalidArgument, "tools_json: must be a JSON array of tool schemas");
-    }
-  }
+  ToolRequest tools = read_tools(in, pc);
   const bool gen_prompt = in.has_add_generation_prompt() ? in.add_generation_prompt() : true;
   std::vector<int32_t> ids;
   try {
-    ids = encode_chat(render_chat(messages, tools, gen_prompt, pc), pc.tok);
+    ids = encode_chat(render_chat(messages, tools.template_tools, gen_prompt, pc), pc.tok);
   } catch (const ApiError& e) {
     fail(ErrorCode::kInvalidArgument, e.what());
   }
   engine::ValidRequest req =
-      finish_request(std::move(ids), true, in.sampling(), in.stopping(), in.output(), pc);
+      finish_request(std::move(ids), true, in.sampling(), in.stopping(), in.output(), pc,
+                     tools.parse_output() ? tool_call_grammar(tools) : "");
   req.set_request_id(in.request_id());
   req.set_priority(in.priority());
+  if (tools_out) *tools_out = std::move(tools);
   return req;
+}
+
+void add_tool_calls(const ToolCallUpdate& parsed, const std::string& id_prefix,
+                    pb::GenerateResponse& last) {
+  if (!last.has_complete()) return;
+  pb::Complete* done = last.mutable_complete();
+  done->set_content(parsed.content);
+  for (size_t i = 0; i < parsed.calls.size(); ++i) {
+    pb::ToolCall* c = done->add_tool_calls();
+    c->set_id(id_prefix + std::to_string(i));
+    c->set_name(parsed.calls[i].name);
+    c->set_arguments(parsed.calls[i].arguments);
+  }
+  if (!parsed.calls.empty() && done->finish_reason() == pb::FINISH_REASON_STOP)
+    done->set_finish_reason(pb::FINISH_REASON_TOOL_CALLS);
 }
 
 void append_responses(const protocol::RequestOutput& out, bool skip_text,

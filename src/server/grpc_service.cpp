@@ -133,13 +133,16 @@ grpc::ServerWriteReactor<pb::GenerateResponse>* TesseraServiceImpl::Chat(
     return failed_stream({grpc::StatusCode::FAILED_PRECONDITION, ctx_.chat_template_error});
   }
   std::optional<engine::ValidRequest> req;
+  ToolRequest tools;
   try {
-    req = chat_to_generation_request(*in, ctx_.parse_context());
+    req = chat_to_generation_request(*in, ctx_.parse_context(), &tools);
   } catch (const Error& e) {
     return failed_stream(to_status(e));
   }
   if (grpc::Status s = admit(call, *req); !s.ok()) return failed_stream(s);
-  return start_stream(ctx_, call, std::move(*req), in->output().skip_text());
+  StreamTools st;
+  if (tools.parse_output()) st = {.format = tools.format, .parallel = tools.parallel};
+  return start_stream(ctx_, call, std::move(*req), in->output().skip_text(), st);
 }
 
 grpc::ServerUnaryReactor* TesseraServiceImpl::Abort(grpc::CallbackServerContext* call,

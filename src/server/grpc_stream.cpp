@@ -41,8 +41,13 @@ struct Link {
 
 class GenerationStream final : public grpc::ServerWriteReactor<Response> {
  public:
-  GenerationStream(GrpcContext& ctx, std::string id, bool skip_text)
-      : ctx_(ctx), id_(std::move(id)), skip_text_(skip_text), link_(std::make_shared<Link>()) {
+  GenerationStream(GrpcContext& ctx, std::string id, bool skip_text, StreamTools tools)
+      : ctx_(ctx),
+        id_(std::move(id)),
+        skip_text_(skip_text),
+        parallel_tools_(tools.parallel),
+        link_(std::make_shared<Link>()) {
+    if (tools.format != ToolFormat::kNone) parser_.emplace(tools.format);
     link_->stream = this;
     link_->registry = ctx.streams;
     link_->id = id_;
@@ -98,6 +103,14 @@ class GenerationStream final : public grpc::ServerWriteReactor<Response> {
     if (link_->call_done || pending_) return;  // cancelled or already complete
     std::vector<Response> msgs;
     append_responses(out, skip_text_, msgs);
+    if (parser_) {
+      parser_->feed(out.new_text, parsed_);
+      if (out.finished() && !msgs.empty()) {
+        parser_->finish(parsed_);
+        if (!parallel_tools_ && parsed_.calls.size() > 1) parsed_.calls.resize(1);
+        add_tool_calls(parsed_, "call_" + id_ + "-", msgs.back());
+      }
+    }
     for (Response& m : msgs) queue_.push_back(std::move(m));
     if (out.finished()) pending_ = grpc::Status::OK;
     if (writing_) return;
@@ -176,7 +189,11 @@ class GenerationStream final : public grpc::ServerWriteReactor<Response> {
   GrpcContext& ctx_;
   const std::string id_;
   const bool skip_text_;
+  const bool parallel_tools_;
   std::shared_ptr<Link> link_;
+  // Engine thread, link_->mu held: the Chat's tool-call parser and what it released so far.
+  std::optional<ToolCallParser> parser_;
+  ToolCallUpdate parsed_;
   // Guarded by link_->mu.
   std::deque<Response> queue_;
   std::optional<grpc::Status> pending_;  // finish with this once the queue is drained
@@ -197,7 +214,8 @@ class FailedStream final : public grpc::ServerWriteReactor<Response> {
 
 grpc::ServerWriteReactor<Response>* start_stream(GrpcContext& ctx,
                                                  grpc::CallbackServerContext* call,
-                                                 engine::ValidRequest req, bool skip_text) {
+                                                 engine::ValidRequest req, bool skip_text,
+                                                 StreamTools tools) {
   // gRPC also cancels the call at its deadline (OnCancel aborts); the engine gets it too, so a
   // queued request that can no longer finish in time is dropped before it costs a step.
   const auto left = call->deadline() - std::chrono::system_clock::now();
@@ -205,7 +223,7 @@ grpc::ServerWriteReactor<Response>* start_stream(GrpcContext& ctx,
     req.set_deadline(protocol::Clock::now() +
                      std::chrono::duration_cast<protocol::Clock::duration>(left));
   }
-  auto* stream = new GenerationStream(ctx, req->request_id, skip_text);
+  auto* stream = new GenerationStream(ctx, req->request_id, skip_text, tools);
   stream->start(std::move(req));
   return stream;
 }

@@ -14,6 +14,7 @@
 #include "tessera/server/api_error.h"
 #include "tessera/server/request_validation.h"
 #include "tessera/server/response_format.h"
+#include "tessera/server/tool_request.h"
 
 namespace tessera::server {
 namespace {
@@ -127,7 +128,7 @@ void parse_logit_bias(const json& body, int vocab, int max_entries, sampling::Sa
 }
 
 // Every field either endpoint reads. Anything else is refused by name rather than ignored: a
-// client that sends `response_format` or `tool_choice` must not believe it got what it asked for.
+// client that sends a field we do not implement must not believe it got what it asked for.
 constexpr std::string_view kCommonFields[] = {"model",
                                               "n",
                                               "temperature",
@@ -155,8 +156,9 @@ constexpr std::string_view kCommonFields[] = {"model",
                                               "guided_regex",
                                               "guided_choice",
                                               "guided_grammar"};
-constexpr std::string_view kChatFields[] = {"messages", "tools", "tool_choice", "top_logprobs",
-                                            "add_generation_prompt"};
+constexpr std::string_view kChatFields[] = {"messages",     "tools",
+                                            "tool_choice",  "parallel_tool_calls",
+                                            "top_logprobs", "add_generation_prompt"};
 constexpr std::string_view kCompletionFields[] = {"prompt", "echo"};
 
 void check_known_fields(const json& body, std::span<const std::string_view> endpoint_fields) {
@@ -167,16 +169,6 @@ void check_known_fields(const json& body, std::span<const std::string_view> endp
   for (const auto& [key, value] : body.items()) {
     if (value.is_null()) continue;  // null counts as absent, as in OpenAI's API
     if (!known(key)) bad_request(key, "Unrecognized request argument supplied: " + key);
-  }
-}
-
-// Tool-call parsing is not implemented yet: accept only the tool_choice that asks for plain
-// text, and name the field for anything else. (response_format: parse_output_constraint.)
-void check_tool_choice(const json& body) {
-  if (const json* tc = field(body, "tool_choice"); tc && *tc != "auto") {
-    bad_request("tool_choice", "tool_choice " + tc->dump() +
-                                   " is not supported; tool calls are not parsed yet, so only "
-                                   "\"auto\" (the model may answer with text) is accepted");
   }
 }
 
@@ -212,7 +204,7 @@ void parse_common(const json& body, const ParseContext& ctx, ParsedGeneration& o
   }
   sp.logprobs = out.logprobs;
   sp.top_logprobs = out.top_logprobs;
-  sp.grammar = parse_output_constraint(body);
+  if (!out.chat) sp.grammar = parse_output_constraint(body);  // chat: parse_chat_request
   out.requests = validate_generation(out, ctx);
 }
 
@@ -334,6 +326,36 @@ void unmark(ChatPrompt& p, const std::string& nonce, const std::vector<std::stri
   p.text = std::move(out);
 }
 
+// An assistant turn's tool_calls as templates expect them: OpenAI sends function.arguments as
+// a JSON string, while templates (Qwen2.5's `arguments | tojson`, Llama 3's, Mistral's) want the
+// mapping, as vLLM gives it to them. Arguments that are not a JSON object stay a string.
+json template_tool_calls(const json& calls, const std::string& where) {
+  if (!calls.is_array()) bad_request("messages", where + ".tool_calls must be a list");
+  json out = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const std::string at = where + ".tool_calls[" + std::to_string(k) + "]";
+    const json& c = calls[k];
+    const json* fn = c.is_object() ? field(c, "function") : nullptr;
+    const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+    if (!name || !name->is_string())
+      bad_request("messages", at + ".function.name must be a string");
+    json copy = c;
+    if (const json* args = field(*fn, "arguments"); args && args->is_string()) {
+      try {
+        json parsed = tessera::json::parse_ordered(args->get<std::string>(),
+                                                   tessera::json::kRequestLimits, at);
+        if (parsed.is_object()) copy["function"]["arguments"] = std::move(parsed);
+      } catch (const Error&) {
+        // not JSON: the template gets the string as sent
+      }
+    } else if (args && !args->is_object()) {
+      bad_request("messages", at + ".function.arguments must be a string or an object");
+    }
+    out.push_back(std::move(copy));
+  }
+  return out;
+}
+
 }  // namespace
 
 ChatPrompt render_chat(const json& msgs, const json& tools, bool add_generation_prompt,
@@ -373,6 +395,8 @@ ChatPrompt render_chat(const json& msgs, const json& tools, bool add_generation_
     } else {
       bad_request("messages", where + ": a " + r + " message needs content");
     }
+    if (const json* calls = field(m, "tool_calls"))
+      copy["tool_calls"] = template_tool_calls(*calls, where);
     rendered.push_back(std::move(copy));
   }
   if (!ctx.chat_template) bad_request("messages", "the served model has no chat template");
@@ -403,11 +427,21 @@ ChatPrompt render_chat_prompt(const json& body, const ParseContext& ctx) {
 
 ParsedGeneration parse_chat_request(const json& body, const ParseContext& ctx) {
   check_known_fields(body, kChatFields);
-  check_tool_choice(body);
   check_model(body, ctx.model.id);
   ParsedGeneration out;
   out.chat = true;
-  out.prompts.push_back(encode_chat(render_chat_prompt(body, ctx), ctx.tok));
+  const std::string constraint = parse_output_constraint(body);
+  const ToolFormat format =
+      ctx.chat_template ? detect_tool_format(ctx.chat_template->source()) : ToolFormat::kNone;
+  out.tools = parse_tool_request(body, format, !constraint.empty());
+  out.sampling.grammar = out.tools.parse_output() ? tool_call_grammar(out.tools) : "";
+  if (out.sampling.grammar.empty()) out.sampling.grammar = constraint;
+  const json* msgs = field(body, "messages");
+  if (!msgs) bad_request("messages", "messages is required");
+  bool add_generation_prompt = true;
+  if (auto b = boolean(body, "add_generation_prompt")) add_generation_prompt = *b;
+  out.prompts.push_back(encode_chat(
+      render_chat(*msgs, out.tools.template_tools, add_generation_prompt, ctx), ctx.tok));
   if (auto lp = boolean(body, "logprobs")) out.logprobs = *lp;
   if (auto k = integer(body, "top_logprobs", 0, ctx.limits.max_logprobs)) {
     if (*k > 0 && !out.logprobs) bad_request("top_logprobs", "top_logprobs needs logprobs: true");

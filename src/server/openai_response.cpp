@@ -25,14 +25,36 @@ json head(const ResponseMeta& meta, bool chunk) {
   return j;
 }
 
-json finish_json(protocol::FinishReason r) {
+json finish_json(protocol::FinishReason r, bool made_tool_calls = false) {
   if (r == protocol::FinishReason::kNone) return nullptr;
+  // OpenAI ends a turn that called tools with "tool_calls"; a call cut by max_tokens is not one.
+  if (made_tool_calls && r == protocol::FinishReason::kStop) return "tool_calls";
   return finish_reason_text(r);
 }
+
+bool all_space(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 }  // namespace
 
 const char* finish_reason_text(protocol::FinishReason r) { return protocol::finish_reason_name(r); }
+
+json tool_calls_json(const std::vector<ToolCall>& calls) {
+  json a = json::array();
+  for (const auto& c : calls) {
+    a.push_back({{"id", c.id},
+                 {"type", "function"},
+                 {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return a;
+}
+
+json tool_call_deltas(const ToolCall& call, int index) {
+  return json::array({{{"index", index},
+                       {"id", call.id},
+                       {"type", "function"},
+                       {"function", {{"name", call.name}, {"arguments", ""}}}},
+                      {{"index", index}, {"function", {{"arguments", call.arguments}}}}});
+}
 
 json usage_json(const Usage& u) {
   return {{"prompt_tokens", u.prompt_tokens},
@@ -87,13 +109,21 @@ json full_response(const ResponseMeta& meta, const tokenizer::Tokenizer& tok,
     json choice;
     choice["index"] = c.index;
     if (meta.chat) {
-      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (!c.tools_parsed) {
+        choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      } else {
+        // Whitespace around calls is not an answer: content is null then, as OpenAI sends it.
+        const bool none = !c.tool_calls.empty() && all_space(c.content);
+        choice["message"] = {{"role", "assistant"},
+                             {"content", none ? json(nullptr) : json(c.content)}};
+        if (!c.tool_calls.empty()) choice["message"]["tool_calls"] = tool_calls_json(c.tool_calls);
+      }
       choice["logprobs"] = meta.logprobs ? chat_logprobs(tok, c.logprobs) : json(nullptr);
     } else {
       choice["text"] = c.text;
       choice["logprobs"] = meta.logprobs ? completion_logprobs(tok, c.logprobs, 0) : json(nullptr);
     }
-    choice["finish_reason"] = finish_json(c.finish);
+    choice["finish_reason"] = finish_json(c.finish, !c.tool_calls.empty());
     arr.push_back(std::move(choice));
   }
   j["choices"] = std::move(arr);
@@ -109,12 +139,13 @@ json stream_chunk(const ResponseMeta& meta, const ChunkPart& part, bool with_nul
     json delta = json::object();
     if (part.role) delta["role"] = *part.role;
     if (part.content) delta["content"] = *part.content;
+    if (!part.tool_calls.is_null()) delta["tool_calls"] = part.tool_calls;
     choice["delta"] = std::move(delta);
   } else {
     choice["text"] = part.content.value_or("");
   }
   choice["logprobs"] = part.logprobs;
-  choice["finish_reason"] = finish_json(part.finish);
+  choice["finish_reason"] = finish_json(part.finish, part.made_tool_calls);
   j["choices"] = json::array({std::move(choice)});
   if (with_null_usage) j["usage"] = nullptr;
   return j;

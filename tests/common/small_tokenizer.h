@@ -9,7 +9,14 @@
 
 namespace tessera::testing {
 
-inline tokenizer::Tokenizer small_chatml_tokenizer() {
+inline constexpr const char* kSmallChatmlTemplate =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+// `chat_template`: another template (e.g. one with a tool-call format) over the same tokens.
+inline tokenizer::Tokenizer small_chatml_tokenizer(
+    const std::string& chat_template = kSmallChatmlTemplate) {
   using namespace tokenizer;
   TokenizerSpec spec;
   spec.kind = TokenizerSpec::Kind::kByteLevelBpe;
@@ -29,10 +36,7 @@ inline tokenizer::Tokenizer small_chatml_tokenizer() {
     spec.token_types.push_back(kTokenControl);
   }
   spec.eos_id = int32_t(spec.tokens.size()) - 1;
-  spec.chat_template =
-      "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
-      "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  spec.chat_template = chat_template;
   return Tokenizer::from_spec(std::move(spec));
 }
 

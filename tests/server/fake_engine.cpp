@@ -6,10 +6,13 @@
 
 namespace tessera::server::testing {
 
-tokenizer::Tokenizer make_test_tokenizer() { return tessera::testing::small_chatml_tokenizer(); }
+tokenizer::Tokenizer make_test_tokenizer(const std::string& chat_template) {
+  return chat_template.empty() ? tessera::testing::small_chatml_tokenizer()
+                               : tessera::testing::small_chatml_tokenizer(chat_template);
+}
 
 FakeEngine::FakeEngine(FakeEngineOptions opt)
-    : opt_(std::move(opt)), tok_(make_test_tokenizer()), held_(opt_.hold) {
+    : opt_(std::move(opt)), tok_(make_test_tokenizer(opt_.chat_template)), held_(opt_.hold) {
   script_ids_ = tok_.encode(opt_.script, {.add_special = false, .parse_special = false});
   info_.id = "fake-model";
   info_.max_model_len = opt_.max_model_len;

@@ -27,9 +27,10 @@ struct FakeEngineOptions {
   int max_model_len = 512;
   bool hold = false;  // emit nothing until release()
   int tokens_per_step = 1;
+  std::string chat_template;  // empty: the small ChatML template
 };
 
-tokenizer::Tokenizer make_test_tokenizer();
+tokenizer::Tokenizer make_test_tokenizer(const std::string& chat_template = "");
 
 class FakeEngine : public engine::EngineInterface {
  public:

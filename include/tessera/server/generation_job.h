@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +31,9 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
 
  private:
   void on_stream_output(ChoiceState& c, const protocol::RequestOutput& out);
+  // Tool parsing: takes what the choice's parser released into `c` (ids given, calls past the
+  // first dropped without parallel_tool_calls); returns the calls that are new.
+  std::vector<ToolCall> take_calls(ChoiceState& c, ToolCallUpdate& u);
   void fail(const std::string& message);
   bool all_done() const;
   Usage usage() const;
@@ -39,6 +43,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   ParsedGeneration parsed_;
   ResponseMeta meta_;
   std::vector<ChoiceState> choices_;
+  std::vector<std::optional<ToolCallParser>> parsers_;  // per choice, when tools are parsed
   std::unordered_map<std::string, size_t> by_engine_id_;
   bool over_ = false;  // answered, failed or abandoned
 };

@@ -11,6 +11,8 @@
 #include "tessera/core/error.h"
 #include "tessera/protocol/request.h"
 #include "tessera/server/openai_request.h"
+#include "tessera/server/tool_calls.h"
+#include "tessera/server/tool_request.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "tessera/tokenizer/tokenizer.h"
 #include "tessera/v1/generate.pb.h"
@@ -28,9 +30,15 @@ std::string grpc_field(std::string_view param);
 // field path ("sampling.top_p = 0 is out of range: ..."). request_id is copied as is.
 engine::ValidRequest to_generation_request(const pb::GenerateRequest& in,
                                            const ParseContext& pc);
-// A ChatRequest the same way: messages (and tools_json) through the shared chat rendering.
-engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in,
-                                                const ParseContext& pc);
+// A ChatRequest the same way: messages (and tools_json) through the shared chat rendering;
+// tools_json / tool_choice_json / parallel_tool_calls as HTTP's tools fields (tool_request.h),
+// whose result goes to `tools` when given.
+engine::ValidRequest chat_to_generation_request(const pb::ChatRequest& in, const ParseContext& pc,
+                                                ToolRequest* tools = nullptr);
+// Puts the calls parsed from a Chat's output (and the text outside them) into its Complete
+// message, with ids `id_prefix` + index; finish_reason becomes TOOL_CALLS when it was STOP.
+void add_tool_calls(const ToolCallUpdate& parsed, const std::string& id_prefix,
+                    pb::GenerateResponse& last);
 
 // One engine output as stream messages: a Chunk when it carries tokens or text, then Complete or
 // Error when it is the last one.

@@ -66,10 +66,16 @@ grpc::Status check_auth(const grpc::CallbackServerContext* call, const std::stri
 // Starts a generation stream for `req` (request_id assigned and registered, options validated):
 // submits to the engine and writes its outputs as they come. Engine refusals become the call
 // status. The reactor deletes itself when the call is done.
+// `tools`: a Chat whose output is parsed for tool calls (the Complete message carries them).
+struct StreamTools {
+  ToolFormat format = ToolFormat::kNone;  // kNone: not parsed
+  bool parallel = true;                   // parallel_tool_calls: false keeps the first call
+};
 grpc::ServerWriteReactor<pb::GenerateResponse>* start_stream(GrpcContext& ctx,
                                                              grpc::CallbackServerContext* call,
                                                              engine::ValidRequest req,
-                                                             bool skip_text);
+                                                             bool skip_text,
+                                                             StreamTools tools = {});
 // A stream that ends at once with `status`.
 grpc::ServerWriteReactor<pb::GenerateResponse>* failed_stream(grpc::Status status);
 

@@ -12,6 +12,7 @@
 #include "tessera/engine/request_check.h"
 #include "tessera/protocol/request.h"
 #include "tessera/tokenizer/chat_template.h"
+#include "tessera/server/tool_request.h"
 #include "tessera/tokenizer/tokenizer.h"
 
 namespace tessera::server {
@@ -53,6 +54,7 @@ struct ParsedGeneration {
   int top_logprobs = 0;
   std::string user;
   std::vector<engine::ValidRequest> requests;  // one per prompt, from validate_generation
+  ToolRequest tools;  // chat: tools, tool_choice, parallel_tool_calls
 };
 
 // Throws ApiError (400 bad parameter, 404 unknown model).

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/protocol/request.h"
+#include "tessera/server/tool_calls.h"
 #include "tessera/tokenizer/tokenizer.h"
 
 namespace tessera::server {
@@ -31,6 +32,10 @@ struct ChoiceState {
   int prompt_tokens = 0;
   int cached_tokens = 0;  // of prompt_tokens, found in the prefix cache
   int completion_tokens = 0;
+  // Chat with tool parsing: the text outside calls (content) and the calls, instead of `text`.
+  bool tools_parsed = false;
+  std::string content;
+  std::vector<ToolCall> tool_calls;
   bool done() const { return finish != protocol::FinishReason::kNone; }
 };
 
@@ -42,6 +47,8 @@ struct Usage {
 
 nlohmann::ordered_json usage_json(const Usage& u);
 const char* finish_reason_text(protocol::FinishReason r);  // "stop" / "length" / ...
+// The message's tool_calls list: [{id, type: "function", function: {name, arguments}}].
+nlohmann::ordered_json tool_calls_json(const std::vector<ToolCall>& calls);
 
 // Logprobs of `results` in the endpoint's shape: chat {"content": [...]}; completions
 // {"tokens", "token_logprobs", "top_logprobs", "text_offset"} with offsets from `text_offset`.
@@ -62,7 +69,12 @@ struct ChunkPart {
   std::optional<std::string> content;
   nlohmann::ordered_json logprobs = nullptr;
   protocol::FinishReason finish = protocol::FinishReason::kNone;
+  nlohmann::ordered_json tool_calls = nullptr;  // chat: the delta's tool_calls (tool_call_deltas)
+  bool made_tool_calls = false;                 // with finish kStop: finish_reason "tool_calls"
 };
+// A completed call as OpenAI streams it: the opening delta (index, id, type, function.name and
+// "arguments": "") and then the arguments, as two entries for the delta's tool_calls list.
+nlohmann::ordered_json tool_call_deltas(const ToolCall& call, int index);
 nlohmann::ordered_json stream_chunk(const ResponseMeta& meta, const ChunkPart& part,
                                     bool with_null_usage);
 // The include_usage chunk: empty choices and the usage.
