@@ -88,6 +88,7 @@ class GlooCommunicator final : public Communicator {
         recv_seq_(static_cast<size_t>(p.size), 0) {}
 
   ~GlooCommunicator() override {
+    stop_async();
     ctx_.reset();  // pairs first, then the device's event loop
     dev_.reset();
   }
@@ -122,6 +123,46 @@ class GlooCommunicator final : public Communicator {
       for (size_t i = 0; i < n; ++i) sum_[i] += f[i];
     }
     std::memcpy(t.data(), sum_.data(), bytes);
+  }
+
+  // Each rank sends block r of `in` to rank r only, and sums the blocks it receives in rank order
+  // from 0.0f, as all_reduce_sum does: 1/size of all_reduce_sum's bytes, bitwise its result.
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    const char* op = "reduce_scatter_sum";
+    check_usable(op);
+    check_cpu(in, op);
+    check_cpu(out, op);
+    const HostAccess open{&in, &out};
+    const size_t n = group_util::reduce_scatter_block(name_, size_, in, out);
+    const float* src = in.data_as<float>();
+    float* dst = out.data_as<float>();
+    if (n == 0) return;
+    const float* mine = src + static_cast<size_t>(rank_) * n;
+    if (size_ == 1) {  // as all_reduce_sum: a group of one leaves the values as they are
+      std::memmove(dst, mine, n * sizeof(float));
+      return;
+    }
+    scratch_.resize(static_cast<size_t>(size_));
+    const uint64_t slot = next_collective_slot();
+    const auto deadline = op_deadline();
+    std::vector<Posted> recvs, sends;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      scratch_[static_cast<size_t>(r)].resize(n);
+      post(op, recvs, r, scratch_[static_cast<size_t>(r)].data(), n * sizeof(float), slot, false);
+    }
+    for (int r = 0; r < size_; ++r)
+      if (r != rank_)
+        post(op, sends, r, const_cast<float*>(src) + static_cast<size_t>(r) * n,
+             n * sizeof(float), slot, true);
+    wait_all(op, recvs, false, deadline);
+    wait_all(op, sends, true, deadline);
+    sum_.assign(n, 0.0f);
+    for (int r = 0; r < size_; ++r) {
+      const float* f = r == rank_ ? mine : scratch_[static_cast<size_t>(r)].data();
+      for (size_t i = 0; i < n; ++i) sum_[i] += f[i];
+    }
+    std::memcpy(dst, sum_.data(), n * sizeof(float));
   }
 
   void all_gather(const Tensor& in, Tensor& out) override {
@@ -249,7 +290,9 @@ class GlooCommunicator final : public Communicator {
            (static_cast<uint64_t>(dst & 0xffff) << 30) | (seq & ((1ull << 30) - 1));
   }
 
-  void check_usable(const char* op) const {
+  // Every blocking op starts here: async ops issued before it run first (communicator.h).
+  void check_usable(const char* op) {
+    drain_async();
     if (aborted_)
       fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
            ": the communicator was aborted by an earlier failure");
