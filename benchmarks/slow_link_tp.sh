@@ -195,7 +195,11 @@ for (link, ov, c), (itl_off, tps_off, rtt) in sorted(r.items()):
           f"{comm * 1e3:>14.2f} {hidden_frac:>7.2f}")
     if link == "on" and ("off", "false", c) in r:
         base = r[("off", "false", c)][0]
-        print(f"{'':<9} {c:>4} link cost measured (shaped - unshaped, overlap off): "
-              f"{itl_off - base:.2f} ms; hidden of it with overlap: "
-              f"{(itl_off - itl_on) / max(1e-9, itl_off - base):.2f}")
+        cost = itl_off - base
+        # Predicted step time on the shaped link, overlap off: the unshaped step plus what the
+        # shaper adds, every message's bytes at RATE (alpha is already in the unshaped step).
+        beta_only = msgs * beta_s(c * hidden * 4) + beta_s(c * ((vocab + 1) // 2) * 4)
+        print(f"{'':<9} {c:>4} predicted ITL off: {base + beta_only * 1e3:.2f} ms (measured "
+              f"{itl_off:.2f}); link cost measured (shaped - unshaped, off): {cost:.2f} ms"
+              + (f", hidden with overlap: {(itl_off - itl_on) / cost:.2f}" if cost > 0.5 else ""))
 PY

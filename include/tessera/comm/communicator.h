@@ -11,12 +11,15 @@
 // unusable (aborted() is true): the worker group is restarted, not repaired.
 //
 // The *_async forms return at once with a Work whose wait() completes the op: they let a model
-// compute while a collective is on the wire (the overlapped TP layer, llama.cpp). Async ops run
-// on the communicator's progress thread (started on first use, one per communicator) in the order
-// they were issued, and a blocking call first waits for every async op issued before it: every
+// compute while a collective is on the wire (the overlapped TP layer, llama_overlap.cpp). By
+// default async ops run on the communicator's progress thread (started on first use, one per
+// communicator) in the order they were issued, and a blocking call first waits for every async op
+// issued before it; Gloo's all_reduce_sum_async instead posts its messages at once through Gloo's
+// own async buffers (slots taken in issue order) and finishes in wait(). Either way every
 // rank still sees one sequence of ops, so the ordering rules of the blocking calls apply
 // unchanged (e.g. a send must not depend on a recv issued after it). An op's error (timeout, lost
-// rank, bad argument) is thrown by its wait(), with the same message as the blocking call; the
+// rank, bad argument) is thrown by its wait() (a bad argument or a connection already lost may be
+// thrown by the call itself), with the same message as the blocking call; the
 // tensors an async op reads or writes must stay alive and untouched until its wait() returns.
 // NCCL enqueues on a side stream instead and wait() makes the caller's stream wait for it.
 #pragma once
