@@ -82,7 +82,7 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 #if TESSERA_HAVE_HTTP
 struct ServeOpts {
   std::string model = default_model().name, served_model_name, backend = "cpu", config,
-              activations = "int8";
+              activations = "int8", tp_overlap = "off";
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
@@ -128,6 +128,7 @@ int run_serve(const ServeOpts& o) {
     e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
     if (o.no_prefix_caching) e.enable_prefix_caching = false;
     if (o.given("activations")) e.cpu_activations = ops::cpu::parse_activations(o.activations);
+    if (o.given("tp-overlap")) e.tp_overlap = o.tp_overlap == "on";
     if (o.node_rank > 0) return run_worker_node(*launch, o.node_rank);
   }
   const std::string path = launch ? launch->engine.model_path : resolve_or_pull_model(o.model);
@@ -256,6 +257,11 @@ Command add_serve(CLI::App& root) {
       "cpu backend, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: int8 (activations quantized per 32 values, "
       "integer dot products) or fp32 (exact) [topology: cpu_activations]")
       ->check(CLI::IsMember({"int8", "fp32"}));
+  opts.add("tp-overlap", o->tp_overlap,
+      "with --config and tensor parallelism: on cuts each step in two micro-batches so that one "
+      "half's all-reduces run while the other half computes (same results bitwise) [topology: "
+      "tp_overlap]")
+      ->check(CLI::IsMember({"on", "off"}));
   opts.add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
   opts.add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
   opts.add("request-threads", o->request_threads, "threads that parse and tokenize request bodies")

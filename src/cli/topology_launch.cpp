@@ -77,6 +77,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .worker_executable = std::filesystem::read_symlink("/proc/self/exe").string(),
       .group = g};
   l.engine.cpu_activations = ops::cpu::parse_activations(t.cpu_activations);
+  l.engine.tp_overlap = t.tp_overlap;
   return l;
 }
 

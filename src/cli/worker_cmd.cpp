@@ -37,6 +37,7 @@ Command add_worker(CLI::App& root) {
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
+    bool tp_overlap = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* c = root.add_subcommand("worker", "one rank of a worker group (internal)");
@@ -78,6 +79,8 @@ Command add_worker(CLI::App& root) {
   c->add_option("--device", o->device, "the device index")->check(CLI::NonNegativeNumber)->capture_default_str();
   add_backend_option(c, o->backend);
   add_activations_option(c, o->activations);
+  c->add_flag("--tp-overlap", o->tp_overlap,
+              "overlap each half of a step's TP all-reduces with the other half's compute");
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
             const worker::WorkerParams wp{
@@ -87,6 +90,7 @@ Command add_worker(CLI::App& root) {
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
                 .device = {parse_device_type(o->backend), o->device},
                 .cpu_activations = ops::cpu::parse_activations(o->activations),
+                .tp_overlap = o->tp_overlap,
                 .vocabulary = engine::grammar_vocabulary(o->model)};
             // Everything a rank needs comes from the launcher's command line and the
             // coordinator's store.

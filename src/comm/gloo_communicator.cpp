@@ -88,6 +88,7 @@ class GlooCommunicator final : public Communicator {
         recv_seq_(static_cast<size_t>(p.size), 0) {}
 
   ~GlooCommunicator() override {
+    stop_async();
     ctx_.reset();  // pairs first, then the device's event loop
     dev_.reset();
   }
@@ -122,6 +123,75 @@ class GlooCommunicator final : public Communicator {
       for (size_t i = 0; i < n; ++i) sum_[i] += f[i];
     }
     std::memcpy(t.data(), sum_.data(), bytes);
+  }
+
+  // Gloo's own async API: the sends and recvs are posted here, under the op's slot, and move in
+  // Gloo's event loop while the caller computes; wait() waits for them and sums in rank order,
+  // exactly as all_reduce_sum. No progress-thread hop per op (on a loaded machine each thread
+  // wake-up can cost a scheduler slice). Slots are taken in issue order, so blocking and async
+  // ops still match across ranks whatever order their waits come in.
+  std::unique_ptr<Work> all_reduce_sum_async(Tensor& t) override {
+    const char* op = "all_reduce_sum";
+    check_usable(op);
+    check_cpu(t, op);
+    if (t.dtype() != DType::kF32)
+      fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs F32, got ", t.str());
+    auto w = std::make_unique<AllReduceWork>(this, t);
+    const size_t n = static_cast<size_t>(t.numel());
+    if (size_ == 1 || n == 0) return w;
+    w->scratch.resize(static_cast<size_t>(size_));
+    const uint64_t slot = next_collective_slot();
+    w->deadline = op_deadline();
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      w->scratch[static_cast<size_t>(r)].resize(n);
+      post(op, w->recvs, r, w->scratch[static_cast<size_t>(r)].data(), n * sizeof(float), slot,
+           false);
+    }
+    for (int r = 0; r < size_; ++r)
+      if (r != rank_) post(op, w->sends, r, t.data(), n * sizeof(float), slot, true);
+    w->posted = true;
+    return w;
+  }
+
+  // Each rank sends block r of `in` to rank r only, and sums the blocks it receives in rank order
+  // from 0.0f, as all_reduce_sum does: 1/size of all_reduce_sum's bytes, bitwise its result.
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    const char* op = "reduce_scatter_sum";
+    check_usable(op);
+    check_cpu(in, op);
+    check_cpu(out, op);
+    const HostAccess open{&in, &out};
+    const size_t n = group_util::reduce_scatter_block(name_, size_, in, out);
+    const float* src = in.data_as<float>();
+    float* dst = out.data_as<float>();
+    if (n == 0) return;
+    const float* mine = src + static_cast<size_t>(rank_) * n;
+    if (size_ == 1) {  // as all_reduce_sum: a group of one leaves the values as they are
+      std::memmove(dst, mine, n * sizeof(float));
+      return;
+    }
+    scratch_.resize(static_cast<size_t>(size_));
+    const uint64_t slot = next_collective_slot();
+    const auto deadline = op_deadline();
+    std::vector<Posted> recvs, sends;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      scratch_[static_cast<size_t>(r)].resize(n);
+      post(op, recvs, r, scratch_[static_cast<size_t>(r)].data(), n * sizeof(float), slot, false);
+    }
+    for (int r = 0; r < size_; ++r)
+      if (r != rank_)
+        post(op, sends, r, const_cast<float*>(src) + static_cast<size_t>(r) * n,
+             n * sizeof(float), slot, true);
+    wait_all(op, recvs, false, deadline);
+    wait_all(op, sends, true, deadline);
+    sum_.assign(n, 0.0f);
+    for (int r = 0; r < size_; ++r) {
+      const float* f = r == rank_ ? mine : scratch_[static_cast<size_t>(r)].data();
+      for (size_t i = 0; i < n; ++i) sum_[i] += f[i];
+    }
+    std::memcpy(dst, sum_.data(), n * sizeof(float));
   }
 
   void all_gather(const Tensor& in, Tensor& out) override {
@@ -249,7 +319,9 @@ class GlooCommunicator final : public Communicator {
            (static_cast<uint64_t>(dst & 0xffff) << 30) | (seq & ((1ull << 30) - 1));
   }
 
-  void check_usable(const char* op) const {
+  // Every blocking op starts here: async ops issued before it run first (communicator.h).
+  void check_usable(const char* op) {
+    drain_async();
     if (aborted_)
       fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
            ": the communicator was aborted by an earlier failure");
@@ -359,6 +431,40 @@ class GlooCommunicator final : public Communicator {
          " failed: lost the connection to rank ", peer,
          " (it died or gave up on the group; gloo: ", why, ")");
   }
+
+  // An all_reduce_sum_async in flight: its posted buffers, the peers' data, and the tensor (kept
+  // open, for the guarded device, until the sum is written).
+  struct AllReduceWork final : Work {
+    AllReduceWork(GlooCommunicator* c, const Tensor& t) : c(c), t(t), open{&this->t} {}
+    ~AllReduceWork() override {
+      try {
+        wait();
+      } catch (const std::exception&) {
+        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
+      }
+    }
+    void wait() override {
+      if (!posted) return;
+      posted = false;
+      const char* op = "all_reduce_sum";
+      c->wait_all(op, recvs, false, deadline);
+      c->wait_all(op, sends, true, deadline);
+      const size_t n = static_cast<size_t>(t.numel());
+      std::vector<float> sum(n, 0.0f);
+      for (int r = 0; r < c->size_; ++r) {
+        const float* f = r == c->rank_ ? t.data_as<float>() : scratch[static_cast<size_t>(r)].data();
+        for (size_t i = 0; i < n; ++i) sum[i] += f[i];
+      }
+      std::memcpy(t.data(), sum.data(), n * sizeof(float));
+    }
+    GlooCommunicator* c;
+    Tensor t;
+    HostAccess open;
+    bool posted = false;
+    Clock::time_point deadline;
+    std::vector<std::vector<float>> scratch;
+    std::vector<Posted> recvs, sends;
+  };
 
   int rank_, size_;
   std::string name_;

@@ -53,4 +53,16 @@ void join(const GroupParams& p, Clock::time_point deadline) {
   }
 }
 
+size_t reduce_scatter_block(const std::string& group, int size, const Tensor& in,
+                            const Tensor& out) {
+  const auto n = static_cast<int64_t>(size);
+  if (!in.defined() || !out.defined() || !in.is_contiguous() || !out.is_contiguous() ||
+      in.dtype() != DType::kF32 || out.dtype() != DType::kF32 || in.ndim() < 1 ||
+      out.ndim() < 1 || in.dim(0) != n * out.dim(0) || in.numel() != n * out.numel())
+    fail(ErrorCode::kInvalidArgument, group, " reduce_scatter_sum: needs F32 `in` of ", size,
+         " blocks of `out` along dim 0, got in ", in.defined() ? in.str() : std::string("undefined"),
+         " and out ", out.defined() ? out.str() : std::string("undefined"));
+  return static_cast<size_t>(out.numel());
+}
+
 }  // namespace tessera::comm::group_util

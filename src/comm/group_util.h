@@ -22,6 +22,11 @@ void check_params(const GroupParams& p, const char* engine);
 // kDeadlineExceeded naming the group and the ranks that never registered.
 void join(const GroupParams& p, Clock::time_point deadline);
 
+// reduce_scatter_sum's shapes: `in` F32, contiguous, size equal blocks along dim 0 of `out`'s
+// shape. Returns the elements of one block; throws kInvalidArgument naming the group otherwise.
+size_t reduce_scatter_block(const std::string& group, int size, const Tensor& in,
+                            const Tensor& out);
+
 }  // namespace tessera::comm::group_util
 
 namespace tessera::comm::group_util {

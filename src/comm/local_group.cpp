@@ -33,6 +33,7 @@ class LocalCommunicator final : public Communicator {
  public:
   LocalCommunicator(std::shared_ptr<Shared> s, int rank, int size, std::string name, double timeout)
       : s_(std::move(s)), rank_(rank), size_(size), name_(std::move(name)), timeout_(timeout) {}
+  ~LocalCommunicator() override { stop_async(); }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -114,6 +115,7 @@ class LocalCommunicator final : public Communicator {
   }
 
   void send(const Tensor& t, int peer) override {
+    drain_async();
     check_peer(peer, "send");
     const auto* p = static_cast<const uint8_t*>(t.data());
     std::lock_guard lk(s_->mu);
@@ -122,6 +124,7 @@ class LocalCommunicator final : public Communicator {
   }
 
   void recv(Tensor& t, int peer) override {
+    drain_async();
     check_peer(peer, "recv");
     std::unique_lock lk(s_->mu);
     auto& box = s_->mail[{peer, rank_}];
@@ -168,6 +171,7 @@ class LocalCommunicator final : public Communicator {
   // everyone to finish reading.
   template <typename Fn>
   void collective(const char* op, const void* buf, Fn&& fn) {
+    drain_async();  // async ops issued before this one run first (communicator.h)
     if (aborted_)
       fail(ErrorCode::kUnavailable, "group ", name_, " was aborted by an earlier failure");
     const int64_t phase = ++gen_ * 2 - 1;

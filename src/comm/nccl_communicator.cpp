@@ -5,6 +5,12 @@
 // releases kernels stuck waiting for a missing peer. NCCL cannot say which rank is missing, so the
 // error names the group and the op only. Each call waits for the stream because the interface
 // promises that the op is complete on this rank when the call returns.
+//
+// The async collectives go on a side stream (made on first use) after an event recorded on the
+// worker's stream, so kernels enqueued on the worker's stream after the call run alongside the
+// collective; wait() polls the op's completion event as a blocking call polls the stream, then
+// orders the worker's stream after it. Blocking ops first make the worker's stream wait for the
+// last async op, so every rank's NCCL ops stay in one issue order.
 #include "group_util.h"
 #include "tessera/comm/groups.h"
 #include "tessera/core/error.h"
@@ -51,7 +57,13 @@ class NcclCommunicator final : public Communicator {
         barrier_buf_(barrier_buf) {}
 
   ~NcclCommunicator() override {
+    stop_async();
     cudaSetDevice(device_);
+    if (side_ != nullptr) {
+      cudaStreamSynchronize(side_);
+      cudaStreamDestroy(side_);
+      cudaEventDestroy(last_async_);
+    }
     if (!aborted_) {
       // A clean finalize flushes NCCL's internal work; bounded like everything else.
       ncclCommFinalize(comm_);
@@ -72,34 +84,51 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_sum(Tensor& t) override {
     const char* op = "all_reduce_sum";
     check(t, op);
-    ncclDataType_t dt;
-    switch (t.dtype()) {
-      case DType::kF32:
-        dt = ncclFloat32;
-        break;
-      case DType::kF16:
-        dt = ncclFloat16;
-        break;
-      case DType::kBF16:
-        dt = ncclBfloat16;
-        break;
-      default:
-        fail(ErrorCode::kInvalidArgument, name_, " all_reduce_sum: needs F32, F16 or BF16, got ",
-             t.str());
-    }
+    const ncclDataType_t dt = float_type(t, op);
     const auto n = static_cast<size_t>(t.numel());
-    run(op, [&] { return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, stream_); });
+    run(op, [&](cudaStream_t s) { return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, s); });
+  }
+
+  std::unique_ptr<Work> all_reduce_sum_async(Tensor& t) override {
+    const char* op = "all_reduce_sum";
+    check(t, op);
+    const ncclDataType_t dt = float_type(t, op);
+    const auto n = static_cast<size_t>(t.numel());
+    return run_async(op, [&](cudaStream_t s) {
+      return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, s);
+    });
+  }
+
+  std::unique_ptr<Work> all_gather_async(const Tensor& in, Tensor& out) override {
+    const char* op = "all_gather";
+    check_gather(in, out);
+    return run_async(op, [&](cudaStream_t s) {
+      return ncclAllGather(in.data(), out.data(), in.nbytes(), ncclUint8, comm_, s);
+    });
+  }
+
+  // NCCL's own reduce-scatter (its ring sums in its own order, not in rank order as gloo/shm do;
+  // every rank still gets the same bits).
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    const char* op = "reduce_scatter_sum";
+    const size_t n = check_scatter(in, out);
+    run(op, [&](cudaStream_t s) {
+      return ncclReduceScatter(in.data(), out.data(), n, ncclFloat32, ncclSum, comm_, s);
+    });
+  }
+  std::unique_ptr<Work> reduce_scatter_sum_async(const Tensor& in, Tensor& out) override {
+    const char* op = "reduce_scatter_sum";
+    const size_t n = check_scatter(in, out);
+    return run_async(op, [&](cudaStream_t s) {
+      return ncclReduceScatter(in.data(), out.data(), n, ncclFloat32, ncclSum, comm_, s);
+    });
   }
 
   void all_gather(const Tensor& in, Tensor& out) override {
     const char* op = "all_gather";
-    check(in, op);
-    check(out, op);
-    if (out.dtype() != in.dtype() || out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
-      fail(ErrorCode::kInvalidArgument, name_, " all_gather: out ", out.str(), " is not ", size_,
-           " x in ", in.str());
-    run(op, [&] {
-      return ncclAllGather(in.data(), out.data(), in.nbytes(), ncclUint8, comm_, stream_);
+    check_gather(in, out);
+    run(op, [&](cudaStream_t s) {
+      return ncclAllGather(in.data(), out.data(), in.nbytes(), ncclUint8, comm_, s);
     });
   }
 
@@ -109,8 +138,8 @@ class NcclCommunicator final : public Communicator {
     if (root < 0 || root >= size_)
       fail(ErrorCode::kInvalidArgument, name_, " broadcast: rank ", root, " is not in a group of ",
            size_);
-    run(op, [&] {
-      return ncclBroadcast(t.data(), t.data(), t.nbytes(), ncclUint8, root, comm_, stream_);
+    run(op, [&](cudaStream_t s) {
+      return ncclBroadcast(t.data(), t.data(), t.nbytes(), ncclUint8, root, comm_, s);
     });
   }
 
@@ -118,14 +147,14 @@ class NcclCommunicator final : public Communicator {
     const char* op = "send";
     check(t, op);
     check_peer(peer, op);
-    run(op, [&] { return ncclSend(t.data(), t.nbytes(), ncclUint8, peer, comm_, stream_); });
+    run(op, [&](cudaStream_t s) { return ncclSend(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
   }
 
   void recv(Tensor& t, int peer) override {
     const char* op = "recv";
     check(t, op);
     check_peer(peer, op);
-    run(op, [&] { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, stream_); });
+    run(op, [&](cudaStream_t s) { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
   }
 
   // One NCCL group of a send and a recv per non-empty block (the self block is a device copy):
@@ -139,35 +168,61 @@ class NcclCommunicator final : public Communicator {
         group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
     const auto* src = static_cast<const uint8_t*>(in.data());
     auto* dst = static_cast<uint8_t*>(out.data());
-    run(op, [&]() -> ncclResult_t {
+    run(op, [&](cudaStream_t s) -> ncclResult_t {
       ncclResult_t r = ncclGroupStart();
       if (r != ncclSuccess) return r;
       for (int p = 0; p < size_ && r == ncclSuccess; ++p) {
         const auto i = static_cast<size_t>(p);
         if (p == rank_) continue;
         if (l.send_bytes[i] > 0)
-          r = ncclSend(src + l.send_off[i], l.send_bytes[i], ncclUint8, p, comm_, stream_);
+          r = ncclSend(src + l.send_off[i], l.send_bytes[i], ncclUint8, p, comm_, s);
         if (r == ncclSuccess && l.recv_bytes[i] > 0)
-          r = ncclRecv(dst + l.recv_off[i], l.recv_bytes[i], ncclUint8, p, comm_, stream_);
+          r = ncclRecv(dst + l.recv_off[i], l.recv_bytes[i], ncclUint8, p, comm_, s);
       }
       const ncclResult_t end = ncclGroupEnd();
       if (r != ncclSuccess) return r;
       const auto me = static_cast<size_t>(rank_);
       if (end == ncclSuccess && l.send_bytes[me] > 0 &&
           cudaMemcpyAsync(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me],
-                          cudaMemcpyDeviceToDevice, stream_) != cudaSuccess)
+                          cudaMemcpyDeviceToDevice, s) != cudaSuccess)
         return ncclUnhandledCudaError;
       return end;
     });
   }
 
   void barrier() override {
-    run("barrier", [&] {
-      return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_);
+    run("barrier", [&](cudaStream_t s) {
+      return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, s);
     });
   }
 
  private:
+  ncclDataType_t float_type(const Tensor& t, const char* op) const {
+    switch (t.dtype()) {
+      case DType::kF32:
+        return ncclFloat32;
+      case DType::kF16:
+        return ncclFloat16;
+      case DType::kBF16:
+        return ncclBfloat16;
+      default:
+        fail(ErrorCode::kInvalidArgument, name_, " ", op, ": needs F32, F16 or BF16, got ",
+             t.str());
+    }
+  }
+  void check_gather(const Tensor& in, Tensor& out) const {
+    check(in, "all_gather");
+    check(out, "all_gather");
+    if (out.dtype() != in.dtype() || out.nbytes() != in.nbytes() * static_cast<size_t>(size_))
+      fail(ErrorCode::kInvalidArgument, name_, " all_gather: out ", out.str(), " is not ", size_,
+           " x in ", in.str());
+  }
+  size_t check_scatter(const Tensor& in, Tensor& out) const {
+    check(in, "reduce_scatter_sum");
+    check(out, "reduce_scatter_sum");
+    return group_util::reduce_scatter_block(name_, size_, in, out);
+  }
+
   void check(const Tensor& t, const char* op) const {
     if (aborted_)
       fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
@@ -196,11 +251,20 @@ class NcclCommunicator final : public Communicator {
            ": the communicator was aborted by an earlier failure");
     cudaSetDevice(device_);
     const auto deadline = group_util::deadline_after(timeout_);
-    const ncclResult_t r = enqueue();
+    if (side_ != nullptr && cudaStreamWaitEvent(stream_, last_async_, 0) != cudaSuccess)
+      failed(op, ErrorCode::kInternal, "failed: CUDA: cannot order after the async ops");
+    const ncclResult_t r = enqueue(stream_);
     if (r != ncclSuccess && r != ncclInProgress)
       failed(op, ErrorCode::kUnavailable,
              std::string("failed: NCCL: ") + ncclGetErrorString(r) + " (" +
                  ncclGetLastError(comm_) + ")");
+    poll(op, deadline, [&] { return cudaStreamQuery(stream_); });
+  }
+
+  // Polls NCCL's async error and `query` (cudaSuccess: done; cudaErrorNotReady: not yet) until
+  // done, an error, or the deadline.
+  template <typename Query>
+  void poll(const char* op, Clock::time_point deadline, Query&& query) {
     for (int spins = 0;; ++spins) {
       ncclResult_t st = ncclSuccess;
       ncclCommGetAsyncError(comm_, &st);
@@ -209,7 +273,7 @@ class NcclCommunicator final : public Communicator {
                std::string("failed: NCCL: ") + ncclGetErrorString(st) + " (" +
                    ncclGetLastError(comm_) + ")");
       if (st == ncclSuccess) {
-        const cudaError_t q = cudaStreamQuery(stream_);
+        const cudaError_t q = query();
         if (q == cudaSuccess) return;
         if (q != cudaErrorNotReady)
           failed(op, ErrorCode::kInternal, std::string("failed: CUDA: ") + cudaGetErrorString(q));
@@ -224,6 +288,69 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
+  // An async op: its completion event on the side stream; wait() polls it like run() and then
+  // orders the worker's stream after it.
+  class NcclWork final : public Work {
+   public:
+    NcclWork(NcclCommunicator* c, const char* op, Clock::time_point deadline, cudaEvent_t done)
+        : c_(c), op_(op), deadline_(deadline), done_(done) {}
+    ~NcclWork() override {
+      try {
+        wait();
+      } catch (const std::exception&) {
+        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
+      }
+      cudaEventDestroy(done_);
+    }
+    void wait() override {
+      if (waited_) return;
+      waited_ = true;
+      cudaSetDevice(c_->device_);
+      c_->poll(op_, deadline_, [&] { return cudaEventQuery(done_); });
+      if (cudaStreamWaitEvent(c_->stream_, done_, 0) != cudaSuccess)
+        c_->failed(op_, ErrorCode::kInternal, "failed: CUDA: cannot order after the op");
+    }
+
+   private:
+    NcclCommunicator* c_;
+    const char* op_;
+    Clock::time_point deadline_;
+    cudaEvent_t done_;
+    bool waited_ = false;
+  };
+
+  template <typename Enqueue>
+  std::unique_ptr<Work> run_async(const char* op, Enqueue&& enqueue) {
+    cudaSetDevice(device_);
+    const auto deadline = group_util::deadline_after(timeout_);
+    if (side_ == nullptr) {
+      if (cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking) != cudaSuccess) {
+        side_ = nullptr;
+        failed(op, ErrorCode::kUnavailable, "failed: CUDA: cannot create the side stream");
+      }
+      if (cudaEventCreateWithFlags(&last_async_, cudaEventDisableTiming) != cudaSuccess)
+        failed(op, ErrorCode::kUnavailable, "failed: CUDA: cannot create an event");
+    }
+    cudaEvent_t ready = nullptr, done = nullptr;
+    if (cudaEventCreateWithFlags(&ready, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&done, cudaEventDisableTiming) != cudaSuccess)
+      failed(op, ErrorCode::kUnavailable, "failed: CUDA: cannot create an event");
+    // The side stream starts the op once the worker's stream has produced its input.
+    cudaEventRecord(ready, stream_);
+    cudaStreamWaitEvent(side_, ready, 0);
+    cudaEventDestroy(ready);  // released once the recorded work completes
+    const ncclResult_t r = enqueue(side_);
+    if (r != ncclSuccess && r != ncclInProgress) {
+      cudaEventDestroy(done);
+      failed(op, ErrorCode::kUnavailable,
+             std::string("failed: NCCL: ") + ncclGetErrorString(r) + " (" +
+                 ncclGetLastError(comm_) + ")");
+    }
+    cudaEventRecord(done, side_);
+    cudaEventRecord(last_async_, side_);
+    return std::make_unique<NcclWork>(this, op, deadline, done);
+  }
+
   int rank_, size_;
   std::string name_;
   double timeout_;
@@ -231,6 +358,8 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_;
   ncclComm_t comm_;
   void* barrier_buf_;  // one float on the device for barrier()
+  cudaStream_t side_ = nullptr;      // async collectives; made on first use
+  cudaEvent_t last_async_ = nullptr;  // recorded after every async op on side_
   bool aborted_ = false;
 };
 

@@ -65,7 +65,10 @@ class ShmCommunicator final : public Communicator {
         gloo_(std::move(gloo)),
         seg_(std::move(seg)) {}
 
-  ~ShmCommunicator() override { seg_->ctl(rank_).pid.store(-1); }
+  ~ShmCommunicator() override {
+    stop_async();
+    seg_->ctl(rank_).pid.store(-1);
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -98,6 +101,40 @@ class ShmCommunicator final : public Communicator {
       for (int r = 1; r < size_; ++r) {
         const auto* f = reinterpret_cast<const float*>(seg_->slot(r, s));
         for (size_t i = 0; i < m; ++i) out[i] += f[i];
+      }
+    }
+  }
+
+  // Each step carries a chunk of every block: rank q writes chunk r of its input at r*m in its
+  // slot, and rank r sums the chunks at r*m of every slot in rank order from 0.0f (bitwise
+  // all_reduce_sum's result); each rank reads 1/size of what all_reduce_sum reads.
+  void reduce_scatter_sum(const Tensor& in, Tensor& out) override {
+    const char* op = "reduce_scatter_sum";
+    check_usable(op);
+    check_cpu(in, op);
+    check_cpu(out, op);
+    const HostAccess open{&in, &out};
+    const size_t n = group_util::reduce_scatter_block(name_, size_, in, out);
+    if (n == 0) return;
+    const auto deadline = op_deadline();
+    const float* src = in.data_as<float>();
+    float* dst = out.data_as<float>();
+    const size_t per_step = seg_->slot_bytes() / sizeof(float) / static_cast<size_t>(size_);
+    for (size_t off = 0; off < n; off += per_step) {
+      const size_t m = std::min(per_step, n - off);
+      const uint32_t s = ++seq_;
+      auto* slot = reinterpret_cast<float*>(seg_->slot(rank_, s));
+      for (int r = 0; r < size_; ++r)
+        std::memcpy(slot + static_cast<size_t>(r) * m, src + static_cast<size_t>(r) * n + off,
+                    m * sizeof(float));
+      seg_->publish(rank_, s);
+      wait_all(op, s, deadline);
+      const size_t at = static_cast<size_t>(rank_) * m;
+      const auto* f0 = reinterpret_cast<const float*>(seg_->slot(0, s)) + at;
+      for (size_t i = 0; i < m; ++i) dst[off + i] = 0.0f + f0[i];
+      for (int r = 1; r < size_; ++r) {
+        const auto* f = reinterpret_cast<const float*>(seg_->slot(r, s)) + at;
+        for (size_t i = 0; i < m; ++i) dst[off + i] += f[i];
       }
     }
   }
@@ -178,7 +215,9 @@ class ShmCommunicator final : public Communicator {
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
   }
 
-  void check_usable(const char* op) const {
+  // Every blocking op starts here: async ops issued before it run first (communicator.h).
+  void check_usable(const char* op) {
+    drain_async();
     if (aborted())
       fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
            ": the communicator was aborted by an earlier failure");

@@ -46,9 +46,12 @@ void parse_model(const Field& s, TopologyConfig& c) {
 void parse_parallel(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
       s.source, s.value, s.key, s.pos, "parallel.",
-      {"tensor", "pipeline", "layer_split", "micro_batches", "expert"}, [&](const Field& f) {
+      {"tensor", "pipeline", "layer_split", "micro_batches", "expert", "tensor_across_nodes"},
+      [&](const Field& f) {
         c.positions[f.key] = f.pos;
-        if (f.key == "parallel.tensor") {
+        if (f.key == "parallel.tensor_across_nodes") {
+          c.parallel.tensor_across_nodes = detail::read_bool(f);
+        } else if (f.key == "parallel.tensor") {
           c.parallel.tensor = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.expert") {
           c.parallel.expert = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
@@ -284,12 +287,14 @@ void check_layout(TopologyConfig& c) {
         detail::concat(layouts, ", or list ", e * t * p, " devices"));
   }
   for (size_t i = 0; i < c.nodes.size(); ++i) {
-    if (c.nodes[i].devices.size() % static_cast<size_t>(t) != 0) {
+    if (!c.parallel.tensor_across_nodes &&
+        c.nodes[i].devices.size() % static_cast<size_t>(t) != 0) {
       const std::string key = detail::concat("nodes[", i, "].devices");
       fail_at(src, pos_or(c, {key.c_str(), "nodes"}), key,
               detail::concat("node '", c.nodes[i].name, "' has ", c.nodes[i].devices.size(),
                              " devices, not a multiple of parallel.tensor = ", t,
-                             " (a tensor-parallel group must stay inside one node)"),
+                             " (a tensor-parallel group must stay inside one node unless "
+                             "parallel.tensor_across_nodes is true)"),
               layouts);
     }
   }
@@ -336,7 +341,7 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
   }
   detail::for_each_key(src, root, "(top level)", detail::pos_of(root), "",
                        {"model", "backend", "parallel", "nodes", "coordinator", "scheduler",
-                        "listen", "logging", "threads_per_rank", "cpu_activations"},
+                        "listen", "logging", "threads_per_rank", "cpu_activations", "tp_overlap"},
                        [&](const Field& f) {
                          c.positions[f.key] = f.pos;
                          if (f.key == "model") {
@@ -357,6 +362,8 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
                            parse_logging(f, c);
                          } else if (f.key == "cpu_activations") {
                            c.cpu_activations = detail::read_enum(f, {"int8", "fp32"});
+                         } else if (f.key == "tp_overlap") {
+                           c.tp_overlap = detail::read_bool(f);
                          } else {
                            c.threads_per_rank = static_cast<int>(detail::read_int(
                                f, 0, 4096, "0 (cores / local ranks) or a thread count"));

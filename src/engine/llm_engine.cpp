@@ -30,7 +30,8 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .block_size = cfg.block_size,
           .kv_cache_bytes = cfg.kv_cache_bytes,
           .device = cfg.device,
-          .cpu_activations = cfg.cpu_activations};
+          .cpu_activations = cfg.cpu_activations,
+          .tp_overlap = cfg.tp_overlap};
 }
 
 WorkerGroupParams group_params(const EngineConfig& cfg) {

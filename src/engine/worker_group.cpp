@@ -165,6 +165,7 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
   if (!p.layer_split.empty()) args.insert(args.end(), {"--layer-split", join_ints(p.layer_split)});
   args.insert(args.end(), {"--backend", p.backend});
   args.insert(args.end(), {"--activations", ops::cpu::activations_name(p.worker.cpu_activations)});
+  if (p.worker.tp_overlap) args.push_back("--tp-overlap");
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(),
                 {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});

@@ -1,5 +1,7 @@
 #include "tessera/model/llama.h"
 
+#include "llama_rows.h"
+
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -28,33 +30,6 @@ void expect_shape(const std::string& name, const Tensor& t, const Shape& shape) 
   if (t.shape() != shape)
     fail(ErrorCode::kInvalidArgument, "weight ", name, " has shape ", shape_str(t.shape()),
          ", expected ", shape_str(shape));
-}
-
-// A step's index arrays, packed into one I32 buffer uploaded once; each field a view of it.
-struct StepMeta {
-  Tensor tokens, positions, slots, query_start, context_lens, block_tables, logit_rows;
-};
-
-StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc) {
-  const std::span<const int32_t> parts[] = {
-      b.tokens, b.positions, b.slots, b.query_start, b.context_lens, b.block_tables, b.logit_rows};
-  int64_t n = 0;
-  for (auto p : parts) n += static_cast<int64_t>(p.size());
-  Tensor host = Tensor::empty({n}, DType::kI32);
-  int64_t at = 0;
-  for (auto p : parts) {
-    if (!p.empty()) std::memcpy(host.data_as<int32_t>() + at, p.data(), p.size_bytes());
-    at += static_cast<int64_t>(p.size());
-  }
-  const Tensor dev = to_device(host, alloc);
-  Tensor views[7];
-  at = 0;
-  for (size_t i = 0; i < 7; ++i) {
-    const auto len = static_cast<int64_t>(parts[i].size());
-    views[i] = dev.slice(at, at + len);
-    at += len;
-  }
-  return {views[0], views[1], views[2], views[3], views[4], views[5], views[6]};
 }
 
 // Device ops cannot report a bad index (a CUDA kernel would write out of bounds), so every index
@@ -94,6 +69,32 @@ void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, 
 }
 
 }  // namespace
+
+namespace detail {
+
+StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc) {
+  const std::span<const int32_t> parts[] = {
+      b.tokens, b.positions, b.slots, b.query_start, b.context_lens, b.block_tables, b.logit_rows};
+  int64_t n = 0;
+  for (auto p : parts) n += static_cast<int64_t>(p.size());
+  Tensor host = Tensor::empty({n}, DType::kI32);
+  int64_t at = 0;
+  for (auto p : parts) {
+    if (!p.empty()) std::memcpy(host.data_as<int32_t>() + at, p.data(), p.size_bytes());
+    at += static_cast<int64_t>(p.size());
+  }
+  const Tensor dev = to_device(host, alloc);
+  Tensor views[7];
+  at = 0;
+  for (size_t i = 0; i < 7; ++i) {
+    const auto len = static_cast<int64_t>(parts[i].size());
+    views[i] = dev.slice(at, at + len);
+    at += len;
+  }
+  return {views[0], views[1], views[2], views[3], views[4], views[5], views[6]};
+}
+
+}  // namespace detail
 
 LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Communicator* tp,
                        std::shared_ptr<Allocator> device, comm::Communicator* ep,
@@ -311,6 +312,41 @@ Tensor LlamaModel::lm_head(const Tensor& last) const {
   return logits;
 }
 
+void LlamaModel::alloc_rows(Rows& m, int64_t rows) const {
+  const auto& c = config_;
+  const int64_t qd = int64_t{tp_.heads} * c.head_dim, kd = int64_t{tp_.kv_heads} * c.head_dim;
+  m.normed = act({rows, c.hidden_size});
+  m.q = act({rows, qd});
+  m.k = act({rows, kd});
+  m.v = act({rows, kd});
+  m.attn_out = act({rows, qd});
+  m.proj = act({rows, c.hidden_size});
+  m.gate = act({rows, tp_.ffn});
+  m.up = act({rows, tp_.ffn});
+}
+
+void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool& kv,
+                                const ops::AttentionParams& ap) const {
+  const auto& c = config_;
+  ops::rms_norm(m.hidden, L.attn_norm, c.rms_eps, m.normed);
+  ops::matmul(m.normed, L.wq, L.bq, m.q);
+  ops::matmul(m.normed, L.wk, L.bk, m.k);
+  ops::matmul(m.normed, L.wv, L.bv, m.v);
+  ops::rope(m.q, tp_.heads, m.positions, c.rope);
+  ops::rope(m.k, tp_.kv_heads, m.positions, c.rope);
+  ops::kv_append(m.k, m.v, m.slots, kv.k(l), kv.v(l));
+  ops::paged_attention(m.q, kv.k(l), kv.v(l), m.attn, ap, m.attn_out);
+  ops::matmul(m.attn_out, L.wo, Tensor(), m.proj);
+}
+
+void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
+  ops::rms_norm(m.hidden, L.ffn_norm, config_.rms_eps, m.normed);
+  ops::matmul(m.normed, L.w_gate, Tensor(), m.gate);
+  ops::matmul(m.normed, L.w_up, Tensor(), m.up);
+  ops::silu_mul(m.gate, m.up, m.gate);
+  ops::matmul(m.gate, L.w_down, Tensor(), m.proj);
+}
+
 Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
                            const Tensor* hidden_in) const {
   const auto& c = config_;
@@ -333,29 +369,13 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
       b.expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * c.num_experts)
     fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(), " expert counters for ",
          shard_.num_layers, " layers of ", c.num_experts, " experts");
-  const StepMeta meta = pack_step(b, alloc_);
+  const detail::StepMeta meta = detail::pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
                                   .head_dim = c.head_dim,
                                   .block_size = kp.block_size,
                                   .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-  const ops::AttentionBatch attn_batch{.query_start = meta.query_start,
-                                       .context_lens = meta.context_lens,
-                                       .block_tables = meta.block_tables,
-                                       .max_blocks_per_seq = b.max_blocks_per_seq};
-  const int64_t qd = int64_t{tp_.heads} * c.head_dim, kd = int64_t{tp_.kv_heads} * c.head_dim;
-
-  // Activations, named as in the paper so they can be dumped when debugging.
   Tensor hidden = act({T, c.hidden_size});  // residual stream
-  Tensor normed = act({T, c.hidden_size});
-  Tensor q = act({T, qd});
-  Tensor k = act({T, kd});
-  Tensor v = act({T, kd});
-  Tensor attn_out = act({T, qd});
-  Tensor proj = act({T, c.hidden_size});
-  Tensor gate = act({T, tp_.ffn});
-  Tensor up = act({T, tp_.ffn});
-
   if (shard_.first_stage()) {
     embed(meta.tokens, hidden);
   } else {
@@ -365,45 +385,50 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
            hidden_in ? hidden_in->str() : std::string("none"));
     copy(hidden, *hidden_in);
   }
-  auto reduce = [&](Tensor& t) {
-    if (shard_.tp_size > 1) comm_->all_reduce_sum(t);
-  };
-  for (int l = 0; l < shard_.num_layers; ++l) {
-    const Layer& L = layers_[static_cast<size_t>(l)];
-    ops::rms_norm(hidden, L.attn_norm, c.rms_eps, normed);
-    ops::matmul(normed, L.wq, L.bq, q);
-    ops::matmul(normed, L.wk, L.bk, k);
-    ops::matmul(normed, L.wv, L.bv, v);
-    ops::rope(q, tp_.heads, meta.positions, c.rope);
-    ops::rope(k, tp_.kv_heads, meta.positions, c.rope);
-    ops::kv_append(k, v, meta.slots, kv.k(l), kv.v(l));
-    ops::paged_attention(q, kv.k(l), kv.v(l), attn_batch, attn, attn_out);
-    ops::matmul(attn_out, L.wo, Tensor(), proj);
-    reduce(proj);
-    ops::add(hidden, proj);
-
-    ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, normed);
-    if (c.is_moe()) {
+  // Overlap needs two micro-batches whose rows every op computes exactly as in the whole step.
+  const int64_t cut = shard_.tp_overlap && shard_.tp_size > 1 && !c.is_moe()
+                          ? ops::exact_row_split(device(), T)
+                          : 0;
+  if (cut > 0) {
+    layers_overlapped(b, cut, hidden, kv, attn);
+  } else {
+    // Activations, named as in the paper so they can be dumped when debugging.
+    Rows m{.hidden = hidden,
+           .positions = meta.positions,
+           .slots = meta.slots,
+           .attn = {.query_start = meta.query_start,
+                    .context_lens = meta.context_lens,
+                    .block_tables = meta.block_tables,
+                    .max_blocks_per_seq = b.max_blocks_per_seq}};
+    alloc_rows(m, T);
+    auto reduce = [&](Tensor& t) {
+      if (shard_.tp_size > 1) comm_->all_reduce_sum(t);
+    };
+    for (int l = 0; l < shard_.num_layers; ++l) {
+      const Layer& L = layers_[static_cast<size_t>(l)];
+      attention_rows(L, l, m, kv, attn);
+      reduce(m.proj);
+      ops::add(hidden, m.proj);
+      if (!c.is_moe()) {
+        mlp_rows(L, m);
+        reduce(m.proj);
+        ops::add(hidden, m.proj);
+        continue;
+      }
+      ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, m.normed);
       const auto E = static_cast<size_t>(c.num_experts);
       // Every TP rank routes every token: only the first counts them, so the group reports each
       // routed token once.
-      L.moe.forward(c, normed, proj, alloc_,
+      L.moe.forward(c, m.normed, m.proj, alloc_,
                     b.expert_tokens.empty() || shard_.tp_rank != 0
                         ? std::span<int64_t>()
                         : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
       // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part;
       // tensor parallelism: each rank has a slice of every expert's width.
-      if (shard_.ep_size > 1) ep_->all_reduce_sum(proj);
-      reduce(proj);
-      ops::add(hidden, proj);
-      continue;
+      if (shard_.ep_size > 1) ep_->all_reduce_sum(m.proj);
+      reduce(m.proj);
+      ops::add(hidden, m.proj);
     }
-    ops::matmul(normed, L.w_gate, Tensor(), gate);
-    ops::matmul(normed, L.w_up, Tensor(), up);
-    ops::silu_mul(gate, up, gate);
-    ops::matmul(gate, L.w_down, Tensor(), proj);
-    reduce(proj);
-    ops::add(hidden, proj);
   }
   if (!last_stage()) return hidden;
 

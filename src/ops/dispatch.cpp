@@ -97,6 +97,11 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   entry(Op::kMatmul, d, w.dtype(), &Backend::matmul)(x, w, bias, y);
 }
 
+int64_t exact_row_split(Device device, int64_t rows) {
+  // CUDA's kernels are not yet checked for it (they have not run on a GPU): no cut there.
+  return device.is_cpu() || device.is_guarded() ? cpu::exact_row_split(rows) : 0;
+}
+
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   const Device d = device_of(Op::kSiluMul, {&gate, &up, &out});
   detail::check_f32("silu_mul", "gate", gate);

@@ -156,7 +156,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
                 .stage = stage,
                 .num_stages = P,
                 .ep_rank = ep_rank,
-                .ep_size = E};
+                .ep_size = E,
+                .tp_overlap = a.worker.tp_overlap};
     w = std::make_unique<Worker>(wp, tp.get(), pp.get(), ep.get());
   } catch (const std::exception& e) {
     TESSERA_LOG_ERROR("{}: {}", who, e.what());

@@ -159,6 +159,23 @@ TEST(ConfigErrors, TensorGroupMustStayInsideANode) {
       << msg;
 }
 
+TEST(ConfigErrors, TensorAcrossNodesLiftsTheOneNodeRuleOnly) {
+  // T=2 over two nodes of one slot each: refused by default, accepted when asked for.
+  std::string y = replace(kBase, "  tensor: 3\n  pipeline: 2", "  tensor: 2");
+  y = replace(y, "devices: [0, 1, 2]", "devices: [0]");
+  y = replace(y, "devices: [0, 1, 2]", "devices: [0]");
+  EXPECT_TRUE(contains(parse_error(y), "parallel.tensor_across_nodes")) << y;
+  const std::string ok = replace(y, "  tensor: 2", "  tensor: 2\n  tensor_across_nodes: true");
+  const TopologyConfig c = parse_topology(ok, "t.yaml");
+  EXPECT_TRUE(c.parallel.tensor_across_nodes);
+  EXPECT_FALSE(c.tp_overlap);
+  EXPECT_TRUE(parse_topology(ok + "tp_overlap: true\n", "t.yaml").tp_overlap);
+  // The device count must still match T x P.
+  const std::string three = replace(ok, "devices: [0]", "devices: [0, 1]");
+  EXPECT_TRUE(contains(parse_error(three), "tensor x pipeline = 2 x 1 = 2 ranks")) << three;
+  EXPECT_TRUE(contains(parse_error(ok + "tp_overlap: maybe\n"), "tp_overlap"));
+}
+
 TEST(ConfigErrors, LayerSplitNeedsOneEntryPerStageEachAtLeastOne) {
   std::string y = replace(kBase, "  pipeline: 2", "  pipeline: 2\n  layer_split: [10, 10, 10]");
   std::string msg = parse_error(y);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <random>
@@ -89,18 +90,19 @@ ModelConfig tiny_config(bool tied, bool bias) {
   return c;
 }
 
-// Two sequences: a prefill of 7 and of 3 tokens in one step, then 3 decode steps of both.
+// Two sequences: a prefill of first[0] and first[1] tokens in one step (7 and 3 by default), then
+// 3 decode steps of both.
 struct Steps {
   std::vector<std::vector<int32_t>> tokens, positions, slots, qs, lens, tables, rows;
 };
-Steps make_steps(std::mt19937& rng, int vocab) {
+Steps make_steps(std::mt19937& rng, int vocab, std::vector<int> first = {7, 3}) {
   std::uniform_int_distribution<int32_t> tok(0, vocab - 1);
   const int bs = 4, max_blocks = 4;
   const std::vector<std::vector<int32_t>> table{{5, 2, 7, 0}, {3, 6, 1, 4}};  // not contiguous
   Steps s;
   std::vector<int> len{0, 0};
   for (int step = 0; step < 4; ++step) {
-    const std::vector<int> feed = step == 0 ? std::vector<int>{7, 3} : std::vector<int>{1, 1};
+    const std::vector<int> feed = step == 0 ? first : std::vector<int>{1, 1};
     std::vector<int32_t> t, p, sl, q{0}, l, tb, rows;
     for (int i = 0; i < 2; ++i) {
       for (int k = 0; k < feed[i]; ++k) {
@@ -149,7 +151,7 @@ std::vector<std::vector<float>> run_whole(const WeightSource& w, const Steps& s)
 // states from stage s-1 on its PP group and sends its own on; TP rank 0 of the last stage keeps
 // the logits.
 std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& s, int T, int P,
-                                            const std::vector<int>& split) {
+                                            const std::vector<int>& split, bool overlap = false) {
   const auto ranges = stage_ranges(w.config().num_layers, P, split);
   std::vector<std::vector<std::unique_ptr<comm::Communicator>>> tp, pp;
   for (int st = 0; st < P; ++st)
@@ -168,7 +170,8 @@ std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& 
                                .first_layer = ranges[st].first,
                                .num_layers = ranges[st].second,
                                .stage = st,
-                               .num_stages = P};
+                               .num_stages = P,
+                               .tp_overlap = overlap};
           LlamaModel m(w, spec, tp[st][r].get());
           auto kp = m.kv_shape(4);
           kp.num_blocks = 8;
@@ -344,6 +347,65 @@ TEST(ShardLayout, ExpertSlicesTakeTheSameRowsAndColumnsOfEveryExpert) {
   EXPECT_THROW(shard_expert_rows(w, 6, 9, "w"), Error);
   EXPECT_THROW(shard_expert_cols(Tensor::empty({2, 4, 64}, DType::kQ8_0), 0, 16, "w"), Error);
 }
+
+}  // namespace
+}  // namespace tessera::model
+
+namespace tessera::model {
+namespace {
+
+// tp_overlap cuts each step in two micro-batches (llama_overlap.cpp) and must not change a bit:
+// a prefill of 20 rows (not cut: sgemm's rows depend on M, see ops::exact_row_split) and one of 8
+// rows (cut at 4, inside the first sequence's 5), then decodes of 2 rows (cut between the
+// sequences), on TP=2 and TP=4
+// (KV heads replicated), with a pipeline stage after, F32 and Q8_0 weights, both CPU activation
+// modes.
+struct OverlapCase {
+  int T, P;
+  DType dtype;
+  ops::cpu::Activations activations;
+};
+class OverlappedShards : public ::testing::TestWithParam<OverlapCase> {};
+
+TEST_P(OverlappedShards, LogitsAreBitwiseThoseWithoutOverlap) {
+  const auto& k = GetParam();
+  struct Scope {
+    ops::cpu::Activations saved = ops::cpu::activations();
+    explicit Scope(ops::cpu::Activations a) { ops::cpu::set_activations(a); }
+    ~Scope() { ops::cpu::set_activations(saved); }
+  } scope(k.activations);
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  RandomWeights w(tiny_config(false, k.T == 2), k.dtype, seed);
+  for (const std::vector<int>& first : {std::vector<int>{13, 7}, std::vector<int>{5, 3}}) {
+    std::mt19937 rng(seed);
+    const Steps steps = make_steps(rng, w.config().vocab_size, first);
+    const std::vector<int> split = k.P == 2 ? std::vector<int>{3, 2} : std::vector<int>{};
+    const auto off = run_sharded(w, steps, k.T, k.P, split, false);
+    const auto on = run_sharded(w, steps, k.T, k.P, split, true);
+    ASSERT_EQ(on.size(), steps.tokens.size());
+    ASSERT_EQ(on.size(), off.size());
+    for (size_t i = 0; i < on.size(); ++i) {
+      ASSERT_EQ(on[i].size(), off[i].size());
+      EXPECT_EQ(std::memcmp(on[i].data(), off[i].data(), on[i].size() * sizeof(float)), 0)
+          << "prefill " << first[0] << "+" << first[1] << ", step " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, OverlappedShards,
+    ::testing::Values(OverlapCase{2, 1, DType::kF32, ops::cpu::Activations::kF32},
+                      OverlapCase{4, 1, DType::kF32, ops::cpu::Activations::kF32},
+                      OverlapCase{2, 2, DType::kF32, ops::cpu::Activations::kF32},
+                      OverlapCase{2, 1, DType::kQ8_0, ops::cpu::Activations::kInt8},
+                      OverlapCase{2, 1, DType::kQ8_0, ops::cpu::Activations::kF32}),
+    [](const auto& info) {
+      const auto& k = info.param;
+      return "T" + std::to_string(k.T) + "xP" + std::to_string(k.P) + "_" +
+             std::string(dtype_name(k.dtype)) + "_" +
+             ops::cpu::activations_name(k.activations);
+    });
 
 }  // namespace
 }  // namespace tessera::model

@@ -5,12 +5,26 @@
 // interface (model sharding, the worker group) is the same code whichever engine runs it.
 //
 // Ownership: each rank owns its Communicator; a communicator is used by one thread at a time
-// (the worker's step loop). Every call blocks until the op is complete on this rank. A call that
-// does not complete within the group's timeout throws tessera::Error(kDeadlineExceeded) naming the
-// group, the op and the rank(s) that did not take part, and the communicator is then unusable
-// (aborted() is true): the worker group is restarted, not repaired.
+// (the worker's step loop). Every blocking call returns when the op is complete on this rank. A
+// call that does not complete within the group's timeout throws tessera::Error(kDeadlineExceeded)
+// naming the group, the op and the rank(s) that did not take part, and the communicator is then
+// unusable (aborted() is true): the worker group is restarted, not repaired.
+//
+// The *_async forms return at once with a Work whose wait() completes the op: they let a model
+// compute while a collective is on the wire (the overlapped TP layer, llama_overlap.cpp). By
+// default async ops run on the communicator's progress thread (started on first use, one per
+// communicator) in the order they were issued, and a blocking call first waits for every async op
+// issued before it; Gloo's all_reduce_sum_async instead posts its messages at once through Gloo's
+// own async buffers (slots taken in issue order) and finishes in wait(). Either way every
+// rank still sees one sequence of ops, so the ordering rules of the blocking calls apply
+// unchanged (e.g. a send must not depend on a recv issued after it). An op's error (timeout, lost
+// rank, bad argument) is thrown by its wait() (a bad argument or a connection already lost may be
+// thrown by the call itself), with the same message as the blocking call; the
+// tensors an async op reads or writes must stay alive and untouched until its wait() returns.
+// NCCL enqueues on a side stream instead and wait() makes the caller's stream wait for it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,9 +33,25 @@
 
 namespace tessera::comm {
 
+namespace detail {
+class ProgressQueue;
+}
+
+// A non-blocking op in flight. wait() returns when the op is complete on this rank and throws its
+// error, once; later calls return at once. Destroying a Work that was not waited for waits for the
+// op and drops its error (the communicator is aborted then, and its next call reports that).
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
-  virtual ~Communicator() = default;
+  Communicator();
+  virtual ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
   virtual int rank() const = 0;  // 0 .. size()-1 within this group
   virtual int size() const = 0;
   virtual const std::string& name() const = 0;  // e.g. "tp[stage 1]", "pp[tp 0]", "world"
@@ -50,6 +80,32 @@ class Communicator {
                             const std::vector<int64_t>& recv_rows) = 0;
 
   virtual bool aborted() const = 0;
+
+  // out = this rank's block of the sum over ranks of `in`: `in` holds size() equal blocks along
+  // dim 0, out is one block. Each element is summed in rank order from 0.0f, so out is bitwise
+  // the same as that block of all_reduce_sum(in). The default is all_reduce_sum on a copy (no
+  // bytes saved); gloo and shm move only the blocks each rank needs.
+  virtual void reduce_scatter_sum(const Tensor& in, Tensor& out);
+
+  // Non-blocking forms of the calls above (see the header comment). The defaults run the blocking
+  // call on the progress thread.
+  virtual std::unique_ptr<Work> all_reduce_sum_async(Tensor& t);
+  virtual std::unique_ptr<Work> all_gather_async(const Tensor& in, Tensor& out);
+  virtual std::unique_ptr<Work> reduce_scatter_sum_async(const Tensor& in, Tensor& out);
+  virtual std::unique_ptr<Work> send_async(const Tensor& t, int peer);
+  virtual std::unique_ptr<Work> recv_async(Tensor& t, int peer);
+
+ protected:
+  // Engines call this at the start of every blocking op: waits for the async ops issued so far
+  // (a no-op on the progress thread itself, which runs them one at a time).
+  void drain_async();
+  // Engines call this first in their destructor, so that no queued op runs on a half-destroyed
+  // engine: runs what is queued, then stops the progress thread.
+  void stop_async();
+
+ private:
+  std::unique_ptr<Work> submit(const char* op, std::function<void()> fn);
+  std::unique_ptr<detail::ProgressQueue> progress_;
 };
 
 // recv_rows for all_to_all_v from every rank's send_rows (one all_gather of I32 counts; a

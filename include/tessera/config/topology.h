@@ -32,6 +32,9 @@ struct ParallelSpec {
   // Expert parallelism (MoE models): ranks per stage that split the experts; attention is
   // replicated on them. Must divide the model's experts; tensor must then be 1 (for now).
   int expert = 1;
+  // A TP group may span nodes (cpu backend): every all-reduce then crosses the network, which is
+  // what benchmarks/slow_link_tp.sh measures; off, a node must hold whole TP groups.
+  bool tensor_across_nodes = false;
 };
 
 struct NodeSpec {
@@ -94,6 +97,9 @@ struct TopologyConfig {
   // cpu backend: int8 (integer dot products, the default) | fp32 (exact) activations in the
   // matmuls of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights; `serve --activations` overrides it.
   std::string cpu_activations = "int8";
+  // Tensor parallelism: overlap each half of a step's all-reduces with the other half's compute
+  // (ShardSpec::tp_overlap); `serve --tp-overlap` overrides it. Off until measured better.
+  bool tp_overlap = false;
   // Dotted key ("parallel.tensor", "nodes[1].devices") -> where it was written; filled by the
   // parser, read by validate_for_model for its messages. Keys left at their default are absent.
   std::map<std::string, SourcePos> positions;

@@ -41,6 +41,9 @@ struct EngineConfig {
   // CPU backend: int8 (integer dot products) or fp32 (exact) activations for quantized weights;
   // every worker, in process or not, group or single, runs with it.
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
+  // Tensor parallelism: overlapped micro-batches (model::ShardSpec::tp_overlap; topology
+  // tp_overlap, serve --tp-overlap).
+  bool tp_overlap = false;
   double health_timeout_seconds = 60.0;
   // Path of the tessera binary to run the workers in their own processes (`tessera worker`);
   // empty (and no group): the worker runs inside the engine's process.

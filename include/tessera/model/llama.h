@@ -32,6 +32,7 @@
 #include "tessera/model/moe.h"
 #include "tessera/model/shard.h"
 #include "tessera/model/weights.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::model {
 
@@ -88,6 +89,17 @@ class LlamaModel {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
     MoeLayer moe;  // MoE models: the FFN (w_gate/w_up/w_down stay undefined)
   };
+  struct Rows;  // one micro-batch of a step: its metadata and activations (llama_rows.h)
+  // A layer's halves on `m`'s rows, each ending in m.proj before its TP all-reduce: attention
+  // (norm, QKV, rope, KV append, attention, output projection) and the dense MLP.
+  void attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool& kv,
+                      const ops::AttentionParams& ap) const;
+  void mlp_rows(const Layer& L, Rows& m) const;
+  void alloc_rows(Rows& m, int64_t rows) const;  // m's activation buffers for `rows` rows
+  // tp_overlap: every layer on two micro-batches (rows [0, cut) and [cut, T) of `hidden`), each
+  // one's all-reduces in flight while the other computes (llama_overlap.cpp).
+  void layers_overlapped(const ForwardBatch& b, int64_t cut, Tensor& hidden, kv_cache::KvPool& kv,
+                         const ops::AttentionParams& ap) const;
   void embed(const Tensor& tokens, Tensor& hidden) const;
   Tensor lm_head(const Tensor& last) const;
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, alloc_); }

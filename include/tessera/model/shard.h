@@ -29,6 +29,10 @@ struct ShardSpec {
   // expert's width (and of the shared expert's), and the TP all-reduce sums the slices.
   int ep_rank = 0;
   int ep_size = 1;
+  // Tensor parallelism, dense models: cut each step's rows in two micro-batches (where
+  // ops::exact_row_split allows) so that one half's all-reduce runs while the other half
+  // computes. Bitwise the same results either way (llama_overlap.cpp says why).
+  bool tp_overlap = false;
 
   bool first_stage() const { return first_layer == 0; }
 };

@@ -95,6 +95,13 @@ struct AttentionBatch {
   int max_blocks_per_seq = 0;
 };
 
+// Where a step of `rows` activation rows on `device` may be cut in two so that every op above and
+// below (matmul above all, whose fast CPU path picks its algorithm by row count) gives bitwise
+// the same rows on the two parts as on the whole; 0 when there is no such cut (fewer than 2 rows,
+// or no half would stay in the whole's algorithm, or a device whose kernels are not yet checked
+// for it). The model's overlapped TP path splits a step only there.
+int64_t exact_row_split(Device device, int64_t rows);
+
 namespace ref {
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
 void embedding(const Tensor& table, const Indices& ids, Tensor& out);
@@ -167,6 +174,8 @@ const char* activations_name(Activations a);        // "int8", "fp32"
 Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kInvalidArgument
 // The integer kernels picked at run time from CPUID ("avx512vnni", "avxvnni", "avx2", "scalar").
 const char* int8_isa();
+// exact_row_split for cpu::matmul (ops::exact_row_split).
+int64_t exact_row_split(int64_t rows);
 }  // namespace cpu
 
 // Quantizers (round-to-nearest, ggml-compatible) so tests and tools can make quantized weights.

@@ -37,6 +37,8 @@ struct WorkerParams {
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
+  // A TP rank's shard overlaps its all-reduces with compute (model::ShardSpec::tp_overlap).
+  bool tp_overlap = false;
   // The tokens' bytes for constrained decoding (output rank); null: a sequence with a grammar is
   // refused.
   std::shared_ptr<const grammar::Vocabulary> vocabulary;

@@ -135,6 +135,13 @@ void matmul_blas(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
 
 }  // namespace
 
+// The fused kernels and the int8 path compute each output row from its own activation row with
+// one fixed order of the K sums, whatever the group size; sgemm does not: OpenBLAS's blocking
+// (and so the summation order of an element) depends on M (row_split_test saw 1-ulp differences
+// for M = 18..64 cut in halves). So a cut is exact only where the whole and both parts take the
+// fused path. The other row-wise CPU ops have no row-count regimes.
+int64_t exact_row_split(int64_t rows) { return rows >= 2 && rows <= kMaxFusedM ? rows / 2 : 0; }
+
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   ops::detail::require_host("matmul", {&x, &w, &bias, &y});
   const auto s = ops::detail::check_matmul("matmul", x, w, bias, y);

@@ -1,0 +1,31 @@
+// Private to src/model: a step's index arrays packed for the device (StepMeta, pack_step) and
+// LlamaModel::Rows, the metadata and activation buffers of one micro-batch of a step (the whole
+// step, or one half of it under tp_overlap). Each Rows owns its activations; `hidden` is a view
+// of the step's residual stream, so the halves write their rows in place.
+#pragma once
+
+#include <memory>
+
+#include "tessera/model/llama.h"
+#include "tessera/ops/ops.h"
+
+namespace tessera::model {
+
+namespace detail {
+
+// A step's index arrays, packed into one I32 buffer uploaded once; each field a view of it.
+struct StepMeta {
+  Tensor tokens, positions, slots, query_start, context_lens, block_tables, logit_rows;
+};
+StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc);
+
+}  // namespace detail
+
+struct LlamaModel::Rows {
+  Tensor hidden;  // [rows, hidden]: a view of the step's residual stream
+  Tensor positions, slots;
+  ops::AttentionBatch attn;
+  Tensor normed, q, k, v, attn_out, proj, gate, up;
+};
+
+}  // namespace tessera::model
