@@ -97,7 +97,9 @@ def main():
             ours = (peer_logits(a.peer_logits, a.model, w, a.threads) if m == "llama.cpp"
                     else tessera_logits(a.bin, a.model, w, m, a.threads))
             s = stats[m]
-            s["agree"] += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+            hit = ours.argmax(-1) == theirs.argmax(-1)
+            s["agree"] += int(hit.sum())
+            s.setdefault("hits", []).extend(hit.tolist())
             d = np.abs(ours - theirs)
             s["max_abs"] = max(s["max_abs"], float(d.max()))
             s["sum_abs"] += float(d.mean(-1).sum())
@@ -119,6 +121,16 @@ def main():
         result["modes"][m] = r
         print(f"{m:<12}{s['agree']:>8}/{n:<5} {r['top1_agree']:6.2%}{r['max_abs_logit_diff']:>9.3f}"
               f"{r['mean_abs_logit_diff']:>14.4f}{r['ppl']:>9.3f}{r['ref_ppl']:>9.3f}")
+    if "llama.cpp" in modes:
+        # Paired view of the same positions: where exactly one of the two matches the reference
+        # (the discordant pairs a McNemar test weighs); the rest agree or miss together.
+        peer = np.array(stats["llama.cpp"]["hits"])
+        for m in ("fp32", "int8"):
+            mine = np.array(stats[m]["hits"])
+            only_m, only_p = int((mine & ~peer).sum()), int((~mine & peer).sum())
+            result["modes"][m]["vs_llama_cpp"] = {"only_this": only_m, "only_llama_cpp": only_p}
+            print(f"{m} vs llama.cpp: right where llama.cpp is wrong {only_m}, wrong where "
+                  f"llama.cpp is right {only_p}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)

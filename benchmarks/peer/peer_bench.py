@@ -93,7 +93,8 @@ def llama_speed(peer_bin, model, threads, prefills, gen, reps):
                      "-o", "json"])
     out = {}
     for t in j:
-        out["build"] = f"{t.get('build_commit', '?')} ({t.get('build_number', '?')})"
+        # An sdist has no git history, so build_commit reads "unknown": the number identifies it.
+        out["build"] = f"build {t.get('build_number', '?')} (commit {t.get('build_commit', '?')})"
         out["backend"] = f"{t.get('backends', t.get('backend', '?'))} {t.get('cpu_info', '')}"
         if t["n_gen"] > 0:
             out["tg"] = t["avg_ts"]
