@@ -19,8 +19,9 @@ built cheaply (an 8B model is 8e9 draws and a numpy quantization pass too slow f
 machine's minutes): --unique-layers distinct layers (default 2) cycled over the depth, and the
 embedding table tiled from 8192 distinct rows. Every layer is still its own tensor in the file and
 on the device, so the bytes a decode step reads are the real model's; only the values repeat,
-which a benchmark does not see (the L2 cache holds far less than one layer). Q/K rows are not
-permuted as llama.cpp's converter does: the values are random, so no layout is more right.
+which a benchmark does not see (the L2 cache holds far less than one layer). GGUF q/k rows are
+permuted as llama.cpp's converter does, so a GGUF file and the safetensors of one shape hold the
+same model (CI checks tessera gives both the same logits).
 
 Scale: matrices are N(0, 1/in) (o_proj and down_proj x 2, so that the layers, not the
 input token's own embedding, decide the tied LM head's choice), norms 1 + N(0, 0.1^2), embeddings
@@ -60,6 +61,7 @@ MODELS = {
     "llama8b-q4_0": ("llama8b", "Q4_0", True),
     "llama8b-q8_0": ("llama8b", "Q8_0", True),
     "llama8b-f16": ("llama8b", "F16", True),
+    "hf-smollm2-f16": ("smollm2", "HF-F16", False),
     "hf-llama1b-f16": ("llama1b", "HF-F16", True),
     "hf-llama1b-bf16": ("llama1b", "HF-BF16", True),
 }
@@ -178,8 +180,18 @@ def write_gguf(path, s, w, dtype):
     if not s["tied"]:
         head, vocab = w.lm_head()
         add("output.weight", tiled(encode(gguf, head, dtype, memo), vocab))
+    permuted = {}  # id -> (source, permuted): each distinct q/k matrix permuted once
+
+    def permute(a, n_head):  # llama.cpp's converter: rotation pairs become adjacent rows
+        if id(a) not in permuted:
+            p = a.reshape(n_head, 2, a.shape[0] // n_head // 2, *a.shape[1:]).swapaxes(1, 2)
+            permuted[id(a)] = (a, np.ascontiguousarray(p.reshape(a.shape)))
+        return permuted[id(a)][1]
+
     for l in range(s["layers"]):
         for suffix, a in w.layer(l):
+            if arch == "llama" and suffix.startswith(("self_attn.q_proj.", "self_attn.k_proj.")):
+                a = permute(a, s["heads"] if ".q_proj." in suffix else s["kv"])
             add(f"blk.{l}.{GGUF_SUB[suffix]}", encode(gguf, a, dtype, memo))
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
