@@ -258,6 +258,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--unique-layers", type=int, default=2,
                     help="distinct layers of the benchmark shapes (cycled over the depth)")
+    ap.add_argument("--skip-existing", action="store_true",
+                    help="leave a model already written (a rerun on a warm machine)")
     ap.add_argument("--layers", type=int, help="cut every shape to this many layers (CI)")
     ap.add_argument("--vocab", type=int, help="cut every shape's vocabulary (CI)")
     a = ap.parse_args(argv)
@@ -271,6 +273,11 @@ def main(argv=None):
         if a.vocab:
             s["vocab"] = min(s["vocab"], a.vocab)
         w = weights.setdefault((shape, cheap), Weights(s, a.seed, cheap, a.unique_layers))
+        done = os.path.join(a.out, name, "config.json") if dtype.startswith("HF-") else \
+            os.path.join(a.out, name + ".gguf")
+        if a.skip_existing and os.path.exists(done):
+            print(f"make_models: {name}: exists, kept", flush=True)
+            continue
         t0 = time.perf_counter()
         if dtype.startswith("HF-"):
             path = os.path.join(a.out, name)

@@ -75,7 +75,7 @@ gen_pid=
 if [ "$models_ok" = 1 ]; then
   mkdir -p "$MODELS"
   # shellcheck disable=SC2086  # the lists are words
-  nice -n 5 python3 benchmarks/gpu/make_models.py --out "$MODELS" --only $CHECK_MODELS \
+  nice -n 5 python3 benchmarks/gpu/make_models.py --out "$MODELS" --skip-existing --only $CHECK_MODELS \
     $(echo $BENCH_MODELS | tr ' ' '\n' | grep llama1b) $PEER_MODELS \
     $(echo $BENCH_MODELS | tr ' ' '\n' | grep -v llama1b) >>"$OUT/models.log" 2>&1 &
   gen_pid=$!
