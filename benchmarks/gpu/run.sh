@@ -149,7 +149,7 @@ if [ -n "$cublas" ]; then row cublas ok "$cublas"; else row cublas absent "every
 section build
 targets=(tessera_ops_tests tessera_model_tests tessera_comm_tests tessera_core_tests model_check model_bench)
 t0=$(date +%s)
-if timeout "$(limit 240)" cmake --build "$BUILD" -j"$jobs" --target "${targets[@]}" >>"$log" 2>&1; then
+if timeout "$(limit "${BUILD_LIMIT_S:-240}")" cmake --build "$BUILD" -j"$jobs" --target "${targets[@]}" >>"$log" 2>&1; then
   row build ok "$((${#targets[@]})) targets in $(($(date +%s) - t0)) s"
 else
   row build FAIL "see build.log ($(($(date +%s) - t0)) s)"
