@@ -34,6 +34,7 @@ using cuda::check;
 using cuda::DeviceScope;
 using cuda::kStream;
 using cuda::narrow;
+using cuda::Scratch;
 using cuda::weight_type;
 using cuda::weight_type_of;
 
@@ -204,7 +205,23 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
       .block_size = p.block_size,
       .scale = p.scale,
   };
-  check(kernels::launch_paged_attention(args, kStream), op, "launch");
+  // Flash decoding where the plan takes the shape (head_dim <= 128), else the simple kernel. The
+  // host knows no context length without a sync, so the split plan uses the table's capacity.
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, scope.device()), op,
+        "cudaDeviceGetAttribute");
+  const auto plan = kernels::attn::plan_attention(
+      args.num_tokens, args.num_seqs, p.num_heads, p.num_kv_heads, p.head_dim,
+      int64_t{batch.max_blocks_per_seq} * p.block_size, sms);
+  if (!plan.ok) {
+    check(kernels::launch_paged_attention(args, kStream), op, "launch");
+    return;
+  }
+  Scratch partials(kernels::attn::partials_bytes(plan, args.num_tokens, p.num_heads, p.head_dim),
+                   op);
+  check(kernels::launch_flash_attention(args, plan, reinterpret_cast<float*>(partials.get()),
+                                        kStream),
+        op, "launch");
 }
 
 }  // namespace gpu

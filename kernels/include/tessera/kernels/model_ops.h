@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "tessera/kernels/attention_plan.h"
+
 namespace tessera::kernels {
 
 // Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
@@ -44,6 +46,11 @@ struct PagedAttentionArgs {
 
 // Causal paged attention over each sequence's context, GQA (num_heads % num_kv_heads == 0).
 cudaError_t launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream);
+
+// The same attention by flash decoding (flash_attention.cu): plan from attn::plan_attention (its
+// ok must be true: head_dim <= 128), partials of attn::partials_bytes (null when one split).
+cudaError_t launch_flash_attention(const PagedAttentionArgs& a, const attn::AttentionPlan& plan,
+                                   float* partials, cudaStream_t stream);
 
 // out[r] = first index of the largest value in logits row r ([rows, cols]).
 cudaError_t launch_argmax(int32_t* out, const float* logits, int rows, int64_t cols,
