@@ -36,8 +36,41 @@ struct Geometry {
 // Dynamic shared memory: K tile [kKeyTile][head_dim + 1] (padded: lane k reads row k, so a
 // stride of head_dim would put every lane on one bank) | V tile [kKeyTile][head_dim] |
 // q [kMaxVecs][head_dim].
+// tile_starts[s] = sum over s' < s of row_tiles_of(q_len_s'), s <= num_seqs: one CTA, each
+// thread a contiguous run of sequences, then thread 0 scans the runs' totals.
 __global__ void __launch_bounds__(kThreads)
-    flash_attention_kernel(PagedAttentionArgs a, Geometry g, float* part_ml, float* part_acc) {
+    tile_starts_kernel(const int32_t* query_start, int num_seqs, int rows_per_cta,
+                       int32_t* tile_starts) {
+  __shared__ int32_t totals[kThreads + 1];
+  const int per = (num_seqs + kThreads - 1) / kThreads;
+  const int s0 = min(num_seqs, static_cast<int>(threadIdx.x) * per);
+  const int s1 = min(num_seqs, s0 + per);
+  int32_t sum = 0;
+  for (int s = s0; s < s1; ++s)
+    sum += attn::row_tiles_of(query_start[s + 1] - query_start[s], rows_per_cta);
+  totals[threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t run = 0;
+    for (int t = 0; t < kThreads; ++t) {
+      const int32_t n = totals[t];
+      totals[t] = run;
+      run += n;
+    }
+    totals[kThreads] = run;
+  }
+  __syncthreads();
+  int32_t run = totals[threadIdx.x];
+  for (int s = s0; s < s1; ++s) {
+    tile_starts[s] = run;
+    run += attn::row_tiles_of(query_start[s + 1] - query_start[s], rows_per_cta);
+  }
+  if (threadIdx.x == 0) tile_starts[num_seqs] = totals[kThreads];
+}
+
+__global__ void __launch_bounds__(kThreads)
+    flash_attention_kernel(PagedAttentionArgs a, Geometry g, const int32_t* tile_starts,
+                           float* part_ml, float* part_acc) {
   extern __shared__ float smem[];
   const int hd = a.head_dim, pitch = hd + 1;
   float* ks = smem;
@@ -45,14 +78,15 @@ __global__ void __launch_bounds__(kThreads)
   float* qs = vs + kKeyTile * hd;
   __shared__ int64_t slots[kKeyTile];
 
-  const int s = static_cast<int>(blockIdx.x % static_cast<unsigned>(a.num_seqs));
-  const int tile = static_cast<int>(blockIdx.x / static_cast<unsigned>(a.num_seqs));
+  const int x = static_cast<int>(blockIdx.x);
+  const int s = attn::tile_owner(tile_starts, a.num_seqs, x);
+  if (s < 0) return;  // past the last tile (the grid is a bound); uniform across the CTA
+  const int tile = x - tile_starts[s];
   const int kvh = static_cast<int>(blockIdx.y) / g.head_chunks;
   const int hchunk = static_cast<int>(blockIdx.y) % g.head_chunks;
   const int split = static_cast<int>(blockIdx.z);
   const int q0 = a.query_start[s], q_len = a.query_start[s + 1] - q0;
-  const int row0 = tile * g.rows_per_cta;
-  if (row0 >= q_len) return;  // a row tile past this sequence's rows (the grid is a bound)
+  const int row0 = tile * g.rows_per_cta;  // < q_len: the sequence has tile + 1 tiles or more
   const int rows = min(g.rows_per_cta, q_len - row0);
   const int group = a.num_heads / a.num_kv_heads;
   const int h0 = kvh * group + hchunk * g.heads_per_cta;
@@ -72,9 +106,11 @@ __global__ void __launch_bounds__(kThreads)
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float m[kVecsPerWarp], l[kVecsPerWarp], acc[kVecsPerWarp][kDimsPerLane];
+#pragma unroll
   for (int j = 0; j < kVecsPerWarp; ++j) {
     m[j] = -INFINITY;
     l[j] = 0.0f;
+#pragma unroll
     for (int d = 0; d < kDimsPerLane; ++d) acc[j][d] = 0.0f;
   }
 
@@ -93,6 +129,7 @@ __global__ void __launch_bounds__(kThreads)
       vs[k * hd + i] = a.v_cache[at];
     }
     __syncthreads();
+#pragma unroll
     for (int j = 0; j < kVecsPerWarp; ++j) {
       const int v = warp + j * kWarps;
       if (v >= nvec) break;  // warp-uniform
@@ -113,9 +150,11 @@ __global__ void __launch_bounds__(kThreads)
       const float p = valid ? expf(score - m_new) : 0.0f;
       l[j] = l[j] * corr + warp_sum(p);
       m[j] = m_new;
+#pragma unroll
       for (int d = 0; d < kDimsPerLane; ++d) acc[j][d] *= corr;
       for (int k = 0; k < n; ++k) {
         const float pk = __shfl_sync(0xffffffffu, p, k);
+#pragma unroll
         for (int d = 0; d < kDimsPerLane; ++d) {
           const int i = lane + 32 * d;
           if (i < hd) acc[j][d] += pk * vs[k * hd + i];
@@ -124,13 +163,16 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
+#pragma unroll
+
   for (int j = 0; j < kVecsPerWarp; ++j) {
     const int v = warp + j * kWarps;
     if (v >= nvec) break;
     const int64_t token = q0 + row0 + v / heads;
     const int64_t th = token * a.num_heads + h0 + v % heads;
     if (g.num_splits == 1) {
-      // Split 0 holds key 0 <= pos, so l >= 1.
+// Split 0 holds key 0 <= pos, so l >= 1.
+#pragma unroll
       for (int d = 0; d < kDimsPerLane; ++d) {
         const int i = lane + 32 * d;
         if (i < hd) a.out[th * hd + i] = acc[j][d] / l[j];
@@ -141,6 +183,7 @@ __global__ void __launch_bounds__(kThreads)
         part_ml[2 * at] = m[j];
         part_ml[2 * at + 1] = l[j];
       }
+#pragma unroll
       for (int d = 0; d < kDimsPerLane; ++d) {
         const int i = lane + 32 * d;
         if (i < hd) part_acc[at * hd + i] = acc[j][d];
@@ -151,7 +194,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // One CTA per (token, head): merges the splits' partial states (attention_plan.h). A split with
 // no key at or before a row's position (or past its sequence's context) left m = -inf and is
-// skipped; the CTA of a row tile past its sequence wrote nothing, but then no output row exists.
+// skipped.
 __global__ void __launch_bounds__(kThreads)
     merge_splits_kernel(PagedAttentionArgs a, int num_splits, const float* part_ml,
                         const float* part_acc) {
@@ -170,30 +213,33 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 cudaError_t launch_flash_attention(const PagedAttentionArgs& a, const attn::AttentionPlan& plan,
-                                   float* partials, cudaStream_t stream) {
+                                   void* workspace, cudaStream_t stream) {
   if (a.num_tokens == 0 || a.num_heads == 0) return cudaSuccess;
   if (!plan.ok || a.num_seqs <= 0 || a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0 ||
       a.head_dim <= 0 || a.head_dim > attn::kMaxHeadDim || a.block_size <= 0 ||
       a.num_heads > 65535 || plan.split.num_splits < 1 || plan.split.num_splits > 65535 ||
-      (plan.split.num_splits > 1 && partials == nullptr))
+      workspace == nullptr)
     return cudaErrorInvalidValue;
-  const Geometry g{plan.heads_per_cta, plan.head_chunks, plan.rows_per_cta,
-                   plan.split.num_splits, plan.split.chunk};
-  const dim3 grid(static_cast<unsigned>(a.num_seqs) * static_cast<unsigned>(plan.row_tiles),
+  const Geometry g{plan.heads_per_cta, plan.head_chunks, plan.rows_per_cta, plan.split.num_splits,
+                   plan.split.chunk};
+  const dim3 grid(static_cast<unsigned>(plan.row_tiles),
                   static_cast<unsigned>(a.num_kv_heads * plan.head_chunks),
                   static_cast<unsigned>(plan.split.num_splits));
   const size_t shared =
       (size_t{kKeyTile} * (2 * a.head_dim + 1) + size_t{kMaxVecs} * a.head_dim) * sizeof(float);
-  float* part_ml = partials;
-  float* part_acc =
-      partials ? partials + 2 * int64_t{plan.split.num_splits} * a.num_tokens * a.num_heads
-               : nullptr;
-  flash_attention_kernel<<<grid, kThreads, shared, stream>>>(a, g, part_ml, part_acc);
+  auto* tile_starts = static_cast<int32_t*>(workspace);
+  float* part_ml = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) +
+                                            attn::tile_starts_bytes(a.num_seqs));
+  float* part_acc = part_ml + 2 * int64_t{plan.split.num_splits} * a.num_tokens * a.num_heads;
+  tile_starts_kernel<<<1, kThreads, 0, stream>>>(a.query_start, a.num_seqs, plan.rows_per_cta,
+                                                 tile_starts);
+  if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  flash_attention_kernel<<<grid, kThreads, shared, stream>>>(a, g, tile_starts, part_ml, part_acc);
   if (plan.split.num_splits == 1) return cudaGetLastError();
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   const dim3 merge_grid(static_cast<unsigned>(a.num_tokens), static_cast<unsigned>(a.num_heads));
   merge_splits_kernel<<<merge_grid, kThreads, 0, stream>>>(a, plan.split.num_splits, part_ml,
-                                                          part_acc);
+                                                           part_acc);
   return cudaGetLastError();
 }
 

@@ -217,11 +217,10 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
     check(kernels::launch_paged_attention(args, kStream), op, "launch");
     return;
   }
-  Scratch partials(kernels::attn::partials_bytes(plan, args.num_tokens, p.num_heads, p.head_dim),
-                   op);
-  check(kernels::launch_flash_attention(args, plan, reinterpret_cast<float*>(partials.get()),
-                                        kStream),
-        op, "launch");
+  Scratch workspace(
+      kernels::attn::workspace_bytes(plan, args.num_tokens, args.num_seqs, p.num_heads, p.head_dim),
+      op);
+  check(kernels::launch_flash_attention(args, plan, workspace.get(), kStream), op, "launch");
 }
 
 }  // namespace gpu

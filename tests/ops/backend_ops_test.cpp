@@ -272,7 +272,8 @@ TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {
 // The CUDA table's flash attention (kernels/flash_attention.cu) across the shapes its plan treats
 // differently: GQA ratios 1, 3 and 8 (one CTA a KV head and its whole group), contexts crossing
 // block boundaries, a 5000-token decode alone (split-K: few CTAs, long context) and in a batch with
-// chunked prefills (query rows tiled, causal inside the chunk), head_dim 64 and 128. Tolerance:
+// chunked prefills (query rows tiled, causal inside the chunk) and a sequence without rows this
+// step, head_dim 64 and 128. Tolerance:
 // fp32 throughout with reordered sums only (online softmax per tile, splits merged), outputs are
 // convex combinations of N(0,1) values: 1e-5 relative plus 1e-5 absolute, while a wrong key, head
 // or mask moves an output by ~1e-2 or more.
@@ -283,11 +284,11 @@ TEST_P(BackendOps, PagedAttentionGqaSplitKAndChunkedPrefill) {
     std::vector<int> q_lens, ctx;
   };
   const int bs = 16;
-  for (const Case& c : {Case{4, 4, 64, {1}, {5000}}, Case{6, 2, 128, {1}, {5000}},
-                        Case{16, 2, 64, {1}, {5000}},
-                        Case{4, 4, 128, {1, 40, 1, 33}, {5000, 140, 17, 33}},
-                        Case{9, 3, 64, {1, 40, 1, 33}, {5000, 140, 17, 33}},
-                        Case{16, 2, 128, {1, 40, 1, 33}, {4097, 140, 17, 33}}}) {
+  for (const Case& c :
+       {Case{4, 4, 64, {1}, {5000}}, Case{6, 2, 128, {1}, {5000}}, Case{16, 2, 64, {1}, {5000}},
+        Case{4, 4, 128, {1, 40, 1, 33}, {5000, 140, 17, 33}},
+        Case{9, 3, 64, {1, 40, 0, 1, 33}, {5000, 140, 20, 17, 33}},
+        Case{16, 2, 128, {1, 40, 1, 33}, {4097, 140, 17, 33}}}) {
     const int S = static_cast<int>(c.ctx.size());
     int max_blocks = 0, blocks = 3;  // spare blocks no table uses
     for (int n : c.ctx) {

@@ -47,43 +47,75 @@ TEST_F(CudaAttentionPlan, SplitChoicesAtShortMediumAndLongContexts) {
 
 TEST_F(CudaAttentionPlan, GeometryGroupsHeadsAndTilesRows) {
   // Llama-3 8B decode, batch 4: 32 heads over 8 KV heads; a CTA takes the whole group of 4,
-  // two rows of it (8 vectors), so a decode row tile is 1 (q_len 1 per sequence).
+  // two rows of it (8 vectors); the grid bounds the row tiles by ceil(4 / 2) + 4.
   auto p = ka::plan_attention(4, 4, 32, 8, 128, 4096, 132);
   ASSERT_TRUE(p.ok);
   EXPECT_EQ(p.heads_per_cta, 4);
   EXPECT_EQ(p.head_chunks, 1);
   EXPECT_EQ(p.rows_per_cta, 2);
-  EXPECT_EQ(p.row_tiles, 1);
+  EXPECT_EQ(p.row_tiles, 6);
   // GQA 8 (SmolLM2-like 9/3 is 3): 8 heads a CTA, one row.
   p = ka::plan_attention(1, 1, 64, 8, 128, 5008, 132);
   EXPECT_EQ(p.heads_per_cta, 8);
   EXPECT_EQ(p.rows_per_cta, 1);
   EXPECT_GT(p.split.num_splits, 1);  // 8 CTAs for 132 SMs: split the 5k context
-  // MHA prefill of 100 rows: 8 rows a CTA, 13 row tiles.
+  // MHA prefill of 100 rows: 8 rows a CTA, 13 row tiles (+1 of the bound).
   p = ka::plan_attention(100, 1, 12, 12, 64, 128, 132);
   EXPECT_EQ(p.heads_per_cta, 1);
   EXPECT_EQ(p.rows_per_cta, 8);
-  EXPECT_EQ(p.row_tiles, 13);
+  EXPECT_EQ(p.row_tiles, 14);
   // Group of 16: two chunks of 8 heads.
   p = ka::plan_attention(2, 2, 32, 2, 64, 64, 132);
   EXPECT_EQ(p.head_chunks, 2);
-  // Mixed batch: 3 sequences of 75 rows: no sequence owns more than 73.
+  // Mixed batch: 3 sequences, 75 rows, group 3: 2 rows a CTA.
   p = ka::plan_attention(75, 3, 6, 2, 64, 160, 132);
   EXPECT_EQ(p.rows_per_cta, 2);
-  EXPECT_EQ(p.row_tiles, 37);
+  EXPECT_EQ(p.row_tiles, 38 + 3);
   // Shapes the kernel does not take go to the simple kernel.
   EXPECT_FALSE(ka::plan_attention(1, 1, 8, 8, 256, 64, 132).ok);  // head_dim > 128
   EXPECT_FALSE(ka::plan_attention(1, 1, 9, 2, 64, 64, 132).ok);   // not a GQA multiple
-  EXPECT_FALSE(ka::plan_attention(1, 2, 8, 8, 64, 64, 132).ok);   // fewer rows than sequences
 }
 
-TEST_F(CudaAttentionPlan, PartialsBytes) {
+// The grid bound holds for any split of the rows, empty sequences included, and tile_owner maps
+// every row tile to the sequence and tile the kernel must serve, each exactly once.
+TEST_F(CudaAttentionPlan, RowTilesCoverEveryRowOnce) {
+  for (int trial = 0; trial < 200; ++trial) {
+    const int S = randint(1, 12), R = randint(1, 8);
+    std::vector<int32_t> qstart{0};
+    for (int s = 0; s < S; ++s) qstart.push_back(qstart.back() + randint(0, 3) * randint(0, 9));
+    const int T = qstart.back();
+    if (T == 0) continue;
+    std::vector<int32_t> starts{0};  // what tile_starts_kernel writes
+    for (int s = 0; s < S; ++s)
+      starts.push_back(starts.back() +
+                       ka::row_tiles_of(qstart[size_t(s + 1)] - qstart[size_t(s)], R));
+    const int64_t bound = (T + R - 1) / R + S;
+    ASSERT_LE(starts.back(), bound);
+    std::vector<int> seen(static_cast<size_t>(T), 0);
+    for (int x = 0; x < bound; ++x) {
+      const int s = ka::tile_owner(starts.data(), S, x);
+      if (x >= starts.back()) {
+        ASSERT_EQ(s, -1);
+        continue;
+      }
+      ASSERT_GE(s, 0);
+      const int q_len = qstart[size_t(s + 1)] - qstart[size_t(s)];
+      const int row0 = (x - starts[size_t(s)]) * R;
+      ASSERT_LT(row0, q_len) << "tile of an empty or finished sequence";
+      for (int r = row0; r < std::min(q_len, row0 + R); ++r) ++seen[size_t(qstart[size_t(s)] + r)];
+    }
+    for (int t = 0; t < T; ++t) ASSERT_EQ(seen[size_t(t)], 1) << "row " << t;
+  }
+}
+
+TEST_F(CudaAttentionPlan, WorkspaceBytes) {
   auto p = ka::plan_attention(1, 1, 64, 8, 128, 5008, 132);
   ASSERT_GT(p.split.num_splits, 1);
-  EXPECT_EQ(ka::partials_bytes(p, 1, 64, 128),
-            size_t(p.split.num_splits) * 64 * (2 + 128) * sizeof(float));
+  EXPECT_EQ(ka::workspace_bytes(p, 1, 1, 64, 128),
+            16 + size_t(p.split.num_splits) * 64 * (2 + 128) * sizeof(float));
   p = ka::plan_attention(1, 1, 64, 8, 128, 16, 132);
-  EXPECT_EQ(ka::partials_bytes(p, 1, 64, 128), 0u);  // one split writes the output directly
+  EXPECT_EQ(ka::workspace_bytes(p, 1, 1, 64, 128), 16u);  // one split: only the tile starts
+  EXPECT_EQ(ka::tile_starts_bytes(4), 32u);
 }
 
 // Replays one CTA's state machine for one query vector: keys [k0, k1) in tiles of kKeyTile, the

@@ -48,9 +48,9 @@ struct PagedAttentionArgs {
 cudaError_t launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream);
 
 // The same attention by flash decoding (flash_attention.cu): plan from attn::plan_attention (its
-// ok must be true: head_dim <= 128), partials of attn::partials_bytes (null when one split).
+// ok must be true: head_dim <= 128), device workspace of attn::workspace_bytes.
 cudaError_t launch_flash_attention(const PagedAttentionArgs& a, const attn::AttentionPlan& plan,
-                                   float* partials, cudaStream_t stream);
+                                   void* workspace, cudaStream_t stream);
 
 // out[r] = first index of the largest value in logits row r ([rows, cols]).
 cudaError_t launch_argmax(int32_t* out, const float* logits, int rows, int64_t cols,
