@@ -236,7 +236,7 @@ void LlamaModel::check_device_support() const {
   if (token_embd_.defined() && shard_.first_stage())
     need(shard_.tp_size > 1 ? ops::Op::kEmbeddingShard : ops::Op::kEmbedding, token_embd_.dtype());
   for (ops::Op op : {ops::Op::kRmsNorm, ops::Op::kAdd, ops::Op::kRope, ops::Op::kSiluMul,
-                     ops::Op::kKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
+                     ops::Op::kRopeKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
     need(op, DType::kF32);
   for (const auto& L : layers_) {
     for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
@@ -375,8 +375,7 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     ops::matmul(normed, L.wk, L.bk, k);
     ops::matmul(normed, L.wv, L.bv, v);
     ops::rope(q, tp_.heads, meta.positions, c.rope);
-    ops::rope(k, tp_.kv_heads, meta.positions, c.rope);
-    ops::kv_append(k, v, meta.slots, kv.k(l), kv.v(l));
+    ops::rope_kv_append(k, v, tp_.kv_heads, meta.positions, c.rope, meta.slots, kv.k(l), kv.v(l));
     ops::paged_attention(q, kv.k(l), kv.v(l), attn_batch, attn, attn_out);
     ops::matmul(attn_out, L.wo, Tensor(), proj);
     reduce(proj);

@@ -182,6 +182,20 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
         "kv_append", "launch");
 }
 
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
+  const char* op = "rope_kv_append";
+  DeviceScope scope(op, k);
+  const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
+  DeviceFloats inv(rope_inv_freq(p));  // the host frequencies of every table, as rope does
+  check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(),
+                                       k_cache.data_as<float>(), v_cache.data_as<float>(),
+                                       ids_of(positions), ids_of(slots), inv.get(),
+                                       narrow(positions.size(), op, "tokens"), num_kv_heads,
+                                       p.head_dim, rot, p.style == RopeStyle::kNeox, kStream),
+        op, "launch");
+}
+
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
   const char* op = "paged_attention";
@@ -387,6 +401,7 @@ const Backend* cuda_backend() {
       .gather_rows = gpu::gather_rows,
       .kv_append = gpu::kv_append,
       .paged_attention = gpu::paged_attention,
+      .rope_kv_append = gpu::rope_kv_append,
   };
   return &kCuda;
 }

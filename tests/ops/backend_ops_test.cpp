@@ -179,6 +179,45 @@ TEST_P(BackendOps, Rope) {
   }
 }
 
+// The fused K path against the two reference ops it stands for: k rotated in place and, rotated,
+// in its cache slots; v in its slots; every other slot untouched. Partial rotary dims (the pass-
+// through dims) and both pair layouts. Tolerance as rope's (2e-5: sincos within 2 ulp, FMA);
+// the v cache and the untouched slots are exact copies.
+TEST_P(BackendOps, RopeKvAppendEqualsRopeThenKvAppend) {
+  if (!runs(Op::kRopeKvAppend, DType::kF32)) return;
+  struct Case {
+    int tokens, kv_heads, head_dim, rotary_dim;
+    RopeStyle style;
+  };
+  const int bs = 8, blocks = 12;
+  for (const Case c :
+       {Case{1, 3, 64, 0, RopeStyle::kNeox}, Case{7, 2, 64, 0, RopeStyle::kInterleaved},
+        Case{19, 4, 128, 64, RopeStyle::kNeox}}) {
+    RopeParams p{
+        .head_dim = c.head_dim, .rotary_dim = c.rotary_dim, .theta = 10000.0f, .style = c.style};
+    std::vector<int32_t> pos(static_cast<size_t>(c.tokens)),
+        slots(static_cast<size_t>(blocks * bs));
+    for (auto& x : pos) x = randint(0, 8191);
+    for (int i = 0; i < blocks * bs; ++i) slots[static_cast<size_t>(i)] = i;
+    std::shuffle(slots.begin(), slots.end(), rng());
+    slots.resize(static_cast<size_t>(c.tokens));
+    const Tensor k = random_f32({c.tokens, c.kv_heads * c.head_dim});
+    const Tensor v = random_f32({c.tokens, c.kv_heads * c.head_dim});
+    const Tensor kc = random_f32({blocks, bs, c.kv_heads, c.head_dim});
+    const Tensor vc = random_f32({blocks, bs, c.kv_heads, c.head_dim});
+    Tensor want_k = clone(k), want_kc = clone(kc), want_vc = clone(vc);
+    ref::rope(want_k, c.kv_heads, pos, p);
+    ref::kv_append(want_k, v, slots, want_kc, want_vc);
+    Tensor got_k = dev(k), got_kc = dev(kc), got_vc = dev(vc);
+    ops::rope_kv_append(got_k, dev(v), c.kv_heads, dev_idx(pos), p, dev_idx(slots), got_kc, got_vc);
+    const std::string what =
+        "heads " + std::to_string(c.kv_heads) + " rot " + std::to_string(c.rotary_dim);
+    expect_close(want_k, got_k, 2e-5f, 2e-5f, "k " + what);
+    expect_close(want_kc, got_kc, 2e-5f, 2e-5f, "k cache " + what);
+    expect_equal(want_vc, got_vc, "v cache " + what);
+  }
+}
+
 TEST_P(BackendOps, Matmul) {
   // Both CPU activation modes; the integer one only changes the quantized weight types' results.
   for (const cpu::Activations mode : {cpu::Activations::kF32, cpu::Activations::kInt8}) {

@@ -25,6 +25,14 @@ cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, con
                              const int32_t* slots, int num_tokens, int64_t width,
                              cudaStream_t stream);
 
+// launch_rope on k [num_tokens, num_kv_heads * head_dim] (left rotated in place) and
+// launch_kv_append of the rotated k and of v, in one kernel: k is read once and written twice
+// (in place and to its cache slot) instead of read twice and written twice by two launches.
+cudaError_t launch_rope_kv_append(float* k, const float* v, float* k_cache, float* v_cache,
+                                  const int32_t* positions, const int32_t* slots,
+                                  const float* inv_freq, int num_tokens, int num_kv_heads,
+                                  int head_dim, int rotary_dim, bool neox, cudaStream_t stream);
+
 // Everything one paged-attention launch needs; see ops::AttentionBatch for the batch layout.
 struct PagedAttentionArgs {
   float* out = nullptr;                   // [num_tokens, num_heads * head_dim]
