@@ -1,4 +1,4 @@
-// Rotary embedding, KV-cache append and argmax (see model_ops.h). Straight
+// Rotary embedding, KV-cache append, the two fused, and argmax (see model_ops.h). Straight
 // grid-stride kernels: correctness and parity with ops::ref first, tuning later.
 #include <cuda_fp16.h>
 
@@ -90,6 +90,39 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int rows, int64
   }
 }
 
+// One block per token: the rotary pairs first (rotated once, written to k and to the cache slot),
+// then the dims past rotary_dim and v, copied. The two loops touch disjoint elements of k.
+__global__ void rope_kv_append_kernel(float* k, const float* v, float* k_cache, float* v_cache,
+                                      const int32_t* positions, const int32_t* slots,
+                                      const float* inv_freq, int num_tokens, int num_kv_heads,
+                                      int head_dim, int rotary_dim, bool neox) {
+  const int half = rotary_dim / 2;
+  const int64_t width = static_cast<int64_t>(num_kv_heads) * head_dim;
+  for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+    const float pos = static_cast<float>(positions[t]);
+    float* row = k + static_cast<int64_t>(t) * width;
+    float* kdst = k_cache + static_cast<int64_t>(slots[t]) * width;
+    for (int p = threadIdx.x; p < num_kv_heads * half; p += blockDim.x) {
+      const int h = p / half, i = p % half;
+      const int64_t base = static_cast<int64_t>(h) * head_dim;
+      const float angle = pos * inv_freq[i];  // as rope_kernel: the reference's fp32 angle
+      float s, c;
+      sincosf(angle, &s, &c);
+      const int64_t a = base + (neox ? i : 2 * i);
+      const int64_t b = base + (neox ? i + half : 2 * i + 1);
+      const float x0 = row[a], x1 = row[b];
+      const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+      row[a] = kdst[a] = y0;
+      row[b] = kdst[b] = y1;
+    }
+    for (int64_t e = threadIdx.x; e < width; e += blockDim.x) {
+      // Dims rotary_dim.. of each head pass through unrotated.
+      if (static_cast<int>(e % head_dim) >= rotary_dim) kdst[e] = row[e];
+      v_cache[static_cast<int64_t>(slots[t]) * width + e] = v[static_cast<int64_t>(t) * width + e];
+    }
+  }
+}
+
 int row_blocks(int rows) { return rows < kMaxRowBlocks ? rows : kMaxRowBlocks; }
 
 }  // namespace
@@ -100,6 +133,18 @@ cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_fre
   if (num_tokens == 0 || num_heads == 0 || rotary_dim < 2) return cudaSuccess;
   rope_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
       x, positions, inv_freq, num_tokens, num_heads, head_dim, rotary_dim, neox);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_rope_kv_append(float* k, const float* v, float* k_cache, float* v_cache,
+                                  const int32_t* positions, const int32_t* slots,
+                                  const float* inv_freq, int num_tokens, int num_kv_heads,
+                                  int head_dim, int rotary_dim, bool neox, cudaStream_t stream) {
+  if (num_tokens == 0 || num_kv_heads == 0 || head_dim == 0) return cudaSuccess;
+  if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0) return cudaErrorInvalidValue;
+  rope_kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
+      k, v, k_cache, v_cache, positions, slots, inv_freq, num_tokens, num_kv_heads, head_dim,
+      rotary_dim, neox);
   return cudaGetLastError();
 }
 

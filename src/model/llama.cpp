@@ -237,7 +237,7 @@ void LlamaModel::check_device_support() const {
   if (token_embd_.defined() && shard_.first_stage())
     need(shard_.tp_size > 1 ? ops::Op::kEmbeddingShard : ops::Op::kEmbedding, token_embd_.dtype());
   for (ops::Op op : {ops::Op::kRmsNorm, ops::Op::kAdd, ops::Op::kRope, ops::Op::kSiluMul,
-                     ops::Op::kKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
+                     ops::Op::kRopeKvAppend, ops::Op::kPagedAttention, ops::Op::kGatherRows})
     need(op, DType::kF32);
   for (const auto& L : layers_) {
     for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
@@ -333,8 +333,7 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   ops::matmul(m.normed, L.wk, L.bk, m.k);
   ops::matmul(m.normed, L.wv, L.bv, m.v);
   ops::rope(m.q, tp_.heads, m.positions, c.rope);
-  ops::rope(m.k, tp_.kv_heads, m.positions, c.rope);
-  ops::kv_append(m.k, m.v, m.slots, kv.k(l), kv.v(l));
+  ops::rope_kv_append(m.k, m.v, tp_.kv_heads, m.positions, c.rope, m.slots, kv.k(l), kv.v(l));
   ops::paged_attention(m.q, kv.k(l), kv.v(l), m.attn, ap, m.attn_out);
   ops::matmul(m.attn_out, L.wo, Tensor(), m.proj);
 }

@@ -34,6 +34,7 @@ using cuda::check;
 using cuda::DeviceScope;
 using cuda::kStream;
 using cuda::narrow;
+using cuda::Scratch;
 using cuda::weight_type;
 using cuda::weight_type_of;
 
@@ -181,6 +182,20 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
         "kv_append", "launch");
 }
 
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
+  const char* op = "rope_kv_append";
+  DeviceScope scope(op, k);
+  const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
+  DeviceFloats inv(rope_inv_freq(p));  // the host frequencies of every table, as rope does
+  check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(),
+                                       k_cache.data_as<float>(), v_cache.data_as<float>(),
+                                       ids_of(positions), ids_of(slots), inv.get(),
+                                       narrow(positions.size(), op, "tokens"), num_kv_heads,
+                                       p.head_dim, rot, p.style == RopeStyle::kNeox, kStream),
+        op, "launch");
+}
+
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
   const char* op = "paged_attention";
@@ -204,7 +219,22 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
       .block_size = p.block_size,
       .scale = p.scale,
   };
-  check(kernels::launch_paged_attention(args, kStream), op, "launch");
+  // Flash decoding where the plan takes the shape (head_dim <= 128), else the simple kernel. The
+  // host knows no context length without a sync, so the split plan uses the table's capacity.
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, scope.device()), op,
+        "cudaDeviceGetAttribute");
+  const auto plan = kernels::attn::plan_attention(
+      args.num_tokens, args.num_seqs, p.num_heads, p.num_kv_heads, p.head_dim,
+      int64_t{batch.max_blocks_per_seq} * p.block_size, sms);
+  if (!plan.ok) {
+    check(kernels::launch_paged_attention(args, kStream), op, "launch");
+    return;
+  }
+  Scratch workspace(
+      kernels::attn::workspace_bytes(plan, args.num_tokens, args.num_seqs, p.num_heads, p.head_dim),
+      op);
+  check(kernels::launch_flash_attention(args, plan, workspace.get(), kStream), op, "launch");
 }
 
 }  // namespace gpu
@@ -371,6 +401,7 @@ const Backend* cuda_backend() {
       .gather_rows = gpu::gather_rows,
       .kv_append = gpu::kv_append,
       .paged_attention = gpu::paged_attention,
+      .rope_kv_append = gpu::rope_kv_append,
   };
   return &kCuda;
 }

@@ -33,6 +33,8 @@ std::string_view op_name(Op op) {
       return "gather_rows";
     case Op::kKvAppend:
       return "kv_append";
+    case Op::kRopeKvAppend:
+      return "rope_kv_append";
     case Op::kPagedAttention:
       return "paged_attention";
     case Op::kMoeRoute:
@@ -111,6 +113,11 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                   &batch.block_tables.tensor()};
   cpu::paged_attention(q, k_cache, v_cache, batch, p, out);
 }
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
+  HostAccess open{&k, &v, &positions.tensor(), &slots.tensor(), &k_cache, &v_cache};
+  cpu::rope_kv_append(k, v, num_kv_heads, positions, p, slots, k_cache, v_cache);
+}
 void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights) {
   HostAccess open{&logits, &ids, &weights};
   cpu::moe_route(logits, p, ids, weights);
@@ -142,6 +149,7 @@ const Backend& ref_backend() {
       .paged_attention = ref::paged_attention,
       .moe_route = ref::moe_route,
       .moe_experts = ref::moe_experts,
+      .rope_kv_append = ref::rope_kv_append,
   };
   return kRef;
 }
@@ -164,6 +172,7 @@ const Backend& cpu_backend() {
       .paged_attention = cpu::paged_attention,
       .moe_route = cpu::moe_route,
       .moe_experts = cpu::moe_experts,
+      .rope_kv_append = cpu::rope_kv_append,
   };
   return kCpu;
 }
@@ -186,6 +195,7 @@ const Backend& guarded_backend() {
       .paged_attention = guarded::paged_attention,
       .moe_route = guarded::moe_route,
       .moe_experts = guarded::moe_experts,
+      .rope_kv_append = guarded::rope_kv_append,
   };
   return kGuarded;
 }

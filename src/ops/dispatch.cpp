@@ -137,6 +137,16 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
   entry(Op::kKvAppend, d, DType::kF32, &Backend::kv_append)(k, v, slots, k_cache, v_cache);
 }
 
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
+  const Device d = device_of(Op::kRopeKvAppend,
+                             {&k, &v, &positions.tensor(), &slots.tensor(), &k_cache, &v_cache});
+  detail::check_rope("rope_kv_append", k, num_kv_heads, positions, p);
+  detail::check_kv_append("rope_kv_append", k, v, slots, k_cache, v_cache);
+  entry(Op::kRopeKvAppend, d, DType::kF32, &Backend::rope_kv_append)(k, v, num_kv_heads, positions,
+                                                                     p, slots, k_cache, v_cache);
+}
+
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out) {
   const Device d =
@@ -155,8 +165,8 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
 
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out) {
-  const Device d = device_of(Op::kMoeExperts,
-                             {&x, &w_gate, &w_up, &w_down, &ids.tensor(), &weights, &out});
+  const Device d =
+      device_of(Op::kMoeExperts, {&x, &w_gate, &w_up, &w_down, &ids.tensor(), &weights, &out});
   detail::check_moe_experts(x, w_gate, w_up, w_down, ids, weights, out);
   entry(Op::kMoeExperts, d, w_up.dtype(), &Backend::moe_experts);
   entry(Op::kMoeExperts, d, w_down.dtype(), &Backend::moe_experts);

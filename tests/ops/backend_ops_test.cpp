@@ -12,7 +12,8 @@
 //                  with int8 activations (the CPU default for Q4_0..Q8_0), plus the activation
 //                  rounding bound int8_rounding_bound (test_util.h); on CUDA the bound of the
 //                  path the table takes (matmul_bounds.h: int8 GEMV, fp16/bf16 GEMM);
-//   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax).
+//   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax);
+//                  1e-5 relative + 1e-5 in the GQA / split-K / chunked-prefill cases.
 // The seed of every case is printed on failure (SeededTest).
 #include <algorithm>
 #include <cmath>
@@ -178,6 +179,45 @@ TEST_P(BackendOps, Rope) {
   }
 }
 
+// The fused K path against the two reference ops it stands for: k rotated in place and, rotated,
+// in its cache slots; v in its slots; every other slot untouched. Partial rotary dims (the pass-
+// through dims) and both pair layouts. Tolerance as rope's (2e-5: sincos within 2 ulp, FMA);
+// the v cache and the untouched slots are exact copies.
+TEST_P(BackendOps, RopeKvAppendEqualsRopeThenKvAppend) {
+  if (!runs(Op::kRopeKvAppend, DType::kF32)) return;
+  struct Case {
+    int tokens, kv_heads, head_dim, rotary_dim;
+    RopeStyle style;
+  };
+  const int bs = 8, blocks = 12;
+  for (const Case c :
+       {Case{1, 3, 64, 0, RopeStyle::kNeox}, Case{7, 2, 64, 0, RopeStyle::kInterleaved},
+        Case{19, 4, 128, 64, RopeStyle::kNeox}}) {
+    RopeParams p{
+        .head_dim = c.head_dim, .rotary_dim = c.rotary_dim, .theta = 10000.0f, .style = c.style};
+    std::vector<int32_t> pos(static_cast<size_t>(c.tokens)),
+        slots(static_cast<size_t>(blocks * bs));
+    for (auto& x : pos) x = randint(0, 8191);
+    for (int i = 0; i < blocks * bs; ++i) slots[static_cast<size_t>(i)] = i;
+    std::shuffle(slots.begin(), slots.end(), rng());
+    slots.resize(static_cast<size_t>(c.tokens));
+    const Tensor k = random_f32({c.tokens, c.kv_heads * c.head_dim});
+    const Tensor v = random_f32({c.tokens, c.kv_heads * c.head_dim});
+    const Tensor kc = random_f32({blocks, bs, c.kv_heads, c.head_dim});
+    const Tensor vc = random_f32({blocks, bs, c.kv_heads, c.head_dim});
+    Tensor want_k = clone(k), want_kc = clone(kc), want_vc = clone(vc);
+    ref::rope(want_k, c.kv_heads, pos, p);
+    ref::kv_append(want_k, v, slots, want_kc, want_vc);
+    Tensor got_k = dev(k), got_kc = dev(kc), got_vc = dev(vc);
+    ops::rope_kv_append(got_k, dev(v), c.kv_heads, dev_idx(pos), p, dev_idx(slots), got_kc, got_vc);
+    const std::string what =
+        "heads " + std::to_string(c.kv_heads) + " rot " + std::to_string(c.rotary_dim);
+    expect_close(want_k, got_k, 2e-5f, 2e-5f, "k " + what);
+    expect_close(want_kc, got_kc, 2e-5f, 2e-5f, "k cache " + what);
+    expect_equal(want_vc, got_vc, "v cache " + what);
+  }
+}
+
 TEST_P(BackendOps, Matmul) {
   // Both CPU activation modes; the integer one only changes the quantized weight types' results.
   for (const cpu::Activations mode : {cpu::Activations::kF32, cpu::Activations::kInt8}) {
@@ -266,6 +306,65 @@ TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {
                        AttentionBatch{dev_idx(qstart), dev_idx(ctx32), dev_idx(tables), max_blocks},
                        p, got);
   expect_close(want, got, 2e-5f, 2e-5f, "paged_attention");
+}
+
+// The CUDA table's flash attention (kernels/flash_attention.cu) across the shapes its plan treats
+// differently: GQA ratios 1, 3 and 8 (one CTA a KV head and its whole group), contexts crossing
+// block boundaries, a 5000-token decode alone (split-K: few CTAs, long context) and in a batch with
+// chunked prefills (query rows tiled, causal inside the chunk) and a sequence without rows this
+// step, head_dim 64 and 128. Tolerance:
+// fp32 throughout with reordered sums only (online softmax per tile, splits merged), outputs are
+// convex combinations of N(0,1) values: 1e-5 relative plus 1e-5 absolute, while a wrong key, head
+// or mask moves an output by ~1e-2 or more.
+TEST_P(BackendOps, PagedAttentionGqaSplitKAndChunkedPrefill) {
+  if (!runs(Op::kPagedAttention, DType::kF32)) return;
+  struct Case {
+    int heads, kv_heads, hd;
+    std::vector<int> q_lens, ctx;
+  };
+  const int bs = 16;
+  for (const Case& c :
+       {Case{4, 4, 64, {1}, {5000}}, Case{6, 2, 128, {1}, {5000}}, Case{16, 2, 64, {1}, {5000}},
+        Case{4, 4, 128, {1, 40, 1, 33}, {5000, 140, 17, 33}},
+        Case{9, 3, 64, {1, 40, 0, 1, 33}, {5000, 140, 20, 17, 33}},
+        Case{16, 2, 128, {1, 40, 1, 33}, {4097, 140, 17, 33}}}) {
+    const int S = static_cast<int>(c.ctx.size());
+    int max_blocks = 0, blocks = 3;  // spare blocks no table uses
+    for (int n : c.ctx) {
+      max_blocks = std::max(max_blocks, (n + bs - 1) / bs);
+      blocks += (n + bs - 1) / bs;
+    }
+    std::vector<int32_t> ids(static_cast<size_t>(blocks));
+    for (int i = 0; i < blocks; ++i) ids[static_cast<size_t>(i)] = i;
+    std::shuffle(ids.begin(), ids.end(), rng());
+    std::vector<int32_t> tables(static_cast<size_t>(S * max_blocks), 0), qstart{0};
+    size_t next = 0;
+    for (int s = 0; s < S; ++s) {
+      for (int b = 0; b < (c.ctx[static_cast<size_t>(s)] + bs - 1) / bs; ++b)
+        tables[static_cast<size_t>(s * max_blocks + b)] = ids[next++];
+      qstart.push_back(qstart.back() + c.q_lens[static_cast<size_t>(s)]);
+    }
+    // Random K/V in every slot (unused ones too: reading one would show).
+    const Tensor kc = random_f32({blocks, bs, c.kv_heads, c.hd});
+    const Tensor vc = random_f32({blocks, bs, c.kv_heads, c.hd});
+    const int T = qstart.back();
+    const Tensor q = random_f32({T, c.heads * c.hd});
+    const AttentionParams p{.num_heads = c.heads,
+                            .num_kv_heads = c.kv_heads,
+                            .head_dim = c.hd,
+                            .block_size = bs,
+                            .scale = 1.0f / std::sqrt(static_cast<float>(c.hd))};
+    std::vector<int32_t> ctx32(c.ctx.begin(), c.ctx.end());
+    Tensor want = Tensor::empty({T, c.heads * c.hd}, DType::kF32);
+    ref::paged_attention(q, kc, vc, AttentionBatch{qstart, ctx32, tables, max_blocks}, p, want);
+    Tensor got = dev_zeros({T, c.heads * c.hd});
+    ops::paged_attention(
+        dev(q), dev(kc), dev(vc),
+        AttentionBatch{dev_idx(qstart), dev_idx(ctx32), dev_idx(tables), max_blocks}, p, got);
+    expect_close(want, got, 1e-5f, 1e-5f,
+                 "heads " + std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + " hd " +
+                     std::to_string(c.hd) + " seqs " + std::to_string(S));
+  }
 }
 
 // The dispatcher refuses tensors of two devices (index arrays included), naming both.

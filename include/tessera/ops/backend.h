@@ -34,12 +34,12 @@ enum class Op : uint8_t {
   kPagedAttention,
   kMoeRoute,
   kMoeExperts,
+  kRopeKvAppend,
 };
-inline constexpr Op kAllOps[] = {Op::kEmbedding,  Op::kEmbeddingShard, Op::kRmsNorm,
-                                 Op::kAdd,        Op::kRope,           Op::kMatmul,
-                                 Op::kSiluMul,    Op::kSoftmax,        Op::kArgmax,
-                                 Op::kGatherRows, Op::kKvAppend,       Op::kPagedAttention,
-                                 Op::kMoeRoute,   Op::kMoeExperts};
+inline constexpr Op kAllOps[] = {
+    Op::kEmbedding, Op::kEmbeddingShard, Op::kRmsNorm,  Op::kAdd,        Op::kRope,
+    Op::kMatmul,    Op::kSiluMul,        Op::kSoftmax,  Op::kArgmax,     Op::kGatherRows,
+    Op::kKvAppend,  Op::kPagedAttention, Op::kMoeRoute, Op::kMoeExperts, Op::kRopeKvAppend};
 std::string_view op_name(Op op);
 
 struct Backend {
@@ -66,6 +66,9 @@ struct Backend {
   void (*moe_experts)(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
                       const Tensor& w_down, const Indices& ids, const Tensor& weights,
                       int first_expert, Tensor& out);
+  void (*rope_kv_append)(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                         const RopeParams& p, const Indices& slots, Tensor& k_cache,
+                         Tensor& v_cache);
 };
 
 const Backend& ref_backend();

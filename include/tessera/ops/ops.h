@@ -119,6 +119,10 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
+// rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left
+// rotated as by the two ops: the model's K path in one call, one kernel where a backend fuses it.
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
 // Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
@@ -149,6 +153,10 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
+// rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left
+// rotated as by the two ops: the model's K path in one call, one kernel where a backend fuses it.
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
 // Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
@@ -198,6 +206,10 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
+// rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left
+// rotated as by the two ops: the model's K path in one call, one kernel where a backend fuses it.
+void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
+                    const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
 

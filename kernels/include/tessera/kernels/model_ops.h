@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "tessera/kernels/attention_plan.h"
+
 namespace tessera::kernels {
 
 // Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
@@ -22,6 +24,14 @@ cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_fre
 cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
                              const int32_t* slots, int num_tokens, int64_t width,
                              cudaStream_t stream);
+
+// launch_rope on k [num_tokens, num_kv_heads * head_dim] (left rotated in place) and
+// launch_kv_append of the rotated k and of v, in one kernel: k is read once and written twice
+// (in place and to its cache slot) instead of read twice and written twice by two launches.
+cudaError_t launch_rope_kv_append(float* k, const float* v, float* k_cache, float* v_cache,
+                                  const int32_t* positions, const int32_t* slots,
+                                  const float* inv_freq, int num_tokens, int num_kv_heads,
+                                  int head_dim, int rotary_dim, bool neox, cudaStream_t stream);
 
 // Everything one paged-attention launch needs; see ops::AttentionBatch for the batch layout.
 struct PagedAttentionArgs {
@@ -44,6 +54,11 @@ struct PagedAttentionArgs {
 
 // Causal paged attention over each sequence's context, GQA (num_heads % num_kv_heads == 0).
 cudaError_t launch_paged_attention(const PagedAttentionArgs& a, cudaStream_t stream);
+
+// The same attention by flash decoding (flash_attention.cu): plan from attn::plan_attention (its
+// ok must be true: head_dim <= 128), device workspace of attn::workspace_bytes.
+cudaError_t launch_flash_attention(const PagedAttentionArgs& a, const attn::AttentionPlan& plan,
+                                   void* workspace, cudaStream_t stream);
 
 // out[r] = first index of the largest value in logits row r ([rows, cols]).
 cudaError_t launch_argmax(int32_t* out, const float* logits, int rows, int64_t cols,
