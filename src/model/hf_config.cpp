@@ -45,7 +45,7 @@ T field_or(const nlohmann::json& j, const char* key, T def) {
 
 }  // namespace
 
-ModelConfig config_from_hf(const nlohmann::json& j, bool shapes_only) {
+ModelConfig config_from_hf(const nlohmann::json& j) {
   ModelConfig c;
   const std::string type = field_or<std::string>(j, "model_type", "");
   if (type == "llama" || type == "mistral") {
@@ -76,8 +76,8 @@ ModelConfig config_from_hf(const nlohmann::json& j, bool shapes_only) {
         !j["mlp_only_layers"].empty())
       fail(ErrorCode::kUnsupported, "qwen2_moe with mlp_only_layers (dense layers) is not ",
            "supported");
-  } else if ((type == "qwen3_moe" || type == "qwen3") && shapes_only) {
-    c.architecture = type;
+  } else if (type == "qwen3_moe" || type == "qwen3") {
+    c.architecture = "qwen3";  // qwen2's attention with a per-head q/k RMSNorm, no QKV bias
     c.qkv_bias = field_or<bool>(j, "attention_bias", false);
     c.qk_norm = true;
     if (type == "qwen3_moe") {
@@ -91,14 +91,10 @@ ModelConfig config_from_hf(const nlohmann::json& j, bool shapes_only) {
         fail(ErrorCode::kUnsupported, "qwen3_moe with dense layers between MoE layers ",
              "(decoder_sparse_step != 1 or mlp_only_layers) is not supported");
     }
-  } else if (type == "qwen3_moe" || type == "qwen3") {
-    fail(ErrorCode::kUnsupported, "architecture '", type, "' (model_type in config.json) is not ",
-         "supported: it needs qwen3's per-head q/k RMSNorm, which Tessera does not implement yet ",
-         "(supported: llama, mistral, qwen2, mixtral, qwen2_moe)");
   } else {
     fail(ErrorCode::kUnsupported, "architecture '", type,
          "' (model_type in config.json) is not supported (supported: llama, mistral, qwen2, "
-         "mixtral, qwen2_moe)");
+         "mixtral, qwen2_moe, qwen3, qwen3_moe)");
   }
   c.name = field_or<std::string>(j, "_name_or_path", "");
   c.vocab_size = field<int>(j, "vocab_size");

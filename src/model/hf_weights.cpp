@@ -35,7 +35,7 @@ std::string hf_moe_name(const std::string& type, const std::string& layer, const
     if (rest == "ffn_gate_exps.weight") return x + "w1.weight";
     if (rest == "ffn_down_exps.weight") return x + "w2.weight";
     if (rest == "ffn_up_exps.weight") return x + "w3.weight";
-  } else if (type == "qwen2_moe") {
+  } else if (type == "qwen2_moe" || type == "qwen3_moe") {
     const std::string x = p + "mlp.experts." + e + ".";
     if (rest == "ffn_gate_inp.weight") return p + "mlp.gate.weight";
     if (rest == "ffn_gate_exps.weight") return x + "gate_proj.weight";
@@ -66,11 +66,17 @@ std::string hf_name(const std::string& gguf) {
   static const std::pair<const char*, const char*> kMap[] = {
       {"attn_norm.weight", "input_layernorm.weight"},
       {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},   {"attn_q.bias", "self_attn.q_proj.bias"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},   {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},   {"attn_v.bias", "self_attn.v_proj.bias"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_q.bias", "self_attn.q_proj.bias"},
+      {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_k.bias", "self_attn.k_proj.bias"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_v.bias", "self_attn.v_proj.bias"},
       {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},    {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},
       {"ffn_down.weight", "mlp.down_proj.weight"},
   };
   for (const auto& [g, h] : kMap)
@@ -80,7 +86,8 @@ std::string hf_name(const std::string& gguf) {
 
 class HfWeights final : public WeightSource {
  public:
-  explicit HfWeights(HfDirectory dir) : dir_(std::move(dir)), config_(config_from_hf(dir_.config())) {
+  explicit HfWeights(HfDirectory dir)
+      : dir_(std::move(dir)), config_(config_from_hf(dir_.config())) {
     if (!dir_.has("lm_head.weight")) config_.tied_embeddings = true;
     if (config_.is_moe()) type_ = dir_.config().value("model_type", std::string());
   }
@@ -90,7 +97,8 @@ class HfWeights final : public WeightSource {
     const auto [layer, rest] = split_layer(name);
     if (!type_.empty() && is_stacked(rest)) return stack(name, layer, rest);
     const std::string hf = resolve(name);
-    if (!dir_.has(hf)) fail(ErrorCode::kNotFound, "weight ", hf, " (", name, ") not in ", dir_.path());
+    if (!dir_.has(hf))
+      fail(ErrorCode::kNotFound, "weight ", hf, " (", name, ") not in ", dir_.path());
     return dir_.tensor(hf);
   }
   std::string describe() const override { return dir_.path() + " (Hugging Face safetensors)"; }
@@ -120,8 +128,8 @@ class HfWeights final : public WeightSource {
           t.dim(1) != out.dim(2))
         fail(ErrorCode::kInvalidArgument, "weight ", hf, " is ", t.str(), ", expert 0 has [",
              out.dim(1), ", ", out.dim(2), "] ", dtype_name(out.dtype()));
-      std::memcpy(static_cast<uint8_t*>(out.data()) + static_cast<size_t>(e) * t.nbytes(),
-                  t.data(), t.nbytes());
+      std::memcpy(static_cast<uint8_t*>(out.data()) + static_cast<size_t>(e) * t.nbytes(), t.data(),
+                  t.nbytes());
     }
     return out;
   }

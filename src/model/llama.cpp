@@ -1,12 +1,11 @@
 #include "tessera/model/llama.h"
 
-#include "llama_rows.h"
-
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "llama_rows.h"
 #include "tessera/core/error.h"
 #include "tessera/core/half.h"
 #include "tessera/ops/backend.h"
@@ -173,6 +172,10 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       L.bk = bias(get(p + "attn_k.bias", {c.kv_dim()}), k0, kn);
       L.bv = bias(get(p + "attn_v.bias", {c.kv_dim()}), k0, kn);
     }
+    if (c.qk_norm) {
+      L.q_norm = as_f32(get(p + "attn_q_norm.weight", {c.head_dim}));
+      L.k_norm = as_f32(get(p + "attn_k_norm.weight", {c.head_dim}));
+    }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
     if (c.is_moe()) {
       const auto [first, count] = expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);
@@ -202,7 +205,7 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     if (t) count(*t);
   for (auto& L : layers_) {
     for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
-                            &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
+                            &L.q_norm, &L.k_norm, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       count(*t);
     L.moe.each(count);
   }
@@ -220,8 +223,8 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
   }
   up(output_norm_);
   for (auto& L : layers_) {
-    for (Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.ffn_norm,
-                      &L.w_gate, &L.w_up, &L.w_down})
+    for (Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm,
+                      &L.k_norm, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       up(*t);
     L.moe.each(up);
   }
@@ -266,7 +269,7 @@ size_t LlamaModel::weight_bytes() const {
     if (t->defined()) b += t->nbytes();
   for (const auto& L : layers_) {
     for (const Tensor* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv,
-                            &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
+                            &L.q_norm, &L.k_norm, &L.ffn_norm, &L.w_gate, &L.w_up, &L.w_down})
       if (t->defined()) b += t->nbytes();
     L.moe.each([&](const Tensor& t) { b += t.defined() ? t.nbytes() : 0; });
   }
@@ -332,6 +335,12 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   ops::matmul(m.normed, L.wq, L.bq, m.q);
   ops::matmul(m.normed, L.wk, L.bk, m.k);
   ops::matmul(m.normed, L.wv, L.bv, m.v);
+  if (L.q_norm.defined()) {  // Qwen3: each head of q and k normalised on its own, in place
+    const int64_t hd = c.head_dim;
+    Tensor q = m.q.view({m.q.numel() / hd, hd}), k = m.k.view({m.k.numel() / hd, hd});
+    ops::rms_norm(q, L.q_norm, c.rms_eps, q);
+    ops::rms_norm(k, L.k_norm, c.rms_eps, k);
+  }
   ops::rope(m.q, tp_.heads, m.positions, c.rope);
   ops::rope_kv_append(m.k, m.v, tp_.kv_heads, m.positions, c.rope, m.slots, kv.k(l), kv.v(l));
   ops::paged_attention(m.q, kv.k(l), kv.v(l), m.attn, ap, m.attn_out);

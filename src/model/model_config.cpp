@@ -9,7 +9,8 @@ namespace tessera::model {
 
 void ModelConfig::validate() const {
   auto positive = [](const char* field, int v) {
-    if (v <= 0) fail(ErrorCode::kInvalidArgument, "model config: ", field, " must be positive, got ", v);
+    if (v <= 0)
+      fail(ErrorCode::kInvalidArgument, "model config: ", field, " must be positive, got ", v);
   };
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
@@ -36,10 +37,12 @@ void ModelConfig::validate() const {
 ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   const std::string arch = f.get_string("general.architecture");
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen2moe")
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen2moe" && arch != "qwen3" &&
+      arch != "qwen3moe")
     fail(ErrorCode::kUnsupported, "architecture '", arch, "' in ", f.path(),
-         " is not supported (supported: llama, qwen2, qwen2moe)");
-  c.architecture = arch == "qwen2moe" ? "qwen2" : arch;  // qwen2moe: qwen2 attention, MoE FFN
+         " is not supported (supported: llama, qwen2, qwen2moe, qwen3, qwen3moe)");
+  // qwen2moe / qwen3moe: their dense model's attention with an MoE FFN.
+  c.architecture = arch == "qwen2moe" ? "qwen2" : arch == "qwen3moe" ? "qwen3" : arch;
   const std::string a = arch + ".";
   c.name = f.get_string("general.name", "");
   c.hidden_size = static_cast<int>(f.get_int(a + "embedding_length"));
@@ -49,29 +52,37 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.intermediate_size = static_cast<int>(f.get_int(a + "feed_forward_length"));
   c.max_position = static_cast<int>(f.get_int(a + "context_length", 4096));
   c.rms_eps = static_cast<float>(f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-5));
-  c.head_dim = c.num_heads ? static_cast<int>(f.get_int(a + "attention.key_length",
-                                                         c.hidden_size / c.num_heads))
-                           : 0;
+  c.head_dim =
+      c.num_heads
+          ? static_cast<int>(f.get_int(a + "attention.key_length", c.hidden_size / c.num_heads))
+          : 0;
   if (f.get_int(a + "attention.value_length", c.head_dim) != c.head_dim)
     fail(ErrorCode::kUnsupported, "key_length != value_length is not supported");
   const auto* embd = f.find_tensor("token_embd.weight");
   if (!embd) fail(ErrorCode::kNotFound, f.path(), " has no token_embd.weight");
-  c.vocab_size = static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
+  c.vocab_size =
+      static_cast<int>(f.get_int(a + "vocab_size", embd->dims.size() > 1 ? embd->dims[1] : 0));
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  // Qwen3: RMSNorm over each head of Q and K (weights of head_dim) before RoPE.
+  c.qk_norm = f.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+  if (c.qk_norm != (f.find_tensor("blk.0.attn_k_norm.weight") != nullptr))
+    fail(ErrorCode::kInvalidArgument, f.path(), ": attn_q_norm and attn_k_norm come together");
   // MoE in llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts, qwen2moe's shared
   // expert (ffn_*_shexp, gate ffn_gate_inp_shexp). The chosen experts' weights are renormalised
-  // for llama (Mixtral) and not for qwen2moe, as llama.cpp does, unless expert_weights_norm says.
+  // for llama (Mixtral) and qwen3moe, not for qwen2moe, as llama.cpp does, unless
+  // expert_weights_norm says.
   c.num_experts = static_cast<int>(f.get_int(a + "expert_count", 0));
-  if (arch == "qwen2moe" && !c.is_moe())
-    fail(ErrorCode::kInvalidArgument, f.path(), ": qwen2moe without ", a, "expert_count");
+  if ((arch == "qwen2moe" || arch == "qwen3moe") && !c.is_moe())
+    fail(ErrorCode::kInvalidArgument, f.path(), ": ", arch, " without ", a, "expert_count");
   if (c.is_moe()) {
     c.num_experts_used = static_cast<int>(f.get_int(a + "expert_used_count"));
     c.expert_intermediate_size =
         static_cast<int>(f.get_int(a + "expert_feed_forward_length", c.intermediate_size));
     c.shared_expert_intermediate_size =
         static_cast<int>(f.get_int(a + "expert_shared_feed_forward_length", 0));
-    c.norm_topk_prob = f.get_bool(a + "expert_weights_norm", arch == "llama");
+    // llama.cpp renormalises for llama (Mixtral) and qwen3moe whatever the file says.
+    c.norm_topk_prob = f.get_bool(a + "expert_weights_norm", arch == "llama" || arch == "qwen3moe");
     if (const int64_t gating = f.get_int(a + "expert_gating_func", 1); gating != 1)
       fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_gating_func ", gating,
            " is not supported (only 1, softmax)");

@@ -140,7 +140,7 @@ nlohmann::json read_json(const std::string& path) {
 
 ModelSpec spec_from_config(const std::string& path, const std::string& dtype) {
   const int bits = dtype_bits(dtype);
-  ModelSpec m{.config = model::config_from_hf(read_json(path), /*shapes_only=*/true),
+  ModelSpec m{.config = model::config_from_hf(read_json(path)),
               .source = path,
               .weights_from = "parameter count at " + dtype};
   m.weights = inventory_from_config(m.config, bits);
@@ -157,7 +157,7 @@ ModelSpec spec_from_hf_dir(const std::string& dir, const std::string& dtype) {
     return m;
   }
   const model::HfDirectory d = model::HfDirectory::open(dir);
-  ModelSpec m{.config = model::config_from_hf(d.config(), /*shapes_only=*/true),
+  ModelSpec m{.config = model::config_from_hf(d.config()),
               .source = dir,
               .weights_from = "safetensors sizes"};
   m.weights.layers.resize(m.config.num_layers);

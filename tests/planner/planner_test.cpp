@@ -133,7 +133,8 @@ TEST(Planner, Llama2_70bOn4Gpus) {
 // joined at 100 GB/s (800 Gbit/s) with 5 us per message, batch 1, context 4096, 2048-token prompt.
 // TP=4, one stage of 34,490,302,464 bytes = 17,245,151,232 params; KV 81,920 bytes per token.
 //   decode compute: (34,490,302,464 + 4096 * 81,920) / 3.35e12 = 10.395775 ms
-//                   + (2 * 17,245,151,232 + 4 * 4096 * 2048 * 80) / 989e12 = 0.037588 ms -> 10.433363
+//                   + (2 * 17,245,151,232 + 4 * 4096 * 2048 * 80) / 989e12 = 0.037588 ms
+//                   -> 10.433363
 //   decode comm: 161 all-reduces of 16,384 B over 4: 6 * (5 us + 4096 / 1e11 s) = 30.24576 us
 //                -> 4.869567 ms; logits all-gather 3 * (5 us + 32,000 / 1e11 s) = 0.01596 ms
 //                -> 4.885527 ms; no overlap 15.318891 ms, overlapped max(...) = 10.433363 ms
@@ -147,8 +148,11 @@ TEST(Planner, Llama2_70bOn4Gpus) {
 TEST(Planner, TimeModelLlama2_70bOn4GpusAt100GBs) {
   TempDir dir;
   const ModelSpec m = spec_of(dir, kLlama2_70b);
-  const Plan plan = make_plan(m, {.gpus = 4, .interconnect_gbps = 800, .latency_us = 5,
-                                  .gpu_tflops = 989, .gpu_mem_bw_gbs = 3350});
+  const Plan plan = make_plan(m, {.gpus = 4,
+                                  .interconnect_gbps = 800,
+                                  .latency_us = 5,
+                                  .gpu_tflops = 989,
+                                  .gpu_mem_bw_gbs = 3350});
   const Layout& tp4 = find(plan, 4, 1);
   ASSERT_TRUE(tp4.time);
   EXPECT_NEAR(tp4.time->decode_compute_ms, 10.433363, 1e-5);
@@ -372,8 +376,11 @@ TEST(Planner, Qwen3_30bA3bOn4Gpus) {
   EXPECT_EQ(ep.a2a_bytes_per_token, 2'359'296ull);
   ASSERT_TRUE(plan.recommended);
   EXPECT_EQ(plan.recommended->expert, 4);
-  // The model itself is refused (no q/k norm yet); only the planner reads its shapes.
-  EXPECT_THROW(model::config_from_hf(nlohmann::json::parse(kQwen3_30bA3b)), Error);
+  // The model reads the same config: qwen3 attention (per-head q/k norm) with experts.
+  const auto c = model::config_from_hf(nlohmann::json::parse(kQwen3_30bA3b));
+  EXPECT_EQ(c.architecture, "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.num_experts, 128);
 }
 
 TEST(Planner, ExpertLayoutRules) {

@@ -40,16 +40,19 @@ def tessera_logits(model, ids):
     ("llama", False, None),
     ("llama", True, None),
     ("qwen2", False, None),
+    ("qwen3", True, None),
     ("llama", False, {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                       "original_max_position_embeddings": 32}),
 ])
 def test_hf_and_gguf_match_reference(tmp_path, arch, tied, llama3):
-    spec = TinySpec(arch=arch, tied=tied, llama3=llama3, seed=np.random.SeedSequence().entropy % 2**32)
+    hd = 32 if arch == "qwen3" else None  # qwen3: head_dim apart from hidden / heads (64 / 4)
+    spec = TinySpec(arch=arch, tied=tied, llama3=llama3, head_dim=hd,
+                    seed=np.random.SeedSequence().entropy % 2**32)
     hf = tmp_path / "hf"
     spec.write_hf(str(hf))
     tok_json = json.load(open(hf / "tokenizer.json"))
     spec.vocab = len(tok_json["model"]["vocab"])
-    spec = TinySpec(arch=arch, vocab=spec.vocab, tied=tied, llama3=llama3, seed=1)
+    spec = TinySpec(arch=arch, vocab=spec.vocab, tied=tied, llama3=llama3, head_dim=hd, seed=1)
     spec.write_hf(str(hf))
     spec.write_gguf(str(tmp_path / "tiny.gguf"), tok_json)
     ids = list(np.random.default_rng().integers(0, spec.vocab, size=40))

@@ -2,7 +2,8 @@
 reference forward: a Mixtral-style HF directory and GGUF file (one expert tensor Q8_0, one Q4_0;
 the reference uses the same rounded values; also on the guarded device), a Qwen2-MoE HF directory with a shared expert (with
 and without norm_topk_prob), `tessera generate` giving the reference's greedy tokens, and the
-clear refusals (qwen3_moe, tensor parallelism for an MoE model).
+Qwen3-MoE (per-head q/k RMSNorm, head_dim apart from hidden / heads, no shared expert, HF and
+GGUF), and the clear refusals (tensor parallelism for an MoE model).
 
 Tolerance: 2e-4 absolute on log-probabilities (1e-4 on logits as in test_tiny_models.py, doubled
 for the log-sum-exp): F32 arithmetic over 2 layers of width 64 gives ~1e-6; a wrong expert, a
@@ -108,15 +109,32 @@ def test_qwen2_moe_shared_expert_matches_reference(tmp_path, norm_topk):
     assert generate(str(tmp_path / "hf"), prompt, 6) == greedy_reference(spec, prompt, 6)
 
 
-def test_qwen3_moe_is_refused_by_name(tmp_path):
-    spec = make(tmp_path, "qwen2_moe")
-    cfg = json.load(open(tmp_path / "hf" / "config.json"))
-    cfg["model_type"] = "qwen3_moe"
-    json.dump(cfg, open(tmp_path / "hf" / "config.json", "w"))
-    out = subprocess.run([BIN, "logits", "--model", str(tmp_path / "hf"), "--ids", "1", "--out",
-                          "/dev/null"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1
-    assert "qwen3_moe" in out.stderr and "not supported" in out.stderr
+@pytest.mark.parametrize("norm_topk", [True, False])
+def test_qwen3_moe_matches_reference(tmp_path, norm_topk):
+    # head_dim 32 apart from hidden / heads (64 / 4), as Qwen3 checkpoints have it.
+    spec = make(tmp_path, "qwen3_moe", norm_topk=norm_topk, head_dim=32)
+    ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
+    check(str(tmp_path / "hf"), spec, ids)
+    spec.quant = {"blk.1.ffn_up_exps.weight": gguf.GGMLQuantizationType.Q8_0}
+    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
+    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    prompt = ids[:4]
+    assert generate(str(tmp_path / "moe.gguf"), prompt, 6) == \
+        greedy_reference(spec, prompt, 6, spec.gguf_weights())
+    if not norm_topk:
+        return
+    # The guarded device (q/k norm weights uploaded, the norm under HostAccess) and TP=2 (each
+    # rank normalises its own heads) agree with the reference too.
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        out = subprocess.run([BIN, "logits", "--backend", "guarded", "--model", str(tmp_path / "hf"),
+                              "--ids", ",".join(map(str, ids)), "--out", f.name,
+                              "--activations", "fp32"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        guarded = np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+    assert np.abs(log_softmax(guarded) - log_softmax(spec.logits(ids))).max() < ATOL
+    out = group_generate(tmp_path, str(tmp_path / "hf"), prompt, 2, 1)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["token_ids"] == greedy_reference(spec, prompt, 6)
 
 
 def group_generate(tmp_path, model, prompt, tensor, pipeline):

@@ -28,10 +28,10 @@ def make_tokenizer(directory):
 
 class TinySpec:
     def __init__(self, arch="llama", vocab=300, hidden=64, layers=2, heads=4, kv_heads=2,
-                 ffn=96, theta=10000.0, tied=False, llama3=None, seed=0):
+                 ffn=96, theta=10000.0, tied=False, llama3=None, seed=0, head_dim=None):
         self.arch, self.vocab, self.hidden, self.layers = arch, vocab, hidden, layers
         self.heads, self.kv_heads, self.ffn, self.theta = heads, kv_heads, ffn, theta
-        self.head_dim = hidden // heads
+        self.head_dim = head_dim or hidden // heads  # qwen3 sets it apart from hidden / heads
         self.tied, self.llama3 = tied, llama3
         rng = np.random.default_rng(seed)
         w = lambda *s: (rng.standard_normal(s) * 0.15).astype(np.float32)
@@ -48,6 +48,9 @@ class TinySpec:
             self.w[p + "self_attn.k_proj.weight"] = w(kv_heads * hd, hidden)
             self.w[p + "self_attn.v_proj.weight"] = w(kv_heads * hd, hidden)
             self.w[p + "self_attn.o_proj.weight"] = w(hidden, heads * hd)
+            if arch == "qwen3":  # per-head RMSNorm of q and k, no biases
+                self.w[p + "self_attn.q_norm.weight"] = (1 + w(hd)).astype(np.float32)
+                self.w[p + "self_attn.k_norm.weight"] = (1 + w(hd)).astype(np.float32)
             if arch == "qwen2":
                 self.w[p + "self_attn.q_proj.bias"] = w(heads * hd)
                 self.w[p + "self_attn.k_proj.bias"] = w(kv_heads * hd)
@@ -78,7 +81,7 @@ class TinySpec:
              "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
              "num_key_value_heads": self.kv_heads, "intermediate_size": self.ffn,
              "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": self.theta,
-             "tie_word_embeddings": self.tied}
+             "tie_word_embeddings": self.tied, "head_dim": self.head_dim}
         if self.llama3:
             c["rope_scaling"] = dict(self.llama3, rope_type="llama3")
         return c
@@ -116,6 +119,8 @@ class TinySpec:
         wr.add_layer_norm_rms_eps(1e-5)
         wr.add_rope_freq_base(self.theta)
         wr.add_rope_dimension_count(self.head_dim)
+        wr.add_key_length(self.head_dim)
+        wr.add_value_length(self.head_dim)
         vocab = tokenizer_json["model"]["vocab"]
         tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
         merges = [m if isinstance(m, str) else " ".join(m) for m in tokenizer_json["model"]["merges"]]
@@ -140,6 +145,7 @@ class TinySpec:
         for x in "qkv":
             sub[f"self_attn.{x}_proj.weight"] = f"attn_{x}.weight"
             sub[f"self_attn.{x}_proj.bias"] = f"attn_{x}.bias"
+        sub["self_attn.q_norm.weight"], sub["self_attn.k_norm.weight"] = "attn_q_norm.weight", "attn_k_norm.weight"
         for name, w in self.w.items():
             if name in gg:
                 gname = gg[name]
@@ -188,7 +194,10 @@ class TinySpec:
             p = f"model.layers.{l}."
             h = rms(x, W[p + "input_layernorm.weight"])
             proj = lambda n: h @ W[p + f"self_attn.{n}_proj.weight"].T + W.get(p + f"self_attn.{n}_proj.bias", 0)
-            q, k, v = rope(proj("q"), H), rope(proj("k"), KV), proj("v").reshape(T, KV, hd)
+            q, k = proj("q").reshape(T, H, hd), proj("k").reshape(T, KV, hd)
+            if p + "self_attn.q_norm.weight" in W:  # qwen3: each head normalised before RoPE
+                q, k = rms(q, W[p + "self_attn.q_norm.weight"]), rms(k, W[p + "self_attn.k_norm.weight"])
+            q, k, v = rope(q, H), rope(k, KV), proj("v").reshape(T, KV, hd)
             out = np.empty((T, H, hd))
             for hh in range(H):
                 kv = hh // (H // KV)

@@ -2,7 +2,9 @@
 (HF `block_sparse_moe.gate` + `experts.E.w1/w2/w3`; GGUF llama with `llama.expert_count`, router
 `ffn_gate_inp` and stacked `ffn_{gate,up,down}_exps` experts, some of them Q8_0/Q4_0) and
 Qwen2-MoE (HF `mlp.gate`, `mlp.experts.E.*_proj`, `mlp.shared_expert.*` with its sigmoid
-`mlp.shared_expert_gate`, `norm_topk_prob`; GGUF qwen2moe with `ffn_*_shexp`). The reference forward is float64 numpy over the HF
+`mlp.shared_expert_gate`, `norm_topk_prob`; GGUF qwen2moe with `ffn_*_shexp`) and Qwen3-MoE
+(Qwen2-MoE's expert names without a shared expert, qwen3 attention with per-head q/k RMSNorm;
+GGUF qwen3moe). The reference forward is float64 numpy over the HF
 layout, written from the models' published definitions: softmax over all experts, the top k,
 renormalised when the config says so (Mixtral always), each chosen expert's SwiGLU weighted and
 summed, plus sigmoid(gate . x) times the shared expert."""
@@ -16,7 +18,8 @@ from tiny_models import TinySpec
 class MoeSpec(TinySpec):
     def __init__(self, style="mixtral", experts=4, top_k=2, moe_ffn=32, shared_ffn=48,
                  norm_topk=None, seed=0, **kw):
-        super().__init__(arch="llama" if style == "mixtral" else "qwen2", seed=seed, **kw)
+        arch = {"mixtral": "llama", "qwen2_moe": "qwen2", "qwen3_moe": "qwen3"}[style]
+        super().__init__(arch=arch, seed=seed, **kw)
         self.style, self.experts, self.top_k, self.moe_ffn = style, experts, top_k, moe_ffn
         self.shared_ffn = shared_ffn if style == "qwen2_moe" else 0
         self.norm_topk = True if style == "mixtral" else bool(norm_topk)
@@ -43,6 +46,8 @@ class MoeSpec(TinySpec):
                     self.w[x + "gate_proj.weight"], self.w[x + "up_proj.weight"] = w(F, H), w(F, H)
                     self.w[x + "down_proj.weight"] = w(H, F)
                 S = self.shared_ffn
+                if not S:
+                    continue
                 self.w[p + "mlp.shared_expert.gate_proj.weight"] = w(S, H)
                 self.w[p + "mlp.shared_expert.up_proj.weight"] = w(S, H)
                 self.w[p + "mlp.shared_expert.down_proj.weight"] = w(H, S)
@@ -57,8 +62,9 @@ class MoeSpec(TinySpec):
         else:
             c.update(num_experts=self.experts, num_experts_per_tok=self.top_k,
                      moe_intermediate_size=self.moe_ffn,
-                     shared_expert_intermediate_size=self.shared_ffn,
                      norm_topk_prob=self.norm_topk, decoder_sparse_step=1, mlp_only_layers=[])
+            if self.style == "qwen2_moe":
+                c["shared_expert_intermediate_size"] = self.shared_ffn
         return c
 
     # --- GGUF (llama.cpp's layouts: llama with experts for Mixtral, qwen2moe) -------------------
@@ -76,11 +82,12 @@ class MoeSpec(TinySpec):
     def write_gguf(self, path, tokenizer_json):
         if self.style == "mixtral":
             return super().write_gguf(path, tokenizer_json)
-        self.arch = "qwen2moe"  # the writer's architecture; no Q/K permutation, as for qwen2
+        dense = self.arch
+        self.arch = dense + "moe"  # the writer's architecture; no Q/K permutation, as for qwen2
         try:
             return super().write_gguf(path, tokenizer_json)
         finally:
-            self.arch = "qwen2"
+            self.arch = dense
 
     def gguf_extra(self, wr):
         wr.add_expert_count(self.experts)
@@ -90,6 +97,10 @@ class MoeSpec(TinySpec):
             wr.add_expert_shared_feed_forward_length(self.shared_ffn)
             if self.norm_topk:  # absent (as llama.cpp writes qwen2moe): no renormalisation
                 wr.add_expert_weights_norm(True)
+        if self.style == "qwen3_moe":
+            wr.add_expert_feed_forward_length(self.moe_ffn)
+            if not self.norm_topk:  # absent: renormalised, as llama.cpp runs qwen3moe
+                wr.add_expert_weights_norm(False)
         for l in range(self.layers):
             p = f"model.layers.{l}."
             router = "block_sparse_moe.gate" if self.style == "mixtral" else "mlp.gate"

@@ -87,7 +87,8 @@ class LlamaModel {
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
-    MoeLayer moe;  // MoE models: the FFN (w_gate/w_up/w_down stay undefined)
+    Tensor q_norm, k_norm;  // Qwen3: per-head RMSNorm weights [head_dim]; undefined otherwise
+    MoeLayer moe;           // MoE models: the FFN (w_gate/w_up/w_down stay undefined)
   };
   struct Rows;  // one micro-batch of a step: its metadata and activations (llama_rows.h)
   // A layer's halves on `m`'s rows, each ending in m.proj before its TP all-reduce: attention

@@ -34,8 +34,7 @@ struct ModelConfig {
   int expert_intermediate_size = 0;
   int shared_expert_intermediate_size = 0;
   bool norm_topk_prob = true;  // renormalise the chosen experts' weights to sum 1
-  // Per-head RMSNorm of q and k (Qwen3). Only the planner reads such configs so far; the model
-  // refuses them.
+  // Per-head RMSNorm of q and k before RoPE (Qwen3): attn_q_norm / attn_k_norm of head_dim.
   bool qk_norm = false;
 
   int q_dim() const { return num_heads * head_dim; }
@@ -52,9 +51,8 @@ ModelConfig config_from_gguf(const GgufFile& file);
 #if TESSERA_HAVE_JSON
 #include <nlohmann/json_fwd.hpp>
 namespace tessera::model {
-// Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral or qwen2_moe).
-// With `shapes_only` (the planner) it also reads architectures whose shapes are known but whose
-// forward pass Tessera does not run yet (qwen3, qwen3_moe).
-ModelConfig config_from_hf(const nlohmann::json& config, bool shapes_only = false);
+// Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral, qwen2_moe, qwen3
+// or qwen3_moe).
+ModelConfig config_from_hf(const nlohmann::json& config);
 }  // namespace tessera::model
 #endif
