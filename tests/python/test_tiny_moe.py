@@ -70,6 +70,16 @@ def generate(model, prompt, n):
     return json.loads(out.stdout)["token_ids"]
 
 
+def guarded_logits(model, ids):
+    """Logits on the guarded device (the GPU's stand-in: every op under HostAccess)."""
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        out = subprocess.run([BIN, "logits", "--backend", "guarded", "--model", model,
+                              "--ids", ",".join(map(str, ids)), "--out", f.name,
+                              "--activations", "fp32"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+
+
 def test_mixtral_hf_and_quantized_gguf_match_reference(tmp_path):
     spec = make(tmp_path, "mixtral")
     spec.quant = {"blk.0.ffn_down_exps.weight": gguf.GGMLQuantizationType.Q8_0,
@@ -83,13 +93,7 @@ def test_mixtral_hf_and_quantized_gguf_match_reference(tmp_path):
     check(str(tmp_path / "hf"), spec, ids)
     check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
     # The guarded device (the GPU's stand-in: MoE ops under HostAccess) gives the same logits.
-    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-        out = subprocess.run([BIN, "logits", "--backend", "guarded", "--model", str(tmp_path / "moe.gguf"),
-                              "--ids", ",".join(map(str, ids)), "--out", f.name,
-                              "--activations", "fp32"], capture_output=True,
-                             text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        guarded = np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+    guarded = guarded_logits(str(tmp_path / "moe.gguf"), ids)
     assert np.abs(log_softmax(guarded) - log_softmax(spec.logits(ids, spec.gguf_weights()))).max() < ATOL
     prompt = ids[:5]
     assert generate(str(tmp_path / "moe.gguf"), prompt, 6) == \
@@ -125,12 +129,7 @@ def test_qwen3_moe_matches_reference(tmp_path, norm_topk):
         return
     # The guarded device (q/k norm weights uploaded, the norm under HostAccess) and TP=2 (each
     # rank normalises its own heads) agree with the reference too.
-    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-        out = subprocess.run([BIN, "logits", "--backend", "guarded", "--model", str(tmp_path / "hf"),
-                              "--ids", ",".join(map(str, ids)), "--out", f.name,
-                              "--activations", "fp32"], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        guarded = np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+    guarded = guarded_logits(str(tmp_path / "hf"), ids)
     assert np.abs(log_softmax(guarded) - log_softmax(spec.logits(ids))).max() < ATOL
     out = group_generate(tmp_path, str(tmp_path / "hf"), prompt, 2, 1)
     assert out.returncode == 0, out.stderr[-3000:]
