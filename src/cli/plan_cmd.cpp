@@ -13,7 +13,8 @@ namespace tessera::cli {
 
 Command add_plan(CLI::App& root) {
   struct Opts {
-    std::string model = default_model().name, dtype = "bf16", kv_dtype = "bf16";
+    std::string model = default_model().name, dtype = "bf16", kv_dtype = "bf16", act_dtype = "bf16",
+                expert_attention = "data";
     int gpus = 0, gpus_per_node = 0, context = 4096, batch = 1, max_batched_tokens = 2048;
     double gpu_memory = 80.0, gpu_memory_utilization = 0.9;
     double interconnect_gbps = 0, latency_us = 5.0, gpu_tflops = 989.0, gpu_mem_bw = 3350.0;
@@ -23,7 +24,8 @@ Command add_plan(CLI::App& root) {
   auto o = std::make_shared<Opts>();
   CLI::App* c = root.add_subcommand(
       "plan", "T x P layouts of a model over N GPUs: memory and communication per GPU");
-  const auto dtypes = CLI::IsMember({"bf16", "f16", "fp16", "f32", "fp32", "int8", "fp8", "q8", "int4", "q4"});
+  const auto dtypes =
+      CLI::IsMember({"bf16", "f16", "fp16", "f32", "fp32", "int8", "fp8", "q8", "int4", "q4"});
   c->add_option("--model", o->model,
                 "a GGUF file, a Hugging Face directory, a config.json or a known model name")
       ->capture_default_str();
@@ -69,6 +71,14 @@ Command add_plan(CLI::App& root) {
                 "prompt length for the prefill time (0: --max-batched-tokens)")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
+  c->add_option("--act-dtype", o->act_dtype,
+                "activations and messages between GPUs (the cpu backend sends f32)")
+      ->check(dtypes)
+      ->capture_default_str();
+  c->add_option("--expert-attention", o->expert_attention,
+                "expert parallelism: data (all-to-all) or replicated (all-reduce) attention")
+      ->check(CLI::IsMember({"data", "replicated"}))
+      ->capture_default_str();
   c->add_flag("--json", o->json, "print the plan as JSON");
   return {c, [o] {
             const planner::PlanParams params{
@@ -80,6 +90,8 @@ Command add_plan(CLI::App& root) {
                 .batch = o->batch,
                 .max_batched_tokens = o->max_batched_tokens,
                 .kv_bits = planner::dtype_bits(o->kv_dtype),
+                .act_bits = planner::dtype_bits(o->act_dtype),
+                .expert_data_attention = o->expert_attention == "data",
                 .interconnect_gbps = o->interconnect_gbps,
                 .latency_us = o->latency_us,
                 .gpu_tflops = o->gpu_tflops,

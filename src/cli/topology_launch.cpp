@@ -78,6 +78,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .group = g};
   l.engine.cpu_activations = ops::cpu::parse_activations(t.cpu_activations);
   l.engine.tp_overlap = t.tp_overlap;
+  l.engine.ep_data_attention = t.parallel.expert_attention == "data";
   return l;
 }
 

@@ -37,7 +37,7 @@ Command add_worker(CLI::App& root) {
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
-    bool tp_overlap = false;
+    bool tp_overlap = false, ep_data_attention = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* c = root.add_subcommand("worker", "one rank of a worker group (internal)");
@@ -55,9 +55,15 @@ Command add_worker(CLI::App& root) {
   c->add_option("--threads", o->threads, "OpenMP threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  c->add_option("--rank", o->rank, "world rank")->check(CLI::NonNegativeNumber)->capture_default_str();
-  c->add_option("--tp", o->tp, "tensor-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  c->add_option("--pp", o->pp, "pipeline-parallel size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  c->add_option("--rank", o->rank, "world rank")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--tp", o->tp, "tensor-parallel size")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  c->add_option("--pp", o->pp, "pipeline-parallel size")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
   c->add_option("--ep", o->ep, "expert-parallel ranks per stage")
       ->check(CLI::Range(1, 1 << 16))
       ->capture_default_str();
@@ -65,7 +71,8 @@ Command add_worker(CLI::App& root) {
   c->add_option("--store", o->store, "the coordinator's rendezvous store HOST:PORT")->required();
   c->add_option("--group-id", o->group_id, "the worker group's id")->capture_default_str();
   c->add_option("--comm", o->comm, "the collectives library")->capture_default_str();
-  c->add_option("--bind-host", o->bind_host, "the address this rank listens on")->capture_default_str();
+  c->add_option("--bind-host", o->bind_host, "the address this rank listens on")
+      ->capture_default_str();
   c->add_option("--fingerprint", o->fingerprint, "the model and layout every rank must share");
   c->add_option("--connect-timeout", o->connect_timeout, "seconds to wait for the group")
       ->check(CLI::PositiveNumber)
@@ -76,11 +83,16 @@ Command add_worker(CLI::App& root) {
   c->add_option("--heartbeat", o->heartbeat, "seconds between heartbeats")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  c->add_option("--device", o->device, "the device index")->check(CLI::NonNegativeNumber)->capture_default_str();
+  c->add_option("--device", o->device, "the device index")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   add_backend_option(c, o->backend);
   add_activations_option(c, o->activations);
   c->add_flag("--tp-overlap", o->tp_overlap,
               "overlap each half of a step's TP all-reduces with the other half's compute");
+  c->add_flag("--ep-data-attention", o->ep_data_attention,
+              "expert parallelism: attention data-parallel over the EP ranks, tokens to their "
+              "experts by all-to-all");
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
             const worker::WorkerParams wp{
@@ -91,6 +103,7 @@ Command add_worker(CLI::App& root) {
                 .device = {parse_device_type(o->backend), o->device},
                 .cpu_activations = ops::cpu::parse_activations(o->activations),
                 .tp_overlap = o->tp_overlap,
+                .ep_data_attention = o->ep_data_attention,
                 .vocabulary = engine::grammar_vocabulary(o->model)};
             // Everything a rank needs comes from the launcher's command line and the
             // coordinator's store.
@@ -103,9 +116,8 @@ Command add_worker(CLI::App& root) {
                  .tensor = o->tp,
                  .pipeline = o->pp,
                  .expert = o->ep,
-                 .layer_split = o->layer_split.empty()
-                                    ? std::vector<int>{}
-                                    : int_list(o->layer_split, "--layer-split"),
+                 .layer_split = o->layer_split.empty() ? std::vector<int>{}
+                                                       : int_list(o->layer_split, "--layer-split"),
                  .store_host = o->store.substr(0, colon),
                  .store_port = std::stoi(o->store.substr(colon + 1)),
                  .group_id = o->group_id,

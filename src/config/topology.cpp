@@ -46,13 +46,16 @@ void parse_model(const Field& s, TopologyConfig& c) {
 void parse_parallel(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
       s.source, s.value, s.key, s.pos, "parallel.",
-      {"tensor", "pipeline", "layer_split", "micro_batches", "expert", "tensor_across_nodes"},
+      {"tensor", "pipeline", "layer_split", "micro_batches", "expert", "expert_attention",
+       "tensor_across_nodes"},
       [&](const Field& f) {
         c.positions[f.key] = f.pos;
         if (f.key == "parallel.tensor_across_nodes") {
           c.parallel.tensor_across_nodes = detail::read_bool(f);
         } else if (f.key == "parallel.tensor") {
           c.parallel.tensor = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
+        } else if (f.key == "parallel.expert_attention") {
+          c.parallel.expert_attention = detail::read_enum(f, {"data", "replicated"});
         } else if (f.key == "parallel.expert") {
           c.parallel.expert = static_cast<int>(detail::read_int(f, 1, kMaxParallel));
         } else if (f.key == "parallel.pipeline") {

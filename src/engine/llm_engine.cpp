@@ -31,7 +31,8 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .kv_cache_bytes = cfg.kv_cache_bytes,
           .device = cfg.device,
           .cpu_activations = cfg.cpu_activations,
-          .tp_overlap = cfg.tp_overlap};
+          .tp_overlap = cfg.tp_overlap,
+          .ep_data_attention = cfg.ep_data_attention};
 }
 
 WorkerGroupParams group_params(const EngineConfig& cfg) {
@@ -48,7 +49,7 @@ WorkerGroupParams group_params(const EngineConfig& cfg) {
 }
 
 ExecutorFactory executor_for(const EngineConfig& cfg) {
-  return [cfg] () -> std::unique_ptr<Executor> {
+  return [cfg]() -> std::unique_ptr<Executor> {
     if (!cfg.group && cfg.worker_executable.empty()) {
       worker::WorkerParams wp = worker_params(cfg);
       wp.vocabulary = grammar_vocabulary(cfg.model_path);
@@ -104,7 +105,8 @@ scheduler::SchedulerConfig LlmEngine::scheduler_config() const {
           .max_model_len = info_.max_model_len,
           .enable_prefix_caching = cfg_.enable_prefix_caching,
           .max_waiting = cfg_.limits.max_waiting,
-          .max_in_flight = executor_ ? executor_->max_in_flight() : 1};
+          .max_in_flight = executor_ ? executor_->max_in_flight() : 1,
+          .attention_ranks = cfg_.ep_data_attention && cfg_.group ? cfg_.group->expert : 1};
 }
 
 // A dead worker loses its KV cache: every live request fails with the reason, the scheduler (and
@@ -298,10 +300,20 @@ void LlmEngine::step() {
     return;
   }
   for (const auto& e : result.expert_tokens)
-    metrics_.counter_add("tessera:expert_tokens_total",
-                         "Tokens routed to each expert of each MoE layer (top-k choices)",
-                         e.tokens,
-                         {{"layer", std::to_string(e.layer)}, {"expert", std::to_string(e.expert)}});
+    metrics_.counter_add(
+        "tessera:expert_tokens_total",
+        "Tokens routed to each expert of each MoE layer (top-k choices)", e.tokens,
+        {{"layer", std::to_string(e.layer)}, {"expert", std::to_string(e.expert)}});
+  for (const auto& b : result.comm_bytes) {
+    const Labels labels = {{"group", b.group}, {"op", b.op}};
+    metrics_.counter_add("tessera:comm_bytes_total",
+                         "Bytes the workers' communicators sent, by group kind and op (all-to-all "
+                         "and send exact, collectives as a ring sends them)",
+                         static_cast<double>(b.bytes), labels);
+    metrics_.counter_add("tessera:comm_ops_total",
+                         "Collective and point-to-point calls by the workers",
+                         static_cast<double>(b.calls), labels);
+  }
   std::vector<std::pair<uint64_t, int32_t>> sampled;
   for (const auto& t : result.sampled) sampled.emplace_back(t.seq_id, t.result.token);
   std::unordered_map<uint64_t, scheduler::FinishCause> finished;

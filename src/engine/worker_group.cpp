@@ -166,6 +166,7 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
   args.insert(args.end(), {"--backend", p.backend});
   args.insert(args.end(), {"--activations", ops::cpu::activations_name(p.worker.cpu_activations)});
   if (p.worker.tp_overlap) args.push_back("--tp-overlap");
+  if (p.worker.ep_data_attention && p.expert > 1) args.push_back("--ep-data-attention");
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(),
                 {"--device", std::to_string(p.devices[static_cast<size_t>(local_index)])});
@@ -386,9 +387,12 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
           lost(err.message);  // the group is broken: do not wait for the rest
         if (!first_error) first_error = std::move(err);
       } else if (in.frame.type == FrameType::kResult) {
-        // The output rank samples; every rank reports its held experts' token counts.
+        // Output ranks sample (one, or each data-parallel EP rank of the last stage its own
+        // sequences); every rank reports its held experts' token counts and its bytes sent.
         protocol::ExecuteResult part = protocol::decode_result(in.frame.payload);
-        if (r.rank == output_rank_) std::swap(result.sampled, part.sampled);
+        result.sampled.insert(result.sampled.end(), part.sampled.begin(), part.sampled.end());
+        result.comm_bytes.insert(result.comm_bytes.end(), part.comm_bytes.begin(),
+                                 part.comm_bytes.end());
         result.expert_tokens.insert(result.expert_tokens.end(), part.expert_tokens.begin(),
                                     part.expert_tokens.end());
       } else {

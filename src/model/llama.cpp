@@ -179,8 +179,9 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
     if (c.is_moe()) {
       const auto [first, count] = expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);
-      L.moe = MoeLayer::load(w, c, l, {.first = first, .count = count}, shard_.ep_rank == 0,
-                             shard_.tp_rank, shard_.tp_size);
+      L.moe =
+          MoeLayer::load(w, c, l, {.first = first, .count = count},
+                         shard_.ep_rank == 0 || data_parallel_ep(), shard_.tp_rank, shard_.tp_size);
       layers_.push_back(std::move(L));
       continue;
     }
@@ -359,6 +360,7 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
                            const Tensor* hidden_in) const {
   const auto& c = config_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
+  if (T == 0 && data_parallel_ep()) return idle_layers(b.expert_tokens);
   if (T == 0) fail(ErrorCode::kInvalidArgument, "forward: empty batch");
   if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
     fail(ErrorCode::kInvalidArgument, "forward: ", T, " tokens but ", b.positions.size(),
@@ -427,10 +429,16 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
       const auto E = static_cast<size_t>(c.num_experts);
       // Every TP rank routes every token: only the first counts them, so the group reports each
       // routed token once.
-      L.moe.forward(c, m.normed, m.proj, alloc_,
-                    b.expert_tokens.empty() || shard_.tp_rank != 0
-                        ? std::span<int64_t>()
-                        : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+      const std::span<int64_t> counts =
+          b.expert_tokens.empty() || shard_.tp_rank != 0
+              ? std::span<int64_t>()
+              : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E);
+      if (data_parallel_ep()) {
+        L.moe.forward_dispatch(c, m.normed, m.proj, *ep_, alloc_, counts);
+        ops::add(hidden, m.proj);
+        continue;
+      }
+      L.moe.forward(c, m.normed, m.proj, alloc_, counts);
       // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part;
       // tensor parallelism: each rank has a slice of every expert's width.
       if (shard_.ep_size > 1) ep_->all_reduce_sum(m.proj);
@@ -447,6 +455,24 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
   ops::gather_rows(hidden, meta.logit_rows, last);
   ops::rms_norm(last, output_norm_, c.rms_eps, last);
   return lm_head(last);
+}
+
+// A data-parallel EP rank with no tokens this step: its experts still serve the other ranks'
+// tokens in every MoE layer (the same collectives, in the same order, as forward()).
+Tensor LlamaModel::idle_layers(std::span<int64_t> expert_tokens) const {
+  const auto& c = config_;
+  const auto E = static_cast<size_t>(c.num_experts);
+  if (!expert_tokens.empty() && expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * E)
+    fail(ErrorCode::kInvalidArgument, "forward: ", expert_tokens.size(), " expert counters for ",
+         shard_.num_layers, " layers of ", c.num_experts, " experts");
+  const Tensor none = act({0, c.hidden_size});
+  Tensor out = act({0, c.hidden_size});
+  for (int l = 0; l < shard_.num_layers; ++l)
+    layers_[static_cast<size_t>(l)].moe.forward_dispatch(
+        c, none, out, *ep_, alloc_,
+        expert_tokens.empty() ? std::span<int64_t>()
+                              : expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+  return last_stage() ? act({0, c.vocab_size}) : out;
 }
 
 }  // namespace tessera::model

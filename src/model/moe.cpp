@@ -77,7 +77,14 @@ void MoeLayer::forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
       if (e >= held.first && e < held.first + held.count) ++counts[static_cast<size_t>(e)];
     }
   }
+  add_shared(c, normed, out, alloc);
+}
+
+void MoeLayer::add_shared(const ModelConfig& c, const Tensor& normed, Tensor& out,
+                          const std::shared_ptr<Allocator>& alloc) const {
   if (!gate_shexp.defined()) return;
+  const int64_t T = normed.dim(0);
+  auto act = [&](Shape s, DType d = DType::kF32) { return Tensor::empty(std::move(s), d, alloc); };
   // The shared expert: every token, weight sigmoid(shexp_gate . x).
   Tensor g = act({T, 1});
   ops::matmul(normed, shexp_gate, Tensor(), g);

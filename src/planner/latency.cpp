@@ -21,6 +21,8 @@ struct Link {
     return n > 1 ? (n - 1) * (alpha + share / beta) : 0.0;
   }
   double send(double m) const { return alpha + m / beta; }
+  // Pairwise all-to-all in which this rank sends m bytes in all: one message per peer.
+  double all_to_all(int n, double m) const { return n > 1 ? (n - 1) * alpha + m / beta : 0.0; }
 };
 
 }  // namespace
@@ -44,6 +46,19 @@ Layout::Timing estimate_time(const ModelSpec& m, const PlanParams& p, int t, int
   const double n = p.prompt_tokens > 0 ? p.prompt_tokens : p.max_batched_tokens;
   const double touched = c.is_moe() ? 1.0 - std::pow(1.0 - k_over_n, b) : 1.0;
 
+  // Expert parallelism's MoE layer: data-parallel attention sends a count exchange (an all-gather
+  // of E counts), then each rank's tokens to their experts' ranks and the outputs back (rows of
+  // hidden floats, plus the routing on the way out); replicated attention one all-reduce.
+  const double row = h * act + 8.0 * (c.is_moe() ? c.num_experts_used : 0);
+  const double remote = c.is_moe() ? a2a_remote_ranks(c.num_experts, c.num_experts_used, e) : 0;
+  auto moe_comm = [&](double tokens_on_rank) {
+    if (e <= 1) return 0.0;
+    if (!p.expert_data_attention) return link.all_reduce(e, tokens_on_rank * h * act);
+    return link.all_gather(e, 4.0 * e) + link.all_to_all(e, tokens_on_rank * remote * row) +
+           link.all_to_all(e, tokens_on_rank * remote * h * act);
+  };
+  // Decode's batch spreads over the EP ranks' attention; one prompt's prefill stays on one.
+  const double dec_tokens = p.expert_data_attention && e > 1 ? std::ceil(b / e) : b;
   Layout::Timing r;
   double dec_overlap = 0, pre_overlap = 0;
   for (const StageLoad& s : stages) {
@@ -54,12 +69,13 @@ Layout::Timing estimate_time(const ModelSpec& m, const PlanParams& p, int t, int
     const double moe_layers = c.is_moe() ? layers : 0;
     const double tp_allreduces = 2.0 * layers + (s.first ? 1 : 0);
 
-    const double dec_bytes = dense + experts * touched + b * ctx * static_cast<double>(s.kv_per_token);
+    const double dec_bytes =
+        dense + experts * touched + b * ctx * static_cast<double>(s.kv_per_token);
     const double dec_flops = 2.0 * active_params * b + 4.0 * b * ctx * q_share * layers;
     const double dec_compute = dec_bytes / bw + dec_flops / peak;
     const double dec_comm = tp_allreduces * link.all_reduce(t, b * h * act) +
                             (s.last ? link.all_gather(t, b * vocab_share) : 0.0) +
-                            moe_layers * link.all_reduce(e, b * h * act);
+                            moe_layers * moe_comm(dec_tokens);
     r.decode_compute_ms += dec_compute * 1e3;
     r.decode_comm_ms += dec_comm * 1e3;
     dec_overlap += std::max(dec_compute, dec_comm);
@@ -69,7 +85,7 @@ Layout::Timing estimate_time(const ModelSpec& m, const PlanParams& p, int t, int
     const double pre_compute = (dense + experts) / bw + pre_flops / peak;
     const double pre_comm = tp_allreduces * link.all_reduce(t, n * h * act) +
                             (s.last ? link.all_gather(t, vocab_share) : 0.0) +
-                            moe_layers * link.all_reduce(e, n * h * act);
+                            moe_layers * moe_comm(n);
     r.prefill_compute_ms += pre_compute * 1e3;
     r.prefill_comm_ms += pre_comm * 1e3;
     pre_overlap += std::max(pre_compute, pre_comm);

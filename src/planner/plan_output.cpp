@@ -75,11 +75,18 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
   os << "\ncomm/token: bytes one GPU sends per generated token of one sequence: TP ring\n"
         "  all-reduces and the logits all-gather, plus PP stage boundaries on the token's path\n";
   if (moe) {
-    os << "  and EP's all-reduce of partial expert outputs, one per MoE layer; an all-to-all\n"
-          "  dispatch+combine (data-parallel attention, not run yet) would send instead:";
+    const bool data = p.expert_data_attention;
+    os << (data
+               ? "  and EP's all-to-all dispatch and combine (data-parallel attention), the bytes\n"
+                 "  the group sends for the token both ways; replicated attention's all-reduce\n"
+                 "  would send instead:"
+               : "  and EP's all-reduce of partial expert outputs, one per MoE layer; an\n"
+                 "  all-to-all dispatch+combine (data-parallel attention) would send instead:");
     for (const Layout& l : plan.layouts)
       if (l.expert > 1)
-        os << " EP=" << l.expert << " " << format_bytes(static_cast<double>(l.a2a_bytes_per_token));
+        os << " EP=" << l.expert << " "
+           << format_bytes(static_cast<double>(data ? l.ep_allreduce_bytes_per_token
+                                                    : l.a2a_bytes_per_token));
     os << "\n";
   }
   if (!plan.layouts.empty() && plan.layouts.front().time) {
@@ -98,8 +105,7 @@ std::string format_plan(const ModelSpec& m, const Plan& plan) {
       std::snprintf(line, sizeof line,
                     "%4d%s %4d %12.3f %10.3f %10.3f %12.3f %12.2f %10.2f %12.2f\n", l.tensor, ep,
                     l.pipeline, tm.decode_ms, tm.decode_compute_ms, tm.decode_comm_ms,
-                    tm.decode_overlap_ms, tm.prefill_ms, tm.prefill_comm_ms,
-                    tm.prefill_overlap_ms);
+                    tm.decode_overlap_ms, tm.prefill_ms, tm.prefill_comm_ms, tm.prefill_overlap_ms);
       os << line;
     }
     os << "decode ms: one step of the batch of " << p.batch
@@ -142,6 +148,7 @@ nlohmann::ordered_json layout_json(const Layout& l) {
       {"comm_tp_bytes_per_token", l.comm_tp_bytes_per_token},
       {"comm_ep_bytes_per_token", l.comm_ep_bytes_per_token},
       {"a2a_bytes_per_token", l.a2a_bytes_per_token},
+      {"ep_allreduce_bytes_per_token", l.ep_allreduce_bytes_per_token},
       {"comm_pp_bytes_per_token", l.comm_pp_bytes_per_token},
       {"comm_bytes_per_token", l.comm_bytes_per_token},
       {"fits", l.fits},
@@ -199,8 +206,10 @@ nlohmann::ordered_json plan_to_json(const ModelSpec& m, const Plan& plan) {
   };
   if (p.interconnect_gbps > 0)
     j["params"]["time_model"] = {
-        {"interconnect_gbps", p.interconnect_gbps}, {"latency_us", p.latency_us},
-        {"gpu_tflops", p.gpu_tflops},               {"gpu_mem_bw_gbs", p.gpu_mem_bw_gbs},
+        {"interconnect_gbps", p.interconnect_gbps},
+        {"latency_us", p.latency_us},
+        {"gpu_tflops", p.gpu_tflops},
+        {"gpu_mem_bw_gbs", p.gpu_mem_bw_gbs},
         {"prompt_tokens", p.prompt_tokens > 0 ? p.prompt_tokens : p.max_batched_tokens}};
   j["layouts"] = nlohmann::ordered_json::array();
   for (const Layout& l : plan.layouts) j["layouts"].push_back(with_time(layout_json(l), l));

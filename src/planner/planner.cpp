@@ -23,6 +23,16 @@ struct StageFigures {
 
 }  // namespace
 
+double a2a_remote_ranks(int num_experts, int k, int ep) {
+  if (ep <= 1 || num_experts <= 0 || k <= 0) return 0.0;
+  // C(N - N/E, k) / C(N, k): all k choices avoid one given rank's N/E experts.
+  const int n = num_experts, avoid = num_experts - num_experts / ep;
+  double none = 1.0;
+  for (int i = 0; i < k; ++i)
+    none *= avoid - i > 0 ? static_cast<double>(avoid - i) / (n - i) : 0.0;
+  return (ep - 1) * (1.0 - none);
+}
+
 void PlanParams::validate() const {
   auto positive = [](const char* field, double v) {
     if (!(v > 0)) fail(ErrorCode::kInvalidArgument, "plan: ", field, " must be positive, got ", v);
@@ -178,11 +188,19 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
                                 uint64_t(t - 1) * vocab_rows * 4;  // logits all-gather (fp32)
   }
   if (e > 1) {
-    // One all-reduce of the partial expert outputs per MoE layer; attention is replicated.
-    l.allreduces_per_token += c.num_layers;
-    l.comm_ep_bytes_per_token = uint64_t(c.num_layers) * 2 * uint64_t(e - 1) * ceil_div(h * act, e);
-    l.a2a_bytes_per_token =
-        ceil_div(uint64_t(c.num_layers) * 2 * c.num_experts_used * h * act * uint64_t(e - 1), e);
+    // Replicated attention: one all-reduce of the partial expert outputs per MoE layer.
+    l.ep_allreduce_bytes_per_token =
+        uint64_t(c.num_layers) * 2 * uint64_t(e - 1) * ceil_div(h * act, e);
+    // Data-parallel attention: each token's row to the other ranks holding its experts and back.
+    const double row = 2.0 * static_cast<double>(h * act) + 8.0 * c.num_experts_used;
+    l.a2a_bytes_per_token = static_cast<uint64_t>(
+        std::ceil(c.num_layers * a2a_remote_ranks(c.num_experts, c.num_experts_used, e) * row));
+    if (p.expert_data_attention) {
+      l.comm_ep_bytes_per_token = l.a2a_bytes_per_token;
+    } else {
+      l.allreduces_per_token += c.num_layers;
+      l.comm_ep_bytes_per_token = l.ep_allreduce_bytes_per_token;
+    }
   }
   l.comm_pp_bytes_per_token = uint64_t(pp - 1) * h * act;
   l.comm_bytes_per_token =
@@ -231,10 +249,11 @@ std::string why_recommended(const Plan& plan, const Layout& r) {
     s += concat("; sends ", gb(r.comm_bytes_per_token), " per token against ",
                 gb(l.comm_bytes_per_token), " for ", name(l));
     if (r.expert > 1 && l.expert == 1)
-      s += concat(
-          " (one all-reduce per MoE layer instead of two), but every EP rank holds the "
-          "whole KV cache (room for ",
-          r.kv_tokens, " tokens against ", l.kv_tokens, ")");
+      s += concat(p.expert_data_attention
+                      ? " (each token only to its experts' ranks and back, no all-reduce)"
+                      : " (one all-reduce per MoE layer instead of two)",
+                  ", but every EP rank sizes the whole KV cache (room for ", r.kv_tokens,
+                  " tokens against ", l.kv_tokens, ")");
   }
   if (r.tensor > 1) s += concat("; TP stays within one ", p.node_size(), "-GPU node");
   if (r.expert > 1)

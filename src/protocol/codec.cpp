@@ -202,6 +202,13 @@ std::vector<uint8_t> encode_result(const ExecuteResult& result) {
     w.i32(e.expert);
     w.u32(e.tokens);
   }
+  w.count(result.comm_bytes.size());
+  for (const auto& c : result.comm_bytes) {
+    w.str(c.group);
+    w.str(c.op);
+    w.u64(c.calls);
+    w.u64(c.bytes);
+  }
   return w.take();
 }
 
@@ -224,6 +231,13 @@ ExecuteResult decode_result(std::span<const uint8_t> payload) {
     e.layer = r.i32();
     e.expert = r.i32();
     e.tokens = r.u32();
+  }
+  result.comm_bytes.resize(r.count(24));
+  for (auto& c : result.comm_bytes) {
+    c.group = r.str();
+    c.op = r.str();
+    c.calls = r.u64();
+    c.bytes = r.u64();
   }
   r.finish();
   return result;

@@ -135,7 +135,7 @@ Scheduler::PrefixHit Scheduler::find_prefix(const Sequence& s) const {
   PrefixHit hit;
   if (!cfg_.enable_prefix_caching) return hit;
   const int bs = cfg_.block_size;
-  uint64_t parent = kv_cache::kRootHash;
+  uint64_t parent = root_hash(s);
   for (int i = 0; i < (s.len() - 1) / bs; ++i) {
     parent =
         kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
@@ -158,11 +158,12 @@ void Scheduler::add_chunk(StepState& st, Sequence& s, int n) {
     TESSERA_CHECK(got.has_value(), "allocation of ", grow, " blocks failed after capacity check");
     s.blocks.insert(s.blocks.end(), got->begin(), got->end());
   }
-  protocol::ExecuteChunk c{.seq_id = s.id(),
-             .tokens = std::vector<int32_t>(s.tokens.begin() + start, s.tokens.begin() + end),
-             .start_pos = start,
-             .block_table = s.blocks,
-             .sample = end == s.len()};
+  protocol::ExecuteChunk c{
+      .seq_id = s.id(),
+      .tokens = std::vector<int32_t>(s.tokens.begin() + start, s.tokens.begin() + end),
+      .start_pos = start,
+      .block_table = s.blocks,
+      .sample = end == s.len()};
   s.num_computed = end;
   s.announced = true;
   st.budget -= n;

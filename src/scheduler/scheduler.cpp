@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tessera/core/error.h"
+#include "tessera/kv_cache/attention_rank.h"
 
 namespace tessera::scheduler {
 
@@ -73,6 +74,14 @@ void Scheduler::free_seq(Sequence& s) {
   if (s.running) std::erase(running_, s.id());
 }
 
+// The hash chain's seed: one per attention rank, whose KV caches are disjoint. A token is never
+// negative, so no block of real tokens hashes to a seed.
+uint64_t Scheduler::root_hash(const Sequence& s) const {
+  if (cfg_.attention_ranks <= 1) return kv_cache::kRootHash;
+  const int32_t seed[1] = {-1 - kv_cache::attention_rank(s.id(), cfg_.attention_ranks)};
+  return kv_cache::block_hash(kv_cache::kRootHash, seed);
+}
+
 // Registers the full blocks s has computed so that later sequences can share them. Called only
 // after the step that wrote them ran: a block is never read by one chunk while another writes it.
 void Scheduler::register_full_blocks(Sequence& s) {
@@ -81,7 +90,7 @@ void Scheduler::register_full_blocks(Sequence& s) {
   const auto full = static_cast<size_t>(s.num_computed / bs);
   while (s.hashes.size() < full) {
     const size_t i = s.hashes.size();
-    const uint64_t parent = i == 0 ? kv_cache::kRootHash : s.hashes.back();
+    const uint64_t parent = i == 0 ? root_hash(s) : s.hashes.back();
     const uint64_t h =
         kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
                                          i * static_cast<size_t>(bs), static_cast<size_t>(bs)));
@@ -131,7 +140,8 @@ std::vector<FinishedSeq> Scheduler::on_step_done(
 }
 
 std::vector<uint64_t> Scheduler::on_step_failed() {
-  if (flights_.empty()) fail(ErrorCode::kInvalidArgument, "on_step_failed() with no plan in flight");
+  if (flights_.empty())
+    fail(ErrorCode::kInvalidArgument, "on_step_failed() with no plan in flight");
   std::vector<uint64_t> seqs = std::move(flights_.front().seqs);
   flights_.pop_front();
   for (uint64_t id : seqs) {

@@ -136,7 +136,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
           .store = &store,
           .bind_host = a.bind_host,
           .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index : -1};
-      return a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp);
+      // Counted, so each step reports the bytes it sent (tessera:comm_bytes_total).
+      return std::make_unique<comm::CountingCommunicator>(
+          a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp));
     };
     if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
     if (E > 1)
@@ -157,6 +159,7 @@ int run_group_worker(const GroupWorkerArgs& a) {
                 .num_stages = P,
                 .ep_rank = ep_rank,
                 .ep_size = E,
+                .ep_data_attention = a.worker.ep_data_attention,
                 .tp_overlap = a.worker.tp_overlap};
     w = std::make_unique<Worker>(wp, tp.get(), pp.get(), ep.get());
   } catch (const std::exception& e) {

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "tessera/comm/counting.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/core/progress.h"
+#include "tessera/kv_cache/attention_rank.h"
 #include "tessera/model/step_batch.h"
 #include "tessera/ops/backend.h"
 
@@ -21,6 +23,8 @@ std::string fmt_rank(const model::ShardSpec& s) {
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
     : pp_(pp), device_(ops::make_allocator(p.device)) {
+  for (auto [kind, c] : {std::pair{"tp", tp}, {"pp", pp}, {"ep", ep}})
+    if (c) comms_.emplace_back(kind, c);
   if (p.device.type != DeviceType::kCUDA) {
     ops::cpu::set_activations(p.cpu_activations);
     TESSERA_LOG_INFO("cpu matmul: {} activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, {} kernels",
@@ -39,8 +43,8 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
   weights_ = model::open_weights(p.model_path);
   {
     ProgressReporter progress(who + "weights to " + p.device.str(), 0, ProgressUnit::kBytes, style);
-    model_ = std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep,
-                                                 progress.fn());
+    model_ =
+        std::make_unique<model::LlamaModel>(*weights_, p.shard, tp, device_, ep, progress.fn());
     progress.finish();
   }
   model_->check_device_support();
@@ -105,11 +109,24 @@ void Worker::advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_
   }
 }
 
+// Under data-parallel expert parallelism each EP rank runs (and samples) only its sequences.
+bool Worker::mine(uint64_t seq_id) const {
+  const auto& s = model_->shard();
+  return !s.ep_data_attention || kv_cache::attention_rank(seq_id, s.ep_size) == s.ep_rank;
+}
+
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
+  const auto before = comm_tallies();
+  protocol::ExecuteResult result = run_plan(plan);
+  comm_bytes_since(before, result);
+  return result;
+}
+
+protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
   const int vocab = model_->config().vocab_size;
   const bool sampler = output_rank();
   for (const auto& ns : plan.new_sequences) {
-    if (!sampler) continue;
+    if (!sampler || !mine(ns.seq_id)) continue;
     sampling::Sampler s(ns.sampling, vocab);
     s.set_prompt(ns.prompt);
     samplers_.insert_or_assign(ns.seq_id, std::move(s));
@@ -120,6 +137,7 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     model::StepBatch step(pool_->params().block_size, pool_->params().num_blocks);
     std::vector<uint64_t> sample_seqs;
     for (const auto& ch : plan.chunks) {
+      if (!mine(ch.seq_id)) continue;
       if (ch.sample && sampler && !samplers_.contains(ch.seq_id))
         fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
       step.add(ch.seq_id, ch.tokens, ch.start_pos, ch.block_table,
@@ -134,8 +152,11 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
       batch.expert_tokens = expert_tokens;
     }
     const auto& shard = model_->shard();
+    // A data-parallel EP rank with none of this step's sequences still serves its experts; its
+    // peers in the other stages skip their hidden states alike.
+    const bool idle = step.num_tokens() == 0;
     Tensor hidden_in;
-    if (!shard.first_stage()) {  // the previous stage's hidden states for exactly these tokens
+    if (!shard.first_stage() && !idle) {  // the previous stage's hidden states for these tokens
       hidden_in =
           Tensor::empty({static_cast<int64_t>(step.num_tokens()), model_->config().hidden_size},
                         DType::kF32, device_);
@@ -149,8 +170,8 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
              .expert = static_cast<int32_t>(i % cfg.num_experts),
              .tokens = static_cast<uint32_t>(expert_tokens[i])});
     if (!model_->last_stage()) {
-      pp_->send(out, shard.stage + 1);
-    } else if (sampler) {
+      if (!idle) pp_->send(out, shard.stage + 1);
+    } else if (sampler && !sample_seqs.empty()) {
       sample_rows(to_host(out), sample_seqs, result);  // sampling runs on the host
     }
   }
@@ -159,6 +180,30 @@ protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
     matchers_.erase(id);
   }
   return result;
+}
+
+std::vector<std::map<std::string, comm::OpTally>> Worker::comm_tallies() const {
+  std::vector<std::map<std::string, comm::OpTally>> t;
+  for (const auto& [kind, c] : comms_) {
+    const auto* counted = dynamic_cast<const comm::CountingCommunicator*>(c);
+    t.push_back(counted ? counted->tallies() : std::map<std::string, comm::OpTally>{});
+  }
+  return t;
+}
+
+void Worker::comm_bytes_since(const std::vector<std::map<std::string, comm::OpTally>>& before,
+                              protocol::ExecuteResult& result) const {
+  const auto after = comm_tallies();
+  for (size_t i = 0; i < after.size(); ++i)
+    for (const auto& [op, t] : after[i]) {
+      comm::OpTally was;
+      if (auto it = before[i].find(op); it != before[i].end()) was = it->second;
+      if (t.calls == was.calls) continue;
+      result.comm_bytes.push_back({.group = comms_[i].first,
+                                   .op = op,
+                                   .calls = t.calls - was.calls,
+                                   .bytes = t.bytes - was.bytes});
+    }
 }
 
 void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,

@@ -338,6 +338,17 @@ TEST(ConfigErrors, ExpertParallelLayout) {
   const std::string y = "model: {path: m}\nparallel:\n  expert: 2\n  pipeline: 2\n";
   const TopologyConfig c = parse_topology(y, "t.yaml");
   EXPECT_EQ(c.parallel.expert, 2);
+  EXPECT_EQ(c.parallel.expert_attention, "data");  // the default
+  EXPECT_EQ(
+      parse_topology(y + "  expert_attention: replicated\n", "t.yaml").parallel.expert_attention,
+      "replicated");
+  try {
+    parse_topology(y + "  expert_attention: tensor\n", "t.yaml");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "parallel.expert_attention")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "replicated")) << e.what();
+  }
   EXPECT_EQ(c.world_size(), 4);
   EXPECT_EQ(c.nodes.at(0).devices.size(), 4u);
   validate_for_model(c, 4, 2, 4, 8);

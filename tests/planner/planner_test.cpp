@@ -330,13 +330,24 @@ TEST(Planner, Mixtral8x7bOn8Gpus) {
   // Activations, M = 2048: residual 33,554,432; attention 2048*(2*4096 + 2*1024)*2 = 41,943,040
   // < MoE 2048*(2*2*14336)*2 = 234,881,024 + router logits 2048*8*4 = 65,536; logits 128,000.
   EXPECT_EQ(ep.activation_bytes_per_gpu, 33'554'432ull + 234'946'560ull + 128'000ull);
-  // One ring all-reduce over 8 per layer of a 8,192-byte hidden state: 2*7*1,024 = 14,336;
-  // x32 = 458,752. The all-to-all form: 32 layers * 2 ways * 2 experts * 8,192 bytes * 7/8.
-  EXPECT_EQ(ep.allreduces_per_token, 32);
-  EXPECT_EQ(ep.comm_ep_bytes_per_token, 458'752ull);
+  // Data-parallel attention (the default): a token's 2 experts avoid one given other rank with
+  // probability C(7,2)/C(8,2) = 21/28, so it goes to D = 7 * 7/28 = 1.75 other ranks per layer,
+  // each way 8,192 bytes (+ 2 ids and 2 weights, 16 bytes, on the way out): 32 * 1.75 * 16,400.
+  EXPECT_DOUBLE_EQ(a2a_remote_ranks(8, 2, 8), 1.75);
+  EXPECT_EQ(ep.allreduces_per_token, 0);
+  EXPECT_EQ(ep.a2a_bytes_per_token, 918'400ull);
+  EXPECT_EQ(ep.comm_ep_bytes_per_token, 918'400ull);
   EXPECT_EQ(ep.comm_tp_bytes_per_token, 0ull);
-  EXPECT_EQ(ep.comm_bytes_per_token, 458'752ull);
-  EXPECT_EQ(ep.a2a_bytes_per_token, 917'504ull);
+  EXPECT_EQ(ep.comm_bytes_per_token, 918'400ull);
+  // Replicated attention: one ring all-reduce over 8 per layer of a 8,192-byte hidden state:
+  // 2*7*1,024 = 14,336; x32 = 458,752.
+  EXPECT_EQ(ep.ep_allreduce_bytes_per_token, 458'752ull);
+  const Plan rep = make_plan(m, {.gpus = 8, .expert_data_attention = false});
+  const Layout& rep_ep = find_ep(rep, 1, 8, 1);
+  EXPECT_EQ(rep_ep.allreduces_per_token, 32);
+  EXPECT_EQ(rep_ep.comm_bytes_per_token, 458'752ull);
+  EXPECT_NE(rep.reason.find("one all-reduce per MoE layer instead of two"), std::string::npos)
+      << rep.reason;
 
   const Layout& tp = find_ep(plan, 8, 1, 1);
   // TP=8: attention/8 4,194,304 + one KV head each 1,048,576 + experts split by width
@@ -350,7 +361,7 @@ TEST(Planner, Mixtral8x7bOn8Gpus) {
   ASSERT_TRUE(plan.recommended);
   EXPECT_EQ(plan.recommended->expert, 8);
   EXPECT_EQ(plan.recommended->pipeline, 1);
-  EXPECT_NE(plan.reason.find("one all-reduce per MoE layer instead of two"), std::string::npos)
+  EXPECT_NE(plan.reason.find("only to its experts' ranks and back"), std::string::npos)
       << plan.reason;
   EXPECT_NE(plan.reason.find("whole KV cache"), std::string::npos) << plan.reason;
 }
@@ -370,12 +381,23 @@ TEST(Planner, Qwen3_30bA3bOn4Gpus) {
   // x48 = 8,166,518,784; + 622,329,856 + 2,048 = 8,788,850,688 params.
   EXPECT_EQ(ep.experts_per_rank, 32);
   EXPECT_EQ(ep.weight_bytes_per_gpu, 2 * 8'788'850'688ull);
-  // 48 all-reduces over 4 of 4,096 bytes: 2*3*1,024 = 6,144 each.
-  EXPECT_EQ(ep.comm_bytes_per_token, 48ull * 6'144);
-  // all-to-all: 48 * 2 * 8 * 4,096 * 3/4.
-  EXPECT_EQ(ep.a2a_bytes_per_token, 2'359'296ull);
+  // Replicated attention: 48 all-reduces over 4 of 4,096 bytes: 2*3*1,024 = 6,144 each.
+  EXPECT_EQ(ep.ep_allreduce_bytes_per_token, 48ull * 6'144);
+  // All-to-all: 8 of 128 experts all avoid one other rank's 32 with probability
+  // C(96,8)/C(128,8) = 0.0927, so D = 3 * 0.9073 = 2.7218; 48 * D * (2 * 4,096 + 64).
+  EXPECT_NEAR(a2a_remote_ranks(128, 8, 4), 2.72176, 1e-5);
+  EXPECT_EQ(ep.a2a_bytes_per_token, 1'078'601ull);
+  EXPECT_EQ(ep.comm_bytes_per_token, 1'078'601ull);
+  // TP=4 sends a little less: 97 all-reduces of 6,144 = 595,968 + logits all-gather
+  // 3 * 37,984 * 4 = 455,808, so by bytes per token it is the pick; with replicated attention
+  // EP=4's 294,912 bytes win.
+  const Layout& tp = find_ep(plan, 4, 1, 1);
+  EXPECT_EQ(tp.comm_bytes_per_token, 1'051'776ull);
   ASSERT_TRUE(plan.recommended);
-  EXPECT_EQ(plan.recommended->expert, 4);
+  EXPECT_EQ(plan.recommended->tensor, 4);
+  const Plan rep = make_plan(m, {.gpus = 4, .expert_data_attention = false});
+  ASSERT_TRUE(rep.recommended);
+  EXPECT_EQ(rep.recommended->expert, 4);
   // The model reads the same config: qwen3 attention (per-head q/k norm) with experts.
   const auto c = model::config_from_hf(nlohmann::json::parse(kQwen3_30bA3b));
   EXPECT_EQ(c.architecture, "qwen3");

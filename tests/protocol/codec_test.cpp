@@ -56,6 +56,9 @@ class Gen {
     }
     for (int i = i32(0, 4); i > 0; --i)
       r.expert_tokens.push_back({i32(0, 95), i32(0, 127), static_cast<uint32_t>(u64())});
+    for (int i = i32(0, 3); i > 0; --i)
+      r.comm_bytes.push_back({std::string(static_cast<size_t>(i32(0, 3)), 'g'),
+                              std::string(static_cast<size_t>(i32(0, 14)), 'o'), u64(), u64()});
     return r;
   }
 
@@ -113,6 +116,13 @@ void expect_same(const ExecuteResult& a, const ExecuteResult& b) {
     EXPECT_EQ(a.expert_tokens[i].layer, b.expert_tokens[i].layer);
     EXPECT_EQ(a.expert_tokens[i].expert, b.expert_tokens[i].expert);
     EXPECT_EQ(a.expert_tokens[i].tokens, b.expert_tokens[i].tokens);
+  }
+  ASSERT_EQ(a.comm_bytes.size(), b.comm_bytes.size());
+  for (size_t i = 0; i < a.comm_bytes.size(); ++i) {
+    EXPECT_EQ(a.comm_bytes[i].group, b.comm_bytes[i].group);
+    EXPECT_EQ(a.comm_bytes[i].op, b.comm_bytes[i].op);
+    EXPECT_EQ(a.comm_bytes[i].calls, b.comm_bytes[i].calls);
+    EXPECT_EQ(a.comm_bytes[i].bytes, b.comm_bytes[i].bytes);
   }
 }
 

@@ -134,8 +134,13 @@ def test_moe_expert_parallel_layouts(tmp_path):
     ep = [l for l in plan["layouts"] if l["expert"] == 8]
     assert len(ep) == 1 and ep[0]["tensor"] == 1 and ep[0]["pipeline"] == 1
     assert ep[0]["weight_bytes_per_gpu"] == 2 * 7_242_780_672
-    assert ep[0]["comm_ep_bytes_per_token"] == 32 * 2 * 7 * 1024
-    assert ep[0]["a2a_bytes_per_token"] == 32 * 2 * 2 * 8192 * 7 // 8
+    # All-to-all (data-parallel attention): 1.75 other ranks per token per layer, 16,400 bytes.
+    assert ep[0]["comm_ep_bytes_per_token"] == ep[0]["a2a_bytes_per_token"] == 32 * 7 * 16400 // 4
+    assert ep[0]["ep_allreduce_bytes_per_token"] == 32 * 2 * 7 * 1024
+    rep = json.loads(run("--model", str(path), "--gpus", "8", "--json", "--expert-attention",
+                         "replicated").stdout)
+    rep_ep = [l for l in rep["layouts"] if l["expert"] == 8][0]
+    assert rep_ep["comm_ep_bytes_per_token"] == 32 * 2 * 7 * 1024
     assert plan["recommended"]["expert"] == 8
     assert all(r["tensor"] > 1 and r["expert"] > 1 for r in plan["rejected"])
     table = run("--model", str(path), "--gpus", "8").stdout

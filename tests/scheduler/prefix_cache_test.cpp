@@ -42,6 +42,29 @@ TEST(PrefixCache, SharedThreeBlockPrefixStartsAt48) {
   EXPECT_EQ(s.check_invariants(), "");
 }
 
+// Data-parallel attention: sequence i's KV cache lives on rank i mod 2 only, so its cached blocks
+// serve later sequences of that rank and never the other rank's.
+TEST(PrefixCache, SharedOnlyWithinOneAttentionRank) {
+  Scheduler s({.num_blocks = 64, .block_size = 16, .attention_ranks = 2});
+  const auto prefix = iota_prompt(32, 1000);
+  s.add(2, concat(prefix, iota_prompt(5, 1)), 1);  // rank 0
+  run_step(s);                                     // finishes at once: its blocks stay cached
+  s.add(3, concat(prefix, iota_prompt(5, 2)), 1);  // rank 1: nothing of rank 0's
+  auto other = run_step(s);
+  ASSERT_EQ(other.plan.chunks.size(), 1u);
+  EXPECT_EQ(other.plan.chunks[0].start_pos, 0);
+  s.add(4, concat(prefix, iota_prompt(5, 3)), 1);  // rank 0 again: rank 0's two blocks
+  auto same = run_step(s);
+  ASSERT_EQ(same.plan.chunks.size(), 1u);
+  EXPECT_EQ(same.plan.chunks[0].start_pos, 32);
+  s.add(5, concat(prefix, iota_prompt(5, 4)), 1);  // rank 1: now rank 1's own blocks
+  auto again = run_step(s);
+  ASSERT_EQ(again.plan.chunks.size(), 1u);
+  EXPECT_EQ(again.plan.chunks[0].start_pos, 32);
+  EXPECT_NE(again.plan.chunks[0].block_table[0], same.plan.chunks[0].block_table[0]);
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(PrefixCache, NeverTheWholePromptAndNoHitsWhenDisabled) {
   struct Case {
     bool enabled;

@@ -29,9 +29,13 @@ struct ParallelSpec {
   std::vector<int>
       layer_split;        // per-stage layer counts; empty = balanced by the engine (by bytes)
   int micro_batches = 0;  // plans in flight at once; 0 = pipeline (one per stage)
-  // Expert parallelism (MoE models): ranks per stage that split the experts; attention is
-  // replicated on them. Must divide the model's experts; tensor must then be 1 (for now).
+  // Expert parallelism (MoE models): ranks per stage that split the experts. Must divide the
+  // model's experts; tensor must then be 1 (for now).
   int expert = 1;
+  // How the EP ranks run attention: "data" (each rank its own sequences, tokens sent to their
+  // experts' ranks and back by all-to-all) or "replicated" (every rank every token, the ranks'
+  // partial expert outputs summed by an all-reduce).
+  std::string expert_attention = "data";
   // A TP group may span nodes (cpu backend): every all-reduce then crosses the network, which is
   // what benchmarks/slow_link_tp.sh measures; off, a node must hold whole TP groups.
   bool tensor_across_nodes = false;

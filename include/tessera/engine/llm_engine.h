@@ -44,6 +44,9 @@ struct EngineConfig {
   // Tensor parallelism: overlapped micro-batches (model::ShardSpec::tp_overlap; topology
   // tp_overlap, serve --tp-overlap).
   bool tp_overlap = false;
+  // Expert parallelism: data-parallel attention and all-to-all token exchange
+  // (worker::WorkerParams::ep_data_attention; topology parallel.expert_attention).
+  bool ep_data_attention = false;
   double health_timeout_seconds = 60.0;
   // Path of the tessera binary to run the workers in their own processes (`tessera worker`);
   // empty (and no group): the worker runs inside the engine's process.

@@ -75,7 +75,8 @@ class LlamaModel {
   // Runs this shard's layers. The first stage reads batch.tokens; later stages read `hidden_in`
   // [tokens, hidden] (any device) from the previous stage. Returns, on the model's device, logits
   // [logit_rows.size(), vocab_size] F32 on the last stage, otherwise the hidden states
-  // [tokens, hidden] to send on.
+  // [tokens, hidden] to send on. Under data-parallel expert parallelism the batch holds this
+  // rank's sequences only and may be empty (the rank still serves its experts).
   Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv,
                  const Tensor* hidden_in = nullptr) const;
   // Throws kUnsupported naming the first (op, dtype) this shard needs that its device's ops do
@@ -102,6 +103,8 @@ class LlamaModel {
   void layers_overlapped(const ForwardBatch& b, int64_t cut, Tensor& hidden, kv_cache::KvPool& kv,
                          const ops::AttentionParams& ap) const;
   void embed(const Tensor& tokens, Tensor& hidden) const;
+  bool data_parallel_ep() const { return shard_.ep_size > 1 && shard_.ep_data_attention; }
+  Tensor idle_layers(std::span<int64_t> expert_tokens) const;  // forward() of no tokens
   Tensor lm_head(const Tensor& last) const;
   Tensor act(Shape shape) const { return Tensor::empty(std::move(shape), DType::kF32, alloc_); }
 

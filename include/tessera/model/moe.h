@@ -4,8 +4,9 @@
 // Qwen2-MoE adds a shared expert scaled by a sigmoid gate (the same two ops with one expert).
 // Routing and expert compute are separate calls, and a layer holds a contiguous range of experts
 // (ExpertRange), so expert parallelism can later route on every rank, exchange tokens, and run
-// only its own range. Expert parallelism (shard.h) holds a range per EP rank and sums the ranks'
-// partial outputs.
+// only its own range. Expert parallelism (shard.h) holds a range per EP rank and either sums the
+// ranks' partial outputs (replicated attention: forward + an all-reduce) or exchanges tokens
+// (data-parallel attention: forward_dispatch, all_to_all_v there and back).
 #pragma once
 
 #include <memory>
@@ -14,6 +15,10 @@
 #include "tessera/core/tensor.h"
 #include "tessera/model/model_config.h"
 #include "tessera/model/weights.h"
+
+namespace tessera::comm {
+class Communicator;
+}
 
 namespace tessera::model {
 
@@ -53,6 +58,21 @@ struct MoeLayer {
   // to the host for it).
   void forward(const ModelConfig& c, const Tensor& normed, Tensor& out,
                const std::shared_ptr<Allocator>& alloc, std::span<int64_t> counts = {}) const;
+  // The same FFN when each of the `ep` ranks holds different tokens (data-parallel attention):
+  // this rank's normed [T, H] rows (T may be 0: the rank still takes part, serving the others'
+  // tokens) are routed here, each row sent once to every rank holding one of its k experts
+  // (expert e on rank e / (num_experts / E)), run there, and the partial outputs sent back and
+  // summed in rank order, plus the shared expert, which every rank then holds. A collective over
+  // `ep`: every rank calls it once per MoE layer. `counts` gains the tokens this rank's held
+  // experts received from every rank.
+  void forward_dispatch(const ModelConfig& c, const Tensor& normed, Tensor& out,
+                        comm::Communicator& ep, const std::shared_ptr<Allocator>& alloc,
+                        std::span<int64_t> counts = {}) const;
+
+ private:
+  // out += the shared expert's output (Qwen2-MoE), when this layer holds one.
+  void add_shared(const ModelConfig& c, const Tensor& normed, Tensor& out,
+                  const std::shared_ptr<Allocator>& alloc) const;
 };
 
 }  // namespace tessera::model

@@ -29,6 +29,11 @@ struct ShardSpec {
   // expert's width (and of the shared expert's), and the TP all-reduce sums the slices.
   int ep_rank = 0;
   int ep_size = 1;
+  // Expert parallelism with data-parallel attention instead: each EP rank gets only its own
+  // sequences' tokens (kv_cache::attention_rank: seq_id mod E; the worker filters the plan),
+  // holds the shared expert too, and MoE layers exchange tokens by all_to_all_v
+  // (MoeLayer::forward_dispatch). A rank with no tokens in a step still serves the others.
+  bool ep_data_attention = false;
   // Tensor parallelism, dense models: cut each step's rows in two micro-batches (where
   // ops::exact_row_split allows) so that one half's all-reduce runs while the other half
   // computes. Bitwise the same results either way (llama_overlap.cpp says why).

@@ -61,16 +61,18 @@
 //   per rank. Per token: 2 all-reduces per layer (after attention, after the MLP) over all L
 //   layers, plus 1 for the vocabulary-parallel embedding, each of hidden * act_bytes; plus the
 //   ring all-gather of the vocabulary-parallel fp32 logits: (T - 1) * ceil(V / T) * 4.
-//   EP (E > 1): each rank computes its experts' share of every token's MoE output and the partial
-//   outputs are summed by one ring all-reduce over the E ranks per layer: L * 2 * (E - 1) *
-//   ceil(hidden * act_bytes / E). Attention runs replicated, so nothing else is sent.
+//   EP (E > 1), data-parallel attention (parallel.expert_attention: data, the default): a token
+//   lives on one rank; per MoE layer its normed hidden state goes once to each other rank that
+//   holds at least one of its k experts, with its k expert ids and weights (8k bytes), and that
+//   rank's partial output comes back. Under uniform routing (k distinct experts of N, N / E per
+//   rank) the expected number of such ranks is D = (E - 1) * (1 - C(N - N/E, k) / C(N, k)), so
+//   a2a = L * D * (2 * hidden * act_bytes + 8k), rounded up: the bytes the group sends for the
+//   token, both directions (a2a_remote_ranks gives D; the per-step count exchange is left out).
+//   Replicated attention (expert_attention: replicated): each rank computes its experts' share of
+//   every token's MoE output and the partial outputs are summed by one ring all-reduce over the E
+//   ranks per layer: L * 2 * (E - 1) * ceil(hidden * act_bytes / E).
 //   PP: (P - 1) stage boundaries, each sends the hidden state: hidden * act_bytes.
 //   Multiply by the batch for the bytes per decode step.
-// The all-to-all form (data-parallel attention; dispatch tokens to their experts' ranks, combine
-// the results back) would instead send, per token per layer, k hidden states each way, of which
-// the fraction (E - 1) / E leaves the rank under uniform routing: a2a = L * 2 * k * hidden *
-// act_bytes * (E - 1) / E, rounded up. It is reported beside the figure above (Tessera does not
-// run that form yet).
 //
 // Time (when an interconnect is given: --interconnect-gbps): a roofline-plus-alpha-beta model of
 // one decode step (every sequence of the batch gets one token, so it is also the per-token latency)
@@ -149,6 +151,10 @@ WeightInventory inventory_from_config(const model::ModelConfig& c, int bits);
 // Parameters of the model by the same count (embedding, layers, LM head unless tied, norms).
 uint64_t parameter_count(const model::ModelConfig& c);
 
+// D above: the expected number of the E - 1 other EP ranks that hold at least one of a token's k
+// experts, each of the N experts equally likely (N / E per rank).
+double a2a_remote_ranks(int num_experts, int k, int ep);
+
 // Reads a GGUF file, a Hugging Face directory (config.json + safetensors; a directory with only
 // config.json falls back to the parameter count) or a bare config.json. `dtype` is used only when
 // the bytes come from the parameter count. Throws kNotFound / kCorruptFile / kUnsupported.
@@ -164,15 +170,18 @@ struct PlanParams {
   int max_batched_tokens = 2048;        // prefill chunk for the activation estimate
   int kv_bits = 16;                     // KV cache element
   int act_bits = 16;                    // activations and messages (bf16)
+  // Expert parallelism's form: data-parallel attention with all-to-all (true, the topology's
+  // default) or replicated attention with an all-reduce (parallel.expert_attention).
+  bool expert_data_attention = true;
   // Time estimates (see above); interconnect_gbps 0: none.
-  double interconnect_gbps = 0;  // link bandwidth per GPU and direction, Gbit/s
-  double latency_us = 5.0;       // per message (alpha)
-  double gpu_tflops = 989.0;     // dense 16-bit peak per GPU (H100 SXM)
-  double gpu_mem_bw_gbs = 3350;  // memory bandwidth per GPU, GB/s (H100 SXM)
-  int prompt_tokens = 0;         // prefill length for the time estimate; 0: max_batched_tokens
-  void validate() const;                // throws kInvalidArgument naming the bad field
-  int node_size() const;                // gpus_per_node, resolved
-  uint64_t usable_bytes() const;        // gpu_memory_gb * 1e9 * utilization
+  double interconnect_gbps = 0;   // link bandwidth per GPU and direction, Gbit/s
+  double latency_us = 5.0;        // per message (alpha)
+  double gpu_tflops = 989.0;      // dense 16-bit peak per GPU (H100 SXM)
+  double gpu_mem_bw_gbs = 3350;   // memory bandwidth per GPU, GB/s (H100 SXM)
+  int prompt_tokens = 0;          // prefill length for the time estimate; 0: max_batched_tokens
+  void validate() const;          // throws kInvalidArgument naming the bad field
+  int node_size() const;          // gpus_per_node, resolved
+  uint64_t usable_bytes() const;  // gpu_memory_gb * 1e9 * utilization
 };
 
 struct Layout {
@@ -193,8 +202,9 @@ struct Layout {
   // Per generated token, per sequence (see the header comment for the convention).
   int allreduces_per_token = 0;  // TP's and EP's
   uint64_t comm_tp_bytes_per_token = 0;
-  uint64_t comm_ep_bytes_per_token = 0;  // EP's per-layer all-reduces of partial expert outputs
-  uint64_t a2a_bytes_per_token = 0;      // the all-to-all form's bytes (not what runs; see above)
+  uint64_t comm_ep_bytes_per_token = 0;  // EP's bytes in the form planned (expert_data_attention)
+  uint64_t a2a_bytes_per_token = 0;      // the data-parallel form's all-to-all bytes
+  uint64_t ep_allreduce_bytes_per_token = 0;  // the replicated form's all-reduce bytes
   uint64_t comm_pp_bytes_per_token = 0;
   uint64_t comm_bytes_per_token = 0;
   bool fits = false;
@@ -209,9 +219,9 @@ struct Layout {
 // What one pipeline stage holds, for the time estimate.
 struct StageLoad {
   int layers = 0;
-  uint64_t weights = 0;          // bytes per GPU, routed experts included
-  uint64_t expert_weights = 0;   // of which routed experts
-  uint64_t kv_per_token = 0;     // KV bytes per token of context per GPU
+  uint64_t weights = 0;         // bytes per GPU, routed experts included
+  uint64_t expert_weights = 0;  // of which routed experts
+  uint64_t kv_per_token = 0;    // KV bytes per token of context per GPU
   bool first = false, last = false;
 };
 // The "Time" model for one layout over its stages (in order). Pure arithmetic.

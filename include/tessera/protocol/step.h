@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tessera/sampling/sampler.h"
@@ -44,9 +45,20 @@ struct ExpertTokens {
   uint32_t tokens = 0;
 };
 
+// Bytes one rank's communicator of one group kind ("tp", "ep", "pp") put on the wire for one op
+// during a step (comm::CountingCommunicator's conventions: exact for all_to_all_v and send, as
+// a ring sends them for the collectives).
+struct CommBytes {
+  std::string group;
+  std::string op;
+  uint64_t calls = 0;
+  uint64_t bytes = 0;
+};
+
 struct ExecuteResult {
   std::vector<SampledToken> sampled;  // one per chunk with sample == true, in chunk order
   std::vector<ExpertTokens> expert_tokens;  // MoE models: non-zero counts only
+  std::vector<CommBytes> comm_bytes;        // ops with calls in this step only
 };
 
 }  // namespace tessera::protocol

@@ -92,6 +92,7 @@ class Scheduler {
   void admit_waiting(StepState& st);
   bool try_admit(StepState& st, Sequence& s);
   PrefixHit find_prefix(const Sequence& s) const;
+  uint64_t root_hash(const Sequence& s) const;
   void add_chunk(StepState& st, Sequence& s, int n);
   void preempt(StepState& st, Sequence& s);
   void register_full_blocks(Sequence& s);

@@ -20,6 +20,10 @@ struct SchedulerConfig {
   // Plans that may be in flight at once (pipeline parallelism: one micro-batch per stage). A
   // sequence is in at most one of them, so each plan holds different sequences.
   int max_in_flight = 1;
+  // Data-parallel attention over this many ranks (expert parallelism): a sequence's KV cache
+  // lives on rank kv_cache::attention_rank(id, attention_ranks) only, so cached prefix blocks
+  // are shared only between sequences of one rank (the rank seeds the blocks' hash chain).
+  int attention_ranks = 1;
 };
 
 // A new request for add().

@@ -8,12 +8,16 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "tessera/comm/communicator.h"
+#include "tessera/comm/counting.h"
 #include "tessera/grammar/grammar_cache.h"
 #include "tessera/grammar/matcher.h"
 #include "tessera/kv_cache/kv_pool.h"
@@ -39,6 +43,9 @@ struct WorkerParams {
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
   // A TP rank's shard overlaps its all-reduces with compute (model::ShardSpec::tp_overlap).
   bool tp_overlap = false;
+  // Expert parallelism: data-parallel attention, tokens exchanged by all-to-all
+  // (model::ShardSpec::ep_data_attention); false: attention replicated on the EP ranks.
+  bool ep_data_attention = false;
   // The tokens' bytes for constrained decoding (output rank); null: a sequence with a grammar is
   // refused.
   std::shared_ptr<const grammar::Vocabulary> vocabulary;
@@ -52,15 +59,19 @@ class Worker {
                   comm::Communicator* pp = nullptr, comm::Communicator* ep = nullptr);
   const model::ModelConfig& config() const { return model_->config(); }
   const model::LlamaModel& model() const { return *model_; }
-  // TP (and EP) rank 0 of the last stage: the rank that samples and answers the engine.
+  // TP (and EP) rank 0 of the last stage: the rank that samples and answers the engine; under
+  // data-parallel expert parallelism every EP rank of the last stage samples its own sequences.
   bool output_rank() const {
-    return model_->last_stage() && model_->shard().tp_rank == 0 && model_->shard().ep_rank == 0;
+    const auto& s = model_->shard();
+    return model_->last_stage() && s.tp_rank == 0 && (s.ep_rank == 0 || s.ep_data_attention);
   }
   int num_blocks() const { return pool_->params().num_blocks; }
   int block_size() const { return pool_->params().block_size; }
 
-  // Runs one step. Throws tessera::Error when the plan is inconsistent (unknown sequence,
-  // token outside the vocabulary, slot outside the cache); the worker's state stays usable.
+  // Runs one step; the result also says what the step sent on the communicators that count
+  // (comm::CountingCommunicator, as the worker group makes them). Throws tessera::Error when the
+  // plan is inconsistent (unknown sequence, token outside the vocabulary, slot outside the cache);
+  // the worker's state stays usable.
   protocol::ExecuteResult execute(const protocol::ExecutePlan& plan);
   size_t live_sequences() const { return samplers_.size(); }
   size_t kv_bytes() const { return pool_->bytes(); }
@@ -68,6 +79,12 @@ class Worker {
 
  private:
   comm::Communicator* pp_ = nullptr;
+  std::vector<std::pair<std::string, comm::Communicator*>> comms_;  // by kind: "tp", "pp", "ep"
+  protocol::ExecuteResult run_plan(const protocol::ExecutePlan& plan);
+  bool mine(uint64_t seq_id) const;
+  std::vector<std::map<std::string, comm::OpTally>> comm_tallies() const;
+  void comm_bytes_since(const std::vector<std::map<std::string, comm::OpTally>>& before,
+                        protocol::ExecuteResult& result) const;
   std::shared_ptr<Allocator> device_;  // the memory of this rank's device
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
