@@ -1,7 +1,8 @@
 // The shared-memory engine (CPU backend, ranks on one node) and make_cpu_communicator, which
-// picks it or Gloo. all_reduce_sum, all_gather, broadcast and barrier go through the group's
-// shared segment; send/recv go through the Gloo communicator every shm group also holds (it
-// connects first, and is the whole engine when the ranks are on different nodes).
+// picks it or Gloo. all_reduce_sum, reduce_scatter_sum, all_gather, broadcast, barrier and
+// all_to_all_v go through the group's shared segment; send/recv go through the Gloo communicator
+// every shm group also holds (it connects first, and is the whole engine when the ranks are on
+// different nodes).
 //
 // Protocol: every collective is cut into steps of at most one slot; step s uses slot s % 2 of
 // every rank. A rank copies its input into its own slot, publishes seq = s, waits until every
@@ -194,11 +195,57 @@ class ShmCommunicator final : public Communicator {
     wait_all(op, s, op_deadline());
   }
 
-  // Through Gloo's point-to-point pairs for now (a segment-based exchange would save a copy).
+  // Through the segment: step k's slot holds, after a small header, chunk k of this rank's block
+  // for each rank r at r x chunk; rank r copies chunk k of its block out of every peer's slot.
+  // The header carries the steps this rank needs (its largest block to send or receive, in
+  // chunks, at least 1); every rank reads all of them at step 0, so all run the same number of
+  // steps. Its own block is copied directly.
   void all_to_all_v(const Tensor& in, const std::vector<int64_t>& send_rows, Tensor& out,
                     const std::vector<int64_t>& recv_rows) override {
-    check_usable("all_to_all_v");
-    p2p([&] { gloo_->all_to_all_v(in, send_rows, out, recv_rows); });
+    const char* op = "all_to_all_v";
+    check_usable(op);
+    check_cpu(in, op);
+    check_cpu(out, op);
+    const HostAccess open{&in, &out};
+    const auto l =
+        group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
+    const auto* src = static_cast<const uint8_t*>(in.data());
+    auto* dst = static_cast<uint8_t*>(out.data());
+    const auto me = static_cast<size_t>(rank_);
+    if (l.send_bytes[me] > 0)
+      std::memcpy(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me]);
+    constexpr size_t kHead = 64;
+    const size_t chunk = ((seg_->slot_bytes() - kHead) / static_cast<size_t>(size_)) & ~size_t{63};
+    uint64_t need = 1;
+    for (size_t r = 0; r < static_cast<size_t>(size_); ++r)
+      if (r != me)
+        need = std::max<uint64_t>(need, std::max((l.send_bytes[r] + chunk - 1) / chunk,
+                                                 (l.recv_bytes[r] + chunk - 1) / chunk));
+    const auto deadline = op_deadline();
+    uint64_t steps = 1;
+    for (uint64_t k = 0; k < steps; ++k) {
+      const uint32_t s = ++seq_;
+      uint8_t* mine = seg_->slot(rank_, s);
+      std::memcpy(mine, &need, sizeof need);
+      const size_t at = static_cast<size_t>(k) * chunk;
+      for (size_t r = 0; r < static_cast<size_t>(size_); ++r)
+        if (r != me && at < l.send_bytes[r])
+          std::memcpy(mine + kHead + r * chunk, src + l.send_off[r] + at,
+                      std::min(chunk, l.send_bytes[r] - at));
+      seg_->publish(rank_, s);
+      wait_all(op, s, deadline);
+      if (k == 0)
+        for (int q = 0; q < size_; ++q) {
+          uint64_t theirs = 0;
+          std::memcpy(&theirs, seg_->slot(q, s), sizeof theirs);
+          steps = std::max(steps, theirs);
+        }
+      for (size_t q = 0; q < static_cast<size_t>(size_); ++q)
+        if (q != me && at < l.recv_bytes[q])
+          std::memcpy(dst + l.recv_off[q] + at,
+                      seg_->slot(static_cast<int>(q), s) + kHead + me * chunk,
+                      std::min(chunk, l.recv_bytes[q] - at));
+    }
   }
   void send(const Tensor& t, int peer) override {
     check_usable("send");

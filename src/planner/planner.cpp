@@ -91,8 +91,8 @@ std::optional<std::string> layout_problem(const model::ModelConfig& c, const Pla
     if (!c.is_moe()) return concat("expert parallelism needs a mixture-of-experts model");
     if (c.num_experts % e != 0) return concat("E must divide the ", c.num_experts, " experts");
     if (t > 1)
-      return concat("expert and tensor parallelism do not combine yet (EP runs attention ",
-                    "replicated on its E ranks)");
+      return concat("expert and tensor parallelism do not combine yet (attention is data-parallel ",
+                    "or replicated on the E ranks, never split by T)");
     if (e > p.node_size())
       return concat("expert parallelism would cross nodes (E=", e, " > ", p.node_size(),
                     " GPUs per node)");
