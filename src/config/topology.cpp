@@ -242,12 +242,7 @@ void check_layout(TopologyConfig& c) {
   const int p = c.parallel.pipeline;
   const int e = c.parallel.expert;
   const std::string& src = c.source;
-  if (e > 1 && t > 1) {
-    fail_at(src, pos_or(c, {"parallel.expert", "parallel"}), "parallel.expert",
-            detail::concat("expert = ", e, " with tensor = ", t,
-                           ": expert and tensor parallelism do not combine yet"),
-            "tensor: 1 with any expert, or expert: 1");
-  }
+
   if (!c.parallel.layer_split.empty() && static_cast<int>(c.parallel.layer_split.size()) != p) {
     fail_at(src, pos_or(c, {"parallel.layer_split"}), "parallel.layer_split",
             detail::concat("has ", c.parallel.layer_split.size(),

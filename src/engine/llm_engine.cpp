@@ -147,14 +147,22 @@ bool LlmEngine::healthy() const {
 // The request was validated against this model (ValidRequest); only the engine's state can refuse
 // it here.
 void LlmEngine::submit(ValidRequest valid, OutputCallback cb) {
-  protocol::GenerationRequest req = std::move(valid).take();
+  std::vector<std::pair<ValidRequest, OutputCallback>> one;
+  one.emplace_back(std::move(valid), std::move(cb));
+  submit_all(std::move(one));
+}
+
+void LlmEngine::submit_all(std::vector<std::pair<ValidRequest, OutputCallback>> reqs) {
   std::lock_guard lock(mu_);
   if (!running_ || stopping_ || draining_)
     fail(ErrorCode::kInternal, "the engine is not accepting requests");
-  if (pending_ >= static_cast<size_t>(cfg_.limits.max_waiting + cfg_.limits.max_num_seqs))
+  const auto room = static_cast<size_t>(cfg_.limits.max_waiting + cfg_.limits.max_num_seqs);
+  if (pending_ + reqs.size() > room)
     fail(ErrorCode::kResourceExhausted, "the server is overloaded: ", pending_, " requests queued");
-  ++pending_;
-  inbox_.added.emplace_back(std::move(req), std::move(cb));
+  for (auto& [valid, cb] : reqs) {
+    ++pending_;
+    inbox_.added.emplace_back(std::move(valid).take(), std::move(cb));
+  }
   cv_.notify_one();
 }
 

@@ -91,10 +91,22 @@ ModelConfig config_from_hf(const nlohmann::json& j) {
         fail(ErrorCode::kUnsupported, "qwen3_moe with dense layers between MoE layers ",
              "(decoder_sparse_step != 1 or mlp_only_layers) is not supported");
     }
+  } else if (type == "olmoe") {
+    // OLMoE: llama attention with an RMSNorm over each token's whole q and k, NeoX RoPE, and a
+    // softmax top-k router without renormalisation (norm_topk_prob false).
+    c.architecture = "olmoe";
+    c.qkv_bias = field_or<bool>(j, "attention_bias", false);
+    c.qk_norm = c.qk_norm_full = true;
+    c.num_experts = field<int>(j, "num_experts");
+    c.num_experts_used = field<int>(j, "num_experts_per_tok");
+    c.expert_intermediate_size = field<int>(j, "intermediate_size");
+    c.norm_topk_prob = field_or<bool>(j, "norm_topk_prob", false);
+    if (j.contains("clip_qkv") && !j["clip_qkv"].is_null())
+      fail(ErrorCode::kUnsupported, "olmoe with clip_qkv (clamped q/k/v) is not supported");
   } else {
     fail(ErrorCode::kUnsupported, "architecture '", type,
          "' (model_type in config.json) is not supported (supported: llama, mistral, qwen2, "
-         "mixtral, qwen2_moe, qwen3, qwen3_moe)");
+         "mixtral, qwen2_moe, qwen3, qwen3_moe, olmoe)");
   }
   c.name = field_or<std::string>(j, "_name_or_path", "");
   c.vocab_size = field<int>(j, "vocab_size");

@@ -35,7 +35,7 @@ std::string hf_moe_name(const std::string& type, const std::string& layer, const
     if (rest == "ffn_gate_exps.weight") return x + "w1.weight";
     if (rest == "ffn_down_exps.weight") return x + "w2.weight";
     if (rest == "ffn_up_exps.weight") return x + "w3.weight";
-  } else if (type == "qwen2_moe" || type == "qwen3_moe") {
+  } else if (type == "qwen2_moe" || type == "qwen3_moe" || type == "olmoe") {
     const std::string x = p + "mlp.experts." + e + ".";
     if (rest == "ffn_gate_inp.weight") return p + "mlp.gate.weight";
     if (rest == "ffn_gate_exps.weight") return x + "gate_proj.weight";

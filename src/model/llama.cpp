@@ -104,16 +104,13 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       ep_(ep),
       alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
   const auto& c = config_;
-  // Pipeline stages split MoE layers like dense ones; the experts are split either by expert
-  // parallelism (shard_.ep_size: whole experts per rank) or by tensor parallelism (a slice of
-  // every expert's width per rank), not both yet.
+  // Pipeline stages split MoE layers like dense ones; the experts are split by expert
+  // parallelism (shard_.ep_size: whole experts per rank) and/or tensor parallelism (a slice of
+  // every held expert's width per rank; attention split by heads as for a dense model).
   if (shard_.ep_size > 1) {
     if (!c.is_moe())
       fail(ErrorCode::kInvalidArgument, "expert parallelism (expert=", shard_.ep_size,
            ") needs a MoE model; ", c.architecture, " has no experts");
-    if (shard_.tp_size > 1)
-      fail(ErrorCode::kUnsupported, "expert=", shard_.ep_size, " with tensor=", shard_.tp_size,
-           " is not supported (expert and tensor parallelism do not combine yet)");
     expert_range(c.num_experts, shard_.ep_rank, shard_.ep_size);  // checks the split
     if (!ep_ || ep_->size() != shard_.ep_size || ep_->rank() != shard_.ep_rank)
       fail(ErrorCode::kInvalidArgument, "expert-parallel rank ", shard_.ep_rank, " of ",
@@ -128,6 +125,10 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       (!comm_ || comm_->size() != shard_.tp_size || comm_->rank() != shard_.tp_rank))
     fail(ErrorCode::kInvalidArgument, "tensor-parallel rank ", shard_.tp_rank, " of ",
          shard_.tp_size, " needs a communicator of that size and rank");
+  if (c.qk_norm_full && shard_.tp_size > 1)
+    fail(ErrorCode::kUnsupported, c.architecture, ": tensor parallelism (tensor=", shard_.tp_size,
+         ") with an RMSNorm over the whole q and k is not supported; use expert or pipeline "
+         "parallelism");
   tp_ = model::tp_layout(c, shard_.tp_rank, shard_.tp_size);
   const bool split = shard_.tp_size > 1;
   const int64_t hd = c.head_dim;
@@ -173,8 +174,10 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       L.bv = bias(get(p + "attn_v.bias", {c.kv_dim()}), k0, kn);
     }
     if (c.qk_norm) {
-      L.q_norm = as_f32(get(p + "attn_q_norm.weight", {c.head_dim}));
-      L.k_norm = as_f32(get(p + "attn_k_norm.weight", {c.head_dim}));
+      const int64_t q_width = c.qk_norm_full ? c.q_dim() : c.head_dim;
+      const int64_t k_width = c.qk_norm_full ? c.kv_dim() : c.head_dim;
+      L.q_norm = as_f32(get(p + "attn_q_norm.weight", {q_width}));
+      L.k_norm = as_f32(get(p + "attn_k_norm.weight", {k_width}));
     }
     L.ffn_norm = as_f32(get(p + "ffn_norm.weight", {c.hidden_size}));
     if (c.is_moe()) {
@@ -336,7 +339,10 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   ops::matmul(m.normed, L.wq, L.bq, m.q);
   ops::matmul(m.normed, L.wk, L.bk, m.k);
   ops::matmul(m.normed, L.wv, L.bv, m.v);
-  if (L.q_norm.defined()) {  // Qwen3: each head of q and k normalised on its own, in place
+  if (L.q_norm.defined() && c.qk_norm_full) {  // OLMoE: each token's whole q and k, in place
+    ops::rms_norm(m.q, L.q_norm, c.rms_eps, m.q);
+    ops::rms_norm(m.k, L.k_norm, c.rms_eps, m.k);
+  } else if (L.q_norm.defined()) {  // Qwen3: each head of q and k normalised on its own, in place
     const int64_t hd = c.head_dim;
     Tensor q = m.q.view({m.q.numel() / hd, hd}), k = m.k.view({m.k.numel() / hd, hd});
     ops::rms_norm(q, L.q_norm, c.rms_eps, q);
@@ -434,7 +440,10 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
               ? std::span<int64_t>()
               : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E);
       if (data_parallel_ep()) {
+        // Each TP rank of the EP group exchanges the same tokens with its peers of the other EP
+        // groups and computes its slice of the held experts' width; the TP all-reduce sums them.
         L.moe.forward_dispatch(c, m.normed, m.proj, *ep_, alloc_, counts);
+        reduce(m.proj);
         ops::add(hidden, m.proj);
         continue;
       }
@@ -470,8 +479,9 @@ Tensor LlamaModel::idle_layers(std::span<int64_t> expert_tokens) const {
   for (int l = 0; l < shard_.num_layers; ++l)
     layers_[static_cast<size_t>(l)].moe.forward_dispatch(
         c, none, out, *ep_, alloc_,
-        expert_tokens.empty() ? std::span<int64_t>()
-                              : expert_tokens.subspan(static_cast<size_t>(l) * E, E));
+        expert_tokens.empty() || shard_.tp_rank != 0  // TP rank 0 counts for its group
+            ? std::span<int64_t>()
+            : expert_tokens.subspan(static_cast<size_t>(l) * E, E));
   return last_stage() ? act({0, c.vocab_size}) : out;
 }
 

@@ -38,9 +38,9 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   const std::string arch = f.get_string("general.architecture");
   if (arch != "llama" && arch != "qwen2" && arch != "qwen2moe" && arch != "qwen3" &&
-      arch != "qwen3moe")
+      arch != "qwen3moe" && arch != "olmoe")
     fail(ErrorCode::kUnsupported, "architecture '", arch, "' in ", f.path(),
-         " is not supported (supported: llama, qwen2, qwen2moe, qwen3, qwen3moe)");
+         " is not supported (supported: llama, qwen2, qwen2moe, qwen3, qwen3moe, olmoe)");
   // qwen2moe / qwen3moe: their dense model's attention with an MoE FFN.
   c.architecture = arch == "qwen2moe" ? "qwen2" : arch == "qwen3moe" ? "qwen3" : arch;
   const std::string a = arch + ".";
@@ -68,12 +68,14 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.qk_norm = f.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   if (c.qk_norm != (f.find_tensor("blk.0.attn_k_norm.weight") != nullptr))
     fail(ErrorCode::kInvalidArgument, f.path(), ": attn_q_norm and attn_k_norm come together");
+  // OLMoE: over the whole q and k projections (llama.cpp's olmoe graph), not per head.
+  c.qk_norm_full = c.qk_norm && arch == "olmoe";
   // MoE in llama.cpp's layout: ffn_gate_inp router, stacked ffn_*_exps experts, qwen2moe's shared
   // expert (ffn_*_shexp, gate ffn_gate_inp_shexp). The chosen experts' weights are renormalised
   // for llama (Mixtral) and qwen3moe, not for qwen2moe, as llama.cpp does, unless
   // expert_weights_norm says.
   c.num_experts = static_cast<int>(f.get_int(a + "expert_count", 0));
-  if ((arch == "qwen2moe" || arch == "qwen3moe") && !c.is_moe())
+  if ((arch == "qwen2moe" || arch == "qwen3moe" || arch == "olmoe") && !c.is_moe())
     fail(ErrorCode::kInvalidArgument, f.path(), ": ", arch, " without ", a, "expert_count");
   if (c.is_moe()) {
     c.num_experts_used = static_cast<int>(f.get_int(a + "expert_used_count"));
@@ -81,7 +83,8 @@ ModelConfig config_from_gguf(const GgufFile& f) {
         static_cast<int>(f.get_int(a + "expert_feed_forward_length", c.intermediate_size));
     c.shared_expert_intermediate_size =
         static_cast<int>(f.get_int(a + "expert_shared_feed_forward_length", 0));
-    // llama.cpp renormalises for llama (Mixtral) and qwen3moe whatever the file says.
+    // llama.cpp renormalises for llama (Mixtral) and qwen3moe, not for qwen2moe and olmoe, unless
+    // the file says.
     c.norm_topk_prob = f.get_bool(a + "expert_weights_norm", arch == "llama" || arch == "qwen3moe");
     if (const int64_t gating = f.get_int(a + "expert_gating_func", 1); gating != 1)
       fail(ErrorCode::kUnsupported, f.path(), ": ", a, "expert_gating_func ", gating,

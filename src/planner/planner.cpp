@@ -90,12 +90,9 @@ std::optional<std::string> layout_problem(const model::ModelConfig& c, const Pla
   if (e > 1) {
     if (!c.is_moe()) return concat("expert parallelism needs a mixture-of-experts model");
     if (c.num_experts % e != 0) return concat("E must divide the ", c.num_experts, " experts");
-    if (t > 1)
-      return concat("expert and tensor parallelism do not combine yet (attention is data-parallel ",
-                    "or replicated on the E ranks, never split by T)");
-    if (e > p.node_size())
-      return concat("expert parallelism would cross nodes (E=", e, " > ", p.node_size(),
-                    " GPUs per node)");
+    if (e * t > p.node_size())
+      return concat("expert parallelism would cross nodes (E=", e, t > 1 ? concat(" x T=", t) : "",
+                    " > ", p.node_size(), " GPUs per node)");
   }
   return std::nullopt;
 }
@@ -178,6 +175,8 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
   l.spare_bytes = static_cast<int64_t>(usable) - static_cast<int64_t>(l.total_bytes_per_gpu);
   const uint64_t fixed = worst.weights + worst.act;
   l.kv_tokens = usable > fixed && worst.kv_per_token ? (usable - fixed) / worst.kv_per_token : 0;
+  // Data-parallel attention: each EP rank holds only its own sequences' KV, in blocks of its own.
+  if (e > 1 && p.expert_data_attention) l.kv_tokens *= static_cast<uint64_t>(e);
   l.fits = l.total_bytes_per_gpu <= usable;
 
   if (t > 1) {
@@ -193,8 +192,9 @@ Layout evaluate(const ModelSpec& m, const PlanParams& p, int t, int pp, int e) {
         uint64_t(c.num_layers) * 2 * uint64_t(e - 1) * ceil_div(h * act, e);
     // Data-parallel attention: each token's row to the other ranks holding its experts and back.
     const double row = 2.0 * static_cast<double>(h * act) + 8.0 * c.num_experts_used;
+    // Every TP rank of an EP group exchanges the same rows with its peers: T copies.
     l.a2a_bytes_per_token = static_cast<uint64_t>(
-        std::ceil(c.num_layers * a2a_remote_ranks(c.num_experts, c.num_experts_used, e) * row));
+        std::ceil(c.num_layers * a2a_remote_ranks(c.num_experts, c.num_experts_used, e) * row * t));
     if (p.expert_data_attention) {
       l.comm_ep_bytes_per_token = l.a2a_bytes_per_token;
     } else {
@@ -249,11 +249,15 @@ std::string why_recommended(const Plan& plan, const Layout& r) {
     s += concat("; sends ", gb(r.comm_bytes_per_token), " per token against ",
                 gb(l.comm_bytes_per_token), " for ", name(l));
     if (r.expert > 1 && l.expert == 1)
-      s += concat(p.expert_data_attention
-                      ? " (each token only to its experts' ranks and back, no all-reduce)"
-                      : " (one all-reduce per MoE layer instead of two)",
-                  ", but every EP rank sizes the whole KV cache (room for ", r.kv_tokens,
-                  " tokens against ", l.kv_tokens, ")");
+      s += p.expert_data_attention
+               ? concat(
+                     " (each token only to its experts' ranks and back, no all-reduce; each EP "
+                     "rank holds its own sequences' KV cache: room for ",
+                     r.kv_tokens, " tokens in all against ", l.kv_tokens, ")")
+               : concat(
+                     " (one all-reduce per MoE layer instead of two), but every EP rank holds "
+                     "the whole KV cache (room for ",
+                     r.kv_tokens, " tokens against ", l.kv_tokens, ")");
   }
   if (r.tensor > 1) s += concat("; TP stays within one ", p.node_size(), "-GPU node");
   if (r.expert > 1)

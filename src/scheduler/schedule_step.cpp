@@ -71,8 +71,9 @@ void Scheduler::schedule_running(StepState& st, bool decodes) {
 
 // How many of `want` tokens s can take now. A prefill chunk shrinks to the free blocks; when not
 // even one token fits, running sequences ranked below s and not in this plan are preempted,
-// worst first. With none left, a decode preempts itself and a prefill waits (keeping its blocks:
-// the sequences in this plan progress and finish, so this never deadlocks).
+// worst first (only those of s's attention rank: their blocks are the ones s can use). With none
+// left, a decode preempts itself and a prefill waits (keeping its blocks: the sequences in this
+// plan progress and finish, so this never deadlocks).
 int Scheduler::fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want) {
   for (;;) {
     int fit = std::min(want, tokens_fitting(s));
@@ -81,7 +82,7 @@ int Scheduler::fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want)
     for (size_t r = st.order.size(); r-- > rank + 1 && !victim;) {
       auto it = seqs_.find(st.order[r]);
       if (it != seqs_.end() && it->second.running && !st.scheduled.contains(it->first) &&
-          !busy_.contains(it->first))
+          !busy_.contains(it->first) && rank_of(it->first) == rank_of(s.id()))
         victim = &it->second;
     }
     if (!victim) {
@@ -93,7 +94,7 @@ int Scheduler::fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want)
 }
 
 int Scheduler::tokens_fitting(const Sequence& s) const {
-  const int capacity = static_cast<int>(s.blocks.size()) + alloc_.num_free();
+  const int capacity = static_cast<int>(s.blocks.size()) + alloc_of(s).num_free();
   return capacity * cfg_.block_size - s.num_computed;
 }
 
@@ -113,8 +114,8 @@ bool Scheduler::try_admit(StepState& st, Sequence& s) {
   const int start = hit_blocks * cfg_.block_size;
   const int n = std::min(s.len() - start, st.budget);
   const int need = blocks_for(start + n, cfg_.block_size) - hit_blocks + hit.revived;
-  if (!alloc_.can_allocate(need)) return false;
-  for (int32_t b : hit.blocks) alloc_.retain(b);
+  if (!alloc_of(s).can_allocate(need)) return false;
+  for (int32_t b : hit.blocks) alloc_of(s).retain(b);
   s.blocks = std::move(hit.blocks);
   s.hashes = std::move(hit.hashes);
   s.num_computed = start;
@@ -135,16 +136,16 @@ Scheduler::PrefixHit Scheduler::find_prefix(const Sequence& s) const {
   PrefixHit hit;
   if (!cfg_.enable_prefix_caching) return hit;
   const int bs = cfg_.block_size;
-  uint64_t parent = root_hash(s);
+  uint64_t parent = kv_cache::kRootHash;
   for (int i = 0; i < (s.len() - 1) / bs; ++i) {
     parent =
         kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
                                          static_cast<size_t>(i * bs), static_cast<size_t>(bs)));
-    std::optional<int32_t> b = alloc_.lookup(parent);
+    std::optional<int32_t> b = alloc_of(s).lookup(parent);
     if (!b) break;
     hit.blocks.push_back(*b);
     hit.hashes.push_back(parent);
-    if (alloc_.is_cached(*b)) ++hit.revived;
+    if (alloc_of(s).is_cached(*b)) ++hit.revived;
   }
   return hit;
 }
@@ -154,7 +155,7 @@ void Scheduler::add_chunk(StepState& st, Sequence& s, int n) {
   const int start = s.num_computed, end = start + n;
   const int grow = blocks_for(end, cfg_.block_size) - static_cast<int>(s.blocks.size());
   if (grow > 0) {
-    auto got = alloc_.allocate(grow);
+    auto got = alloc_of(s).allocate(grow);
     TESSERA_CHECK(got.has_value(), "allocation of ", grow, " blocks failed after capacity check");
     s.blocks.insert(s.blocks.end(), got->begin(), got->end());
   }

@@ -17,17 +17,20 @@ namespace {
 
 const SchedulerConfig& validated(const SchedulerConfig& c) {
   if (c.num_blocks <= 0 || c.block_size <= 0 || c.max_num_seqs <= 0 ||
-      c.max_num_batched_tokens <= 0 || c.max_model_len < 0 || c.max_waiting < 0)
+      c.max_num_batched_tokens <= 0 || c.max_model_len < 0 || c.max_waiting < 0 ||
+      c.attention_ranks <= 0)
     fail(ErrorCode::kInvalidArgument, "bad scheduler config: num_blocks ", c.num_blocks,
          ", block_size ", c.block_size, ", max_num_seqs ", c.max_num_seqs,
          ", max_num_batched_tokens ", c.max_num_batched_tokens, ", max_model_len ", c.max_model_len,
-         ", max_waiting ", c.max_waiting);
+         ", max_waiting ", c.max_waiting, ", attention_ranks ", c.attention_ranks);
   return c;
 }
 
 }  // namespace
 
-Scheduler::Scheduler(SchedulerConfig cfg) : cfg_(validated(cfg)), alloc_(cfg.num_blocks) {}
+Scheduler::Scheduler(SchedulerConfig cfg) : cfg_(validated(cfg)) {
+  for (int r = 0; r < std::max(1, cfg_.attention_ranks); ++r) allocs_.emplace_back(cfg_.num_blocks);
+}
 
 void Scheduler::add(SeqRequest r) {
   const auto p = static_cast<int64_t>(r.prompt.size());
@@ -67,19 +70,15 @@ void Scheduler::abort(uint64_t seq_id) {
 // Gives back s's blocks, tail first so that the tail is evicted before the (more shareable)
 // head, and takes s off the running queue. The caller decides where s goes next.
 void Scheduler::free_seq(Sequence& s) {
-  for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) alloc_.release(*b);
+  for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) alloc_of(s).release(*b);
   s.blocks.clear();
   s.hashes.clear();
   s.num_computed = 0;
   if (s.running) std::erase(running_, s.id());
 }
 
-// The hash chain's seed: one per attention rank, whose KV caches are disjoint. A token is never
-// negative, so no block of real tokens hashes to a seed.
-uint64_t Scheduler::root_hash(const Sequence& s) const {
-  if (cfg_.attention_ranks <= 1) return kv_cache::kRootHash;
-  const int32_t seed[1] = {-1 - kv_cache::attention_rank(s.id(), cfg_.attention_ranks)};
-  return kv_cache::block_hash(kv_cache::kRootHash, seed);
+int Scheduler::rank_of(uint64_t seq_id) const {
+  return kv_cache::attention_rank(seq_id, cfg_.attention_ranks);
 }
 
 // Registers the full blocks s has computed so that later sequences can share them. Called only
@@ -90,11 +89,11 @@ void Scheduler::register_full_blocks(Sequence& s) {
   const auto full = static_cast<size_t>(s.num_computed / bs);
   while (s.hashes.size() < full) {
     const size_t i = s.hashes.size();
-    const uint64_t parent = i == 0 ? root_hash(s) : s.hashes.back();
+    const uint64_t parent = i == 0 ? kv_cache::kRootHash : s.hashes.back();
     const uint64_t h =
         kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
                                          i * static_cast<size_t>(bs), static_cast<size_t>(bs)));
-    alloc_.cache_block(s.blocks[i], h);
+    alloc_of(s).cache_block(s.blocks[i], h);
     s.hashes.push_back(h);
   }
 }
@@ -155,17 +154,22 @@ SchedulerStats Scheduler::stats() const {
   SchedulerStats s = counters_;
   s.running = static_cast<int>(running_.size());
   s.waiting = static_cast<int>(waiting_.size());
-  s.used_blocks = alloc_.num_used();
-  s.cached_blocks = alloc_.num_cached();
-  s.free_blocks = alloc_.num_free() - alloc_.num_cached();
-  s.total_blocks = alloc_.num_blocks();
+  for (const auto& a : allocs_) {  // the group's blocks: every attention rank's
+    s.used_blocks += a.num_used();
+    s.cached_blocks += a.num_cached();
+    s.free_blocks += a.num_free() - a.num_cached();
+    s.total_blocks += a.num_blocks();
+  }
   return s;
 }
 
 std::string Scheduler::check_invariants() const {
   std::ostringstream err;
   const int bs = cfg_.block_size;
-  std::vector<int> held(static_cast<size_t>(alloc_.num_blocks()), 0);
+  // held[rank][block]: holders of each block of each attention rank.
+  std::vector<std::vector<int>> held(allocs_.size());
+  for (size_t r = 0; r < allocs_.size(); ++r)
+    held[r].assign(static_cast<size_t>(allocs_[r].num_blocks()), 0);
   size_t n_running = 0;
   for (const auto& [id, s] : seqs_) {
     if (!s.running) {
@@ -181,26 +185,30 @@ std::string Scheduler::check_invariants() const {
       err << "seq " << id << " has no token to feed; ";
     if (static_cast<int>(s.hashes.size()) > s.num_computed / bs)
       err << "seq " << id << " hashed a block it has not filled; ";
-    for (int32_t b : s.blocks) ++held[static_cast<size_t>(b)];
+    for (int32_t b : s.blocks) ++held[static_cast<size_t>(rank_of(id))][static_cast<size_t>(b)];
   }
   if (n_running != running_.size() || seqs_.size() != n_running + waiting_.size())
     err << "queues disagree with sequences; ";
   if (static_cast<int>(running_.size()) > cfg_.max_num_seqs) err << "too many running; ";
-  int used = 0;
-  for (int32_t b = 0; b < alloc_.num_blocks(); ++b) {
-    const int h = held[static_cast<size_t>(b)];
-    used += h > 0;
-    if (alloc_.refcount(b) != h)
-      err << "block " << b << " refcount " << alloc_.refcount(b) << " but " << h << " holders; ";
+  for (size_t r = 0; r < allocs_.size(); ++r) {
+    const kv_cache::BlockAllocator& a = allocs_[r];
+    int used = 0;
+    for (int32_t b = 0; b < a.num_blocks(); ++b) {
+      const int h = held[r][static_cast<size_t>(b)];
+      used += h > 0;
+      if (a.refcount(b) != h)
+        err << "rank " << r << " block " << b << " refcount " << a.refcount(b) << " but " << h
+            << " holders; ";
+    }
+    if (used != a.num_used())
+      err << "rank " << r << " allocator counts " << a.num_used() << " used, " << used << " held; ";
   }
   // Shared blocks must be full, hashed and behind every holder's write position.
   for (const auto& [id, s] : seqs_)
     for (size_t i = 0; i < s.blocks.size(); ++i)
-      if (held[static_cast<size_t>(s.blocks[i])] > 1 &&
-          (i >= s.hashes.size() || !alloc_.has_hash(s.blocks[i])))
+      if (held[static_cast<size_t>(rank_of(id))][static_cast<size_t>(s.blocks[i])] > 1 &&
+          (i >= s.hashes.size() || !alloc_of(s).has_hash(s.blocks[i])))
         err << "seq " << id << " shares unfinished block " << s.blocks[i] << "; ";
-  if (used != alloc_.num_used())
-    err << "allocator counts " << alloc_.num_used() << " used, " << used << " held; ";
   return err.str();
 }
 

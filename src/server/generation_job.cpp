@@ -52,22 +52,23 @@ void GenerationJob::start() {
   std::weak_ptr<GenerationJob> weak = weak_from_this();
   auto bridge = ctx_.bridge;
   const Strand strand = session_->strand();
+  std::vector<std::pair<engine::ValidRequest, engine::EngineInterface::OutputCallback>> reqs;
   for (size_t k = 0; k < choices_.size(); ++k) {
     const size_t p = k / size_t(parsed_.n);
     // Validated with the request (validate_generation); each choice gets its id and its seed.
-    engine::ValidRequest req = parsed_.requests.at(p).choice(choices_[k].engine_id, k);
-    try {
-      // Runs on the engine thread: hand the output to the strand and return at once.
-      ctx_.engine.submit(std::move(req), [bridge, strand, weak](const protocol::RequestOutput& o) {
-        bridge->post(strand, [weak, o] {
-          if (auto job = weak.lock()) job->on_output(o);
-        });
-      });
-    } catch (const Error& e) {
-      for (size_t j = 0; j < k; ++j) ctx_.engine.abort(choices_[j].engine_id);
-      over_ = true;
-      throw api_error_from_engine(e, ctx_.engine.ready());
-    }
+    // Runs on the engine thread: hand the output to the strand and return at once.
+    reqs.emplace_back(parsed_.requests.at(p).choice(choices_[k].engine_id, k),
+                      [bridge, strand, weak](const protocol::RequestOutput& o) {
+                        bridge->post(strand, [weak, o] {
+                          if (auto job = weak.lock()) job->on_output(o);
+                        });
+                      });
+  }
+  try {
+    ctx_.engine.submit_all(std::move(reqs));  // every choice starts in the same step
+  } catch (const Error& e) {
+    over_ = true;
+    throw api_error_from_engine(e, ctx_.engine.ready());
   }
   if (!parsed_.stream) return;
   session_->stream_begin();

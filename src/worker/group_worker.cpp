@@ -140,7 +140,10 @@ int run_group_worker(const GroupWorkerArgs& a) {
       return std::make_unique<comm::CountingCommunicator>(
           a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp));
     };
-    if (T > 1) tp = make("tp[stage " + std::to_string(stage) + "]", tp_rank, T);
+    if (T > 1)
+      tp = make(E > 1 ? "tp[stage " + std::to_string(stage) + " ep " + std::to_string(ep_rank) + "]"
+                      : "tp[stage " + std::to_string(stage) + "]",
+                tp_rank, T);
     if (E > 1)
       ep = make("ep[stage " + std::to_string(stage) + " tp " + std::to_string(tp_rank) + "]",
                 ep_rank, E);

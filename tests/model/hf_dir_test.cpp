@@ -6,9 +6,9 @@
 
 #if TESSERA_HAVE_JSON
 
-#include "safetensors_writer.h"
 #include <nlohmann/json.hpp>
 
+#include "safetensors_writer.h"
 #include "tessera/core/error.h"
 #include "tessera/model/model_config.h"
 
@@ -143,6 +143,34 @@ TEST(HfConfig, OutOfRangeIntegersAreRefusedByName) {
       R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "num_hidden_layers": 1,
           "num_attention_heads": 2, "intermediate_size": 8, "rms_norm_eps": 1e300})");
   EXPECT_THROW(config_from_hf(j), Error);  // a float out of float's range
+}
+
+// OLMoE-1B-7B's config.json: llama attention with a whole-projection q/k RMSNorm, 64 experts of
+// width intermediate_size, top-8, no renormalisation; clip_qkv (clamped projections) is refused.
+TEST(HfConfig, OlmoeReadsItsExpertsAndFullWidthQkNorm) {
+  auto j = nlohmann::json::parse(
+      R"({"model_type": "olmoe", "vocab_size": 50304, "hidden_size": 2048, "num_hidden_layers": 16,
+          "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 1024,
+          "num_experts": 64, "num_experts_per_tok": 8, "norm_topk_prob": false,
+          "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "clip_qkv": null,
+          "max_position_embeddings": 4096, "tie_word_embeddings": false})");
+  const ModelConfig c = config_from_hf(j);
+  EXPECT_EQ(c.architecture, "olmoe");
+  EXPECT_TRUE(c.qk_norm && c.qk_norm_full);
+  EXPECT_EQ(c.num_experts, 64);
+  EXPECT_EQ(c.num_experts_used, 8);
+  EXPECT_EQ(c.expert_intermediate_size, 1024);
+  EXPECT_FALSE(c.norm_topk_prob);
+  EXPECT_EQ(c.shared_expert_intermediate_size, 0);
+  EXPECT_EQ(c.rope.style, ops::RopeStyle::kNeox);
+  j["clip_qkv"] = 8.0;
+  try {
+    config_from_hf(j);
+    ADD_FAILURE() << "clip_qkv accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("clip_qkv"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -313,11 +313,15 @@ TEST(Planner, Mixtral8x7bOn8Gpus) {
   const ModelSpec m = spec_of(dir, kMixtral8x7b);
   EXPECT_EQ(parameter_count(m.config), 46'702'792'704ull);
   const Plan plan = make_plan(m, {.gpus = 8});
-  // P = 1, 2, 4, 8, each with E = 1 and (8, 4, 2, 1 where it divides the rest) E > 1 layouts;
-  // EP x TP is refused.
-  EXPECT_EQ(plan.layouts.size(), 7u);
-  EXPECT_EQ(plan.rejected.size(), 3u);
-  for (const Rejected& r : plan.rejected) EXPECT_TRUE(r.tensor > 1 && r.expert > 1);
+  // Every E x T split of 8 / P: P = 1 (4 layouts), 2 (3), 4 (2), 8 (1); nothing refused.
+  EXPECT_EQ(plan.layouts.size(), 10u);
+  EXPECT_TRUE(plan.rejected.empty());
+  // TP=2 x EP=4: 2 experts per EP group, each TP rank half of their width; both TP ranks of a
+  // group exchange their own copy of the rows: 32 * 3 * (1 - C(6,2)/C(8,2)) * 16,400 * 2.
+  const Layout& tp_ep = find_ep(plan, 2, 4, 1);
+  EXPECT_EQ(tp_ep.experts_per_rank, 2);
+  EXPECT_EQ(tp_ep.a2a_bytes_per_token, 1'461'943ull);
+  EXPECT_EQ(tp_ep.comm_bytes_per_token, tp_ep.comm_tp_bytes_per_token + 1'461'943ull);
 
   const Layout& ep = find_ep(plan, 1, 8, 1);
   // Per GPU, per layer: attention whole 41,943,040 + one expert 3*4096*14336 = 176,160,768 +
@@ -363,7 +367,12 @@ TEST(Planner, Mixtral8x7bOn8Gpus) {
   EXPECT_EQ(plan.recommended->pipeline, 1);
   EXPECT_NE(plan.reason.find("only to its experts' ranks and back"), std::string::npos)
       << plan.reason;
-  EXPECT_NE(plan.reason.find("whole KV cache"), std::string::npos) << plan.reason;
+  // Each of the 8 ranks holds its own sequences' KV: 8 x what one GPU's spare memory holds.
+  EXPECT_EQ(ep.kv_tokens, 8 * rep_ep.kv_tokens);
+  EXPECT_NE(plan.reason.find("room for " + std::to_string(ep.kv_tokens) + " tokens in all"),
+            std::string::npos)
+      << plan.reason;
+  EXPECT_NE(rep.reason.find("whole KV cache"), std::string::npos) << rep.reason;
 }
 
 // Qwen3-30B-A3B parameters:
@@ -410,7 +419,8 @@ TEST(Planner, ExpertLayoutRules) {
   const ModelSpec mix = spec_of(dir, kMixtral8x7b);
   EXPECT_FALSE(layout_problem(mix.config, {.gpus = 4}, 1, 1, 4));
   EXPECT_TRUE(layout_problem(mix.config, {.gpus = 3, .gpus_per_node = 3}, 1, 1, 3));  // 8 % 3
-  EXPECT_TRUE(layout_problem(mix.config, {.gpus = 4}, 2, 1, 2));                      // EP x TP
+  EXPECT_FALSE(layout_problem(mix.config, {.gpus = 4}, 2, 1, 2));                     // EP x TP
+  EXPECT_TRUE(layout_problem(mix.config, {.gpus = 8, .gpus_per_node = 4}, 2, 1, 4));  // 8 > 4
   EXPECT_TRUE(layout_problem(mix.config, {.gpus = 8, .gpus_per_node = 4}, 1, 1, 8));  // nodes
   // A dense model never gets E > 1 layouts.
   const ModelSpec dense = spec_of(dir, kLlama2_70b);

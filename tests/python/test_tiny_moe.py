@@ -136,6 +136,36 @@ def test_qwen3_moe_matches_reference(tmp_path, norm_topk):
     assert json.loads(out.stdout.strip().splitlines()[-1])["token_ids"] == greedy_reference(spec, prompt, 6)
 
 
+def test_olmoe_matches_reference(tmp_path):
+    # OLMoE: RMSNorm over each token's whole q (and k) projection, NeoX RoPE, 8 experts top-4
+    # without renormalisation.
+    spec = make(tmp_path, "olmoe", experts=8, top_k=4)
+    assert not spec.norm_topk
+    ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
+    check(str(tmp_path / "hf"), spec, ids)
+    spec.quant = {"blk.0.ffn_down_exps.weight": gguf.GGMLQuantizationType.Q8_0}
+    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
+    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    prompt = ids[:4]
+    want = greedy_reference(spec, prompt, 6)
+    guarded = guarded_logits(str(tmp_path / "hf"), ids)
+    assert np.abs(log_softmax(guarded) - log_softmax(spec.logits(ids))).max() < ATOL
+    # Expert parallelism keeps attention whole on every rank; TP would split the q/k norm's
+    # rows across ranks and is refused by name.
+    cfg = tmp_path / "ep2.yaml"
+    cfg.write_text("\n".join([f"model: {{path: '{tmp_path / 'hf'}'}}", "backend: cpu",
+                              "parallel: {expert: 2}", "scheduler: {kv_cache_mb: 4}",
+                              "threads_per_rank: 1"]) + "\n")
+    out = subprocess.run([BIN, "generate", "--config", str(cfg), "--prompt-ids",
+                          ",".join(map(str, prompt)), "--max-tokens", "6", "--temperature", "0",
+                          "--ignore-eos", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["token_ids"] == want
+    out = group_generate(tmp_path, str(tmp_path / "hf"), prompt, 2, 1)
+    assert out.returncode != 0
+    assert "tensor parallelism" in out.stderr and "whole q and k" in out.stderr, out.stderr[-3000:]
+
+
 def group_generate(tmp_path, model, prompt, tensor, pipeline):
     cfg = tmp_path / f"t{tensor}p{pipeline}.yaml"
     cfg.write_text("\n".join([f"model: {{path: '{model}'}}", "backend: cpu",

@@ -3,7 +3,8 @@ default) behind the real server, on tiny generated MoE models (tiny_moe.py): one
 several prompts (so every EP rank gets sequences, and in decode some steps leave a rank without
 any) must give, for each prompt, the numpy reference's greedy tokens and log-probabilities
 (atol 2e-4: the ranks' partial expert outputs are summed in rank order, an F32 rounding
-difference of ~1e-6), for EP=2, EP=4 and EP=2 x PP=2 (and the replicated form beside them).
+difference of ~1e-6), for EP=2, EP=4, EP=2 x PP=2 and EP=2 x TP=2 (and the replicated form
+beside them, alone and with TP=2).
 Every routed token is counted once, by its expert's owner; the tokens cross the EP group by
 all_to_all_v (measured in tessera:comm_bytes_total), never by an all-reduce, and a rank's
 dispatch sends no more rows than tokens x (E - 1)."""
@@ -74,16 +75,18 @@ def test_data_parallel_expert_layouts_match_the_reference(tmp_path, style):
         return ids, np.array(lps)
 
     fed = sum(len(p) for p in prompts) + (N - 1) * len(prompts)  # the last token is not fed
-    for expert, pipeline, attention in [(2, 1, "data"), (4, 1, "data"), (2, 2, "data"),
-                                        (2, 1, "replicated")]:
-        cfg = tmp_path / f"e{expert}p{pipeline}{attention}.yaml"
+    for expert, pipeline, tensor, attention in [(2, 1, 1, "data"), (4, 1, 1, "data"),
+                                                (2, 2, 1, "data"), (2, 1, 2, "data"),
+                                                (2, 1, 1, "replicated"), (2, 1, 2, "replicated")]:
+        cfg = tmp_path / f"e{expert}p{pipeline}t{tensor}{attention}.yaml"
         cfg.write_text("\n".join([
             f"model: {{path: '{model}'}}", "backend: cpu",
-            f"parallel: {{expert: {expert}, pipeline: {pipeline}, expert_attention: {attention}}}",
+            f"parallel: {{expert: {expert}, pipeline: {pipeline}, tensor: {tensor}, "
+            f"expert_attention: {attention}}}",
             "scheduler: {kv_cache_mb: 4}", "threads_per_rank: 1"]) + "\n")
         proc, url, grpc_addr = launch(["--config", str(cfg), "--http-port", "0", "--grpc-port",
                                        "0", "--no-warmup"])
-        where = (style, expert, pipeline, attention)
+        where = (style, expert, pipeline, tensor, attention)
         try:
             stub = tessera_pb2_grpc.TesseraServiceStub(grpc.insecure_channel(grpc_addr))
             # All at once, so the steps batch them across the ranks.
@@ -102,8 +105,10 @@ def test_data_parallel_expert_layouts_match_the_reference(tmp_path, style):
                 assert a2a > 0 and ("ep", "all_reduce_sum") not in sent, (where, sent)
                 # Dispatch and combine: a token's row (hidden floats, plus 2k routing floats on
                 # the way out) goes to each other rank holding one of its experts, at most E - 1.
+                # Each TP rank of an EP group sends its own copy.
                 row = 4 * (spec.hidden + (spec.hidden + 2 * spec.top_k))
-                assert a2a <= spec.layers * fed * min(spec.top_k, expert - 1) * row, (where, sent)
+                assert a2a <= spec.layers * fed * min(spec.top_k, expert - 1) * row * tensor, \
+                    (where, sent)
             else:
                 assert sent.get(("ep", "all_reduce_sum"), 0) > 0, (where, sent)
                 assert ("ep", "all_to_all_v") not in sent, (where, sent)

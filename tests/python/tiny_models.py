@@ -51,6 +51,9 @@ class TinySpec:
             if arch == "qwen3":  # per-head RMSNorm of q and k, no biases
                 self.w[p + "self_attn.q_norm.weight"] = (1 + w(hd)).astype(np.float32)
                 self.w[p + "self_attn.k_norm.weight"] = (1 + w(hd)).astype(np.float32)
+            if arch == "olmoe":  # RMSNorm over each token's whole q and k
+                self.w[p + "self_attn.q_norm.weight"] = (1 + w(heads * hd)).astype(np.float32)
+                self.w[p + "self_attn.k_norm.weight"] = (1 + w(kv_heads * hd)).astype(np.float32)
             if arch == "qwen2":
                 self.w[p + "self_attn.q_proj.bias"] = w(heads * hd)
                 self.w[p + "self_attn.k_proj.bias"] = w(kv_heads * hd)
@@ -195,7 +198,10 @@ class TinySpec:
             h = rms(x, W[p + "input_layernorm.weight"])
             proj = lambda n: h @ W[p + f"self_attn.{n}_proj.weight"].T + W.get(p + f"self_attn.{n}_proj.bias", 0)
             q, k = proj("q").reshape(T, H, hd), proj("k").reshape(T, KV, hd)
-            if p + "self_attn.q_norm.weight" in W:  # qwen3: each head normalised before RoPE
+            if self.arch == "olmoe":  # the whole projection normalised, then split into heads
+                q = rms(proj("q"), W[p + "self_attn.q_norm.weight"]).reshape(T, H, hd)
+                k = rms(proj("k"), W[p + "self_attn.k_norm.weight"]).reshape(T, KV, hd)
+            elif p + "self_attn.q_norm.weight" in W:  # qwen3: each head normalised before RoPE
                 q, k = rms(q, W[p + "self_attn.q_norm.weight"]), rms(k, W[p + "self_attn.k_norm.weight"])
             q, k, v = rope(q, H), rope(k, KV), proj("v").reshape(T, KV, hd)
             out = np.empty((T, H, hd))

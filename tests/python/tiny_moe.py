@@ -18,7 +18,8 @@ from tiny_models import TinySpec
 class MoeSpec(TinySpec):
     def __init__(self, style="mixtral", experts=4, top_k=2, moe_ffn=32, shared_ffn=48,
                  norm_topk=None, seed=0, **kw):
-        arch = {"mixtral": "llama", "qwen2_moe": "qwen2", "qwen3_moe": "qwen3"}[style]
+        arch = {"mixtral": "llama", "qwen2_moe": "qwen2", "qwen3_moe": "qwen3",
+                "olmoe": "olmoe"}[style]
         super().__init__(arch=arch, seed=seed, **kw)
         self.style, self.experts, self.top_k, self.moe_ffn = style, experts, top_k, moe_ffn
         self.shared_ffn = shared_ffn if style == "qwen2_moe" else 0
@@ -80,7 +81,7 @@ class MoeSpec(TinySpec):
                          for e in range(self.experts)])
 
     def write_gguf(self, path, tokenizer_json):
-        if self.style == "mixtral":
+        if self.style in ("mixtral", "olmoe"):  # olmoe: its own name, NeoX pairs (no permutation)
             return super().write_gguf(path, tokenizer_json)
         dense = self.arch
         self.arch = dense + "moe"  # the writer's architecture; no Q/K permutation, as for qwen2
@@ -101,6 +102,8 @@ class MoeSpec(TinySpec):
             wr.add_expert_feed_forward_length(self.moe_ffn)
             if not self.norm_topk:  # absent: renormalised, as llama.cpp runs qwen3moe
                 wr.add_expert_weights_norm(False)
+        if self.style == "olmoe" and self.norm_topk:  # absent: not renormalised (llama.cpp)
+            wr.add_expert_weights_norm(True)
         for l in range(self.layers):
             p = f"model.layers.{l}."
             router = "block_sparse_moe.gate" if self.style == "mixtral" else "mlp.gate"

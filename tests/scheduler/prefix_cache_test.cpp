@@ -42,8 +42,8 @@ TEST(PrefixCache, SharedThreeBlockPrefixStartsAt48) {
   EXPECT_EQ(s.check_invariants(), "");
 }
 
-// Data-parallel attention: sequence i's KV cache lives on rank i mod 2 only, so its cached blocks
-// serve later sequences of that rank and never the other rank's.
+// Data-parallel attention: sequence i's KV cache lives on rank i mod 2 only, in that rank's own
+// blocks, so its cached blocks serve later sequences of that rank and never the other rank's.
 TEST(PrefixCache, SharedOnlyWithinOneAttentionRank) {
   Scheduler s({.num_blocks = 64, .block_size = 16, .attention_ranks = 2});
   const auto prefix = iota_prompt(32, 1000);
@@ -61,8 +61,30 @@ TEST(PrefixCache, SharedOnlyWithinOneAttentionRank) {
   auto again = run_step(s);
   ASSERT_EQ(again.plan.chunks.size(), 1u);
   EXPECT_EQ(again.plan.chunks[0].start_pos, 32);
-  EXPECT_NE(again.plan.chunks[0].block_table[0], same.plan.chunks[0].block_table[0]);
+  // Each rank caches the prefix's two full blocks once (the partial tails are not cached).
+  EXPECT_EQ(s.allocator(0).num_cached(), 2);
+  EXPECT_EQ(s.allocator(1).num_cached(), 2);
+  EXPECT_EQ(s.stats().total_blocks, 128);
   EXPECT_EQ(s.check_invariants(), "");
+}
+
+// Each attention rank has its own blocks: two sequences that each need a whole rank's blocks run
+// side by side on two ranks, where one rank's blocks hold only one of them; and a sequence
+// preempts only sequences of its own rank.
+TEST(PrefixCache, EachAttentionRankHasItsOwnBlocks) {
+  for (int ranks : {1, 2}) {
+    SCOPED_TRACE(ranks);
+    Scheduler s({.num_blocks = 4,
+                 .block_size = 16,
+                 .enable_prefix_caching = false,
+                 .attention_ranks = ranks});
+    s.add(2, iota_prompt(60, 1), 4);  // 4 blocks once it has decoded past 64
+    s.add(3, iota_prompt(60, 100), 4);
+    auto out = run_step(s);
+    EXPECT_EQ(out.plan.chunks.size(), ranks == 2 ? 2u : 1u);
+    EXPECT_EQ(s.stats().total_blocks, 4 * ranks);
+    EXPECT_EQ(s.check_invariants(), "");
+  }
 }
 
 TEST(PrefixCache, NeverTheWholePromptAndNoHitsWhenDisabled) {

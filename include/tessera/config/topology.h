@@ -29,8 +29,9 @@ struct ParallelSpec {
   std::vector<int>
       layer_split;        // per-stage layer counts; empty = balanced by the engine (by bytes)
   int micro_batches = 0;  // plans in flight at once; 0 = pipeline (one per stage)
-  // Expert parallelism (MoE models): ranks per stage that split the experts. Must divide the
-  // model's experts; tensor must then be 1 (for now).
+  // Expert parallelism (MoE models): rank groups per stage that split the experts (each group
+  // of `tensor` ranks splits its experts' width and its attention heads). Must divide the
+  // model's experts.
   int expert = 1;
   // How the EP ranks run attention: "data" (each rank its own sequences, tokens sent to their
   // experts' ranks and back by all-to-all) or "replicated" (every rank every token, the ranks'

@@ -16,9 +16,9 @@
 namespace tessera::engine {
 
 struct EngineLimits {
-  int max_num_seqs = 64;             // running sequences
-  int max_num_batched_tokens = 2048; // tokens per step
-  int max_waiting = 1024;            // queued requests before submit() refuses (-> 429)
+  int max_num_seqs = 64;              // running sequences
+  int max_num_batched_tokens = 2048;  // tokens per step
+  int max_waiting = 1024;             // queued requests before submit() refuses (-> 429)
 };
 
 class EngineInterface {
@@ -36,6 +36,12 @@ class EngineInterface {
   // kResourceExhausted when the queue is full, kInternal when the engine is not running. After a
   // successful submit the callback is called at least once, last with finished() true.
   virtual void submit(ValidRequest req, OutputCallback cb) = 0;
+  // The choices of one API request (several prompts, n > 1): queued together, so the step loop
+  // sees all of them or none (they start in the same step, and a request's batches do not
+  // depend on thread timing); all or none are accepted. The default submits one by one.
+  virtual void submit_all(std::vector<std::pair<ValidRequest, OutputCallback>> reqs) {
+    for (auto& [req, cb] : reqs) submit(std::move(req), std::move(cb));
+  }
   // Stops a request within one step and frees its KV blocks; unknown ids are ignored.
   virtual void abort(const std::string& request_id) = 0;
 

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "tessera/engine/engine.h"
-#include "tessera/grammar/vocabulary.h"
 #include "tessera/engine/executor.h"
 #include "tessera/engine/stop_checker.h"
 #include "tessera/engine/worker_group.h"
+#include "tessera/grammar/vocabulary.h"
 #include "tessera/scheduler/scheduler.h"
 #include "tessera/tokenizer/detokenizer.h"
 #include "tessera/worker/worker.h"
@@ -73,6 +73,7 @@ class LlmEngine final : public EngineInterface {
 
   void start();
   void submit(ValidRequest req, OutputCallback cb) override;
+  void submit_all(std::vector<std::pair<ValidRequest, OutputCallback>> reqs) override;
   void abort(const std::string& request_id) override;
   const tokenizer::Tokenizer& tokenizer() const override { return *tokenizer_; }
   const ModelInfo& model_info() const override { return info_; }

@@ -1,8 +1,9 @@
 // Data-parallel attention (expert parallelism with `parallel.expert_attention: data`): which of
 // the `ranks` EP ranks of a stage holds a sequence's KV cache, runs its attention and samples it.
 // A function of the sequence id alone, so it is stable for the sequence's life (preemption keeps
-// the id) and its cache never moves; the scheduler uses it to share cached prefix blocks only
-// between sequences of one rank, and the worker to pick its sequences out of every plan.
+// the id) and its cache never moves; the scheduler uses it to take the sequence's blocks from
+// that rank's allocator (each rank has its own blocks and prefix cache), and the worker to pick
+// its sequences out of every plan.
 #pragma once
 
 #include <cstdint>

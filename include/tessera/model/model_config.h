@@ -12,7 +12,8 @@ namespace tessera::model {
 class GgufFile;
 
 struct ModelConfig {
-  std::string architecture;  // "llama" (Llama 2/3.x, SmolLM2, TinyLlama, Mistral) or "qwen2"
+  // "llama" (Llama 2/3.x, SmolLM2, TinyLlama, Mistral, Mixtral), "qwen2", "qwen3" or "olmoe".
+  std::string architecture;
   std::string name;
   int vocab_size = 0;
   int hidden_size = 0;
@@ -34,8 +35,11 @@ struct ModelConfig {
   int expert_intermediate_size = 0;
   int shared_expert_intermediate_size = 0;
   bool norm_topk_prob = true;  // renormalise the chosen experts' weights to sum 1
-  // Per-head RMSNorm of q and k before RoPE (Qwen3): attn_q_norm / attn_k_norm of head_dim.
+  // RMSNorm of q and k before RoPE: per head (Qwen3: attn_q_norm / attn_k_norm of head_dim) or,
+  // with qk_norm_full, over each token's whole q and k projections (OLMoE: weights of q_dim and
+  // kv_dim, so a TP rank would need every head's sum of squares: TP is refused for it).
   bool qk_norm = false;
+  bool qk_norm_full = false;
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
@@ -51,8 +55,8 @@ ModelConfig config_from_gguf(const GgufFile& file);
 #if TESSERA_HAVE_JSON
 #include <nlohmann/json_fwd.hpp>
 namespace tessera::model {
-// Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral, qwen2_moe, qwen3
-// or qwen3_moe).
+// Reads a Hugging Face config.json (model_type llama, mistral, qwen2, mixtral, qwen2_moe, qwen3,
+// qwen3_moe or olmoe).
 ModelConfig config_from_hf(const nlohmann::json& config);
 }  // namespace tessera::model
 #endif

@@ -22,11 +22,12 @@ struct ShardSpec {
   int num_layers = -1;  // layers of this stage; -1: from first_layer to the end
   int stage = 0;        // for messages
   int num_stages = 1;
-  // Expert parallelism (MoE models): the E ranks of a stage run attention for every token
-  // (replicated), each runs only its contiguous range of the experts (expert_range), and their
-  // partial FFN outputs are summed with an all-reduce over the "ep" communicator. Under tensor
-  // parallelism instead, every TP rank routes every token and holds a 1/T slice of every
-  // expert's width (and of the shared expert's), and the TP all-reduce sums the slices.
+  // Expert parallelism (MoE models): each of the E rank groups of a stage runs only its
+  // contiguous range of the experts (expert_range); with replicated attention every group runs
+  // attention for every token and the partial FFN outputs are summed with an all-reduce over the
+  // "ep" communicator. Under tensor parallelism (alone or inside each EP group) every TP rank
+  // routes the same tokens and holds a 1/T slice of every held expert's width (and of the
+  // shared expert's), and the TP all-reduce sums the slices.
   int ep_rank = 0;
   int ep_size = 1;
   // Expert parallelism with data-parallel attention instead: each EP rank gets only its own

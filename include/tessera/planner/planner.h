@@ -66,8 +66,9 @@
 //   holds at least one of its k experts, with its k expert ids and weights (8k bytes), and that
 //   rank's partial output comes back. Under uniform routing (k distinct experts of N, N / E per
 //   rank) the expected number of such ranks is D = (E - 1) * (1 - C(N - N/E, k) / C(N, k)), so
-//   a2a = L * D * (2 * hidden * act_bytes + 8k), rounded up: the bytes the group sends for the
-//   token, both directions (a2a_remote_ranks gives D; the per-step count exchange is left out).
+//   a2a = L * D * (2 * hidden * act_bytes + 8k) * T, rounded up: the bytes the group sends for
+//   the token, both directions (a2a_remote_ranks gives D; the per-step count exchange is left
+//   out; with T > 1 each of an EP group's TP ranks exchanges its own copy of the rows).
 //   Replicated attention (expert_attention: replicated): each rank computes its experts' share of
 //   every token's MoE output and the partial outputs are summed by one ring all-reduce over the E
 //   ranks per layer: L * 2 * (E - 1) * ceil(hidden * act_bytes / E).
@@ -197,8 +198,9 @@ struct Layout {
   uint64_t activation_bytes_per_gpu = 0;
   uint64_t total_bytes_per_gpu = 0;
   uint64_t kv_bytes_per_token = 0;  // KV bytes one token of context costs on that GPU
-  uint64_t kv_tokens = 0;           // tokens of KV cache that fit beside weights and activations
-  int64_t spare_bytes = 0;          // usable - total (negative: over by that much)
+  uint64_t kv_tokens = 0;   // tokens of KV cache that fit beside weights and activations, in all
+                            // (x E under data-parallel expert attention: each rank its own)
+  int64_t spare_bytes = 0;  // usable - total (negative: over by that much)
   // Per generated token, per sequence (see the header comment for the convention).
   int allreduces_per_token = 0;  // TP's and EP's
   uint64_t comm_tp_bytes_per_token = 0;

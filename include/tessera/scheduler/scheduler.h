@@ -75,7 +75,10 @@ class Scheduler {
   bool contains(uint64_t seq_id) const { return seqs_.contains(seq_id); }
   SchedulerStats stats() const;
   const SchedulerConfig& config() const { return cfg_; }
-  const kv_cache::BlockAllocator& allocator() const { return alloc_; }
+  // The blocks of attention rank `rank` (0 unless config().attention_ranks > 1).
+  const kv_cache::BlockAllocator& allocator(int rank = 0) const {
+    return allocs_.at(static_cast<size_t>(rank));
+  }
   // For tests and debugging: "" when every invariant holds, else a description of what broke.
   std::string check_invariants() const;
 
@@ -92,15 +95,21 @@ class Scheduler {
   void admit_waiting(StepState& st);
   bool try_admit(StepState& st, Sequence& s);
   PrefixHit find_prefix(const Sequence& s) const;
-  uint64_t root_hash(const Sequence& s) const;
   void add_chunk(StepState& st, Sequence& s, int n);
   void preempt(StepState& st, Sequence& s);
   void register_full_blocks(Sequence& s);
   void free_seq(Sequence& s);
   int tokens_fitting(const Sequence& s) const;  // more tokens s can take with free blocks
+  int rank_of(uint64_t seq_id) const;           // its attention rank
+  kv_cache::BlockAllocator& alloc_of(const Sequence& s) {
+    return allocs_[static_cast<size_t>(rank_of(s.id()))];
+  }
+  const kv_cache::BlockAllocator& alloc_of(const Sequence& s) const {
+    return allocs_[static_cast<size_t>(rank_of(s.id()))];
+  }
 
   SchedulerConfig cfg_;
-  kv_cache::BlockAllocator alloc_;
+  std::vector<kv_cache::BlockAllocator> allocs_;  // one per attention rank
   std::unordered_map<uint64_t, Sequence> seqs_;
   std::set<QueueKey> waiting_;
   std::vector<uint64_t> running_;

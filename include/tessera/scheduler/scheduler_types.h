@@ -21,8 +21,9 @@ struct SchedulerConfig {
   // sequence is in at most one of them, so each plan holds different sequences.
   int max_in_flight = 1;
   // Data-parallel attention over this many ranks (expert parallelism): a sequence's KV cache
-  // lives on rank kv_cache::attention_rank(id, attention_ranks) only, so cached prefix blocks
-  // are shared only between sequences of one rank (the rank seeds the blocks' hash chain).
+  // lives on rank kv_cache::attention_rank(id, attention_ranks) only, and each rank has its own
+  // num_blocks blocks (its own allocator and prefix cache), so the group holds attention_ranks x
+  // num_blocks; a sequence preempts only sequences of its own rank.
   int attention_ranks = 1;
 };
 
@@ -34,8 +35,8 @@ struct SeqRequest {
   // Tokens that finish the sequence when sampled (the model's EOS unless ignore_eos, and the
   // request's stop_token_ids): the scheduler owns every finish a token id decides.
   std::vector<int32_t> stop_token_ids;
-  int priority = 0;     // lower runs first; FCFS (arrival, then add order) within a priority
-  double arrival = 0;   // caller's clock, only compared
+  int priority = 0;    // lower runs first; FCFS (arrival, then add order) within a priority
+  double arrival = 0;  // caller's clock, only compared
 };
 
 // A sequence the scheduler finished (and freed) in on_step_done, and why. Stop strings are the
