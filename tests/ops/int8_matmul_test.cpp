@@ -138,39 +138,42 @@ TEST_F(Int8MatmulTest, SimdKernelsAgreeWithTheScalarIntegerKernel) {
   for (Int8Isa isa : kIsas) {
     if (isa == Int8Isa::kScalar || !cpu::detail::cpu_has(isa)) continue;
     for (DType t : kInt8Types) {
-      SCOPED_TRACE(std::string(cpu::detail::int8_isa_name(isa)) + " " + std::string(dtype_name(t)));
-      const int64_t m = 5, n = 23, k = 768, nb = k / 32;
-      Tensor w = random_weight(t, n, k);
-      Tensor x = random_f32({m, k});
-      const auto act = quantize(x, m, k);
-      const auto want = run(Int8Isa::kScalar, w, act, m, n, k);
-      const auto got = run(isa, w, act, m, n, k);
-      const auto bytes = static_cast<size_t>(dtype_info(t).block_bytes);
-      const double qmax = t == DType::kQ8_0                          ? 128
-                          : (t == DType::kQ4_0 || t == DType::kQ4_1) ? 15
-                                                                     : 31;
-      for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = 0; i < m; ++i) {
-          double s = 0;
-          for (int64_t b = 0; b < nb; ++b) {
-            const uint8_t* blk = w.row_ptr(j) + static_cast<size_t>(b) * bytes;
-            uint16_t h[2];
-            std::memcpy(h, blk, 4);
-            const double dw = fp16_to_f32(h[0]);
-            const double c = t == DType::kQ4_0   ? -8 * dw
-                             : t == DType::kQ5_0 ? -16 * dw
-                             : t == DType::kQ8_0 ? 0
-                                                 : fp16_to_f32(h[1]);
-            const ActBlock& a = act[static_cast<size_t>(i * nb + b)];
-            double asum = 0;
-            for (int e = 0; e < 32; ++e) asum += std::abs(a.qs[e]);
-            s += (std::fabs(dw) * qmax + std::fabs(c)) * a.d * asum;
+      for (const int64_t m : {int64_t{1}, int64_t{5}}) {  // 1: decode's single-row path
+        SCOPED_TRACE(std::string(cpu::detail::int8_isa_name(isa)) + " " +
+                     std::string(dtype_name(t)) + " M=" + std::to_string(m));
+        const int64_t n = 23, k = 768, nb = k / 32;
+        Tensor w = random_weight(t, n, k);
+        Tensor x = random_f32({m, k});
+        const auto act = quantize(x, m, k);
+        const auto want = run(Int8Isa::kScalar, w, act, m, n, k);
+        const auto got = run(isa, w, act, m, n, k);
+        const auto bytes = static_cast<size_t>(dtype_info(t).block_bytes);
+        const double qmax = t == DType::kQ8_0                          ? 128
+                            : (t == DType::kQ4_0 || t == DType::kQ4_1) ? 15
+                                                                       : 31;
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t i = 0; i < m; ++i) {
+            double s = 0;
+            for (int64_t b = 0; b < nb; ++b) {
+              const uint8_t* blk = w.row_ptr(j) + static_cast<size_t>(b) * bytes;
+              uint16_t h[2];
+              std::memcpy(h, blk, 4);
+              const double dw = fp16_to_f32(h[0]);
+              const double c = t == DType::kQ4_0   ? -8 * dw
+                               : t == DType::kQ5_0 ? -16 * dw
+                               : t == DType::kQ8_0 ? 0
+                                                   : fp16_to_f32(h[1]);
+              const ActBlock& a = act[static_cast<size_t>(i * nb + b)];
+              double asum = 0;
+              for (int e = 0; e < 32; ++e) asum += std::abs(a.qs[e]);
+              s += (std::fabs(dw) * qmax + std::fabs(c)) * a.d * asum;
+            }
+            const size_t at = static_cast<size_t>(i * n + j);
+            ASSERT_NEAR(got[at], want[at], static_cast<double>(nb + 8) * FLT_EPSILON * s)
+                << "y[" << i << "," << j << "]";
+            ++compared;
           }
-          const size_t at = static_cast<size_t>(i * n + j);
-          ASSERT_NEAR(got[at], want[at], static_cast<double>(nb + 8) * FLT_EPSILON * s)
-              << "y[" << i << "," << j << "]";
-          ++compared;
-        }
+      }
     }
   }
   if (compared == 0) GTEST_SKIP() << "no SIMD integer kernel on this CPU";
