@@ -1,9 +1,10 @@
 // The CUDA implementation table and the CUDA caching allocator (backend.h). Kernels come from
 // kernels/; every launch is on cuda::kStream (cuda_common.h), the legacy default stream for now,
 // so launches are ordered with each other and with the copies; the matmul (GEMV / cuBLAS) is in
-// cuda_matmul.cpp. Index arrays arrive on the device already (the model uploads a step's
-// metadata once), and their values were validated on the host before the upload, so nothing here
-// reads device memory back except argmax's result. Every op of the host tables has a kernel; none
+// cuda_matmul.cpp, the MoE ops in cuda_moe.cpp. Index arrays arrive on the device already (the
+// model uploads a step's metadata once), and their values were validated on the host before the
+// upload, so nothing here reads device memory back except argmax's result and moe_experts' routing
+// choices (T x k ints, to group the tokens by expert). Every op of the host tables has a kernel; none
 // has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof
 // still to come).
 #include "tessera/core/error.h"
@@ -51,10 +52,8 @@ bool cuda_supports(Op op, DType dtype) {
     case Op::kEmbedding:
     case Op::kEmbeddingShard:
     case Op::kMatmul:
+    case Op::kMoeExperts:  // the experts go through the matmul
       return weight_type(dtype, &t);
-    case Op::kMoeRoute:  // no kernels yet: the model refuses MoE on CUDA at start
-    case Op::kMoeExperts:
-      return false;
     default:
       return dtype == DType::kF32;
   }
@@ -401,6 +400,8 @@ const Backend* cuda_backend() {
       .gather_rows = gpu::gather_rows,
       .kv_append = gpu::kv_append,
       .paged_attention = gpu::paged_attention,
+      .moe_route = cuda::moe_route,
+      .moe_experts = cuda::moe_experts,
       .rope_kv_append = gpu::rope_kv_append,
   };
   return &kCuda;

@@ -13,6 +13,7 @@
 #include "tessera/core/error.h"
 #include "tessera/core/tensor.h"
 #include "tessera/kernels/weight_ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::ops::cuda {
 
@@ -125,6 +126,10 @@ class Scratch {
 
 // The CUDA table's matmul (cuda_matmul.cpp): decode GEMV or cuBLAS GEMM by rows of x.
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+// The CUDA table's Mixture-of-Experts ops (cuda_moe.cpp).
+void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
+void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                 const Indices& idx, const Tensor& weights, int first_expert, Tensor& out);
 
 }  // namespace tessera::ops::cuda
 
