@@ -13,6 +13,9 @@ Shapes:
             Q4_0, Q8_0, F16, for model_bench; hf-llama1b-f16/-bf16 safetensors for hf_peer
   llama8b   Llama-3.1-8B: hidden 4096, 32 layers, 32/8 heads, ffn 14336, vocab 128256 --
             Q4_0, Q8_0, F16, for model_bench
+  mixtral   a small Mixtral-style MoE: hidden 512, 8 layers, 8/2 heads, 8 experts of width 1024,
+            top-2, vocab 32000, tied; stacked ffn_*_exps experts, F32 router (ffn_gate_inp) --
+            Q4_0, for model_check (the MoE ops on the device)
 
 The model_check shapes get every layer and row drawn independently. The benchmark shapes are
 built cheaply (an 8B model is 8e9 draws and a numpy quantization pass too slow for the GPU
@@ -48,6 +51,9 @@ SHAPES = {
                     tied=True, theta=500000.0, eps=1e-5, ctx=131072),
     "llama8b": dict(arch="llama", hidden=4096, layers=32, heads=32, kv=8, ffn=14336, vocab=128256,
                     tied=False, theta=500000.0, eps=1e-5, ctx=131072),
+    # Mixtral-style MoE (benchmarks/run_moe_compare.sh's shape): 8 experts of width ffn, top-2.
+    "mixtral": dict(arch="llama", hidden=512, layers=8, heads=8, kv=2, ffn=1024, vocab=32000,
+                    tied=True, theta=1000000.0, eps=1e-5, ctx=4096, experts=8, top_k=2),
 }
 # name -> (shape, dtype, cheap construction)
 MODELS = {
@@ -61,6 +67,7 @@ MODELS = {
     "llama8b-q4_0": ("llama8b", "Q4_0", True),
     "llama8b-q8_0": ("llama8b", "Q8_0", True),
     "llama8b-f16": ("llama8b", "F16", True),
+    "mixtral-q4_0": ("mixtral", "Q4_0", False),
     "hf-smollm2-f16": ("smollm2", "HF-F16", False),
     "hf-llama1b-f16": ("llama1b", "HF-F16", True),
     "hf-llama1b-bf16": ("llama1b", "HF-BF16", True),
@@ -112,10 +119,17 @@ class Weights:
                ("self_attn.q_proj.weight", d("q", (q, h), h ** -0.5)),
                ("self_attn.k_proj.weight", d("k", (kv, h), h ** -0.5)),
                ("self_attn.v_proj.weight", d("v", (kv, h), h ** -0.5)),
-               ("self_attn.o_proj.weight", d("o", (h, q), 2.0 * q ** -0.5)),
-               ("mlp.gate_proj.weight", d("gate", (f, h), h ** -0.5)),
-               ("mlp.up_proj.weight", d("up", (f, h), h ** -0.5)),
-               ("mlp.down_proj.weight", d("down", (h, f), 2.0 * f ** -0.5))]
+               ("self_attn.o_proj.weight", d("o", (h, q), 2.0 * q ** -0.5))]
+        if s.get("experts"):  # stacked experts as GGUF holds them; the router kept F32
+            E = s["experts"]
+            out += [("moe.router", d("router", (E, h), 4.0 * h ** -0.5)),
+                    ("moe.gate_exps", d("gate", (E, f, h), h ** -0.5)),
+                    ("moe.up_exps", d("up", (E, f, h), h ** -0.5)),
+                    ("moe.down_exps", d("down", (E, h, f), 2.0 * f ** -0.5))]
+        else:
+            out += [("mlp.gate_proj.weight", d("gate", (f, h), h ** -0.5)),
+                    ("mlp.up_proj.weight", d("up", (f, h), h ** -0.5)),
+                    ("mlp.down_proj.weight", d("down", (h, f), 2.0 * f ** -0.5))]
         if s["arch"] == "qwen2":
             out += [("self_attn.q_proj.bias", d("bq", (q,), 0.1)),
                     ("self_attn.k_proj.bias", d("bk", (kv,), 0.1)),
@@ -130,6 +144,8 @@ GGUF_SUB = {"input_layernorm.weight": "attn_norm.weight",
 for _x in "qkv":
     GGUF_SUB[f"self_attn.{_x}_proj.weight"] = f"attn_{_x}.weight"
     GGUF_SUB[f"self_attn.{_x}_proj.bias"] = f"attn_{_x}.bias"
+GGUF_SUB.update({"moe.router": "ffn_gate_inp.weight", "moe.gate_exps": "ffn_gate_exps.weight",
+                 "moe.up_exps": "ffn_up_exps.weight", "moe.down_exps": "ffn_down_exps.weight"})
 
 
 def encode(gguf, a, dtype, memo):
@@ -170,6 +186,9 @@ def write_gguf(path, s, w, dtype):
     wr.add_layer_norm_rms_eps(s["eps"])
     wr.add_rope_freq_base(s["theta"])
     wr.add_vocab_size(s["vocab"])
+    if s.get("experts"):
+        wr.add_expert_count(s["experts"])
+        wr.add_expert_used_count(s["top_k"])
     memo = {}
     add = lambda name, enc: wr.add_tensor(name, enc[0], raw_dtype=enc[1]) if enc[1] is not None \
         else wr.add_tensor(name, enc[0])
@@ -192,7 +211,8 @@ def write_gguf(path, s, w, dtype):
         for suffix, a in w.layer(l):
             if arch == "llama" and suffix.startswith(("self_attn.q_proj.", "self_attn.k_proj.")):
                 a = permute(a, s["heads"] if ".q_proj." in suffix else s["kv"])
-            add(f"blk.{l}.{GGUF_SUB[suffix]}", encode(gguf, a, dtype, memo))
+            add(f"blk.{l}.{GGUF_SUB[suffix]}",
+                encode(gguf, a, "F32" if suffix == "moe.router" else dtype, memo))
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
     wr.write_tensors_to_file()

@@ -10,8 +10,9 @@
 #   configure + build  engine-only preset, CUDA on, tests on (GoogleTest from the carry)
 #   op suite           the device-parametrised op tests, cuda instances against the CPU reference
 #   model on device    the tiny llama gtest on cuda:0 against the CPU; NCCL tests
-#   model check        model_check on cuda:0 vs the CPU: SmolLM2-135M shape in Q4_1, F16, BF16 and
-#                      a Qwen2-0.5B-shaped F16 (biases), written here by make_models.py
+#   model check        model_check on cuda:0 vs the CPU: SmolLM2-135M shape in Q4_1, F16, BF16, a
+#                      Qwen2-0.5B-shaped F16 (biases) and a small Mixtral-style MoE in Q4_0 (the
+#                      MoE ops), written here by make_models.py
 #   memcheck           compute-sanitizer over the cuda op suite; a refusal is "not run"
 #   kernels bench      kernels_bench (kernels, GEMV/GEMM vs copy bandwidth and cuBLAS peak)
 #   model bench        model_bench: 1B and 8B shapes in Q4_0, Q8_0, F16 (decode 1/8/64, prefill)
@@ -36,7 +37,7 @@ summary=$OUT/summary.txt rows=$work/rows.tsv log=$OUT/build.log tests=$OUT/tests
 bench=$OUT/bench.txt
 jobs=${JOBS:-$(nproc)}
 # Which generated models the check, the benchmarks and the peer use (a dry run elsewhere may cut them).
-CHECK_MODELS=${CHECK_MODELS:-smollm2-q4_1 smollm2-f16 smollm2-bf16 qwen2-f16}
+CHECK_MODELS=${CHECK_MODELS:-smollm2-q4_1 smollm2-f16 smollm2-bf16 qwen2-f16 mixtral-q4_0}
 BENCH_MODELS=${BENCH_MODELS:-llama1b-q4_0 llama1b-q8_0 llama1b-f16 llama8b-q4_0 llama8b-q8_0 llama8b-f16}
 PEER_MODELS=${PEER_MODELS:-hf-llama1b-bf16 hf-llama1b-f16}
 status=0
