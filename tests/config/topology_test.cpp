@@ -119,6 +119,7 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "pipeline",
                           "layer_split",
                           "expert",
+                          "expert_attention",
                           "name",
                           "host",
                           "devices",
