@@ -32,7 +32,7 @@ import json, sys
 from tiny_moe import MoeSpec
 d = sys.argv[1]
 kw = dict(style="mixtral", experts=8, top_k=2, moe_ffn=1024, hidden=512, heads=8, kv_heads=2,
-          layers=8, seed=1)
+          layers=8, seed=1, ctx=4096)
 MoeSpec(**kw).write_hf(d + "/hf")
 tok = json.load(open(d + "/hf/tokenizer.json"))
 MoeSpec(vocab=len(tok["model"]["vocab"]), **kw).write_gguf(d + "/moe.gguf", tok)

@@ -28,11 +28,11 @@ def make_tokenizer(directory):
 
 class TinySpec:
     def __init__(self, arch="llama", vocab=300, hidden=64, layers=2, heads=4, kv_heads=2,
-                 ffn=96, theta=10000.0, tied=False, llama3=None, seed=0, head_dim=None):
+                 ffn=96, theta=10000.0, tied=False, llama3=None, seed=0, head_dim=None, ctx=256):
         self.arch, self.vocab, self.hidden, self.layers = arch, vocab, hidden, layers
         self.heads, self.kv_heads, self.ffn, self.theta = heads, kv_heads, ffn, theta
         self.head_dim = head_dim or hidden // heads  # qwen3 sets it apart from hidden / heads
-        self.tied, self.llama3 = tied, llama3
+        self.tied, self.llama3, self.ctx = tied, llama3, ctx
         rng = np.random.default_rng(seed)
         w = lambda *s: (rng.standard_normal(s) * 0.15).astype(np.float32)
         self.w = {"model.embed_tokens.weight": w(vocab, hidden),
@@ -83,7 +83,7 @@ class TinySpec:
         c = {"model_type": self.arch, "vocab_size": self.vocab, "hidden_size": self.hidden,
              "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
              "num_key_value_heads": self.kv_heads, "intermediate_size": self.ffn,
-             "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": self.theta,
+             "max_position_embeddings": self.ctx, "rms_norm_eps": 1e-5, "rope_theta": self.theta,
              "tie_word_embeddings": self.tied, "head_dim": self.head_dim}
         if self.llama3:
             c["rope_scaling"] = dict(self.llama3, rope_type="llama3")
@@ -114,7 +114,7 @@ class TinySpec:
         wr = gguf.GGUFWriter(path, arch)
         wr.add_name("tiny")
         wr.add_block_count(self.layers)
-        wr.add_context_length(256)
+        wr.add_context_length(self.ctx)
         wr.add_embedding_length(self.hidden)
         wr.add_feed_forward_length(self.ffn)
         wr.add_head_count(self.heads)
