@@ -35,7 +35,9 @@ TEST(Sampler, GrammarMaskAppliesBeforeEverythingElse) {
       auto t = static_cast<uint32_t>(std::uniform_int_distribution<int>(0, n - 1)(rng));
       mask[t >> 6] |= uint64_t{1} << (t & 63);
     }
-    auto is_allowed = [&](int32_t t) { return (mask[static_cast<uint32_t>(t) >> 6] >> (t & 63)) & 1; };
+    auto is_allowed = [&](int32_t t) {
+      return (mask[static_cast<uint32_t>(t) >> 6] >> (t & 63)) & 1;
+    };
     auto logits = random_logits(n, static_cast<uint32_t>(round));
     SamplingParams p{.temperature = round % 3 == 0 ? 0.0f : 1.5f,
                      .top_k = round % 4 == 0 ? 2 : 0,
@@ -52,7 +54,8 @@ TEST(Sampler, GrammarMaskAppliesBeforeEverythingElse) {
     if (p.temperature == 0.0f && p.logit_bias[0].first >= 0 && !is_allowed(p.logit_bias[0].first)) {
       int32_t best = -1;
       for (int32_t t = 0; t < n; ++t)
-        if (is_allowed(t) && (best < 0 || logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(best)]))
+        if (is_allowed(t) &&
+            (best < 0 || logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(best)]))
           best = t;
       Sampler fresh({.temperature = 0.0f}, n);
       auto copy = logits;
@@ -123,6 +126,50 @@ TEST(Sampler, TemperatureTopPMinPDistributions) {
   const double a = std::sqrt(0.5), b = std::sqrt(0.25), c = std::sqrt(0.125), z = a + b + 2 * c;
   expect_distribution({.temperature = 2.0f, .seed = 4}, l, {a / z, b / z, c / z, c / z});
   expect_distribution({.temperature = 1.0f, .top_k = 2, .seed = 5}, l, {2. / 3, 1. / 3, 0, 0});
+}
+
+// top-p and min-p rank only a prefix of the candidates and grow it while the cut lies past it:
+// on nearly flat logits over 3000 tokens the kept sets (1500 and ~1054 tokens) reach far past the
+// first ranked prefix, and nothing outside them is ever drawn.
+TEST(Sampler, TopPAndMinPCutsFarDownTheRanking) {
+  const int n = 3000;
+  std::vector<float> flat(n, 0.0f);
+  {
+    // Equal logits rank by id: top_p 0.5 keeps ids 0..1499 (1500 x 1/3000 reaches 0.5; one more
+    // if the running sum rounds under it).
+    Sampler smp({.temperature = 1.0f, .top_p = 0.5f, .seed = 11}, n);
+    int hi = 0;
+    for (int i = 0; i < 3000; ++i) {
+      auto c = flat;
+      hi = std::max(hi, smp.sample(c).token);
+    }
+    EXPECT_LE(hi, 1500);
+    EXPECT_GT(hi, 1400);  // drawn from the whole kept set, far past 256
+  }
+  {
+    // logit -i * 1e-4: min_p 0.9 keeps the tokens with exp(-i * 1e-4) >= 0.9, i <= 1053.
+    std::vector<float> slope(n);
+    for (int i = 0; i < n; ++i) slope[static_cast<size_t>(i)] = -1e-4f * static_cast<float>(i);
+    Sampler smp({.temperature = 1.0f, .min_p = 0.9f, .seed = 12}, n);
+    int hi = 0;
+    for (int i = 0; i < 3000; ++i) {
+      auto c = slope;
+      hi = std::max(hi, smp.sample(c).token);
+    }
+    EXPECT_LE(hi, 1054);
+    EXPECT_GT(hi, 950);
+  }
+  {
+    // top_k 700 with top_p 0.9 of it: 630 tokens.
+    Sampler smp({.temperature = 1.0f, .top_k = 700, .top_p = 0.9f, .seed = 13}, n);
+    int hi = 0;
+    for (int i = 0; i < 3000; ++i) {
+      auto c = flat;
+      hi = std::max(hi, smp.sample(c).token);
+    }
+    EXPECT_LE(hi, 630);
+    EXPECT_GT(hi, 550);
+  }
 }
 
 TEST(Sampler, PenaltiesAndBias) {

@@ -1,15 +1,16 @@
 // Sampling: turns one row of logits into the next token for one sequence. The order follows
-// vLLM/HF: the grammar's allowed-token mask (when the sequence is constrained) → logit bias → repetition penalty (prompt + output) → presence/frequency penalties
-// (output) → logprobs are taken here (the model's distribution after those adjustments) →
-// temperature → top-k → top-p → min-p → draw. Temperature 0 is greedy. Each Sampler owns its RNG
-// (seeded per request: the same seed gives the same output); one sequence, one Sampler, one thread.
+// vLLM/HF: the grammar's allowed-token mask (when the sequence is constrained) → logit bias →
+// repetition penalty (prompt + output) → presence/frequency penalties (output) → logprobs are taken
+// here (the model's distribution after those adjustments) → temperature → top-k → top-p → min-p →
+// draw. Temperature 0 is greedy. Each Sampler owns its RNG (seeded per request: the same seed gives
+// the same output); one sequence, one Sampler, one thread.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <random>
-#include <string>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -17,10 +18,10 @@
 namespace tessera::sampling {
 
 struct SamplingParams {
-  float temperature = 1.0f;  // 0 = greedy
-  int top_k = 0;             // <= 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
+  float temperature = 1.0f;         // 0 = greedy
+  int top_k = 0;                    // <= 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
   float repetition_penalty = 1.0f;  // 1: off; > 1 discourages tokens seen in prompt or output
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
@@ -42,8 +43,8 @@ struct TokenLogprob {
 
 struct SampleResult {
   int32_t token = 0;
-  float logprob = 0.0f;                  // of the chosen token (when logprobs requested)
-  std::vector<TokenLogprob> top;         // top_logprobs alternatives, most likely first
+  float logprob = 0.0f;           // of the chosen token (when logprobs requested)
+  std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
 };
 
 class Sampler {
@@ -66,8 +67,10 @@ class Sampler {
   std::unordered_map<int32_t, int> output_counts_;
   std::vector<uint8_t> seen_in_prompt_;
   std::vector<std::pair<float, int32_t>> scratch_;
+  std::vector<double> weights_;  // sample_scaled's per-candidate weights, reused
 
   double uniform();  // [0, 1), reproducible across platforms for one binary
+  int32_t sample_scaled(std::span<const float> logits, bool masked);  // temperature > 0
 };
 
 // log-softmax of a row, in double for stability; used by logprobs and tests.
