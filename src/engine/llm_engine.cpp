@@ -341,8 +341,10 @@ protocol::ExecutePlan LlmEngine::to_exec(scheduler::StepPlan& plan) {
   for (const auto& ch : plan.chunks) {
     Live& r = live_.at(ch.seq_id);
     if (!r.sent_to_worker) {
-      exec.new_sequences.push_back(
-          {.seq_id = r.seq, .sampling = r.req.sampling, .prompt = r.req.prompt_ids});
+      exec.new_sequences.push_back({.seq_id = r.seq,
+                                    .sampling = r.req.sampling,
+                                    .prompt = r.req.prompt_ids,
+                                    .attention_rank = ch.attention_rank});
       r.sent_to_worker = true;
       r.cached_tokens = ch.start_pos;
       r.scheduled = Clock::now();

@@ -146,6 +146,7 @@ std::vector<uint8_t> encode_plan(const ExecutePlan& plan) {
     w.u64(ns.seq_id);
     put_sampling(w, ns.sampling);
     w.i32s(ns.prompt);
+    w.i32(ns.attention_rank);
   }
   w.count(plan.finished.size());
   for (uint64_t id : plan.finished) w.u64(id);
@@ -156,6 +157,7 @@ std::vector<uint8_t> encode_plan(const ExecutePlan& plan) {
     w.i32(c.start_pos);
     w.i32s(c.block_table);
     w.boolean(c.sample);
+    w.i32(c.attention_rank);
   }
   return w.take();
 }
@@ -168,6 +170,7 @@ ExecutePlan decode_plan(std::span<const uint8_t> payload) {
     ns.seq_id = r.u64();
     ns.sampling = get_sampling(r);
     ns.prompt = r.i32s();
+    ns.attention_rank = r.i32();
   }
   plan.finished.resize(r.count(8));
   for (auto& id : plan.finished) id = r.u64();
@@ -178,6 +181,7 @@ ExecutePlan decode_plan(std::span<const uint8_t> payload) {
     c.start_pos = r.i32();
     c.block_table = r.i32s();
     c.sample = r.boolean();
+    c.attention_rank = r.i32();
   }
   r.finish();
   return plan;

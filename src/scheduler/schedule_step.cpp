@@ -82,7 +82,7 @@ int Scheduler::fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want)
     for (size_t r = st.order.size(); r-- > rank + 1 && !victim;) {
       auto it = seqs_.find(st.order[r]);
       if (it != seqs_.end() && it->second.running && !st.scheduled.contains(it->first) &&
-          !busy_.contains(it->first) && rank_of(it->first) == rank_of(s.id()))
+          !busy_.contains(it->first) && it->second.attention_rank == s.attention_rank)
         victim = &it->second;
     }
     if (!victim) {
@@ -109,12 +109,17 @@ void Scheduler::admit_waiting(StepState& st) {
 
 // Admits s when its cached prefix plus blocks for its first chunk fit; commits nothing otherwise.
 bool Scheduler::try_admit(StepState& st, Sequence& s) {
-  PrefixHit hit = find_prefix(s);
+  const bool first = s.attention_rank < 0;
+  if (first) s.attention_rank = choose_rank(s);
+  PrefixHit hit = find_prefix(s, s.attention_rank);
   const int hit_blocks = static_cast<int>(hit.blocks.size());
   const int start = hit_blocks * cfg_.block_size;
   const int n = std::min(s.len() - start, st.budget);
   const int need = blocks_for(start + n, cfg_.block_size) - hit_blocks + hit.revived;
-  if (!alloc_of(s).can_allocate(need)) return false;
+  if (!alloc_of(s).can_allocate(need)) {
+    if (first) s.attention_rank = -1;  // chosen again when it fits
+    return false;
+  }
   for (int32_t b : hit.blocks) alloc_of(s).retain(b);
   s.blocks = std::move(hit.blocks);
   s.hashes = std::move(hit.hashes);
@@ -130,22 +135,41 @@ bool Scheduler::try_admit(StepState& st, Sequence& s) {
   return true;
 }
 
+// A first admission's rank: the longest cached prefix of the prompt (its blocks are there), then
+// the fewest blocks in use (spreading the load), then the lowest rank.
+int Scheduler::choose_rank(const Sequence& s) const {
+  int best = 0;
+  size_t best_hit = 0;
+  int best_used = 0;
+  for (int r = 0; r < static_cast<int>(allocs_.size()); ++r) {
+    const size_t hit = find_prefix(s, r).blocks.size();
+    const int used = allocs_[static_cast<size_t>(r)].num_used();
+    if (r == 0 || hit > best_hit || (hit == best_hit && used < best_used)) {
+      best = r;
+      best_hit = hit;
+      best_used = used;
+    }
+  }
+  return best;
+}
+
 // The longest chain of cached full blocks of s, never covering its last token: that one must
 // be fed so that the model produces logits for it.
-Scheduler::PrefixHit Scheduler::find_prefix(const Sequence& s) const {
+Scheduler::PrefixHit Scheduler::find_prefix(const Sequence& s, int rank) const {
   PrefixHit hit;
   if (!cfg_.enable_prefix_caching) return hit;
+  const kv_cache::BlockAllocator& alloc = allocs_[static_cast<size_t>(rank)];
   const int bs = cfg_.block_size;
   uint64_t parent = kv_cache::kRootHash;
   for (int i = 0; i < (s.len() - 1) / bs; ++i) {
     parent =
         kv_cache::block_hash(parent, std::span<const int32_t>(s.tokens).subspan(
                                          static_cast<size_t>(i * bs), static_cast<size_t>(bs)));
-    std::optional<int32_t> b = alloc_of(s).lookup(parent);
+    std::optional<int32_t> b = alloc.lookup(parent);
     if (!b) break;
     hit.blocks.push_back(*b);
     hit.hashes.push_back(parent);
-    if (alloc_of(s).is_cached(*b)) ++hit.revived;
+    if (alloc.is_cached(*b)) ++hit.revived;
   }
   return hit;
 }
@@ -164,7 +188,8 @@ void Scheduler::add_chunk(StepState& st, Sequence& s, int n) {
       .tokens = std::vector<int32_t>(s.tokens.begin() + start, s.tokens.begin() + end),
       .start_pos = start,
       .block_table = s.blocks,
-      .sample = end == s.len()};
+      .sample = end == s.len(),
+      .attention_rank = std::max(0, s.attention_rank)};
   s.num_computed = end;
   s.announced = true;
   st.budget -= n;

@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "tessera/core/error.h"
-#include "tessera/kv_cache/attention_rank.h"
 
 namespace tessera::scheduler {
 
@@ -75,10 +74,6 @@ void Scheduler::free_seq(Sequence& s) {
   s.hashes.clear();
   s.num_computed = 0;
   if (s.running) std::erase(running_, s.id());
-}
-
-int Scheduler::rank_of(uint64_t seq_id) const {
-  return kv_cache::attention_rank(seq_id, cfg_.attention_ranks);
 }
 
 // Registers the full blocks s has computed so that later sequences can share them. Called only
@@ -185,7 +180,12 @@ std::string Scheduler::check_invariants() const {
       err << "seq " << id << " has no token to feed; ";
     if (static_cast<int>(s.hashes.size()) > s.num_computed / bs)
       err << "seq " << id << " hashed a block it has not filled; ";
-    for (int32_t b : s.blocks) ++held[static_cast<size_t>(rank_of(id))][static_cast<size_t>(b)];
+    if (s.attention_rank < 0 || s.attention_rank >= static_cast<int>(allocs_.size())) {
+      err << "running seq " << id << " has attention rank " << s.attention_rank << "; ";
+      continue;
+    }
+    for (int32_t b : s.blocks)
+      ++held[static_cast<size_t>(s.attention_rank)][static_cast<size_t>(b)];
   }
   if (n_running != running_.size() || seqs_.size() != n_running + waiting_.size())
     err << "queues disagree with sequences; ";
@@ -206,7 +206,8 @@ std::string Scheduler::check_invariants() const {
   // Shared blocks must be full, hashed and behind every holder's write position.
   for (const auto& [id, s] : seqs_)
     for (size_t i = 0; i < s.blocks.size(); ++i)
-      if (held[static_cast<size_t>(rank_of(id))][static_cast<size_t>(s.blocks[i])] > 1 &&
+      if (held[static_cast<size_t>(std::max(0, s.attention_rank))]
+              [static_cast<size_t>(s.blocks[i])] > 1 &&
           (i >= s.hashes.size() || !alloc_of(s).has_hash(s.blocks[i])))
         err << "seq " << id << " shares unfinished block " << s.blocks[i] << "; ";
   return err.str();

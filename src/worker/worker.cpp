@@ -6,7 +6,6 @@
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/core/progress.h"
-#include "tessera/kv_cache/attention_rank.h"
 #include "tessera/model/step_batch.h"
 #include "tessera/ops/backend.h"
 
@@ -109,10 +108,11 @@ void Worker::advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_
   }
 }
 
-// Under data-parallel expert parallelism each EP rank runs (and samples) only its sequences.
-bool Worker::mine(uint64_t seq_id) const {
+// Under data-parallel expert parallelism each EP rank runs (and samples) only the sequences the
+// scheduler gave it.
+bool Worker::mine(int32_t attention_rank) const {
   const auto& s = model_->shard();
-  return !s.ep_data_attention || kv_cache::attention_rank(seq_id, s.ep_size) == s.ep_rank;
+  return !s.ep_data_attention || attention_rank == s.ep_rank;
 }
 
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
@@ -126,7 +126,7 @@ protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
   const int vocab = model_->config().vocab_size;
   const bool sampler = output_rank();
   for (const auto& ns : plan.new_sequences) {
-    if (!sampler || !mine(ns.seq_id)) continue;
+    if (!sampler || !mine(ns.attention_rank)) continue;
     sampling::Sampler s(ns.sampling, vocab);
     s.set_prompt(ns.prompt);
     samplers_.insert_or_assign(ns.seq_id, std::move(s));
@@ -137,7 +137,7 @@ protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
     model::StepBatch step(pool_->params().block_size, pool_->params().num_blocks);
     std::vector<uint64_t> sample_seqs;
     for (const auto& ch : plan.chunks) {
-      if (!mine(ch.seq_id)) continue;
+      if (!mine(ch.attention_rank)) continue;
       if (ch.sample && sampler && !samplers_.contains(ch.seq_id))
         fail(ErrorCode::kInvalidArgument, "sequence ", ch.seq_id, " has no sampler");
       step.add(ch.seq_id, ch.tokens, ch.start_pos, ch.block_table,

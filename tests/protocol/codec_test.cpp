@@ -41,10 +41,11 @@ class Gen {
   }
   ExecutePlan plan() {
     ExecutePlan p;
-    for (int i = i32(0, 3); i > 0; --i) p.new_sequences.push_back({u64(), sampling(), ints(20)});
+    for (int i = i32(0, 3); i > 0; --i)
+      p.new_sequences.push_back({u64(), sampling(), ints(20), i32(0, 63)});
     for (int i = i32(0, 3); i > 0; --i) p.finished.push_back(u64());
     for (int i = i32(0, 4); i > 0; --i)
-      p.chunks.push_back({u64(), ints(30), i32(0, 4096), ints(10), coin()});
+      p.chunks.push_back({u64(), ints(30), i32(0, 4096), ints(10), coin(), i32(0, 63)});
     return p;
   }
   ExecuteResult result() {
@@ -87,6 +88,7 @@ void expect_same(const ExecutePlan& a, const ExecutePlan& b) {
     EXPECT_EQ(a.new_sequences[i].seq_id, b.new_sequences[i].seq_id);
     expect_same(a.new_sequences[i].sampling, b.new_sequences[i].sampling);
     EXPECT_EQ(a.new_sequences[i].prompt, b.new_sequences[i].prompt);
+    EXPECT_EQ(a.new_sequences[i].attention_rank, b.new_sequences[i].attention_rank);
   }
   EXPECT_EQ(a.finished, b.finished);
   ASSERT_EQ(a.chunks.size(), b.chunks.size());
@@ -96,6 +98,7 @@ void expect_same(const ExecutePlan& a, const ExecutePlan& b) {
     EXPECT_EQ(a.chunks[i].start_pos, b.chunks[i].start_pos);
     EXPECT_EQ(a.chunks[i].block_table, b.chunks[i].block_table);
     EXPECT_EQ(a.chunks[i].sample, b.chunks[i].sample);
+    EXPECT_EQ(a.chunks[i].attention_rank, b.chunks[i].attention_rank);
   }
 }
 

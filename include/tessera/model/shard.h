@@ -31,7 +31,7 @@ struct ShardSpec {
   int ep_rank = 0;
   int ep_size = 1;
   // Expert parallelism with data-parallel attention instead: each EP rank gets only its own
-  // sequences' tokens (kv_cache::attention_rank: seq_id mod E; the worker filters the plan),
+  // sequences' tokens (the plan's attention_rank per chunk; the worker filters the plan),
   // holds the shared expert too, and MoE layers exchange tokens by all_to_all_v
   // (MoeLayer::forward_dispatch). A rank with no tokens in a step still serves the others.
   bool ep_data_attention = false;

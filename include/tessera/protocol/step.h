@@ -15,6 +15,7 @@ struct NewSequence {
   uint64_t seq_id = 0;
   sampling::SamplingParams sampling;
   std::vector<int32_t> prompt;  // for the repetition penalty
+  int32_t attention_rank = 0;   // data-parallel expert attention: the EP rank that holds it
 };
 
 struct ExecuteChunk {
@@ -23,6 +24,9 @@ struct ExecuteChunk {
   int32_t start_pos = 0;             // position of tokens[0]
   std::vector<int32_t> block_table;  // all blocks of the sequence
   bool sample = false;               // sample the next token after the last fed one
+  // Data-parallel expert attention: the EP rank whose KV blocks block_table names (the scheduler
+  // picks it when the sequence is first admitted and keeps it); 0 otherwise.
+  int32_t attention_rank = 0;
 };
 
 struct ExecutePlan {
@@ -56,7 +60,7 @@ struct CommBytes {
 };
 
 struct ExecuteResult {
-  std::vector<SampledToken> sampled;  // one per chunk with sample == true, in chunk order
+  std::vector<SampledToken> sampled;        // one per chunk with sample == true, in chunk order
   std::vector<ExpertTokens> expert_tokens;  // MoE models: non-zero counts only
   std::vector<CommBytes> comm_bytes;        // ops with calls in this step only
 };

@@ -20,6 +20,7 @@
 // (hashed ones stay cached) and it returns to the front of its priority class in waiting.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <set>
@@ -94,18 +95,19 @@ class Scheduler {
   int fit_or_preempt(StepState& st, size_t rank, Sequence& s, int want);
   void admit_waiting(StepState& st);
   bool try_admit(StepState& st, Sequence& s);
-  PrefixHit find_prefix(const Sequence& s) const;
+  PrefixHit find_prefix(const Sequence& s, int rank) const;
+  int choose_rank(const Sequence& s) const;  // for a sequence's first admission
   void add_chunk(StepState& st, Sequence& s, int n);
   void preempt(StepState& st, Sequence& s);
   void register_full_blocks(Sequence& s);
   void free_seq(Sequence& s);
   int tokens_fitting(const Sequence& s) const;  // more tokens s can take with free blocks
-  int rank_of(uint64_t seq_id) const;           // its attention rank
+  // The blocks of s's attention rank (rank 0 until it has one).
   kv_cache::BlockAllocator& alloc_of(const Sequence& s) {
-    return allocs_[static_cast<size_t>(rank_of(s.id()))];
+    return allocs_[static_cast<size_t>(std::max(0, s.attention_rank))];
   }
   const kv_cache::BlockAllocator& alloc_of(const Sequence& s) const {
-    return allocs_[static_cast<size_t>(rank_of(s.id()))];
+    return allocs_[static_cast<size_t>(std::max(0, s.attention_rank))];
   }
 
   SchedulerConfig cfg_;

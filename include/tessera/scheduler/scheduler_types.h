@@ -20,10 +20,11 @@ struct SchedulerConfig {
   // Plans that may be in flight at once (pipeline parallelism: one micro-batch per stage). A
   // sequence is in at most one of them, so each plan holds different sequences.
   int max_in_flight = 1;
-  // Data-parallel attention over this many ranks (expert parallelism): a sequence's KV cache
-  // lives on rank kv_cache::attention_rank(id, attention_ranks) only, and each rank has its own
+  // Data-parallel attention over this many ranks (expert parallelism): each rank has its own
   // num_blocks blocks (its own allocator and prefix cache), so the group holds attention_ranks x
-  // num_blocks; a sequence preempts only sequences of its own rank.
+  // num_blocks. A sequence is given a rank at its first admission, for good: the one with the
+  // longest cached prefix of its prompt, then the one using the fewest blocks, then the lowest;
+  // it preempts only sequences of its own rank.
   int attention_ranks = 1;
 };
 

@@ -32,6 +32,9 @@ struct Sequence {
   std::vector<uint64_t> hashes;  // chain hashes of the leading full blocks
   bool running = false;
   bool announced = false;  // a chunk of it went out: the workers hold its state until told
+  // Data-parallel expert attention: the rank whose blocks it uses, chosen at its first admission
+  // and kept (its sampler lives there); -1 until then.
+  int attention_rank = -1;
   uint64_t id() const { return key.seq_id; }
   int len() const { return static_cast<int>(tokens.size()); }
   int num_generated() const { return len() - prompt_len; }

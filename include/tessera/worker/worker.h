@@ -81,7 +81,7 @@ class Worker {
   comm::Communicator* pp_ = nullptr;
   std::vector<std::pair<std::string, comm::Communicator*>> comms_;  // by kind: "tp", "pp", "ep"
   protocol::ExecuteResult run_plan(const protocol::ExecutePlan& plan);
-  bool mine(uint64_t seq_id) const;
+  bool mine(int32_t attention_rank) const;
   std::vector<std::map<std::string, comm::OpTally>> comm_tallies() const;
   void comm_bytes_since(const std::vector<std::map<std::string, comm::OpTally>>& before,
                         protocol::ExecuteResult& result) const;
