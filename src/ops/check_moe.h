@@ -1,6 +1,11 @@
 // Private shape checks of the Mixture-of-Experts ops (moe_route, moe_experts), shared by the
-// dispatcher and the host implementations like check.h: shapes and dtypes only, any device.
+// dispatcher and the host implementations like check.h: shapes and dtypes only, any device; and
+// the grouping of (token, choice) pairs by expert that the CPU and CUDA moe_experts share.
 #pragma once
+
+#include <algorithm>
+#include <span>
+#include <vector>
 
 #include "check.h"
 
@@ -50,6 +55,35 @@ inline int64_t check_moe_experts(const Tensor& x, const Tensor& w_gate, const Te
     fail(ErrorCode::kInvalidArgument, op, ": ids ", ids.tensor().str(), " and weights ",
          weights.str(), " are not [", T, ", k]");
   return E;
+}
+
+// The (token, choice) pairs of `ids` ([T, k] flattened) grouped by held expert e in [0, E) (id
+// first_expert + e), token order kept within an expert (a counting sort): expert e's pairs are
+// pair[start[e] .. start[e + 1]), each the flat index t * k + j; choices outside the held range
+// are dropped. busiest: the most pairs of any one expert.
+struct ExpertGroups {
+  std::vector<int64_t> start;  // E + 1
+  std::vector<int64_t> pair;
+  int64_t busiest = 0;
+};
+inline ExpertGroups group_by_expert(std::span<const int32_t> ids, int first_expert, int64_t E) {
+  ExpertGroups g;
+  g.start.assign(static_cast<size_t>(E + 1), 0);
+  for (int32_t id : ids) {
+    const int64_t e = int64_t{id} - first_expert;
+    if (e >= 0 && e < E) ++g.start[static_cast<size_t>(e + 1)];
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    g.busiest = std::max(g.busiest, g.start[static_cast<size_t>(e + 1)]);
+    g.start[static_cast<size_t>(e + 1)] += g.start[static_cast<size_t>(e)];
+  }
+  g.pair.resize(static_cast<size_t>(g.start[static_cast<size_t>(E)]));
+  std::vector<int64_t> fill(g.start.begin(), g.start.end() - 1);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t e = int64_t{ids[i]} - first_expert;
+    if (e >= 0 && e < E) g.pair[static_cast<size_t>(fill[static_cast<size_t>(e)]++)] = int64_t(i);
+  }
+  return g;
 }
 
 }  // namespace tessera::ops::detail

@@ -6,7 +6,7 @@
 // experts in ascending order (the CPU's summation order). Scratch is stream-ordered and sized by
 // the busiest expert. None of this has run on a GPU yet; the cuda instances of
 // tests/ops/moe_ops_test.cpp are its parity cases.
-#include "check.h"  // outside the #if: a build without CUDA compiles a non-empty file
+#include "check_moe.h"  // outside the #if: a build without CUDA compiles a non-empty file
 
 #if TESSERA_HAVE_CUDA
 #include <algorithm>
@@ -61,28 +61,17 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
         kOp, "cudaMemcpyAsync weights");
   check(cudaStreamSynchronize(kStream), kOp, "cudaStreamSynchronize");
 
-  // Bucket the pairs by held expert (counting sort: token order within an expert).
-  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
-  for (int32_t id : ids) {
-    const int64_t e = int64_t{id} - first_expert;
-    if (e >= 0 && e < E) ++start[static_cast<size_t>(e + 1)];
-  }
-  int64_t busiest = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    busiest = std::max(busiest, start[static_cast<size_t>(e + 1)]);
-    start[static_cast<size_t>(e + 1)] += start[static_cast<size_t>(e)];
-  }
+  // The pairs grouped by held expert (token order within an expert), as the CPU groups them.
+  const detail::ExpertGroups g = detail::group_by_expert(ids, first_expert, E);
+  const std::vector<int64_t>& start = g.start;
+  const int64_t busiest = g.busiest, total = start[static_cast<size_t>(E)];
   if (busiest == 0) return;
-  const int64_t total = start[static_cast<size_t>(E)];
   std::vector<int32_t> rows(static_cast<size_t>(total));  // the token of each pair
   std::vector<float> scale(static_cast<size_t>(total));   // its weight
-  std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  for (int64_t i = 0; i < pairs; ++i) {
-    const int64_t e = int64_t{ids[static_cast<size_t>(i)]} - first_expert;
-    if (e < 0 || e >= E) continue;
-    const auto at = static_cast<size_t>(fill[static_cast<size_t>(e)]++);
-    rows[at] = static_cast<int32_t>(i / k);
-    scale[at] = wts[static_cast<size_t>(i)];
+  for (int64_t at = 0; at < total; ++at) {
+    const int64_t i = g.pair[static_cast<size_t>(at)];
+    rows[static_cast<size_t>(at)] = static_cast<int32_t>(i / k);
+    scale[static_cast<size_t>(at)] = wts[static_cast<size_t>(i)];
   }
 
   // One scratch allocation: the pairs' rows and weights, then the busiest expert's blocks.

@@ -128,48 +128,38 @@ TEST(Sampler, TemperatureTopPMinPDistributions) {
   expect_distribution({.temperature = 1.0f, .top_k = 2, .seed = 5}, l, {2. / 3, 1. / 3, 0, 0});
 }
 
+// The highest token id drawn in 3000 samples.
+int max_drawn(const SamplingParams& p, const std::vector<float>& logits) {
+  Sampler smp(p, static_cast<int>(logits.size()));
+  int hi = 0;
+  for (int i = 0; i < 3000; ++i) {
+    auto c = logits;
+    hi = std::max(hi, smp.sample(c).token);
+  }
+  return hi;
+}
+
 // top-p and min-p rank only a prefix of the candidates and grow it while the cut lies past it:
 // on nearly flat logits over 3000 tokens the kept sets (1500 and ~1054 tokens) reach far past the
 // first ranked prefix, and nothing outside them is ever drawn.
 TEST(Sampler, TopPAndMinPCutsFarDownTheRanking) {
   const int n = 3000;
-  std::vector<float> flat(n, 0.0f);
-  {
-    // Equal logits rank by id: top_p 0.5 keeps ids 0..1499 (1500 x 1/3000 reaches 0.5; one more
-    // if the running sum rounds under it).
-    Sampler smp({.temperature = 1.0f, .top_p = 0.5f, .seed = 11}, n);
-    int hi = 0;
-    for (int i = 0; i < 3000; ++i) {
-      auto c = flat;
-      hi = std::max(hi, smp.sample(c).token);
-    }
-    EXPECT_LE(hi, 1500);
-    EXPECT_GT(hi, 1400);  // drawn from the whole kept set, far past 256
-  }
-  {
-    // logit -i * 1e-4: min_p 0.9 keeps the tokens with exp(-i * 1e-4) >= 0.9, i <= 1053.
-    std::vector<float> slope(n);
-    for (int i = 0; i < n; ++i) slope[static_cast<size_t>(i)] = -1e-4f * static_cast<float>(i);
-    Sampler smp({.temperature = 1.0f, .min_p = 0.9f, .seed = 12}, n);
-    int hi = 0;
-    for (int i = 0; i < 3000; ++i) {
-      auto c = slope;
-      hi = std::max(hi, smp.sample(c).token);
-    }
-    EXPECT_LE(hi, 1054);
-    EXPECT_GT(hi, 950);
-  }
-  {
-    // top_k 700 with top_p 0.9 of it: 630 tokens.
-    Sampler smp({.temperature = 1.0f, .top_k = 700, .top_p = 0.9f, .seed = 13}, n);
-    int hi = 0;
-    for (int i = 0; i < 3000; ++i) {
-      auto c = flat;
-      hi = std::max(hi, smp.sample(c).token);
-    }
-    EXPECT_LE(hi, 630);
-    EXPECT_GT(hi, 550);
-  }
+  const std::vector<float> flat(n, 0.0f);
+  // Equal logits rank by id: top_p 0.5 keeps ids 0..1499 (1500 x 1/3000 reaches 0.5; one more if
+  // the running sum rounds under it), drawn from the whole kept set, far past 256.
+  int hi = max_drawn({.temperature = 1.0f, .top_p = 0.5f, .seed = 11}, flat);
+  EXPECT_LE(hi, 1500);
+  EXPECT_GT(hi, 1400);
+  // logit -i * 1e-4: min_p 0.9 keeps the tokens with exp(-i * 1e-4) >= 0.9, i <= 1053.
+  std::vector<float> slope(n);
+  for (int i = 0; i < n; ++i) slope[static_cast<size_t>(i)] = -1e-4f * static_cast<float>(i);
+  hi = max_drawn({.temperature = 1.0f, .min_p = 0.9f, .seed = 12}, slope);
+  EXPECT_LE(hi, 1054);
+  EXPECT_GT(hi, 950);
+  // top_k 700 with top_p 0.9 of it: 630 tokens.
+  hi = max_drawn({.temperature = 1.0f, .top_k = 700, .top_p = 0.9f, .seed = 13}, flat);
+  EXPECT_LE(hi, 630);
+  EXPECT_GT(hi, 550);
 }
 
 TEST(Sampler, PenaltiesAndBias) {

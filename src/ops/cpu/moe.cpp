@@ -17,8 +17,7 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
 
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
                  const Indices& idx, const Tensor& weights, int first_expert, Tensor& out) {
-  detail::require_host("moe_experts",
-                       {&x, &w_gate, &w_up, &w_down, &idx.tensor(), &weights, &out});
+  detail::require_host("moe_experts", {&x, &w_gate, &w_up, &w_down, &idx.tensor(), &weights, &out});
   const int64_t E = detail::check_moe_experts(x, w_gate, w_up, w_down, idx, weights, out);
   const int64_t T = x.dim(0), F = w_gate.dim(1), H = w_gate.dim(2);
   const auto ids = detail::host_span("moe_experts", "ids", idx);
@@ -26,23 +25,10 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   float* o = out.data_as<float>();
   std::fill(o, o + T * H, 0.0f);
 
-  // Bucket the (token, choice) pairs by held expert (counting sort keeps token order).
-  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
-  for (int32_t id : ids) {
-    const int64_t e = int64_t{id} - first_expert;
-    if (e >= 0 && e < E) ++start[static_cast<size_t>(e + 1)];
-  }
-  int64_t busiest = 0;
-  for (int64_t e = 0; e < E; ++e) {
-    busiest = std::max(busiest, start[e + 1]);
-    start[e + 1] += start[e];
-  }
-  std::vector<int64_t> pair(static_cast<size_t>(start[E]));  // t * k + j, grouped by expert
-  std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  for (int64_t i = 0; i < static_cast<int64_t>(ids.size()); ++i) {
-    const int64_t e = int64_t{ids[static_cast<size_t>(i)]} - first_expert;
-    if (e >= 0 && e < E) pair[static_cast<size_t>(fill[e]++)] = i;
-  }
+  const detail::ExpertGroups g = detail::group_by_expert(ids, first_expert, E);
+  const std::vector<int64_t>& start = g.start;
+  const std::vector<int64_t>& pair = g.pair;
+  const int64_t busiest = g.busiest;
   if (busiest == 0) return;
 
   Tensor xs = Tensor::empty({busiest, H}, DType::kF32);
