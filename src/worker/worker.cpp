@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "tessera/comm/counting.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/core/progress.h"
