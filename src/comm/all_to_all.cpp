@@ -2,6 +2,7 @@
 // blocks, and exchange_counts (the receive counts from every rank's send counts, for callers
 // where only the sender knows them).
 #include <cstdint>
+#include <cstring>
 
 #include "group_util.h"
 #include "tessera/comm/communicator.h"
@@ -64,6 +65,13 @@ AllToAllLayout all_to_all_layout(const std::string& group, int rank, int size, c
          ": sends itself ", send_rows[static_cast<size_t>(rank)], " rows but expects ",
          recv_rows[static_cast<size_t>(rank)]);
   return l;
+}
+
+void copy_own_block(const AllToAllLayout& l, int rank, const Tensor& in, Tensor& out) {
+  const auto me = static_cast<size_t>(rank);
+  if (l.send_bytes[me] > 0)
+    std::memmove(static_cast<uint8_t*>(out.data()) + l.recv_off[me],
+                 static_cast<const uint8_t*>(in.data()) + l.send_off[me], l.send_bytes[me]);
 }
 
 }  // namespace group_util

@@ -273,9 +273,7 @@ class GlooCommunicator final : public Communicator {
         group_util::all_to_all_layout(name_, rank_, size_, in, send_rows, out, recv_rows);
     auto* src = static_cast<uint8_t*>(in.data());
     auto* dst = static_cast<uint8_t*>(out.data());
-    const auto me = static_cast<size_t>(rank_);
-    if (l.send_bytes[me] > 0)
-      std::memmove(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me]);
+    group_util::copy_own_block(l, rank_, in, out);
     if (size_ == 1) return;
     const uint64_t slot = next_collective_slot();
     const auto deadline = op_deadline();

@@ -41,5 +41,8 @@ struct AllToAllLayout {
 AllToAllLayout all_to_all_layout(const std::string& group, int rank, int size, const Tensor& in,
                                  const std::vector<int64_t>& send_rows, const Tensor& out,
                                  const std::vector<int64_t>& recv_rows);
+// Host engines: rank `rank`'s own block of `in` into its place in `out` (it never leaves the
+// process). The caller holds host access to both.
+void copy_own_block(const AllToAllLayout& l, int rank, const Tensor& in, Tensor& out);
 
 }  // namespace tessera::comm::group_util

@@ -212,8 +212,7 @@ class ShmCommunicator final : public Communicator {
     const auto* src = static_cast<const uint8_t*>(in.data());
     auto* dst = static_cast<uint8_t*>(out.data());
     const auto me = static_cast<size_t>(rank_);
-    if (l.send_bytes[me] > 0)
-      std::memcpy(dst + l.recv_off[me], src + l.send_off[me], l.send_bytes[me]);
+    group_util::copy_own_block(l, rank_, in, out);
     constexpr size_t kHead = 64;
     const size_t chunk = ((seg_->slot_bytes() - kHead) / static_cast<size_t>(size_)) & ~size_t{63};
     uint64_t need = 1;

@@ -54,6 +54,17 @@ def check(model, spec, ids, weights=None):
     assert (got.argmax(-1) == ref.argmax(-1)).all()
 
 
+def check_hf_and_gguf(tmp_path, spec, n, q8_tensor):
+    """check() on n random ids through the HF directory, then through the same model written as
+    GGUF with `q8_tensor` stored Q8_0 (the reference on its rounded values); returns the ids."""
+    ids = list(np.random.default_rng().integers(0, spec.vocab, size=n))
+    check(str(tmp_path / "hf"), spec, ids)
+    spec.quant = {q8_tensor: gguf.GGMLQuantizationType.Q8_0}
+    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
+    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    return ids
+
+
 def greedy_reference(spec, prompt, n, weights=None):
     ids = list(prompt)
     for _ in range(n):
@@ -103,12 +114,8 @@ def test_mixtral_hf_and_quantized_gguf_match_reference(tmp_path):
 @pytest.mark.parametrize("norm_topk", [False, True])
 def test_qwen2_moe_shared_expert_matches_reference(tmp_path, norm_topk):
     spec = make(tmp_path, "qwen2_moe", norm_topk=norm_topk, experts=6, top_k=2)
-    ids = list(np.random.default_rng().integers(0, spec.vocab, size=30))
-    check(str(tmp_path / "hf"), spec, ids)
-    # The same model as GGUF qwen2moe (llama.cpp's layout), one expert tensor Q8_0.
-    spec.quant = {"blk.1.ffn_up_exps.weight": gguf.GGMLQuantizationType.Q8_0}
-    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
-    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    # The same model as GGUF qwen2moe (llama.cpp's layout) too, one expert tensor Q8_0.
+    ids = check_hf_and_gguf(tmp_path, spec, 30, "blk.1.ffn_up_exps.weight")
     prompt = ids[:4]
     assert generate(str(tmp_path / "hf"), prompt, 6) == greedy_reference(spec, prompt, 6)
 
@@ -117,11 +124,7 @@ def test_qwen2_moe_shared_expert_matches_reference(tmp_path, norm_topk):
 def test_qwen3_moe_matches_reference(tmp_path, norm_topk):
     # head_dim 32 apart from hidden / heads (64 / 4), as Qwen3 checkpoints have it.
     spec = make(tmp_path, "qwen3_moe", norm_topk=norm_topk, head_dim=32)
-    ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
-    check(str(tmp_path / "hf"), spec, ids)
-    spec.quant = {"blk.1.ffn_up_exps.weight": gguf.GGMLQuantizationType.Q8_0}
-    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
-    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    ids = check_hf_and_gguf(tmp_path, spec, 24, "blk.1.ffn_up_exps.weight")
     prompt = ids[:4]
     assert generate(str(tmp_path / "moe.gguf"), prompt, 6) == \
         greedy_reference(spec, prompt, 6, spec.gguf_weights())
@@ -141,11 +144,7 @@ def test_olmoe_matches_reference(tmp_path):
     # without renormalisation.
     spec = make(tmp_path, "olmoe", experts=8, top_k=4)
     assert not spec.norm_topk
-    ids = list(np.random.default_rng().integers(0, spec.vocab, size=24))
-    check(str(tmp_path / "hf"), spec, ids)
-    spec.quant = {"blk.0.ffn_down_exps.weight": gguf.GGMLQuantizationType.Q8_0}
-    spec.write_gguf(str(tmp_path / "moe.gguf"), spec.tok_json)
-    check(str(tmp_path / "moe.gguf"), spec, ids, spec.gguf_weights())
+    ids = check_hf_and_gguf(tmp_path, spec, 24, "blk.0.ffn_down_exps.weight")
     prompt = ids[:4]
     want = greedy_reference(spec, prompt, 6)
     guarded = guarded_logits(str(tmp_path / "hf"), ids)
