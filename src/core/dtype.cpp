@@ -6,15 +6,41 @@ namespace tessera {
 
 const DTypeInfo& dtype_info(DType t) {
   static constexpr DTypeInfo kInfo[] = {
-      {"f32", 1, 4, false},       {"f16", 1, 2, false},       {"bf16", 1, 2, false},
-      {"i32", 1, 4, false},       {"q8_0", 32, 34, true},     {"q4_0", 32, 18, true},
-      {"q4_1", 32, 20, true},     {"q5_0", 32, 22, true},     {"q5_1", 32, 24, true},
-      {"q2_K", kQK_K, 84, true},  {"q3_K", kQK_K, 110, true}, {"q4_K", kQK_K, 144, true},
-      {"q5_K", kQK_K, 176, true}, {"q6_K", kQK_K, 210, true},
+      {"f32", 1, 4, false},
+      {"f16", 1, 2, false},
+      {"bf16", 1, 2, false},
+      {"i32", 1, 4, false},
+      {"q8_0", 32, 34, true},
+      {"q4_0", 32, 18, true},
+      {"q4_1", 32, 20, true},
+      {"q5_0", 32, 22, true},
+      {"q5_1", 32, 24, true},
+      {"q2_K", kQK_K, 84, true},
+      {"q3_K", kQK_K, 110, true},
+      {"q4_K", kQK_K, 144, true},
+      {"q5_K", kQK_K, 176, true},
+      {"q6_K", kQK_K, 210, true},
+      // Packed layouts: the same bytes per row as the base type (blocks interleaved by 8 rows).
+      {"q4_0x8", 32, 18, true},
+      {"q4_1x8", 32, 20, true},
+      {"q8_0x8", 32, 34, true},
   };
   auto i = static_cast<size_t>(t);
   TESSERA_CHECK(i < std::size(kInfo), "bad dtype ", i);
   return kInfo[i];
+}
+
+DType packed_base(DType t) {
+  switch (t) {
+    case DType::kQ4_0x8:
+      return DType::kQ4_0;
+    case DType::kQ4_1x8:
+      return DType::kQ4_1;
+    case DType::kQ8_0x8:
+      return DType::kQ8_0;
+    default:
+      return t;
+  }
 }
 
 size_t row_bytes(DType t, int64_t elems) {

@@ -47,12 +47,28 @@ std::string_view op_name(Op op) {
 
 namespace {
 
-// Every op; every weight dtype for the ops that take weights, F32 for the rest.
+// Every op; every weight dtype for the ops that take weights, F32 for the rest; the packed
+// layouts (made by pack_weight, see ref_supports) for matmul alone.
 bool host_supports(Op op, DType dtype) {
+  if (is_packed(dtype)) return op == Op::kMatmul;
   if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard ||
       op == Op::kRmsNorm || op == Op::kMoeExperts)
     return dtype != DType::kI32;
   return dtype == DType::kF32;
+}
+
+// The reference reads weights row-major only: the CPU's packed layouts are not its business.
+bool ref_supports(Op op, DType dtype) { return !is_packed(dtype) && host_supports(op, dtype); }
+
+// The CPU's pack_weight (guarded: the same, with both tensors opened to host code).
+Tensor cpu_pack_weight(const Tensor& w, const std::shared_ptr<Allocator>& allocator) {
+  HostAccess open{&w};
+  const DType p = cpu::pack_target(w);
+  if (p == w.dtype()) return w;
+  Tensor out = Tensor::empty(w.shape(), p, allocator);
+  HostAccess open_out{&out};
+  cpu::pack_weight_into(w, out);
+  return out;
 }
 
 namespace guarded {
@@ -134,7 +150,7 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
 const Backend& ref_backend() {
   static constexpr Backend kRef{
       .name = "ref",
-      .supports = host_supports,
+      .supports = ref_supports,
       .embedding = ref::embedding,
       .embedding_shard = ref::embedding_shard,
       .rms_norm = ref::rms_norm,
@@ -173,6 +189,7 @@ const Backend& cpu_backend() {
       .moe_route = cpu::moe_route,
       .moe_experts = cpu::moe_experts,
       .rope_kv_append = cpu::rope_kv_append,
+      .pack_weight = cpu_pack_weight,
   };
   return kCpu;
 }
@@ -196,6 +213,7 @@ const Backend& guarded_backend() {
       .moe_route = guarded::moe_route,
       .moe_experts = guarded::moe_experts,
       .rope_kv_append = guarded::rope_kv_append,
+      .pack_weight = cpu_pack_weight,
   };
   return kGuarded;
 }

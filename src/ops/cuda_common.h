@@ -94,6 +94,9 @@ inline bool weight_type(DType dtype, kernels::WeightType* out) {
       *out = kernels::WeightType::kQ6_K;
       return true;
     case DType::kI32:
+    case DType::kQ4_0x8:  // the CPU's packed layouts never reach a GPU
+    case DType::kQ4_1x8:
+    case DType::kQ8_0x8:
       return false;
   }
   return false;

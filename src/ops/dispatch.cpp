@@ -53,6 +53,12 @@ Fn entry(Op op, Device device, DType dtype, Fn Backend::*member) {
 
 }  // namespace
 
+Tensor pack_weight(const Tensor& w, const std::shared_ptr<Allocator>& allocator) {
+  if (!w.defined()) return w;
+  const Backend& b = backend_for(w.device());
+  return b.pack_weight ? b.pack_weight(w, allocator) : w;
+}
+
 void embedding(const Tensor& table, const Indices& ids, Tensor& out) {
   const Device d = device_of(Op::kEmbedding, {&table, &ids.tensor(), &out});
   detail::check_embedding("embedding", table, ids, out);

@@ -24,6 +24,12 @@ enum class DType : uint8_t {
   kQ4_K,
   kQ5_K,
   kQ6_K,
+  // CPU-only layouts made at load by ops::pack_weight (src/ops/cpu/packed.h), never in a file:
+  // the base type's blocks of 8 consecutive rows interleaved so one SIMD register holds a 4-byte
+  // slice of each of the 8 rows. Only matmul reads them; rows come in groups of 8.
+  kQ4_0x8,
+  kQ4_1x8,
+  kQ8_0x8,
 };
 
 struct DTypeInfo {
@@ -37,6 +43,10 @@ const DTypeInfo& dtype_info(DType t);
 inline std::string_view dtype_name(DType t) { return dtype_info(t).name; }
 inline bool is_quantized(DType t) { return dtype_info(t).quantized; }
 inline bool is_kquant(DType t) { return t >= DType::kQ2_K && t <= DType::kQ6_K; }
+// The 8-row interleaved layouts (kQ4_0x8 ...) and their row-major base types.
+inline bool is_packed(DType t) { return t >= DType::kQ4_0x8 && t <= DType::kQ8_0x8; }
+inline constexpr int kPackRows = 8;
+DType packed_base(DType t);  // kQ4_1x8 -> kQ4_1; other types -> themselves
 
 // Bytes needed for `elems` elements of a row; `elems` must be a multiple of the block size.
 size_t row_bytes(DType t, int64_t elems);

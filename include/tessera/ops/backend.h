@@ -69,6 +69,8 @@ struct Backend {
   void (*rope_kv_append)(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
                          const RopeParams& p, const Indices& slots, Tensor& k_cache,
                          Tensor& v_cache);
+  // ops::pack_weight; null: the device keeps weights as they are.
+  Tensor (*pack_weight)(const Tensor& w, const std::shared_ptr<Allocator>& allocator);
 };
 
 const Backend& ref_backend();

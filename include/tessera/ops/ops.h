@@ -184,10 +184,26 @@ Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kIn
 const char* int8_isa();
 // exact_row_split for cpu::matmul (ops::exact_row_split).
 int64_t exact_row_split(int64_t rows);
+// Weight packing (src/ops/cpu/packed.h): the dtype matmul streams fastest for weight w under the
+// current activation mode: the 8-row interleaved type of a Q4_0/Q4_1/Q8_0 [N, K] weight with
+// N % 8 == 0 when the int8 kernels run (kInt8, AVX2 or better) and packing is on, else w.dtype().
+DType pack_target(const Tensor& w);
+// out (shape of w, dtype pack_target(w), host-addressable) = w in that layout.
+void pack_weight_into(const Tensor& w, Tensor& out);
+// Packing on (the default) or off: one process-wide switch, like the activation mode, read when
+// a model loads (benchmarks compare the two layouts in one process).
+void set_pack_weights(bool on);
+bool pack_weights();
 }  // namespace cpu
 
 // Quantizers (round-to-nearest, ggml-compatible) so tests and tools can make quantized weights.
 void quantize_row(DType type, const float* src, void* dst, int64_t n);
+
+// w in the layout its device's matmul streams fastest, as a new tensor from `allocator` (the CPU:
+// 8 rows interleaved, see cpu::pack_target), or w itself where the device has no such layout.
+// A packed weight is for matmul only (no embedding, slicing or file); a model calls this once per
+// weight at load.
+Tensor pack_weight(const Tensor& w, const std::shared_ptr<Allocator>& allocator);
 
 // Dispatching entry points used by layers. `bias` may be an undefined Tensor (no bias). argmax
 // returns host values (it copies the result back from the device).

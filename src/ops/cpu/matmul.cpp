@@ -13,6 +13,7 @@
 
 #include "../check.h"
 #include "int8_dot.h"
+#include "packed.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -53,36 +54,51 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   const float* xp = x.data_as<float>();
   float* yp = y.data_as<float>();
   const int64_t nb = s.k / 32;
+  // Packed weights (made for the int8 path, met here when the process switched to fp32
+  // activations after loading) are unpacked a group of rows at a time into the base layout.
+  const bool packed = is_packed(w.dtype());
+  const DType wtype = packed_base(w.dtype());
   std::vector<float> xsum;
-  if (needs_block_sums(w.dtype())) {
+  if (needs_block_sums(wtype)) {
     xsum.resize(static_cast<size_t>(s.m * nb));
     for (int64_t m = 0; m < s.m; ++m)
       detail::block_sums_avx2(xp + m * s.k, s.k, xsum.data() + m * nb);
   }
   const auto row_bytes = static_cast<int64_t>(w.row_bytes());
   const int64_t rows_per_chunk =
-      std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
+      packed ? kPackRows : std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
   const int64_t chunks = (s.n + rows_per_chunk - 1) / rows_per_chunk;
-  const bool kquant = is_kquant(w.dtype());
-  const bool q5 = w.dtype() == DType::kQ5_0 || w.dtype() == DType::kQ5_1;
-  const bool scratch_needed = !fused_type(w.dtype()) && w.dtype() != DType::kF32;
+  const bool kquant = is_kquant(wtype);
+  const bool q5 = wtype == DType::kQ5_0 || wtype == DType::kQ5_1;
+  const bool scratch_needed = !fused_type(wtype) && wtype != DType::kF32;
   detail::parallel_for(
       chunks,
       [&](int64_t c) {
         std::vector<float> scratch(scratch_needed ? static_cast<size_t>(s.k) : 0);
-        const int64_t n0 = c * rows_per_chunk, n1 = std::min(s.n, n0 + rows_per_chunk);
+        int64_t n0 = c * rows_per_chunk, n1 = std::min(s.n, n0 + rows_per_chunk);
+        const uint8_t* wp = static_cast<const uint8_t*>(w.data());
+        int64_t col0 = 0;  // the output column of row 0 of wp
+        thread_local std::vector<uint8_t> unpacked;
+        if (packed) {
+          unpacked.resize(static_cast<size_t>(kPackRows * row_bytes));
+          detail::unpack_rows(wtype, w.row_ptr(n0), kPackRows, s.k, unpacked.data());
+          wp = unpacked.data();
+          col0 = n0;
+          n0 = 0;
+          n1 = kPackRows;
+        }
         for (int64_t m0 = 0; m0 < s.m; m0 += kGroupRows) {
           detail::MatvecArgs a;
-          a.wtype = w.dtype();
-          a.w = static_cast<const uint8_t*>(w.data());
+          a.wtype = wtype;
+          a.w = wp;
           a.w_row_bytes = w.row_bytes();
           a.x = xp + m0 * s.k;
           a.xsum = xsum.empty() ? nullptr : xsum.data() + m0 * nb;
           a.m_count = static_cast<int>(std::min<int64_t>(kGroupRows, s.m - m0));
           a.k = s.k;
-          a.y = yp + m0 * s.n;
+          a.y = yp + m0 * s.n + col0;
           a.ldy = s.n;
-          a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
+          a.bias = bias.defined() ? bias.data_as<float>() + col0 : nullptr;
           a.scratch = scratch.data();
           if (kquant)
             detail::kquant_rows_avx2(a, n0, n1);
@@ -147,6 +163,11 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   const auto s = ops::detail::check_matmul("matmul", x, w, bias, y);
   if (s.m == 0 || s.n == 0) return;
   if (detail::use_int8(w.dtype())) return detail::matmul_int8(x, w, bias, y, s.m, s.n, s.k);
+  if (is_packed(w.dtype())) {
+    // pack_weight packs only where the int8 kernels run, i.e. on AVX2 and up.
+    TESSERA_CHECK(detail::have_avx2(), "packed weights on a CPU without AVX2");
+    return matmul_fused(x, w, bias, y, s);
+  }
 #if defined(TESSERA_HAVE_BLAS)
   if (s.m > kMaxFusedM) return matmul_blas(x, w, bias, y, s);
 #endif

@@ -6,9 +6,11 @@
 // runs the model (like the op thread count, which the OpenMP runtime holds), read by every matmul.
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <vector>
 
 #include "int8_dot.h"
+#include "packed.h"
 #include "parallel.h"
 #include "tessera/core/error.h"
 #include "tessera/ops/ops.h"
@@ -29,6 +31,11 @@ std::atomic<Activations>& mode() {
   return m;
 }
 
+std::atomic<bool>& packing() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
 }  // namespace
 
 void set_activations(Activations a) { mode().store(a, std::memory_order_relaxed); }
@@ -42,11 +49,37 @@ Activations parse_activations(std::string_view s) {
   fail(ErrorCode::kInvalidArgument, "activations '", s, "': expected int8 or fp32");
 }
 
+void set_pack_weights(bool on) { packing().store(on, std::memory_order_relaxed); }
+bool pack_weights() { return packing().load(std::memory_order_relaxed); }
+
+DType pack_target(const Tensor& w) {
+  const DType p = detail::packed_type(w.dtype());
+  if (p == w.dtype() || !pack_weights() || activations() != Activations::kInt8 ||
+      detail::best_int8_isa() == detail::Int8Isa::kScalar || w.ndim() != 2 || !w.is_contiguous() ||
+      w.shape()[0] % kPackRows != 0 || w.shape()[1] % 32 != 0)
+    return w.dtype();
+  return p;
+}
+
+void pack_weight_into(const Tensor& w, Tensor& out) {
+  const DType p = pack_target(w);
+  TESSERA_CHECK(out.dtype() == p && out.shape() == w.shape() && out.nbytes() == w.nbytes(),
+                "pack_weight_into: ", out.str(), " for ", w.str());
+  if (p == w.dtype()) {
+    std::memcpy(out.data(), w.data(), w.nbytes());
+    return;
+  }
+  detail::pack_rows(w.dtype(), static_cast<const uint8_t*>(w.data()), w.shape()[0], w.shape()[1],
+                    static_cast<uint8_t*>(out.data()));
+}
+
 const char* int8_isa() { return detail::int8_isa_name(detail::best_int8_isa()); }
 
 namespace detail {
 
-bool use_int8(DType w) { return activations() == Activations::kInt8 && int8_weight_type(w); }
+bool use_int8(DType w) {
+  return activations() == Activations::kInt8 && (int8_weight_type(w) || is_packed(w));
+}
 
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
                  int64_t n, int64_t k) {
@@ -66,8 +99,11 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
 
   const Int8Isa isa = best_int8_isa();
   const auto row_bytes = static_cast<int64_t>(w.row_bytes());
-  const int64_t rows_per_chunk =
-      std::max<int64_t>(4, kChunkBytes / std::max<int64_t>(1, row_bytes));
+  // Packed weights come in groups of kPackRows rows, so chunks do too.
+  const bool packed = is_packed(w.dtype());
+  const int64_t unit = packed ? kPackRows : 1;
+  const int64_t rows_per_chunk = std::max<int64_t>(
+      packed ? kPackRows : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
   const int64_t chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
   float* yp = y.data_as<float>();
   parallel_for(
@@ -85,7 +121,10 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
           a.y = yp + m0 * n;
           a.ldy = n;
           a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
-          int8_rows(isa, a, n0, n1);
+          if (packed)
+            packed_rows(isa, a, n0, n1);
+          else
+            int8_rows(isa, a, n0, n1);
         }
       },
       n * row_bytes >= kParallelMinBytes);

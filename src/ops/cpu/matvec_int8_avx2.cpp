@@ -17,13 +17,19 @@ namespace {
 inline __m256i dot_u8s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
+inline __m256i acc_u8s8(__m256i acc, __m256i u, __m256i s) {
+  return _mm256_add_epi32(acc, dot_u8s8(u, s));
+}
+constexpr bool kInt16Sums = true;
 }  // namespace
 }  // namespace tessera::ops::cpu::detail
 
 #include "int8_kernel.h"
+#include "packed_kernel.h"
 
 namespace tessera::ops::cpu::detail {
 void int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1) { int8_rows_impl(a, n0, n1); }
+void packed_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1) { packed_rows_impl(a, n0, n1); }
 }  // namespace tessera::ops::cpu::detail
 
 #if defined(__clang__)

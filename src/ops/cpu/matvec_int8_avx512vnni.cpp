@@ -19,13 +19,21 @@ namespace {
 inline __m256i dot_u8s8(__m256i u, __m256i s) {
   return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
 }
+inline __m256i acc_u8s8(__m256i acc, __m256i u, __m256i s) {
+  return _mm256_dpbusd_epi32(acc, u, s);
+}
+constexpr bool kInt16Sums = false;
 }  // namespace
 }  // namespace tessera::ops::cpu::detail
 
 #include "int8_kernel.h"
+#include "packed_kernel.h"
 
 namespace tessera::ops::cpu::detail {
 void int8_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1) { int8_rows_impl(a, n0, n1); }
+void packed_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1) {
+  packed_rows_impl(a, n0, n1);
+}
 }  // namespace tessera::ops::cpu::detail
 
 #if defined(__clang__)

@@ -1,0 +1,155 @@
+// The 8-row interleaved weight layouts (packed.h): packing and unpacking, the scalar integer
+// kernel (the exactness baseline every SIMD kernel must match bitwise) and the choice of kernel.
+// No state.
+#include "packed.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "tessera/core/error.h"
+#include "tessera/core/half.h"
+
+namespace tessera::ops::cpu::detail {
+namespace {
+
+// Where a base block's fields go in a packed block: fp16 fields (d, then m for Q4_1) as 8-lane
+// arrays, then the quants in 4-byte slices, 8 rows per slice.
+struct Geometry {
+  size_t base_block;  // bytes of one base block
+  int halves;         // fp16 fields per block (d; d and m)
+  int quant_bytes;    // quant bytes per base block (16 or 32)
+};
+
+Geometry geometry(DType base) {
+  switch (base) {
+    case DType::kQ4_0:
+      return {18, 1, 16};
+    case DType::kQ4_1:
+      return {20, 2, 16};
+    case DType::kQ8_0:
+      return {34, 1, 32};
+    default:
+      fail(ErrorCode::kInvalidArgument, "no packed layout for ", dtype_name(base));
+  }
+}
+
+// Copies between base block `blk` of row r (0..7) and packed block `pk`; to_packed picks the
+// direction.
+void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
+  auto mv = [&](uint8_t* base_at, uint8_t* packed_at, size_t n) {
+    if (to_packed)
+      std::memcpy(packed_at, base_at, n);
+    else
+      std::memcpy(base_at, packed_at, n);
+  };
+  for (int h = 0; h < g.halves; ++h) mv(blk + 2 * h, pk + 16 * h + 2 * r, 2);
+  uint8_t* qs = blk + 2 * g.halves;
+  uint8_t* pq = pk + 16 * g.halves;
+  for (int j = 0; j < g.quant_bytes / 4; ++j) mv(qs + 4 * j, pq + 32 * j + 4 * r, 4);
+}
+
+void repack(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst, bool to_packed) {
+  if (rows % kPackRows != 0 || k % 32 != 0)
+    fail(ErrorCode::kInvalidArgument, "packing ", rows, " x ", k, ": rows must be a multiple of ",
+         kPackRows, " and columns of 32");
+  const Geometry g = geometry(base);
+  const size_t rb = row_bytes(base, k);
+  const int64_t nb = k / 32;
+  for (int64_t grp = 0; grp < rows / kPackRows; ++grp) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const size_t pk_at = static_cast<size_t>(grp) * kPackRows * rb +
+                           static_cast<size_t>(b) * kPackRows * g.base_block;
+      for (int r = 0; r < kPackRows; ++r) {
+        const size_t blk_at =
+            static_cast<size_t>(grp * kPackRows + r) * rb + static_cast<size_t>(b) * g.base_block;
+        if (to_packed)
+          move_block(g, r, const_cast<uint8_t*>(src) + blk_at, dst + pk_at, true);
+        else
+          move_block(g, r, dst + blk_at, const_cast<uint8_t*>(src) + pk_at, false);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+DType packed_type(DType base) {
+  switch (base) {
+    case DType::kQ4_0:
+      return DType::kQ4_0x8;
+    case DType::kQ4_1:
+      return DType::kQ4_1x8;
+    case DType::kQ8_0:
+      return DType::kQ8_0x8;
+    default:
+      return base;
+  }
+}
+
+size_t packed_block_bytes(DType packed) {
+  return static_cast<size_t>(kPackRows) * static_cast<size_t>(dtype_info(packed).block_bytes);
+}
+
+void pack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst) {
+  repack(base, src, rows, k, dst, true);
+}
+void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst) {
+  repack(base, src, rows, k, dst, false);
+}
+
+void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  const DType base = packed_base(a.wtype);
+  const Geometry g = geometry(base);
+  const size_t pb = packed_block_bytes(a.wtype);
+  const int64_t nb = a.k / 32;
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    for (int m = 0; m < a.m_count; ++m) {
+      for (int r = 0; r < kPackRows; ++r) {
+        float acc = 0.0f, off = 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* pk = grp + static_cast<size_t>(b) * pb;
+          const uint8_t* pq = pk + 16 * g.halves;
+          const ActBlock& x = a.x[m * nb + b];
+          uint16_t h;
+          std::memcpy(&h, pk + 2 * r, 2);
+          const float dw = fp16_to_f32(h);
+          int32_t s = 0;
+          for (int i = 0; i < g.quant_bytes; ++i) {
+            const uint8_t byte = pq[32 * (i / 4) + 4 * r + i % 4];
+            if (base == DType::kQ8_0) {
+              s += static_cast<int8_t>(byte) * x.qs[i];
+            } else {
+              s += (byte & 15) * x.qs[i] + (byte >> 4) * x.qs[i + 16];
+            }
+          }
+          acc = std::fma(static_cast<float>(s), dw * x.d, acc);
+          if (base == DType::kQ4_0) off = std::fma(dw * -8.0f, x.s, off);
+          if (base == DType::kQ4_1) {
+            std::memcpy(&h, pk + 16 + 2 * r, 2);
+            off = std::fma(fp16_to_f32(h), x.s, off);
+          }
+        }
+        float y = acc + off;
+        if (a.bias) y += a.bias[n + r];
+        a.y[m * a.ldy + n + r] = y;
+      }
+    }
+  }
+}
+
+void packed_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1) {
+  switch (isa) {
+    case Int8Isa::kAvx512Vnni:
+      return packed_rows_avx512vnni(a, n0, n1);
+    case Int8Isa::kAvxVnni:
+      return packed_rows_avxvnni(a, n0, n1);
+    case Int8Isa::kAvx2:
+      return packed_rows_avx2(a, n0, n1);
+    case Int8Isa::kScalar:
+      break;
+  }
+  packed_rows_scalar(a, n0, n1);
+}
+
+}  // namespace tessera::ops::cpu::detail

@@ -1,0 +1,53 @@
+// Private to the CPU ops: weights repacked at load so the integer matmul streams 8 rows at once
+// (the packed dtypes of core/dtype.h: kQ4_0x8, kQ4_1x8, kQ8_0x8). Why: the row-major kernels
+// (int8_kernel.h) spend ~16 instructions per 32-weight block of one row (unpack, one int8 dot, an
+// int-to-float conversion, a scale built and broadcast, an FMA, the minimum term), which keeps
+// batch-1 decode at half the memory bandwidth. With 8 rows interleaved, one 256-bit register holds
+// a 4-byte slice of each of the 8 rows, the activation's matching 4 bytes are broadcast to every
+// lane, and a block's 8 scales are one load and one conversion: per row-block ~6 instructions.
+//
+// Layout of a packed tensor [N, K] (N % 8 == 0): row group g (rows 8g..8g+7) occupies the same
+// 8 x row_bytes bytes as in the base layout, as K/32 packed blocks, each the 8 rows' block b:
+//   Q4_0x8 (144 B): d[8] (fp16), then for j = 0..3 the 8 rows' qs bytes 4j..4j+3 (32 B each)
+//   Q4_1x8 (160 B): d[8], m[8] (fp16), then the qs slices as Q4_0x8
+//   Q8_0x8 (272 B): d[8], then for j = 0..7 the 8 rows' qs bytes 4j..4j+3
+// In a 4-bit block byte i holds element i (low nibble) and element i + 16 (high nibble), so the
+// slice j of a row carries elements 4j..4j+3 and 4j+16..4j+19.
+//
+// Arithmetic (every kernel, scalar and SIMD, does the same fp32 operations in the same order, so
+// they agree bitwise): per (activation row m, weight row n, block b) the exact int32 sum
+// S = sum(q_i a_i) over the block's 32 elements, then
+//   acc = fma(float(S), dw * dx, acc);  off = fma(c, sx, off)   (c: -8 dw for Q4_0, m for Q4_1)
+// and y = (acc + off) [+ bias]. Results therefore do not depend on how rows are grouped or split
+// (cpu::exact_row_split holds). They differ from the row-major int8 kernel's only by fp32
+// rounding (that one scales 8 partial sums per block separately).
+// State: none.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "int8_dot.h"
+#include "tessera/core/dtype.h"
+
+namespace tessera::ops::cpu::detail {
+
+// The packed type of `base` (kQ4_0 -> kQ4_0x8 ...), or `base` itself when it has none.
+DType packed_type(DType base);
+// Bytes of one packed block (8 rows x one 32-element block).
+size_t packed_block_bytes(DType packed);
+
+// Rearranges `rows` (a multiple of 8) base-layout rows of `k` elements at `src` into `dst` (the
+// same size), and back.
+void pack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
+void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
+
+// y[m, n] for n in [n0, n1) (multiples of 8), m < a.m_count (<= kInt8MaxRows), a.wtype packed,
+// a.w the tensor's data (row group g at a.w + 8 g w_row_bytes).
+void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1);
+void packed_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
+void packed_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1);
+void packed_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1);
+void packed_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1);
+
+}  // namespace tessera::ops::cpu::detail

@@ -1,0 +1,135 @@
+// Private to the packed integer kernels (packed.h): the SIMD kernel over 8 interleaved weight
+// rows, written once and compiled once per ISA. Include it only from a matvec_int8_*.cpp file,
+// after that file's target pragma and after it has defined, in this namespace:
+//   acc_u8s8(acc, u, s)  acc + the int32x8 sums of 4 adjacent products of unsigned bytes u and
+//                        signed bytes s (maddubs + madd + add on AVX2, one vpdpbusd with VNNI)
+//   kInt16Sums           true where a 4-bit block's 8 maddubs results are better summed in int16
+//                        before one madd (AVX2; exact: |sum| <= 8 x 2 x 15 x 127 = 30480)
+// Lane r of every vector is weight row n + r. Everything is in an anonymous namespace, so each
+// file gets its own copy for its own ISA. No state.
+#pragma once
+
+#include <cstring>
+
+#include "avx2_common.h"
+#include "packed.h"
+
+namespace tessera::ops::cpu::detail {
+namespace {
+
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Up to 4 activation rows share each unpacked weight slice (more would spill registers).
+template <DType T, int M>
+void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr bool kFour = T != DType::kQ8_0x8;
+  constexpr size_t kQuants = T == DType::kQ4_1x8 ? 32 : 16;  // the fp16 arrays come first
+  constexpr size_t kBlock = T == DType::kQ4_0x8 ? 144 : T == DType::kQ4_1x8 ? 160 : 272;
+  const int64_t nb = a.k / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    __m256 acc[M], off[M];
+    for (int m = 0; m < M; ++m) acc[m] = off[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = grp + static_cast<size_t>(b) * kBlock;
+      const uint8_t* q = blk + kQuants;
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
+      __m256i isum[M];
+      for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
+      if constexpr (kFour) {
+        __m256i s16[M];
+        if constexpr (kInt16Sums)
+          for (int m = 0; m < M; ++m) s16[m] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+          const __m256i lo = _mm256_and_si256(w, m4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          for (int m = 0; m < M; ++m) {
+            const int8_t* xq = a.x[m * nb + b].qs;
+            const __m256i xl = bcast4(xq + 4 * j), xh = bcast4(xq + 16 + 4 * j);
+            if constexpr (kInt16Sums) {
+              s16[m] = _mm256_add_epi16(s16[m], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl),
+                                                                 _mm256_maddubs_epi16(hi, xh)));
+            } else {
+              isum[m] = acc_u8s8(acc_u8s8(isum[m], lo, xl), hi, xh);
+            }
+          }
+        }
+        if constexpr (kInt16Sums)
+          for (int m = 0; m < M; ++m) isum[m] = _mm256_madd_epi16(s16[m], ones16);
+      } else {
+        for (int j = 0; j < 8; ++j) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+          const __m256i aw = _mm256_abs_epi8(w);
+          for (int m = 0; m < M; ++m) {
+            // |w| (128 for -128 reads as unsigned 128) against x with w's sign: same products.
+            const __m256i xs = _mm256_sign_epi8(bcast4(a.x[m * nb + b].qs + 4 * j), w);
+            isum[m] = acc_u8s8(isum[m], aw, xs);
+          }
+        }
+      }
+      __m256 c = _mm256_setzero_ps();
+      if constexpr (T == DType::kQ4_0x8) c = _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
+      if constexpr (T == DType::kQ4_1x8)
+        c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16)));
+      for (int m = 0; m < M; ++m) {
+        const ActBlock& x = a.x[m * nb + b];
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[m]),
+                                 _mm256_mul_ps(dw, _mm256_set1_ps(x.d)), acc[m]);
+        if constexpr (kFour) off[m] = _mm256_fmadd_ps(c, _mm256_set1_ps(x.s), off[m]);
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      __m256 y = _mm256_add_ps(acc[m], off[m]);
+      if (a.bias) y = _mm256_add_ps(y, _mm256_loadu_ps(a.bias + n));
+      _mm256_storeu_ps(a.y + m * a.ldy + n, y);
+    }
+  }
+}
+
+template <DType T>
+void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
+  const int64_t nb = a.k / 32;
+  for (int m0 = 0; m0 < a.m_count; m0 += 4) {
+    Int8Args s = a;
+    s.x = a.x + m0 * nb;
+    s.y = a.y + m0 * a.ldy;
+    s.m_count = std::min(4, a.m_count - m0);
+    switch (s.m_count) {
+      case 1:
+        packed_t<T, 1>(s, n0, n1);
+        break;
+      case 2:
+        packed_t<T, 2>(s, n0, n1);
+        break;
+      case 3:
+        packed_t<T, 3>(s, n0, n1);
+        break;
+      default:
+        packed_t<T, 4>(s, n0, n1);
+        break;
+    }
+  }
+}
+
+inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
+  switch (a.wtype) {
+    case DType::kQ4_0x8:
+      return packed_type_rows<DType::kQ4_0x8>(a, n0, n1);
+    case DType::kQ4_1x8:
+      return packed_type_rows<DType::kQ4_1x8>(a, n0, n1);
+    case DType::kQ8_0x8:
+      return packed_type_rows<DType::kQ8_0x8>(a, n0, n1);
+    default:
+      return;  // the caller checked is_packed()
+  }
+}
+
+}  // namespace
+}  // namespace tessera::ops::cpu::detail

@@ -1,0 +1,231 @@
+// The 8-row interleaved weight layouts of the CPU's int8 path (src/ops/cpu/packed.h): packing
+// round trips; the scalar packed kernel against a float64 dot of the dequantized weights with the
+// original activations (within the int8 rounding bound); every SIMD packed kernel this CPU has
+// against the scalar one, bitwise (they do the same fp32 operations in the same order); matmul
+// through the ops under both activation modes, on the CPU and the guarded device; when a weight
+// is packed and when it is left alone. The test names the kernels it ran.
+#include <cstring>
+#include <vector>
+
+#include "../../src/ops/cpu/packed.h"
+#include "tessera/core/allocator.h"
+#include "tessera/ops/backend.h"
+#include "test_util.h"
+
+namespace tessera::ops::test {
+namespace {
+
+using cpu::detail::ActBlock;
+using cpu::detail::Int8Isa;
+
+constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0};
+constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
+                             Int8Isa::kAvx512Vnni};
+
+// Packing on, for a scope (restoring the process's setting after).
+class PackScope {
+ public:
+  explicit PackScope(bool on) : saved_(cpu::pack_weights()) { cpu::set_pack_weights(on); }
+  ~PackScope() { cpu::set_pack_weights(saved_); }
+  PackScope(const PackScope&) = delete;
+  PackScope& operator=(const PackScope&) = delete;
+
+ private:
+  bool saved_;
+};
+
+class PackedMatmulTest : public SeededTest {
+ protected:
+  static Tensor pack(const Tensor& w) {
+    Tensor p = Tensor::empty(w.shape(), cpu::detail::packed_type(w.dtype()));
+    cpu::detail::pack_rows(w.dtype(), static_cast<const uint8_t*>(w.data()), w.shape()[0],
+                           w.shape()[1], static_cast<uint8_t*>(p.data()));
+    return p;
+  }
+  static std::vector<ActBlock> quantize(const Tensor& x, int64_t m, int64_t k) {
+    std::vector<ActBlock> out(static_cast<size_t>(m * k / 32));
+    cpu::detail::quantize_act({x.data_as<float>(), static_cast<size_t>(m * k)}, out);
+    return out;
+  }
+  // y[m, n] from the packed kernel of `isa` over rows [0, n), activation rows in groups of 8.
+  static std::vector<float> run(Int8Isa isa, const Tensor& packed, std::span<const ActBlock> act,
+                                int64_t m, const float* bias) {
+    const int64_t n = packed.shape()[0], k = packed.shape()[1];
+    std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
+    for (int64_t m0 = 0; m0 < m; m0 += cpu::detail::kInt8MaxRows) {
+      cpu::detail::Int8Args a;
+      a.wtype = packed.dtype();
+      a.w = static_cast<const uint8_t*>(packed.data());
+      a.w_row_bytes = packed.row_bytes();
+      a.x = act.data() + m0 * (k / 32);
+      a.m_count = static_cast<int>(std::min<int64_t>(cpu::detail::kInt8MaxRows, m - m0));
+      a.k = k;
+      a.y = y.data() + m0 * n;
+      a.ldy = n;
+      a.bias = bias;
+      cpu::detail::packed_rows(isa, a, 0, n);
+    }
+    return y;
+  }
+};
+
+TEST_F(PackedMatmulTest, PackingRoundTripsAndMovesEveryByte) {
+  for (DType t : kBases) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const Tensor w = random_weight(t, 24, 96);
+    const Tensor p = pack(w);
+    EXPECT_EQ(p.nbytes(), w.nbytes());
+    EXPECT_NE(std::memcmp(p.data(), w.data(), w.nbytes()), 0) << "packing changed nothing";
+    std::vector<uint8_t> back(w.nbytes());
+    cpu::detail::unpack_rows(t, static_cast<const uint8_t*>(p.data()), 24, 96, back.data());
+    EXPECT_EQ(std::memcmp(back.data(), w.data(), w.nbytes()), 0);
+  }
+  const Tensor w = random_weight(DType::kQ4_1, 12, 64);  // 12 rows: not whole groups
+  std::vector<uint8_t> out(w.nbytes());
+  EXPECT_THROW(cpu::detail::pack_rows(DType::kQ4_1, static_cast<const uint8_t*>(w.data()), 12, 64,
+                                      out.data()),
+               Error);
+}
+
+// Each x_i is rounded by at most its block's d / 2, so a block moves w . x by at most
+// sum |w_i| d / 2; 1e-5 of sum |w_i x_i| covers the fp32 scaling and summing.
+TEST_F(PackedMatmulTest, ScalarKernelMatchesTheFloat64DotWithinTheRoundingBound) {
+  for (DType t : kBases)
+    for (auto [m, n, k] :
+         {std::tuple<int64_t, int64_t, int64_t>{1, 16, 256}, {3, 8, 576}, {9, 24, 64}}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m) +
+                   " N=" + std::to_string(n) + " K=" + std::to_string(k));
+      const Tensor w = random_weight(t, n, k);
+      const Tensor x = random_f32({m, k});
+      const Tensor bias = random_f32({n});
+      const auto act = quantize(x, m, k);
+      const auto y = run(Int8Isa::kScalar, pack(w), act, m, bias.data_as<float>());
+      std::vector<float> wrow(static_cast<size_t>(k));
+      const float* xp = x.data_as<float>();
+      for (int64_t j = 0; j < n; ++j) {
+        ref::dequantize_row(t, w.row_ptr(j), wrow.data(), k);
+        for (int64_t i = 0; i < m; ++i) {
+          double want = bias.data_as<float>()[j], sum_abs = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            want += static_cast<double>(wrow[static_cast<size_t>(c)]) * xp[i * k + c];
+            sum_abs += std::fabs(static_cast<double>(wrow[static_cast<size_t>(c)]) * xp[i * k + c]);
+          }
+          const double bound = int8_rounding_bound(xp + i * k, wrow.data(), k);
+          ASSERT_NEAR(y[static_cast<size_t>(i * n + j)], want, bound + 1e-5 * sum_abs + 1e-6)
+              << "y[" << i << "," << j << "]";
+        }
+      }
+    }
+}
+
+TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
+  std::string ran;
+  for (Int8Isa isa : kIsas) {
+    if (isa == Int8Isa::kScalar || !cpu::detail::cpu_has(isa)) continue;
+    ran += std::string(" ") + cpu::detail::int8_isa_name(isa);
+    for (DType t : kBases)
+      for (int64_t m : {1, 2, 3, 4, 5, 8, 11}) {
+        SCOPED_TRACE(std::string(cpu::detail::int8_isa_name(isa)) + " " +
+                     std::string(dtype_name(t)) + " M=" + std::to_string(m));
+        const int64_t n = 40, k = 768;
+        const Tensor w = random_weight(t, n, k);
+        const Tensor p = pack(w);
+        const Tensor x = random_f32({m, k});
+        const Tensor bias = random_f32({n});
+        const auto act = quantize(x, m, k);
+        for (const float* b : {static_cast<const float*>(nullptr),
+                               static_cast<const float*>(bias.data_as<float>())}) {
+          const auto want = run(Int8Isa::kScalar, p, act, m, b);
+          const auto got = run(isa, p, act, m, b);
+          for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
+        }
+      }
+  }
+  if (ran.empty()) GTEST_SKIP() << "no SIMD integer kernel on this CPU";
+  RecordProperty("kernels", ran);
+  std::printf("packed int8 kernels run on this CPU:%s\n", ran.c_str());
+}
+
+// Which weights pack_target packs: Q4_0/Q4_1/Q8_0 [N % 8 == 0, K] under int8 activations with
+// packing on, on a CPU with an integer SIMD kernel; everything else stays as it is.
+TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path) {
+  if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
+  ActivationsScope int8(cpu::Activations::kInt8);
+  PackScope on(true);
+  for (DType t : kBases)
+    EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), cpu::detail::packed_type(t));
+  EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 12, 64)), DType::kQ4_1);
+  for (DType t : {DType::kF32, DType::kF16, DType::kQ5_0, DType::kQ5_1})
+    EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), t);
+  {
+    ActivationsScope f32(cpu::Activations::kF32);
+    EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 16, 64)), DType::kQ4_1);
+  }
+  {
+    PackScope off(false);
+    EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 16, 64)), DType::kQ4_1);
+  }
+  // The reference backend reads weights row-major only; the CPU and guarded ones take packed
+  // weights for matmul and nothing else.
+  EXPECT_FALSE(ref_backend().supports(Op::kMatmul, DType::kQ4_1x8));
+  EXPECT_TRUE(cpu_backend().supports(Op::kMatmul, DType::kQ4_1x8));
+  EXPECT_FALSE(cpu_backend().supports(Op::kEmbedding, DType::kQ4_1x8));
+}
+
+// ops::pack_weight then ops::matmul: under int8 activations the packed kernel's values (equal
+// whatever the row count, so a step may be split anywhere), under fp32 activations (a process
+// that switched after loading) the row-major weight's fp32 values, bitwise; on the guarded
+// device the same values as on the CPU.
+TEST_F(PackedMatmulTest, MatmulThroughTheOpsOnCpuAndGuardedDevice) {
+  if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
+  ActivationsScope int8(cpu::Activations::kInt8);
+  PackScope on(true);
+  for (DType t : kBases) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const int64_t m = 13, n = 200, k = 576;
+    const Tensor w = random_weight(t, n, k);
+    const Tensor x = random_f32({m, k});
+    const Tensor bias = random_f32({n});
+    const Tensor pw = ops::pack_weight(w, default_allocator(Device::cpu()));
+    ASSERT_EQ(pw.dtype(), cpu::detail::packed_type(t));
+    const auto act = quantize(x, m, k);
+    const auto want = run(cpu::detail::best_int8_isa(), pw, act, m, bias.data_as<float>());
+    Tensor y = Tensor::empty({m, n}, DType::kF32);
+    ops::matmul(x, pw, bias, y);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(y.data_as<float>()[i], want[i]) << i;
+    // Row by row gives the same values.
+    for (int64_t r = 0; r < m; ++r) {
+      Tensor yr = Tensor::empty({1, n}, DType::kF32);
+      ops::matmul(x.slice(r, r + 1), pw, bias, yr);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_EQ(yr.data_as<float>()[j], want[static_cast<size_t>(r * n + j)]) << r << "," << j;
+    }
+    // The guarded device: packed in guarded memory, the same values.
+    const auto galloc = default_allocator(Device::guarded(0));
+    const Tensor gw = ops::pack_weight(to_device(w, galloc), galloc);
+    ASSERT_EQ(gw.dtype(), pw.dtype());
+    Tensor gy = Tensor::empty({m, n}, DType::kF32, galloc);
+    ops::matmul(to_device(x, galloc), gw, to_device(bias, galloc), gy);
+    const Tensor hy = to_host(gy);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(hy.data_as<float>()[i], want[i]) << i;
+    // fp32 activations: the packed weight gives the row-major weight's values.
+    ActivationsScope f32(cpu::Activations::kF32);
+    for (int64_t rows : {int64_t{1}, int64_t{5}, m}) {
+      Tensor want_f = Tensor::empty({rows, n}, DType::kF32), got_f = want_f;
+      got_f = Tensor::empty({rows, n}, DType::kF32);
+      cpu::matmul(x.slice(0, rows), w, bias, want_f);
+      cpu::matmul(x.slice(0, rows), pw, bias, got_f);
+      for (int64_t i = 0; i < rows * n; ++i) {
+        if (rows <= 8) {
+          ASSERT_EQ(got_f.data_as<float>()[i], want_f.data_as<float>()[i]) << rows << " " << i;
+        } else {  // the row-major weight takes sgemm above 8 rows: equal up to fp32 reordering
+          const float r = want_f.data_as<float>()[i];
+          ASSERT_NEAR(got_f.data_as<float>()[i], r, 1e-4f * (std::fabs(r) + 10.0f)) << i;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera::ops::test
