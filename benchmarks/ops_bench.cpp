@@ -63,14 +63,16 @@ Tensor random_f32(tessera::Shape shape) {
 void BM_Matmul(benchmark::State& state) {
   const DType t = kTypes[state.range(0)];
   const int64_t n = state.range(1), k = state.range(2), m = state.range(3);
-  Tensor w = random_weight(t, n, k);
+  // As a model loads it: packed where the CPU's int8 path packs (ops::pack_weight).
+  Tensor w =
+      ops::pack_weight(random_weight(t, n, k), tessera::default_allocator(tessera::Device::cpu()));
   Tensor x = random_f32({m, k});
   Tensor y = Tensor::empty({m, n}, DType::kF32);
   for (auto _ : state) {
     ops::matmul(x, w, Tensor(), y);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(tessera::dtype_name(t)) + " " + ops::cpu::simd_level());
+  state.SetLabel(std::string(tessera::dtype_name(w.dtype())) + " " + ops::cpu::simd_level());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(w.nbytes()));
   state.counters["FLOP/s"] = benchmark::Counter(
