@@ -24,6 +24,8 @@ const DTypeInfo& dtype_info(DType t) {
       {"q4_0x8", 32, 18, true},
       {"q4_1x8", 32, 20, true},
       {"q8_0x8", 32, 34, true},
+      {"q5_0x8", 32, 22, true},
+      {"q5_1x8", 32, 24, true},
   };
   auto i = static_cast<size_t>(t);
   TESSERA_CHECK(i < std::size(kInfo), "bad dtype ", i);
@@ -38,6 +40,10 @@ DType packed_base(DType t) {
       return DType::kQ4_1;
     case DType::kQ8_0x8:
       return DType::kQ8_0;
+    case DType::kQ5_0x8:
+      return DType::kQ5_0;
+    case DType::kQ5_1x8:
+      return DType::kQ5_1;
     default:
       return t;
   }

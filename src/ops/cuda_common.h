@@ -97,6 +97,8 @@ inline bool weight_type(DType dtype, kernels::WeightType* out) {
     case DType::kQ4_0x8:  // the CPU's packed layouts never reach a GPU
     case DType::kQ4_1x8:
     case DType::kQ8_0x8:
+    case DType::kQ5_0x8:
+    case DType::kQ5_1x8:
       return false;
   }
   return false;

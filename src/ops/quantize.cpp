@@ -143,6 +143,8 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     case DType::kQ4_0x8:  // packed layouts are made from whole row groups (pack_weight)
     case DType::kQ4_1x8:
     case DType::kQ8_0x8:
+    case DType::kQ5_0x8:
+    case DType::kQ5_1x8:
       break;
   }
   fail(ErrorCode::kUnsupported, "quantize_row: cannot quantize to ", dtype_name(type));

@@ -99,6 +99,8 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_0x8:  // a packed row is spread over its group of 8 (cpu/packed.h)
     case DType::kQ4_1x8:
     case DType::kQ8_0x8:
+    case DType::kQ5_0x8:
+    case DType::kQ5_1x8:
       break;
   }
   fail(ErrorCode::kUnsupported, "dequantize_row: cannot dequantize ", dtype_name(type));

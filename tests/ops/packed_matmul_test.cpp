@@ -18,7 +18,7 @@ namespace {
 using cpu::detail::ActBlock;
 using cpu::detail::Int8Isa;
 
-constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0};
+constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
                              Int8Isa::kAvx512Vnni};
 
@@ -146,8 +146,8 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
   std::printf("packed int8 kernels run on this CPU:%s\n", ran.c_str());
 }
 
-// Which weights pack_target packs: Q4_0/Q4_1/Q8_0 [N % 8 == 0, K] under int8 activations with
-// packing on, on a CPU with an integer SIMD kernel; everything else stays as it is.
+// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 [N % 8 == 0, K] under int8 activations
+// with packing on, on a CPU with an integer SIMD kernel; everything else stays as it is.
 TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path) {
   if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
   ActivationsScope int8(cpu::Activations::kInt8);
@@ -155,7 +155,7 @@ TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path)
   for (DType t : kBases)
     EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), cpu::detail::packed_type(t));
   EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 12, 64)), DType::kQ4_1);
-  for (DType t : {DType::kF32, DType::kF16, DType::kQ5_0, DType::kQ5_1})
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
     EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), t);
   {
     ActivationsScope f32(cpu::Activations::kF32);

@@ -30,6 +30,8 @@ enum class DType : uint8_t {
   kQ4_0x8,
   kQ4_1x8,
   kQ8_0x8,
+  kQ5_0x8,
+  kQ5_1x8,
 };
 
 struct DTypeInfo {
@@ -44,7 +46,7 @@ inline std::string_view dtype_name(DType t) { return dtype_info(t).name; }
 inline bool is_quantized(DType t) { return dtype_info(t).quantized; }
 inline bool is_kquant(DType t) { return t >= DType::kQ2_K && t <= DType::kQ6_K; }
 // The 8-row interleaved layouts (kQ4_0x8 ...) and their row-major base types.
-inline bool is_packed(DType t) { return t >= DType::kQ4_0x8 && t <= DType::kQ8_0x8; }
+inline bool is_packed(DType t) { return t >= DType::kQ4_0x8 && t <= DType::kQ5_1x8; }
 inline constexpr int kPackRows = 8;
 DType packed_base(DType t);  // kQ4_1x8 -> kQ4_1; other types -> themselves
 

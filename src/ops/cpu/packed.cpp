@@ -17,17 +17,24 @@ namespace {
 struct Geometry {
   size_t base_block;  // bytes of one base block
   int halves;         // fp16 fields per block (d; d and m)
+  int qh_bytes;       // the fifth-bit word (4) of the Q5 types, after the fp16 fields
   int quant_bytes;    // quant bytes per base block (16 or 32)
+  // Where the quant slices start in a packed block.
+  size_t packed_quants() const { return 16 * static_cast<size_t>(halves) + 8 * qh_bytes; }
 };
 
 Geometry geometry(DType base) {
   switch (base) {
     case DType::kQ4_0:
-      return {18, 1, 16};
+      return {18, 1, 0, 16};
     case DType::kQ4_1:
-      return {20, 2, 16};
+      return {20, 2, 0, 16};
     case DType::kQ8_0:
-      return {34, 1, 32};
+      return {34, 1, 0, 32};
+    case DType::kQ5_0:
+      return {22, 1, 4, 16};
+    case DType::kQ5_1:
+      return {24, 2, 4, 16};
     default:
       fail(ErrorCode::kInvalidArgument, "no packed layout for ", dtype_name(base));
   }
@@ -43,8 +50,9 @@ void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_pac
       std::memcpy(base_at, packed_at, n);
   };
   for (int h = 0; h < g.halves; ++h) mv(blk + 2 * h, pk + 16 * h + 2 * r, 2);
-  uint8_t* qs = blk + 2 * g.halves;
-  uint8_t* pq = pk + 16 * g.halves;
+  if (g.qh_bytes) mv(blk + 2 * g.halves, pk + 16 * g.halves + 4 * r, 4);
+  uint8_t* qs = blk + 2 * g.halves + g.qh_bytes;
+  uint8_t* pq = pk + g.packed_quants();
   for (int j = 0; j < g.quant_bytes / 4; ++j) mv(qs + 4 * j, pq + 32 * j + 4 * r, 4);
 }
 
@@ -81,6 +89,10 @@ DType packed_type(DType base) {
       return DType::kQ4_1x8;
     case DType::kQ8_0:
       return DType::kQ8_0x8;
+    case DType::kQ5_0:
+      return DType::kQ5_0x8;
+    case DType::kQ5_1:
+      return DType::kQ5_1x8;
     default:
       return base;
   }
@@ -109,23 +121,28 @@ void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
         float acc = 0.0f, off = 0.0f;
         for (int64_t b = 0; b < nb; ++b) {
           const uint8_t* pk = grp + static_cast<size_t>(b) * pb;
-          const uint8_t* pq = pk + 16 * g.halves;
+          const uint8_t* pq = pk + g.packed_quants();
           const ActBlock& x = a.x[m * nb + b];
           uint16_t h;
           std::memcpy(&h, pk + 2 * r, 2);
           const float dw = fp16_to_f32(h);
+          uint32_t qh = 0;
+          if (g.qh_bytes) std::memcpy(&qh, pk + 16 * g.halves + 4 * r, 4);
           int32_t s = 0;
           for (int i = 0; i < g.quant_bytes; ++i) {
             const uint8_t byte = pq[32 * (i / 4) + 4 * r + i % 4];
             if (base == DType::kQ8_0) {
               s += static_cast<int8_t>(byte) * x.qs[i];
             } else {
-              s += (byte & 15) * x.qs[i] + (byte >> 4) * x.qs[i + 16];
+              const int lo = (byte & 15) | static_cast<int>(((qh >> i) & 1u) << 4);
+              const int hi = (byte >> 4) | static_cast<int>(((qh >> (i + 16)) & 1u) << 4);
+              s += lo * x.qs[i] + hi * x.qs[i + 16];
             }
           }
           acc = std::fma(static_cast<float>(s), dw * x.d, acc);
           if (base == DType::kQ4_0) off = std::fma(dw * -8.0f, x.s, off);
-          if (base == DType::kQ4_1) {
+          if (base == DType::kQ5_0) off = std::fma(dw * -16.0f, x.s, off);
+          if (g.halves == 2) {  // Q4_1, Q5_1: the block minimum
             std::memcpy(&h, pk + 16 + 2 * r, 2);
             off = std::fma(fp16_to_f32(h), x.s, off);
           }

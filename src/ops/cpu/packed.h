@@ -11,17 +11,19 @@
 //   Q4_0x8 (144 B): d[8] (fp16), then for j = 0..3 the 8 rows' qs bytes 4j..4j+3 (32 B each)
 //   Q4_1x8 (160 B): d[8], m[8] (fp16), then the qs slices as Q4_0x8
 //   Q8_0x8 (272 B): d[8], then for j = 0..7 the 8 rows' qs bytes 4j..4j+3
-// In a 4-bit block byte i holds element i (low nibble) and element i + 16 (high nibble), so the
-// slice j of a row carries elements 4j..4j+3 and 4j+16..4j+19.
+//   Q5_0x8 (176 B): d[8], qh[8] (each row's 32-bit fifth-bit word), then the qs slices
+//   Q5_1x8 (192 B): d[8], m[8], qh[8], then the qs slices
+// In a 4/5-bit block byte i holds element i (low nibble) and element i + 16 (high nibble), so the
+// slice j of a row carries elements 4j..4j+3 and 4j+16..4j+19 (fifth bits: qh bits i, i + 16).
 //
 // Arithmetic (every kernel, scalar and SIMD, does the same fp32 operations in the same order, so
 // they agree bitwise): per (activation row m, weight row n, block b) the exact int32 sum
 // S = sum(q_i a_i) over the block's 32 elements, then
 //   acc = fma(float(S), dw * dx, acc);  off = fma(c, sx, off)   (c: -8 dw for Q4_0, m for Q4_1)
-// and y = (acc + off) [+ bias]. Results therefore do not depend on how rows are grouped or split
-// (cpu::exact_row_split holds). They differ from the row-major int8 kernel's only by fp32
-// rounding (that one scales 8 partial sums per block separately).
-// State: none.
+// (c: -16 dw for Q5_0, m for Q5_1, 0 for Q8_0) and y = (acc + off) [+ bias]. Results therefore do
+// not depend on how rows are grouped or split (cpu::exact_row_split holds). They differ from the
+// row-major int8 kernel's only by fp32 rounding (that one scales 8 partial sums per block
+// separately). State: none.
 #pragma once
 
 #include <cstddef>

@@ -3,8 +3,9 @@
 // after that file's target pragma and after it has defined, in this namespace:
 //   acc_u8s8(acc, u, s)  acc + the int32x8 sums of 4 adjacent products of unsigned bytes u and
 //                        signed bytes s (maddubs + madd + add on AVX2, one vpdpbusd with VNNI)
-//   kInt16Sums           true where a 4-bit block's 8 maddubs results are better summed in int16
-//                        before one madd (AVX2; exact: |sum| <= 8 x 2 x 15 x 127 = 30480)
+//   kInt16Sums           true where maddubs results are better summed in int16 before one madd
+//                        (AVX2; exact: 8 of a 4-bit block, |sum| <= 8 x 2 x 15 x 127 = 30480;
+//                        4 at a time of a 5-bit one, <= 4 x 2 x 31 x 127 = 31496)
 // Lane r of every vector is weight row n + r. Everything is in an anonymous namespace, so each
 // file gets its own copy for its own ISA. No state.
 #pragma once
@@ -23,12 +24,38 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// The Q5 types' fifth bits of slice j: 0x10 in byte 4r + e where bit `first + e` of row r's qh
+// word (lane r of qh) is set, first = 4j for the low nibbles, 16 + 4j for the high ones. The
+// shuffle copies the qh byte holding those 4 bits into the lane's 4 bytes; each byte then tests
+// its own bit.
+inline __m256i fifth_bits(__m256i qh, int first) {
+  const int byte = first / 8;
+  const auto b = static_cast<char>(byte);
+  const __m256i pick = _mm256_setr_epi8(
+      b, b, b, b, static_cast<char>(4 + byte), static_cast<char>(4 + byte),
+      static_cast<char>(4 + byte), static_cast<char>(4 + byte), static_cast<char>(8 + byte),
+      static_cast<char>(8 + byte), static_cast<char>(8 + byte), static_cast<char>(8 + byte),
+      static_cast<char>(12 + byte), static_cast<char>(12 + byte), static_cast<char>(12 + byte),
+      static_cast<char>(12 + byte), b, b, b, b, static_cast<char>(4 + byte),
+      static_cast<char>(4 + byte), static_cast<char>(4 + byte), static_cast<char>(4 + byte),
+      static_cast<char>(8 + byte), static_cast<char>(8 + byte), static_cast<char>(8 + byte),
+      static_cast<char>(8 + byte), static_cast<char>(12 + byte), static_cast<char>(12 + byte),
+      static_cast<char>(12 + byte), static_cast<char>(12 + byte));
+  const __m256i bits = _mm256_set1_epi32(first % 8 ? static_cast<int>(0x80402010u) : 0x08040201);
+  const __m256i x = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick), bits);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(x, bits), _mm256_set1_epi8(0x10));
+}
+
 // Up to 4 activation rows share each unpacked weight slice (more would spill registers).
 template <DType T, int M>
 void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  constexpr bool kFour = T != DType::kQ8_0x8;
-  constexpr size_t kQuants = T == DType::kQ4_1x8 ? 32 : 16;  // the fp16 arrays come first
-  constexpr size_t kBlock = T == DType::kQ4_0x8 ? 144 : T == DType::kQ4_1x8 ? 160 : 272;
+  constexpr bool kFour = T != DType::kQ8_0x8;  // 4-bit quants (plus a fifth bit for Q5)
+  constexpr bool kFive = T == DType::kQ5_0x8 || T == DType::kQ5_1x8;
+  constexpr bool kMin = T == DType::kQ4_1x8 || T == DType::kQ5_1x8;
+  // The fp16 arrays (d; d and m) come first, then the Q5 types' qh words, then the quants.
+  constexpr size_t kQh = kMin ? 32 : 16;
+  constexpr size_t kQuants = kQh + (kFive ? 32 : 0);
+  constexpr size_t kBlock = kQuants + (kFour ? 128 : 256);
   constexpr size_t kAhead = 1024;
   const int64_t nb = a.k / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0f);
@@ -52,10 +79,16 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
         __m256i s16[M];
         if constexpr (kInt16Sums)
           for (int m = 0; m < M; ++m) s16[m] = _mm256_setzero_si256();
+        __m256i qh = _mm256_setzero_si256();
+        if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQh));
         for (int j = 0; j < 4; ++j) {
           const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
-          const __m256i lo = _mm256_and_si256(w, m4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          __m256i lo = _mm256_and_si256(w, m4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          if constexpr (kFive) {
+            lo = _mm256_or_si256(lo, fifth_bits(qh, 4 * j));
+            hi = _mm256_or_si256(hi, fifth_bits(qh, 16 + 4 * j));
+          }
           for (int m = 0; m < M; ++m) {
             const int8_t* xq = a.x[m * nb + b].qs;
             const __m256i xl = bcast4(xq + 4 * j), xh = bcast4(xq + 16 + 4 * j);
@@ -66,8 +99,16 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
               isum[m] = acc_u8s8(acc_u8s8(isum[m], lo, xl), hi, xh);
             }
           }
+          if constexpr (kInt16Sums && kFive) {
+            if (j % 2 == 1) {  // 5-bit products: at most 4 maddubs results per int16 sum
+              for (int m = 0; m < M; ++m) {
+                isum[m] = _mm256_add_epi32(isum[m], _mm256_madd_epi16(s16[m], ones16));
+                s16[m] = _mm256_setzero_si256();
+              }
+            }
+          }
         }
-        if constexpr (kInt16Sums)
+        if constexpr (kInt16Sums && !kFive)
           for (int m = 0; m < M; ++m) isum[m] = _mm256_madd_epi16(s16[m], ones16);
       } else {
         for (int j = 0; j < 8; ++j) {
@@ -82,7 +123,8 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
       }
       __m256 c = _mm256_setzero_ps();
       if constexpr (T == DType::kQ4_0x8) c = _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f));
-      if constexpr (T == DType::kQ4_1x8)
+      if constexpr (T == DType::kQ5_0x8) c = _mm256_mul_ps(dw, _mm256_set1_ps(-16.0f));
+      if constexpr (kMin)
         c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16)));
       for (int m = 0; m < M; ++m) {
         const ActBlock& x = a.x[m * nb + b];
@@ -132,6 +174,10 @@ inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
       return packed_type_rows<DType::kQ4_1x8>(a, n0, n1);
     case DType::kQ8_0x8:
       return packed_type_rows<DType::kQ8_0x8>(a, n0, n1);
+    case DType::kQ5_0x8:
+      return packed_type_rows<DType::kQ5_0x8>(a, n0, n1);
+    case DType::kQ5_1x8:
+      return packed_type_rows<DType::kQ5_1x8>(a, n0, n1);
     default:
       return;  // the caller checked is_packed()
   }
