@@ -2,7 +2,8 @@
 // (sequence, kv head, chunk of query rows); the query heads that share the kv head (GQA group)
 // are handled together so every K/V row fetched through the block table is used `group` times
 // while it sits in L1. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
-// rescale of the running max/sum/accumulator, then the value accumulation.
+// rescale of the running max/sum/accumulator, then the value accumulation (attention_avx2.cpp:
+// 8 keys per horizontal reduction, each head's accumulator in registers across the chunk).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -48,6 +49,8 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
   float* sum = mx + group;
   const float* kvk[kKeyChunk];
   const float* kvv[kKeyChunk];
+  // Head sizes that fill whole registers take the batched loops of attention_avx2.cpp.
+  const bool vec8 = hd % 8 == 0;
   for (int64_t j = it.j0; j < it.j1; ++j) {
     const int64_t pos = ctx - q_len + j;
     const float* qrow = c.q->data_as<float>() + (q0 + j) * p.num_heads * hd;
@@ -62,9 +65,15 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
         const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
         kvk[i] = c.kc + slot * slot_width + int64_t{it.kv_head} * hd;
         kvv[i] = c.vc + slot * slot_width + int64_t{it.kv_head} * hd;
-        for (int g = 0; g < group; ++g)
-          scores[g * kKeyChunk + i] =
-              detail::dot_f32_avx2(qrow + (h0 + g) * hd, kvk[i], hd) * p.scale;
+      }
+      for (int g = 0; g < group; ++g) {
+        const float* qg = qrow + (h0 + g) * hd;
+        if (vec8) {
+          detail::dot_keys_avx2(qg, kvk, n, hd, p.scale, scores + g * kKeyChunk);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            scores[g * kKeyChunk + i] = detail::dot_f32_avx2(qg, kvk[i], hd) * p.scale;
+        }
       }
       for (int g = 0; g < group; ++g) {
         float* sc = scores + g * kKeyChunk;
@@ -79,9 +88,14 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
         detail::exp_inplace_avx2(sc, n, mx[g]);
         for (int64_t i = 0; i < n; ++i) sum[g] += sc[i];
       }
-      for (int64_t i = 0; i < n; ++i)
-        for (int g = 0; g < group; ++g)
-          detail::axpy_avx2(scores[g * kKeyChunk + i], kvv[i], acc + g * hd, hd);
+      for (int g = 0; g < group; ++g) {
+        if (vec8) {
+          detail::axpy_keys_avx2(scores + g * kKeyChunk, kvv, n, hd, acc + g * hd);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            detail::axpy_avx2(scores[g * kKeyChunk + i], kvv[i], acc + g * hd, hd);
+        }
+      }
     }
     for (int g = 0; g < group; ++g) {
       float* o = c.out + ((q0 + j) * p.num_heads + h0 + g) * hd;

@@ -49,5 +49,10 @@ void softmax_row_avx2(float* x, int64_t n);
 void exp_inplace_avx2(float* x, int64_t n, float sub);         // x[i] = exp(x[i] - sub)
 void axpy_avx2(float a, const float* x, float* y, int64_t n);  // y += a * x
 void scale_avx2(float a, float* y, int64_t n);                 // y *= a
+// Paged attention (attention_avx2.cpp), head_dim hd % 8 == 0, keys/values one pointer per key:
+// s[i] = scale * (q . keys[i]) for i < n; acc[0, hd) += sum_i w[i] * vals[i][0, hd).
+void dot_keys_avx2(const float* q, const float* const* keys, int64_t n, int hd, float scale,
+                   float* s);
+void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd, float* acc);
 
 }  // namespace tessera::ops::cpu::detail

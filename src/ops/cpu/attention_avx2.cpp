@@ -1,0 +1,94 @@
+// AVX2 inner loops of the CPU paged attention (attention.cpp), over one chunk of keys whose rows
+// sit anywhere in the paged cache (a pointer per key): the scores of one query head, 8 keys per
+// pass so that 8 dot products share one horizontal reduction, and the value accumulation of one
+// head with its accumulator held in registers across the keys. AVX2+FMA via a target pragma,
+// reached only after have_avx2(). No state.
+#include <cstdint>
+
+#include "simd.h"
+
+// clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+namespace tessera::ops::cpu::detail {
+namespace {
+
+// q . k_j for 8 keys (hd % 8 == 0): lane-wise FMAs over the head, then one hadd tree. Every key
+// is summed in the same order whichever of the 8 places it takes.
+inline __m256 dot8(const float* q, const float* const* k, int hd) {
+  __m256 a[8];
+  for (int j = 0; j < 8; ++j) a[j] = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(k[j]));
+  for (int d = 8; d < hd; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + d), a[j]);
+  }
+  // hadd pairs within 128-bit halves: u0 = [k0..k3 low-half sums | k0..k3 high-half sums].
+  const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// acc[0, 8R) += sum over keys i of w[i] * v_i[0, 8R), the accumulator in R registers.
+template <int R>
+void axpy_block(const float* w, const float* const* v, int64_t n, int d0, float* acc) {
+  __m256 a[R];
+  for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(acc + d0 + 8 * r);
+  for (int64_t i = 0; i < n; ++i) {
+    const __m256 wi = _mm256_set1_ps(w[i]);
+    const float* vi = v[i] + d0;
+    for (int r = 0; r < R; ++r) a[r] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vi + 8 * r), a[r]);
+  }
+  for (int r = 0; r < R; ++r) _mm256_storeu_ps(acc + d0 + 8 * r, a[r]);
+}
+
+}  // namespace
+
+void dot_keys_avx2(const float* q, const float* const* keys, int64_t n, int hd, float scale,
+                   float* s) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(dot8(q, keys + i, hd), vs));
+  if (i == n) return;
+  // The last < 8 keys: the same arithmetic with the missing places repeating the last key.
+  const float* k[8];
+  for (int j = 0; j < 8; ++j) k[j] = keys[i + j < n ? i + j : n - 1];
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_mul_ps(dot8(q, k, hd), vs));
+  for (int j = 0; i + j < n; ++j) s[i + j] = out[j];
+}
+
+void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd, float* acc) {
+  int d0 = 0;
+  for (; d0 + 64 <= hd; d0 += 64) axpy_block<8>(w, vals, n, d0, acc);
+  switch ((hd - d0) / 8) {
+    case 7:
+      return axpy_block<7>(w, vals, n, d0, acc);
+    case 6:
+      return axpy_block<6>(w, vals, n, d0, acc);
+    case 5:
+      return axpy_block<5>(w, vals, n, d0, acc);
+    case 4:
+      return axpy_block<4>(w, vals, n, d0, acc);
+    case 3:
+      return axpy_block<3>(w, vals, n, d0, acc);
+    case 2:
+      return axpy_block<2>(w, vals, n, d0, acc);
+    case 1:
+      return axpy_block<1>(w, vals, n, d0, acc);
+    default:
+      return;
+  }
+}
+
+}  // namespace tessera::ops::cpu::detail
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
