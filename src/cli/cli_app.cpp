@@ -62,7 +62,7 @@ CLI::Option* add_backend_option(CLI::App* app, std::string& backend) {
 CLI::Option* add_activations_option(CLI::App* app, std::string& activations) {
   return app
       ->add_option("--activations", activations,
-                   "cpu backend, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: int8 (activations quantized "
+                   "cpu backend, Q4_0..Q8_0, Q3_K..Q6_K weights: int8 (activations quantized "
                    "per 32 values, integer dot products) or fp32 (exact)")
       ->check(CLI::IsMember({"int8", "fp32"}))
       ->capture_default_str();
@@ -75,10 +75,9 @@ int run_cli(int argc, char** argv) {
   app.footer(
       "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n"
       "Run `tessera COMMAND --help` for the options of a command.");
-  std::vector<Command> cmds = {add_serve(app),    add_generate(app), add_chat(app),
-                               add_tokenize(app), add_template(app), add_logits(app),
-                               add_models(app),   add_plan(app),     add_bench(app),
-                               add_worker(app)};
+  std::vector<Command> cmds = {
+      add_serve(app),  add_generate(app), add_chat(app), add_tokenize(app), add_template(app),
+      add_logits(app), add_models(app),   add_plan(app), add_bench(app),    add_worker(app)};
   for (auto& c : cmds) c.app->allow_extras();
   try {
     app.parse(argc, argv);

@@ -121,8 +121,8 @@ int run_serve(const ServeOpts& o) {
     engine::EngineConfig& e = launch->engine;
     e.served_model_name = pick(o, "served-model-name", o.served_model_name, e.served_model_name);
     e.limits.max_num_seqs = pick(o, "max-num-seqs", o.max_num_seqs, e.limits.max_num_seqs);
-    e.limits.max_num_batched_tokens =
-        pick(o, "max-num-batched-tokens", o.max_num_batched_tokens, e.limits.max_num_batched_tokens);
+    e.limits.max_num_batched_tokens = pick(o, "max-num-batched-tokens", o.max_num_batched_tokens,
+                                           e.limits.max_num_batched_tokens);
     e.limits.max_waiting = pick(o, "max-waiting", o.max_waiting, e.limits.max_waiting);
     e.block_size = pick(o, "block-size", o.block_size, e.block_size);
     e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
@@ -134,25 +134,25 @@ int run_serve(const ServeOpts& o) {
   const std::string path = launch ? launch->engine.model_path : resolve_or_pull_model(o.model);
   const config::ListenSpec listen = launch ? launch->topo.listen : config::ListenSpec{};
   const engine::EngineConfig ec =
-      launch ? launch->engine
-             : engine::EngineConfig{
-                   .model_path = path,
-                   .served_model_name = o.given("served-model-name") ? o.served_model_name
-                                        : find_known_model(o.model) ? o.model
-                                                                    : path,
-                   .limits = {.max_num_seqs = o.max_num_seqs,
-                              .max_num_batched_tokens = o.max_num_batched_tokens,
-                              .max_waiting = o.max_waiting},
-                   .block_size = o.block_size,
-                   .kv_cache_bytes = static_cast<size_t>(o.kv_cache_mb) << 20,
-                   .enable_prefix_caching = !o.no_prefix_caching,
-                   .device = {parse_device_type(o.backend), 0},
-                   .cpu_activations = ops::cpu::parse_activations(o.activations),
-                   // The worker runs in its own process (`tessera worker`) unless asked otherwise.
-                   .worker_executable =
-                       o.in_process_worker
-                           ? std::string()
-                           : std::filesystem::read_symlink("/proc/self/exe").string()};
+      launch
+          ? launch->engine
+          : engine::EngineConfig{
+                .model_path = path,
+                .served_model_name = o.given("served-model-name") ? o.served_model_name
+                                     : find_known_model(o.model)  ? o.model
+                                                                  : path,
+                .limits = {.max_num_seqs = o.max_num_seqs,
+                           .max_num_batched_tokens = o.max_num_batched_tokens,
+                           .max_waiting = o.max_waiting},
+                .block_size = o.block_size,
+                .kv_cache_bytes = static_cast<size_t>(o.kv_cache_mb) << 20,
+                .enable_prefix_caching = !o.no_prefix_caching,
+                .device = {parse_device_type(o.backend), 0},
+                .cpu_activations = ops::cpu::parse_activations(o.activations),
+                // The worker runs in its own process (`tessera worker`) unless asked otherwise.
+                .worker_executable =
+                    o.in_process_worker ? std::string()
+                                        : std::filesystem::read_symlink("/proc/self/exe").string()};
   const std::string host = pick(o, "host", o.host, listen.host);
   const int http_port = pick(o, "http-port", o.http_port, listen.http_port);
   const std::string api_key = pick(o, "api-key", o.api_key, listen.api_key);
@@ -225,42 +225,46 @@ Command add_serve(CLI::App& root) {
   const CLI::Range port(0, 65535), positive(1, 1 << 30);
   opts.add("model", o->model, "a GGUF file, a Hugging Face directory or a known model name");
   opts.add("config", o->config, "a topology YAML (configs/): serve its worker group");
-  opts.add("node-rank", o->node_rank, "with --config: this node's index (0 serves, others run ranks)")
+  opts.add("node-rank", o->node_rank,
+           "with --config: this node's index (0 serves, others run ranks)")
       ->check(CLI::NonNegativeNumber);
   opts.add("host", o->host, "bind address [topology: listen.host]");
   opts.add("http-port", o->http_port, "HTTP port (0: any free port) [topology: listen.http_port]")
       ->check(port);
   opts.add("grpc-port", o->grpc_port,
-      "gRPC port (0: any free port, -1: no gRPC) [topology: listen.grpc_port]")
+           "gRPC port (0: any free port, -1: no gRPC) [topology: listen.grpc_port]")
       ->check(CLI::Range(-1, 65535));
   opts.add("api-key", o->api_key, "require Authorization: Bearer KEY [topology: listen.api_key]");
-  opts.add("tls-cert", o->tls_cert, "PEM certificate chain: HTTPS and gRPC over TLS "
-      "[topology: listen.tls_cert]");
+  opts.add("tls-cert", o->tls_cert,
+           "PEM certificate chain: HTTPS and gRPC over TLS "
+           "[topology: listen.tls_cert]");
   opts.add("tls-key", o->tls_key, "PEM private key of --tls-cert [topology: listen.tls_key]");
   opts.add("served-model-name", o->served_model_name,
-      "the model name clients use (default: the known name, or the path) [topology: "
-      "model.served_name]");
+           "the model name clients use (default: the known name, or the path) [topology: "
+           "model.served_name]");
   opts.add("max-num-seqs", o->max_num_seqs, "sequences per step [topology: scheduler.max_num_seqs]")
       ->check(CLI::Range(1, 1 << 16));
   opts.add("max-num-batched-tokens", o->max_num_batched_tokens,
-      "tokens per step [topology: scheduler.max_num_batched_tokens]")
+           "tokens per step [topology: scheduler.max_num_batched_tokens]")
       ->check(positive);
   opts.add("max-waiting", o->max_waiting,
-      "queued requests before 429 [topology: scheduler.max_waiting]")
+           "queued requests before 429 [topology: scheduler.max_waiting]")
       ->check(positive);
   opts.add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
       ->check(positive);
   opts.add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
       ->check(CLI::Range(1, 1024));
   add_backend_option(c, o->backend);
-  opts.add("activations", o->activations,
-      "cpu backend, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: int8 (activations quantized per 32 values, "
-      "integer dot products) or fp32 (exact) [topology: cpu_activations]")
+  opts.add(
+          "activations", o->activations,
+          "cpu backend, Q4_0..Q8_0, Q3_K..Q6_K weights: int8 (activations quantized per 32 values, "
+          "integer dot products) or fp32 (exact) [topology: cpu_activations]")
       ->check(CLI::IsMember({"int8", "fp32"}));
   opts.add("tp-overlap", o->tp_overlap,
-      "with --config and tensor parallelism: on cuts each step in two micro-batches so that one "
-      "half's all-reduces run while the other half computes (same results bitwise) [topology: "
-      "tp_overlap]")
+           "with --config and tensor parallelism: on cuts each step in two micro-batches so that "
+           "one "
+           "half's all-reduces run while the other half computes (same results bitwise) [topology: "
+           "tp_overlap]")
       ->check(CLI::IsMember({"on", "off"}));
   opts.add("threads", o->threads, "OpenMP threads (0: all cores)")->check(CLI::NonNegativeNumber);
   opts.add("io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 1024));
@@ -270,15 +274,16 @@ Command add_serve(CLI::App& root) {
       ->check(CLI::NonNegativeNumber);
   opts.add("max-n", o->max_n, "most choices per prompt (n)")->check(CLI::Range(1, 1 << 16));
   opts.add("max-request-tokens", o->max_request_tokens,
-      "most prompt + max_tokens per request (0: 16 x the context)")
+           "most prompt + max_tokens per request (0: 16 x the context)")
       ->check(CLI::NonNegativeNumber);
   opts.flag("no-prefix-caching", o->no_prefix_caching,
-       "do not reuse cached prompt prefixes [topology: scheduler.enable_prefix_caching]");
+            "do not reuse cached prompt prefixes [topology: scheduler.enable_prefix_caching]");
   opts.flag("no-warmup", o->no_warmup, "skip the warm-up generation before the listeners open");
   opts.flag("in-process-worker", o->in_process_worker, "run the worker in this process");
   opts.flag("parse-special-in-user-content", o->parse_special_in_user_content,
-       "let user text spell special tokens (vLLM's behaviour)");
-  opts.flag("metrics-without-api-key", o->metrics_without_api_key, "serve /metrics without the key");
+            "let user text spell special tokens (vLLM's behaviour)");
+  opts.flag("metrics-without-api-key", o->metrics_without_api_key,
+            "serve /metrics without the key");
   return {c, [o] { return run_serve(*o); }};
 #endif
 }

@@ -25,7 +25,7 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
     if (c) comms_.emplace_back(kind, c);
   if (p.device.type != DeviceType::kCUDA) {
     ops::cpu::set_activations(p.cpu_activations);
-    TESSERA_LOG_INFO("cpu matmul: {} activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, {} kernels",
+    TESSERA_LOG_INFO("cpu matmul: {} activations for Q4_0..Q8_0 and Q3_K..Q6_K weights, {} kernels",
                      ops::cpu::activations_name(p.cpu_activations),
                      p.cpu_activations == ops::cpu::Activations::kInt8 ? ops::cpu::int8_isa()
                                                                        : ops::cpu::simd_level());

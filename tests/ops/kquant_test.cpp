@@ -88,8 +88,11 @@ TEST_F(KquantTest, FastDequantizeMatchesReference) {
 // sgemm sums the dequantized weights (each within u (|p_k| + |w_k|)) its own way (<= K u S).
 // So |fast - ref| <= u ((2K + 16) (2 S + 2 P) + |y|): ~2e-4 (S + P) for K = 1536, still far below
 // one wrong element's term (~S / K).
+// The fp32-activation kernels (kquant_avx2.cpp row_dot); the int8 path of Q3_K..Q6_K is tested in
+// kquant_int8_test.cpp.
 class KquantMatmulTest : public KquantTest {
  protected:
+  ActivationsScope f32_{cpu::Activations::kF32};
   void check(DType t, int64_t m, int64_t n, int64_t k, bool with_bias) {
     SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m) +
                  " N=" + std::to_string(n) + " K=" + std::to_string(k));

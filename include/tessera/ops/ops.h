@@ -170,11 +170,11 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 // Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
 const char* simd_level();
-// How matmul multiplies activations by Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights. kInt8 (the default):
-// each activation row is quantized to int8 per 32 elements and the dot products are integer
-// (like llama.cpp's Q8 activations; relative error per block ~ 1/254 of the block's max). kF32:
-// fp32 activations, equal to dequantize-then-dot up to fp32 rounding. One process-wide setting,
-// made at startup (--activations, topology cpu_activations), like the op thread count.
+// How matmul multiplies activations by Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and Q3_K..Q6_K weights. kInt8 (the
+// default): each activation row is quantized to int8 per 32 elements and the dot products are
+// integer (like llama.cpp's Q8 activations; relative error per block ~ 1/254 of the block's max).
+// kF32: fp32 activations, equal to dequantize-then-dot up to fp32 rounding. One process-wide
+// setting, made at startup (--activations, topology cpu_activations), like the op thread count.
 enum class Activations : uint8_t { kInt8, kF32 };
 void set_activations(Activations a);
 Activations activations();

@@ -1,6 +1,7 @@
 // AVX2 kernels for the K-quant weights (Q2_K..Q6_K) with fp32 activations: the small-M matmul
 // (every weight row streamed once, dotted against up to 8 activation rows) and the row
-// dequantizer (embedding rows, prefill panels). Each 32-element chunk of a super-block is
+// dequantizer (embedding rows, prefill panels); and the integer path for Q3_K..Q6_K
+// (int8_row_dot: int8 activation blocks, see int8_dot.h). Each 32-element chunk of a super-block is
 // unpacked in registers to 4 x 8 fp32 quants. The dequantizer forms w = q * (d*sc) - dmin*m in
 // one FMA (the reference rounds the product and the difference apart: at most 1 ulp of w away);
 // the matmul scales partial dot products instead (row_dot). No activation quantization: results
@@ -12,6 +13,7 @@
 // Included before the target pragma so that their inline functions stay baseline code in every
 // translation unit (the linker keeps one copy of each).
 #include "../kquant_layout.h"
+#include "int8_dot.h"
 #include "simd.h"
 #include "tessera/core/half.h"
 
@@ -275,6 +277,80 @@ void rows(const MatvecArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
+// The integer path (int8_dot.h) for one weight row against M quantized activation rows: each
+// 32-element chunk's signed quants (|q| <= 32) dot the activation block's int8 values exactly in
+// int32 (|w| against x with w's sign, as Q8_0: pairs <= 2 x 32 x 127, no int16 saturation), the
+// low 4 int32 lanes holding elements 0-15 and the high 4 elements 16-31, so one vector of the two
+// 16-element scales times dx scales them; the Q4_K / Q5_K minimum enters as ml * sx per chunk.
+template <DType kType, int M>
+void int8_row_dot(const uint8_t* row, const Int8Args& a, float* out) {
+  constexpr size_t kBytes = Format<kType>::kBytes;
+  constexpr bool kMin32 = kType == DType::kQ4_K || kType == DType::kQ5_K;
+  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256 acc[M];
+  float mins[M];
+  for (int m = 0; m < M; ++m) {
+    acc[m] = _mm256_setzero_ps();
+    mins[m] = 0.0f;
+  }
+  Unpacked u;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
+    if (b + 1 < nb) {
+      for (size_t off = 0; off < kBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kBytes + off), _MM_HINT_T0);
+    }
+    Format<kType>::scales(blk, u);
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = Format<kType>::chunk(blk, c);
+      const __m256i aw = _mm256_abs_epi8(w);
+      const __m256 dl = _mm256_set_m128(_mm_set1_ps(u.dl[2 * c + 1]), _mm_set1_ps(u.dl[2 * c]));
+      for (int m = 0; m < M; ++m) {
+        const ActBlock& x = a.x[m * nblocks + b * 8 + c];
+        const __m256i xs = _mm256_sign_epi8(load32(reinterpret_cast<const uint8_t*>(x.qs)), w);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones16);
+        acc[m] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dl, _mm256_set1_ps(x.d)), acc[m]);
+        if constexpr (kMin32) mins[m] += u.ml[2 * c] * x.s;
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m) out[m] = hsum256(acc[m]) - mins[m];
+}
+
+template <DType kType, int M>
+void int8_rows_m(const Int8Args& a, int64_t n0, int64_t n1) {
+  float out[M];
+  for (int64_t n = n0; n < n1; ++n) {
+    int8_row_dot<kType, M>(a.w + static_cast<size_t>(n) * a.w_row_bytes, a, out);
+    const float b = a.bias ? a.bias[n] : 0.0f;
+    for (int m = 0; m < M; ++m) a.y[m * a.ldy + n] = out[m] + b;
+  }
+}
+
+template <DType kType>
+void int8_rows_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  switch (a.m_count) {
+    case 1:
+      return int8_rows_m<kType, 1>(a, n0, n1);
+    case 2:
+      return int8_rows_m<kType, 2>(a, n0, n1);
+    case 3:
+      return int8_rows_m<kType, 3>(a, n0, n1);
+    case 4:
+      return int8_rows_m<kType, 4>(a, n0, n1);
+    case 5:
+      return int8_rows_m<kType, 5>(a, n0, n1);
+    case 6:
+      return int8_rows_m<kType, 6>(a, n0, n1);
+    case 7:
+      return int8_rows_m<kType, 7>(a, n0, n1);
+    default:
+      return int8_rows_m<kType, 8>(a, n0, n1);
+  }
+}
+
 template <DType kType>
 void dequantize(const uint8_t* src, float* dst, int64_t n) {
   Unpacked u;
@@ -303,6 +379,19 @@ void kquant_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
       return rows<DType::kQ5_K>(a, n0, n1);
     default:
       return rows<DType::kQ6_K>(a, n0, n1);
+  }
+}
+
+void kquant_int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1) {
+  switch (a.wtype) {
+    case DType::kQ3_K:
+      return int8_rows_t<DType::kQ3_K>(a, n0, n1);
+    case DType::kQ4_K:
+      return int8_rows_t<DType::kQ4_K>(a, n0, n1);
+    case DType::kQ5_K:
+      return int8_rows_t<DType::kQ5_K>(a, n0, n1);
+    default:
+      return int8_rows_t<DType::kQ6_K>(a, n0, n1);
   }
 }
 

@@ -12,6 +12,7 @@
 #include "int8_dot.h"
 #include "packed.h"
 #include "parallel.h"
+#include "simd.h"
 #include "tessera/core/error.h"
 #include "tessera/ops/ops.h"
 
@@ -81,7 +82,8 @@ const char* int8_isa() { return detail::int8_isa_name(detail::best_int8_isa()); 
 namespace detail {
 
 bool use_int8(DType w) {
-  return activations() == Activations::kInt8 && (int8_weight_type(w) || is_packed(w));
+  if (activations() != Activations::kInt8) return false;
+  return int8_weight_type(w) || is_packed(w) || (int8_kquant_type(w) && have_avx2());
 }
 
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
@@ -104,6 +106,7 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
   const auto row_bytes = static_cast<int64_t>(w.row_bytes());
   // Packed weights come in groups of kPackRows rows, so chunks do too.
   const bool packed = is_packed(w.dtype());
+  const bool kquant = int8_kquant_type(w.dtype());
   const int64_t unit = packed ? kPackRows : 1;
   const int64_t rows_per_chunk = std::max<int64_t>(
       packed ? kPackRows : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
@@ -126,6 +129,8 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
           a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
           if (packed)
             packed_rows(isa, a, n0, n1);
+          else if (kquant)
+            kquant_int8_rows_avx2(a, n0, n1);
           else
             int8_rows(isa, a, n0, n1);
         }
