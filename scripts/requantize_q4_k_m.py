@@ -4,9 +4,10 @@
 for the output, attn_v and ffn_down of the use_more_bits layers; Q5_0 / Q8_0 where rows are not a
 multiple of 256, as llama.cpp falls back). Metadata is copied. For benchmarks and tests only:
 min/max rounding, so slightly less accurate than llama-quantize, and quantizing a file that is
-already quantized compounds the two roundings. Never commit the output.
+already quantized compounds the two roundings. Never commit the output. With --q8_0 every 2-D
+weight becomes Q8_0 instead (gguf's quantizer): the Q8_0 version of the same model.
 
-usage: scripts/requantize_q4_k_m.py IN.gguf OUT.gguf"""
+usage: scripts/requantize_q4_k_m.py [--q8_0] IN.gguf OUT.gguf"""
 
 import os
 import sys
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "pytho
 import kquant  # noqa: E402
 
 
-def main(src, dst):
+def main(src, dst, q8_0=False):
     r = gguf.GGUFReader(src)
     arch = r.fields["general.architecture"].contents()
     n_layers = int(r.fields[f"{arch}.block_count"].contents())
@@ -29,7 +30,7 @@ def main(src, dst):
             continue
         sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
         w.add_key_value(name, f.contents(), f.types[0], sub_type=sub)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if q8_0 else gguf.LlamaFileType.MOSTLY_Q4_K_M)
     counts = {}
     for t in r.tensors:
         shape = [int(x) for x in reversed(t.shape)]
@@ -37,7 +38,8 @@ def main(src, dst):
         if x.ndim != 2:
             w.add_tensor(t.name, x)
             continue
-        qtype = kquant.q4_k_m_type(t.name, x.shape[1], n_layers, has_output)
+        qtype = gguf.GGMLQuantizationType.Q8_0 if q8_0 else \
+            kquant.q4_k_m_type(t.name, x.shape[1], n_layers, has_output)
         raw = kquant.quantize(x, qtype) if qtype in kquant.BLOCK_BYTES else \
             gguf.quants.quantize(x, qtype)
         w.add_tensor(t.name, raw, raw_dtype=qtype)
@@ -50,6 +52,7 @@ def main(src, dst):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = [a for a in sys.argv[1:] if a != "--q8_0"]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], q8_0="--q8_0" in sys.argv[1:])
