@@ -26,6 +26,7 @@ const DTypeInfo& dtype_info(DType t) {
       {"q8_0x8", 32, 34, true},
       {"q5_0x8", 32, 22, true},
       {"q5_1x8", 32, 24, true},
+      {"q4_Kx8", kQK_K, 148, true},
   };
   auto i = static_cast<size_t>(t);
   TESSERA_CHECK(i < std::size(kInfo), "bad dtype ", i);
@@ -44,6 +45,8 @@ DType packed_base(DType t) {
       return DType::kQ5_0;
     case DType::kQ5_1x8:
       return DType::kQ5_1;
+    case DType::kQ4_Kx8:
+      return DType::kQ4_K;
     default:
       return t;
   }

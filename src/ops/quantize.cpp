@@ -145,6 +145,7 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     case DType::kQ8_0x8:
     case DType::kQ5_0x8:
     case DType::kQ5_1x8:
+    case DType::kQ4_Kx8:
       break;
   }
   fail(ErrorCode::kUnsupported, "quantize_row: cannot quantize to ", dtype_name(type));

@@ -18,7 +18,8 @@ namespace {
 using cpu::detail::ActBlock;
 using cpu::detail::Int8Isa;
 
-constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1};
+constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0,
+                            DType::kQ5_0, DType::kQ5_1, DType::kQ4_K};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
                              Int8Isa::kAvx512Vnni};
 
@@ -72,15 +73,16 @@ class PackedMatmulTest : public SeededTest {
 TEST_F(PackedMatmulTest, PackingRoundTripsAndMovesEveryByte) {
   for (DType t : kBases) {
     SCOPED_TRACE(std::string(dtype_name(t)));
-    const Tensor w = random_weight(t, 24, 96);
+    const Tensor w = random_any_weight(t, 24, 256);
     const Tensor p = pack(w);
-    EXPECT_EQ(p.nbytes(), w.nbytes());
+    // Q4_K's scales take a byte each when packed (148 bytes per 256 elements, not 144).
+    EXPECT_EQ(p.nbytes(), t == DType::kQ4_K ? w.nbytes() / 144 * 148 : w.nbytes());
     EXPECT_NE(std::memcmp(p.data(), w.data(), w.nbytes()), 0) << "packing changed nothing";
     std::vector<uint8_t> back(w.nbytes());
-    cpu::detail::unpack_rows(t, static_cast<const uint8_t*>(p.data()), 24, 96, back.data());
+    cpu::detail::unpack_rows(t, static_cast<const uint8_t*>(p.data()), 24, 256, back.data());
     EXPECT_EQ(std::memcmp(back.data(), w.data(), w.nbytes()), 0);
   }
-  const Tensor w = random_weight(DType::kQ4_1, 12, 64);  // 12 rows: not whole groups
+  const Tensor w = random_any_weight(DType::kQ4_1, 12, 64);  // 12 rows: not whole groups
   std::vector<uint8_t> out(w.nbytes());
   EXPECT_THROW(cpu::detail::pack_rows(DType::kQ4_1, static_cast<const uint8_t*>(w.data()), 12, 64,
                                       out.data()),
@@ -92,10 +94,10 @@ TEST_F(PackedMatmulTest, PackingRoundTripsAndMovesEveryByte) {
 TEST_F(PackedMatmulTest, ScalarKernelMatchesTheFloat64DotWithinTheRoundingBound) {
   for (DType t : kBases)
     for (auto [m, n, k] :
-         {std::tuple<int64_t, int64_t, int64_t>{1, 16, 256}, {3, 8, 576}, {9, 24, 64}}) {
+         {std::tuple<int64_t, int64_t, int64_t>{1, 16, 256}, {3, 8, 768}, {9, 24, 512}}) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " M=" + std::to_string(m) +
                    " N=" + std::to_string(n) + " K=" + std::to_string(k));
-      const Tensor w = random_weight(t, n, k);
+      const Tensor w = random_any_weight(t, n, k);
       const Tensor x = random_f32({m, k});
       const Tensor bias = random_f32({n});
       const auto act = quantize(x, m, k);
@@ -128,7 +130,7 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
         SCOPED_TRACE(std::string(cpu::detail::int8_isa_name(isa)) + " " +
                      std::string(dtype_name(t)) + " M=" + std::to_string(m));
         const int64_t n = 40, k = 768;
-        const Tensor w = random_weight(t, n, k);
+        const Tensor w = random_any_weight(t, n, k);
         const Tensor p = pack(w);
         const Tensor x = random_f32({m, k});
         const Tensor bias = random_f32({n});
@@ -146,24 +148,25 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
   std::printf("packed int8 kernels run on this CPU:%s\n", ran.c_str());
 }
 
-// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 [N % 8 == 0, K] under int8 activations
-// with packing on, on a CPU with an integer SIMD kernel; everything else stays as it is.
+// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K [N % 8 == 0, K] under int8
+// activations with packing on, on a CPU with an integer SIMD kernel; everything else stays as it
+// is.
 TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path) {
   if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
   ActivationsScope int8(cpu::Activations::kInt8);
   PackScope on(true);
   for (DType t : kBases)
-    EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), cpu::detail::packed_type(t));
-  EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 12, 64)), DType::kQ4_1);
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16})
-    EXPECT_EQ(cpu::pack_target(random_weight(t, 16, 64)), t);
+    EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), cpu::detail::packed_type(t));
+  EXPECT_EQ(cpu::pack_target(random_any_weight(DType::kQ4_1, 12, 256)), DType::kQ4_1);
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ6_K})
+    EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), t);
   {
     ActivationsScope f32(cpu::Activations::kF32);
-    EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 16, 64)), DType::kQ4_1);
+    EXPECT_EQ(cpu::pack_target(random_any_weight(DType::kQ4_1, 16, 256)), DType::kQ4_1);
   }
   {
     PackScope off(false);
-    EXPECT_EQ(cpu::pack_target(random_weight(DType::kQ4_1, 16, 64)), DType::kQ4_1);
+    EXPECT_EQ(cpu::pack_target(random_any_weight(DType::kQ4_1, 16, 256)), DType::kQ4_1);
   }
   // The reference backend reads weights row-major only; the CPU and guarded ones take packed
   // weights for matmul and nothing else.
@@ -182,8 +185,8 @@ TEST_F(PackedMatmulTest, MatmulThroughTheOpsOnCpuAndGuardedDevice) {
   PackScope on(true);
   for (DType t : kBases) {
     SCOPED_TRACE(std::string(dtype_name(t)));
-    const int64_t m = 13, n = 200, k = 576;
-    const Tensor w = random_weight(t, n, k);
+    const int64_t m = 13, n = 200, k = 768;
+    const Tensor w = random_any_weight(t, n, k);
     const Tensor x = random_f32({m, k});
     const Tensor bias = random_f32({n});
     const Tensor pw = ops::pack_weight(w, default_allocator(Device::cpu()));

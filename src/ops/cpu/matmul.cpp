@@ -58,6 +58,7 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
   // activations after loading) are unpacked a group of rows at a time into the base layout.
   const bool packed = is_packed(w.dtype());
   const DType wtype = packed_base(w.dtype());
+  const size_t base_row_bytes = tessera::row_bytes(wtype, s.k);  // of the rows the kernels read
   std::vector<float> xsum;
   if (needs_block_sums(wtype)) {
     xsum.resize(static_cast<size_t>(s.m * nb));
@@ -80,7 +81,7 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
         int64_t col0 = 0;  // the output column of row 0 of wp
         thread_local std::vector<uint8_t> unpacked;
         if (packed) {
-          unpacked.resize(static_cast<size_t>(kPackRows * row_bytes));
+          unpacked.resize(static_cast<size_t>(kPackRows) * base_row_bytes);
           detail::unpack_rows(wtype, w.row_ptr(n0), kPackRows, s.k, unpacked.data());
           wp = unpacked.data();
           col0 = n0;
@@ -91,7 +92,7 @@ void matmul_fused(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& 
           detail::MatvecArgs a;
           a.wtype = wtype;
           a.w = wp;
-          a.w_row_bytes = w.row_bytes();
+          a.w_row_bytes = base_row_bytes;
           a.x = xp + m0 * s.k;
           a.xsum = xsum.empty() ? nullptr : xsum.data() + m0 * nb;
           a.m_count = static_cast<int>(std::min<int64_t>(kGroupRows, s.m - m0));

@@ -4,8 +4,10 @@
 #include "packed.h"
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
+#include "../kquant_layout.h"
 #include "tessera/core/error.h"
 #include "tessera/core/half.h"
 
@@ -56,10 +58,64 @@ void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_pac
   for (int j = 0; j < g.quant_bytes / 4; ++j) mv(qs + 4 * j, pq + 32 * j + 4 * r, 4);
 }
 
+// Q4_K (K4 below): the 6-bit scale/min pairs are re-encoded one byte each, so a register load
+// gives 8 rows' scales of a sub-block; the 12-byte encoding is a bijection on 96 bits, so
+// unpacking restores the file's bytes exactly.
+void move_k4(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
+  const auto& L = k4x8::kLayout;
+  if (to_packed) {
+    std::memcpy(pk + L.d + 2 * r, blk + offsetof(BlockQ4_K, d), 2);
+    std::memcpy(pk + L.dmin + 2 * r, blk + offsetof(BlockQ4_K, dmin), 2);
+    for (int j = 0; j < 8; ++j) {
+      int sc = 0, mn = 0;
+      kquant::scale_min_k4(blk + offsetof(BlockQ4_K, scales), j, &sc, &mn);
+      pk[L.sc + 8 * j + r] = static_cast<uint8_t>(sc);
+      pk[L.mn + 8 * j + r] = static_cast<uint8_t>(mn);
+    }
+  } else {
+    std::memcpy(blk + offsetof(BlockQ4_K, d), pk + L.d + 2 * r, 2);
+    std::memcpy(blk + offsetof(BlockQ4_K, dmin), pk + L.dmin + 2 * r, 2);
+    uint8_t* s = blk + offsetof(BlockQ4_K, scales);
+    auto sc = [&](int j) { return pk[L.sc + 8 * j + r]; };
+    auto mn = [&](int j) { return pk[L.mn + 8 * j + r]; };
+    for (int j = 0; j < 4; ++j) {
+      s[j] = static_cast<uint8_t>((sc(j) & 63) | ((sc(j + 4) >> 4) << 6));
+      s[j + 4] = static_cast<uint8_t>((mn(j) & 63) | ((mn(j + 4) >> 4) << 6));
+      s[j + 8] = static_cast<uint8_t>((sc(j + 4) & 15) | ((mn(j + 4) & 15) << 4));
+    }
+  }
+  uint8_t* qs = blk + offsetof(BlockQ4_K, qs);
+  for (int i = 0; i < 128; i += 4) {
+    uint8_t* at = pk + k4x8::quant_at(i, r);
+    if (to_packed)
+      std::memcpy(at, qs + i, 4);
+    else
+      std::memcpy(qs + i, at, 4);
+  }
+}
+
+void repack_k4(const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst, bool to_packed) {
+  const size_t rb = row_bytes(DType::kQ4_K, k), prb = row_bytes(DType::kQ4_Kx8, k);
+  const int64_t nb = k / kQK_K;
+  for (int64_t grp = 0; grp < rows / kPackRows; ++grp)
+    for (int64_t b = 0; b < nb; ++b)
+      for (int r = 0; r < kPackRows; ++r) {
+        const size_t base_at = static_cast<size_t>(grp * kPackRows + r) * rb +
+                               static_cast<size_t>(b) * sizeof(BlockQ4_K);
+        const size_t pk_at = static_cast<size_t>(grp) * kPackRows * prb +
+                             static_cast<size_t>(b) * k4x8::kLayout.bytes;
+        if (to_packed)
+          move_k4(r, const_cast<uint8_t*>(src) + base_at, dst + pk_at, true);
+        else
+          move_k4(r, dst + base_at, const_cast<uint8_t*>(src) + pk_at, false);
+      }
+}
+
 void repack(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst, bool to_packed) {
-  if (rows % kPackRows != 0 || k % 32 != 0)
+  if (rows % kPackRows != 0 || k % dtype_info(base).block_elems != 0)
     fail(ErrorCode::kInvalidArgument, "packing ", rows, " x ", k, ": rows must be a multiple of ",
-         kPackRows, " and columns of 32");
+         kPackRows, " and columns of ", dtype_info(base).block_elems);
+  if (base == DType::kQ4_K) return repack_k4(src, rows, k, dst, to_packed);
   const Geometry g = geometry(base);
   const size_t rb = row_bytes(base, k);
   const int64_t nb = k / 32;
@@ -93,6 +149,8 @@ DType packed_type(DType base) {
       return DType::kQ5_0x8;
     case DType::kQ5_1:
       return DType::kQ5_1x8;
+    case DType::kQ4_K:
+      return DType::kQ4_Kx8;
     default:
       return base;
   }
@@ -109,7 +167,49 @@ void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_
   repack(base, src, rows, k, dst, false);
 }
 
+namespace {
+
+// The scalar Q4_Kx8 kernel, in the SIMD kernel's order: per 32-element sub-block j the exact int32
+// S, then acc = fma(S, (d sc_j) dx, acc), off = fma(dmin m_j, sx, off); y = acc - off [+ bias].
+void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  const auto& L = k4x8::kLayout;
+  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    for (int m = 0; m < a.m_count; ++m)
+      for (int r = 0; r < kPackRows; ++r) {
+        float acc = 0.0f, off = 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
+          uint16_t h;
+          std::memcpy(&h, pk + L.d + 2 * r, 2);
+          const float d = fp16_to_f32(h);
+          std::memcpy(&h, pk + L.dmin + 2 * r, 2);
+          const float dmin = fp16_to_f32(h);
+          for (int j = 0; j < 8; ++j) {
+            const ActBlock& x = a.x[m * nblocks + b * 8 + j];
+            int32_t s = 0;
+            for (int e = 0; e < 32; ++e) {
+              const uint8_t byte = pk[k4x8::quant_at(32 * (j / 2) + e, r)];
+              const int q = j % 2 ? byte >> 4 : byte & 15;
+              s += q * x.qs[e];
+            }
+            acc = std::fma(static_cast<float>(s),
+                           d * static_cast<float>(pk[L.sc + 8 * j + r]) * x.d, acc);
+            off = std::fma(dmin * static_cast<float>(pk[L.mn + 8 * j + r]), x.s, off);
+          }
+        }
+        float y = acc - off;
+        if (a.bias) y += a.bias[n + r];
+        a.y[m * a.ldy + n + r] = y;
+      }
+  }
+}
+
+}  // namespace
+
 void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  if (a.wtype == DType::kQ4_Kx8) return k4_rows_scalar(a, n0, n1);
   const DType base = packed_base(a.wtype);
   const Geometry g = geometry(base);
   const size_t pb = packed_block_bytes(a.wtype);

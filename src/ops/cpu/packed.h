@@ -1,10 +1,11 @@
 // Private to the CPU ops: weights repacked at load so the integer matmul streams 8 rows at once
-// (the packed dtypes of core/dtype.h: kQ4_0x8, kQ4_1x8, kQ8_0x8). Why: the row-major kernels
-// (int8_kernel.h) spend ~16 instructions per 32-weight block of one row (unpack, one int8 dot, an
-// int-to-float conversion, a scale built and broadcast, an FMA, the minimum term), which keeps
-// batch-1 decode at half the memory bandwidth. With 8 rows interleaved, one 256-bit register holds
-// a 4-byte slice of each of the 8 rows, the activation's matching 4 bytes are broadcast to every
-// lane, and a block's 8 scales are one load and one conversion: per row-block ~6 instructions.
+// (the packed dtypes of core/dtype.h: kQ4_0x8, kQ4_1x8, kQ8_0x8, kQ5_0x8, kQ5_1x8, kQ4_Kx8). Why:
+// the row-major kernels (int8_kernel.h) spend ~16 instructions per 32-weight block of one row
+// (unpack, one int8 dot, an int-to-float conversion, a scale built and broadcast, an FMA, the
+// minimum term), which keeps batch-1 decode at half the memory bandwidth. With 8 rows
+// interleaved, one 256-bit register holds a 4-byte slice of each of the 8 rows, the activation's
+// matching 4 bytes are broadcast to every lane, and a block's 8 scales are one load and one
+// conversion: per row-block ~6 instructions.
 //
 // Layout of a packed tensor [N, K] (N % 8 == 0): row group g (rows 8g..8g+7) occupies the same
 // 8 x row_bytes bytes as in the base layout, as K/32 packed blocks, each the 8 rows' block b:
@@ -19,11 +20,19 @@
 // Arithmetic (every kernel, scalar and SIMD, does the same fp32 operations in the same order, so
 // they agree bitwise): per (activation row m, weight row n, block b) the exact int32 sum
 // S = sum(q_i a_i) over the block's 32 elements, then
-//   acc = fma(float(S), dw * dx, acc);  off = fma(c, sx, off)   (c: -8 dw for Q4_0, m for Q4_1)
-// (c: -16 dw for Q5_0, m for Q5_1, 0 for Q8_0) and y = (acc + off) [+ bias]. Results therefore do
-// not depend on how rows are grouped or split (cpu::exact_row_split holds). They differ from the
-// row-major int8 kernel's only by fp32 rounding (that one scales 8 partial sums per block
-// separately). State: none.
+//   acc = fma(float(S), dw * dx, acc);  off = fma(c, sx, off);  y = (acc + off) [+ bias]
+// with c = -8 dw (Q4_0), -16 dw (Q5_0), the block minimum m (Q4_1, Q5_1), 0 (Q8_0). Results
+// therefore do not depend on how rows are grouped or split (cpu::exact_row_split holds). They
+// differ from the row-major int8 kernel's only by fp32 rounding (that one scales 8 partial sums
+// per block separately).
+//
+// Q4_Kx8 (1184 B per 8 rows x 256 elements, 148 per row against Q4_K's 144): d[8], dmin[8]
+// (fp16), sc[8 sub-blocks][8 rows], m[8][8] (the 6-bit scales and mins, a byte each), then the
+// 128 quant bytes of each row in 4-byte slices: slice s of 32-byte group g holds bytes
+// 32g + 4s..+3, whose low nibbles are elements 4s..4s+3 of sub-block 2g and high nibbles those of
+// sub-block 2g + 1. Per 32-element sub-block j the exact S as above, then
+//   acc = fma(float(S), (d sc_j) dx, acc);  off = fma(dmin m_j, sx, off);  y = acc - off [+ bias].
+// State: none.
 #pragma once
 
 #include <cstddef>
@@ -34,13 +43,27 @@
 
 namespace tessera::ops::cpu::detail {
 
+// Q4_Kx8's byte offsets within one packed super-block of 8 rows, and where quant byte i (0..127,
+// as in BlockQ4_K::qs) of row r sits.
+namespace k4x8 {
+struct Layout {
+  size_t d = 0, dmin = 16, sc = 32, mn = 96, qs = 160, bytes = 1184;
+};
+inline constexpr Layout kLayout{};
+inline constexpr size_t quant_at(int i, int r) {
+  return kLayout.qs + 256 * static_cast<size_t>(i / 32) + 32 * static_cast<size_t>(i % 32 / 4) +
+         4 * static_cast<size_t>(r) + static_cast<size_t>(i % 4);
+}
+static_assert(kLayout.bytes == kPackRows * 148);
+}  // namespace k4x8
+
 // The packed type of `base` (kQ4_0 -> kQ4_0x8 ...), or `base` itself when it has none.
 DType packed_type(DType base);
 // Bytes of one packed block (8 rows x one 32-element block).
 size_t packed_block_bytes(DType packed);
 
 // Rearranges `rows` (a multiple of 8) base-layout rows of `k` elements at `src` into `dst` (the
-// same size), and back.
+// same size, Q4_K: 148/144 of it), and back.
 void pack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
 void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
 

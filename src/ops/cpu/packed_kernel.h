@@ -141,6 +141,88 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
+// Q4_Kx8 (packed.h): per 32-byte group g of a super-block, 8 slices feed two sums, sub-block
+// 2g (low nibbles) and 2g + 1 (high nibbles), each then scaled by its 8 rows' d sc and dmin m.
+template <int M>
+void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr auto L = k4x8::kLayout;
+  constexpr size_t kAhead = 1024;
+  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    __m256 acc[M], off[M];
+    for (int m = 0; m < M; ++m) acc[m] = off[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
+      for (size_t l = 0; l < L.bytes; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
+      const __m256 dv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
+      const __m256 dmv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.dmin)));
+      const ActBlock* xb = a.x + b * 8;
+      for (int g = 0; g < 4; ++g) {
+        __m256i s[2][M];
+        for (int m = 0; m < M; ++m) s[0][m] = s[1][m] = _mm256_setzero_si256();
+        for (int sl = 0; sl < 8; ++sl) {
+          const __m256i w = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(pk + L.qs + 256 * static_cast<size_t>(g) + 32 * sl));
+          const __m256i lo = _mm256_and_si256(w, m4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+          for (int m = 0; m < M; ++m) {
+            const __m256i xl = bcast4(xb[m * nblocks + 2 * g].qs + 4 * sl);
+            const __m256i xh = bcast4(xb[m * nblocks + 2 * g + 1].qs + 4 * sl);
+            if constexpr (kInt16Sums) {
+              s[0][m] = _mm256_add_epi16(s[0][m], _mm256_maddubs_epi16(lo, xl));
+              s[1][m] = _mm256_add_epi16(s[1][m], _mm256_maddubs_epi16(hi, xh));
+            } else {
+              s[0][m] = acc_u8s8(s[0][m], lo, xl);
+              s[1][m] = acc_u8s8(s[1][m], hi, xh);
+            }
+          }
+        }
+        for (int half = 0; half < 2; ++half) {
+          const int j = 2 * g + half;
+          const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
+          const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.mn + 8 * j))));
+          const __m256 scale = _mm256_mul_ps(dv, sc), minimum = _mm256_mul_ps(dmv, mn);
+          for (int m = 0; m < M; ++m) {
+            const ActBlock& x = xb[m * nblocks + j];
+            __m256i sum = s[half][m];
+            if constexpr (kInt16Sums) sum = _mm256_madd_epi16(sum, ones16);
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
+                                     _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
+            off[m] = _mm256_fmadd_ps(minimum, _mm256_set1_ps(x.s), off[m]);
+          }
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      __m256 y = _mm256_sub_ps(acc[m], off[m]);
+      if (a.bias) y = _mm256_add_ps(y, _mm256_loadu_ps(a.bias + n));
+      _mm256_storeu_ps(a.y + m * a.ldy + n, y);
+    }
+  }
+}
+
+inline void packed_k4_rows(const Int8Args& a, int64_t n0, int64_t n1) {
+  const int64_t nblocks = a.k / 32;
+  for (int m0 = 0; m0 < a.m_count; m0 += 2) {
+    Int8Args s = a;
+    s.x = a.x + m0 * nblocks;
+    s.y = a.y + m0 * a.ldy;
+    s.m_count = std::min(2, a.m_count - m0);
+    if (s.m_count == 1)
+      packed_k4_t<1>(s, n0, n1);
+    else
+      packed_k4_t<2>(s, n0, n1);
+  }
+}
+
 template <DType T>
 void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
   const int64_t nb = a.k / 32;
@@ -178,6 +260,8 @@ inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
       return packed_type_rows<DType::kQ5_0x8>(a, n0, n1);
     case DType::kQ5_1x8:
       return packed_type_rows<DType::kQ5_1x8>(a, n0, n1);
+    case DType::kQ4_Kx8:
+      return packed_k4_rows(a, n0, n1);
     default:
       return;  // the caller checked is_packed()
   }
