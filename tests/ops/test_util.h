@@ -137,6 +137,34 @@ inline double int8_rounding_bound(const float* x, const float* w, int64_t k) {
   return bound;
 }
 
+// Where int8-activation matmul results y [m, n] (row i at y + i * n) leave the float64 reference
+// w . x + bias (w the row-major weight dequantized, x the original fp32 activations): the first
+// element off by more than int8_rounding_bound plus 1e-5 of sum |w_i x_i| (fp32 scaling and
+// summing), as a message; empty when every element is within it.
+inline std::string int8_result_error(const Tensor& w, const Tensor& x, const Tensor& bias,
+                                     const float* y) {
+  const int64_t m = x.shape()[0], n = w.shape()[0], k = w.shape()[1];
+  std::vector<float> wrow(static_cast<size_t>(k));
+  const float* xp = x.data_as<float>();
+  for (int64_t j = 0; j < n; ++j) {
+    ref::dequantize_row(w.dtype(), w.row_ptr(j), wrow.data(), k);
+    for (int64_t i = 0; i < m; ++i) {
+      double want = bias.defined() ? bias.data_as<float>()[j] : 0.0, sum_abs = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const double p = static_cast<double>(wrow[static_cast<size_t>(c)]) * xp[i * k + c];
+        want += p;
+        sum_abs += std::fabs(p);
+      }
+      const double tol = int8_rounding_bound(xp + i * k, wrow.data(), k) + 1e-5 * sum_abs + 1e-6;
+      const double got = y[i * n + j];
+      if (!(std::fabs(got - want) <= tol))
+        return "y[" + std::to_string(i) + "," + std::to_string(j) + "] = " + std::to_string(got) +
+               ", float64 " + std::to_string(want) + ", tolerance " + std::to_string(tol);
+    }
+  }
+  return "";
+}
+
 inline constexpr DType kWeightTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                                          DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1};
 inline constexpr DType kKquantTypes[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K,

@@ -9,6 +9,7 @@
 
 #include "avx2_common.h"
 #include "int8_dot.h"
+#include "row_count.h"
 
 namespace tessera::ops::cpu::detail {
 namespace {
@@ -135,24 +136,7 @@ void rows_m(const Int8Args& a, int64_t n0, int64_t n1) {
 
 inline void int8_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
   static_assert(kInt8MaxRows == 8);
-  switch (a.m_count) {
-    case 1:
-      return rows_m<1>(a, n0, n1);
-    case 2:
-      return rows_m<2>(a, n0, n1);
-    case 3:
-      return rows_m<3>(a, n0, n1);
-    case 4:
-      return rows_m<4>(a, n0, n1);
-    case 5:
-      return rows_m<5>(a, n0, n1);
-    case 6:
-      return rows_m<6>(a, n0, n1);
-    case 7:
-      return rows_m<7>(a, n0, n1);
-    default:
-      return rows_m<8>(a, n0, n1);
-  }
+  with_row_count(a.m_count, [&](auto m) { rows_m<decltype(m)::value>(a, n0, n1); });
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 // translation unit (the linker keeps one copy of each).
 #include "../kquant_layout.h"
 #include "int8_dot.h"
+#include "row_count.h"
 #include "simd.h"
 #include "tessera/core/half.h"
 
@@ -245,11 +246,13 @@ void row_dot(const uint8_t* row, const MatvecArgs& a, float* out) {
   for (int m = 0; m < M; ++m) out[m] = hsum256(_mm256_sub_ps(acc[m], macc16[m])) - macc32[m];
 }
 
-template <DType kType, int M>
-void rows_m(const MatvecArgs& a, int64_t n0, int64_t n1) {
+// y[m, n] = dot(row n)[m] + bias[n] for n in [n0, n1), m < M; dot(row, out) writes one weight
+// row's M results. Shared by the fp32 (MatvecArgs) and int8 (Int8Args) kernels.
+template <int M, typename Args, typename Dot>
+void each_row(const Args& a, int64_t n0, int64_t n1, Dot&& dot) {
   float out[M];
   for (int64_t n = n0; n < n1; ++n) {
-    row_dot<kType, M>(a.w + static_cast<size_t>(n) * a.w_row_bytes, a, out);
+    dot(a.w + static_cast<size_t>(n) * a.w_row_bytes, out);
     const float b = a.bias ? a.bias[n] : 0.0f;
     for (int m = 0; m < M; ++m) a.y[m * a.ldy + n] = out[m] + b;
   }
@@ -257,24 +260,10 @@ void rows_m(const MatvecArgs& a, int64_t n0, int64_t n1) {
 
 template <DType kType>
 void rows(const MatvecArgs& a, int64_t n0, int64_t n1) {
-  switch (a.m_count) {
-    case 1:
-      return rows_m<kType, 1>(a, n0, n1);
-    case 2:
-      return rows_m<kType, 2>(a, n0, n1);
-    case 3:
-      return rows_m<kType, 3>(a, n0, n1);
-    case 4:
-      return rows_m<kType, 4>(a, n0, n1);
-    case 5:
-      return rows_m<kType, 5>(a, n0, n1);
-    case 6:
-      return rows_m<kType, 6>(a, n0, n1);
-    case 7:
-      return rows_m<kType, 7>(a, n0, n1);
-    default:
-      return rows_m<kType, 8>(a, n0, n1);
-  }
+  with_row_count(a.m_count, [&](auto m) {
+    constexpr int M = decltype(m)::value;
+    each_row<M>(a, n0, n1, [&](const uint8_t* row, float* out) { row_dot<kType, M>(row, a, out); });
+  });
 }
 
 // The integer path (int8_dot.h) for one weight row against M quantized activation rows: each
@@ -319,36 +308,13 @@ void int8_row_dot(const uint8_t* row, const Int8Args& a, float* out) {
   for (int m = 0; m < M; ++m) out[m] = hsum256(acc[m]) - mins[m];
 }
 
-template <DType kType, int M>
-void int8_rows_m(const Int8Args& a, int64_t n0, int64_t n1) {
-  float out[M];
-  for (int64_t n = n0; n < n1; ++n) {
-    int8_row_dot<kType, M>(a.w + static_cast<size_t>(n) * a.w_row_bytes, a, out);
-    const float b = a.bias ? a.bias[n] : 0.0f;
-    for (int m = 0; m < M; ++m) a.y[m * a.ldy + n] = out[m] + b;
-  }
-}
-
 template <DType kType>
 void int8_rows_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  switch (a.m_count) {
-    case 1:
-      return int8_rows_m<kType, 1>(a, n0, n1);
-    case 2:
-      return int8_rows_m<kType, 2>(a, n0, n1);
-    case 3:
-      return int8_rows_m<kType, 3>(a, n0, n1);
-    case 4:
-      return int8_rows_m<kType, 4>(a, n0, n1);
-    case 5:
-      return int8_rows_m<kType, 5>(a, n0, n1);
-    case 6:
-      return int8_rows_m<kType, 6>(a, n0, n1);
-    case 7:
-      return int8_rows_m<kType, 7>(a, n0, n1);
-    default:
-      return int8_rows_m<kType, 8>(a, n0, n1);
-  }
+  with_row_count(a.m_count, [&](auto m) {
+    constexpr int M = decltype(m)::value;
+    each_row<M>(a, n0, n1,
+                [&](const uint8_t* row, float* out) { int8_row_dot<kType, M>(row, a, out); });
+  });
 }
 
 template <DType kType>

@@ -5,6 +5,7 @@
 // Per block: acc += d * (q . x)  (+ m * sum(x) for Q4_1, with the block sums precomputed).
 #include <cstring>
 
+#include "row_count.h"
 #include "simd.h"
 
 // clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
@@ -147,24 +148,7 @@ void rows_m(const MatvecArgs& a, int64_t n0, int64_t n1) {
 }  // namespace
 
 void matvec_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
-  switch (a.m_count) {
-    case 1:
-      return rows_m<1>(a, n0, n1);
-    case 2:
-      return rows_m<2>(a, n0, n1);
-    case 3:
-      return rows_m<3>(a, n0, n1);
-    case 4:
-      return rows_m<4>(a, n0, n1);
-    case 5:
-      return rows_m<5>(a, n0, n1);
-    case 6:
-      return rows_m<6>(a, n0, n1);
-    case 7:
-      return rows_m<7>(a, n0, n1);
-    default:
-      return rows_m<8>(a, n0, n1);
-  }
+  with_row_count(a.m_count, [&](auto m) { rows_m<decltype(m)::value>(a, n0, n1); });
 }
 
 }  // namespace tessera::ops::cpu::detail

@@ -14,6 +14,7 @@
 
 #include "avx2_common.h"
 #include "packed.h"
+#include "row_count.h"
 
 namespace tessera::ops::cpu::detail {
 namespace {
@@ -209,42 +210,30 @@ void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
-inline void packed_k4_rows(const Int8Args& a, int64_t n0, int64_t n1) {
+// kernel(RowCount<m>, args) over the activation rows in groups of at most G (the most one kernel
+// instance holds in registers), each group's args pointing at its rows.
+template <int G, typename Kernel>
+void in_row_groups(const Int8Args& a, Kernel&& kernel) {
   const int64_t nblocks = a.k / 32;
-  for (int m0 = 0; m0 < a.m_count; m0 += 2) {
+  for (int m0 = 0; m0 < a.m_count; m0 += G) {
     Int8Args s = a;
     s.x = a.x + m0 * nblocks;
     s.y = a.y + m0 * a.ldy;
-    s.m_count = std::min(2, a.m_count - m0);
-    if (s.m_count == 1)
-      packed_k4_t<1>(s, n0, n1);
-    else
-      packed_k4_t<2>(s, n0, n1);
+    s.m_count = std::min(G, a.m_count - m0);
+    with_row_count(s.m_count, [&](auto m) {
+      if constexpr (decltype(m)::value <= G) kernel(m, s);
+    });
   }
 }
 
 template <DType T>
 void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
-  const int64_t nb = a.k / 32;
-  for (int m0 = 0; m0 < a.m_count; m0 += 4) {
-    Int8Args s = a;
-    s.x = a.x + m0 * nb;
-    s.y = a.y + m0 * a.ldy;
-    s.m_count = std::min(4, a.m_count - m0);
-    switch (s.m_count) {
-      case 1:
-        packed_t<T, 1>(s, n0, n1);
-        break;
-      case 2:
-        packed_t<T, 2>(s, n0, n1);
-        break;
-      case 3:
-        packed_t<T, 3>(s, n0, n1);
-        break;
-      default:
-        packed_t<T, 4>(s, n0, n1);
-        break;
-    }
+  if constexpr (T == DType::kQ4_Kx8) {
+    in_row_groups<2>(
+        a, [&](auto m, const Int8Args& s) { packed_k4_t<decltype(m)::value>(s, n0, n1); });
+  } else {
+    in_row_groups<4>(
+        a, [&](auto m, const Int8Args& s) { packed_t<T, decltype(m)::value>(s, n0, n1); });
   }
 }
 
@@ -261,7 +250,7 @@ inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
     case DType::kQ5_1x8:
       return packed_type_rows<DType::kQ5_1x8>(a, n0, n1);
     case DType::kQ4_Kx8:
-      return packed_k4_rows(a, n0, n1);
+      return packed_type_rows<DType::kQ4_Kx8>(a, n0, n1);
     default:
       return;  // the caller checked is_packed()
   }

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "row_count.h"
 #include "simd.h"
 #include "tessera/core/half.h"
 
@@ -117,24 +118,7 @@ void rows_m(const MatvecArgs& a, int64_t n0, int64_t n1) {
 
 template <bool kHasMin>
 void rows(const MatvecArgs& a, int64_t n0, int64_t n1) {
-  switch (a.m_count) {
-    case 1:
-      return rows_m<kHasMin, 1>(a, n0, n1);
-    case 2:
-      return rows_m<kHasMin, 2>(a, n0, n1);
-    case 3:
-      return rows_m<kHasMin, 3>(a, n0, n1);
-    case 4:
-      return rows_m<kHasMin, 4>(a, n0, n1);
-    case 5:
-      return rows_m<kHasMin, 5>(a, n0, n1);
-    case 6:
-      return rows_m<kHasMin, 6>(a, n0, n1);
-    case 7:
-      return rows_m<kHasMin, 7>(a, n0, n1);
-    default:
-      return rows_m<kHasMin, 8>(a, n0, n1);
-  }
+  with_row_count(a.m_count, [&](auto m) { rows_m<kHasMin, decltype(m)::value>(a, n0, n1); });
 }
 
 }  // namespace
