@@ -18,8 +18,8 @@ namespace {
 using cpu::detail::ActBlock;
 using cpu::detail::Int8Isa;
 
-constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0,
-                            DType::kQ5_0, DType::kQ5_1, DType::kQ4_K};
+constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ5_0,
+                            DType::kQ5_1, DType::kQ4_K, DType::kQ6_K};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
                              Int8Isa::kAvx512Vnni};
 
@@ -134,7 +134,7 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
   std::printf("packed int8 kernels run on this CPU:%s\n", ran.c_str());
 }
 
-// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K [N % 8 == 0, K] under int8
+// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K [N % 8 == 0, K] under int8
 // activations with packing on, on a CPU with an integer SIMD kernel; everything else stays as it
 // is.
 TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path) {
@@ -144,7 +144,7 @@ TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path)
   for (DType t : kBases)
     EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), cpu::detail::packed_type(t));
   EXPECT_EQ(cpu::pack_target(random_any_weight(DType::kQ4_1, 12, 256)), DType::kQ4_1);
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ6_K})
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ2_K, DType::kQ5_K})
     EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), t);
   {
     ActivationsScope f32(cpu::Activations::kF32);

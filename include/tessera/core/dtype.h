@@ -26,14 +26,15 @@ enum class DType : uint8_t {
   kQ6_K,
   // CPU-only layouts made at load by ops::pack_weight (src/ops/cpu/packed.h), never in a file:
   // the base type's blocks of 8 consecutive rows interleaved so one SIMD register holds a 4-byte
-  // slice of each of the 8 rows. Only matmul reads them; rows come in groups of 8. The legacy
-  // types keep their bytes per row; Q4_Kx8 stores its scales unpacked (148 bytes, not 144).
+  // slice of each of the 8 rows. Only matmul reads them; rows come in groups of 8. All but Q4_Kx8
+  // keep their bytes per row; Q4_Kx8 stores its scales unpacked (148 bytes, not 144).
   kQ4_0x8,
   kQ4_1x8,
   kQ8_0x8,
   kQ5_0x8,
   kQ5_1x8,
   kQ4_Kx8,  // 148 bytes per row per 256 elements: the 6-bit scales re-encoded as bytes
+  kQ6_Kx8,
 };
 
 struct DTypeInfo {
@@ -48,7 +49,7 @@ inline std::string_view dtype_name(DType t) { return dtype_info(t).name; }
 inline bool is_quantized(DType t) { return dtype_info(t).quantized; }
 inline bool is_kquant(DType t) { return t >= DType::kQ2_K && t <= DType::kQ6_K; }
 // The 8-row interleaved layouts (kQ4_0x8 ...) and their row-major base types.
-inline bool is_packed(DType t) { return t >= DType::kQ4_0x8 && t <= DType::kQ4_Kx8; }
+inline bool is_packed(DType t) { return t >= DType::kQ4_0x8 && t <= DType::kQ6_Kx8; }
 inline constexpr int kPackRows = 8;
 DType packed_base(DType t);  // kQ4_1x8 -> kQ4_1; other types -> themselves
 

@@ -185,9 +185,9 @@ const char* int8_isa();
 // exact_row_split for cpu::matmul (ops::exact_row_split).
 int64_t exact_row_split(int64_t rows);
 // Weight packing (src/ops/cpu/packed.h): the dtype matmul streams fastest for weight w under the
-// current activation mode: the 8-row interleaved type of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K [N, K]
-// weight with N % 8 == 0 when the int8 kernels run (kInt8, AVX2 or better) and packing is on,
-// else w.dtype().
+// current activation mode: the 8-row interleaved type of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K
+// [N, K] weight with N % 8 == 0 when the int8 kernels run (kInt8, AVX2 or better) and packing is
+// on, else w.dtype().
 DType pack_target(const Tensor& w);
 // out (shape of w, dtype pack_target(w), host-addressable) = w in that layout.
 void pack_weight_into(const Tensor& w, Tensor& out);

@@ -94,20 +94,46 @@ void move_k4(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
   }
 }
 
-void repack_k4(const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst, bool to_packed) {
-  const size_t rb = row_bytes(DType::kQ4_K, k), prb = row_bytes(DType::kQ4_Kx8, k);
+// Q6_K (K6): d, the 16 int8 sub-block scales, and ql / qh in the slices of k6x8::slice_at; the
+// same bytes, rearranged.
+void move_k6(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
+  const auto& L = k6x8::kLayout;
+  auto mv = [&](uint8_t* base_at, uint8_t* packed_at, size_t n) {
+    if (to_packed)
+      std::memcpy(packed_at, base_at, n);
+    else
+      std::memcpy(base_at, packed_at, n);
+  };
+  mv(blk + offsetof(BlockQ6_K, d), pk + L.d + 2 * r, 2);
+  for (int j = 0; j < 16; ++j) mv(blk + offsetof(BlockQ6_K, scales) + j, pk + L.sc + 8 * j + r, 1);
+  uint8_t* ql = blk + offsetof(BlockQ6_K, ql);
+  uint8_t* qh = blk + offsetof(BlockQ6_K, qh);
+  for (int n = 0; n < 2; ++n)
+    for (int s = 0; s < 8; ++s) {
+      mv(ql + 64 * n + 4 * s, pk + k6x8::slice_at(n, s, 0, r), 4);
+      mv(ql + 64 * n + 32 + 4 * s, pk + k6x8::slice_at(n, s, 1, r), 4);
+      mv(qh + 32 * n + 4 * s, pk + k6x8::slice_at(n, s, 2, r), 4);
+    }
+}
+
+// The K-quants: super-block by super-block, row by row, through `move`.
+template <typename Move>
+void repack_k(DType base, DType packed, size_t packed_bytes, const uint8_t* src, int64_t rows,
+              int64_t k, uint8_t* dst, bool to_packed, Move move) {
+  const size_t rb = row_bytes(base, k), prb = row_bytes(packed, k);
+  const size_t bb = static_cast<size_t>(dtype_info(base).block_bytes);
   const int64_t nb = k / kQK_K;
   for (int64_t grp = 0; grp < rows / kPackRows; ++grp)
     for (int64_t b = 0; b < nb; ++b)
       for (int r = 0; r < kPackRows; ++r) {
-        const size_t base_at = static_cast<size_t>(grp * kPackRows + r) * rb +
-                               static_cast<size_t>(b) * sizeof(BlockQ4_K);
-        const size_t pk_at = static_cast<size_t>(grp) * kPackRows * prb +
-                             static_cast<size_t>(b) * k4x8::kLayout.bytes;
+        const size_t base_at =
+            static_cast<size_t>(grp * kPackRows + r) * rb + static_cast<size_t>(b) * bb;
+        const size_t pk_at =
+            static_cast<size_t>(grp) * kPackRows * prb + static_cast<size_t>(b) * packed_bytes;
         if (to_packed)
-          move_k4(r, const_cast<uint8_t*>(src) + base_at, dst + pk_at, true);
+          move(r, const_cast<uint8_t*>(src) + base_at, dst + pk_at, true);
         else
-          move_k4(r, dst + base_at, const_cast<uint8_t*>(src) + pk_at, false);
+          move(r, dst + base_at, const_cast<uint8_t*>(src) + pk_at, false);
       }
 }
 
@@ -115,7 +141,12 @@ void repack(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* ds
   if (rows % kPackRows != 0 || k % dtype_info(base).block_elems != 0)
     fail(ErrorCode::kInvalidArgument, "packing ", rows, " x ", k, ": rows must be a multiple of ",
          kPackRows, " and columns of ", dtype_info(base).block_elems);
-  if (base == DType::kQ4_K) return repack_k4(src, rows, k, dst, to_packed);
+  if (base == DType::kQ4_K)
+    return repack_k(base, DType::kQ4_Kx8, k4x8::kLayout.bytes, src, rows, k, dst, to_packed,
+                    move_k4);
+  if (base == DType::kQ6_K)
+    return repack_k(base, DType::kQ6_Kx8, k6x8::kLayout.bytes, src, rows, k, dst, to_packed,
+                    move_k6);
   const Geometry g = geometry(base);
   const size_t rb = row_bytes(base, k);
   const int64_t nb = k / 32;
@@ -151,6 +182,8 @@ DType packed_type(DType base) {
       return DType::kQ5_1x8;
     case DType::kQ4_K:
       return DType::kQ4_Kx8;
+    case DType::kQ6_K:
+      return DType::kQ6_Kx8;
     default:
       return base;
   }
@@ -206,10 +239,49 @@ void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
+// The scalar Q6_Kx8 kernel, in the SIMD kernel's order (packed.h).
+void k6_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  const auto& L = k6x8::kLayout;
+  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    for (int m = 0; m < a.m_count; ++m)
+      for (int r = 0; r < kPackRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; ++b) {
+          const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
+          uint16_t h;
+          std::memcpy(&h, pk + L.d + 2 * r, 2);
+          const float d = fp16_to_f32(h);
+          for (int half = 0; half < 2; ++half)
+            for (int sg = 0; sg < 2; ++sg)
+              for (int t = 0; t < 4; ++t) {
+                const int j = 8 * half + 2 * t + sg;
+                const ActBlock& x = a.x[m * nblocks + b * 8 + 4 * half + t];
+                int32_t s = 0;
+                for (int e = 0; e < 16; ++e) {
+                  const int l = 16 * sg + e, sl = l / 4, at = l % 4;
+                  const uint8_t lo = pk[k6x8::slice_at(half, sl, t % 2, r) + at];
+                  const uint8_t hb = pk[k6x8::slice_at(half, sl, 2, r) + at];
+                  const int q = (t < 2 ? lo & 15 : lo >> 4) | (((hb >> (2 * t)) & 3) << 4);
+                  s += (q - 32) * x.qs[l];
+                }
+                const auto sc = static_cast<int8_t>(pk[L.sc + 8 * j + r]);
+                acc = std::fma(static_cast<float>(s), d * static_cast<float>(sc) * x.d, acc);
+              }
+        }
+        float y = acc;
+        if (a.bias) y += a.bias[n + r];
+        a.y[m * a.ldy + n + r] = y;
+      }
+  }
+}
+
 }  // namespace
 
 void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
   if (a.wtype == DType::kQ4_Kx8) return k4_rows_scalar(a, n0, n1);
+  if (a.wtype == DType::kQ6_Kx8) return k6_rows_scalar(a, n0, n1);
   const DType base = packed_base(a.wtype);
   const Geometry g = geometry(base);
   const size_t pb = packed_block_bytes(a.wtype);

@@ -1,5 +1,5 @@
 // Private to the CPU ops: weights repacked at load so the integer matmul streams 8 rows at once
-// (the packed dtypes of core/dtype.h: kQ4_0x8, kQ4_1x8, kQ8_0x8, kQ5_0x8, kQ5_1x8, kQ4_Kx8). Why:
+// (the packed dtypes of core/dtype.h: kQ4_0x8 .. kQ5_1x8, kQ4_Kx8, kQ6_Kx8). Why:
 // the row-major kernels (int8_kernel.h) spend ~16 instructions per 32-weight block of one row
 // (unpack, one int8 dot, an int-to-float conversion, a scale built and broadcast, an FMA, the
 // minimum term), which keeps batch-1 decode at half the memory bandwidth. With 8 rows
@@ -32,6 +32,14 @@
 // 32g + 4s..+3, whose low nibbles are elements 4s..4s+3 of sub-block 2g and high nibbles those of
 // sub-block 2g + 1. Per 32-element sub-block j the exact S as above, then
 //   acc = fma(float(S), (d sc_j) dx, acc);  off = fma(dmin m_j, sx, off);  y = acc - off [+ bias].
+//
+// Q6_Kx8 (1680 B per 8 rows x 256 elements, Q6_K's 210 per row): d[8] (fp16), sc[16 sub-blocks]
+// [8 rows] (int8), then per 128-element half n and slice s (0..7) three registers: the rows'
+// ql bytes 64n + 4s..+3, ql bytes 64n + 32 + 4s..+3 and qh bytes 32n + 4s..+3. Slice s gives 4
+// elements (l = 4s..4s+3) of each of the half's four 32-element quarters t (ql low / high
+// nibbles with 2 bits of qh each, q in 0..63, value q - 32), sub-block j = 8n + 2t + s / 4 (of 16
+// elements). Per sub-block, in the order n, s / 4, t: S = sum((q - 32) a) exact, then
+// acc = fma(float(S), (d sc_j) dx, acc); y = acc [+ bias].
 // State: none.
 #pragma once
 
@@ -56,6 +64,20 @@ inline constexpr size_t quant_at(int i, int r) {
 }
 static_assert(kLayout.bytes == kPackRows * 148);
 }  // namespace k4x8
+
+// Q6_Kx8's offsets: the three slice registers of (half n, slice s), and the sub-block scales.
+namespace k6x8 {
+struct Layout {
+  size_t d = 0, sc = 16, qs = 144, bytes = 1680;
+};
+inline constexpr Layout kLayout{};
+// reg: 0 = ql[64n + 4s..], 1 = ql[64n + 32 + 4s..], 2 = qh[32n + 4s..]; row r's 4 bytes.
+inline constexpr size_t slice_at(int n, int s, int reg, int r) {
+  return kLayout.qs + 96 * static_cast<size_t>(8 * n + s) + 32 * static_cast<size_t>(reg) +
+         4 * static_cast<size_t>(r);
+}
+static_assert(kLayout.bytes == kPackRows * 210 && slice_at(1, 7, 2, 8) == kLayout.bytes);
+}  // namespace k6x8
 
 // The packed type of `base` (kQ4_0 -> kQ4_0x8 ...), or `base` itself when it has none.
 DType packed_type(DType base);

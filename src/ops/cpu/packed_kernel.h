@@ -210,6 +210,85 @@ void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
+// Q6_Kx8 (packed.h): per 128-element half and 16-element group of slices, each slice's three
+// registers give 4 elements of the half's four quarters (q in 0..63, value q - 32, multiplied as
+// |v| against x with v's sign: pairs <= 2 x 32 x 127, 4 slices <= 32512 in int16 on AVX2).
+template <int M>
+void packed_k6_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr auto L = k6x8::kLayout;
+  constexpr size_t kAhead = 1024;
+  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+  const __m256i c32 = _mm256_set1_epi8(32), ones16 = _mm256_set1_epi16(1);
+  for (int64_t n = n0; n < n1; n += kPackRows) {
+    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
+    __m256 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
+      for (size_t l = 0; l < L.bytes; l += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
+      const __m256 dv =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
+      const ActBlock* xb = a.x + b * 8;
+      for (int half = 0; half < 2; ++half) {
+        for (int sg = 0; sg < 2; ++sg) {
+          __m256i sum[M][4];
+          for (int m = 0; m < M; ++m)
+            for (int t = 0; t < 4; ++t) sum[m][t] = _mm256_setzero_si256();
+          for (int s4 = 0; s4 < 4; ++s4) {
+            const int sl = 4 * sg + s4;
+            auto reg = [&](int r) {
+              return _mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(pk + k6x8::slice_at(half, sl, r, 0)));
+            };
+            const __m256i A = reg(0), B = reg(1), H = reg(2);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                                   _mm256_and_si256(H, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+            for (int t = 0; t < 4; ++t) {
+              const __m256i v = _mm256_sub_epi8(q[t], c32);
+              const __m256i av = _mm256_abs_epi8(v);
+              for (int m = 0; m < M; ++m) {
+                const __m256i xs =
+                    _mm256_sign_epi8(bcast4(xb[m * nblocks + 4 * half + t].qs + 4 * sl), v);
+                if constexpr (kInt16Sums)
+                  sum[m][t] = _mm256_add_epi16(sum[m][t], _mm256_maddubs_epi16(av, xs));
+                else
+                  sum[m][t] = acc_u8s8(sum[m][t], av, xs);
+              }
+            }
+          }
+          for (int t = 0; t < 4; ++t) {
+            const int j = 8 * half + 2 * t + sg;
+            const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
+            const __m256 scale = _mm256_mul_ps(dv, sc);
+            for (int m = 0; m < M; ++m) {
+              const ActBlock& x = xb[m * nblocks + 4 * half + t];
+              __m256i st = sum[m][t];
+              if constexpr (kInt16Sums) st = _mm256_madd_epi16(st, ones16);
+              acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(st),
+                                       _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
+            }
+          }
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      __m256 y = acc[m];
+      if (a.bias) y = _mm256_add_ps(y, _mm256_loadu_ps(a.bias + n));
+      _mm256_storeu_ps(a.y + m * a.ldy + n, y);
+    }
+  }
+}
+
 // kernel(RowCount<m>, args) over the activation rows in groups of at most G (the most one kernel
 // instance holds in registers), each group's args pointing at its rows.
 template <int G, typename Kernel>
@@ -231,6 +310,9 @@ void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
   if constexpr (T == DType::kQ4_Kx8) {
     in_row_groups<2>(
         a, [&](auto m, const Int8Args& s) { packed_k4_t<decltype(m)::value>(s, n0, n1); });
+  } else if constexpr (T == DType::kQ6_Kx8) {
+    in_row_groups<2>(
+        a, [&](auto m, const Int8Args& s) { packed_k6_t<decltype(m)::value>(s, n0, n1); });
   } else {
     in_row_groups<4>(
         a, [&](auto m, const Int8Args& s) { packed_t<T, decltype(m)::value>(s, n0, n1); });
@@ -251,6 +333,8 @@ inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
       return packed_type_rows<DType::kQ5_1x8>(a, n0, n1);
     case DType::kQ4_Kx8:
       return packed_type_rows<DType::kQ4_Kx8>(a, n0, n1);
+    case DType::kQ6_Kx8:
+      return packed_type_rows<DType::kQ6_Kx8>(a, n0, n1);
     default:
       return;  // the caller checked is_packed()
   }
