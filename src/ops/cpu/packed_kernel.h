@@ -142,65 +142,23 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
-// Q4_Kx8 (packed.h): per 32-byte group g of a super-block, 8 slices feed two sums, sub-block
-// 2g (low nibbles) and 2g + 1 (high nibbles), each then scaled by its 8 rows' d sc and dmin m.
-template <int M>
-void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  constexpr auto L = k4x8::kLayout;
+// The loop the K-quant packed kernels share: for every 8-row group in [n0, n1) and each of its
+// super-blocks (kBytes each, prefetched 1 KiB on), block(pk, xb, acc, off) adds that super-block's
+// terms (xb: its 8 activation blocks of row 0; row m's at xb + m * k / 32); then
+// y = acc - off [+ bias] (off stays zero for the types without minima, which leaves acc as it is).
+template <int M, size_t kBytes, typename Block>
+void kquant_groups(const Int8Args& a, int64_t n0, int64_t n1, Block&& block) {
   constexpr size_t kAhead = 1024;
-  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m256i ones16 = _mm256_set1_epi16(1);
+  const int64_t nb = a.k / kQK_K;
   for (int64_t n = n0; n < n1; n += kPackRows) {
     const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
     __m256 acc[M], off[M];
     for (int m = 0; m < M; ++m) acc[m] = off[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
-      for (size_t l = 0; l < L.bytes; l += 64)
+      const uint8_t* pk = grp + static_cast<size_t>(b) * kBytes;
+      for (size_t l = 0; l < kBytes; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
-      const __m256 dv =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
-      const __m256 dmv =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.dmin)));
-      const ActBlock* xb = a.x + b * 8;
-      for (int g = 0; g < 4; ++g) {
-        __m256i s[2][M];
-        for (int m = 0; m < M; ++m) s[0][m] = s[1][m] = _mm256_setzero_si256();
-        for (int sl = 0; sl < 8; ++sl) {
-          const __m256i w = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(pk + L.qs + 256 * static_cast<size_t>(g) + 32 * sl));
-          const __m256i lo = _mm256_and_si256(w, m4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-          for (int m = 0; m < M; ++m) {
-            const __m256i xl = bcast4(xb[m * nblocks + 2 * g].qs + 4 * sl);
-            const __m256i xh = bcast4(xb[m * nblocks + 2 * g + 1].qs + 4 * sl);
-            if constexpr (kInt16Sums) {
-              s[0][m] = _mm256_add_epi16(s[0][m], _mm256_maddubs_epi16(lo, xl));
-              s[1][m] = _mm256_add_epi16(s[1][m], _mm256_maddubs_epi16(hi, xh));
-            } else {
-              s[0][m] = acc_u8s8(s[0][m], lo, xl);
-              s[1][m] = acc_u8s8(s[1][m], hi, xh);
-            }
-          }
-        }
-        for (int half = 0; half < 2; ++half) {
-          const int j = 2 * g + half;
-          const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
-          const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.mn + 8 * j))));
-          const __m256 scale = _mm256_mul_ps(dv, sc), minimum = _mm256_mul_ps(dmv, mn);
-          for (int m = 0; m < M; ++m) {
-            const ActBlock& x = xb[m * nblocks + j];
-            __m256i sum = s[half][m];
-            if constexpr (kInt16Sums) sum = _mm256_madd_epi16(sum, ones16);
-            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                                     _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
-            off[m] = _mm256_fmadd_ps(minimum, _mm256_set1_ps(x.s), off[m]);
-          }
-        }
-      }
+      block(pk, a.x + b * 8, acc, off);
     }
     for (int m = 0; m < M; ++m) {
       __m256 y = _mm256_sub_ps(acc[m], off[m]);
@@ -210,83 +168,123 @@ void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
+// Q4_Kx8 (packed.h): per 32-byte group g of a super-block, 8 slices feed two sums, sub-block
+// 2g (low nibbles) and 2g + 1 (high nibbles), each then scaled by its 8 rows' d sc and dmin m.
+template <int M>
+void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr const auto& L = k4x8::kLayout;
+  const int64_t nblocks = a.k / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  kquant_groups<M, L.bytes>(
+      a, n0, n1, [&](const uint8_t* pk, const ActBlock* xb, __m256* acc, __m256* off) {
+        const __m256 dv =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
+        const __m256 dmv =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.dmin)));
+        for (int g = 0; g < 4; ++g) {
+          __m256i s[2][M];
+          for (int m = 0; m < M; ++m) s[0][m] = s[1][m] = _mm256_setzero_si256();
+          for (int sl = 0; sl < 8; ++sl) {
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                pk + L.qs + 256 * static_cast<size_t>(g) + 32 * sl));
+            const __m256i lo = _mm256_and_si256(w, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+            for (int m = 0; m < M; ++m) {
+              const __m256i xl = bcast4(xb[m * nblocks + 2 * g].qs + 4 * sl);
+              const __m256i xh = bcast4(xb[m * nblocks + 2 * g + 1].qs + 4 * sl);
+              if constexpr (kInt16Sums) {
+                s[0][m] = _mm256_add_epi16(s[0][m], _mm256_maddubs_epi16(lo, xl));
+                s[1][m] = _mm256_add_epi16(s[1][m], _mm256_maddubs_epi16(hi, xh));
+              } else {
+                s[0][m] = acc_u8s8(s[0][m], lo, xl);
+                s[1][m] = acc_u8s8(s[1][m], hi, xh);
+              }
+            }
+          }
+          for (int half = 0; half < 2; ++half) {
+            const int j = 2 * g + half;
+            const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
+            const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.mn + 8 * j))));
+            const __m256 scale = _mm256_mul_ps(dv, sc), minimum = _mm256_mul_ps(dmv, mn);
+            for (int m = 0; m < M; ++m) {
+              const ActBlock& x = xb[m * nblocks + j];
+              __m256i sum = s[half][m];
+              if constexpr (kInt16Sums) sum = _mm256_madd_epi16(sum, ones16);
+              acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
+                                       _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
+              off[m] = _mm256_fmadd_ps(minimum, _mm256_set1_ps(x.s), off[m]);
+            }
+          }
+        }
+      });
+}
+
 // Q6_Kx8 (packed.h): per 128-element half and 16-element group of slices, each slice's three
 // registers give 4 elements of the half's four quarters (q in 0..63, value q - 32, multiplied as
 // |v| against x with v's sign: pairs <= 2 x 32 x 127, 4 slices <= 32512 in int16 on AVX2).
 template <int M>
 void packed_k6_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  constexpr auto L = k6x8::kLayout;
-  constexpr size_t kAhead = 1024;
-  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
+  constexpr const auto& L = k6x8::kLayout;
+  const int64_t nblocks = a.k / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
   const __m256i c32 = _mm256_set1_epi8(32), ones16 = _mm256_set1_epi16(1);
-  for (int64_t n = n0; n < n1; n += kPackRows) {
-    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
-    __m256 acc[M];
-    for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
-      for (size_t l = 0; l < L.bytes; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
-      const __m256 dv =
-          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
-      const ActBlock* xb = a.x + b * 8;
-      for (int half = 0; half < 2; ++half) {
-        for (int sg = 0; sg < 2; ++sg) {
-          __m256i sum[M][4];
-          for (int m = 0; m < M; ++m)
-            for (int t = 0; t < 4; ++t) sum[m][t] = _mm256_setzero_si256();
-          for (int s4 = 0; s4 < 4; ++s4) {
-            const int sl = 4 * sg + s4;
-            auto reg = [&](int r) {
-              return _mm256_loadu_si256(
-                  reinterpret_cast<const __m256i*>(pk + k6x8::slice_at(half, sl, r, 0)));
-            };
-            const __m256i A = reg(0), B = reg(1), H = reg(2);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
-                                   _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
-                                   _mm256_and_si256(H, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+  kquant_groups<M, L.bytes>(
+      a, n0, n1, [&](const uint8_t* pk, const ActBlock* xb, __m256* acc, __m256*) {
+        const __m256 dv =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
+        for (int half = 0; half < 2; ++half) {
+          for (int sg = 0; sg < 2; ++sg) {
+            __m256i sum[M][4];
+            for (int m = 0; m < M; ++m)
+              for (int t = 0; t < 4; ++t) sum[m][t] = _mm256_setzero_si256();
+            for (int s4 = 0; s4 < 4; ++s4) {
+              const int sl = 4 * sg + s4;
+              auto reg = [&](int r) {
+                return _mm256_loadu_si256(
+                    reinterpret_cast<const __m256i*>(pk + k6x8::slice_at(half, sl, r, 0)));
+              };
+              const __m256i A = reg(0), B = reg(1), H = reg(2);
+              __m256i q[4];
+              q[0] = _mm256_or_si256(_mm256_and_si256(A, m4),
+                                     _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+              q[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
+                                     _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+              q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                                     _mm256_and_si256(H, m30));
+              q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                     _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+              for (int t = 0; t < 4; ++t) {
+                const __m256i v = _mm256_sub_epi8(q[t], c32);
+                const __m256i av = _mm256_abs_epi8(v);
+                for (int m = 0; m < M; ++m) {
+                  const __m256i xs =
+                      _mm256_sign_epi8(bcast4(xb[m * nblocks + 4 * half + t].qs + 4 * sl), v);
+                  if constexpr (kInt16Sums)
+                    sum[m][t] = _mm256_add_epi16(sum[m][t], _mm256_maddubs_epi16(av, xs));
+                  else
+                    sum[m][t] = acc_u8s8(sum[m][t], av, xs);
+                }
+              }
+            }
             for (int t = 0; t < 4; ++t) {
-              const __m256i v = _mm256_sub_epi8(q[t], c32);
-              const __m256i av = _mm256_abs_epi8(v);
+              const int j = 8 * half + 2 * t + sg;
+              const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                  _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
+              const __m256 scale = _mm256_mul_ps(dv, sc);
               for (int m = 0; m < M; ++m) {
-                const __m256i xs =
-                    _mm256_sign_epi8(bcast4(xb[m * nblocks + 4 * half + t].qs + 4 * sl), v);
-                if constexpr (kInt16Sums)
-                  sum[m][t] = _mm256_add_epi16(sum[m][t], _mm256_maddubs_epi16(av, xs));
-                else
-                  sum[m][t] = acc_u8s8(sum[m][t], av, xs);
+                const ActBlock& x = xb[m * nblocks + 4 * half + t];
+                __m256i st = sum[m][t];
+                if constexpr (kInt16Sums) st = _mm256_madd_epi16(st, ones16);
+                acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(st),
+                                         _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
               }
             }
           }
-          for (int t = 0; t < 4; ++t) {
-            const int j = 8 * half + 2 * t + sg;
-            const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pk + L.sc + 8 * j))));
-            const __m256 scale = _mm256_mul_ps(dv, sc);
-            for (int m = 0; m < M; ++m) {
-              const ActBlock& x = xb[m * nblocks + 4 * half + t];
-              __m256i st = sum[m][t];
-              if constexpr (kInt16Sums) st = _mm256_madd_epi16(st, ones16);
-              acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(st),
-                                       _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
-            }
-          }
         }
-      }
-    }
-    for (int m = 0; m < M; ++m) {
-      __m256 y = acc[m];
-      if (a.bias) y = _mm256_add_ps(y, _mm256_loadu_ps(a.bias + n));
-      _mm256_storeu_ps(a.y + m * a.ldy + n, y);
-    }
-  }
+      });
 }
 
 // kernel(RowCount<m>, args) over the activation rows in groups of at most G (the most one kernel
