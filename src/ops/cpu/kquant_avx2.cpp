@@ -179,6 +179,13 @@ struct Format<DType::kQ6_K> {
   }
 };
 
+// Asks for the cache lines of the super-block at p (the next one, while this one is used).
+template <size_t kBytes>
+inline void prefetch_block(const uint8_t* p) {
+  for (size_t off = 0; off < kBytes; off += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+
 // The 32 weights of chunk c as fp32: q * dl - ml, with the scales of its two 16-element halves.
 template <DType kType>
 inline void weights(const uint8_t* blk, const Unpacked& u, int c, __m256 w[4]) {
@@ -209,10 +216,7 @@ void row_dot(const uint8_t* row, const MatvecArgs& a, float* out) {
   Unpacked u;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
-    if (b + 1 < nb) {
-      for (size_t off = 0; off < kBytes; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kBytes + off), _MM_HINT_T0);
-    }
+    if (b + 1 < nb) prefetch_block<kBytes>(blk + kBytes);
     Format<kType>::scales(blk, u);
     for (int c = 0; c < 8; ++c) {
       __m256 q[4];
@@ -286,10 +290,7 @@ void int8_row_dot(const uint8_t* row, const Int8Args& a, float* out) {
   Unpacked u;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + static_cast<size_t>(b) * kBytes;
-    if (b + 1 < nb) {
-      for (size_t off = 0; off < kBytes; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kBytes + off), _MM_HINT_T0);
-    }
+    if (b + 1 < nb) prefetch_block<kBytes>(blk + kBytes);
     Format<kType>::scales(blk, u);
     for (int c = 0; c < 8; ++c) {
       const __m256i w = Format<kType>::chunk(blk, c);

@@ -202,36 +202,19 @@ void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_
 
 namespace {
 
-// The scalar Q4_Kx8 kernel, in the SIMD kernel's order: per 32-element sub-block j the exact int32
-// S, then acc = fma(S, (d sc_j) dx, acc), off = fma(dmin m_j, sx, off); y = acc - off [+ bias].
-void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
-  const auto& L = k4x8::kLayout;
+// The loop of the scalar K-quant packed kernels: for each 8-row group, activation row m and
+// weight row r, block(pk, r, xb, acc, off) adds one super-block's terms (xb: its 8 activation
+// blocks of row m); y = acc - off [+ bias], as the SIMD kernels' kquant_groups.
+template <size_t kBytes, typename Block>
+void kquant_groups_scalar(const Int8Args& a, int64_t n0, int64_t n1, Block&& block) {
   const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
   for (int64_t n = n0; n < n1; n += kPackRows) {
     const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
     for (int m = 0; m < a.m_count; ++m)
       for (int r = 0; r < kPackRows; ++r) {
         float acc = 0.0f, off = 0.0f;
-        for (int64_t b = 0; b < nb; ++b) {
-          const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
-          uint16_t h;
-          std::memcpy(&h, pk + L.d + 2 * r, 2);
-          const float d = fp16_to_f32(h);
-          std::memcpy(&h, pk + L.dmin + 2 * r, 2);
-          const float dmin = fp16_to_f32(h);
-          for (int j = 0; j < 8; ++j) {
-            const ActBlock& x = a.x[m * nblocks + b * 8 + j];
-            int32_t s = 0;
-            for (int e = 0; e < 32; ++e) {
-              const uint8_t byte = pk[k4x8::quant_at(32 * (j / 2) + e, r)];
-              const int q = j % 2 ? byte >> 4 : byte & 15;
-              s += q * x.qs[e];
-            }
-            acc = std::fma(static_cast<float>(s),
-                           d * static_cast<float>(pk[L.sc + 8 * j + r]) * x.d, acc);
-            off = std::fma(dmin * static_cast<float>(pk[L.mn + 8 * j + r]), x.s, off);
-          }
-        }
+        for (int64_t b = 0; b < nb; ++b)
+          block(grp + static_cast<size_t>(b) * kBytes, r, a.x + m * nblocks + b * 8, acc, off);
         float y = acc - off;
         if (a.bias) y += a.bias[n + r];
         a.y[m * a.ldy + n + r] = y;
@@ -239,42 +222,56 @@ void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
   }
 }
 
-// The scalar Q6_Kx8 kernel, in the SIMD kernel's order (packed.h).
-void k6_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
-  const auto& L = k6x8::kLayout;
-  const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
-  for (int64_t n = n0; n < n1; n += kPackRows) {
-    const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
-    for (int m = 0; m < a.m_count; ++m)
-      for (int r = 0; r < kPackRows; ++r) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < nb; ++b) {
-          const uint8_t* pk = grp + static_cast<size_t>(b) * L.bytes;
-          uint16_t h;
-          std::memcpy(&h, pk + L.d + 2 * r, 2);
-          const float d = fp16_to_f32(h);
-          for (int half = 0; half < 2; ++half)
-            for (int sg = 0; sg < 2; ++sg)
-              for (int t = 0; t < 4; ++t) {
-                const int j = 8 * half + 2 * t + sg;
-                const ActBlock& x = a.x[m * nblocks + b * 8 + 4 * half + t];
-                int32_t s = 0;
-                for (int e = 0; e < 16; ++e) {
-                  const int l = 16 * sg + e, sl = l / 4, at = l % 4;
-                  const uint8_t lo = pk[k6x8::slice_at(half, sl, t % 2, r) + at];
-                  const uint8_t hb = pk[k6x8::slice_at(half, sl, 2, r) + at];
-                  const int q = (t < 2 ? lo & 15 : lo >> 4) | (((hb >> (2 * t)) & 3) << 4);
-                  s += (q - 32) * x.qs[l];
-                }
-                const auto sc = static_cast<int8_t>(pk[L.sc + 8 * j + r]);
-                acc = std::fma(static_cast<float>(s), d * static_cast<float>(sc) * x.d, acc);
-              }
+float half_float(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_f32(h);
+}
+
+// The scalar Q4_Kx8 kernel, in the SIMD kernel's order: per 32-element sub-block j the exact int32
+// S, then acc = fma(S, (d sc_j) dx, acc), off = fma(dmin m_j, sx, off).
+void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr const auto& L = k4x8::kLayout;
+  kquant_groups_scalar<L.bytes>(
+      a, n0, n1, [](const uint8_t* pk, int r, const ActBlock* xb, float& acc, float& off) {
+        const float d = half_float(pk + L.d + 2 * r), dmin = half_float(pk + L.dmin + 2 * r);
+        for (int j = 0; j < 8; ++j) {
+          const ActBlock& x = xb[j];
+          int32_t s = 0;
+          for (int e = 0; e < 32; ++e) {
+            const uint8_t byte = pk[k4x8::quant_at(32 * (j / 2) + e, r)];
+            s += (j % 2 ? byte >> 4 : byte & 15) * x.qs[e];
+          }
+          acc = std::fma(static_cast<float>(s), d * static_cast<float>(pk[L.sc + 8 * j + r]) * x.d,
+                         acc);
+          off = std::fma(dmin * static_cast<float>(pk[L.mn + 8 * j + r]), x.s, off);
         }
-        float y = acc;
-        if (a.bias) y += a.bias[n + r];
-        a.y[m * a.ldy + n + r] = y;
-      }
-  }
+      });
+}
+
+// The scalar Q6_Kx8 kernel, in the SIMD kernel's order (packed.h); no minimum (off stays 0).
+void k6_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr const auto& L = k6x8::kLayout;
+  kquant_groups_scalar<L.bytes>(
+      a, n0, n1, [](const uint8_t* pk, int r, const ActBlock* xb, float& acc, float&) {
+        const float d = half_float(pk + L.d + 2 * r);
+        for (int half = 0; half < 2; ++half)
+          for (int sg = 0; sg < 2; ++sg)
+            for (int t = 0; t < 4; ++t) {
+              const int j = 8 * half + 2 * t + sg;
+              const ActBlock& x = xb[4 * half + t];
+              int32_t s = 0;
+              for (int e = 0; e < 16; ++e) {
+                const int l = 16 * sg + e, sl = l / 4, at = l % 4;
+                const uint8_t lo = pk[k6x8::slice_at(half, sl, t % 2, r) + at];
+                const uint8_t hb = pk[k6x8::slice_at(half, sl, 2, r) + at];
+                const int q = (t < 2 ? lo & 15 : lo >> 4) | (((hb >> (2 * t)) & 3) << 4);
+                s += (q - 32) * x.qs[l];
+              }
+              const auto sc = static_cast<int8_t>(pk[L.sc + 8 * j + r]);
+              acc = std::fma(static_cast<float>(s), d * static_cast<float>(sc) * x.d, acc);
+            }
+      });
 }
 
 }  // namespace
