@@ -197,6 +197,21 @@ std::string WorkerGroupExecutor::rank_status(const RankInfo& r) {
   return s;
 }
 
+std::string WorkerGroupExecutor::with_dead_ranks(const std::string& why) {
+  const auto until = Clock::now() + std::chrono::milliseconds(200);
+  for (;;) {
+    std::string dead;
+    for (const RankInfo& r : ranks_) {
+      if (r.pid == -1) continue;              // a rank of another node: its agent reports it
+      const std::string st = rank_status(r);  // reaps an exited process (pid becomes negative)
+      if (r.pid < -1) dead += (dead.empty() ? "" : "; ") + st;
+    }
+    if (!dead.empty()) return dead + "; " + why;
+    if (Clock::now() > until) return why;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 void WorkerGroupExecutor::await_registrations(const std::string& fingerprint) {
   const auto deadline = after(params_.start_timeout_seconds);
   const int W = static_cast<int>(ranks_.size());
@@ -384,7 +399,7 @@ protocol::ExecuteResult WorkerGroupExecutor::collect() {
       if (in.frame.type == FrameType::kError) {
         protocol::WorkerError err = protocol::decode_error(in.frame.payload);
         if (comm_failure(err.code))
-          lost(err.message);  // the group is broken: do not wait for the rest
+          lost(with_dead_ranks(err.message));  // the group is broken: do not wait for the rest
         if (!first_error) first_error = std::move(err);
       } else if (in.frame.type == FrameType::kResult) {
         // Output ranks sample (one, or each data-parallel EP rank of the last stage its own

@@ -98,6 +98,10 @@ class WorkerGroupExecutor final : public Executor {
   [[noreturn]] void lost(const std::string& what);
   void stop_all(double grace_seconds);  // Shutdown, then SIGKILL whoever is left after the grace
   std::string rank_status(const RankInfo& r);
+  // `why` (a surviving rank's collective failure) led by the status of every local rank that has
+  // exited, waiting up to 200 ms for one to be reaped: a killed rank's peers often report their
+  // broken collective a moment before its own connection closes, and the dead rank is the cause.
+  std::string with_dead_ranks(const std::string& why);
 
   WorkerGroupParams params_;
   ExecutorInfo info_;
