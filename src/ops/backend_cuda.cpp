@@ -4,9 +4,9 @@
 // cuda_matmul.cpp, the MoE ops in cuda_moe.cpp. Index arrays arrive on the device already (the
 // model uploads a step's metadata once), and their values were validated on the host before the
 // upload, so nothing here reads device memory back except argmax's result and moe_experts' routing
-// choices (T x k ints, to group the tokens by expert). Every op of the host tables has a kernel; none
-// has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the proof
-// still to come).
+// choices (T x k ints, to group the tokens by expert). Every op of the host tables has a kernel;
+// none has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the
+// proof still to come).
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 
@@ -23,6 +23,7 @@
 #include "tessera/core/error.h"
 #include "tessera/kernels/elementwise.h"
 #include "tessera/kernels/model_ops.h"
+#include "tessera/kernels/sample.h"
 #include "tessera/kernels/weight_ops.h"
 #endif
 
@@ -169,6 +170,15 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   cudaFreeAsync(dout, kStream);
   check(e, "argmax", "launch / cudaMemcpy");
   return host;
+}
+
+// The words were validated by SampleBatch on the host and the shapes by the dispatcher.
+void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs) {
+  DeviceScope scope("sample", logits);
+  check(kernels::launch_sample(logits.data_as<float>(), meta.words.data_as<const int32_t>(),
+                               tokens.data_as<int32_t>(), logprobs.data_as<float>(), meta.rows,
+                               meta.vocab, meta.max_top + 1, kStream),
+        "sample", "launch");
 }
 
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
@@ -403,6 +413,7 @@ const Backend* cuda_backend() {
       .moe_route = cuda::moe_route,
       .moe_experts = cuda::moe_experts,
       .rope_kv_append = gpu::rope_kv_append,
+      .sample = gpu::sample,
   };
   return &kCuda;
 }

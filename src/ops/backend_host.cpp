@@ -41,6 +41,8 @@ std::string_view op_name(Op op) {
       return "moe_route";
     case Op::kMoeExperts:
       return "moe_experts";
+    case Op::kSample:
+      return "sample";
   }
   return "?";
 }
@@ -144,6 +146,11 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   cpu::moe_experts(x, w_gate, w_up, w_down, ids, weights, first_expert, out);
 }
 
+void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs) {
+  HostAccess open{&logits, &meta.words, &tokens, &logprobs};
+  cpu::sample(logits, meta, tokens, logprobs);
+}
+
 }  // namespace guarded
 }  // namespace
 
@@ -166,6 +173,7 @@ const Backend& ref_backend() {
       .moe_route = ref::moe_route,
       .moe_experts = ref::moe_experts,
       .rope_kv_append = ref::rope_kv_append,
+      .sample = ref::sample,
   };
   return kRef;
 }
@@ -189,6 +197,7 @@ const Backend& cpu_backend() {
       .moe_route = cpu::moe_route,
       .moe_experts = cpu::moe_experts,
       .rope_kv_append = cpu::rope_kv_append,
+      .sample = cpu::sample,
       .pack_weight = cpu_pack_weight,
   };
   return kCpu;
@@ -213,6 +222,7 @@ const Backend& guarded_backend() {
       .moe_route = guarded::moe_route,
       .moe_experts = guarded::moe_experts,
       .rope_kv_append = guarded::rope_kv_append,
+      .sample = guarded::sample,
       .pack_weight = cpu_pack_weight,
   };
   return kGuarded;

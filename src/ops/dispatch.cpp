@@ -9,6 +9,7 @@
 #include "check.h"
 #include "check_moe.h"
 #include "tessera/core/error.h"
+#include "tessera/kernels/sample_layout.h"
 #include "tessera/ops/backend.h"
 #include "tessera/ops/ops.h"
 
@@ -128,6 +129,26 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   const Device d = device_of(Op::kArgmax, {&logits});
   detail::check_f32("argmax", "logits", logits);
   return entry(Op::kArgmax, d, DType::kF32, &Backend::argmax)(logits);
+}
+
+void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs) {
+  const Device d = device_of(Op::kSample, {&logits, &meta.words, &tokens, &logprobs});
+  detail::check_f32("sample", "logits", logits);
+  detail::check_f32("sample", "logprobs", logprobs);
+  detail::check_dense("sample", "tokens", tokens);
+  detail::check_dense("sample", "words", meta.words);
+  const int64_t cols = int64_t{meta.max_top} + 1;
+  if (meta.rows < 0 || meta.vocab <= 0 || meta.max_top < 0 || meta.max_top > kMaxSampleTop ||
+      logits.shape() != Shape{meta.rows, meta.vocab} || tokens.dtype() != DType::kI32 ||
+      tokens.shape() != Shape{meta.rows, cols} || logprobs.shape() != tokens.shape() ||
+      meta.words.dtype() != DType::kI32 ||
+      meta.words.numel() <
+          kernels::sample::kHeaderWords + int64_t{meta.rows} * kernels::sample::kRowWords)
+    fail(ErrorCode::kInvalidArgument, "sample: ", meta.rows, " rows of ", meta.vocab,
+         " tokens with ", meta.max_top, " top logprobs do not fit logits ", logits.str(),
+         ", tokens ", tokens.str(), ", logprobs ", logprobs.str(), ", words ", meta.words.str());
+  if (meta.rows == 0) return;
+  entry(Op::kSample, d, DType::kF32, &Backend::sample)(logits, meta, tokens, logprobs);
 }
 
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out) {

@@ -178,7 +178,7 @@ protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
     if (!model_->last_stage()) {
       if (!idle) pp_->send(out, shard.stage + 1);
     } else if (sampler && !sample_seqs.empty()) {
-      sample_rows(to_host(out), sample_seqs, result);  // sampling runs on the host
+      sample_rows(out, sample_seqs, result);  // on the logits' device
     }
   }
   for (uint64_t id : plan.finished) {
@@ -212,20 +212,45 @@ void Worker::comm_bytes_since(const std::vector<std::map<std::string, comm::OpTa
     }
 }
 
-void Worker::sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
+// One sampling op for the step's rows, on the logits' device: the host sends each row's knobs,
+// draw, edits and (for a constrained row) grammar mask in one upload and gets back 1 + max_top
+// tokens and logprobs per row, never the logits.
+void Worker::sample_rows(Tensor& logits, const std::vector<uint64_t>& seqs,
                          protocol::ExecuteResult& result) {
-  const auto vocab = static_cast<size_t>(model_->config().vocab_size);
-  for (size_t r = 0; r < seqs.size(); ++r) {
-    std::span<float> row(logits.data_as<float>() + r * vocab, vocab);
-    auto m = matchers_.find(seqs[r]);
+  const int vocab = model_->config().vocab_size;
+  ops::SampleBatch batch(vocab);
+  for (uint64_t id : seqs) {
+    auto m = matchers_.find(id);
     if (m == matchers_.end()) {
-      result.sampled.push_back({seqs[r], samplers_.at(seqs[r]).sample(row)});
+      batch.add(samplers_.at(id).next_row());
       continue;
     }
-    // Constrained rows share the step with the others; only their sampling reads a mask.
-    fill_mask(seqs[r], m->second);
-    sampling::SampleResult res = samplers_.at(seqs[r]).sample(row, mask_);
-    advance(seqs[r], m->second, res.token);
+    // Constrained rows share the step with the others; only their row carries a mask.
+    fill_mask(id, m->second);
+    batch.add(samplers_.at(id).next_row(mask_));
+  }
+  const std::vector<int32_t> words = batch.words();
+  const auto rows = static_cast<int64_t>(seqs.size()), cols = int64_t{batch.max_top()} + 1;
+  ops::SampleMeta meta{
+      .words = to_device(
+          Tensor::from_storage(
+              Storage::borrow(words.data(), words.size() * sizeof(int32_t), nullptr, Device::cpu()),
+              0, {static_cast<int64_t>(words.size())}, DType::kI32),
+          device_),
+      .rows = batch.rows(),
+      .vocab = vocab,
+      .max_top = batch.max_top()};
+  Tensor tokens = Tensor::empty({rows, cols}, DType::kI32, device_);
+  Tensor logprobs = Tensor::empty({rows, cols}, DType::kF32, device_);
+  ops::sample(logits, meta, tokens, logprobs);
+  const Tensor host_tokens = to_host(tokens), host_logprobs = to_host(logprobs);
+  for (size_t r = 0; r < seqs.size(); ++r) {
+    auto& s = samplers_.at(seqs[r]);
+    sampling::SampleResult res = s.result(host_tokens.data_as<int32_t>() + r * cols,
+                                          host_logprobs.data_as<float>() + r * cols);
+    s.accept(res.token);
+    if (auto m = matchers_.find(seqs[r]); m != matchers_.end())
+      advance(seqs[r], m->second, res.token);
     result.sampled.push_back({seqs[r], std::move(res)});
   }
 }

@@ -12,6 +12,8 @@
 //                  with int8 activations (the CPU default for Q4_0..Q8_0), plus the activation
 //                  rounding bound int8_rounding_bound (test_util.h); on CUDA the bound of the
 //                  path the table takes (matmul_bounds.h: int8 GEMV, fp16/bf16 GEMM);
+//   sample         tokens and adjusted logits exact; logprobs exact on the host devices, 1e-6
+//                  relative on CUDA (a log-sum-exp in another order);
 //   2e-5           paged_attention (convex combinations of N(0,1) values, online softmax);
 //                  1e-5 relative + 1e-5 in the GQA / split-K / chunked-prefill cases.
 // The seed of every case is printed on failure (SeededTest).
@@ -20,6 +22,7 @@
 #include <string>
 
 #include "matmul_bounds.h"
+#include "sample_util.h"
 #include "tessera/ops/backend.h"
 #include "test_util.h"
 
@@ -143,6 +146,34 @@ TEST_P(BackendOps, ArgmaxWithPlantedTies) {
     const auto want = ref::argmax(x);
     ASSERT_EQ(want[0], a);
     EXPECT_EQ(ops::argmax(dev(x)), want);
+  }
+}
+
+// Every rule of the sampling op at once (random rows: greedy, temperature, top-k/p, min-p, edits,
+// masks, logprobs) on the device against the reference: tokens equal, adjusted logits equal (the
+// same fp32 operations), logprobs exact on the host devices and within 1e-6 relative on CUDA
+// (its log-sum-exp adds in another order, in double). A CUDA token could differ only where
+// u * mass or a top-p cut falls within double rounding of a boundary (~1e-16 here).
+TEST_P(BackendOps, SampleRowsMatchReference) {
+  if (!runs(Op::kSample, DType::kF32)) return;
+  for (auto [rows, vocab] : {std::pair{40, 1000}, {4, 49152}}) {
+    std::vector<SampleRow> rs;
+    for (int r = 0; r < rows; ++r) rs.push_back(random_sample_row(rng(), vocab));
+    const Tensor logits = sample_logits(rng(), rows, vocab);
+    const SampleOut want = run_sample(logits, rs, make_allocator(Device::cpu()), true);
+    const SampleOut got = run_sample(logits, rs, alloc_);
+    ASSERT_EQ(std::memcmp(got.tokens.data(), want.tokens.data(), want.tokens.nbytes()), 0)
+        << "tokens, vocab " << vocab;
+    ASSERT_EQ(std::memcmp(got.logits.data(), want.logits.data(), want.logits.nbytes()), 0)
+        << "adjusted logits, vocab " << vocab;
+    const float rel = device_.is_cuda() ? 1e-6f : 0.0f;
+    for (int64_t i = 0; i < want.logprobs.numel(); ++i) {
+      const float w = want.logprobs.data_as<float>()[i], g = got.logprobs.data_as<float>()[i];
+      if (std::isinf(w))
+        ASSERT_EQ(g, w) << i;
+      else
+        ASSERT_NEAR(g, w, rel * std::abs(w)) << "logprob [" << i << "], vocab " << vocab;
+    }
   }
 }
 

@@ -16,6 +16,7 @@
 
 #include "tessera/core/allocator.h"
 #include "tessera/ops/ops.h"
+#include "tessera/ops/sample.h"
 
 namespace tessera::ops {
 
@@ -35,11 +36,13 @@ enum class Op : uint8_t {
   kMoeRoute,
   kMoeExperts,
   kRopeKvAppend,
+  kSample,
 };
 inline constexpr Op kAllOps[] = {
-    Op::kEmbedding, Op::kEmbeddingShard, Op::kRmsNorm,  Op::kAdd,        Op::kRope,
-    Op::kMatmul,    Op::kSiluMul,        Op::kSoftmax,  Op::kArgmax,     Op::kGatherRows,
-    Op::kKvAppend,  Op::kPagedAttention, Op::kMoeRoute, Op::kMoeExperts, Op::kRopeKvAppend};
+    Op::kEmbedding, Op::kEmbeddingShard, Op::kRmsNorm,      Op::kAdd,
+    Op::kRope,      Op::kMatmul,         Op::kSiluMul,      Op::kSoftmax,
+    Op::kArgmax,    Op::kGatherRows,     Op::kKvAppend,     Op::kPagedAttention,
+    Op::kMoeRoute,  Op::kMoeExperts,     Op::kRopeKvAppend, Op::kSample};
 std::string_view op_name(Op op);
 
 struct Backend {
@@ -69,6 +72,7 @@ struct Backend {
   void (*rope_kv_append)(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
                          const RopeParams& p, const Indices& slots, Tensor& k_cache,
                          Tensor& v_cache);
+  void (*sample)(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs);
   // ops::pack_weight; null: the device keeps weights as they are.
   Tensor (*pack_weight)(const Tensor& w, const std::shared_ptr<Allocator>& allocator);
 };

@@ -1,9 +1,11 @@
-// Sampling: turns one row of logits into the next token for one sequence. The order follows
-// vLLM/HF: the grammar's allowed-token mask (when the sequence is constrained) → logit bias →
-// repetition penalty (prompt + output) → presence/frequency penalties (output) → logprobs are taken
-// here (the model's distribution after those adjustments) → temperature → top-k → top-p → min-p →
-// draw. Temperature 0 is greedy. Each Sampler owns its RNG (seeded per request: the same seed gives
-// the same output); one sequence, one Sampler, one thread.
+// Sampling: one sequence's sampling state, turned into one row of the sampling op per step. The
+// order follows vLLM/HF: the grammar's allowed-token mask (when the sequence is constrained) →
+// logit bias → repetition penalty (prompt + output) → presence/frequency penalties (output) →
+// logprobs are taken here (the model's distribution after those adjustments) → temperature →
+// top-k → top-p → min-p → draw. Temperature 0 is greedy. The arithmetic is ops::sample's
+// (ops/sample.h), which runs on the logits' device; a Sampler keeps what lives across steps: its
+// RNG (seeded per request: the same seed gives the same output, on every device), the prompt's
+// tokens and the counts of its output's. One sequence, one Sampler, one thread.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,8 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "tessera/ops/sample.h"
 
 namespace tessera::sampling {
 
@@ -54,9 +58,16 @@ class Sampler {
   Sampler(SamplingParams params, int vocab_size);
   // Records prompt tokens (for the repetition penalty).
   void set_prompt(std::span<const int32_t> prompt);
-  // Samples from `logits` (vocab_size floats; modified in place) and records the token. With
-  // `allowed` (a bitmask over the vocabulary with at least one bit set), only those tokens can be
-  // drawn: the others are set to -inf before anything else.
+  // This step's row of the sampling op: the knobs, a fresh uniform draw (when temperature > 0),
+  // the logit edits (bias and penalties) and `allowed` (a bitmask over the vocabulary with at
+  // least one bit set; empty: every token) as its mask.
+  ops::SampleRow next_row(std::span<const uint64_t> allowed = {});
+  // Records the token the op chose for this sequence (its penalties count it from now on).
+  void accept(int32_t token);
+  // The op's output row (tokens, logprobs: 1 + max_top columns) as this sequence's result.
+  SampleResult result(const int32_t* tokens, const float* logprobs) const;
+  // next_row, ops::sample of `logits` (vocab_size floats; modified in place) on the CPU, accept:
+  // the whole step for one host row.
   SampleResult sample(std::span<float> logits, std::span<const uint64_t> allowed = {});
   const SamplingParams& params() const { return params_; }
 
@@ -65,15 +76,9 @@ class Sampler {
   int vocab_size_;
   std::mt19937_64 rng_;
   std::unordered_map<int32_t, int> output_counts_;
-  std::vector<uint8_t> seen_in_prompt_;
-  std::vector<std::pair<float, int32_t>> scratch_;
-  std::vector<double> weights_;  // sample_scaled's per-candidate weights, reused
+  std::vector<int32_t> prompt_tokens_;  // distinct, ascending
 
   double uniform();  // [0, 1), reproducible across platforms for one binary
-  int32_t sample_scaled(std::span<const float> logits, bool masked);  // temperature > 0
 };
-
-// log-softmax of a row, in double for stability; used by logprobs and tests.
-std::vector<float> log_softmax(std::span<const float> logits);
 
 }  // namespace tessera::sampling

@@ -89,7 +89,7 @@ class Worker {
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
   std::unique_ptr<kv_cache::KvPool> pool_;
-  void sample_rows(const Tensor& logits, const std::vector<uint64_t>& seqs,
+  void sample_rows(Tensor& logits, const std::vector<uint64_t>& seqs,
                    protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
   // Empty when the sequence's grammar hit its limits (an ambiguous user grammar): it may only end.

@@ -1,0 +1,213 @@
+// The host implementations of ops::sample (ops/sample.h): ref ranks a row by sorting all of it,
+// cpu only as far as the cut needs; everything else (the edits, the weights, the sums and their
+// orders, the draw) is this one routine, so the two agree bit for bit and the CUDA kernel
+// (kernels/sample.cu) shares the per-token arithmetic through sample_layout.h. No state beyond
+// a call.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "check.h"
+#include "tessera/core/error.h"
+#include "tessera/kernels/sample_layout.h"
+#include "tessera/ops/sample.h"
+
+namespace tessera::ops {
+namespace {
+
+namespace lay = kernels::sample;
+
+int32_t id_of(uint64_t key) {
+  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
+}
+
+// The packed array against what the caller says it holds, and every offset inside it: a host
+// implementation reads the words, so a corrupt array fails here instead of reading out of bounds.
+void check_words(std::span<const int32_t> w, const SampleMeta& m) {
+  const auto bad = [](auto&&... what) {
+    fail(ErrorCode::kInvalidArgument, "sample: corrupt metadata: ", what...);
+  };
+  const size_t rows_end = lay::kHeaderWords + static_cast<size_t>(m.rows) * lay::kRowWords;
+  if (w.size() < rows_end) bad(w.size(), " words for ", m.rows, " rows");
+  if (w[0] != m.rows || w[1] != m.vocab || w[2] != m.max_top || w[3] != (m.vocab + 31) / 32)
+    bad("header ", w[0], " ", w[1], " ", w[2], " ", w[3]);
+  for (int r = 0; r < m.rows; ++r) {
+    const lay::Row row = lay::read_row(w.data(), r);
+    if (row.top_logprobs < 0 || row.top_logprobs > m.max_top) bad("row ", r, " top_logprobs");
+    if (row.edit_count < 0 || row.edit_begin < 0 ||
+        static_cast<size_t>(row.edit_begin) + static_cast<size_t>(row.edit_count) * 4 > w.size())
+      bad("row ", r, " edits");
+    for (int e = 0; e < row.edit_count; ++e) {
+      const int32_t t = w[static_cast<size_t>(row.edit_begin + e * lay::kEditWords)];
+      if (t < 0 || t >= m.vocab) bad("row ", r, " edits token ", t);
+    }
+    if (row.mask_begin != -1 &&
+        (row.mask_begin < 0 || static_cast<size_t>(row.mask_begin) + w[3] > w.size()))
+      bad("row ", r, " mask");
+    if (!(row.u >= 0.0 && row.u < 1.0)) bad("row ", r, " uniform draw");
+  }
+}
+
+class RowSampler {
+ public:
+  RowSampler(std::span<const int32_t> words, int vocab, bool full_sort)
+      : w_(words.data()), vocab_(vocab), full_sort_(full_sort) {}
+
+  void run(int r, float* logits, int32_t* tokens, float* logprobs, int cols) {
+    const lay::Row row = lay::read_row(w_, r);
+    for (int32_t t = 0; t < vocab_; ++t)
+      if (!lay::allowed(w_, row, t)) logits[t] = -std::numeric_limits<float>::infinity();
+    for (int e = 0; e < row.edit_count; ++e) {
+      const int32_t* ed = w_ + row.edit_begin + e * lay::kEditWords;
+      logits[ed[0]] = lay::edited(logits[ed[0]], ed, row.repetition_penalty);
+    }
+    const int32_t chosen = row.temperature == 0.0f ? best(logits) : draw(row, logits);
+    std::fill(tokens, tokens + cols, -1);
+    std::fill(logprobs, logprobs + cols, 0.0f);
+    tokens[0] = chosen;
+    if (!row.logprobs && row.top_logprobs == 0) return;
+    const float mx = *std::max_element(logits, logits + vocab_);
+    double sum = 0.0;
+    for (int32_t t = 0; t < vocab_; ++t) sum += std::exp(static_cast<double>(logits[t] - mx));
+    const double lse = static_cast<double>(mx) + std::log(sum);
+    const auto lp = [&](int32_t t) { return static_cast<float>(logits[t] - lse); };
+    logprobs[0] = lp(chosen);
+    if (row.top_logprobs == 0) return;
+    keys_.resize(static_cast<size_t>(vocab_));
+    for (int32_t t = 0; t < vocab_; ++t)
+      keys_[static_cast<size_t>(t)] = lay::rank_key(logits[t], t);
+    const int top = std::min(row.top_logprobs, vocab_);
+    rank(keys_, static_cast<size_t>(top));
+    for (int j = 0; j < top; ++j) {
+      tokens[1 + j] = id_of(keys_[static_cast<size_t>(j)]);
+      logprobs[1 + j] = lp(tokens[1 + j]);
+    }
+  }
+
+ private:
+  const int32_t* w_;
+  int vocab_;
+  bool full_sort_;
+  std::vector<uint64_t> keys_;
+
+  // Puts the n best keys first, in rank order (ref: the whole row, sorted).
+  void rank(std::vector<uint64_t>& keys, size_t n) const {
+    if (full_sort_)
+      std::sort(keys.begin(), keys.end(), std::greater<>());
+    else
+      std::partial_sort(keys.begin(), keys.begin() + static_cast<long>(n), keys.end(),
+                        std::greater<>());
+  }
+  // Ranks [from, n) of keys, the first `from` already in rank order and all better than the rest.
+  void rank_more(std::vector<uint64_t>& keys, size_t from, size_t n) const {
+    if (full_sort_) return;  // rank() sorted everything
+    std::partial_sort(keys.begin() + static_cast<long>(from), keys.begin() + static_cast<long>(n),
+                      keys.end(), std::greater<>());
+  }
+
+  int32_t best(const float* logits) const {
+    uint64_t k = 0;
+    for (int32_t t = 0; t < vocab_; ++t) k = std::max(k, lay::rank_key(logits[t], t));
+    return id_of(k);
+  }
+
+  // Step 4 of ops/sample.h.
+  int32_t draw(const lay::Row& row, const float* logits) {
+    auto& cand = keys_;
+    cand.clear();
+    for (int32_t t = 0; t < vocab_; ++t)
+      if (lay::allowed(w_, row, t)) cand.push_back(lay::rank_key(logits[t], t));
+    const size_t n = cand.size();
+    const size_t k = row.top_k > 0 ? std::min<size_t>(static_cast<size_t>(row.top_k), n) : n;
+    const bool truncates = row.top_p < 1.0f || row.min_p > 0.0f;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (uint64_t c : cand) mx = std::max(mx, logits[id_of(c)]);
+    const auto weight = [&](int32_t t) -> double {
+      return lay::weight(logits[t], mx, row.temperature);
+    };
+    uint64_t floor_key = 0;  // the kept tokens: allowed, with a rank key >= floor_key
+    if (k < n || truncates) {
+      size_t sorted = full_sort_ ? n : k < n ? k : std::min<size_t>(256, n);
+      rank(cand, sorted);
+      if (full_sort_) sorted = n;
+      const uint64_t k_key = k < n ? cand[k - 1] : 0;
+      const double total = kept_mass(row, logits, k_key, weight);
+      size_t keep = k;
+      for (;;) {
+        const double best_w = weight(id_of(cand[0]));
+        double cum = 0.0;
+        bool decided = false;
+        for (size_t i = 0; i < std::min(sorted, k); ++i) {
+          const double wi = weight(id_of(cand[i]));
+          if (i > 0 && row.min_p > 0.0f && !lay::min_p_keeps(wi, best_w, total, row.min_p)) {
+            keep = i;  // min-p drops it and everything after
+            decided = true;
+            break;
+          }
+          cum += wi / total;
+          if (row.top_p < 1.0f && cum >= row.top_p) {  // shortest prefix reaching top_p
+            keep = i + 1;
+            decided = true;
+            break;
+          }
+        }
+        if (decided || sorted >= k) break;
+        const size_t more = std::min(k, sorted * 8);  // the cut lies further down: rank more
+        rank_more(cand, sorted, more);
+        sorted = more;
+      }
+      floor_key = cand[keep - 1];
+    }
+    const double mass = kept_mass(row, logits, floor_key, weight);
+    double r = row.u * mass;
+    int32_t last = -1;
+    for (int32_t t = 0; t < vocab_; ++t) {
+      if (!lay::allowed(w_, row, t) || lay::rank_key(logits[t], t) < floor_key) continue;
+      r -= weight(t);
+      if (r < 0) return t;
+      last = t;
+    }
+    return last;  // r rounded past the end: the last kept token
+  }
+
+  // The weight of the allowed tokens ranked at or above `floor_key`, summed in token-id order.
+  template <class Weight>
+  double kept_mass(const lay::Row& row, const float* logits, uint64_t floor_key,
+                   const Weight& weight) const {
+    double s = 0.0;
+    for (int32_t t = 0; t < vocab_; ++t)
+      if (lay::allowed(w_, row, t) && lay::rank_key(logits[t], t) >= floor_key) s += weight(t);
+    return s;
+  }
+};
+
+void sample_host(const char* op, bool full_sort, Tensor& logits, const SampleMeta& meta,
+                 Tensor& tokens, Tensor& logprobs) {
+  detail::require_host(op, {&logits, &meta.words, &tokens, &logprobs});
+  const std::span<const int32_t> words(meta.words.data_as<const int32_t>(),
+                                       static_cast<size_t>(meta.words.numel()));
+  check_words(words, meta);
+  const int cols = meta.max_top + 1;
+  RowSampler s(words, meta.vocab, full_sort);
+  for (int r = 0; r < meta.rows; ++r)
+    s.run(r, logits.data_as<float>() + static_cast<int64_t>(r) * meta.vocab,
+          tokens.data_as<int32_t>() + static_cast<int64_t>(r) * cols,
+          logprobs.data_as<float>() + static_cast<int64_t>(r) * cols, cols);
+}
+
+}  // namespace
+
+namespace ref {
+void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs) {
+  sample_host("ref::sample", true, logits, meta, tokens, logprobs);
+}
+}  // namespace ref
+
+namespace cpu {
+void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logprobs) {
+  sample_host("cpu::sample", false, logits, meta, tokens, logprobs);
+}
+}  // namespace cpu
+
+}  // namespace tessera::ops
