@@ -5,7 +5,9 @@
 // K/V row once. Each warp keeps the online softmax state (max m, sum l, unnormalised acc) of its
 // vectors in registers. With one split the CTA writes the output; with several it writes partial
 // states and a reduce kernel merges them (attention_plan.h: the plan and the merge arithmetic).
-// fp32 throughout, the ops::ref causal rule and GQA head mapping.
+// fp32 throughout (an F16/BF16 cache widens as its tile is loaded), the ops::ref causal rule and
+// GQA head mapping.
+#include "kv_type.cuh"
 #include "tessera/kernels/attention_plan.h"
 #include "tessera/kernels/model_ops.h"
 
@@ -125,8 +127,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int idx = threadIdx.x; idx < n * hd; idx += kThreads) {
       const int k = idx / hd, i = idx % hd;
       const int64_t at = slots[k] * slot_width + int64_t{kvh} * hd + i;
-      ks[k * pitch + i] = a.k_cache[at];
-      vs[k * hd + i] = a.v_cache[at];
+      ks[k * pitch + i] = load_kv(a.k_cache, at, a.kv_type);
+      vs[k * hd + i] = load_kv(a.v_cache, at, a.kv_type);
     }
     __syncthreads();
 #pragma unroll

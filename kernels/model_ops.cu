@@ -2,6 +2,7 @@
 // grid-stride kernels: correctness and parity with ops::ref first, tuning later.
 #include <cuda_fp16.h>
 
+#include "kv_type.cuh"
 #include "tessera/kernels/model_ops.h"
 
 namespace tessera::kernels {
@@ -36,14 +37,15 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv
   }
 }
 
-__global__ void kv_append_kernel(float* k_cache, float* v_cache, const float* k, const float* v,
-                                 const int32_t* slots, int num_tokens, int64_t width) {
+__global__ void kv_append_kernel(void* k_cache, void* v_cache, KvType kv_type, const float* k,
+                                 const float* v, const int32_t* slots, int num_tokens,
+                                 int64_t width) {
   for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
     const int64_t dst = static_cast<int64_t>(slots[t]) * width;
     const int64_t src = static_cast<int64_t>(t) * width;
     for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-      k_cache[dst + i] = k[src + i];
-      v_cache[dst + i] = v[src + i];
+      store_kv(k_cache, dst + i, k[src + i], kv_type);
+      store_kv(v_cache, dst + i, v[src + i], kv_type);
     }
   }
 }
@@ -92,16 +94,16 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int rows, int64
 
 // One block per token: the rotary pairs first (rotated once, written to k and to the cache slot),
 // then the dims past rotary_dim and v, copied. The two loops touch disjoint elements of k.
-__global__ void rope_kv_append_kernel(float* k, const float* v, float* k_cache, float* v_cache,
-                                      const int32_t* positions, const int32_t* slots,
-                                      const float* inv_freq, int num_tokens, int num_kv_heads,
-                                      int head_dim, int rotary_dim, bool neox) {
+__global__ void rope_kv_append_kernel(float* k, const float* v, void* k_cache, void* v_cache,
+                                      KvType kv_type, const int32_t* positions,
+                                      const int32_t* slots, const float* inv_freq, int num_tokens,
+                                      int num_kv_heads, int head_dim, int rotary_dim, bool neox) {
   const int half = rotary_dim / 2;
   const int64_t width = static_cast<int64_t>(num_kv_heads) * head_dim;
   for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
     const float pos = static_cast<float>(positions[t]);
     float* row = k + static_cast<int64_t>(t) * width;
-    float* kdst = k_cache + static_cast<int64_t>(slots[t]) * width;
+    const int64_t kdst = static_cast<int64_t>(slots[t]) * width;
     for (int p = threadIdx.x; p < num_kv_heads * half; p += blockDim.x) {
       const int h = p / half, i = p % half;
       const int64_t base = static_cast<int64_t>(h) * head_dim;
@@ -112,13 +114,16 @@ __global__ void rope_kv_append_kernel(float* k, const float* v, float* k_cache, 
       const int64_t b = base + (neox ? i + half : 2 * i + 1);
       const float x0 = row[a], x1 = row[b];
       const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
-      row[a] = kdst[a] = y0;
-      row[b] = kdst[b] = y1;
+      row[a] = y0;
+      row[b] = y1;
+      store_kv(k_cache, kdst + a, y0, kv_type);
+      store_kv(k_cache, kdst + b, y1, kv_type);
     }
     for (int64_t e = threadIdx.x; e < width; e += blockDim.x) {
       // Dims rotary_dim.. of each head pass through unrotated.
-      if (static_cast<int>(e % head_dim) >= rotary_dim) kdst[e] = row[e];
-      v_cache[static_cast<int64_t>(slots[t]) * width + e] = v[static_cast<int64_t>(t) * width + e];
+      if (static_cast<int>(e % head_dim) >= rotary_dim)
+        store_kv(k_cache, kdst + e, row[e], kv_type);
+      store_kv(v_cache, kdst + e, v[static_cast<int64_t>(t) * width + e], kv_type);
     }
   }
 }
@@ -136,24 +141,24 @@ cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_fre
   return cudaGetLastError();
 }
 
-cudaError_t launch_rope_kv_append(float* k, const float* v, float* k_cache, float* v_cache,
-                                  const int32_t* positions, const int32_t* slots,
+cudaError_t launch_rope_kv_append(float* k, const float* v, void* k_cache, void* v_cache,
+                                  KvType kv_type, const int32_t* positions, const int32_t* slots,
                                   const float* inv_freq, int num_tokens, int num_kv_heads,
                                   int head_dim, int rotary_dim, bool neox, cudaStream_t stream) {
   if (num_tokens == 0 || num_kv_heads == 0 || head_dim == 0) return cudaSuccess;
   if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0) return cudaErrorInvalidValue;
   rope_kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
-      k, v, k_cache, v_cache, positions, slots, inv_freq, num_tokens, num_kv_heads, head_dim,
-      rotary_dim, neox);
+      k, v, k_cache, v_cache, kv_type, positions, slots, inv_freq, num_tokens, num_kv_heads,
+      head_dim, rotary_dim, neox);
   return cudaGetLastError();
 }
 
-cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
-                             const int32_t* slots, int num_tokens, int64_t width,
+cudaError_t launch_kv_append(void* k_cache, void* v_cache, KvType kv_type, const float* k,
+                             const float* v, const int32_t* slots, int num_tokens, int64_t width,
                              cudaStream_t stream) {
   if (num_tokens == 0 || width == 0) return cudaSuccess;
-  kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(k_cache, v_cache, k, v, slots,
-                                                                    num_tokens, width);
+  kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(k_cache, v_cache, kv_type, k, v,
+                                                                    slots, num_tokens, width);
   return cudaGetLastError();
 }
 

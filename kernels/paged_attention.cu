@@ -3,6 +3,7 @@
 // the block table in tiles, keeping an online softmax (running max m, running sum l, and the
 // unnormalised output acc). Written for correctness and exact ops::ref semantics (fp32, same
 // causal rule, same GQA head mapping); a tuned split-K / tensor-core kernel can replace it later.
+#include "kv_type.cuh"
 #include "tessera/kernels/model_ops.h"
 
 namespace tessera::kernels {
@@ -66,9 +67,9 @@ __global__ void paged_attention_kernel(PagedAttentionArgs a) {
       const int64_t t = t0 + k;
       const int64_t slot =
           static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size;
-      const float* kv = a.k_cache + slot * slot_width + static_cast<int64_t>(kvh) * hd;
+      const int64_t kv = slot * slot_width + static_cast<int64_t>(kvh) * hd;
       float dot = 0.0f;
-      for (int i = lane; i < hd; i += 32) dot += q[i] * kv[i];
+      for (int i = lane; i < hd; i += 32) dot += q[i] * load_kv(a.k_cache, kv + i, a.kv_type);
       dot = warp_sum(dot);
       if (lane == 0) scores[k] = dot * a.scale;
     }
@@ -90,7 +91,9 @@ __global__ void paged_attention_kernel(PagedAttentionArgs a) {
         const int64_t t = t0 + k;
         const int64_t slot =
             static_cast<int64_t>(table[t / a.block_size]) * a.block_size + t % a.block_size;
-        v_acc += probs[k] * a.v_cache[slot * slot_width + static_cast<int64_t>(kvh) * hd + i];
+        v_acc +=
+            probs[k] *
+            load_kv(a.v_cache, slot * slot_width + static_cast<int64_t>(kvh) * hd + i, a.kv_type);
       }
       acc[i] = v_acc;
     }

@@ -68,6 +68,15 @@ CLI::Option* add_activations_option(CLI::App* app, std::string& activations) {
       ->capture_default_str();
 }
 
+CLI::Option* add_kv_cache_dtype_option(CLI::App* app, std::string& dtype) {
+  return app
+      ->add_option("--kv-cache-dtype", dtype,
+                   "KV cache element type: f32, or f16 / bf16 (half the memory per token, "
+                   "values rounded to nearest even as they are stored)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+}
+
 int run_cli(int argc, char** argv) {
   CLI::App app("tessera: a C++ inference server for large language models", "tessera");
   app.set_version_flag("--version", std::string("tessera ") + TESSERA_VERSION);

@@ -48,6 +48,8 @@ CLI::Option* add_backend_option(CLI::App* app, std::string& backend);
 // Adds --activations int8|fp32 (ops::cpu::Activations: how the CPU matmul treats activations for
 // quantized weights) to `app`, bound to `activations`.
 CLI::Option* add_activations_option(CLI::App* app, std::string& activations);
+// Adds --kv-cache-dtype f32|f16|bf16 (kv_cache::KvPoolParams::dtype) to `app`, bound to `dtype`.
+CLI::Option* add_kv_cache_dtype_option(CLI::App* app, std::string& dtype);
 
 // Parses argv, runs the chosen subcommand and returns the process exit code:
 // 0 ok, 1 runtime error, 2 usage error.

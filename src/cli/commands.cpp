@@ -4,14 +4,14 @@
 
 #include <omp.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <chrono>
 #include <functional>
 #include <future>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "loaded_model.h"
@@ -20,6 +20,7 @@
 #include "tessera/engine/llm_engine.h"
 #include "tessera/grammar/front_ends.h"
 #include "tessera/json/bounded_json.h"
+#include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "topology_launch.h"
@@ -35,6 +36,8 @@ struct SamplingOpts {
   int threads = 0;
   std::string activations = "int8";
   CLI::Option* activations_opt = nullptr;
+  std::string kv_cache_dtype = "f32";
+  CLI::Option* kv_cache_dtype_opt = nullptr;
   int max_tokens;
   float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1, presence_penalty = 0,
         frequency_penalty = 0;
@@ -57,6 +60,7 @@ void add_sampling(CLI::App* c, SamplingOpts& o, int max_tokens) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   o.activations_opt = add_activations_option(c, o.activations);
+  o.kv_cache_dtype_opt = add_kv_cache_dtype_option(c, o.kv_cache_dtype);
   c->add_option("--max-tokens", o.max_tokens, "most tokens to generate")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -209,7 +213,8 @@ Command add_models(CLI::App& root) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* c = root.add_subcommand("models", "download a known model, or print its path");
-  c->add_option("action", o->action, "pull: download (if missing) and print the path; path: print it")
+  c->add_option("action", o->action,
+                "pull: download (if missing) and print the path; path: print it")
       ->required()
       ->check(CLI::IsMember({"pull", "path"}));
   c->add_option("name", o->name, "a known model name")->capture_default_str();
@@ -275,7 +280,8 @@ Command add_generate(CLI::App& root) {
                         ->check(CLI::NonNegativeNumber);
   c->add_option("--json-schema", o->json_schema,
                 "a JSON Schema file: the output is JSON that satisfies it (constrained decoding)");
-  c->add_option("--grammar", o->grammar, "a GBNF grammar file (start rule `root`) the output matches");
+  c->add_option("--grammar", o->grammar,
+                "a GBNF grammar file (start rule `root`) the output matches");
   c->add_flag("--json", o->json, "print one JSON object (text, token ids, finish reason)");
   c->add_flag("--chat", o->chat, "wrap the prompt in the model's chat template");
   c->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
@@ -286,6 +292,8 @@ Command add_generate(CLI::App& root) {
               engine::EngineConfig e = launch_from_config(o->config, 0).engine;
               if (o->activations_opt->count())
                 e.cpu_activations = ops::cpu::parse_activations(o->activations);
+              if (o->kv_cache_dtype_opt->count())
+                e.kv_cache_dtype = kv_cache::parse_kv_dtype(o->kv_cache_dtype);
               return generate_with_engine(*o, e);
             }
             const std::string path = resolve_model_path(o->model);
@@ -294,6 +302,7 @@ Command add_generate(CLI::App& root) {
                         .model_path = path,
                         .served_model_name = o->model,
                         .kv_cache_bytes = size_t(o->kv_cache_mb) << 20,
+                        .kv_cache_dtype = kv_cache::parse_kv_dtype(o->kv_cache_dtype),
                         .device = {parse_device_type(o->backend), 0},
                         .cpu_activations = ops::cpu::parse_activations(o->activations)});
           }};
@@ -309,6 +318,7 @@ int run_chat(const SamplingOpts& o) {
       engine::EngineConfig{.model_path = path,
                            .served_model_name = o.model,
                            .kv_cache_bytes = size_t(o.kv_cache_mb) << 20,
+                           .kv_cache_dtype = kv_cache::parse_kv_dtype(o.kv_cache_dtype),
                            .device = {parse_device_type(o.backend), 0},
                            .cpu_activations = ops::cpu::parse_activations(o.activations)});
   engine.start();
@@ -324,16 +334,15 @@ int run_chat(const SamplingOpts& o) {
     msgs.push_back({{"role", "user"}, {"content", line}});
     protocol::GenerationRequest req;
     req.request_id = "chat-" + std::to_string(turn);
-    req.prompt_ids = tok.encode(render_chat(tok, path, msgs),
-                                {.add_special = false, .parse_special = true});
+    req.prompt_ids =
+        tok.encode(render_chat(tok, path, msgs), {.add_special = false, .parse_special = true});
     const int room = ctx - static_cast<int>(req.prompt_ids.size());
-    if (room < 1) fail(ErrorCode::kOutOfRange, "the conversation fills the context of ", ctx,
-                       " tokens");
+    if (room < 1)
+      fail(ErrorCode::kOutOfRange, "the conversation fills the context of ", ctx, " tokens");
     req.sampling = sampling_from(o);
     req.stopping.max_tokens = std::min(o.max_tokens, room);
-    const Outcome r = run_request(engine, req, [](const std::string& piece) {
-      std::cout << piece << std::flush;
-    });
+    const Outcome r = run_request(
+        engine, req, [](const std::string& piece) { std::cout << piece << std::flush; });
     std::cout << "\n";
     print_speed(r, req.prompt_ids.size());
     msgs.push_back({{"role", "assistant"}, {"content", r.text}});
@@ -367,8 +376,8 @@ Command add_tokenize(CLI::App& root) {
             LoadedModel m = load_model(o->model, /*with_weights=*/false);
             std::string text;
             for (size_t i = 0; i < o->text.size(); ++i) text += (i ? " " : "") + o->text[i];
-            auto ids = m.tokenizer->encode(text,
-                                           {.add_special = !o->no_special, .parse_special = true});
+            auto ids =
+                m.tokenizer->encode(text, {.add_special = !o->no_special, .parse_special = true});
             if (o->json) {
               std::cout << nlohmann::json{{"ids", ids}}.dump() << "\n";
             } else {

@@ -18,6 +18,7 @@
 #include "tessera/core/log.h"
 #include "tessera/core/progress.h"
 #include "tessera/engine/llm_engine.h"
+#include "tessera/kv_cache/kv_pool.h"
 #include "tessera/tokenizer/chat_template.h"
 #include "topology_launch.h"
 
@@ -82,7 +83,7 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 #if TESSERA_HAVE_HTTP
 struct ServeOpts {
   std::string model = default_model().name, served_model_name, backend = "cpu", config,
-              activations = "int8", tp_overlap = "off";
+              activations = "int8", tp_overlap = "off", kv_cache_dtype = "f32";
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
@@ -126,6 +127,7 @@ int run_serve(const ServeOpts& o) {
     e.limits.max_waiting = pick(o, "max-waiting", o.max_waiting, e.limits.max_waiting);
     e.block_size = pick(o, "block-size", o.block_size, e.block_size);
     e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
+    if (o.given("kv-cache-dtype")) e.kv_cache_dtype = kv_cache::parse_kv_dtype(o.kv_cache_dtype);
     if (o.no_prefix_caching) e.enable_prefix_caching = false;
     if (o.given("activations")) e.cpu_activations = ops::cpu::parse_activations(o.activations);
     if (o.given("tp-overlap")) e.tp_overlap = o.tp_overlap == "on";
@@ -146,6 +148,7 @@ int run_serve(const ServeOpts& o) {
                            .max_waiting = o.max_waiting},
                 .block_size = o.block_size,
                 .kv_cache_bytes = static_cast<size_t>(o.kv_cache_mb) << 20,
+                .kv_cache_dtype = kv_cache::parse_kv_dtype(o.kv_cache_dtype),
                 .enable_prefix_caching = !o.no_prefix_caching,
                 .device = {parse_device_type(o.backend), 0},
                 .cpu_activations = ops::cpu::parse_activations(o.activations),
@@ -252,6 +255,10 @@ Command add_serve(CLI::App& root) {
       ->check(positive);
   opts.add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
       ->check(positive);
+  opts.add("kv-cache-dtype", o->kv_cache_dtype,
+           "KV cache element type: f32, or f16 / bf16 (half the memory per token, values rounded "
+           "to nearest even as they are stored) [topology: scheduler.kv_cache_dtype]")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   opts.add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
       ->check(CLI::Range(1, 1024));
   add_backend_option(c, o->backend);

@@ -9,6 +9,7 @@
 #include "model_registry.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
+#include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/weights.h"
 #include "tessera/worker/group_worker.h"
 
@@ -77,6 +78,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
       .worker_executable = std::filesystem::read_symlink("/proc/self/exe").string(),
       .group = g};
   l.engine.cpu_activations = ops::cpu::parse_activations(t.cpu_activations);
+  l.engine.kv_cache_dtype = kv_cache::parse_kv_dtype(t.scheduler.kv_cache_dtype);
   l.engine.tp_overlap = t.tp_overlap;
   l.engine.ep_data_attention = t.parallel.expert_attention == "data";
   return l;

@@ -9,6 +9,7 @@
 
 #include "tessera/core/error.h"
 #include "tessera/engine/llm_engine.h"
+#include "tessera/kv_cache/kv_pool.h"
 #include "tessera/worker/group_worker.h"
 
 namespace tessera::cli {
@@ -33,7 +34,7 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 Command add_worker(CLI::App& root) {
   struct Opts {
     std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
-                       comm = "gloo", bind_host = "127.0.0.1", fingerprint;
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f32";
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
@@ -52,6 +53,7 @@ Command add_worker(CLI::App& root) {
   c->add_option("--kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  add_kv_cache_dtype_option(c, o->kv_cache_dtype);
   c->add_option("--threads", o->threads, "OpenMP threads (0: all cores)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -100,6 +102,7 @@ Command add_worker(CLI::App& root) {
                 .num_blocks = o->num_blocks,
                 .block_size = o->block_size,
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
+                .kv_cache_dtype = kv_cache::parse_kv_dtype(o->kv_cache_dtype),
                 .device = {parse_device_type(o->backend), o->device},
                 .cpu_activations = ops::cpu::parse_activations(o->activations),
                 .tp_overlap = o->tp_overlap,

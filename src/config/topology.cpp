@@ -167,7 +167,7 @@ void parse_scheduler(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
       s.source, s.value, s.key, s.pos, "scheduler.",
       {"max_num_seqs", "max_num_batched_tokens", "max_waiting", "block_size", "kv_cache_mb",
-       "enable_prefix_caching"},
+       "kv_cache_dtype", "enable_prefix_caching"},
       [&](const Field& f) {
         c.positions[f.key] = f.pos;
         SchedulerSpec& sc = c.scheduler;
@@ -182,6 +182,8 @@ void parse_scheduler(const Field& s, TopologyConfig& c) {
         } else if (f.key == "scheduler.kv_cache_mb") {
           sc.kv_cache_bytes =
               static_cast<size_t>(detail::read_int(f, 1, 1 << 24, "1..16777216 MiB")) << 20;
+        } else if (f.key == "scheduler.kv_cache_dtype") {
+          sc.kv_cache_dtype = detail::read_enum(f, {"f32", "f16", "bf16"});
         } else {
           sc.enable_prefix_caching = detail::read_bool(f);
         }

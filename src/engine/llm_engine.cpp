@@ -29,6 +29,7 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .num_blocks = cfg.num_blocks,
           .block_size = cfg.block_size,
           .kv_cache_bytes = cfg.kv_cache_bytes,
+          .kv_cache_dtype = cfg.kv_cache_dtype,
           .device = cfg.device,
           .cpu_activations = cfg.cpu_activations,
           .tp_overlap = cfg.tp_overlap,

@@ -15,6 +15,7 @@ LocalRunner::LocalRunner(const LlamaModel& model, const LocalRunnerParams& param
           [&] {
             auto kp = model.kv_shape(params.block_size);
             kp.num_blocks = params.num_blocks;
+            kp.dtype = params.kv_dtype;
             return kp;
           }(),
           model.allocator()),

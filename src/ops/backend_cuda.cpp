@@ -55,6 +55,10 @@ bool cuda_supports(Op op, DType dtype) {
     case Op::kMatmul:
     case Op::kMoeExperts:  // the experts go through the matmul
       return weight_type(dtype, &t);
+    case Op::kKvAppend:
+    case Op::kRopeKvAppend:
+    case Op::kPagedAttention:  // the cache's type
+      return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;
     default:
       return dtype == DType::kF32;
   }
@@ -181,11 +185,23 @@ void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logp
         "sample", "launch");
 }
 
+// The cache's element type (the dispatcher checked it is F32, F16 or BF16).
+kernels::KvType kv_type(const Tensor& cache) {
+  switch (cache.dtype()) {
+    case DType::kF16:
+      return kernels::KvType::kF16;
+    case DType::kBF16:
+      return kernels::KvType::kBF16;
+    default:
+      return kernels::KvType::kF32;
+  }
+}
+
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache) {
   DeviceScope scope("kv_append", k);
   const int64_t width = k_cache.dim(2) * k_cache.dim(3);
-  check(kernels::launch_kv_append(k_cache.data_as<float>(), v_cache.data_as<float>(),
+  check(kernels::launch_kv_append(k_cache.data(), v_cache.data(), kv_type(k_cache),
                                   k.data_as<float>(), v.data_as<float>(), ids_of(slots),
                                   narrow(slots.size(), "kv_append", "slots"), width, kStream),
         "kv_append", "launch");
@@ -197,9 +213,9 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
   DeviceScope scope(op, k);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
   DeviceFloats inv(rope_inv_freq(p));  // the host frequencies of every table, as rope does
-  check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(),
-                                       k_cache.data_as<float>(), v_cache.data_as<float>(),
-                                       ids_of(positions), ids_of(slots), inv.get(),
+  check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(), k_cache.data(),
+                                       v_cache.data(), kv_type(k_cache), ids_of(positions),
+                                       ids_of(slots), inv.get(),
                                        narrow(positions.size(), op, "tokens"), num_kv_heads,
                                        p.head_dim, rot, p.style == RopeStyle::kNeox, kStream),
         op, "launch");
@@ -214,8 +230,9 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   const kernels::PagedAttentionArgs args{
       .out = out.data_as<float>(),
       .q = q.data_as<float>(),
-      .k_cache = k_cache.data_as<float>(),
-      .v_cache = v_cache.data_as<float>(),
+      .k_cache = k_cache.data(),
+      .v_cache = v_cache.data(),
+      .kv_type = kv_type(k_cache),
       .query_start = ids_of(batch.query_start),
       .context_lens = ids_of(batch.context_lens),
       .block_tables = ids_of(batch.block_tables),

@@ -53,6 +53,8 @@ namespace {
 // layouts (made by pack_weight, see ref_supports) for matmul alone.
 bool host_supports(Op op, DType dtype) {
   if (is_packed(dtype)) return op == Op::kMatmul;
+  if (op == Op::kKvAppend || op == Op::kRopeKvAppend || op == Op::kPagedAttention)
+    return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16;  // the cache's
   if (op == Op::kMatmul || op == Op::kEmbedding || op == Op::kEmbeddingShard ||
       op == Op::kRmsNorm || op == Op::kMoeExperts)
     return dtype != DType::kI32;

@@ -1,6 +1,8 @@
 // Argument validation shared by every implementation of the ops (see check.h).
 #include "check.h"
 
+#include "kv_rows.h"
+
 namespace tessera::ops::detail {
 
 MatmulShape check_matmul(const char* op, const Tensor& x, const Tensor& w, const Tensor& bias,
@@ -24,13 +26,23 @@ MatmulShape check_matmul(const char* op, const Tensor& x, const Tensor& w, const
   return s;
 }
 
+namespace {
+// The paged caches: contiguous, F32 / F16 / BF16 (kv_rows.h), both of one type.
+void check_kv_caches(const char* op, const Tensor& k_cache, const Tensor& v_cache) {
+  check_dense(op, "k_cache", k_cache);
+  check_dense(op, "v_cache", v_cache);
+  if (!is_kv_dtype(k_cache.dtype()) || v_cache.dtype() != k_cache.dtype())
+    fail(ErrorCode::kInvalidArgument, op, ": caches ", k_cache.str(), " / ", v_cache.str(),
+         " must both be f32, f16 or bf16");
+}
+}  // namespace
+
 int64_t check_attention(const char* op, const Tensor& q, const Tensor& k_cache,
                         const Tensor& v_cache, const AttentionBatch& batch,
                         const AttentionParams& p, const Tensor& out) {
   check_f32(op, "q", q);
   check_f32(op, "out", out);
-  check_f32(op, "k_cache", k_cache);
-  check_f32(op, "v_cache", v_cache);
+  check_kv_caches(op, k_cache, v_cache);
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.head_dim <= 0 || p.block_size <= 0 ||
       p.num_heads % p.num_kv_heads != 0)
     fail(ErrorCode::kInvalidArgument, op, ": bad params heads=", p.num_heads,
@@ -83,8 +95,7 @@ int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v, const 
   check_index(op, "slots", slots);
   check_f32(op, "k", k);
   check_f32(op, "v", v);
-  check_f32(op, "k_cache", k_cache);
-  check_f32(op, "v_cache", v_cache);
+  check_kv_caches(op, k_cache, v_cache);
   if (k_cache.ndim() != 4 || v_cache.shape() != k_cache.shape())
     fail(ErrorCode::kInvalidArgument, op, ": caches ", k_cache.str(), " / ", v_cache.str(),
          " should both be [blocks, block_size, kv_heads, head_dim]");

@@ -161,7 +161,7 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
                Tensor& v_cache) {
   const Device d = device_of(Op::kKvAppend, {&k, &v, &slots.tensor(), &k_cache, &v_cache});
   detail::check_kv_append("kv_append", k, v, slots, k_cache, v_cache);
-  entry(Op::kKvAppend, d, DType::kF32, &Backend::kv_append)(k, v, slots, k_cache, v_cache);
+  entry(Op::kKvAppend, d, k_cache.dtype(), &Backend::kv_append)(k, v, slots, k_cache, v_cache);
 }
 
 void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
@@ -170,8 +170,8 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
                              {&k, &v, &positions.tensor(), &slots.tensor(), &k_cache, &v_cache});
   detail::check_rope("rope_kv_append", k, num_kv_heads, positions, p);
   detail::check_kv_append("rope_kv_append", k, v, slots, k_cache, v_cache);
-  entry(Op::kRopeKvAppend, d, DType::kF32, &Backend::rope_kv_append)(k, v, num_kv_heads, positions,
-                                                                     p, slots, k_cache, v_cache);
+  entry(Op::kRopeKvAppend, d, k_cache.dtype(), &Backend::rope_kv_append)(
+      k, v, num_kv_heads, positions, p, slots, k_cache, v_cache);
 }
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
@@ -180,8 +180,8 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
       device_of(Op::kPagedAttention, {&q, &k_cache, &v_cache, &out, &batch.query_start.tensor(),
                                       &batch.context_lens.tensor(), &batch.block_tables.tensor()});
   detail::check_attention("paged_attention", q, k_cache, v_cache, batch, p, out);
-  entry(Op::kPagedAttention, d, DType::kF32, &Backend::paged_attention)(q, k_cache, v_cache, batch,
-                                                                        p, out);
+  entry(Op::kPagedAttention, d, k_cache.dtype(), &Backend::paged_attention)(q, k_cache, v_cache,
+                                                                            batch, p, out);
 }
 
 void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights) {

@@ -6,16 +6,17 @@
 #include <vector>
 
 #include "check.h"
+#include "kv_rows.h"
 
 namespace tessera::ops::ref {
 
 using detail::check_cpu;
+using detail::check_embedding;
 using detail::check_f32;
 using detail::cols_of;
-using detail::rows_of;
-using detail::check_embedding;
 using detail::host_span;
 using detail::require_host;
+using detail::rows_of;
 
 void embedding_shard(const Tensor& table, const Indices& idx, int64_t first_id, Tensor& out) {
   require_host("embedding_shard", {&table, &idx.tensor(), &out});
@@ -151,12 +152,15 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_c
   const int64_t width = detail::check_kv_append("kv_append", k, v, idx, k_cache, v_cache);
   const auto slots = host_span("kv_append", "slots", idx);
   detail::check_slot_values("kv_append", slots, k_cache);
-  for (size_t t = 0; t < slots.size(); ++t) {
-    const auto row = static_cast<int64_t>(t);
-    for (int64_t i = 0; i < width; ++i) {
-      k_cache.data_as<float>()[slots[t] * width + i] = k.data_as<float>()[row * width + i];
-      v_cache.data_as<float>()[slots[t] * width + i] = v.data_as<float>()[row * width + i];
-    }
+  const DType t = k_cache.dtype();
+  const size_t row_bytes = tessera::row_bytes(t, width);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto row = static_cast<int64_t>(i);
+    const auto at = static_cast<size_t>(slots[i]) * row_bytes;
+    detail::kv_store_row(t, k.data_as<float>() + row * width,
+                         static_cast<char*>(k_cache.data()) + at, width);
+    detail::kv_store_row(t, v.data_as<float>() + row * width,
+                         static_cast<char*>(v_cache.data()) + at, width);
   }
 }
 

@@ -59,13 +59,15 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
          " needs a PP communicator of that size and rank");
   kv_cache::KvPoolParams kp = model_->kv_shape(p.block_size);
   kp.num_blocks = p.num_blocks;
+  kp.dtype = p.kv_cache_dtype;
   if (kp.num_blocks == 0) kp.num_blocks = kv_cache::KvPool::blocks_for_budget(kp, p.kv_cache_bytes);
   if (kp.num_blocks <= 0)
     fail(ErrorCode::kResourceExhausted, "KV cache budget of ", p.kv_cache_bytes,
          " bytes holds no block of ", p.block_size, " tokens");
   {
     ProgressReporter progress(who + "KV cache (" + std::to_string(kp.num_blocks) + " blocks of " +
-                                  std::to_string(kp.block_size) + " tokens)",
+                                  std::to_string(kp.block_size) + " tokens, " +
+                                  std::string(dtype_name(kp.dtype)) + ")",
                               0, ProgressUnit::kBytes, style);
     pool_ = std::make_unique<kv_cache::KvPool>(kp, device_, progress.fn());
     progress.finish();

@@ -132,6 +132,9 @@ TEST(ConfigErrors, EnumValuesListTheChoices) {
   expect_error_at(parse_error(y), "backend", line_of(y, "backend"), "cpu, cuda, guarded");
   y = replace(kBase, "backend: cpu", "backend: cpu\ncpu_activations: int4");
   expect_error_at(parse_error(y), "cpu_activations", line_of(y, "cpu_activations"), "int8, fp32");
+  y = replace(kBase, "max_num_seqs: 8", "max_num_seqs: 8\n  kv_cache_dtype: fp8");
+  expect_error_at(parse_error(y), "scheduler.kv_cache_dtype", line_of(y, "kv_cache_dtype"),
+                  "f32, f16, bf16");
   y = replace(kBase, "  path: m", "  path: m\n  dtype: f64");
   expect_error_at(parse_error(y), "model.dtype", line_of(y, "dtype"), "auto, f32, f16, bf16");
   y = replace(kBase, "level: info", "level: verbose");

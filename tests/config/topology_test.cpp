@@ -132,6 +132,7 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "max_waiting",
                           "block_size",
                           "kv_cache_mb",
+                          "kv_cache_dtype",
                           "enable_prefix_caching",
                           "http_port",
                           "grpc_port",
@@ -162,6 +163,7 @@ scheduler:
   max_waiting: 0
   block_size: 32
   kv_cache_mb: 3
+  kv_cache_dtype: bf16
   enable_prefix_caching: no
 listen: {host: 0.0.0.0, http_port: 0, grpc_port: 0, api_key: 12345, tls_cert: c.pem, tls_key: k.pem}
 logging: {level: debug, file: /tmp/x.log}
@@ -190,6 +192,8 @@ cpu_activations: fp32
   EXPECT_EQ(c.scheduler.max_waiting, 0);
   EXPECT_EQ(c.scheduler.block_size, 32);
   EXPECT_EQ(c.scheduler.kv_cache_bytes, size_t{3} << 20);
+  EXPECT_EQ(c.scheduler.kv_cache_dtype, "bf16");
+  EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.kv_cache_dtype, "f32");
   EXPECT_FALSE(c.scheduler.enable_prefix_caching);
   EXPECT_EQ(c.listen.host, "0.0.0.0");
   EXPECT_EQ(c.listen.http_port, 0);

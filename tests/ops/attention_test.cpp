@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "tessera/core/half.h"
 #include "test_util.h"
 
 namespace tessera::ops::test {
@@ -96,6 +97,71 @@ TEST_F(AttentionTest, MixedBatchMatchesDenseAttention) {
         }
       }
     }
+  }
+}
+
+// An F16/BF16 cache stores each value rounded to nearest even and attention reads exactly those
+// values: ref and cpu give bit for bit what they give on an F32 cache holding the rounded values,
+// and kv_append on cpu (F16C) stores the reference's bits. Rounding moves an output by about
+// 2^-11 (fp16) or 2^-8 (bf16) of the values' scale, well above fp32 noise, so a cache read as the
+// wrong type could not pass.
+TEST_F(AttentionTest, HalfCachesHoldRoundedValues) {
+  const int H = 6, KVH = 2, HD = 40, BS = 8, ctx = 45;
+  const int blocks = (ctx + BS - 1) / BS;
+  std::vector<int32_t> table(static_cast<size_t>(blocks));
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng());
+  std::vector<int32_t> slots;
+  for (int t = 0; t < ctx; ++t) slots.push_back(table[static_cast<size_t>(t / BS)] * BS + t % BS);
+  const Tensor k = random_f32({ctx, KVH * HD}), v = random_f32({ctx, KVH * HD});
+  const Tensor q = random_f32({3, H * HD});  // the last 3 positions
+  const AttentionParams p{
+      .num_heads = H, .num_kv_heads = KVH, .head_dim = HD, .block_size = BS, .scale = 0.2f};
+  const std::vector<int32_t> qstart{0, 3}, lens{ctx};
+  const AttentionBatch batch{qstart, lens, table, blocks};
+  for (DType kv : {DType::kF16, DType::kBF16}) {
+    SCOPED_TRACE(std::string(dtype_name(kv)));
+    const auto round = [&](const Tensor& x) {
+      Tensor r = clone(x);
+      for (int64_t i = 0; i < r.numel(); ++i) {
+        float& f = r.data_as<float>()[i];
+        f = kv == DType::kF16 ? fp16_to_f32(f32_to_fp16(f)) : bf16_to_f32(f32_to_bf16(f));
+      }
+      return r;
+    };
+    Tensor hk = Tensor::zeros({blocks, BS, KVH, HD}, kv), hv = clone(hk);
+    Tensor ck = clone(hk), cv = clone(hk);
+    Tensor fk = Tensor::zeros({blocks, BS, KVH, HD}, DType::kF32), fv = clone(fk);
+    ref::kv_append(k, v, slots, hk, hv);
+    cpu::kv_append(k, v, slots, ck, cv);
+    ASSERT_EQ(std::memcmp(hk.data(), ck.data(), hk.nbytes()), 0);
+    ASSERT_EQ(std::memcmp(hv.data(), cv.data(), hv.nbytes()), 0);
+    ref::kv_append(round(k), round(v), slots, fk, fv);
+    Tensor exact = Tensor::empty({3, H * HD}, DType::kF32);
+    ref::paged_attention(q, fk, fv, batch, p, exact);
+    for (bool fast : {false, true}) {
+      Tensor got = Tensor::empty({3, H * HD}, DType::kF32), want = clone(got);
+      if (fast) {
+        cpu::paged_attention(q, hk, hv, batch, p, got);
+        cpu::paged_attention(q, fk, fv, batch, p, want);
+      } else {
+        ref::paged_attention(q, hk, hv, batch, p, got);
+        want = exact;
+      }
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), got.nbytes()), 0) << (fast ? "cpu" : "ref");
+    }
+    // Against the unrounded F32 cache the outputs move, by about the rounding unit.
+    Tensor fk32 = Tensor::zeros({blocks, BS, KVH, HD}, DType::kF32), fv32 = clone(fk32);
+    ref::kv_append(k, v, slots, fk32, fv32);
+    Tensor full = Tensor::empty({3, H * HD}, DType::kF32);
+    ref::paged_attention(q, fk32, fv32, batch, p, full);
+    double worst = 0.0;
+    for (int64_t i = 0; i < full.numel(); ++i)
+      worst =
+          std::max(worst, std::abs(double{full.data_as<float>()[i]} - exact.data_as<float>()[i]));
+    const double unit = kv == DType::kF16 ? 0x1p-11 : 0x1p-8;
+    EXPECT_GT(worst, unit / 64);
+    EXPECT_LT(worst, unit * 8);
   }
 }
 

@@ -1,15 +1,16 @@
 // The Worker on a tiny llama GGUF written here (random f32 weights, 2 layers, 4 heads over 2 KV
 // heads, 64-token vocabulary): greedy tokens do not depend on how the prompt is chunked or what
 // else is in the batch, bad plans are refused with the worker still usable, and finished
-// sequences are dropped; a grammar-constrained sequence follows its grammar beside a free one; on the guarded device the worker gives the same tokens, and a host read of
-// the model's device output dies. No model file is needed.
+// sequences are dropped; a grammar-constrained sequence follows its grammar beside a free one; on
+// the guarded device the worker gives the same tokens, and a host read of the model's device output
+// dies. No model file is needed.
 #include "tessera/worker/worker.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -28,7 +29,8 @@ constexpr int kBlockSize = 4, kNumBlocks = 32;
 
 WorkerParams params() {
   static const std::string path = write_tiny_llama(7);
-  return {.model_path = path, .num_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_bytes = 0};
+  return {
+      .model_path = path, .num_blocks = kNumBlocks, .block_size = kBlockSize, .kv_cache_bytes = 0};
 }
 
 std::vector<int32_t> blocks(int first, int n) {
@@ -57,12 +59,18 @@ std::vector<int32_t> run(Worker& w, const std::vector<int32_t>& prompt, std::vec
     if (!with_neighbour) return;
     if (first) plan.new_sequences.push_back(greedy(2, other));
     if (other_last < 0) {
-      plan.chunks.push_back({.seq_id = 2, .tokens = other, .start_pos = 0,
-                             .block_table = blocks(16, 8), .sample = true});
+      plan.chunks.push_back({.seq_id = 2,
+                             .tokens = other,
+                             .start_pos = 0,
+                             .block_table = blocks(16, 8),
+                             .sample = true});
       other_pos = int32_t(other.size());
     } else {
-      plan.chunks.push_back({.seq_id = 2, .tokens = {other_last}, .start_pos = other_pos,
-                             .block_table = blocks(16, 8), .sample = true});
+      plan.chunks.push_back({.seq_id = 2,
+                             .tokens = {other_last},
+                             .start_pos = other_pos,
+                             .block_table = blocks(16, 8),
+                             .sample = true});
       ++other_pos;
     }
   };
@@ -90,8 +98,11 @@ std::vector<int32_t> run(Worker& w, const std::vector<int32_t>& prompt, std::vec
   }
   while (int(out.size()) < n) {
     protocol::ExecutePlan plan;
-    plan.chunks.push_back({.seq_id = 1, .tokens = {out.back()}, .start_pos = pos,
-                           .block_table = blocks(0, 8), .sample = true});
+    plan.chunks.push_back({.seq_id = 1,
+                           .tokens = {out.back()},
+                           .start_pos = pos,
+                           .block_table = blocks(0, 8),
+                           .sample = true});
     ++pos;
     neighbour(plan);
     const auto r = w.execute(plan);
@@ -199,7 +210,8 @@ TEST(Worker, AGrammarPastItsLimitsEndsItsSequenceOnly) {
   // cap within a few tokens.
   // The sequence then ends (EOS only); its neighbour is unaffected.
   std::string gbnf = "root ::= (";
-  for (int k = 1; k <= 100; ++k) gbnf += (k > 1 ? " | \"" : "\"") + std::string(size_t(k), 'a') + "\"";
+  for (int k = 1; k <= 100; ++k)
+    gbnf += (k > 1 ? " | \"" : "\"") + std::string(size_t(k), 'a') + "\"";
   gbnf += "){100} \"b\"";
   WorkerParams p = params();
   p.vocabulary = tiny_vocab();
@@ -223,8 +235,11 @@ TEST(Worker, BadPlansAreRefusedAndTheWorkerStaysUsable) {
   auto plan_for = [&](std::vector<int32_t> tokens, std::vector<int32_t> table, uint64_t id = 1) {
     protocol::ExecutePlan p;
     p.new_sequences.push_back(greedy(1, prompt));
-    p.chunks.push_back({.seq_id = id, .tokens = std::move(tokens), .start_pos = 0,
-                        .block_table = std::move(table), .sample = true});
+    p.chunks.push_back({.seq_id = id,
+                        .tokens = std::move(tokens),
+                        .start_pos = 0,
+                        .block_table = std::move(table),
+                        .sample = true});
     return p;
   };
   EXPECT_THROW(w.execute(plan_for(prompt, blocks(0, 8), /*id=*/3)), Error);  // unknown sequence
@@ -256,13 +271,67 @@ TEST(Worker, RunsUnchangedOnTheGuardedDevice) {
   EXPECT_EQ(run(g, prompt, {10}, false, 6), want);
   protocol::ExecutePlan bad;
   bad.new_sequences.push_back(greedy(1, prompt));
-  bad.chunks.push_back({.seq_id = 1, .tokens = prompt, .start_pos = 0,
-                        .block_table = {0, kNumBlocks + 5, 1}, .sample = true});
+  bad.chunks.push_back({.seq_id = 1,
+                        .tokens = prompt,
+                        .start_pos = 0,
+                        .block_table = {0, kNumBlocks + 5, 1},
+                        .sample = true});
   EXPECT_THROW(g.execute(bad), Error);  // checked on the host, before anything reaches the device
   protocol::ExecutePlan drop;
   drop.finished = {1};
   g.execute(drop);
   EXPECT_EQ(run(g, prompt, {10}, false, 6), want);
+}
+
+// An F16 / BF16 KV pool stores K and V rounded (2^-11 / 2^-8 relative) and changes nothing else:
+// the logits of a prefill and of the decodes that read it back move, but by little, on the CPU
+// and the guarded device alike; the greedy worker, whose tokens here have margins far above that,
+// decodes the same tokens.
+TEST(Worker, HalfKvCachesStayCloseToF32) {
+  const auto weights = model::open_weights(params().model_path);
+  const std::vector<int32_t> prompt{1, 7, 3, 60, 22, 41, 8, 8, 30, 12};
+  for (Device dev : {Device::cpu(), Device::guarded(0)}) {
+    const model::LlamaModel m(*weights, {}, nullptr, default_allocator(dev));
+    const auto logits = [&](DType kv) {
+      model::LocalRunner r(m, {.num_blocks = 8, .block_size = kBlockSize, .kv_dtype = kv});
+      const int seq = r.add_sequence();
+      std::vector<float> all;
+      const model::LocalRunner::Chunk pre{.seq = seq,
+                                          .tokens = {prompt.begin(), prompt.begin() + 6}};
+      Tensor out = to_host(r.step({&pre, 1}));
+      all.insert(all.end(), out.data_as<float>(), out.data_as<float>() + out.numel());
+      for (size_t i = 6; i < prompt.size(); ++i) {
+        const model::LocalRunner::Chunk one{.seq = seq, .tokens = {&prompt[i], 1}};
+        out = to_host(r.step({&one, 1}));
+        all.insert(all.end(), out.data_as<float>(), out.data_as<float>() + out.numel());
+      }
+      return all;
+    };
+    const auto f32 = logits(DType::kF32);
+    double scale = 0.0;  // the logits' magnitude: errors are relative to it
+    for (float x : f32) scale = std::max(scale, double{std::abs(x)});
+    for (auto [kv, unit] : {std::pair{DType::kF16, 0x1p-11}, {DType::kBF16, 0x1p-8}}) {
+      // Each stored value moves by at most `unit` of itself; through attention, the output
+      // projection and the later layers the logits move by a small multiple of unit * scale
+      // (measured: 1.8x bf16, 2.2x f16), and the bound allows 8x.
+      const double bound = 8 * unit * scale;
+      const auto half = logits(kv);
+      ASSERT_EQ(half.size(), f32.size());
+      double worst = 0.0;
+      for (size_t i = 0; i < f32.size(); ++i)
+        worst = std::max(worst, std::abs(double{half[i]} - f32[i]));
+      EXPECT_GT(worst, 0.0) << dev.str() << " " << dtype_name(kv) << ": the cache type is unused";
+      EXPECT_LT(worst, bound) << dev.str() << " " << dtype_name(kv) << " scale " << scale;
+    }
+  }
+  for (DType kv : {DType::kF16, DType::kBF16}) {
+    Worker f32(params());
+    WorkerParams hp = params();
+    hp.kv_cache_dtype = kv;
+    Worker half(hp);
+    EXPECT_EQ(run(half, prompt, {4, 6}, true, 6), run(f32, prompt, {4, 6}, true, 6))
+        << dtype_name(kv);
+  }
 }
 
 // The deliberate bug: reading the model's output on the host without copying it off the device.

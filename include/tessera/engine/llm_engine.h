@@ -34,6 +34,7 @@ struct EngineConfig {
   int block_size = 16;
   int num_blocks = 0;  // 0: from kv_cache_bytes
   size_t kv_cache_bytes = size_t{256} << 20;
+  DType kv_cache_dtype = DType::kF32;  // every worker's KV pool: F32, F16 or BF16
   bool enable_prefix_caching = true;
   // The single worker's device (`serve --backend`); a worker group takes its devices from the
   // topology instead.

@@ -1,11 +1,15 @@
 // KvPool: the paged KV cache memory of one worker, one K and one V tensor per layer, each
-// [num_blocks, block_size, num_kv_heads, head_dim] F32. The worker (or a local runner) owns it;
-// which blocks belong to which sequence is the BlockAllocator's business, not the pool's.
+// [num_blocks, block_size, num_kv_heads, head_dim] of the pool's dtype (F32, or F16 / BF16 for
+// half the memory: the ops round what they store, see src/ops/kv_rows.h). The worker (or a local
+// runner) owns it; which blocks belong to which sequence is the BlockAllocator's business, not the
+// pool's.
 #pragma once
 
 #include <memory>
+#include <string_view>
 #include <vector>
 
+#include "tessera/core/dtype.h"
 #include "tessera/core/progress.h"
 #include "tessera/core/tensor.h"
 
@@ -17,8 +21,13 @@ struct KvPoolParams {
   int block_size = 16;
   int num_kv_heads = 0;
   int head_dim = 0;
+  DType dtype = DType::kF32;  // F32, F16 or BF16
   Device device = Device::cpu();
 };
+
+// "f32", "f16", "bf16" (dtype_name's spelling) -> the KV cache dtype; kInvalidArgument naming the
+// choices otherwise.
+DType parse_kv_dtype(std::string_view name);
 
 class KvPool {
  public:

@@ -18,6 +18,7 @@ namespace tessera::model {
 struct LocalRunnerParams {
   int num_blocks = 256;
   int block_size = 16;
+  DType kv_dtype = DType::kF32;  // the pool's element type (kv_cache::KvPoolParams::dtype)
 };
 
 class LocalRunner {

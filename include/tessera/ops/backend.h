@@ -48,7 +48,7 @@ std::string_view op_name(Op op);
 struct Backend {
   const char* name;
   // Does the table implement `op` for `dtype` (the table's / weight's dtype for embedding and
-  // matmul, F32 for the rest)?
+  // matmul, the KV cache's for kv_append, rope_kv_append and paged_attention, F32 for the rest)?
   bool (*supports)(Op op, DType dtype);
   void (*embedding)(const Tensor& table, const Indices& ids, Tensor& out);
   void (*embedding_shard)(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);

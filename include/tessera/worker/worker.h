@@ -34,9 +34,11 @@ struct WorkerParams {
   int num_blocks = 0;  // 0: sized from kv_cache_bytes
   int block_size = 16;
   size_t kv_cache_bytes = size_t{256} << 20;
-  model::ShardSpec shard;  // the whole model by default
+  DType kv_cache_dtype = DType::kF32;  // F32, F16 or BF16 (kv_cache::KvPoolParams::dtype)
+  model::ShardSpec shard;              // the whole model by default
   // The device this rank runs on: weights, activations and the KV pool live there; logits come
-  // back to the host for sampling. `backend: cuda` without a GPU fails here, never falls back.
+  // the sampled tokens come back to the host. `backend: cuda` without a GPU fails here, never falls
+  // back.
   Device device = Device::cpu();
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).

@@ -3,12 +3,15 @@
 // are handled together so every K/V row fetched through the block table is used `group` times
 // while it sits in L1. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
 // rescale of the running max/sum/accumulator, then the value accumulation (attention_avx2.cpp:
-// 8 keys per horizontal reduction, each head's accumulator in registers across the chunk).
+// 8 keys per horizontal reduction, each head's accumulator in registers across the chunk). An
+// F16/BF16 cache's rows of a chunk are converted to fp32 scratch first (kv_load_row_avx2), so the
+// arithmetic is the F32 cache's on the same values.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "../check.h"
+#include "../kv_rows.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -26,8 +29,10 @@ struct WorkItem {
 
 struct Ctx {
   const Tensor* q;
-  const float* kc;
-  const float* vc;
+  const char* kc;
+  const char* vc;
+  DType kv_type;
+  size_t head_bytes;  // one head's row of one slot
   float* out;
   const ops::detail::HostBatch* batch;
   const AttentionParams* p;
@@ -36,17 +41,21 @@ struct Ctx {
 void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
   const AttentionParams& p = *c.p;
   const int hd = p.head_dim, group = p.num_heads / p.num_kv_heads;
-  const int64_t slot_width = int64_t{p.num_kv_heads} * hd;
   const int64_t q0 = c.batch->query_start[it.seq];
   const int64_t q_len = c.batch->query_start[it.seq + 1] - q0;
   const int64_t ctx = c.batch->context_lens[it.seq];
   const int32_t* table = c.batch->block_tables.data() + it.seq * c.batch->max_blocks_per_seq;
   // scratch: scores [group][kKeyChunk], acc [group][hd], max [group], sum [group]
-  scratch.resize(static_cast<size_t>(group * (kKeyChunk + hd + 2)));
+  // then, for an F16/BF16 cache, the chunk's K and V rows as fp32 [kKeyChunk][hd] each
+  const bool convert = c.kv_type != DType::kF32;
+  scratch.resize(
+      static_cast<size_t>(group * (kKeyChunk + hd + 2) + (convert ? 2 * kKeyChunk * hd : 0)));
   float* scores = scratch.data();
   float* acc = scores + group * kKeyChunk;
   float* mx = acc + group * hd;
   float* sum = mx + group;
+  float* kbuf = sum + group;
+  float* vbuf = kbuf + kKeyChunk * hd;
   const float* kvk[kKeyChunk];
   const float* kvv[kKeyChunk];
   // Head sizes that fill whole registers take the batched loops of attention_avx2.cpp.
@@ -63,8 +72,16 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
       for (int64_t i = 0; i < n; ++i) {
         const int64_t t = t0 + i;
         const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
-        kvk[i] = c.kc + slot * slot_width + int64_t{it.kv_head} * hd;
-        kvv[i] = c.vc + slot * slot_width + int64_t{it.kv_head} * hd;
+        const auto at = static_cast<size_t>(slot * p.num_kv_heads + it.kv_head) * c.head_bytes;
+        if (convert) {
+          detail::kv_load_row_avx2(c.kv_type, c.kc + at, kbuf + i * hd, hd);
+          detail::kv_load_row_avx2(c.kv_type, c.vc + at, vbuf + i * hd, hd);
+          kvk[i] = kbuf + i * hd;
+          kvv[i] = vbuf + i * hd;
+        } else {
+          kvk[i] = reinterpret_cast<const float*>(c.kc + at);
+          kvv[i] = reinterpret_cast<const float*>(c.vc + at);
+        }
       }
       for (int g = 0; g < group; ++g) {
         const float* qg = qrow + (h0 + g) * hd;
@@ -125,7 +142,13 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
       for (int64_t j0 = 0; j0 < q_len; j0 += kQueryChunk)
         items.push_back({s, h, j0, std::min(q_len, j0 + kQueryChunk)});
   }
-  const Ctx c{&q, k_cache.data_as<float>(), v_cache.data_as<float>(), out.data_as<float>(), &batch,
+  const Ctx c{&q,
+              static_cast<const char*>(k_cache.data()),
+              static_cast<const char*>(v_cache.data()),
+              k_cache.dtype(),
+              row_bytes(k_cache.dtype(), p.head_dim),
+              out.data_as<float>(),
+              &batch,
               &p};
   const auto n_items = static_cast<int64_t>(items.size());
   detail::parallel_for(

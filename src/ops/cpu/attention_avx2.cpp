@@ -5,6 +5,7 @@
 // reached only after have_avx2(). No state.
 #include <cstdint>
 
+#include "../kv_rows.h"
 #include "simd.h"
 
 // clang ignores GCC's target pragma; its own attribute pragma does the same for every function.
@@ -83,6 +84,29 @@ void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd,
     default:
       return;
   }
+}
+
+void kv_store_row_avx2(DType t, const float* src, void* dst, int64_t n) {
+  if (t != DType::kF16) return ops::detail::kv_store_row(t, src, dst, n);
+  auto* d = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  ops::detail::kv_store_row(t, src + i, d + i, n - i);
+}
+
+void kv_load_row_avx2(DType t, const void* src, float* dst, int64_t n) {
+  if (t == DType::kF32) return ops::detail::kv_load_row(t, src, dst, n);
+  const auto* s = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    _mm256_storeu_ps(dst + i, t == DType::kF16 ? _mm256_cvtph_ps(h)
+                                               : _mm256_castsi256_ps(_mm256_slli_epi32(
+                                                     _mm256_cvtepu16_epi32(h), 16)));
+  }
+  ops::detail::kv_load_row(t, s + i, dst + i, n - i);
 }
 
 }  // namespace tessera::ops::cpu::detail

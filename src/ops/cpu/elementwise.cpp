@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../check.h"
+#include "../kv_rows.h"
 #include "parallel.h"
 #include "simd.h"
 
@@ -16,9 +17,9 @@ namespace tessera::ops::cpu {
 using ops::detail::check_cpu;
 using ops::detail::check_embedding;
 using ops::detail::check_f32;
+using ops::detail::cols_of;
 using ops::detail::host_span;
 using ops::detail::require_host;
-using ops::detail::cols_of;
 using ops::detail::rows_of;
 
 namespace detail {
@@ -165,13 +166,14 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_c
   const int64_t width = ops::detail::check_kv_append("kv_append", k, v, idx, k_cache, v_cache);
   const auto slots = host_span("kv_append", "slots", idx);
   ops::detail::check_slot_values("kv_append", slots, k_cache);
-  const size_t bytes = static_cast<size_t>(width) * sizeof(float);
+  const DType type = k_cache.dtype();
+  const size_t bytes = row_bytes(type, width);
+  const auto store = detail::have_avx2() ? detail::kv_store_row_avx2 : ops::detail::kv_store_row;
   for (size_t t = 0; t < slots.size(); ++t) {
     const auto row = static_cast<int64_t>(t);
-    std::memcpy(k_cache.data_as<float>() + slots[t] * width, k.data_as<float>() + row * width,
-                bytes);
-    std::memcpy(v_cache.data_as<float>() + slots[t] * width, v.data_as<float>() + row * width,
-                bytes);
+    const auto at = static_cast<size_t>(slots[t]) * bytes;
+    store(type, k.data_as<float>() + row * width, static_cast<char*>(k_cache.data()) + at, width);
+    store(type, v.data_as<float>() + row * width, static_cast<char*>(v_cache.data()) + at, width);
   }
 }
 

@@ -54,5 +54,9 @@ void scale_avx2(float a, float* y, int64_t n);                 // y *= a
 void dot_keys_avx2(const float* q, const float* const* keys, int64_t n, int hd, float scale,
                    float* s);
 void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd, float* acc);
+// KV cache rows of type t (F32/F16/BF16, ops/kv_rows.h): the scalar converters' bits for every
+// value but NaN payloads (F16C for fp16; bf16 loads are a shift, stores stay scalar).
+void kv_store_row_avx2(DType t, const float* src, void* dst, int64_t n);
+void kv_load_row_avx2(DType t, const void* src, float* dst, int64_t n);
 
 }  // namespace tessera::ops::cpu::detail

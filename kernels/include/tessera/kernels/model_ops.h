@@ -13,6 +13,10 @@
 
 namespace tessera::kernels {
 
+// The paged KV cache's element type (ops: F32, F16, BF16): stores round to nearest even, loads
+// widen to fp32; attention computes in fp32 either way.
+enum class KvType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
 // Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
 // holds rotary_dim/2 inverse frequencies (ops::rope_inv_freq, so every scaling is already in).
 // neox: pairs (i, i + rotary_dim/2); otherwise interleaved pairs (2i, 2i+1).
@@ -20,25 +24,27 @@ cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_fre
                         int num_heads, int head_dim, int rotary_dim, bool neox,
                         cudaStream_t stream);
 
-// k_cache/v_cache [num_blocks * block_size, width]: row slots[t] = k[t] / v[t] (width floats).
-cudaError_t launch_kv_append(float* k_cache, float* v_cache, const float* k, const float* v,
-                             const int32_t* slots, int num_tokens, int64_t width,
+// k_cache/v_cache [num_blocks * block_size, width] of kv_type: row slots[t] = k[t] / v[t]
+// (width values, rounded to kv_type).
+cudaError_t launch_kv_append(void* k_cache, void* v_cache, KvType kv_type, const float* k,
+                             const float* v, const int32_t* slots, int num_tokens, int64_t width,
                              cudaStream_t stream);
 
 // launch_rope on k [num_tokens, num_kv_heads * head_dim] (left rotated in place) and
 // launch_kv_append of the rotated k and of v, in one kernel: k is read once and written twice
 // (in place and to its cache slot) instead of read twice and written twice by two launches.
-cudaError_t launch_rope_kv_append(float* k, const float* v, float* k_cache, float* v_cache,
-                                  const int32_t* positions, const int32_t* slots,
+cudaError_t launch_rope_kv_append(float* k, const float* v, void* k_cache, void* v_cache,
+                                  KvType kv_type, const int32_t* positions, const int32_t* slots,
                                   const float* inv_freq, int num_tokens, int num_kv_heads,
                                   int head_dim, int rotary_dim, bool neox, cudaStream_t stream);
 
 // Everything one paged-attention launch needs; see ops::AttentionBatch for the batch layout.
 struct PagedAttentionArgs {
-  float* out = nullptr;                   // [num_tokens, num_heads * head_dim]
-  const float* q = nullptr;               // [num_tokens, num_heads * head_dim]
-  const float* k_cache = nullptr;         // [num_blocks, block_size, num_kv_heads, head_dim]
-  const float* v_cache = nullptr;         // same shape as k_cache
+  float* out = nullptr;           // [num_tokens, num_heads * head_dim]
+  const float* q = nullptr;       // [num_tokens, num_heads * head_dim]
+  const void* k_cache = nullptr;  // [num_blocks, block_size, num_kv_heads, head_dim] of kv_type
+  const void* v_cache = nullptr;  // same shape and type as k_cache
+  KvType kv_type = KvType::kF32;
   const int32_t* query_start = nullptr;   // num_seqs + 1, query_start[num_seqs] == num_tokens
   const int32_t* context_lens = nullptr;  // num_seqs
   const int32_t* block_tables = nullptr;  // num_seqs * max_blocks_per_seq
