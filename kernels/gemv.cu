@@ -62,7 +62,10 @@ __device__ void store_column(const GemvArgs& a, int n, const float* acc, int lan
   for (int m = 0; m < kGemvMaxRows; ++m) {
     if (m >= a.M) break;
     const float s = warp_sum(acc[m]);
-    if (lane == 0) a.y[static_cast<int64_t>(m) * a.N + n] = s + b;
+    if (lane == 0) {
+      float& y = a.y[static_cast<int64_t>(m) * a.N + n];
+      y = a.accumulate ? y + (s + b) : s + b;
+    }
   }
 }
 

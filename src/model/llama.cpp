@@ -358,7 +358,10 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   ops::rope(m.q, tp_.heads, m.positions, c.rope);
   ops::rope_kv_append(m.k, m.v, tp_.kv_heads, m.positions, c.rope, m.slots, kv.k(l), kv.v(l));
   ops::paged_attention(m.q, kv.k(l), kv.v(l), m.attn, ap, m.attn_out);
-  ops::matmul(m.attn_out, L.wo, Tensor(), m.proj);
+  if (m.fused_residual)
+    ops::matmul_add(m.attn_out, L.wo, Tensor(), m.proj, m.hidden);
+  else
+    ops::matmul(m.attn_out, L.wo, Tensor(), m.proj);
 }
 
 void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
@@ -366,7 +369,10 @@ void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
   ops::matmul(m.normed, L.w_gate, Tensor(), m.gate);
   ops::matmul(m.normed, L.w_up, Tensor(), m.up);
   ops::silu_mul(m.gate, m.up, m.gate);
-  ops::matmul(m.gate, L.w_down, Tensor(), m.proj);
+  if (m.fused_residual)
+    ops::matmul_add(m.gate, L.w_down, Tensor(), m.proj, m.hidden);
+  else
+    ops::matmul(m.gate, L.w_down, Tensor(), m.proj);
 }
 
 Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
@@ -429,13 +435,18 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
     };
     for (int l = 0; l < shard_.num_layers; ++l) {
       const Layer& L = layers_[static_cast<size_t>(l)];
+      m.fused_residual = shard_.tp_size == 1;
       attention_rows(L, l, m, kv, attn);
-      reduce(m.proj);
-      ops::add(hidden, m.proj);
-      if (!c.is_moe()) {
-        mlp_rows(L, m);
+      if (!m.fused_residual) {
         reduce(m.proj);
         ops::add(hidden, m.proj);
+      }
+      if (!c.is_moe()) {
+        mlp_rows(L, m);
+        if (!m.fused_residual) {
+          reduce(m.proj);
+          ops::add(hidden, m.proj);
+        }
         continue;
       }
       ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, m.normed);

@@ -26,6 +26,10 @@ struct LlamaModel::Rows {
   Tensor positions, slots;
   ops::AttentionBatch attn;
   Tensor normed, q, k, v, attn_out, proj, gate, up;
+  // No TP all-reduce between the output projections and the residual add (one rank): they add
+  // into `hidden` themselves (ops::matmul_add, the add in a GPU GEMV's epilogue) and m.proj is
+  // only their scratch.
+  bool fused_residual = false;
 };
 
 }  // namespace tessera::model

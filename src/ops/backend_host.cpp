@@ -101,6 +101,10 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   HostAccess open{&x, &w, &bias, &y};
   cpu::matmul(x, w, bias, y);
 }
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
+  HostAccess open{&x, &w, &bias, &scratch, &y};
+  cpu::matmul_add(x, w, bias, scratch, y);
+}
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   HostAccess open{&gate, &up, &out};
   cpu::silu_mul(gate, up, out);
@@ -166,6 +170,7 @@ const Backend& ref_backend() {
       .add = ref::add,
       .rope = ref::rope,
       .matmul = ref::matmul,
+      .matmul_add = ref::matmul_add,
       .silu_mul = ref::silu_mul,
       .softmax = ref::softmax,
       .argmax = ref::argmax,
@@ -190,6 +195,7 @@ const Backend& cpu_backend() {
       .add = cpu::add,
       .rope = cpu::rope,
       .matmul = cpu::matmul,
+      .matmul_add = cpu::matmul_add,
       .silu_mul = cpu::silu_mul,
       .softmax = cpu::softmax,
       .argmax = cpu::argmax,
@@ -215,6 +221,7 @@ const Backend& guarded_backend() {
       .add = guarded::add,
       .rope = guarded::rope,
       .matmul = guarded::matmul,
+      .matmul_add = guarded::matmul_add,
       .silu_mul = guarded::silu_mul,
       .softmax = guarded::softmax,
       .argmax = guarded::argmax,

@@ -59,21 +59,22 @@ cublasHandle_t blas_handle(int device) {
 // Row-major y[M, N] = x[M, K] w[N, K]^T is column-major y^T[N, M] = w^T' . x^T: A = w read
 // transposed (lda K), B = x (ldb K), C = y (ldc N). `cols` columns of y from column n0.
 void gemm_ex(cublasHandle_t h, const void* a, cudaDataType at, const void* b, cudaDataType bt,
-             float* y, int n0, int cols, int M, int N, int K) {
-  const float one = 1.f, zero = 0.f;
-  check_blas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, M, K, &one, a, at, K, b, bt, K, &zero,
+             float* y, int n0, int cols, int M, int N, int K, float beta) {
+  const float one = 1.f;
+  check_blas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, cols, M, K, &one, a, at, K, b, bt, K, &beta,
                           y + n0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
              "cublasGemmEx");
 }
 
+// beta 0: y = x w^T; beta 1: y += x w^T (cuBLAS's C = A B + beta C).
 void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::WeightType t,
-          float* y, int M, int N, int K, int device) {
+          float* y, int M, int N, int K, int device, float beta) {
   using cuda_plan::MatmulPath;
   cublasHandle_t h = blas_handle(device);
   if (path == MatmulPath::kGemmF32) {
-    const float one = 1.f, zero = 0.f;
+    const float one = 1.f;
     check_blas(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w.data_as<float>(), K, x, K,
-                           &zero, y, N),
+                           &beta, y, N),
                "cublasSgemm");
     return;
   }
@@ -84,7 +85,7 @@ void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::
   check(kernels::launch_cast_activations(scratch.get(), bf16, x, static_cast<long>(M) * K, kStream),
         kOp, "cast activations");
   if (path == MatmulPath::kGemmHalf) {
-    gemm_ex(h, w.data(), ht, scratch.get(), ht, y, 0, N, M, N, K);
+    gemm_ex(h, w.data(), ht, scratch.get(), ht, y, 0, N, M, N, K, beta);
     return;
   }
   auto* tile = reinterpret_cast<__half*>(scratch.get() + plan.tile_offset);
@@ -93,14 +94,15 @@ void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::
     // Stream order: this dequantization waits for the previous tile's GEMM to finish reading.
     check(kernels::launch_dequantize_f16(tile, w.data(), t, w.row_bytes(), n0, cols, K, kStream),
           kOp, "dequantize tile");
-    gemm_ex(h, tile, CUDA_R_16F, scratch.get(), CUDA_R_16F, y, static_cast<int>(n0), cols, M, N, K);
+    gemm_ex(h, tile, CUDA_R_16F, scratch.get(), CUDA_R_16F, y, static_cast<int>(n0), cols, M, N, K,
+            beta);
   }
 }
 #endif
 
 // Passes of at most kGemvMaxRows rows through the GEMV (one pass for a decode step).
 void gemv(bool int8, const float* x, const Tensor& w, kernels::WeightType t, const float* bias,
-          float* y, int M, int N, int64_t K) {
+          float* y, int M, int N, int64_t K, bool accumulate) {
   const int pass = static_cast<int>(std::min<int64_t>(M, kernels::kGemvMaxRows));
   const auto q8 = cuda_plan::q8_scratch(int8 ? pass : 0, K);
   Scratch scratch(q8.bytes, kOp);
@@ -115,7 +117,8 @@ void gemv(bool int8, const float* x, const Tensor& w, kernels::WeightType t, con
       .K = K,
       .vector_loads = cuda_plan::vector_loads(reinterpret_cast<uintptr_t>(w.data()), w.row_bytes()),
       .xq = int8 ? qs : nullptr,
-      .xds = int8 ? ds : nullptr};
+      .xds = int8 ? ds : nullptr,
+      .accumulate = accumulate};
   for (int r0 = 0; r0 < M; r0 += pass) {
     a.M = std::min(pass, M - r0);
     a.x = x + static_cast<int64_t>(r0) * K;
@@ -125,9 +128,9 @@ void gemv(bool int8, const float* x, const Tensor& w, kernels::WeightType t, con
   }
 }
 
-}  // namespace
-
-void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+// y = x w^T + bias, or (accumulate) y += x w^T + bias: the GEMV adds in its epilogue, cuBLAS with
+// beta = 1 (a bias then goes on after, so its rounding order differs from a separate add's).
+void run_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, bool accumulate) {
   DeviceScope scope(kOp, x);
   const kernels::WeightType t = weight_type_of(w);
   const int M = narrow(detail::rows_of(x), kOp, "rows");
@@ -140,13 +143,25 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   const auto path = cuda_plan::choose_path(w.dtype(), M, cuda_plan::build_has_gemm());
   using cuda_plan::MatmulPath;
   if (path == MatmulPath::kGemvInt8 || path == MatmulPath::kGemvF32) {
-    gemv(path == MatmulPath::kGemvInt8, xp, w, t, bp, yp, M, N, K);
+    gemv(path == MatmulPath::kGemvInt8, xp, w, t, bp, yp, M, N, K, accumulate);
     return;
   }
 #if TESSERA_HAVE_CUBLAS
-  gemm(path, xp, w, t, yp, M, N, narrow(K, kOp, "inner dimension"), scope.device());
+  gemm(path, xp, w, t, yp, M, N, narrow(K, kOp, "inner dimension"), scope.device(),
+       accumulate ? 1.f : 0.f);
   if (bp) check(kernels::launch_add_bias(yp, bp, M, N, kStream), kOp, "bias");
 #endif
+}
+
+}  // namespace
+
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
+  run_matmul(x, w, bias, y, false);
+}
+
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& /*scratch*/,
+                Tensor& y) {
+  run_matmul(x, w, bias, y, true);
 }
 
 }  // namespace tessera::ops::cuda

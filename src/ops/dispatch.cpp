@@ -104,6 +104,16 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   entry(Op::kMatmul, d, w.dtype(), &Backend::matmul)(x, w, bias, y);
 }
 
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
+  const Device d = device_of(Op::kMatmul, {&x, &w, &bias, &scratch, &y});
+  detail::check_matmul("matmul_add", x, w, bias, y);
+  detail::check_f32("matmul_add", "scratch", scratch);
+  if (scratch.shape() != y.shape())
+    fail(ErrorCode::kInvalidArgument, "matmul_add: scratch ", scratch.str(), " is not y's shape ",
+         y.str());
+  entry(Op::kMatmul, d, w.dtype(), &Backend::matmul_add)(x, w, bias, scratch, y);
+}
+
 int64_t exact_row_split(Device device, int64_t rows) {
   // CUDA's kernels are not yet checked for it (they have not run on a GPU): no cut there.
   return device.is_cpu() || device.is_guarded() ? cpu::exact_row_split(rows) : 0;

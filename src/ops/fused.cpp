@@ -6,6 +6,11 @@
 namespace tessera::ops {
 
 namespace ref {
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
+  ref::matmul(x, w, bias, scratch);
+  ref::add(y, scratch);
+}
+
 void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
                     const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
   ref::rope(k, num_kv_heads, positions, p);
@@ -14,6 +19,11 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
 }  // namespace ref
 
 namespace cpu {
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
+  cpu::matmul(x, w, bias, scratch);
+  cpu::add(y, scratch);
+}
+
 void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
                     const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache) {
   cpu::rope(k, num_kv_heads, positions, p);

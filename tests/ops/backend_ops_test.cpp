@@ -314,6 +314,22 @@ TEST_P(BackendOps, Matmul) {
                 << dtype_name(type) << " " << cpu::activations_name(mode) << " y[" << i << "," << j
                 << "]";
           }
+        // matmul_add: the device's product added to a residual, bit for bit on the host devices
+        // (matmul then add) and in CUDA's GEMV epilogue; cuBLAS adds the bias after the residual
+        // (one more rounding: 2 ulp of the larger term).
+        const Tensor residual = random_f32({m, n});
+        Tensor acc = dev(clone(residual)), scratch = dev_zeros({m, n});  // dev() may not copy
+        ops::matmul_add(dev(x), dev(w), dev(bias), scratch, acc);
+        const Tensor a = to_host(acc);
+        for (int64_t i = 0; i < m * n; ++i) {
+          const float want_sum = residual.data_as<float>()[i] + g.data_as<float>()[i];
+          const float slack = device_.is_cuda()
+                                  ? 2.5e-7f * (std::abs(residual.data_as<float>()[i]) +
+                                               std::abs(g.data_as<float>()[i]))
+                                  : 0.0f;
+          ASSERT_NEAR(a.data_as<float>()[i], want_sum, slack)
+              << dtype_name(type) << " matmul_add [" << i << "]";
+        }
       }
     }
   }

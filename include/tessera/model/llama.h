@@ -92,8 +92,9 @@ class LlamaModel {
     MoeLayer moe;           // MoE models: the FFN (w_gate/w_up/w_down stay undefined)
   };
   struct Rows;  // one micro-batch of a step: its metadata and activations (llama_rows.h)
-  // A layer's halves on `m`'s rows, each ending in m.proj before its TP all-reduce: attention
-  // (norm, QKV, rope, KV append, attention, output projection) and the dense MLP.
+  // A layer's halves on `m`'s rows, each ending in m.proj before its TP all-reduce (or, with
+  // m.fused_residual, added into m.hidden): attention (norm, QKV, rope, KV append, attention,
+  // output projection) and the dense MLP.
   void attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool& kv,
                       const ops::AttentionParams& ap) const;
   void mlp_rows(const Layer& L, Rows& m) const;

@@ -56,6 +56,9 @@ struct Backend {
   void (*add)(Tensor& x, const Tensor& y);
   void (*rope)(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
   void (*matmul)(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+  // supports() as matmul (Op::kMatmul with the weight's dtype).
+  void (*matmul_add)(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch,
+                     Tensor& y);
   void (*silu_mul)(const Tensor& gate, const Tensor& up, Tensor& out);
   void (*softmax)(Tensor& x);
   std::vector<int32_t> (*argmax)(const Tensor& logits);  // host values

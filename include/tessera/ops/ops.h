@@ -109,6 +109,10 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
 void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+// y += x w^T + bias: the residual add fused into the matmul (a GPU adds in the GEMV's epilogue or
+// through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
+// (the host ones: matmul into scratch, then add: bit for bit the two ops).
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
@@ -143,6 +147,10 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
 void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+// y += x w^T + bias: the residual add fused into the matmul (a GPU adds in the GEMV's epilogue or
+// through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
+// (the host ones: matmul into scratch, then add: bit for bit the two ops).
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
@@ -213,6 +221,10 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(Tensor& x, const Tensor& y);
 void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+// y += x w^T + bias: the residual add fused into the matmul (a GPU adds in the GEMV's epilogue or
+// through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
+// (the host ones: matmul into scratch, then add: bit for bit the two ops).
+void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);

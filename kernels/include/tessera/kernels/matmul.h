@@ -50,6 +50,9 @@ struct GemvArgs {
   bool vector_loads = false;
   const int8_t* xq = nullptr;  // launch_quantize_q8's output, for gemv_uses_int8(type)
   const float2* xds = nullptr;
+  // y += x w^T + bias instead of y = ... (the residual add in the epilogue: y's old value plus
+  // the column's (sum + bias), the same value as a separate add after the GEMV).
+  bool accumulate = false;
 };
 // Needs 1 <= M <= kGemvMaxRows, K a multiple of the type's block, xq/xds for the int8 types.
 cudaError_t launch_gemv(const GemvArgs& args, cudaStream_t stream);
