@@ -1,17 +1,20 @@
-// The NCCL engine (CUDA backend): ops are enqueued on the worker's stream. The communicator is
-// created non-blocking (ncclConfig_t.blocking = 0) so that neither init nor an op can hang the
-// calling thread: after enqueueing, the host polls ncclCommGetAsyncError and cudaStreamQuery until
-// the stream has drained or the group's deadline passes, and then calls ncclCommAbort, which also
-// releases kernels stuck waiting for a missing peer. NCCL cannot say which rank is missing, so the
-// error names the group and the op only. Each call waits for the stream because the interface
-// promises that the op is complete on this rank when the call returns.
+// The NCCL engine (CUDA backend): ops are enqueued on the worker's stream and the call returns;
+// the op is complete in the stream's order (every kernel enqueued after it sees its result), and
+// no host thread spins for it. The communicator is created non-blocking (ncclConfig_t.blocking =
+// 0) so that neither init nor an enqueue can hang the calling thread; each op's completion event
+// goes to the watchdog (nccl_watchdog.h), whose thread aborts the communicator when an op misses
+// the group's deadline or NCCL reports an error (ncclCommAbort also releases kernels stuck waiting
+// for a missing peer). The failure surfaces at the next op, Work::wait or synchronize(), which the
+// worker calls at the end of every step. NCCL cannot say which rank is missing, so the error names
+// the group and the op only.
 //
 // The async collectives go on a side stream (made on first use) after an event recorded on the
 // worker's stream, so kernels enqueued on the worker's stream after the call run alongside the
-// collective; wait() polls the op's completion event as a blocking call polls the stream, then
-// orders the worker's stream after it. Blocking ops first make the worker's stream wait for the
-// last async op, so every rank's NCCL ops stay in one issue order.
+// collective; wait() orders the worker's stream after the op's completion event. Blocking ops
+// first make the worker's stream wait for the last async op, so every rank's NCCL ops stay in one
+// issue order.
 #include "group_util.h"
+#include "nccl_watchdog.h"
 #include "tessera/comm/groups.h"
 #include "tessera/core/error.h"
 
@@ -54,17 +57,21 @@ class NcclCommunicator final : public Communicator {
         device_(p.cuda_device),
         stream_(static_cast<cudaStream_t>(p.cuda_stream)),
         comm_(comm),
-        barrier_buf_(barrier_buf) {}
+        barrier_buf_(barrier_buf),
+        watchdog_(std::make_unique<detail::NcclWatchdog>(comm, p.cuda_device, p.name, p.rank,
+                                                         p.timeout_seconds)) {}
 
   ~NcclCommunicator() override {
     stop_async();
     cudaSetDevice(device_);
+    const bool aborted = watchdog_->aborted();
+    watchdog_.reset();  // after every watched op completed or the group failed
     if (side_ != nullptr) {
       cudaStreamSynchronize(side_);
       cudaStreamDestroy(side_);
       cudaEventDestroy(last_async_);
     }
-    if (!aborted_) {
+    if (!aborted) {
       // A clean finalize flushes NCCL's internal work; bounded like everything else.
       ncclCommFinalize(comm_);
       if (settle(comm_, group_util::deadline_after(timeout_)) == ncclSuccess)
@@ -79,14 +86,21 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
   std::string engine() const override { return "nccl"; }
-  bool aborted() const override { return aborted_; }
+  bool aborted() const override { return watchdog_->aborted(); }
+
+  // Every op enqueued so far is complete on this rank, or the first failure is thrown.
+  void synchronize() override {
+    if (auto f = watchdog_->drain()) fail(f->code, f->message);
+  }
 
   void all_reduce_sum(Tensor& t) override {
     const char* op = "all_reduce_sum";
     check(t, op);
     const ncclDataType_t dt = float_type(t, op);
     const auto n = static_cast<size_t>(t.numel());
-    run(op, [&](cudaStream_t s) { return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, s); });
+    run(op, [&](cudaStream_t s) {
+      return ncclAllReduce(t.data(), t.data(), n, dt, ncclSum, comm_, s);
+    });
   }
 
   std::unique_ptr<Work> all_reduce_sum_async(Tensor& t) override {
@@ -147,14 +161,16 @@ class NcclCommunicator final : public Communicator {
     const char* op = "send";
     check(t, op);
     check_peer(peer, op);
-    run(op, [&](cudaStream_t s) { return ncclSend(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
+    run(op,
+        [&](cudaStream_t s) { return ncclSend(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
   }
 
   void recv(Tensor& t, int peer) override {
     const char* op = "recv";
     check(t, op);
     check_peer(peer, op);
-    run(op, [&](cudaStream_t s) { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
+    run(op,
+        [&](cudaStream_t s) { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
   }
 
   // One NCCL group of a send and a recv per non-empty block (the self block is a device copy):
@@ -190,10 +206,13 @@ class NcclCommunicator final : public Communicator {
     });
   }
 
+  // Host-level: returns once every rank has reached it (or throws), unlike the stream-ordered
+  // ops.
   void barrier() override {
     run("barrier", [&](cudaStream_t s) {
       return ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, s);
     });
+    synchronize();
   }
 
  private:
@@ -224,9 +243,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void check(const Tensor& t, const char* op) const {
-    if (aborted_)
-      fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
-           ": the communicator was aborted by an earlier failure");
+    throw_if_failed(op);
     if (!t.defined() || !t.is_contiguous() || t.device() != Device::cuda(device_))
       fail(ErrorCode::kInvalidArgument, name_, " ", op,
            ": needs a contiguous tensor on cuda:", device_, ", got ",
@@ -239,16 +256,23 @@ class NcclCommunicator final : public Communicator {
   }
 
   [[noreturn]] void failed(const char* op, ErrorCode code, const std::string& why) {
-    aborted_ = true;
-    ncclCommAbort(comm_);
-    fail(code, "group ", name_, ": ", op, " on rank ", rank_, " ", why);
+    std::ostringstream m;
+    m << "group " << name_ << ": " << op << " on rank " << rank_ << " " << why;
+    watchdog_->fail_now({code, m.str()});
+    fail(code, m.str());
+  }
+
+  // An earlier op's failure (the watchdog's or an enqueue's), reported by this op.
+  void throw_if_failed(const char* op) const {
+    if (auto f = watchdog_->failure())
+      fail(f->code == ErrorCode::kDeadlineExceeded ? f->code : ErrorCode::kUnavailable, "group ",
+           name_, ": ", op, " on rank ", rank_,
+           ": the communicator was aborted by an earlier failure: ", f->message);
   }
 
   template <typename Enqueue>
   void run(const char* op, Enqueue&& enqueue) {
-    if (aborted_)
-      fail(ErrorCode::kUnavailable, "group ", name_, ": ", op, " on rank ", rank_,
-           ": the communicator was aborted by an earlier failure");
+    throw_if_failed(op);
     cudaSetDevice(device_);
     const auto deadline = group_util::deadline_after(timeout_);
     if (side_ != nullptr && cudaStreamWaitEvent(stream_, last_async_, 0) != cudaSuccess)
@@ -258,42 +282,14 @@ class NcclCommunicator final : public Communicator {
       failed(op, ErrorCode::kUnavailable,
              std::string("failed: NCCL: ") + ncclGetErrorString(r) + " (" +
                  ncclGetLastError(comm_) + ")");
-    poll(op, deadline, [&] { return cudaStreamQuery(stream_); });
+    watchdog_->watch(op, stream_, deadline);
   }
 
-  // Polls NCCL's async error and `query` (cudaSuccess: done; cudaErrorNotReady: not yet) until
-  // done, an error, or the deadline.
-  template <typename Query>
-  void poll(const char* op, Clock::time_point deadline, Query&& query) {
-    for (int spins = 0;; ++spins) {
-      ncclResult_t st = ncclSuccess;
-      ncclCommGetAsyncError(comm_, &st);
-      if (st != ncclSuccess && st != ncclInProgress)
-        failed(op, ErrorCode::kUnavailable,
-               std::string("failed: NCCL: ") + ncclGetErrorString(st) + " (" +
-                   ncclGetLastError(comm_) + ")");
-      if (st == ncclSuccess) {
-        const cudaError_t q = query();
-        if (q == cudaSuccess) return;
-        if (q != cudaErrorNotReady)
-          failed(op, ErrorCode::kInternal, std::string("failed: CUDA: ") + cudaGetErrorString(q));
-      }
-      if (Clock::now() >= deadline) {
-        std::ostringstream why;
-        why << "timed out after " << timeout_
-            << " s: a rank of the group did not join (NCCL cannot tell which)";
-        failed(op, ErrorCode::kDeadlineExceeded, why.str());
-      }
-      if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-  }
-
-  // An async op: its completion event on the side stream; wait() polls it like run() and then
-  // orders the worker's stream after it.
+  // An async op: its completion event on the side stream (the watchdog watches another); wait()
+  // reports an earlier failure or orders the worker's stream after the op.
   class NcclWork final : public Work {
    public:
-    NcclWork(NcclCommunicator* c, const char* op, Clock::time_point deadline, cudaEvent_t done)
-        : c_(c), op_(op), deadline_(deadline), done_(done) {}
+    NcclWork(NcclCommunicator* c, const char* op, cudaEvent_t done) : c_(c), op_(op), done_(done) {}
     ~NcclWork() override {
       try {
         wait();
@@ -306,7 +302,7 @@ class NcclCommunicator final : public Communicator {
       if (waited_) return;
       waited_ = true;
       cudaSetDevice(c_->device_);
-      c_->poll(op_, deadline_, [&] { return cudaEventQuery(done_); });
+      c_->throw_if_failed(op_);
       if (cudaStreamWaitEvent(c_->stream_, done_, 0) != cudaSuccess)
         c_->failed(op_, ErrorCode::kInternal, "failed: CUDA: cannot order after the op");
     }
@@ -314,13 +310,13 @@ class NcclCommunicator final : public Communicator {
    private:
     NcclCommunicator* c_;
     const char* op_;
-    Clock::time_point deadline_;
     cudaEvent_t done_;
     bool waited_ = false;
   };
 
   template <typename Enqueue>
   std::unique_ptr<Work> run_async(const char* op, Enqueue&& enqueue) {
+    throw_if_failed(op);
     cudaSetDevice(device_);
     const auto deadline = group_util::deadline_after(timeout_);
     if (side_ == nullptr) {
@@ -348,7 +344,8 @@ class NcclCommunicator final : public Communicator {
     }
     cudaEventRecord(done, side_);
     cudaEventRecord(last_async_, side_);
-    return std::make_unique<NcclWork>(this, op, deadline, done);
+    watchdog_->watch(op, side_, deadline);
+    return std::make_unique<NcclWork>(this, op, done);
   }
 
   int rank_, size_;
@@ -357,10 +354,10 @@ class NcclCommunicator final : public Communicator {
   int device_;
   cudaStream_t stream_;
   ncclComm_t comm_;
-  void* barrier_buf_;  // one float on the device for barrier()
-  cudaStream_t side_ = nullptr;      // async collectives; made on first use
+  void* barrier_buf_;                 // one float on the device for barrier()
+  cudaStream_t side_ = nullptr;       // async collectives; made on first use
   cudaEvent_t last_async_ = nullptr;  // recorded after every async op on side_
-  bool aborted_ = false;
+  std::unique_ptr<detail::NcclWatchdog> watchdog_;
 };
 
 }  // namespace

@@ -126,6 +126,8 @@ bool Worker::mine(int32_t attention_rank) const {
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
   const auto before = comm_tallies();
   protocol::ExecuteResult result = run_plan(plan);
+  // A stream-ordered engine (NCCL) reports here what failed in this step's collectives.
+  for (const auto& [kind, c] : comms_) c->synchronize();
   comm_bytes_since(before, result);
   return result;
 }

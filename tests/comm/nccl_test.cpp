@@ -79,6 +79,13 @@ TEST(Nccl, SingleRankOpsRunOnTheStream) {
       EXPECT_EQ(std::memcmp(bytes_of(th).data(), h.data(), 128), 0);
     }
     c->barrier();
+    // Ops return once enqueued (the watchdog watches them); synchronize() waits and reports none
+    // failed, the async form too.
+    c->synchronize();
+    auto work = c->all_reduce_sum_async(t);
+    work->wait();
+    c->synchronize();
+    EXPECT_EQ(std::memcmp(bytes_of(t).data(), v.data(), bytes), 0);
     // Host tensors and peers outside the group are argument errors.
     Tensor host = Tensor::zeros({4}, DType::kF32);
     EXPECT_THROW(c->all_reduce_sum(host), Error);

@@ -5,9 +5,11 @@
 // interface (model sharding, the worker group) is the same code whichever engine runs it.
 //
 // Ownership: each rank owns its Communicator; a communicator is used by one thread at a time
-// (the worker's step loop). Every blocking call returns when the op is complete on this rank. A
-// call that does not complete within the group's timeout throws tessera::Error(kDeadlineExceeded)
-// naming the group, the op and the rank(s) that did not take part, and the communicator is then
+// (the worker's step loop). Every blocking call returns when the op is complete on this rank (on
+// NCCL: complete in the order of the worker's CUDA stream, with no host wait; synchronize() waits).
+// A call that does not complete within the group's timeout throws tessera::Error(kDeadlineExceeded)
+// naming the group, the op and the rank(s) that did not take part (on NCCL: from the next op or
+// synchronize(), its watchdog having aborted the communicator), and the communicator is then
 // unusable (aborted() is true): the worker group is restarted, not repaired.
 //
 // The *_async forms return at once with a Work whose wait() completes the op: they let a model
@@ -80,6 +82,12 @@ class Communicator {
                             const std::vector<int64_t>& recv_rows) = 0;
 
   virtual bool aborted() const = 0;
+
+  // Every op issued so far is complete on this rank, or the first failure among them is thrown.
+  // The host engines (gloo, shm, local) complete each blocking op before it returns: nothing to
+  // do. NCCL's ops complete in the worker stream's order and its watchdog reports timeouts and
+  // errors here (and at the next op); the worker calls it at the end of every step.
+  virtual void synchronize() {}
 
   // out = this rank's block of the sum over ranks of `in`: `in` holds size() equal blocks along
   // dim 0, out is one block. Each element is summed in rank order from 0.0f, so out is bitwise

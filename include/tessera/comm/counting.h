@@ -40,6 +40,7 @@ class CountingCommunicator final : public Communicator {
   const std::string& name() const override { return inner_->name(); }
   std::string engine() const override { return inner_->engine(); }
   bool aborted() const override { return inner_->aborted(); }
+  void synchronize() override { inner_->synchronize(); }
 
   void all_reduce_sum(Tensor& t) override;
   void all_gather(const Tensor& in, Tensor& out) override;
