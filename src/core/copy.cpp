@@ -24,7 +24,7 @@ Rows rows_of(const Tensor& t, const char* side) {
 
 }  // namespace
 
-HostAccess::HostAccess(std::initializer_list<const Tensor*> tensors) {
+HostAccess::HostAccess(std::span<const Tensor* const> tensors) {
   try {
     for (const Tensor* t : tensors) {
       if (!t || !t->defined()) continue;

@@ -343,9 +343,9 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
                                 const ops::AttentionParams& ap) const {
   const auto& c = config_;
   ops::rms_norm(m.hidden, L.attn_norm, c.rms_eps, m.normed);
-  ops::matmul(m.normed, L.wq, L.bq, m.q);
-  ops::matmul(m.normed, L.wk, L.bk, m.k);
-  ops::matmul(m.normed, L.wv, L.bv, m.v);
+  const ops::MatmulTarget qkv[] = {
+      {&L.wq, &L.bq, &m.q}, {&L.wk, &L.bk, &m.k}, {&L.wv, &L.bv, &m.v}};
+  ops::matmul_many(m.normed, qkv);
   if (L.q_norm.defined() && c.qk_norm_full) {  // OLMoE: each token's whole q and k, in place
     ops::rms_norm(m.q, L.q_norm, c.rms_eps, m.q);
     ops::rms_norm(m.k, L.k_norm, c.rms_eps, m.k);
@@ -366,8 +366,9 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
 
 void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
   ops::rms_norm(m.hidden, L.ffn_norm, config_.rms_eps, m.normed);
-  ops::matmul(m.normed, L.w_gate, Tensor(), m.gate);
-  ops::matmul(m.normed, L.w_up, Tensor(), m.up);
+  const Tensor none;
+  const ops::MatmulTarget gate_up[] = {{&L.w_gate, &none, &m.gate}, {&L.w_up, &none, &m.up}};
+  ops::matmul_many(m.normed, gate_up);
   ops::silu_mul(m.gate, m.up, m.gate);
   if (m.fused_residual)
     ops::matmul_add(m.gate, L.w_down, Tensor(), m.proj, m.hidden);

@@ -421,6 +421,7 @@ const Backend* cuda_backend() {
       .add = gpu::add,
       .rope = gpu::rope,
       .matmul = cuda::matmul,
+      .matmul_many = cuda::matmul_many,
       .matmul_add = cuda::matmul_add,
       .silu_mul = gpu::silu_mul,
       .softmax = gpu::softmax,

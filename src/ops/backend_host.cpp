@@ -101,6 +101,12 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   HostAccess open{&x, &w, &bias, &y};
   cpu::matmul(x, w, bias, y);
 }
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  std::vector<const Tensor*> all{&x};
+  for (const MatmulTarget& t : targets) all.insert(all.end(), {t.w, t.bias, t.y});
+  HostAccess open(all);
+  cpu::matmul_many(x, targets);
+}
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
   HostAccess open{&x, &w, &bias, &scratch, &y};
   cpu::matmul_add(x, w, bias, scratch, y);
@@ -170,6 +176,7 @@ const Backend& ref_backend() {
       .add = ref::add,
       .rope = ref::rope,
       .matmul = ref::matmul,
+      .matmul_many = ref::matmul_many,
       .matmul_add = ref::matmul_add,
       .silu_mul = ref::silu_mul,
       .softmax = ref::softmax,
@@ -195,6 +202,7 @@ const Backend& cpu_backend() {
       .add = cpu::add,
       .rope = cpu::rope,
       .matmul = cpu::matmul,
+      .matmul_many = cpu::matmul_many,
       .matmul_add = cpu::matmul_add,
       .silu_mul = cpu::silu_mul,
       .softmax = cpu::softmax,
@@ -221,6 +229,7 @@ const Backend& guarded_backend() {
       .add = guarded::add,
       .rope = guarded::rope,
       .matmul = guarded::matmul,
+      .matmul_many = guarded::matmul_many,
       .matmul_add = guarded::matmul_add,
       .silu_mul = guarded::silu_mul,
       .softmax = guarded::softmax,

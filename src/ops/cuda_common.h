@@ -133,6 +133,7 @@ class Scratch {
 
 // The CUDA table's matmul (cuda_matmul.cpp): decode GEMV or cuBLAS GEMM by rows of x.
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
 // The CUDA table's Mixture-of-Experts ops (cuda_moe.cpp).
 void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);

@@ -159,6 +159,11 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   run_matmul(x, w, bias, y, false);
 }
 
+// One GEMV/GEMM per target for now (the int8 activations are quantized per target).
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  for (const MatmulTarget& t : targets) run_matmul(x, *t.w, *t.bias, *t.y, false);
+}
+
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& /*scratch*/,
                 Tensor& y) {
   run_matmul(x, w, bias, y, true);

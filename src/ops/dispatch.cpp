@@ -104,6 +104,26 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   entry(Op::kMatmul, d, w.dtype(), &Backend::matmul)(x, w, bias, y);
 }
 
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  if (targets.empty()) return;
+  std::vector<const Tensor*> all{&x};
+  for (const MatmulTarget& t : targets) {
+    if (!t.w || !t.bias || !t.y)
+      fail(ErrorCode::kInvalidArgument, "matmul_many: a target without w, bias or y");
+    all.insert(all.end(), {t.w, t.bias, t.y});
+  }
+  Device d = x.device();
+  for (const Tensor* t : all)
+    if (t->defined() && t->device() != d)
+      fail(ErrorCode::kInvalidArgument, "matmul_many: tensors on different devices (", x.str(),
+           " and ", t->str(), ")");
+  for (const MatmulTarget& t : targets) {
+    detail::check_matmul("matmul_many", x, *t.w, *t.bias, *t.y);
+    entry(Op::kMatmul, d, t.w->dtype(), &Backend::matmul_many);  // throws when unsupported
+  }
+  backend_for(d).matmul_many(x, targets);
+}
+
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
   const Device d = device_of(Op::kMatmul, {&x, &w, &bias, &scratch, &y});
   detail::check_matmul("matmul_add", x, w, bias, y);

@@ -6,6 +6,10 @@
 namespace tessera::ops {
 
 namespace ref {
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  for (const MatmulTarget& t : targets) ref::matmul(x, *t.w, *t.bias, *t.y);
+}
+
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
   ref::matmul(x, w, bias, scratch);
   ref::add(y, scratch);

@@ -335,6 +335,46 @@ TEST_P(BackendOps, Matmul) {
   }
 }
 
+// matmul_many (q, k, v in one call: one activation quantization, one parallel pass) gives every
+// target bit for bit what its own matmul gives, in both CPU activation modes, with weights of
+// different types (merged only when all take the int8 path) and rows from decode to prefill.
+TEST_P(BackendOps, MatmulManyEqualsSeparateCalls) {
+  for (const cpu::Activations mode : {cpu::Activations::kF32, cpu::Activations::kInt8}) {
+    ActivationsScope scope(mode);
+    for (const std::vector<DType>& types :
+         std::vector<std::vector<DType>>{{DType::kQ4_1, DType::kQ4_1, DType::kQ4_1},
+                                         {DType::kQ4_0, DType::kQ8_0, DType::kQ5_1},
+                                         {DType::kQ4_K, DType::kQ6_K},
+                                         {DType::kQ8_0, DType::kF32}}) {
+      bool all = true;
+      for (DType t : types) all = all && runs(Op::kMatmul, t);
+      if (!all) continue;
+      for (int m : {1, 3, 40}) {
+        const int k = 512;
+        const Tensor x = dev(random_f32({m, k}));
+        std::vector<Tensor> ws, bs, ys, want;
+        for (size_t i = 0; i < types.size(); ++i) {
+          const int n = 64 + 8 * static_cast<int>(i);
+          ws.push_back(pack_weight(dev(random_any_weight(types[i], n, k)), alloc_));
+          bs.push_back(i == 1 ? Tensor() : dev(random_f32({n})));
+          ys.push_back(dev_zeros({m, n}));
+          want.push_back(dev_zeros({m, n}));
+          ops::matmul(x, ws.back(), bs.back(), want.back());
+        }
+        std::vector<MatmulTarget> targets;
+        for (size_t i = 0; i < types.size(); ++i) targets.push_back({&ws[i], &bs[i], &ys[i]});
+        ops::matmul_many(x, targets);
+        for (size_t i = 0; i < types.size(); ++i) {
+          const Tensor a = to_host(ys[i]), b = to_host(want[i]);
+          ASSERT_EQ(std::memcmp(a.data(), b.data(), a.nbytes()), 0)
+              << dtype_name(types[i]) << " target " << i << " m " << m << " "
+              << cpu::activations_name(mode);
+        }
+      }
+    }
+  }
+}
+
 // Every KV cache type: the device's cache bytes equal the reference's (F16/BF16 rounded to nearest
 // even on both), attention within the fp32 tolerance (both read the same stored values).
 TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {

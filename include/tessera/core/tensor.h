@@ -109,8 +109,8 @@ class Tensor {
   std::span<float> f32() const;  // whole contiguous F32 tensor as a span
 
   // Views sharing storage.
-  Tensor view(Shape shape) const;                      // contiguous reshape, same numel
-  Tensor slice(int64_t begin, int64_t end) const;      // rows [begin, end) along dim 0
+  Tensor view(Shape shape) const;                  // contiguous reshape, same numel
+  Tensor slice(int64_t begin, int64_t end) const;  // rows [begin, end) along dim 0
   // Columns [begin, end) of a contiguous 2-D unquantized tensor: a strided view (rows keep
   // their pitch), for tessera::copy into or out of part of each row.
   Tensor cols(int64_t begin, int64_t end) const;
@@ -140,7 +140,9 @@ Tensor to_host(const Tensor& t);
 // copies and collectives. Throws kInvalidArgument for a tensor host code cannot address (CUDA).
 class HostAccess {
  public:
-  HostAccess(std::initializer_list<const Tensor*> tensors);
+  HostAccess(std::initializer_list<const Tensor*> tensors)
+      : HostAccess(std::span<const Tensor* const>(tensors.begin(), tensors.size())) {}
+  explicit HostAccess(std::span<const Tensor* const> tensors);
   ~HostAccess();
   HostAccess(const HostAccess&) = delete;
   HostAccess& operator=(const HostAccess&) = delete;

@@ -56,7 +56,8 @@ struct Backend {
   void (*add)(Tensor& x, const Tensor& y);
   void (*rope)(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p);
   void (*matmul)(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
-  // supports() as matmul (Op::kMatmul with the weight's dtype).
+  // supports() as matmul (Op::kMatmul with each weight's dtype).
+  void (*matmul_many)(const Tensor& x, std::span<const MatmulTarget> targets);
   void (*matmul_add)(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch,
                      Tensor& y);
   void (*silu_mul)(const Tensor& gate, const Tensor& up, Tensor& out);

@@ -57,6 +57,13 @@ struct MoeRouteParams {
   MoeRouter router = MoeRouter::kSoftmaxTopK;
 };
 
+// One weight of ops::matmul_many: y = x w^T + bias (bias may point to an undefined Tensor).
+struct MatmulTarget {
+  const Tensor* w = nullptr;
+  const Tensor* bias = nullptr;
+  Tensor* y = nullptr;
+};
+
 // An I32 index array argument: a contiguous I32 tensor on the data's device, or a host span (or
 // vector) viewed in place as a CPU tensor, for host callers and tests. The values must stay alive
 // for the call.
@@ -113,6 +120,10 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 // through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
 // (the host ones: matmul into scratch, then add: bit for bit the two ops).
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
+// matmul(x, *t.w, *t.bias, *t.y) for every target, one x: the projections that read the same
+// activations (q, k, v; gate, up) in one call, so a backend quantizes x once and runs every
+// weight's rows in one parallel pass (the same results as the separate calls, bit for bit).
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
@@ -151,6 +162,10 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 // through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
 // (the host ones: matmul into scratch, then add: bit for bit the two ops).
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
+// matmul(x, *t.w, *t.bias, *t.y) for every target, one x: the projections that read the same
+// activations (q, k, v; gate, up) in one call, so a backend quantizes x once and runs every
+// weight's rows in one parallel pass (the same results as the separate calls, bit for bit).
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
@@ -225,6 +240,10 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 // through cuBLAS's beta). `scratch` (y's shape) is for a backend that computes the product first
 // (the host ones: matmul into scratch, then add: bit for bit the two ops).
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
+// matmul(x, *t.w, *t.bias, *t.y) for every target, one x: the projections that read the same
+// activations (q, k, v; gate, up) in one call, so a backend quantizes x once and runs every
+// weight's rows in one parallel pass (the same results as the separate calls, bit for bit).
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);

@@ -16,6 +16,7 @@
 
 #include "tessera/core/dtype.h"
 #include "tessera/core/tensor.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::ops::cpu::detail {
 
@@ -73,6 +74,8 @@ void kquant_int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
 // cpu::matmul's integer path (matmul_int8.cpp): taken when use_int8(w's dtype), i.e. the process
 // runs int8 activations (cpu::activations()) and int8_weight_type(w). y[m, n] = x[m, k] . w^T + b.
 bool use_int8(DType w);
+// ops::matmul_many on this path: every target's weight must be use_int8; one x of m rows, k wide.
+void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m, int64_t k);
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
                  int64_t n, int64_t k);
 

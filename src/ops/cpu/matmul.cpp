@@ -176,4 +176,20 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   matmul_fused(x, w, bias, y, s);
 }
 
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  bool merged = targets.size() > 1;
+  for (const MatmulTarget& t : targets) merged = merged && detail::use_int8(t.w->dtype());
+  if (!merged) {
+    for (const MatmulTarget& t : targets) matmul(x, *t.w, *t.bias, *t.y);
+    return;
+  }
+  for (const MatmulTarget& t : targets) {
+    ops::detail::require_host("matmul_many", {&x, t.w, t.bias, t.y});
+    ops::detail::check_matmul("matmul_many", x, *t.w, *t.bias, *t.y);
+  }
+  const int64_t m = ops::detail::rows_of(x);
+  if (m == 0) return;
+  detail::matmul_int8_many(x, targets, m, ops::detail::cols_of(x));
+}
+
 }  // namespace tessera::ops::cpu

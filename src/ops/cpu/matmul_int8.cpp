@@ -88,6 +88,16 @@ bool use_int8(DType w) {
 
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
                  int64_t n, int64_t k) {
+  (void)n;
+  const MatmulTarget t{&w, &bias, &y};
+  matmul_int8_many(x, {&t, 1}, m, k);
+}
+
+// The activation rows are quantized once for every target; then one parallel pass over the
+// chunks of all targets' weight rows (each chunk one target's rows), so q, k and v (or gate and
+// up) cost one pool dispatch, not three. Each output is computed exactly as by a call of its own.
+void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m,
+                      int64_t k) {
   const int64_t nb = k / 32;
   // One buffer per calling thread, reused: no allocation per call once it has grown. The lambdas
   // below get the pointer, since on a pool thread the name would mean that thread's own buffer.
@@ -103,19 +113,36 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
       m * k >= kParallelQuantElems);
 
   const Int8Isa isa = best_int8_isa();
-  const auto row_bytes = static_cast<int64_t>(w.row_bytes());
-  // Packed weights come in groups of kPackRows rows, so chunks do too.
-  const bool packed = is_packed(w.dtype());
-  const bool kquant = int8_kquant_type(w.dtype());
-  const int64_t unit = packed ? kPackRows : 1;
-  const int64_t rows_per_chunk = std::max<int64_t>(
-      packed ? kPackRows : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
-  const int64_t chunks = (n + rows_per_chunk - 1) / rows_per_chunk;
-  float* yp = y.data_as<float>();
+  struct Plan {
+    const MatmulTarget* t;
+    int64_t n, rows_per_chunk, first_chunk;
+    bool packed, kquant;
+  };
+  std::vector<Plan> plans;
+  int64_t chunks = 0, bytes = 0;
+  for (const MatmulTarget& t : targets) {
+    const Tensor& w = *t.w;
+    const auto row_bytes = static_cast<int64_t>(w.row_bytes());
+    // Packed weights come in groups of kPackRows rows, so chunks do too.
+    const bool packed = is_packed(w.dtype());
+    const int64_t unit = packed ? kPackRows : 1;
+    const int64_t rows_per_chunk = std::max<int64_t>(
+        packed ? kPackRows : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
+    const int64_t n = w.dim(0);
+    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype())});
+    chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
+    bytes += n * row_bytes;
+  }
   parallel_for(
       chunks,
       [&](int64_t c) {
-        const int64_t n0 = c * rows_per_chunk, n1 = std::min(n, n0 + rows_per_chunk);
+        size_t i = plans.size() - 1;
+        while (plans[i].first_chunk > c) --i;  // a handful of targets: a scan
+        const Plan& p = plans[i];
+        const Tensor& w = *p.t->w;
+        const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
+        const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
+        float* yp = p.t->y->data_as<float>();
         for (int64_t m0 = 0; m0 < m; m0 += kInt8MaxRows) {
           Int8Args a;
           a.wtype = w.dtype();
@@ -124,18 +151,18 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
           a.x = ap + m0 * nb;
           a.m_count = static_cast<int>(std::min<int64_t>(kInt8MaxRows, m - m0));
           a.k = k;
-          a.y = yp + m0 * n;
-          a.ldy = n;
-          a.bias = bias.defined() ? bias.data_as<float>() : nullptr;
-          if (packed)
+          a.y = yp + m0 * p.n;
+          a.ldy = p.n;
+          a.bias = p.t->bias->defined() ? p.t->bias->data_as<float>() : nullptr;
+          if (p.packed)
             packed_rows(isa, a, n0, n1);
-          else if (kquant)
+          else if (p.kquant)
             kquant_int8_rows_avx2(a, n0, n1);
           else
             int8_rows(isa, a, n0, n1);
         }
       },
-      n * row_bytes >= kParallelMinBytes);
+      bytes >= kParallelMinBytes);
 }
 
 }  // namespace detail
