@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "tessera/core/error.h"
+#include "tessera/kv_cache/kv_pool.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/ops/backend.h"
 
@@ -33,7 +34,7 @@ using tessera::model::LlamaModel;
 using tessera::model::LocalRunner;
 
 struct Options {
-  std::string model, device_model, device = "cuda:0", json;
+  std::string model, device_model, device = "cuda:0", json, kv_cache_dtype = "f32";
   int tokens = 16;
   double margin = 1e-2, logprob_tol = 0.05;
 };
@@ -48,6 +49,7 @@ int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s --model FILE [--device cuda:0|guarded:0] [--tokens N] [--margin M]\n"
                "          [--logprob-tol T] [--json FILE] [--device-model FILE]\n"
+               "          [--kv-cache-dtype f32|f16|bf16]  (the device's KV cache; the CPU's is f32)\n"
                "--device-model: run another file on the device (proves the check can fail)\n",
                argv0);
   return 2;
@@ -109,7 +111,9 @@ int run(const Options& o) {
   for (const auto& p : prompts) max_len = std::max<int>(max_len, int(p.size()) + o.tokens);
   const int blocks = 5 * ((max_len + block_size - 1) / block_size) + 4;
   LocalRunner cpu(cpu_model, {.num_blocks = blocks, .block_size = block_size});
-  LocalRunner dev(dev_model, {.num_blocks = blocks, .block_size = block_size});
+  LocalRunner dev(dev_model, {.num_blocks = blocks,
+                              .block_size = block_size,
+                              .kv_dtype = tessera::kv_cache::parse_kv_dtype(o.kv_cache_dtype)});
   std::vector<int> cpu_seq, dev_seq;
   for (size_t p = 0; p < prompts.size(); ++p) {
     cpu_seq.push_back(cpu.add_sequence());
@@ -200,6 +204,8 @@ int main(int argc, char** argv) {
       o.tokens = std::atoi(v.c_str());
     else if (a == "--margin")
       o.margin = std::atof(v.c_str());
+    else if (a == "--kv-cache-dtype")
+      o.kv_cache_dtype = v;
     else if (a == "--logprob-tol")
       o.logprob_tol = std::atof(v.c_str());
     else

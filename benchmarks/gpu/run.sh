@@ -37,7 +37,7 @@ summary=$OUT/summary.txt rows=$work/rows.tsv log=$OUT/build.log tests=$OUT/tests
 bench=$OUT/bench.txt
 jobs=${JOBS:-$(nproc)}
 # Which generated models the check, the benchmarks and the peer use (a dry run elsewhere may cut them).
-CHECK_MODELS=${CHECK_MODELS:-smollm2-q4_1 smollm2-f16 smollm2-bf16 qwen2-f16 mixtral-q4_0}
+CHECK_MODELS=${CHECK_MODELS:-smollm2-q4_1 smollm2-f16 smollm2-bf16 qwen2-f16 mixtral-q4_0 smollm2-f16:f16}
 BENCH_MODELS=${BENCH_MODELS:-llama1b-q4_0 llama1b-q8_0 llama1b-f16 llama8b-q4_0 llama8b-q8_0 llama8b-f16}
 PEER_MODELS=${PEER_MODELS:-hf-llama1b-bf16 hf-llama1b-f16}
 status=0
@@ -76,7 +76,7 @@ gen_pid=
 if [ "$models_ok" = 1 ]; then
   mkdir -p "$MODELS"
   # shellcheck disable=SC2086  # the lists are words
-  nice -n 5 python3 benchmarks/gpu/make_models.py --out "$MODELS" --skip-existing --only $CHECK_MODELS \
+  nice -n 5 python3 benchmarks/gpu/make_models.py --out "$MODELS" --skip-existing --only $(echo $CHECK_MODELS | tr ' ' '\n' | sed 's/:.*//' | sort -u) \
     $(echo $BENCH_MODELS | tr ' ' '\n' | grep llama1b) $PEER_MODELS \
     $(echo $BENCH_MODELS | tr ' ' '\n' | grep -v llama1b) >>"$OUT/models.log" 2>&1 &
   gen_pid=$!
@@ -193,8 +193,12 @@ gtest model_on_device 45 no "$BUILD/tests/tessera_model_tests" --gtest_filter='D
 gtest nccl_tests 45 yes "$BUILD/tests/tessera_comm_tests" --gtest_filter='Nccl*'
 
 # --- the whole model, cuda:0 against the CPU -----------------------------------------------
-for m in $CHECK_MODELS; do
+for spec in $CHECK_MODELS; do
+  # NAME or NAME:KV (the device's KV cache type; the CPU reference keeps f32).
+  m=${spec%%:*} kv=f32
+  [ "$spec" != "$m" ] && kv=${spec#*:}
   name=check_$m
+  [ "$kv" != f32 ] && name=${name}_kv_$kv
   if [ ! -x "$BUILD/benchmarks/gpu/model_check" ]; then row "$name" MISSING "model_check not built"; continue; fi
   l=$(limit 60)
   if [ "$l" = 0 ]; then row "$name" "skipped (time)" ""; continue; fi
@@ -202,7 +206,7 @@ for m in $CHECK_MODELS; do
   section "$name"
   l=$(limit 60)
   timeout "$l" "$BUILD/benchmarks/gpu/model_check" --model "$MODELS/$m.gguf" --device cuda:0 \
-    --tokens 16 --json "$work/$name.json" 2>&1 | tee -a "$tests"
+    --tokens 16 --kv-cache-dtype "$kv" --json "$work/$name.json" 2>&1 | tee -a "$tests"
   rc=${PIPESTATUS[0]}
   case $rc in 0) row "$name" ok "16 tokens x 5 prompts (tests.txt)" ;;
     1) row "$name" FAIL "mismatch (tests.txt)" ;; 124) row "$name" FAIL "timed out after $l s" ;;
