@@ -42,35 +42,31 @@ struct MaxOp {
     return a > b ? a : b;
   }
 };
+struct SumOp {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
 
+// op over the block's v, returned to every thread. The storage is the union's (sized for every
+// type); the trailing barrier lets the next reduction reuse it.
+template <class T, class Op>
+__device__ T block_all(Temp& t, T v, Op op) {
+  using Reduce = cub::BlockReduce<T, kThreads>;
+  __shared__ T out;
+  const T r = Reduce(reinterpret_cast<typename Reduce::TempStorage&>(t)).Reduce(v, op);
+  if (threadIdx.x == 0) out = r;
+  __syncthreads();
+  const T o = out;
+  __syncthreads();
+  return o;
+}
 __device__ unsigned long long block_max(Temp& t, unsigned long long v) {
-  __shared__ unsigned long long out;
-  const unsigned long long r =
-      cub::BlockReduce<unsigned long long, kThreads>(t.u64).Reduce(v, MaxOp());
-  if (threadIdx.x == 0) out = r;
-  __syncthreads();
-  const unsigned long long o = out;
-  __syncthreads();
-  return o;
+  return block_all(t, v, MaxOp());
 }
-__device__ double block_sum(Temp& t, double v) {
-  __shared__ double out;
-  const double r = cub::BlockReduce<double, kThreads>(t.f64).Sum(v);
-  if (threadIdx.x == 0) out = r;
-  __syncthreads();
-  const double o = out;
-  __syncthreads();
-  return o;
-}
-__device__ int block_count(Temp& t, int v) {
-  __shared__ int out;
-  const int r = cub::BlockReduce<int, kThreads>(t.i32).Sum(v);
-  if (threadIdx.x == 0) out = r;
-  __syncthreads();
-  const int o = out;
-  __syncthreads();
-  return o;
-}
+__device__ double block_sum(Temp& t, double v) { return block_all(t, v, SumOp()); }
+__device__ int block_count(Temp& t, int v) { return block_all(t, v, SumOp()); }
 
 __device__ int32_t id_of(unsigned long long key) {
   return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));

@@ -49,15 +49,29 @@ void check_words(std::span<const int32_t> w, const SampleMeta& m) {
   }
 }
 
+// A row's buffers (a vocabulary's worth each), kept per thread across calls: allocating them per
+// call cost more than the sampling (fresh pages every time).
+struct RowScratch {
+  std::vector<uint64_t> keys;
+  std::vector<int32_t> kept;  // draw(): the kept tokens in id order and their weights
+  std::vector<double> kept_w;
+};
+
 class RowSampler {
  public:
-  RowSampler(std::span<const int32_t> words, int vocab, bool full_sort)
-      : w_(words.data()), vocab_(vocab), full_sort_(full_sort) {}
+  RowSampler(std::span<const int32_t> words, int vocab, bool full_sort, RowScratch& scratch)
+      : w_(words.data()),
+        vocab_(vocab),
+        full_sort_(full_sort),
+        keys_(scratch.keys),
+        kept_(scratch.kept),
+        kept_w_(scratch.kept_w) {}
 
   void run(int r, float* logits, int32_t* tokens, float* logprobs, int cols) {
     const lay::Row row = lay::read_row(w_, r);
-    for (int32_t t = 0; t < vocab_; ++t)
-      if (!lay::allowed(w_, row, t)) logits[t] = -std::numeric_limits<float>::infinity();
+    if (row.mask_begin >= 0)
+      for (int32_t t = 0; t < vocab_; ++t)
+        if (!lay::allowed(w_, row, t)) logits[t] = -std::numeric_limits<float>::infinity();
     for (int e = 0; e < row.edit_count; ++e) {
       const int32_t* ed = w_ + row.edit_begin + e * lay::kEditWords;
       logits[ed[0]] = lay::edited(logits[ed[0]], ed, row.repetition_penalty);
@@ -89,7 +103,9 @@ class RowSampler {
   const int32_t* w_;
   int vocab_;
   bool full_sort_;
-  std::vector<uint64_t> keys_;
+  std::vector<uint64_t>& keys_;
+  std::vector<int32_t>& kept_;
+  std::vector<double>& kept_w_;
 
   // Puts the n best keys first, in rank order (ref: the whole row, sorted).
   void rank(std::vector<uint64_t>& keys, size_t n) const {
@@ -113,21 +129,33 @@ class RowSampler {
   }
 
   // Step 4 of ops/sample.h.
+  // Plain temperature (no top-k below the allowed count, no top-p or min-p) keeps every allowed
+  // token: no ranking, no keys.
   int32_t draw(const lay::Row& row, const float* logits) {
-    auto& cand = keys_;
-    cand.clear();
-    for (int32_t t = 0; t < vocab_; ++t)
-      if (lay::allowed(w_, row, t)) cand.push_back(lay::rank_key(logits[t], t));
-    const size_t n = cand.size();
+    const bool masked = row.mask_begin >= 0;
+    size_t n = 0;
+    float mx = -std::numeric_limits<float>::infinity();
+    if (!masked) {
+      n = static_cast<size_t>(vocab_);
+      for (int32_t t = 0; t < vocab_; ++t) mx = std::max(mx, logits[t]);
+    } else {
+      for (int32_t t = 0; t < vocab_; ++t)
+        if (lay::allowed(w_, row, t)) {
+          ++n;
+          mx = std::max(mx, logits[t]);
+        }
+    }
     const size_t k = row.top_k > 0 ? std::min<size_t>(static_cast<size_t>(row.top_k), n) : n;
     const bool truncates = row.top_p < 1.0f || row.min_p > 0.0f;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (uint64_t c : cand) mx = std::max(mx, logits[id_of(c)]);
     const auto weight = [&](int32_t t) -> double {
       return lay::weight(logits[t], mx, row.temperature);
     };
     uint64_t floor_key = 0;  // the kept tokens: allowed, with a rank key >= floor_key
     if (k < n || truncates) {
+      auto& cand = keys_;
+      cand.clear();
+      for (int32_t t = 0; t < vocab_; ++t)
+        if (lay::allowed(w_, row, t)) cand.push_back(lay::rank_key(logits[t], t));
       size_t sorted = full_sort_ ? n : k < n ? k : std::min<size_t>(256, n);
       rank(cand, sorted);
       if (full_sort_) sorted = n;
@@ -159,16 +187,33 @@ class RowSampler {
       }
       floor_key = cand[keep - 1];
     }
-    const double mass = kept_mass(row, logits, floor_key, weight);
-    double r = row.u * mass;
-    int32_t last = -1;
-    for (int32_t t = 0; t < vocab_; ++t) {
-      if (!lay::allowed(w_, row, t) || lay::rank_key(logits[t], t) < floor_key) continue;
-      r -= weight(t);
-      if (r < 0) return t;
-      last = t;
+    // The kept tokens and their weights in id order, each exp taken once.
+    kept_.clear();
+    kept_w_.clear();
+    double mass = 0.0;
+    if (!masked && floor_key == 0) {  // every token: no list of ids
+      kept_w_.resize(static_cast<size_t>(vocab_));
+      for (int32_t t = 0; t < vocab_; ++t) mass += kept_w_[static_cast<size_t>(t)] = weight(t);
+      double r = row.u * mass;
+      for (int32_t t = 0; t < vocab_; ++t) {
+        r -= kept_w_[static_cast<size_t>(t)];
+        if (r < 0) return t;
+      }
+      return vocab_ - 1;  // r rounded past the end: the last token
     }
-    return last;  // r rounded past the end: the last kept token
+    for (int32_t t = 0; t < vocab_; ++t) {
+      if (!lay::allowed(w_, row, t) || (floor_key != 0 && lay::rank_key(logits[t], t) < floor_key))
+        continue;
+      kept_.push_back(t);
+      kept_w_.push_back(weight(t));
+      mass += kept_w_.back();
+    }
+    double r = row.u * mass;
+    for (size_t i = 0; i < kept_.size(); ++i) {
+      r -= kept_w_[i];
+      if (r < 0) return kept_[i];
+    }
+    return kept_.back();  // r rounded past the end: the last kept token
   }
 
   // The weight of the allowed tokens ranked at or above `floor_key`, summed in token-id order.
@@ -189,7 +234,8 @@ void sample_host(const char* op, bool full_sort, Tensor& logits, const SampleMet
                                        static_cast<size_t>(meta.words.numel()));
   check_words(words, meta);
   const int cols = meta.max_top + 1;
-  RowSampler s(words, meta.vocab, full_sort);
+  thread_local RowScratch scratch;
+  RowSampler s(words, meta.vocab, full_sort, scratch);
   for (int r = 0; r < meta.rows; ++r)
     s.run(r, logits.data_as<float>() + static_cast<int64_t>(r) * meta.vocab,
           tokens.data_as<int32_t>() + static_cast<int64_t>(r) * cols,

@@ -52,8 +52,8 @@ ops::SampleRow Sampler::next_row(std::span<const uint64_t> allowed) {
   if (repeat)
     for (int32_t t : prompt_tokens_) e.push_back({.token = t, .penalise = true});
   const bool counted = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  for (const auto& [t, n] : output_counts_)
-    if (repeat || counted)
+  if (repeat || counted)
+    for (const auto& [t, n] : output_counts_)
       e.push_back(
           {.token = t,
            .penalise = repeat,
