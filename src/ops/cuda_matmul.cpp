@@ -159,9 +159,46 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   run_matmul(x, w, bias, y, false);
 }
 
-// One GEMV/GEMM per target for now (the int8 activations are quantized per target).
+// A decode step (at most kGemvMaxRows rows) whose targets all take the int8 GEMV quantizes the
+// activations once and launches each target's GEMV on them; anything else runs target by target.
 void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
-  for (const MatmulTarget& t : targets) run_matmul(x, *t.w, *t.bias, *t.y, false);
+  const int64_t rows = detail::rows_of(x);
+  bool shared = rows >= 1 && rows <= kernels::kGemvMaxRows && targets.size() > 1;
+  for (const MatmulTarget& t : targets)
+    shared = shared && cuda_plan::choose_path(t.w->dtype(), static_cast<int>(rows),
+                                              cuda_plan::build_has_gemm()) ==
+                           cuda_plan::MatmulPath::kGemvInt8;
+  if (!shared) {
+    for (const MatmulTarget& t : targets) run_matmul(x, *t.w, *t.bias, *t.y, false);
+    return;
+  }
+  DeviceScope scope(kOp, x);
+  const int M = static_cast<int>(rows);
+  const int64_t K = detail::cols_of(x);
+  const auto q8 = cuda_plan::q8_scratch(M, K);
+  Scratch scratch(q8.bytes, kOp);
+  auto* qs = reinterpret_cast<int8_t*>(scratch.get());
+  auto* ds = reinterpret_cast<float2*>(scratch.get() + q8.ds_offset);
+  check(kernels::launch_quantize_q8(qs, ds, x.data_as<float>(), M, K, kStream), kOp, "quantize");
+  for (const MatmulTarget& t : targets) {
+    const Tensor& w = *t.w;
+    const int N = narrow(w.dim(0), kOp, "columns");
+    if (N == 0) continue;
+    kernels::GemvArgs a{.y = t.y->data_as<float>(),
+                        .x = x.data_as<float>(),
+                        .w = w.data(),
+                        .type = weight_type_of(w),
+                        .row_bytes = w.row_bytes(),
+                        .bias = t.bias->defined() ? t.bias->data_as<float>() : nullptr,
+                        .M = M,
+                        .N = N,
+                        .K = K,
+                        .vector_loads = cuda_plan::vector_loads(
+                            reinterpret_cast<uintptr_t>(w.data()), w.row_bytes()),
+                        .xq = qs,
+                        .xds = ds};
+    check(kernels::launch_gemv(a, kStream), kOp, "gemv launch");
+  }
 }
 
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& /*scratch*/,
