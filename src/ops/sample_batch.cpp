@@ -105,4 +105,11 @@ std::vector<int32_t> SampleBatch::words() const {
   return w;
 }
 
+SampleMeta SampleBatch::upload(const std::shared_ptr<Allocator>& device) const {
+  const std::vector<int32_t> w = words();
+  Tensor host = Tensor::empty({static_cast<int64_t>(w.size())}, DType::kI32);
+  std::copy(w.begin(), w.end(), host.data_as<int32_t>());
+  return {.words = to_device(host, device), .rows = rows(), .vocab = vocab_, .max_top = max_top_};
+}
+
 }  // namespace tessera::ops

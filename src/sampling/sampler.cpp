@@ -92,22 +92,13 @@ SampleResult Sampler::sample(std::span<float> logits, std::span<const uint64_t> 
   TESSERA_CHECK(static_cast<int>(logits.size()) == vocab_size_, "logits of size ", logits.size());
   ops::SampleBatch batch(vocab_size_);
   batch.add(next_row(allowed));
-  std::vector<int32_t> words = batch.words();
   const int cols = batch.max_top() + 1;
   Tensor row = Tensor::from_storage(
       Storage::borrow(logits.data(), logits.size_bytes(), nullptr, Device::cpu()), 0,
       {1, vocab_size_}, DType::kF32);
   Tensor tokens = Tensor::empty({1, cols}, DType::kI32);
   Tensor logprobs = Tensor::empty({1, cols}, DType::kF32);
-  ops::sample(
-      row,
-      {.words = Tensor::from_storage(
-           Storage::borrow(words.data(), words.size() * sizeof(int32_t), nullptr, Device::cpu()), 0,
-           {static_cast<int64_t>(words.size())}, DType::kI32),
-       .rows = 1,
-       .vocab = vocab_size_,
-       .max_top = batch.max_top()},
-      tokens, logprobs);
+  ops::sample(row, batch.upload(default_allocator(Device::cpu())), tokens, logprobs);
   SampleResult res = result(tokens.data_as<int32_t>(), logprobs.data_as<float>());
   accept(res.token);
   return res;

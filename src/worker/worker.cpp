@@ -233,17 +233,8 @@ void Worker::sample_rows(Tensor& logits, const std::vector<uint64_t>& seqs,
     fill_mask(id, m->second);
     batch.add(samplers_.at(id).next_row(mask_));
   }
-  const std::vector<int32_t> words = batch.words();
   const auto rows = static_cast<int64_t>(seqs.size()), cols = int64_t{batch.max_top()} + 1;
-  ops::SampleMeta meta{
-      .words = to_device(
-          Tensor::from_storage(
-              Storage::borrow(words.data(), words.size() * sizeof(int32_t), nullptr, Device::cpu()),
-              0, {static_cast<int64_t>(words.size())}, DType::kI32),
-          device_),
-      .rows = batch.rows(),
-      .vocab = vocab,
-      .max_top = batch.max_top()};
+  const ops::SampleMeta meta = batch.upload(device_);
   Tensor tokens = Tensor::empty({rows, cols}, DType::kI32, device_);
   Tensor logprobs = Tensor::empty({rows, cols}, DType::kF32, device_);
   ops::sample(logits, meta, tokens, logprobs);

@@ -19,12 +19,9 @@ class SampleOp : public SeededTest {
     Tensor l = Tensor::from_floats(logits, {1, v});
     SampleBatch b(static_cast<int>(v));
     b.add(row);
-    std::vector<int32_t> words = b.words();
-    Tensor w = Tensor::empty({static_cast<int64_t>(words.size())}, DType::kI32);
-    std::copy(words.begin(), words.end(), w.data_as<int32_t>());
     Tensor tok = Tensor::empty({1, b.max_top() + 1}, DType::kI32);
     Tensor lp = Tensor::empty({1, b.max_top() + 1}, DType::kF32);
-    ref::sample(l, {w, 1, static_cast<int>(v), b.max_top()}, tok, lp);
+    ref::sample(l, b.upload(cpu_), tok, lp);
     return {l, tok, lp};
   }
   int32_t token(std::vector<float> logits, const SampleRow& row) {
@@ -150,10 +147,7 @@ TEST_F(SampleOp, FastCpuEqualsReferenceBitForBit) {
     const Tensor logits = sample_logits(rng(), rows, vocab);
     SampleBatch b(vocab);
     for (const auto& r : rs) b.add(r);
-    std::vector<int32_t> words = b.words();
-    Tensor w = Tensor::empty({static_cast<int64_t>(words.size())}, DType::kI32);
-    std::copy(words.begin(), words.end(), w.data_as<int32_t>());
-    const SampleMeta meta{w, rows, vocab, b.max_top()};
+    const SampleMeta meta = b.upload(cpu_);
     Tensor lr = clone(logits), lc = clone(logits);
     const int64_t cols = b.max_top() + 1;
     Tensor tr = Tensor::empty({rows, cols}, DType::kI32),

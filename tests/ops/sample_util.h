@@ -27,14 +27,11 @@ inline SampleOut run_sample(const Tensor& logits, const std::vector<SampleRow>& 
   const int vocab = static_cast<int>(logits.dim(1));
   SampleBatch batch(vocab);
   for (const auto& r : rows) batch.add(r);
-  const std::vector<int32_t> words = batch.words();
-  Tensor w = Tensor::empty({static_cast<int64_t>(words.size())}, DType::kI32);
-  std::copy(words.begin(), words.end(), w.data_as<int32_t>());
   const int64_t n = static_cast<int64_t>(rows.size()), cols = batch.max_top() + 1;
   Tensor l = to_device(clone(logits), alloc);  // the op edits it; to_device may not copy
   Tensor tokens = Tensor::empty({n, cols}, DType::kI32, alloc);
   Tensor logprobs = Tensor::empty({n, cols}, DType::kF32, alloc);
-  const SampleMeta meta{to_device(w, alloc), batch.rows(), vocab, batch.max_top()};
+  const SampleMeta meta = batch.upload(alloc);
   if (reference)
     ref::sample(l, meta, tokens, logprobs);
   else

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -52,6 +53,8 @@ struct SampleRow {
   std::vector<uint64_t> allowed;  // the grammar's bitmask over the vocabulary; empty: no mask
 };
 
+struct SampleMeta;
+
 // A step's rows packed into the op's word array. add() validates a row (throws kInvalidArgument
 // naming what is wrong), so a packed array is always one the kernels may trust.
 class SampleBatch {
@@ -62,6 +65,8 @@ class SampleBatch {
   int vocab() const { return vocab_; }
   int max_top() const { return max_top_; }  // columns of the outputs: 1 + max_top
   std::vector<int32_t> words() const;
+  // words() in a tensor of its own on `device`'s memory, with the shape the op checks.
+  SampleMeta upload(const std::shared_ptr<Allocator>& device) const;
 
  private:
   int vocab_;
