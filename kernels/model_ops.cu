@@ -12,8 +12,21 @@ constexpr int kThreads = 256;
 // gridDim.y/z are capped at 65535; x is not, but keep row grids modest and stride the rest.
 constexpr int kMaxRowBlocks = 65535;
 
+// The rotary inverse frequencies by value in the launch's parameter space (kMaxRotaryPairs floats:
+// 1 KiB of the 4 KiB a launch may carry): no upload per call and nothing a CUDA graph would have
+// to copy from host memory when it replays.
+struct RopeFreqs {
+  float inv[kMaxRotaryPairs];
+};
+
+bool load_freqs(RopeFreqs& f, const float* host, int pairs) {
+  if (pairs < 0 || pairs > kMaxRotaryPairs) return false;
+  for (int i = 0; i < pairs; ++i) f.inv[i] = host[i];
+  return true;
+}
+
 // One block per token; threads stride the (head, pair) grid of that token.
-__global__ void rope_kernel(float* x, const int32_t* positions, const float* inv_freq,
+__global__ void rope_kernel(float* x, const int32_t* positions, const RopeFreqs inv,
                             int num_tokens, int num_heads, int head_dim, int rotary_dim,
                             bool neox) {
   const int half = rotary_dim / 2;
@@ -25,7 +38,7 @@ __global__ void rope_kernel(float* x, const int32_t* positions, const float* inv
       float* v = row + static_cast<int64_t>(h) * head_dim;
       // Same fp32 angle as the reference (position * inv_freq, rounded to float) and the precise
       // sincosf, not the fast intrinsic, so long positions stay within fp32 rounding of ref.
-      const float angle = pos * inv_freq[i];
+      const float angle = pos * inv.inv[i];
       float s, c;
       sincosf(angle, &s, &c);
       const int a = neox ? i : 2 * i;
@@ -96,7 +109,7 @@ __global__ void argmax_kernel(int32_t* out, const float* logits, int rows, int64
 // then the dims past rotary_dim and v, copied. The two loops touch disjoint elements of k.
 __global__ void rope_kv_append_kernel(float* k, const float* v, void* k_cache, void* v_cache,
                                       KvType kv_type, const int32_t* positions,
-                                      const int32_t* slots, const float* inv_freq, int num_tokens,
+                                      const int32_t* slots, const RopeFreqs inv, int num_tokens,
                                       int num_kv_heads, int head_dim, int rotary_dim, bool neox) {
   const int half = rotary_dim / 2;
   const int64_t width = static_cast<int64_t>(num_kv_heads) * head_dim;
@@ -107,7 +120,7 @@ __global__ void rope_kv_append_kernel(float* k, const float* v, void* k_cache, v
     for (int p = threadIdx.x; p < num_kv_heads * half; p += blockDim.x) {
       const int h = p / half, i = p % half;
       const int64_t base = static_cast<int64_t>(h) * head_dim;
-      const float angle = pos * inv_freq[i];  // as rope_kernel: the reference's fp32 angle
+      const float angle = pos * inv.inv[i];  // as rope_kernel: the reference's fp32 angle
       float s, c;
       sincosf(angle, &s, &c);
       const int64_t a = base + (neox ? i : 2 * i);
@@ -136,8 +149,10 @@ cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_fre
                         int num_heads, int head_dim, int rotary_dim, bool neox,
                         cudaStream_t stream) {
   if (num_tokens == 0 || num_heads == 0 || rotary_dim < 2) return cudaSuccess;
+  RopeFreqs inv;
+  if (!load_freqs(inv, inv_freq, rotary_dim / 2)) return cudaErrorInvalidValue;
   rope_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
-      x, positions, inv_freq, num_tokens, num_heads, head_dim, rotary_dim, neox);
+      x, positions, inv, num_tokens, num_heads, head_dim, rotary_dim, neox);
   return cudaGetLastError();
 }
 
@@ -147,8 +162,10 @@ cudaError_t launch_rope_kv_append(float* k, const float* v, void* k_cache, void*
                                   int head_dim, int rotary_dim, bool neox, cudaStream_t stream) {
   if (num_tokens == 0 || num_kv_heads == 0 || head_dim == 0) return cudaSuccess;
   if (rotary_dim < 0 || rotary_dim > head_dim || rotary_dim % 2 != 0) return cudaErrorInvalidValue;
+  RopeFreqs inv;
+  if (!load_freqs(inv, inv_freq, rotary_dim / 2)) return cudaErrorInvalidValue;
   rope_kv_append_kernel<<<row_blocks(num_tokens), kThreads, 0, stream>>>(
-      k, v, k_cache, v_cache, kv_type, positions, slots, inv_freq, num_tokens, num_kv_heads,
+      k, v, k_cache, v_cache, kv_type, positions, slots, inv, num_tokens, num_kv_heads,
       head_dim, rotary_dim, neox);
   return cudaGetLastError();
 }

@@ -72,6 +72,11 @@ void copy(const Tensor& dst, const Tensor& src) {
   mover->copy_2d(dst.data(), d.pitch, src.data(), s.pitch, d.width, d.rows, kind);
 }
 
+void* stream_of(const Tensor& t) {
+  const Allocator* a = t.defined() ? t.storage()->allocator() : nullptr;
+  return a ? a->stream() : nullptr;
+}
+
 Tensor to_device(const Tensor& t, const std::shared_ptr<Allocator>& allocator) {
   const Storage* s = t.storage().get();
   if (s && s->allocator() == allocator.get() && t.is_contiguous()) return t;

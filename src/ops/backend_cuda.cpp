@@ -1,6 +1,7 @@
 // The CUDA implementation table and the CUDA caching allocator (backend.h). Kernels come from
-// kernels/; every launch is on cuda::kStream (cuda_common.h), the legacy default stream for now,
-// so launches are ordered with each other and with the copies; the matmul (GEMV / cuBLAS) is in
+// kernels/; every launch goes to the stream of its tensors' allocator (cuda_common.h DeviceScope:
+// the worker's own stream, made by CudaCachingAllocator), so one worker's launches, copies, cuBLAS
+// calls and NCCL collectives are ordered with each other on one stream; the matmul (GEMV / cuBLAS) is in
 // cuda_matmul.cpp, the MoE ops in cuda_moe.cpp. Index arrays arrive on the device already (the
 // model uploads a step's metadata once), and their values were validated on the host before the
 // upload, so nothing here reads device memory back except argmax's result and moe_experts' routing
@@ -34,7 +35,6 @@ namespace {
 
 using cuda::check;
 using cuda::DeviceScope;
-using cuda::kStream;
 using cuda::narrow;
 using cuda::Scratch;
 using cuda::weight_type;
@@ -69,7 +69,7 @@ void embedding(const Tensor& table, const Indices& ids, Tensor& out) {
   check(kernels::launch_embedding_rows(out.data_as<float>(), table.data(), weight_type_of(table),
                                        table.row_bytes(), ids_of(ids),
                                        narrow(ids.size(), "embedding", "ids"), table.dim(1), 0,
-                                       table.dim(0), /*masked=*/false, kStream),
+                                       table.dim(0), /*masked=*/false, scope.stream()),
         "embedding", "launch");
 }
 
@@ -78,21 +78,21 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
   check(kernels::launch_embedding_rows(out.data_as<float>(), table.data(), weight_type_of(table),
                                        table.row_bytes(), ids_of(ids),
                                        narrow(ids.size(), "embedding_shard", "ids"), table.dim(1),
-                                       first_id, table.dim(0), /*masked=*/true, kStream),
+                                       first_id, table.dim(0), /*masked=*/true, scope.stream()),
         "embedding_shard", "launch");
 }
 
 void add(Tensor& x, const Tensor& y) {
   DeviceScope scope("add", x);
   check(kernels::launch_add(x.data_as<float>(), y.data_as<float>(), static_cast<long>(x.numel()),
-                            kStream),
+                            scope.stream()),
         "add", "launch");
 }
 
 void softmax(Tensor& x) {
   DeviceScope scope("softmax", x);
   check(kernels::launch_softmax(x.data_as<float>(), narrow(detail::rows_of(x), "softmax", "rows"),
-                                detail::cols_of(x), kStream),
+                                detail::cols_of(x), scope.stream()),
         "softmax", "launch");
 }
 
@@ -100,7 +100,7 @@ void gather_rows(const Tensor& src, const Indices& rows, Tensor& out) {
   DeviceScope scope("gather_rows", src);
   check(kernels::launch_gather_rows(out.data_as<float>(), src.data_as<float>(), ids_of(rows),
                                     narrow(rows.size(), "gather_rows", "rows"),
-                                    detail::cols_of(src), kStream),
+                                    detail::cols_of(src), scope.stream()),
         "gather_rows", "launch");
 }
 
@@ -109,52 +109,26 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   const int64_t d = detail::cols_of(x), rows = detail::rows_of(x);
   check(kernels::launch_rms_norm(out.data_as<float>(), x.data_as<float>(), weight.data_as<float>(),
                                  narrow(rows, "rms_norm", "rows"), narrow(d, "rms_norm", "cols"),
-                                 eps, kStream),
+                                 eps, scope.stream()),
         "rms_norm", "launch");
 }
-
-// Rotary frequencies as a device array, freed stream-ordered when the scope ends. Copied from
-// pageable memory, so staged before cudaMemcpyAsync returns.
-class DeviceFloats {
- public:
-  explicit DeviceFloats(const std::vector<float>& host) {
-    if (host.empty()) return;
-    const size_t bytes = host.size() * sizeof(float);
-    check(cudaMallocAsync(reinterpret_cast<void**>(&ptr_), bytes, kStream), "rope",
-          "cudaMallocAsync");
-    const cudaError_t e =
-        cudaMemcpyAsync(ptr_, host.data(), bytes, cudaMemcpyHostToDevice, kStream);
-    if (e != cudaSuccess) {
-      cudaFreeAsync(ptr_, kStream);
-      check(e, "rope", "cudaMemcpyAsync");
-    }
-  }
-  ~DeviceFloats() {
-    if (ptr_) cudaFreeAsync(ptr_, kStream);
-  }
-  DeviceFloats(const DeviceFloats&) = delete;
-  DeviceFloats& operator=(const DeviceFloats&) = delete;
-  const float* get() const { return ptr_; }
-
- private:
-  float* ptr_ = nullptr;
-};
 
 void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& p) {
   DeviceScope scope("rope", x);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
-  // Frequencies come from the same host function as the CPU ops, so every scaling matches.
-  DeviceFloats inv(rope_inv_freq(p));
-  check(kernels::launch_rope(x.data_as<float>(), ids_of(positions), inv.get(),
+  // Frequencies come from the same host function as the CPU ops, so every scaling matches; they
+  // travel by value in the launch's arguments (no upload, nothing for a graph to re-copy).
+  const std::vector<float> inv = rope_inv_freq(p);
+  check(kernels::launch_rope(x.data_as<float>(), ids_of(positions), inv.data(),
                              narrow(positions.size(), "rope", "tokens"), num_heads, p.head_dim, rot,
-                             p.style == RopeStyle::kNeox, kStream),
+                             p.style == RopeStyle::kNeox, scope.stream()),
         "rope", "launch");
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   DeviceScope scope("silu_mul", gate);
   check(kernels::launch_silu_mul(out.data_as<float>(), gate.data_as<float>(), up.data_as<float>(),
-                                 static_cast<long>(gate.numel()), kStream),
+                                 static_cast<long>(gate.numel()), scope.stream()),
         "silu_mul", "launch");
 }
 
@@ -164,15 +138,16 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   std::vector<int32_t> host(static_cast<size_t>(rows), 0);
   if (rows == 0) return host;
   int32_t* dout = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&dout), host.size() * sizeof(int32_t), kStream),
+  check(cudaMallocAsync(reinterpret_cast<void**>(&dout), host.size() * sizeof(int32_t), scope.stream()),
         "argmax", "cudaMallocAsync");
   cudaError_t e = kernels::launch_argmax(dout, logits.data_as<float>(),
-                                         narrow(rows, "argmax", "rows"), cols, kStream);
-  // Synchronous on the default stream: waits for the kernel.
+                                         narrow(rows, "argmax", "rows"), cols, scope.stream());
   if (e == cudaSuccess)
-    e = cudaMemcpy(host.data(), dout, host.size() * sizeof(int32_t), cudaMemcpyDeviceToHost);
-  cudaFreeAsync(dout, kStream);
-  check(e, "argmax", "launch / cudaMemcpy");
+    e = cudaMemcpyAsync(host.data(), dout, host.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                        scope.stream());
+  cudaFreeAsync(dout, scope.stream());
+  if (e == cudaSuccess) e = cudaStreamSynchronize(scope.stream());
+  check(e, "argmax", "launch / cudaMemcpyAsync");
   return host;
 }
 
@@ -181,7 +156,7 @@ void sample(Tensor& logits, const SampleMeta& meta, Tensor& tokens, Tensor& logp
   DeviceScope scope("sample", logits);
   check(kernels::launch_sample(logits.data_as<float>(), meta.words.data_as<const int32_t>(),
                                tokens.data_as<int32_t>(), logprobs.data_as<float>(), meta.rows,
-                               meta.vocab, meta.max_top + 1, kStream),
+                               meta.vocab, meta.max_top + 1, scope.stream()),
         "sample", "launch");
 }
 
@@ -203,7 +178,7 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
   const int64_t width = k_cache.dim(2) * k_cache.dim(3);
   check(kernels::launch_kv_append(k_cache.data(), v_cache.data(), kv_type(k_cache),
                                   k.data_as<float>(), v.data_as<float>(), ids_of(slots),
-                                  narrow(slots.size(), "kv_append", "slots"), width, kStream),
+                                  narrow(slots.size(), "kv_append", "slots"), width, scope.stream()),
         "kv_append", "launch");
 }
 
@@ -212,12 +187,12 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
   const char* op = "rope_kv_append";
   DeviceScope scope(op, k);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
-  DeviceFloats inv(rope_inv_freq(p));  // the host frequencies of every table, as rope does
+  const std::vector<float> inv = rope_inv_freq(p);  // by value, as rope's
   check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(), k_cache.data(),
                                        v_cache.data(), kv_type(k_cache), ids_of(positions),
-                                       ids_of(slots), inv.get(),
+                                       ids_of(slots), inv.data(),
                                        narrow(positions.size(), op, "tokens"), num_kv_heads,
-                                       p.head_dim, rot, p.style == RopeStyle::kNeox, kStream),
+                                       p.head_dim, rot, p.style == RopeStyle::kNeox, scope.stream()),
         op, "launch");
 }
 
@@ -254,13 +229,13 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
       args.num_tokens, args.num_seqs, p.num_heads, p.num_kv_heads, p.head_dim,
       int64_t{batch.max_blocks_per_seq} * p.block_size, sms);
   if (!plan.ok) {
-    check(kernels::launch_paged_attention(args, kStream), op, "launch");
+    check(kernels::launch_paged_attention(args, scope.stream()), op, "launch");
     return;
   }
   Scratch workspace(
       kernels::attn::workspace_bytes(plan, args.num_tokens, args.num_seqs, p.num_heads, p.head_dim),
-      op);
-  check(kernels::launch_flash_attention(args, plan, workspace.get(), kStream), op, "launch");
+      op, scope.stream());
+  check(kernels::launch_flash_attention(args, plan, workspace.get(), scope.stream()), op, "launch");
 }
 
 }  // namespace gpu
@@ -275,14 +250,22 @@ class CudaCachingAllocator final : public Allocator {
     if (cudaGetDeviceCount(&n) != cudaSuccess || index < 0 || index >= n)
       fail(ErrorCode::kUnavailable, "cuda:", index, " is not present (", n,
            " CUDA device(s) visible)");
+    Scope s(index_);
+    // Non-blocking: no implicit synchronisation with the legacy default stream, and capturable.
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "allocator",
+          "cudaStreamCreateWithFlags");
   }
   ~CudaCachingAllocator() override {
+    Scope s(index_);
+    cudaStreamSynchronize(stream_);  // nothing still queued may touch the blocks freed below
+    cudaStreamDestroy(stream_);
     if (staging_) cudaFreeHost(staging_);
     for (auto& [size, ptrs] : free_)
       for (void* p : ptrs) cudaFree(p);
   }
   Device device() const override { return Device::cuda(index_); }
   bool host_addressable() const override { return false; }
+  void* stream() const override { return stream_; }
 
   void* allocate(size_t bytes) override {
     if (!bytes) return nullptr;
@@ -307,7 +290,7 @@ class CudaCachingAllocator final : public Allocator {
         fail(ErrorCode::kResourceExhausted, "cuda:", index_, ": cudaMalloc of ", size,
              " bytes failed: ", cudaGetErrorString(e));
     }
-    check(cudaMemsetAsync(p, 0, size, kStream), "allocate", "cudaMemsetAsync");
+    check(cudaMemsetAsync(p, 0, size, stream_), "allocate", "cudaMemsetAsync");
     return p;
   }
 
@@ -320,14 +303,15 @@ class CudaCachingAllocator final : public Allocator {
   void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                size_t rows, CopyKind kind) const override {
     Scope s(index_);
-    if (kind == CopyKind::kDeviceToDevice) {
-      check(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice),
-            "copy", "cudaMemcpy2D");
+    if (kind == CopyKind::kDeviceToDevice) {  // stream-ordered, no wait: a graph can capture it
+      check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
+                              cudaMemcpyDeviceToDevice, stream_),
+            "copy", "cudaMemcpy2DAsync D2D");
       return;
     }
     // Host memory is pageable (mapped files, heap): stage it through a pinned buffer, a slab of
     // rows at a time, so the DMA engine copies at full speed and the same path later serves
-    // asynchronous copies. The legacy stream orders the copies after every kernel already issued.
+    // asynchronous copies. The stream orders the copies after every kernel already issued.
     if (dst_pitch == width && src_pitch == width && rows > 1) {  // contiguous: one long row
       width *= rows;
       dst_pitch = src_pitch = width;
@@ -352,14 +336,14 @@ class CudaCachingAllocator final : public Allocator {
           std::memcpy(host_stage + r * width, static_cast<const char*>(src) + (r0 + r) * src_pitch,
                       width);
         check(cudaMemcpy2DAsync(static_cast<char*>(dst) + r0 * dst_pitch, dst_pitch, host_stage,
-                                width, width, n, cudaMemcpyHostToDevice, kStream),
+                                width, width, n, cudaMemcpyHostToDevice, stream_),
               "copy", "cudaMemcpy2DAsync H2D");
-        check(cudaStreamSynchronize(kStream), "copy", "cudaStreamSynchronize");
+        check(cudaStreamSynchronize(stream_), "copy", "cudaStreamSynchronize");
       } else {
         check(cudaMemcpy2DAsync(host_stage, width, static_cast<const char*>(src) + r0 * src_pitch,
-                                src_pitch, width, n, cudaMemcpyDeviceToHost, kStream),
+                                src_pitch, width, n, cudaMemcpyDeviceToHost, stream_),
               "copy", "cudaMemcpy2DAsync D2H");
-        check(cudaStreamSynchronize(kStream), "copy", "cudaStreamSynchronize");
+        check(cudaStreamSynchronize(stream_), "copy", "cudaStreamSynchronize");
         for (size_t r = 0; r < n; ++r)
           std::memcpy(static_cast<char*>(dst) + (r0 + r) * dst_pitch, host_stage + r * width,
                       width);
@@ -402,6 +386,7 @@ class CudaCachingAllocator final : public Allocator {
   }
 
   int index_;
+  cudaStream_t stream_ = nullptr;  // the worker's stream (owned)
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
   mutable std::mutex staging_mu_;

@@ -1,7 +1,7 @@
-// Private to the ops' CUDA files (backend_cuda.cpp, cuda_matmul.cpp), built with
-// TESSERA_HAVE_CUDA only: the stream every launch goes to, launch-error checks that throw naming
-// the op, the device scope of a call, and the mapping of dtypes to the kernels' weight formats.
-// No state beyond the current-device switch a DeviceScope undoes.
+// Private to the ops' CUDA files (backend_cuda.cpp, cuda_matmul.cpp, cuda_moe.cpp), built with
+// TESSERA_HAVE_CUDA only: launch-error checks that throw naming the op, the device scope of a call
+// (its device and its stream), and the mapping of dtypes to the kernels' weight formats. No state
+// beyond the current-device switch a DeviceScope undoes.
 #pragma once
 
 #if TESSERA_HAVE_CUDA
@@ -17,19 +17,19 @@
 
 namespace tessera::ops::cuda {
 
-// Every launch and copy is on the legacy default stream for now (a per-worker stream comes with
-// the CUDA executor), so they are ordered with each other; cuBLAS is bound to the same stream.
-inline constexpr cudaStream_t kStream = nullptr;
-
 inline void check(cudaError_t e, const char* op, const char* what) {
   if (e != cudaSuccess)
     fail(ErrorCode::kInternal, op, ": ", what, " failed: ", cudaGetErrorString(e));
 }
 
-// Makes the tensors' device current for the call (the dispatcher has checked they share one).
+// Makes the tensors' device current for the call (the dispatcher has checked they share one)
+// and names the stream its work goes to: the one of the allocator t came from (the worker's own
+// stream, Allocator::stream), so every launch, copy and cuBLAS call of a worker is ordered on one
+// stream that a CUDA graph can capture; the legacy default stream for borrowed device memory.
 class DeviceScope {
  public:
-  DeviceScope(const char* op, const Tensor& t) {
+  DeviceScope(const char* op, const Tensor& t)
+      : stream_(static_cast<cudaStream_t>(stream_of(t))) {
     check(cudaGetDevice(&prev_), op, "cudaGetDevice");
     device_ = t.device().index;
     if (device_ != prev_) check(cudaSetDevice(device_), op, "cudaSetDevice");
@@ -40,8 +40,10 @@ class DeviceScope {
   DeviceScope(const DeviceScope&) = delete;
   DeviceScope& operator=(const DeviceScope&) = delete;
   int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
 
  private:
+  cudaStream_t stream_ = nullptr;
   int prev_ = 0;
   int device_ = 0;
 };
@@ -113,21 +115,23 @@ inline kernels::WeightType weight_type_of(const Tensor& w) {
   return t;
 }
 
-// Device scratch for one call, allocated and freed in stream order on kStream (the runtime's
-// memory pool caches it, so this costs no device synchronisation).
+// Device scratch for one call, allocated and freed in the order of the call's stream (the
+// runtime's memory pool caches it, so this costs no device synchronisation; under CUDA graph
+// capture the pair becomes the graph's own allocation and free nodes).
 class Scratch {
  public:
-  Scratch(size_t bytes, const char* op) {
-    if (bytes) check(cudaMallocAsync(&ptr_, bytes, kStream), op, "cudaMallocAsync");
+  Scratch(size_t bytes, const char* op, cudaStream_t stream) : stream_(stream) {
+    if (bytes) check(cudaMallocAsync(&ptr_, bytes, stream_), op, "cudaMallocAsync");
   }
   ~Scratch() {
-    if (ptr_) cudaFreeAsync(ptr_, kStream);
+    if (ptr_) cudaFreeAsync(ptr_, stream_);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }
 
  private:
+  cudaStream_t stream_;
   void* ptr_ = nullptr;
 };
 
@@ -135,6 +139,9 @@ class Scratch {
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
+// y = x w^T on `stream`, for tensors over borrowed scratch (no allocator, so no stream of their
+// own: the MoE experts' gathered rows).
+void matmul_on(cudaStream_t stream, const Tensor& x, const Tensor& w, Tensor& y);
 // The CUDA table's Mixture-of-Experts ops (cuda_moe.cpp).
 void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tensor& weights);
 void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,

@@ -8,8 +8,8 @@
 // matmul (normed hidden states, SiLU(gate) x up) normally stay well below it; the parity tests
 // bound the rounding (tests/ops/matmul_bounds.h). The activation copy is M x K x 2 bytes of
 // scratch, unbounded like the activations themselves; only the weight tiles are capped. Owns one
-// cuBLAS handle per device (created on first use under a lock, bound to cuda::kStream, never
-// destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds without cuBLAS
+// cuBLAS handle per device (created on first use under a lock, bound to the call's stream before
+// each use, never destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds without cuBLAS
 // (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass. None of this has
 // run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
 #include "cuda_matmul_plan.h"  // outside the #if: a build without CUDA compiles a non-empty file
@@ -49,7 +49,6 @@ cublasHandle_t blas_handle(int device) {
   if (it != handles->end()) return it->second;
   cublasHandle_t h = nullptr;
   check_blas(cublasCreate(&h), "cublasCreate");
-  check_blas(cublasSetStream(h, kStream), "cublasSetStream");
   // Default math: no TF32 for SGEMM, so F32 weights keep the fp32 reference's precision.
   check_blas(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   handles->emplace(device, h);
@@ -68,9 +67,10 @@ void gemm_ex(cublasHandle_t h, const void* a, cudaDataType at, const void* b, cu
 
 // beta 0: y = x w^T; beta 1: y += x w^T (cuBLAS's C = A B + beta C).
 void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::WeightType t,
-          float* y, int M, int N, int K, int device, float beta) {
+          float* y, int M, int N, int K, int device, float beta, cudaStream_t stream) {
   using cuda_plan::MatmulPath;
   cublasHandle_t h = blas_handle(device);
+  check_blas(cublasSetStream(h, stream), "cublasSetStream");
   if (path == MatmulPath::kGemmF32) {
     const float one = 1.f;
     check_blas(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w.data_as<float>(), K, x, K,
@@ -79,10 +79,10 @@ void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::
     return;
   }
   const auto plan = cuda_plan::gemm_scratch(path, M, N, K);
-  Scratch scratch(plan.bytes, kOp);
+  Scratch scratch(plan.bytes, kOp, stream);
   const bool bf16 = path == MatmulPath::kGemmHalf && w.dtype() == DType::kBF16;
   const cudaDataType ht = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-  check(kernels::launch_cast_activations(scratch.get(), bf16, x, static_cast<long>(M) * K, kStream),
+  check(kernels::launch_cast_activations(scratch.get(), bf16, x, static_cast<long>(M) * K, stream),
         kOp, "cast activations");
   if (path == MatmulPath::kGemmHalf) {
     gemm_ex(h, w.data(), ht, scratch.get(), ht, y, 0, N, M, N, K, beta);
@@ -92,7 +92,7 @@ void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::
   for (int64_t n0 = 0; n0 < N; n0 += plan.tile_columns) {
     const int cols = static_cast<int>(std::min<int64_t>(plan.tile_columns, N - n0));
     // Stream order: this dequantization waits for the previous tile's GEMM to finish reading.
-    check(kernels::launch_dequantize_f16(tile, w.data(), t, w.row_bytes(), n0, cols, K, kStream),
+    check(kernels::launch_dequantize_f16(tile, w.data(), t, w.row_bytes(), n0, cols, K, stream),
           kOp, "dequantize tile");
     gemm_ex(h, tile, CUDA_R_16F, scratch.get(), CUDA_R_16F, y, static_cast<int>(n0), cols, M, N, K,
             beta);
@@ -102,10 +102,10 @@ void gemm(cuda_plan::MatmulPath path, const float* x, const Tensor& w, kernels::
 
 // Passes of at most kGemvMaxRows rows through the GEMV (one pass for a decode step).
 void gemv(bool int8, const float* x, const Tensor& w, kernels::WeightType t, const float* bias,
-          float* y, int M, int N, int64_t K, bool accumulate) {
+          float* y, int M, int N, int64_t K, bool accumulate, cudaStream_t stream) {
   const int pass = static_cast<int>(std::min<int64_t>(M, kernels::kGemvMaxRows));
   const auto q8 = cuda_plan::q8_scratch(int8 ? pass : 0, K);
-  Scratch scratch(q8.bytes, kOp);
+  Scratch scratch(q8.bytes, kOp, stream);
   auto* qs = reinterpret_cast<int8_t*>(scratch.get());
   auto* ds = reinterpret_cast<float2*>(scratch.get() + q8.ds_offset);
   kernels::GemvArgs a{
@@ -123,14 +123,15 @@ void gemv(bool int8, const float* x, const Tensor& w, kernels::WeightType t, con
     a.M = std::min(pass, M - r0);
     a.x = x + static_cast<int64_t>(r0) * K;
     a.y = y + static_cast<int64_t>(r0) * N;
-    if (int8) check(kernels::launch_quantize_q8(qs, ds, a.x, a.M, K, kStream), kOp, "quantize");
-    check(kernels::launch_gemv(a, kStream), kOp, "gemv launch");
+    if (int8) check(kernels::launch_quantize_q8(qs, ds, a.x, a.M, K, stream), kOp, "quantize");
+    check(kernels::launch_gemv(a, stream), kOp, "gemv launch");
   }
 }
 
 // y = x w^T + bias, or (accumulate) y += x w^T + bias: the GEMV adds in its epilogue, cuBLAS with
 // beta = 1 (a bias then goes on after, so its rounding order differs from a separate add's).
-void run_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, bool accumulate) {
+void run_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, bool accumulate,
+                cudaStream_t stream) {
   DeviceScope scope(kOp, x);
   const kernels::WeightType t = weight_type_of(w);
   const int M = narrow(detail::rows_of(x), kOp, "rows");
@@ -143,20 +144,24 @@ void run_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
   const auto path = cuda_plan::choose_path(w.dtype(), M, cuda_plan::build_has_gemm());
   using cuda_plan::MatmulPath;
   if (path == MatmulPath::kGemvInt8 || path == MatmulPath::kGemvF32) {
-    gemv(path == MatmulPath::kGemvInt8, xp, w, t, bp, yp, M, N, K, accumulate);
+    gemv(path == MatmulPath::kGemvInt8, xp, w, t, bp, yp, M, N, K, accumulate, stream);
     return;
   }
 #if TESSERA_HAVE_CUBLAS
   gemm(path, xp, w, t, yp, M, N, narrow(K, kOp, "inner dimension"), scope.device(),
-       accumulate ? 1.f : 0.f);
-  if (bp) check(kernels::launch_add_bias(yp, bp, M, N, kStream), kOp, "bias");
+       accumulate ? 1.f : 0.f, stream);
+  if (bp) check(kernels::launch_add_bias(yp, bp, M, N, stream), kOp, "bias");
 #endif
 }
 
 }  // namespace
 
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
-  run_matmul(x, w, bias, y, false);
+  run_matmul(x, w, bias, y, false, static_cast<cudaStream_t>(stream_of(x)));
+}
+
+void matmul_on(cudaStream_t stream, const Tensor& x, const Tensor& w, Tensor& y) {
+  run_matmul(x, w, Tensor(), y, false, stream);
 }
 
 // A decode step (at most kGemvMaxRows rows) whose targets all take the int8 GEMV quantizes the
@@ -169,17 +174,19 @@ void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
                                               cuda_plan::build_has_gemm()) ==
                            cuda_plan::MatmulPath::kGemvInt8;
   if (!shared) {
-    for (const MatmulTarget& t : targets) run_matmul(x, *t.w, *t.bias, *t.y, false);
+    for (const MatmulTarget& t : targets)
+      run_matmul(x, *t.w, *t.bias, *t.y, false, static_cast<cudaStream_t>(stream_of(x)));
     return;
   }
   DeviceScope scope(kOp, x);
   const int M = static_cast<int>(rows);
   const int64_t K = detail::cols_of(x);
   const auto q8 = cuda_plan::q8_scratch(M, K);
-  Scratch scratch(q8.bytes, kOp);
+  Scratch scratch(q8.bytes, kOp, scope.stream());
   auto* qs = reinterpret_cast<int8_t*>(scratch.get());
   auto* ds = reinterpret_cast<float2*>(scratch.get() + q8.ds_offset);
-  check(kernels::launch_quantize_q8(qs, ds, x.data_as<float>(), M, K, kStream), kOp, "quantize");
+  check(kernels::launch_quantize_q8(qs, ds, x.data_as<float>(), M, K, scope.stream()), kOp,
+        "quantize");
   for (const MatmulTarget& t : targets) {
     const Tensor& w = *t.w;
     const int N = narrow(w.dim(0), kOp, "columns");
@@ -197,13 +204,13 @@ void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
                             reinterpret_cast<uintptr_t>(w.data()), w.row_bytes()),
                         .xq = qs,
                         .xds = ds};
-    check(kernels::launch_gemv(a, kStream), kOp, "gemv launch");
+    check(kernels::launch_gemv(a, scope.stream()), kOp, "gemv launch");
   }
 }
 
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& /*scratch*/,
                 Tensor& y) {
-  run_matmul(x, w, bias, y, true);
+  run_matmul(x, w, bias, y, true, static_cast<cudaStream_t>(stream_of(x)));
 }
 
 }  // namespace tessera::ops::cuda

@@ -37,7 +37,7 @@ void moe_route(const Tensor& logits, const MoeRouteParams& p, Tensor& ids, Tenso
   check(kernels::launch_moe_route(ids.data_as<int32_t>(), weights.data_as<float>(),
                                   logits.data_as<float>(), narrow(T, "moe_route", "tokens"),
                                   narrow(E, "moe_route", "experts"), p.k, p.renormalize,
-                                  p.router == MoeRouter::kSoftmaxTopK, kStream),
+                                  p.router == MoeRouter::kSoftmaxTopK, scope.stream()),
         "moe_route", "launch");
 }
 
@@ -46,7 +46,7 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   constexpr const char* kOp = "moe_experts";
   DeviceScope scope(kOp, x);
   const int64_t E = w_gate.dim(0), T = x.dim(0), F = w_gate.dim(1), H = w_gate.dim(2);
-  check(cudaMemsetAsync(out.data(), 0, out.nbytes(), kStream), kOp, "cudaMemsetAsync");
+  check(cudaMemsetAsync(out.data(), 0, out.nbytes(), scope.stream()), kOp, "cudaMemsetAsync");
   if (T == 0) return;
   // The choices and their weights, on the host (the one device-to-host copy of the op).
   const int64_t pairs = idx.size();
@@ -54,12 +54,12 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   std::vector<int32_t> ids(static_cast<size_t>(pairs));
   std::vector<float> wts(static_cast<size_t>(pairs));
   check(cudaMemcpyAsync(ids.data(), idx.tensor().data(), ids.size() * sizeof(int32_t),
-                        cudaMemcpyDeviceToHost, kStream),
+                        cudaMemcpyDeviceToHost, scope.stream()),
         kOp, "cudaMemcpyAsync ids");
   check(cudaMemcpyAsync(wts.data(), weights.data(), wts.size() * sizeof(float),
-                        cudaMemcpyDeviceToHost, kStream),
+                        cudaMemcpyDeviceToHost, scope.stream()),
         kOp, "cudaMemcpyAsync weights");
-  check(cudaStreamSynchronize(kStream), kOp, "cudaStreamSynchronize");
+  check(cudaStreamSynchronize(scope.stream()), kOp, "cudaStreamSynchronize");
 
   // The pairs grouped by held expert (token order within an expert), as the CPU groups them.
   const detail::ExpertGroups g = detail::group_by_expert(ids, first_expert, E);
@@ -78,14 +78,15 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   const size_t meta = static_cast<size_t>(total) * (sizeof(int32_t) + sizeof(float));
   const size_t meta_aligned = (meta + 255) & ~size_t{255};
   const size_t block = static_cast<size_t>(busiest) * sizeof(float);
-  Scratch scratch(meta_aligned + block * static_cast<size_t>(2 * H + 2 * F), kOp);
+  Scratch scratch(meta_aligned + block * static_cast<size_t>(2 * H + 2 * F), kOp,
+                  scope.stream());
   auto* d_rows = reinterpret_cast<int32_t*>(scratch.get());
   auto* d_scale = reinterpret_cast<float*>(scratch.get() + total * sizeof(int32_t));
   check(cudaMemcpyAsync(d_rows, rows.data(), total * sizeof(int32_t), cudaMemcpyHostToDevice,
-                        kStream),
+                        scope.stream()),
         kOp, "cudaMemcpyAsync rows");
   check(cudaMemcpyAsync(d_scale, scale.data(), total * sizeof(float), cudaMemcpyHostToDevice,
-                        kStream),
+                        scope.stream()),
         kOp, "cudaMemcpyAsync weights");
   uint8_t* base = scratch.get() + meta_aligned;
   const Device dev = x.device();
@@ -98,18 +99,18 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
     if (n == 0) continue;
     const int rows_n = narrow(n, kOp, "tokens of an expert");
     check(kernels::launch_gather_rows(xs.data_as<float>(), x.data_as<float>(), d_rows + s, rows_n,
-                                      H, kStream),
+                                      H, scope.stream()),
           kOp, "gather_rows");
     const Tensor xe = xs.slice(0, n);
     Tensor ge = gate.slice(0, n), ue = up.slice(0, n), de = down.slice(0, n);
-    cuda::matmul(xe, w_gate.slice(e, e + 1).view({F, H}), Tensor(), ge);
-    cuda::matmul(xe, w_up.slice(e, e + 1).view({F, H}), Tensor(), ue);
+    cuda::matmul_on(scope.stream(), xe, w_gate.slice(e, e + 1).view({F, H}), ge);
+    cuda::matmul_on(scope.stream(), xe, w_up.slice(e, e + 1).view({F, H}), ue);
     check(kernels::launch_silu_mul(ge.data_as<float>(), ge.data_as<float>(), ue.data_as<float>(),
-                                   static_cast<long>(n * F), kStream),
+                                   static_cast<long>(n * F), scope.stream()),
           kOp, "silu_mul");
-    cuda::matmul(ge, w_down.slice(e, e + 1).view({H, F}), Tensor(), de);
+    cuda::matmul_on(scope.stream(), ge, w_down.slice(e, e + 1).view({H, F}), de);
     check(kernels::launch_scale_add_rows(out.data_as<float>(), de.data_as<float>(), d_rows + s,
-                                         d_scale + s, rows_n, H, kStream),
+                                         d_scale + s, rows_n, H, scope.stream()),
           kOp, "scale_add_rows");
   }
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tessera/comm/groups.h"
+#include "tessera/ops/backend.h"
 #include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
@@ -111,6 +112,9 @@ int run_group_worker(const GroupWorkerArgs& a) {
                            .port = a.store_port,
                            .connect_timeout_seconds = a.connect_timeout_seconds,
                            .secret = a.secret});
+  // The device's allocator first: its stream is the one the NCCL communicators enqueue on (and it
+  // outlives them, declared before them).
+  std::shared_ptr<Allocator> device;
   std::unique_ptr<comm::Communicator> tp, pp, ep;
   std::unique_ptr<Worker> w;
   // S = E x T ranks per stage: EP-major, TP-minor inside the stage.
@@ -126,6 +130,7 @@ int run_group_worker(const GroupWorkerArgs& a) {
             std::to_string(loaded.vocab_size));
     const std::string go = store.get_string(go_key(a.group_id), a.connect_timeout_seconds);
     if (go != "ok") fail(ErrorCode::kInvalidArgument, "the coordinator refused the group: ", go);
+    device = ops::make_allocator(a.worker.device);
     // 2. Communicators: TP and EP inside the stage, PP across stages at the same (ep, tp) rank.
     auto make = [&](const std::string& name, int rank, int size) {
       const comm::GroupParams gp{
@@ -135,7 +140,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
           .timeout_seconds = a.collective_timeout_seconds,
           .store = &store,
           .bind_host = a.bind_host,
-          .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index : -1};
+          .cuda_device = a.worker.device.is_cuda() ? a.worker.device.index : -1,
+          .cuda_stream = device->stream()};
       // Counted, so each step reports the bytes it sent (tessera:comm_bytes_total).
       return std::make_unique<comm::CountingCommunicator>(
           a.comm == "nccl" ? comm::make_nccl_communicator(gp) : comm::make_cpu_communicator(gp));
@@ -153,6 +159,7 @@ int run_group_worker(const GroupWorkerArgs& a) {
                 stage, P);
     // 3. The shard.
     WorkerParams wp = a.worker;
+    wp.allocator = device;
     const auto ranges = model::stage_ranges(loaded.num_layers, P, a.layer_split);
     wp.shard = {.tp_rank = tp_rank,
                 .tp_size = T,

@@ -21,7 +21,10 @@ std::string fmt_rank(const model::ShardSpec& s) {
 
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
-    : pp_(pp), device_(ops::make_allocator(p.device)) {
+    : pp_(pp), device_(p.allocator ? p.allocator : ops::make_allocator(p.device)) {
+  if (device_->device() != p.device)
+    fail(ErrorCode::kInvalidArgument, "worker for ", p.device.str(), " given an allocator of ",
+         device_->device().str());
   for (auto [kind, c] : {std::pair{"tp", tp}, {"pp", pp}, {"ep", ep}})
     if (c) comms_.emplace_back(kind, c);
   if (p.device.type != DeviceType::kCUDA) {

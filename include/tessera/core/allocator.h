@@ -31,13 +31,19 @@ class Allocator {
   virtual void deallocate(void* p, size_t bytes) noexcept = 0;
   // `rows` rows of `width` bytes, rows `dst_pitch` / `src_pitch` bytes apart; "device" is this
   // allocator's device, "host" plain (or opened guarded) host memory. Ordered after every op
-  // already issued on the device; the bytes are in place when it returns.
+  // already issued on the device (its stream); a copy from or to the host has its bytes in place
+  // when it returns, a device-to-device copy is in place in stream order (CUDA returns at once,
+  // so a graph can capture it).
   virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
                        size_t rows, CopyKind kind) const;
   // True when host code may dereference this device's buffers (inside HostAccess for guarded).
   virtual bool host_addressable() const { return true; }
   // Guarded only: opens (or closes) host access to a buffer this allocator handed out.
   virtual void set_host_access(void* /*p*/, size_t /*bytes*/, bool /*open*/) const {}
+  // The queue that device work on this allocator's buffers goes to, opaque here: for CUDA the
+  // worker's own cudaStream_t (made by the allocator, so every op, copy and collective on its
+  // tensors is ordered on one stream, which a CUDA graph can capture); null for the CPU.
+  virtual void* stream() const { return nullptr; }
 };
 
 // The stateless allocators of the CPU and the guarded device. CUDA memory comes from a caching

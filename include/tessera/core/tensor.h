@@ -132,6 +132,9 @@ class Tensor {
 void copy(const Tensor& dst, const Tensor& src);
 // A contiguous copy of `t` in memory from `allocator` (t itself when it already lives there).
 Tensor to_device(const Tensor& t, const std::shared_ptr<Allocator>& allocator);
+// The stream of the allocator t's bytes came from (Allocator::stream; null for host memory,
+// borrowed bytes and an undefined tensor).
+void* stream_of(const Tensor& t);
 // A contiguous CPU copy of `t` (t itself when it is a CPU tensor): how host code reads results.
 Tensor to_host(const Tensor& t);
 

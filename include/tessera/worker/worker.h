@@ -40,6 +40,9 @@ struct WorkerParams {
   // the sampled tokens come back to the host. `backend: cuda` without a GPU fails here, never falls
   // back.
   Device device = Device::cpu();
+  // The device's memory and stream (ops::make_allocator(device)); null: the worker makes it. A
+  // group worker makes it first, so its NCCL communicators enqueue on the same stream.
+  std::shared_ptr<Allocator> allocator;
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;

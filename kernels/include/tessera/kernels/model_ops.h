@@ -17,8 +17,12 @@ namespace tessera::kernels {
 // widen to fp32; attention computes in fp32 either way.
 enum class KvType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
+// The most rotary pairs (rotary_dim / 2) a rope launch takes: head_dim up to 512.
+inline constexpr int kMaxRotaryPairs = 256;
+
 // Rotates x [num_tokens, num_heads * head_dim] in place; token t sits at positions[t]. inv_freq
-// holds rotary_dim/2 inverse frequencies (ops::rope_inv_freq, so every scaling is already in).
+// (HOST memory, copied into the launch's arguments) holds rotary_dim/2 <= kMaxRotaryPairs inverse
+// frequencies (ops::rope_inv_freq, so every scaling is already in).
 // neox: pairs (i, i + rotary_dim/2); otherwise interleaved pairs (2i, 2i+1).
 cudaError_t launch_rope(float* x, const int32_t* positions, const float* inv_freq, int num_tokens,
                         int num_heads, int head_dim, int rotary_dim, bool neox,
@@ -30,7 +34,8 @@ cudaError_t launch_kv_append(void* k_cache, void* v_cache, KvType kv_type, const
                              const float* v, const int32_t* slots, int num_tokens, int64_t width,
                              cudaStream_t stream);
 
-// launch_rope on k [num_tokens, num_kv_heads * head_dim] (left rotated in place) and
+// launch_rope (inv_freq in host memory, as there) on k [num_tokens, num_kv_heads * head_dim]
+// (left rotated in place) and
 // launch_kv_append of the rotated k and of v, in one kernel: k is read once and written twice
 // (in place and to its cache slot) instead of read twice and written twice by two launches.
 cudaError_t launch_rope_kv_append(float* k, const float* v, void* k_cache, void* v_cache,
