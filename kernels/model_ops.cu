@@ -54,6 +54,7 @@ __global__ void kv_append_kernel(void* k_cache, void* v_cache, KvType kv_type, c
                                  const float* v, const int32_t* slots, int num_tokens,
                                  int64_t width) {
   for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
+    if (slots[t] < 0) continue;  // a padding row: nothing written (uniform per block)
     const int64_t dst = static_cast<int64_t>(slots[t]) * width;
     const int64_t src = static_cast<int64_t>(t) * width;
     for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
@@ -116,7 +117,8 @@ __global__ void rope_kv_append_kernel(float* k, const float* v, void* k_cache, v
   for (int t = blockIdx.x; t < num_tokens; t += gridDim.x) {
     const float pos = static_cast<float>(positions[t]);
     float* row = k + static_cast<int64_t>(t) * width;
-    const int64_t kdst = static_cast<int64_t>(slots[t]) * width;
+    const bool store = slots[t] >= 0;  // -1: a padding row, k rotated but nothing cached
+    const int64_t kdst = store ? static_cast<int64_t>(slots[t]) * width : 0;
     for (int p = threadIdx.x; p < num_kv_heads * half; p += blockDim.x) {
       const int h = p / half, i = p % half;
       const int64_t base = static_cast<int64_t>(h) * head_dim;
@@ -129,10 +131,12 @@ __global__ void rope_kv_append_kernel(float* k, const float* v, void* k_cache, v
       const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
       row[a] = y0;
       row[b] = y1;
-      store_kv(k_cache, kdst + a, y0, kv_type);
-      store_kv(k_cache, kdst + b, y1, kv_type);
+      if (store) {
+        store_kv(k_cache, kdst + a, y0, kv_type);
+        store_kv(k_cache, kdst + b, y1, kv_type);
+      }
     }
-    for (int64_t e = threadIdx.x; e < width; e += blockDim.x) {
+    for (int64_t e = threadIdx.x; store && e < width; e += blockDim.x) {
       // Dims rotary_dim.. of each head pass through unrotated.
       if (static_cast<int>(e % head_dim) >= rotary_dim)
         store_kv(k_cache, kdst + e, row[e], kv_type);

@@ -31,6 +31,13 @@ void expect_shape(const std::string& name, const Tensor& t, const Shape& shape) 
          ", expected ", shape_str(shape));
 }
 
+void check_sizes(const ForwardBatch& b) {
+  if (b.tokens.empty()) fail(ErrorCode::kInvalidArgument, "forward: empty batch");
+  if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
+    fail(ErrorCode::kInvalidArgument, "forward: ", b.tokens.size(), " tokens but ",
+         b.positions.size(), " positions and ", b.slots.size(), " slots");
+}
+
 // Device ops cannot report a bad index (a CUDA kernel would write out of bounds), so every index
 // value of a step is checked here, on the host, before the upload.
 void check_step_values(const ForwardBatch& b, const kv_cache::KvPoolParams& kp, int64_t vocab) {
@@ -82,12 +89,17 @@ StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& allo
     if (!p.empty()) std::memcpy(host.data_as<int32_t>() + at, p.data(), p.size_bytes());
     at += static_cast<int64_t>(p.size());
   }
-  const Tensor dev = to_device(host, alloc);
+  return step_views(to_device(host, alloc), b);
+}
+
+StepMeta step_views(const Tensor& packed, const ForwardBatch& b) {
+  const std::span<const int32_t> parts[] = {
+      b.tokens, b.positions, b.slots, b.query_start, b.context_lens, b.block_tables, b.logit_rows};
   Tensor views[7];
-  at = 0;
+  int64_t at = 0;
   for (size_t i = 0; i < 7; ++i) {
     const auto len = static_cast<int64_t>(parts[i].size());
-    views[i] = dev.slice(at, at + len);
+    views[i] = packed.slice(at, at + len);
     at += len;
   }
   return {views[0], views[1], views[2], views[3], views[4], views[5], views[6]};
@@ -378,13 +390,21 @@ void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
 
 Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
                            const Tensor* hidden_in) const {
+  if (b.tokens.empty() && data_parallel_ep()) return idle_layers(b.expert_tokens);
+  check_step(b, kv);
+  return forward_packed(b, detail::pack_step(b, alloc_), kv, hidden_in);
+}
+
+void LlamaModel::check_step(const ForwardBatch& b, const kv_cache::KvPool& kv) const {
+  check_sizes(b);
+  check_step_values(b, kv.params(), config_.vocab_size);
+}
+
+Tensor LlamaModel::forward_packed(const ForwardBatch& b, const detail::StepMeta& meta,
+                                  kv_cache::KvPool& kv, const Tensor* hidden_in) const {
   const auto& c = config_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
-  if (T == 0 && data_parallel_ep()) return idle_layers(b.expert_tokens);
-  if (T == 0) fail(ErrorCode::kInvalidArgument, "forward: empty batch");
-  if (b.positions.size() != b.tokens.size() || b.slots.size() != b.tokens.size())
-    fail(ErrorCode::kInvalidArgument, "forward: ", T, " tokens but ", b.positions.size(),
-         " positions and ", b.slots.size(), " slots");
+  check_sizes(b);
   if (kv.params().num_layers != shard_.num_layers || kv.params().num_kv_heads != tp_.kv_heads)
     fail(ErrorCode::kInvalidArgument, "forward: KV pool of ", kv.params().num_layers, " layers x ",
          kv.params().num_kv_heads, " heads for a shard of ", shard_.num_layers, " x ",
@@ -394,12 +414,16 @@ Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
   if (kv.k(0).device() != device())
     fail(ErrorCode::kInvalidArgument, "forward: KV pool on ", kv.k(0).device().str(),
          " for a model on ", device().str());
-  check_step_values(b, kp, c.vocab_size);
+  if (meta.tokens.numel() != T ||
+      meta.logit_rows.numel() != static_cast<int64_t>(b.logit_rows.size()) ||
+      meta.block_tables.numel() != static_cast<int64_t>(b.block_tables.size()) ||
+      meta.tokens.device() != device())
+    fail(ErrorCode::kInvalidArgument, "forward: the packed arrays (", meta.tokens.numel(),
+         " tokens on ", meta.tokens.device().str(), ") do not hold the step's ", T, " tokens");
   if (!b.expert_tokens.empty() &&
       b.expert_tokens.size() != static_cast<size_t>(shard_.num_layers) * c.num_experts)
     fail(ErrorCode::kInvalidArgument, "forward: ", b.expert_tokens.size(), " expert counters for ",
          shard_.num_layers, " layers of ", c.num_experts, " experts");
-  const detail::StepMeta meta = detail::pack_step(b, alloc_);
   const ops::AttentionParams attn{.num_heads = tp_.heads,
                                   .num_kv_heads = tp_.kv_heads,
                                   .head_dim = c.head_dim,

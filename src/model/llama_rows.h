@@ -18,6 +18,9 @@ struct StepMeta {
   Tensor tokens, positions, slots, query_start, context_lens, block_tables, logit_rows;
 };
 StepMeta pack_step(const ForwardBatch& b, const std::shared_ptr<Allocator>& alloc);
+// The views of `packed` (I32, pack_step's layout, at least as long as b's arrays together) that
+// hold b's arrays.
+StepMeta step_views(const Tensor& packed, const ForwardBatch& b);
 
 }  // namespace detail
 

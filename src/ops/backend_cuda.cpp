@@ -1,13 +1,13 @@
 // The CUDA implementation table and the CUDA caching allocator (backend.h). Kernels come from
 // kernels/; every launch goes to the stream of its tensors' allocator (cuda_common.h DeviceScope:
 // the worker's own stream, made by CudaCachingAllocator), so one worker's launches, copies, cuBLAS
-// calls and NCCL collectives are ordered with each other on one stream; the matmul (GEMV / cuBLAS) is in
-// cuda_matmul.cpp, the MoE ops in cuda_moe.cpp. Index arrays arrive on the device already (the
-// model uploads a step's metadata once), and their values were validated on the host before the
-// upload, so nothing here reads device memory back except argmax's result and moe_experts' routing
-// choices (T x k ints, to group the tokens by expert). Every op of the host tables has a kernel;
-// none has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are the
-// proof still to come).
+// calls and NCCL collectives are ordered with each other on one stream; the matmul (GEMV / cuBLAS)
+// is in cuda_matmul.cpp, the MoE ops in cuda_moe.cpp. Index arrays arrive on the device already
+// (the model uploads a step's metadata once), and their values were validated on the host before
+// the upload, so nothing here reads device memory back except argmax's result and moe_experts'
+// routing choices (T x k ints, to group the tokens by expert). Every op of the host tables has a
+// kernel; none has run on a GPU yet (the parity suite's cuda instances, benchmarks/gpu/run.sh, are
+// the proof still to come).
 #include "tessera/core/error.h"
 #include "tessera/ops/backend.h"
 
@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "check.h"
+#include "cuda_allocator.h"
 #include "cuda_common.h"
 #include "tessera/core/error.h"
 #include "tessera/kernels/elementwise.h"
@@ -138,7 +139,8 @@ std::vector<int32_t> argmax(const Tensor& logits) {
   std::vector<int32_t> host(static_cast<size_t>(rows), 0);
   if (rows == 0) return host;
   int32_t* dout = nullptr;
-  check(cudaMallocAsync(reinterpret_cast<void**>(&dout), host.size() * sizeof(int32_t), scope.stream()),
+  check(cudaMallocAsync(reinterpret_cast<void**>(&dout), host.size() * sizeof(int32_t),
+                        scope.stream()),
         "argmax", "cudaMallocAsync");
   cudaError_t e = kernels::launch_argmax(dout, logits.data_as<float>(),
                                          narrow(rows, "argmax", "rows"), cols, scope.stream());
@@ -176,10 +178,11 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
                Tensor& v_cache) {
   DeviceScope scope("kv_append", k);
   const int64_t width = k_cache.dim(2) * k_cache.dim(3);
-  check(kernels::launch_kv_append(k_cache.data(), v_cache.data(), kv_type(k_cache),
-                                  k.data_as<float>(), v.data_as<float>(), ids_of(slots),
-                                  narrow(slots.size(), "kv_append", "slots"), width, scope.stream()),
-        "kv_append", "launch");
+  check(
+      kernels::launch_kv_append(k_cache.data(), v_cache.data(), kv_type(k_cache),
+                                k.data_as<float>(), v.data_as<float>(), ids_of(slots),
+                                narrow(slots.size(), "kv_append", "slots"), width, scope.stream()),
+      "kv_append", "launch");
 }
 
 void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
@@ -188,12 +191,12 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
   DeviceScope scope(op, k);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
   const std::vector<float> inv = rope_inv_freq(p);  // by value, as rope's
-  check(kernels::launch_rope_kv_append(k.data_as<float>(), v.data_as<float>(), k_cache.data(),
-                                       v_cache.data(), kv_type(k_cache), ids_of(positions),
-                                       ids_of(slots), inv.data(),
-                                       narrow(positions.size(), op, "tokens"), num_kv_heads,
-                                       p.head_dim, rot, p.style == RopeStyle::kNeox, scope.stream()),
-        op, "launch");
+  check(
+      kernels::launch_rope_kv_append(
+          k.data_as<float>(), v.data_as<float>(), k_cache.data(), v_cache.data(), kv_type(k_cache),
+          ids_of(positions), ids_of(slots), inv.data(), narrow(positions.size(), op, "tokens"),
+          num_kv_heads, p.head_dim, rot, p.style == RopeStyle::kNeox, scope.stream()),
+      op, "launch");
 }
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
@@ -240,160 +243,6 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 
 }  // namespace gpu
 
-// A caching allocator per GPU: freed blocks go to a size-keyed free list and are handed out again
-// (zeroed) instead of going back to cudaFree, since cudaMalloc/cudaFree synchronise the device.
-// Sizes round up to 512 bytes (small) or 2 MiB (large) so blocks are reusable across steps.
-class CudaCachingAllocator final : public Allocator {
- public:
-  explicit CudaCachingAllocator(int index) : index_(index) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || index < 0 || index >= n)
-      fail(ErrorCode::kUnavailable, "cuda:", index, " is not present (", n,
-           " CUDA device(s) visible)");
-    Scope s(index_);
-    // Non-blocking: no implicit synchronisation with the legacy default stream, and capturable.
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "allocator",
-          "cudaStreamCreateWithFlags");
-  }
-  ~CudaCachingAllocator() override {
-    Scope s(index_);
-    cudaStreamSynchronize(stream_);  // nothing still queued may touch the blocks freed below
-    cudaStreamDestroy(stream_);
-    if (staging_) cudaFreeHost(staging_);
-    for (auto& [size, ptrs] : free_)
-      for (void* p : ptrs) cudaFree(p);
-  }
-  Device device() const override { return Device::cuda(index_); }
-  bool host_addressable() const override { return false; }
-  void* stream() const override { return stream_; }
-
-  void* allocate(size_t bytes) override {
-    if (!bytes) return nullptr;
-    const size_t size = round(bytes);
-    Scope s(index_);
-    void* p = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
-        p = it->second.back();
-        it->second.pop_back();
-      }
-    }
-    if (!p) {
-      cudaError_t e = cudaMalloc(&p, size);
-      if (e == cudaErrorMemoryAllocation) {
-        release_cached();
-        e = cudaMalloc(&p, size);
-      }
-      if (e != cudaSuccess)
-        fail(ErrorCode::kResourceExhausted, "cuda:", index_, ": cudaMalloc of ", size,
-             " bytes failed: ", cudaGetErrorString(e));
-    }
-    check(cudaMemsetAsync(p, 0, size, stream_), "allocate", "cudaMemsetAsync");
-    return p;
-  }
-
-  void deallocate(void* p, size_t bytes) noexcept override {
-    if (!p) return;
-    std::lock_guard lock(mu_);
-    free_[round(bytes)].push_back(p);
-  }
-
-  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
-               size_t rows, CopyKind kind) const override {
-    Scope s(index_);
-    if (kind == CopyKind::kDeviceToDevice) {  // stream-ordered, no wait: a graph can capture it
-      check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
-                              cudaMemcpyDeviceToDevice, stream_),
-            "copy", "cudaMemcpy2DAsync D2D");
-      return;
-    }
-    // Host memory is pageable (mapped files, heap): stage it through a pinned buffer, a slab of
-    // rows at a time, so the DMA engine copies at full speed and the same path later serves
-    // asynchronous copies. The stream orders the copies after every kernel already issued.
-    if (dst_pitch == width && src_pitch == width && rows > 1) {  // contiguous: one long row
-      width *= rows;
-      dst_pitch = src_pitch = width;
-      rows = 1;
-    }
-    if (rows == 1 && width > kStagingBytes) {  // a long row: copy it in slab-sized pieces
-      for (size_t off = 0; off < width; off += kStagingBytes) {
-        const size_t n = std::min(kStagingBytes, width - off);
-        copy_2d(static_cast<char*>(dst) + off, n, static_cast<const char*>(src) + off, n, n, 1,
-                kind);
-      }
-      return;
-    }
-    std::lock_guard lock(staging_mu_);
-    const size_t rows_per_slab = std::max<size_t>(1, kStagingBytes / std::max<size_t>(width, 1));
-    ensure_staging(std::min(rows, rows_per_slab) * width);
-    auto* host_stage = static_cast<char*>(staging_);
-    for (size_t r0 = 0; r0 < rows; r0 += rows_per_slab) {
-      const size_t n = std::min(rows_per_slab, rows - r0);
-      if (kind == CopyKind::kHostToDevice) {
-        for (size_t r = 0; r < n; ++r)
-          std::memcpy(host_stage + r * width, static_cast<const char*>(src) + (r0 + r) * src_pitch,
-                      width);
-        check(cudaMemcpy2DAsync(static_cast<char*>(dst) + r0 * dst_pitch, dst_pitch, host_stage,
-                                width, width, n, cudaMemcpyHostToDevice, stream_),
-              "copy", "cudaMemcpy2DAsync H2D");
-        check(cudaStreamSynchronize(stream_), "copy", "cudaStreamSynchronize");
-      } else {
-        check(cudaMemcpy2DAsync(host_stage, width, static_cast<const char*>(src) + r0 * src_pitch,
-                                src_pitch, width, n, cudaMemcpyDeviceToHost, stream_),
-              "copy", "cudaMemcpy2DAsync D2H");
-        check(cudaStreamSynchronize(stream_), "copy", "cudaStreamSynchronize");
-        for (size_t r = 0; r < n; ++r)
-          std::memcpy(static_cast<char*>(dst) + (r0 + r) * dst_pitch, host_stage + r * width,
-                      width);
-      }
-    }
-  }
-
- private:
-  struct Scope {
-    explicit Scope(int d) {
-      cudaGetDevice(&prev);
-      if (prev != d) cudaSetDevice(d);
-      dev = d;
-    }
-    ~Scope() {
-      if (prev != dev) cudaSetDevice(prev);
-    }
-    int prev = 0, dev = 0;
-  };
-  static size_t round(size_t b) {
-    const size_t unit = b < (size_t{1} << 20) ? 512 : (size_t{2} << 20);
-    return (b + unit - 1) / unit * unit;
-  }
-  void release_cached() {
-    std::lock_guard lock(mu_);
-    for (auto& [size, ptrs] : free_)
-      for (void* p : ptrs) cudaFree(p);
-    free_.clear();
-  }
-
-  // The pinned staging buffer, grown on demand up to kStagingBytes (copies are serialised on it).
-  static constexpr size_t kStagingBytes = size_t{16} << 20;
-  void ensure_staging(size_t bytes) const {
-    if (bytes <= staging_bytes_) return;
-    if (staging_) cudaFreeHost(staging_);
-    staging_ = nullptr;
-    staging_bytes_ = 0;
-    check(cudaHostAlloc(&staging_, bytes, cudaHostAllocDefault), "copy", "cudaHostAlloc");
-    staging_bytes_ = bytes;
-  }
-
-  int index_;
-  cudaStream_t stream_ = nullptr;  // the worker's stream (owned)
-  std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
-  mutable std::mutex staging_mu_;
-  mutable void* staging_ = nullptr;
-  mutable size_t staging_bytes_ = 0;
-};
-
 }  // namespace
 
 const Backend* cuda_backend() {
@@ -423,7 +272,7 @@ const Backend* cuda_backend() {
 }
 
 std::shared_ptr<Allocator> make_allocator(Device device) {
-  if (device.is_cuda()) return std::make_shared<CudaCachingAllocator>(device.index);
+  if (device.is_cuda()) return std::make_shared<cuda::CachingAllocator>(device.index);
   return default_allocator(device);
 }
 

@@ -109,7 +109,7 @@ int64_t check_kv_append(const char* op, const Tensor& k, const Tensor& v, const 
 void check_slot_values(const char* op, std::span<const int32_t> slots, const Tensor& k_cache) {
   const int64_t capacity = k_cache.dim(0) * k_cache.dim(1);
   for (int32_t s : slots)
-    if (s < 0 || s >= capacity)
+    if (s < -1 || s >= capacity)  // -1: a padding row, nothing written
       fail(ErrorCode::kOutOfRange, op, ": slot ", s, " outside [0, ", capacity, ")");
 }
 

@@ -28,8 +28,7 @@ inline void check(cudaError_t e, const char* op, const char* what) {
 // stream that a CUDA graph can capture; the legacy default stream for borrowed device memory.
 class DeviceScope {
  public:
-  DeviceScope(const char* op, const Tensor& t)
-      : stream_(static_cast<cudaStream_t>(stream_of(t))) {
+  DeviceScope(const char* op, const Tensor& t) : stream_(static_cast<cudaStream_t>(stream_of(t))) {
     check(cudaGetDevice(&prev_), op, "cudaGetDevice");
     device_ = t.device().index;
     if (device_ != prev_) check(cudaSetDevice(device_), op, "cudaSetDevice");

@@ -9,9 +9,9 @@
 // bound the rounding (tests/ops/matmul_bounds.h). The activation copy is M x K x 2 bytes of
 // scratch, unbounded like the activations themselves; only the weight tiles are capped. Owns one
 // cuBLAS handle per device (created on first use under a lock, bound to the call's stream before
-// each use, never destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds without cuBLAS
-// (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass. None of this has
-// run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
+// each use, never destroyed: destroying at exit would race the CUDA runtime's own teardown). Builds
+// without cuBLAS (TESSERA_HAVE_CUBLAS unset) run every M on the GEMV, kGemvMaxRows rows a pass.
+// None of this has run on a GPU yet; tests/ops/cuda_matmul_test.cpp holds the parity cases.
 #include "cuda_matmul_plan.h"  // outside the #if: a build without CUDA compiles a non-empty file
 
 #if TESSERA_HAVE_CUDA

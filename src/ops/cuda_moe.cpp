@@ -78,8 +78,7 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
   const size_t meta = static_cast<size_t>(total) * (sizeof(int32_t) + sizeof(float));
   const size_t meta_aligned = (meta + 255) & ~size_t{255};
   const size_t block = static_cast<size_t>(busiest) * sizeof(float);
-  Scratch scratch(meta_aligned + block * static_cast<size_t>(2 * H + 2 * F), kOp,
-                  scope.stream());
+  Scratch scratch(meta_aligned + block * static_cast<size_t>(2 * H + 2 * F), kOp, scope.stream());
   auto* d_rows = reinterpret_cast<int32_t*>(scratch.get());
   auto* d_scale = reinterpret_cast<float*>(scratch.get() + total * sizeof(int32_t));
   check(cudaMemcpyAsync(d_rows, rows.data(), total * sizeof(int32_t), cudaMemcpyHostToDevice,

@@ -155,6 +155,7 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_c
   const DType t = k_cache.dtype();
   const size_t row_bytes = tessera::row_bytes(t, width);
   for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i] < 0) continue;  // a padding row
     const auto row = static_cast<int64_t>(i);
     const auto at = static_cast<size_t>(slots[i]) * row_bytes;
     detail::kv_store_row(t, k.data_as<float>() + row * width,

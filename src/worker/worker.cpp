@@ -19,6 +19,13 @@ std::string fmt_rank(const model::ShardSpec& s) {
 }
 }  // namespace
 
+GraphMode parse_graph_mode(const std::string& s) {
+  if (s == "auto") return GraphMode::kAuto;
+  if (s == "off") return GraphMode::kOff;
+  if (s == "on") return GraphMode::kOn;
+  fail(ErrorCode::kInvalidArgument, "decode graphs: '", s, "' is not one of auto, on, off");
+}
+
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
     : pp_(pp), device_(p.allocator ? p.allocator : ops::make_allocator(p.device)) {
@@ -75,12 +82,47 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
     pool_ = std::make_unique<kv_cache::KvPool>(kp, device_, progress.fn());
     progress.finish();
   }
+  start_graphs(p);
   if (p.vocabulary) {
     if (p.vocabulary->size() > static_cast<size_t>(model_->config().vocab_size))
       fail(ErrorCode::kInvalidArgument, "tokenizer has ", p.vocabulary->size(),
            " tokens, the model's vocabulary ", model_->config().vocab_size);
     grammars_ = std::make_unique<grammar::GrammarCache>(p.vocabulary);
   }
+}
+
+void Worker::start_graphs(const WorkerParams& p) {
+  const bool want =
+      p.graph_mode == GraphMode::kOn || (p.graph_mode == GraphMode::kAuto && p.device.is_cuda());
+  if (!want) return;
+  if (!model_->graphable()) {
+    if (p.graph_mode == GraphMode::kOn)
+      TESSERA_LOG_WARN(
+          "decode graphs off: they need the whole model on one rank (no pipeline, "
+          "tensor or expert parallelism) and a dense model");
+    return;
+  }
+  // The table stride every graph is recorded with: the longest sequence the model and the pool
+  // can hold (a step with a wider table runs op by op).
+  const auto& kp = pool_->params();
+  const int max_pos = model_->config().max_position;
+  const int blocks = max_pos > 0
+                         ? std::min(kp.num_blocks, (max_pos + kp.block_size - 1) / kp.block_size)
+                         : kp.num_blocks;
+  try {
+    graphs_ = std::make_unique<model::DecodeGraphs>(
+        *model_, *pool_,
+        model::DecodeGraphParams{.buckets = model::default_decode_buckets(p.graph_max_batch),
+                                 .max_blocks_per_seq = blocks});
+  } catch (const Error& e) {
+    // Never run on a GPU yet: a recording that fails leaves the worker serving op by op.
+    TESSERA_LOG_ERROR("decode graphs off: recording failed: {}", e.what());
+    return;
+  }
+  std::string sizes;
+  for (int b : graphs_->buckets()) sizes += (sizes.empty() ? "" : " ") + std::to_string(b);
+  TESSERA_LOG_INFO("decode graphs: batch sizes {} ({}), tables of {} blocks", sizes,
+                   graphs_->records() ? "recorded" : "ops re-run per replay", blocks);
 }
 
 void Worker::add_matcher(uint64_t seq_id, const std::string& gbnf) {
@@ -175,7 +217,10 @@ protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
                         DType::kF32, device_);
       pp_->recv(hidden_in, shard.stage - 1);
     }
-    Tensor out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
+    Tensor out;
+    if (graphs_) out = graphs_->forward(batch);  // undefined unless a plain decode step that fits
+    if (!out.defined())
+      out = model_->forward(batch, *pool_, shard.first_stage() ? nullptr : &hidden_in);
     for (size_t i = 0; i < expert_tokens.size(); ++i)
       if (expert_tokens[i] > 0)
         result.expert_tokens.push_back(

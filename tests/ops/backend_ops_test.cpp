@@ -263,6 +263,7 @@ void BackendOps::rope_kv_append_cases(DType kv) {
     for (int i = 0; i < blocks * bs; ++i) slots[static_cast<size_t>(i)] = i;
     std::shuffle(slots.begin(), slots.end(), rng());
     slots.resize(static_cast<size_t>(c.tokens));
+    if (c.tokens == 7) slots[2] = slots[6] = -1;  // padding rows: k rotated, nothing cached
     const Tensor k = random_f32({c.tokens, c.kv_heads * c.head_dim});
     const Tensor v = random_f32({c.tokens, c.kv_heads * c.head_dim});
     const Tensor kc = cache({blocks, bs, c.kv_heads, c.head_dim});

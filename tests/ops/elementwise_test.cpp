@@ -123,6 +123,31 @@ TEST_F(ElementwiseTest, KvAppendPlacesRowsInSlots) {
   EXPECT_EQ(kc.data_as<float>()[0], 0.0f);
   std::vector<int32_t> bad = {16, 0, 1};
   EXPECT_THROW(ops::kv_append(k, v, bad, kc, vc), Error);
+  std::vector<int32_t> below = {-2, 0, 1};  // -1 is padding, anything lower an error
+  EXPECT_THROW(ops::kv_append(k, v, below, kc, vc), Error);
+}
+
+// A padding row (slot -1, the rows a bucketed decode graph adds) writes nothing; the real rows
+// beside it land as usual.
+TEST_F(ElementwiseTest, KvAppendSkipsPaddingRows) {
+  const int blocks = 2, bs = 4, kvh = 2, hd = 8;
+  for (bool fast : {false, true}) {
+    Tensor kc = Tensor::zeros({blocks, bs, kvh, hd}, DType::kF32);
+    Tensor vc = Tensor::zeros({blocks, bs, kvh, hd}, DType::kF32);
+    Tensor k = random_f32({3, kvh * hd}), v = random_f32({3, kvh * hd});
+    std::vector<int32_t> slots = {-1, 5, -1};
+    if (fast)
+      ops::kv_append(k, v, slots, kc, vc);
+    else
+      ref::kv_append(k, v, slots, kc, vc);
+    for (int64_t s = 0; s < blocks * bs; ++s)
+      for (int i = 0; i < kvh * hd; ++i) {
+        const float want_k = s == 5 ? k.data_as<float>()[kvh * hd + i] : 0.0f;
+        const float want_v = s == 5 ? v.data_as<float>()[kvh * hd + i] : 0.0f;
+        ASSERT_EQ(kc.data_as<float>()[s * kvh * hd + i], want_k) << "slot " << s << " fast " << fast;
+        ASSERT_EQ(vc.data_as<float>()[s * kvh * hd + i], want_v) << "slot " << s << " fast " << fast;
+      }
+  }
 }
 
 }  // namespace

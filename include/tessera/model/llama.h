@@ -53,6 +53,10 @@ struct ForwardBatch {
   std::span<int64_t> expert_tokens;
 };
 
+namespace detail {
+struct StepMeta;  // a step's index arrays on the device (llama_rows.h)
+}  // namespace detail
+
 class LlamaModel {
  public:
   // The whole model (shard = {}), or one shard of it. `tp` (borrowed, may be null when
@@ -79,6 +83,21 @@ class LlamaModel {
   // rank's sequences only and may be empty (the rank still serves its experts).
   Tensor forward(const ForwardBatch& batch, kv_cache::KvPool& kv,
                  const Tensor* hidden_in = nullptr) const;
+  // forward() of a step whose index arrays are on the device already: `meta` holds batch's arrays
+  // in detail::pack_step's layout (a decode graph's persistent buffer, decode_graphs.h). Shapes
+  // are checked, values are not (a graph's padding rows carry slot -1): the caller checked the
+  // real rows with check_step(). Enqueues no host copy, so a device graph can record it.
+  Tensor forward_packed(const ForwardBatch& batch, const detail::StepMeta& meta,
+                        kv_cache::KvPool& kv, const Tensor* hidden_in = nullptr) const;
+  // What forward() checks of a step before uploading it: every index value against the
+  // vocabulary and the pool (device kernels cannot report a bad index). Throws naming the first.
+  void check_step(const ForwardBatch& batch, const kv_cache::KvPool& kv) const;
+  // Whether forward_packed may be recorded as a device graph: the whole model on one rank (one
+  // stage, no TP, no experts), so a step has no collective and no host read-back.
+  bool graphable() const {
+    return shard_.tp_size == 1 && shard_.ep_size == 1 && shard_.first_stage() && last_stage() &&
+           !config_.is_moe();
+  }
   // Throws kUnsupported naming the first (op, dtype) this shard needs that its device's ops do
   // not implement, so a device without a kernel fails at start, not at the first request.
   void check_device_support() const;

@@ -132,6 +132,8 @@ std::vector<int32_t> argmax(const Tensor& logits);
 void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
 // out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+// Cache row slots[t] = k[t], v[t]; a slot of -1 writes nothing (the padding rows of a decode step
+// replayed at a bucketed batch size, model/decode_graphs.h).
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 // rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left
@@ -174,6 +176,8 @@ std::vector<int32_t> argmax(const Tensor& logits);
 void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
 // out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+// Cache row slots[t] = k[t], v[t]; a slot of -1 writes nothing (the padding rows of a decode step
+// replayed at a bucketed batch size, model/decode_graphs.h).
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 // rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left
@@ -252,6 +256,8 @@ std::vector<int32_t> argmax(const Tensor& logits);
 void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, Tensor& out);
 // out row i = src row rows[i] (F32 [n, cols]): the logit rows of a step, for instance.
 void gather_rows(const Tensor& src, const Indices& rows, Tensor& out);
+// Cache row slots[t] = k[t], v[t]; a slot of -1 writes nothing (the padding rows of a decode step
+// replayed at a bucketed batch size, model/decode_graphs.h).
 void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k_cache,
                Tensor& v_cache);
 // rope(k, num_kv_heads, positions, p) then kv_append(k, v, slots, k_cache, v_cache), k left

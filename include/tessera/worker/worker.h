@@ -21,6 +21,7 @@
 #include "tessera/grammar/grammar_cache.h"
 #include "tessera/grammar/matcher.h"
 #include "tessera/kv_cache/kv_pool.h"
+#include "tessera/model/decode_graphs.h"
 #include "tessera/model/llama.h"
 #include "tessera/model/weights.h"
 #include "tessera/ops/ops.h"
@@ -28,6 +29,12 @@
 #include "tessera/sampling/sampler.h"
 
 namespace tessera::worker {
+
+// Decode steps replayed from device graphs (model/decode_graphs.h). kAuto: recorded on a CUDA
+// device when the shard is the whole model on one rank; kOff: never; kOn: also on other devices,
+// where a replay re-runs the ops (the tests' way to run the padded path on the CPU).
+enum class GraphMode { kAuto, kOff, kOn };
+GraphMode parse_graph_mode(const std::string& s);  // "auto", "off", "on"; throws naming the value
 
 struct WorkerParams {
   std::string model_path;
@@ -46,6 +53,8 @@ struct WorkerParams {
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
+  GraphMode graph_mode = GraphMode::kAuto;
+  int graph_max_batch = 64;  // the largest decode bucket recorded
   // A TP rank's shard overlaps its all-reduces with compute (model::ShardSpec::tp_overlap).
   bool tp_overlap = false;
   // Expert parallelism: data-parallel attention, tokens exchanged by all-to-all
@@ -62,6 +71,8 @@ class Worker {
   // the worker.
   explicit Worker(const WorkerParams& p, comm::Communicator* tp = nullptr,
                   comm::Communicator* pp = nullptr, comm::Communicator* ep = nullptr);
+  // The decode graphs this worker replays (null when off or not possible).
+  const model::DecodeGraphs* decode_graphs() const { return graphs_.get(); }
   const model::ModelConfig& config() const { return model_->config(); }
   const model::LlamaModel& model() const { return *model_; }
   // TP (and EP) rank 0 of the last stage: the rank that samples and answers the engine; under
@@ -94,6 +105,7 @@ class Worker {
   std::unique_ptr<model::WeightSource> weights_;
   std::unique_ptr<model::LlamaModel> model_;
   std::unique_ptr<kv_cache::KvPool> pool_;
+  std::unique_ptr<model::DecodeGraphs> graphs_;  // null: every step runs op by op
   void sample_rows(Tensor& logits, const std::vector<uint64_t>& seqs,
                    protocol::ExecuteResult& result);
   std::unordered_map<uint64_t, sampling::Sampler> samplers_;
@@ -102,6 +114,7 @@ class Worker {
   std::unique_ptr<grammar::GrammarCache> grammars_;  // with a vocabulary only
   std::vector<uint64_t> mask_;                       // one row's allowed tokens
   void add_matcher(uint64_t seq_id, const std::string& gbnf);
+  void start_graphs(const WorkerParams& p);  // records graphs_ as p.graph_mode asks
   // The allowed tokens of a constrained sequence into mask_.
   void fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m);
   void advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token);

@@ -170,6 +170,7 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& idx, Tensor& k_c
   const size_t bytes = row_bytes(type, width);
   const auto store = detail::have_avx2() ? detail::kv_store_row_avx2 : ops::detail::kv_store_row;
   for (size_t t = 0; t < slots.size(); ++t) {
+    if (slots[t] < 0) continue;  // a padding row
     const auto row = static_cast<int64_t>(t);
     const auto at = static_cast<size_t>(slots[t]) * bytes;
     store(type, k.data_as<float>() + row * width, static_cast<char*>(k_cache.data()) + at, width);
