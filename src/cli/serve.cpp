@@ -83,7 +83,8 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 #if TESSERA_HAVE_HTTP
 struct ServeOpts {
   std::string model = default_model().name, served_model_name, backend = "cpu", config,
-              activations = "int8", tp_overlap = "off", kv_cache_dtype = "f32";
+              activations = "int8", tp_overlap = "off", kv_cache_dtype = "f32",
+              decode_graphs = "auto";
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
@@ -128,6 +129,7 @@ int run_serve(const ServeOpts& o) {
     e.block_size = pick(o, "block-size", o.block_size, e.block_size);
     e.kv_cache_bytes = pick(o, "kv-cache-mb", size_t(o.kv_cache_mb) << 20, e.kv_cache_bytes);
     if (o.given("kv-cache-dtype")) e.kv_cache_dtype = kv_cache::parse_kv_dtype(o.kv_cache_dtype);
+    if (o.given("decode-graphs")) e.graph_mode = worker::parse_graph_mode(o.decode_graphs);
     if (o.no_prefix_caching) e.enable_prefix_caching = false;
     if (o.given("activations")) e.cpu_activations = ops::cpu::parse_activations(o.activations);
     if (o.given("tp-overlap")) e.tp_overlap = o.tp_overlap == "on";
@@ -152,6 +154,7 @@ int run_serve(const ServeOpts& o) {
                 .enable_prefix_caching = !o.no_prefix_caching,
                 .device = {parse_device_type(o.backend), 0},
                 .cpu_activations = ops::cpu::parse_activations(o.activations),
+                .graph_mode = worker::parse_graph_mode(o.decode_graphs),
                 // The worker runs in its own process (`tessera worker`) unless asked otherwise.
                 .worker_executable =
                     o.in_process_worker ? std::string()
@@ -259,6 +262,10 @@ Command add_serve(CLI::App& root) {
            "KV cache element type: f32, or f16 / bf16 (half the memory per token, values rounded "
            "to nearest even as they are stored) [topology: scheduler.kv_cache_dtype]")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  opts.add("decode-graphs", o->decode_graphs,
+           "replay decode steps from CUDA graphs recorded at start for batch sizes up to "
+           "max-num-seqs: auto (on a CUDA device), on, off [topology: scheduler.decode_graphs]")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   opts.add("block-size", o->block_size, "tokens per KV block [topology: scheduler.block_size]")
       ->check(CLI::Range(1, 1024));
   add_backend_option(c, o->backend);

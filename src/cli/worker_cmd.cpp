@@ -34,7 +34,9 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 Command add_worker(CLI::App& root) {
   struct Opts {
     std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
-                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f32";
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f32",
+                       decode_graphs = "auto";
+    int graph_max_batch = 64;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
@@ -90,6 +92,13 @@ Command add_worker(CLI::App& root) {
       ->capture_default_str();
   add_backend_option(c, o->backend);
   add_activations_option(c, o->activations);
+  c->add_option("--decode-graphs", o->decode_graphs,
+                "replay decode steps from CUDA graphs: auto (on a CUDA device), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  c->add_option("--graph-max-batch", o->graph_max_batch, "the largest decode batch recorded")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_flag("--tp-overlap", o->tp_overlap,
               "overlap each half of a step's TP all-reduces with the other half's compute");
   c->add_flag("--ep-data-attention", o->ep_data_attention,
@@ -104,6 +113,8 @@ Command add_worker(CLI::App& root) {
                 .kv_cache_bytes = static_cast<size_t>(o->kv_cache_mb) << 20,
                 .kv_cache_dtype = kv_cache::parse_kv_dtype(o->kv_cache_dtype),
                 .device = {parse_device_type(o->backend), o->device},
+                .graph_mode = worker::parse_graph_mode(o->decode_graphs),
+                .graph_max_batch = o->graph_max_batch,
                 .cpu_activations = ops::cpu::parse_activations(o->activations),
                 .tp_overlap = o->tp_overlap,
                 .ep_data_attention = o->ep_data_attention,

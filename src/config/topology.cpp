@@ -167,7 +167,7 @@ void parse_scheduler(const Field& s, TopologyConfig& c) {
   detail::for_each_key(
       s.source, s.value, s.key, s.pos, "scheduler.",
       {"max_num_seqs", "max_num_batched_tokens", "max_waiting", "block_size", "kv_cache_mb",
-       "kv_cache_dtype", "enable_prefix_caching"},
+       "kv_cache_dtype", "decode_graphs", "enable_prefix_caching"},
       [&](const Field& f) {
         c.positions[f.key] = f.pos;
         SchedulerSpec& sc = c.scheduler;
@@ -184,6 +184,8 @@ void parse_scheduler(const Field& s, TopologyConfig& c) {
               static_cast<size_t>(detail::read_int(f, 1, 1 << 24, "1..16777216 MiB")) << 20;
         } else if (f.key == "scheduler.kv_cache_dtype") {
           sc.kv_cache_dtype = detail::read_enum(f, {"f32", "f16", "bf16"});
+        } else if (f.key == "scheduler.decode_graphs") {
+          sc.decode_graphs = detail::read_enum(f, {"auto", "on", "off"});
         } else {
           sc.enable_prefix_caching = detail::read_bool(f);
         }

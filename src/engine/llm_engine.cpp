@@ -31,6 +31,8 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .kv_cache_bytes = cfg.kv_cache_bytes,
           .kv_cache_dtype = cfg.kv_cache_dtype,
           .device = cfg.device,
+          .graph_mode = cfg.graph_mode,
+          .graph_max_batch = cfg.limits.max_num_seqs,
           .cpu_activations = cfg.cpu_activations,
           .tp_overlap = cfg.tp_overlap,
           .ep_data_attention = cfg.ep_data_attention};

@@ -166,6 +166,8 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
   args.insert(args.end(), {"--backend", p.backend});
   args.insert(args.end(), {"--activations", ops::cpu::activations_name(p.worker.cpu_activations)});
   args.insert(args.end(), {"--kv-cache-dtype", std::string(dtype_name(p.worker.kv_cache_dtype))});
+  args.insert(args.end(), {"--decode-graphs", worker::graph_mode_name(p.worker.graph_mode),
+                           "--graph-max-batch", std::to_string(p.worker.graph_max_batch)});
   if (p.worker.tp_overlap) args.push_back("--tp-overlap");
   if (p.worker.ep_data_attention && p.expert > 1) args.push_back("--ep-data-attention");
   if (local_index < static_cast<int>(p.devices.size()))

@@ -26,10 +26,15 @@ GraphMode parse_graph_mode(const std::string& s) {
   fail(ErrorCode::kInvalidArgument, "decode graphs: '", s, "' is not one of auto, on, off");
 }
 
+const char* graph_mode_name(GraphMode m) {
+  return m == GraphMode::kOn ? "on" : m == GraphMode::kOff ? "off" : "auto";
+}
+
 Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator* pp,
                comm::Communicator* ep)
     : pp_(pp), device_(p.allocator ? p.allocator : ops::make_allocator(p.device)) {
-  if (device_->device() != p.device)
+  if (device_->device().type != p.device.type ||
+      (p.device.is_cuda() && device_->device().index != p.device.index))
     fail(ErrorCode::kInvalidArgument, "worker for ", p.device.str(), " given an allocator of ",
          device_->device().str());
   for (auto [kind, c] : {std::pair{"tp", tp}, {"pp", pp}, {"ep", ep}})

@@ -6,11 +6,13 @@
 // not here is skipped, naming why.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "tessera/core/error.h"
+#include "tessera/model/decode_graphs.h"
 #include "tessera/model/local_runner.h"
 #include "tessera/ops/backend.h"
 #include "tiny_llama.h"
@@ -74,8 +76,9 @@ TEST(LlamaLoadProgress, ReportsUploadedBytesUpToTheTotal) {
   const std::string path = testing::write_tiny_llama(12);
   const auto weights = open_weights(path);
   std::vector<std::pair<uint64_t, uint64_t>> calls;
-  const LlamaModel model(*weights, {}, nullptr, ops::make_allocator(Device{DeviceType::kGuarded, 0}),
-                         nullptr, [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); });
+  const LlamaModel model(*weights, {}, nullptr,
+                         ops::make_allocator(Device{DeviceType::kGuarded, 0}), nullptr,
+                         [&](uint64_t done, uint64_t total) { calls.emplace_back(done, total); });
   ASSERT_FALSE(calls.empty());
   const uint64_t total = calls.front().second;
   EXPECT_GT(total, 0u);
@@ -86,6 +89,91 @@ TEST(LlamaLoadProgress, ReportsUploadedBytesUpToTheTotal) {
     }
   }
   EXPECT_EQ(calls.back().first, total);
+}
+
+// Decode graphs on the device (CUDA: recorded once, then replayed; guarded: the ops re-run over
+// the same persistent buffers) give forward()'s logits: three sequences prefilled op by op, then
+// four decode steps of 3 rows (bucket 4: one padding row, slot -1) on a second pool. The padded
+// step multiplies 4 rows where forward() multiplies 3 (row-count-dependent kernels, attention
+// splits by batch shape): 1e-4 on the host kernels, 1e-3 on CUDA as above.
+TEST_P(LlamaOnDevice, DecodeGraphsMatchForward) {
+  const Device device{GetParam(), 0};
+  std::shared_ptr<Allocator> alloc;
+  try {
+    alloc = ops::make_allocator(device);
+  } catch (const Error& e) {
+    GTEST_SKIP() << device.str() << " is not available here: " << e.what();
+  }
+  const auto weights = open_weights(testing::write_tiny_llama(13));
+  const LlamaModel m(*weights, {}, nullptr, alloc);
+  kv_cache::KvPoolParams kp = m.kv_shape(4);
+  kp.num_blocks = 16;
+  kv_cache::KvPool eager(kp, alloc), graphed(kp, alloc);
+  DecodeGraphs graphs(m, graphed, {.buckets = {1, 2, 4}, .max_blocks_per_seq = 4});
+  EXPECT_EQ(graphs.records(), device.is_cuda());
+  // Sequence i owns blocks 4i .. 4i + 3.
+  std::vector<int32_t> tables(12);
+  for (int i = 0; i < 12; ++i) tables[static_cast<size_t>(i)] = i;
+  std::vector<std::vector<int32_t>> seqs{{1, 9, 4}, {5, 6, 60, 17, 2}, {33, 8}};
+  {  // the prompts, op by op on both pools
+    std::vector<int32_t> tokens, positions, slots, starts{0}, context, rows;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      for (size_t p = 0; p < seqs[s].size(); ++p) {
+        tokens.push_back(seqs[s][p]);
+        positions.push_back(static_cast<int32_t>(p));
+        slots.push_back(static_cast<int32_t>(16 * s + p));
+      }
+      starts.push_back(static_cast<int32_t>(tokens.size()));
+      context.push_back(static_cast<int32_t>(seqs[s].size()));
+      rows.push_back(static_cast<int32_t>(tokens.size()) - 1);
+    }
+    const ForwardBatch b{.tokens = tokens,
+                         .positions = positions,
+                         .slots = slots,
+                         .query_start = starts,
+                         .context_lens = context,
+                         .block_tables = tables,
+                         .max_blocks_per_seq = 4,
+                         .logit_rows = rows};
+    EXPECT_FALSE(graphs.forward(b).defined());  // a prefill: not for a graph
+    m.forward(b, eager);
+    m.forward(b, graphed);
+  }
+  for (auto& q : seqs) q.push_back(7);  // each sequence's next token, not yet cached
+  const float tol = device.is_cuda() ? 1e-3f : 1e-4f;
+  for (int step = 0; step < 4; ++step) {
+    std::vector<int32_t> tokens, positions, slots, context;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const auto len = static_cast<int32_t>(seqs[s].size());
+      tokens.push_back(seqs[s].back());
+      positions.push_back(len - 1);
+      slots.push_back(static_cast<int32_t>(16 * s) + len - 1);
+      context.push_back(len);
+    }
+    const std::vector<int32_t> starts{0, 1, 2, 3}, rows{0, 1, 2};
+    const ForwardBatch b{.tokens = tokens,
+                         .positions = positions,
+                         .slots = slots,
+                         .query_start = starts,
+                         .context_lens = context,
+                         .block_tables = tables,
+                         .max_blocks_per_seq = 4,
+                         .logit_rows = rows};
+    const Tensor want = to_host(m.forward(b, eager));
+    const Tensor got_dev = graphs.forward(b);
+    ASSERT_TRUE(got_dev.defined()) << "step " << step;
+    const Tensor got = to_host(got_dev);
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < want.numel(); ++i)
+      ASSERT_NEAR(got.data_as<float>()[i], want.data_as<float>()[i], tol)
+          << "step " << step << " [" << i << "]";
+    const int64_t V = want.dim(1);
+    for (size_t s = 0; s < seqs.size(); ++s) {  // greedy next token from the eager logits
+      const float* r = want.data_as<float>() + static_cast<int64_t>(s) * V;
+      seqs[s].push_back(static_cast<int32_t>(std::max_element(r, r + V) - r));
+    }
+  }
+  EXPECT_EQ(graphs.replays(), 4);
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, LlamaOnDevice,

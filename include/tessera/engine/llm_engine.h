@@ -42,6 +42,9 @@ struct EngineConfig {
   // CPU backend: int8 (integer dot products) or fp32 (exact) activations for quantized weights;
   // every worker, in process or not, group or single, runs with it.
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
+  // Decode steps replayed from CUDA graphs (worker::GraphMode; `--decode-graphs`, topology
+  // scheduler.decode_graphs), batch sizes recorded up to limits.max_num_seqs.
+  worker::GraphMode graph_mode = worker::GraphMode::kAuto;
   // Tensor parallelism: overlapped micro-batches (model::ShardSpec::tp_overlap; topology
   // tp_overlap, serve --tp-overlap).
   bool tp_overlap = false;

@@ -35,6 +35,7 @@ namespace tessera::worker {
 // where a replay re-runs the ops (the tests' way to run the padded path on the CPU).
 enum class GraphMode { kAuto, kOff, kOn };
 GraphMode parse_graph_mode(const std::string& s);  // "auto", "off", "on"; throws naming the value
+const char* graph_mode_name(GraphMode m);
 
 struct WorkerParams {
   std::string model_path;
@@ -50,11 +51,11 @@ struct WorkerParams {
   // The device's memory and stream (ops::make_allocator(device)); null: the worker makes it. A
   // group worker makes it first, so its NCCL communicators enqueue on the same stream.
   std::shared_ptr<Allocator> allocator;
+  GraphMode graph_mode = GraphMode::kAuto;
+  int graph_max_batch = 64;  // the largest decode bucket recorded
   // CPU backend: how matmul treats activations for Q4_0..Q8_0 weights (ops.h). The worker sets it
   // for its process when it starts (serve/generate --activations, topology cpu_activations).
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
-  GraphMode graph_mode = GraphMode::kAuto;
-  int graph_max_batch = 64;  // the largest decode bucket recorded
   // A TP rank's shard overlaps its all-reduces with compute (model::ShardSpec::tp_overlap).
   bool tp_overlap = false;
   // Expert parallelism: data-parallel attention, tokens exchanged by all-to-all
