@@ -76,7 +76,7 @@ DeviceGraph::DeviceGraph(std::shared_ptr<Allocator> allocator, std::function<voi
   }
   if (prev != dev.index) cudaSetDevice(prev);
   if (!failure.empty()) {
-    cudaGetLastError();  // a failed capture leaves a sticky-free error behind; clear it
+    cudaGetLastError();  // a failed capture leaves its error as the last one: clear it
     fail(ErrorCode::kInternal, "graph capture on ", dev.str(), " failed: ", failure);
   }
   state_ = std::move(st);
