@@ -9,6 +9,7 @@
 //    are coalesced) and accumulates x * w in fp32.
 // No block-level synchronisation: warps are independent, so a warp past the last column returns.
 #include <algorithm>
+#include <climits>
 
 #include "decode.cuh"
 #include "tessera/kernels/matmul.h"
@@ -138,23 +139,93 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_int8_kernel(GemvArgs a) 
 }
 
 // One warp per block of 32: d = max|x| / 127, q = round(x / d) (|q| <= 127), sum of q exact.
-__global__ void quantize_q8_kernel(int8_t* qs, float2* ds, const float* x, int M, int64_t K) {
+// A warp's 32 values v (lane = element of block i, at = its index in qs) as one int8 block.
+__device__ void store_q8(int8_t* qs, float2* ds, float v, int64_t at, int64_t i, int lane) {
+  float amax = fabsf(v);
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = detail::q8_scale(amax);
+  const int q = detail::q8_quant(v, d);
+  int sum = q;
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  qs[at] = static_cast<int8_t>(q);
+  if (lane == 0) ds[i] = make_float2(d, static_cast<float>(sum));
+}
+
+// One warp per block of 32 of the M x K values load(at) (at = row * K + column).
+template <typename Load>
+__global__ void quantize_q8_kernel(int8_t* qs, float2* ds, Load load, int M, int64_t K) {
   const int lane = threadIdx.x & 31;
   const int64_t nb = K / detail::kQK, total = static_cast<int64_t>(M) * nb;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < total;
        i += warps) {
     const int64_t at = (i / nb) * K + (i % nb) * detail::kQK + lane;
-    const float v = x[at];
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = detail::q8_scale(amax);
-    const int q = detail::q8_quant(v, d);
-    int sum = q;
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    qs[at] = static_cast<int8_t>(q);
-    if (lane == 0) ds[i] = make_float2(d, static_cast<float>(sum));
+    store_q8(qs, ds, load(at), at, i, lane);
   }
+}
+
+struct LoadX {
+  const float* x;
+  __device__ float operator()(int64_t at) const { return x[at]; }
+};
+struct LoadSiluMul {  // launch_silu_mul's arithmetic (elementwise.cu), so the same bits
+  const float* gate;
+  const float* up;
+  __device__ float operator()(int64_t at) const {
+    const float g = gate[at];
+    return g / (1.f + __expf(-g)) * up[at];
+  }
+};
+
+__device__ float warp_total(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+constexpr int kNormThreads = 256;  // launch_rms_norm's block: the same reduction, the same bits
+
+// grid (M, S) of kNormThreads: each CTA takes its row's inverse RMS exactly as rms_norm_kernel
+// (elementwise.cu) does, then its warps quantize the normed row's blocks y*8 + warp, + 8 S, ...
+// (every CTA of a row recomputes the sum from L2: cheaper than a second launch at decode sizes).
+__global__ void rms_norm_quantize_q8_kernel(int8_t* qs, float2* ds, const float* x, const float* w,
+                                            int cols, float eps) {
+  const int64_t m = blockIdx.x;
+  const float* xr = x + m * cols;
+  float ss = 0.f;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
+  __shared__ float partial[32];
+  ss = warp_total(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x + 31) / 32 ? partial[threadIdx.x] : 0.f;
+    v = warp_total(v);
+    if (threadIdx.x == 0) partial[0] = v;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / cols + eps);
+  const int lane = threadIdx.x & 31, warps = blockDim.x / 32;
+  const int64_t nb = cols / detail::kQK;
+  for (int64_t b = static_cast<int64_t>(blockIdx.y) * warps + threadIdx.x / 32; b < nb;
+       b += static_cast<int64_t>(gridDim.y) * warps) {
+    const int64_t c = b * detail::kQK + lane;
+    store_q8(qs, ds, xr[c] * inv * w[c], m * cols + c, m * nb + b, lane);
+  }
+}
+
+bool q8_shape_ok(int8_t* qs, int M, int64_t K) {
+  return M >= 0 && K % detail::kQK == 0 && reinterpret_cast<uintptr_t>(qs) % 16 == 0;
+}
+
+template <typename Load>
+cudaError_t launch_q8(int8_t* qs, float2* ds, Load load, int M, int64_t K, cudaStream_t stream) {
+  if (!q8_shape_ok(qs, M, K)) return cudaErrorInvalidValue;
+  const int64_t blocks = static_cast<int64_t>(M) * (K / detail::kQK);
+  if (blocks == 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  const int64_t ctas = std::min<int64_t>((blocks + 7) / 8, 65535);
+  quantize_q8_kernel<<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(qs, ds, load, M, K);
+  return cudaGetLastError();
 }
 
 template <WeightType T>
@@ -181,13 +252,24 @@ bool gemv_uses_int8(WeightType type) { return block_elems(type) == detail::kQK; 
 
 cudaError_t launch_quantize_q8(int8_t* qs, float2* ds, const float* x, int M, int64_t K,
                                cudaStream_t stream) {
-  if (M < 0 || K % detail::kQK != 0 || reinterpret_cast<uintptr_t>(qs) % 16 != 0)
-    return cudaErrorInvalidValue;
-  const int64_t blocks = static_cast<int64_t>(M) * (K / detail::kQK);
-  if (blocks == 0) return cudaSuccess;
-  constexpr int kThreads = 256;
-  const int64_t ctas = std::min<int64_t>((blocks + 7) / 8, 65535);
-  quantize_q8_kernel<<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(qs, ds, x, M, K);
+  return launch_q8(qs, ds, LoadX{x}, M, K, stream);
+}
+
+cudaError_t launch_silu_mul_quantize_q8(int8_t* qs, float2* ds, const float* gate, const float* up,
+                                        int M, int64_t K, cudaStream_t stream) {
+  return launch_q8(qs, ds, LoadSiluMul{gate, up}, M, K, stream);
+}
+
+cudaError_t launch_rms_norm_quantize_q8(int8_t* qs, float2* ds, const float* x,
+                                        const float* weight, float eps, int M, int64_t K,
+                                        cudaStream_t stream) {
+  if (!q8_shape_ok(qs, M, K) || K > INT32_MAX) return cudaErrorInvalidValue;
+  if (M == 0 || K == 0) return cudaSuccess;
+  if (M > 65535) return cudaErrorInvalidValue;
+  const int64_t nb = K / detail::kQK, per_cta = kNormThreads / 32;
+  const auto split = static_cast<unsigned>(std::min<int64_t>((nb + per_cta - 1) / per_cta, 16));
+  rms_norm_quantize_q8_kernel<<<dim3(static_cast<unsigned>(M), split), kNormThreads, 0, stream>>>(
+      qs, ds, x, weight, static_cast<int>(K), eps);
   return cudaGetLastError();
 }
 

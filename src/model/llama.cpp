@@ -354,10 +354,10 @@ void LlamaModel::alloc_rows(Rows& m, int64_t rows) const {
 void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool& kv,
                                 const ops::AttentionParams& ap) const {
   const auto& c = config_;
-  ops::rms_norm(m.hidden, L.attn_norm, c.rms_eps, m.normed);
+  // The norm in the projections' input (a GPU's int8 GEMV normalises as it quantizes).
   const ops::MatmulTarget qkv[] = {
       {&L.wq, &L.bq, &m.q}, {&L.wk, &L.bk, &m.k}, {&L.wv, &L.bv, &m.v}};
-  ops::matmul_many(m.normed, qkv);
+  ops::rms_norm_matmul_many(m.hidden, L.attn_norm, c.rms_eps, m.normed, qkv);
   if (L.q_norm.defined() && c.qk_norm_full) {  // OLMoE: each token's whole q and k, in place
     ops::rms_norm(m.q, L.q_norm, c.rms_eps, m.q);
     ops::rms_norm(m.k, L.k_norm, c.rms_eps, m.k);
@@ -377,15 +377,12 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
 }
 
 void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
-  ops::rms_norm(m.hidden, L.ffn_norm, config_.rms_eps, m.normed);
   const Tensor none;
   const ops::MatmulTarget gate_up[] = {{&L.w_gate, &none, &m.gate}, {&L.w_up, &none, &m.up}};
-  ops::matmul_many(m.normed, gate_up);
-  ops::silu_mul(m.gate, m.up, m.gate);
-  if (m.fused_residual)
-    ops::matmul_add(m.gate, L.w_down, Tensor(), m.proj, m.hidden);
-  else
-    ops::matmul(m.gate, L.w_down, Tensor(), m.proj);
+  ops::rms_norm_matmul_many(m.hidden, L.ffn_norm, config_.rms_eps, m.normed, gate_up);
+  // SiLU x up in the down projection's input; on one rank its result adds into the residual.
+  ops::silu_mul_matmul(m.gate, m.up, L.w_down, none, m.proj, m.fused_residual ? m.hidden : m.proj,
+                       m.fused_residual);
 }
 
 Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,

@@ -267,6 +267,9 @@ const Backend* cuda_backend() {
       .moe_experts = cuda::moe_experts,
       .rope_kv_append = gpu::rope_kv_append,
       .sample = gpu::sample,
+      .pack_weight = nullptr,
+      .rms_norm_matmul_many = cuda::rms_norm_matmul_many,
+      .silu_mul_matmul = cuda::silu_mul_matmul,
   };
   return &kCuda;
 }

@@ -138,6 +138,12 @@ class Scratch {
 void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y);
 void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y);
+// The fused entries (ops::rms_norm_matmul_many, ops::silu_mul_matmul): false when the step is not
+// one the int8 GEMV takes.
+bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
+                          std::span<const MatmulTarget> targets);
+bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
+                     Tensor& y, bool accumulate);
 // y = x w^T on `stream`, for tensors over borrowed scratch (no allocator, so no stream of their
 // own: the MoE experts' gathered rows).
 void matmul_on(cudaStream_t stream, const Tensor& x, const Tensor& w, Tensor& y);

@@ -164,35 +164,35 @@ void matmul_on(cudaStream_t stream, const Tensor& x, const Tensor& w, Tensor& y)
   run_matmul(x, w, Tensor(), y, false, stream);
 }
 
-// A decode step (at most kGemvMaxRows rows) whose targets all take the int8 GEMV quantizes the
-// activations once and launches each target's GEMV on them; anything else runs target by target.
-void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
-  const int64_t rows = detail::rows_of(x);
-  bool shared = rows >= 1 && rows <= kernels::kGemvMaxRows && targets.size() > 1;
+namespace {
+
+// Whether a step of `rows` rows takes the int8 GEMV for every target (one quantization of the
+// activations then serves them all).
+bool all_int8_gemv(int64_t rows, std::span<const MatmulTarget> targets) {
+  bool ok = rows >= 1 && rows <= kernels::kGemvMaxRows && !targets.empty();
   for (const MatmulTarget& t : targets)
-    shared = shared && cuda_plan::choose_path(t.w->dtype(), static_cast<int>(rows),
-                                              cuda_plan::build_has_gemm()) ==
-                           cuda_plan::MatmulPath::kGemvInt8;
-  if (!shared) {
-    for (const MatmulTarget& t : targets)
-      run_matmul(x, *t.w, *t.bias, *t.y, false, static_cast<cudaStream_t>(stream_of(x)));
-    return;
-  }
-  DeviceScope scope(kOp, x);
-  const int M = static_cast<int>(rows);
-  const int64_t K = detail::cols_of(x);
+    ok = ok &&
+         cuda_plan::choose_path(t.w->dtype(), static_cast<int>(rows),
+                                cuda_plan::build_has_gemm()) == cuda_plan::MatmulPath::kGemvInt8;
+  return ok;
+}
+
+// Quantizes M x K activations once (quantize(qs, ds) enqueues the quantizer of the caller's
+// choice) and runs every target's int8 GEMV on them; x is only named for the arguments.
+template <typename Quantize>
+void quantized_gemvs(const DeviceScope& scope, const float* x, int M, int64_t K,
+                     std::span<const MatmulTarget> targets, bool accumulate, Quantize&& quantize) {
   const auto q8 = cuda_plan::q8_scratch(M, K);
   Scratch scratch(q8.bytes, kOp, scope.stream());
   auto* qs = reinterpret_cast<int8_t*>(scratch.get());
   auto* ds = reinterpret_cast<float2*>(scratch.get() + q8.ds_offset);
-  check(kernels::launch_quantize_q8(qs, ds, x.data_as<float>(), M, K, scope.stream()), kOp,
-        "quantize");
+  check(quantize(qs, ds), kOp, "quantize");
   for (const MatmulTarget& t : targets) {
     const Tensor& w = *t.w;
     const int N = narrow(w.dim(0), kOp, "columns");
     if (N == 0) continue;
     kernels::GemvArgs a{.y = t.y->data_as<float>(),
-                        .x = x.data_as<float>(),
+                        .x = x,
                         .w = w.data(),
                         .type = weight_type_of(w),
                         .row_bytes = w.row_bytes(),
@@ -203,9 +203,63 @@ void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
                         .vector_loads = cuda_plan::vector_loads(
                             reinterpret_cast<uintptr_t>(w.data()), w.row_bytes()),
                         .xq = qs,
-                        .xds = ds};
+                        .xds = ds,
+                        .accumulate = accumulate};
     check(kernels::launch_gemv(a, scope.stream()), kOp, "gemv launch");
   }
+}
+
+}  // namespace
+
+// A decode step (at most kGemvMaxRows rows) whose targets all take the int8 GEMV quantizes the
+// activations once and launches each target's GEMV on them; anything else runs target by target.
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  const int64_t rows = detail::rows_of(x);
+  if (targets.size() < 2 || !all_int8_gemv(rows, targets)) {
+    for (const MatmulTarget& t : targets)
+      run_matmul(x, *t.w, *t.bias, *t.y, false, static_cast<cudaStream_t>(stream_of(x)));
+    return;
+  }
+  DeviceScope scope(kOp, x);
+  const int M = static_cast<int>(rows);
+  const int64_t K = detail::cols_of(x);
+  quantized_gemvs(scope, x.data_as<float>(), M, K, targets, false, [&](int8_t* qs, float2* ds) {
+    return kernels::launch_quantize_q8(qs, ds, x.data_as<float>(), M, K, scope.stream());
+  });
+}
+
+// RMSNorm fused into the int8 GEMVs' quantizer (the normed rows are never written); false for a
+// step the int8 GEMV does not take (the dispatcher composes rms_norm and matmul_many).
+bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
+                          std::span<const MatmulTarget> targets) {
+  const int64_t rows = detail::rows_of(x);
+  if (!all_int8_gemv(rows, targets)) return false;
+  DeviceScope scope(kOp, x);
+  const int M = static_cast<int>(rows);
+  const int64_t K = detail::cols_of(x);
+  quantized_gemvs(scope, x.data_as<float>(), M, K, targets, false, [&](int8_t* qs, float2* ds) {
+    return kernels::launch_rms_norm_quantize_q8(qs, ds, x.data_as<float>(), norm.data_as<float>(),
+                                                eps, M, K, scope.stream());
+  });
+  return true;
+}
+
+// SiLU x up fused into the down projection's quantizer (silu(gate) * up never written).
+bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
+                     Tensor& y, bool accumulate) {
+  const int64_t rows = detail::rows_of(gate);
+  const Tensor none;
+  const MatmulTarget target{&w, bias.defined() ? &bias : &none, &y};
+  if (!all_int8_gemv(rows, {&target, 1})) return false;
+  DeviceScope scope(kOp, gate);
+  const int M = static_cast<int>(rows);
+  const int64_t K = detail::cols_of(gate);
+  quantized_gemvs(scope, gate.data_as<float>(), M, K, {&target, 1}, accumulate,
+                  [&](int8_t* qs, float2* ds) {
+                    return kernels::launch_silu_mul_quantize_q8(
+                        qs, ds, gate.data_as<float>(), up.data_as<float>(), M, K, scope.stream());
+                  });
+  return true;
 }
 
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& /*scratch*/,

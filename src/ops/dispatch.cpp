@@ -134,6 +134,57 @@ void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& sc
   entry(Op::kMatmul, d, w.dtype(), &Backend::matmul_add)(x, w, bias, scratch, y);
 }
 
+void rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps, Tensor& normed,
+                          std::span<const MatmulTarget> targets) {
+  const Device d = device_of(Op::kRmsNorm, {&x, &norm, &normed});
+  detail::check_f32("rms_norm_matmul_many", "normed", normed);
+  if (normed.shape() != x.shape())
+    fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: normed ", normed.str(),
+         " is not x's shape ", x.str());
+  const Backend& b = backend_for(d);
+  if (b.rms_norm_matmul_many && !targets.empty()) {
+    detail::check_f32("rms_norm_matmul_many", "x", x);
+    detail::check_dense("rms_norm_matmul_many", "norm", norm);
+    if (norm.numel() != detail::cols_of(x))
+      fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: x ", x.str(), " norm ", norm.str());
+    entry(Op::kRmsNorm, d, norm.dtype(), &Backend::rms_norm);  // throws when unsupported
+    for (const MatmulTarget& t : targets) {
+      if (!t.w || !t.bias || !t.y)
+        fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: a target without w, bias or y");
+      for (const Tensor* u : std::initializer_list<const Tensor*>{t.w, t.bias, t.y})
+        if (u->defined() && u->device() != d)
+          fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: tensors on different devices (",
+               x.str(), " and ", u->str(), ")");
+      detail::check_matmul("rms_norm_matmul_many", x, *t.w, *t.bias, *t.y);
+      entry(Op::kMatmul, d, t.w->dtype(), &Backend::matmul_many);
+    }
+    if (b.rms_norm_matmul_many(x, norm, eps, targets)) return;
+  }
+  rms_norm(x, norm, eps, normed);
+  matmul_many(normed, targets);
+}
+
+void silu_mul_matmul(Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
+                     Tensor& scratch, Tensor& y, bool accumulate) {
+  const Device d = device_of(Op::kMatmul, {&gate, &up, &w, &bias, &scratch, &y});
+  const Backend& b = backend_for(d);
+  if (b.silu_mul_matmul) {
+    detail::check_f32("silu_mul_matmul", "gate", gate);
+    detail::check_f32("silu_mul_matmul", "up", up);
+    if (gate.shape() != up.shape())
+      fail(ErrorCode::kInvalidArgument, "silu_mul_matmul: ", gate.str(), " ", up.str());
+    entry(Op::kSiluMul, d, DType::kF32, &Backend::silu_mul);
+    detail::check_matmul("silu_mul_matmul", gate, w, bias, y);
+    entry(Op::kMatmul, d, w.dtype(), &Backend::matmul);
+    if (b.silu_mul_matmul(gate, up, w, bias, y, accumulate)) return;
+  }
+  silu_mul(gate, up, gate);
+  if (accumulate)
+    matmul_add(gate, w, bias, scratch, y);
+  else
+    matmul(gate, w, bias, y);
+}
+
 int64_t exact_row_split(Device device, int64_t rows) {
   // CUDA's kernels are not yet checked for it (they have not run on a GPU): no cut there.
   return device.is_cpu() || device.is_guarded() ? cpu::exact_row_split(rows) : 0;

@@ -376,6 +376,57 @@ TEST_P(BackendOps, MatmulManyEqualsSeparateCalls) {
   }
 }
 
+// The decode fusions give the bits of the ops they stand for on every device: the host tables
+// compose them, and CUDA's int8 GEMV quantizes rows computed with rms_norm's and silu_mul's own
+// arithmetic (its norm reduction included), so fused and composed agree bit for bit there too.
+// Decode sizes (1, 3 rows: fused on CUDA where every weight takes the int8 GEMV) and a prefill size
+// (12 rows: composed everywhere); F32 weights, which no int8 GEMV takes, composed.
+TEST_P(BackendOps, DecodeFusionsEqualTheOpsTheyFuse) {
+  for (const cpu::Activations mode : {cpu::Activations::kF32, cpu::Activations::kInt8}) {
+    ActivationsScope scope(mode);
+    for (DType type : {DType::kQ4_1, DType::kQ8_0, DType::kQ4_0, DType::kF32}) {
+      if (!runs(Op::kMatmul, type)) continue;
+      for (int m : {1, 3, 12}) {
+        const int k = 256, n = 72;
+        const std::string what = std::string(dtype_name(type)) + " m " + std::to_string(m) + " " +
+                                 cpu::activations_name(mode);
+        const Tensor x = dev(random_f32({m, k})), norm = dev(random_f32({k}));
+        const Tensor wq = pack_weight(dev(random_any_weight(type, n, k)), alloc_);
+        const Tensor wk = pack_weight(dev(random_any_weight(type, n / 2, k)), alloc_);
+        const Tensor bias = dev(random_f32({n})), none;
+        // rms_norm then matmul_many, against the fused call.
+        Tensor normed = dev_zeros({m, k}), want_q = dev_zeros({m, n}),
+               want_k = dev_zeros({m, n / 2});
+        ops::rms_norm(x, norm, 1e-5f, normed);
+        const MatmulTarget composed[] = {{&wq, &bias, &want_q}, {&wk, &none, &want_k}};
+        ops::matmul_many(normed, composed);
+        Tensor scratch = dev_zeros({m, k}), got_q = dev_zeros({m, n}),
+               got_k = dev_zeros({m, n / 2});
+        const MatmulTarget fused[] = {{&wq, &bias, &got_q}, {&wk, &none, &got_k}};
+        ops::rms_norm_matmul_many(x, norm, 1e-5f, scratch, fused);
+        expect_equal(to_host(want_q), to_host(got_q), "rms_norm_matmul_many q " + what);
+        expect_equal(to_host(want_k), to_host(got_k), "rms_norm_matmul_many k " + what);
+        // silu_mul then matmul / matmul_add (y's old value + the product), against the fused call.
+        const Tensor gate0 = random_f32({m, k}), up = dev(random_f32({m, k}));
+        const Tensor wd = pack_weight(dev(random_any_weight(type, n, k)), alloc_);
+        const Tensor y0 = random_f32({m, n});
+        for (bool accumulate : {false, true}) {
+          Tensor gate = dev(clone(gate0)), want = dev(clone(y0)), proj = dev_zeros({m, n});
+          ops::silu_mul(gate, up, gate);
+          if (accumulate)
+            ops::matmul_add(gate, wd, bias, proj, want);
+          else
+            ops::matmul(gate, wd, bias, want);
+          Tensor gate2 = dev(clone(gate0)), got = dev(clone(y0)), proj2 = dev_zeros({m, n});
+          ops::silu_mul_matmul(gate2, up, wd, bias, proj2, got, accumulate);
+          expect_equal(to_host(want), to_host(got),
+                       "silu_mul_matmul " + what + (accumulate ? " accumulate" : ""));
+        }
+      }
+    }
+  }
+}
+
 // Every KV cache type: the device's cache bytes equal the reference's (F16/BF16 rounded to nearest
 // even on both), attention within the fp32 tolerance (both read the same stored values).
 TEST_P(BackendOps, KvAppendAndPagedAttentionOverMixedBatches) {

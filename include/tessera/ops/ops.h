@@ -249,6 +249,16 @@ void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& sc
 // weight's rows in one parallel pass (the same results as the separate calls, bit for bit).
 void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+// The fusions decode wants (issue 13 item 3), each the same as the ops it names:
+// matmul_many(rms_norm(x, norm, eps), targets), `normed` [rows, cols] receiving the normed rows
+// where the backend composes the two ops and left unwritten where it fuses them (the CUDA int8
+// GEMV normalises each row as it quantizes it: the same bits as the two kernels).
+void rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps, Tensor& normed,
+                          std::span<const MatmulTarget> targets);
+// y = silu(gate) * up times w^T (+ bias), or with `accumulate` added to y as matmul_add (scratch:
+// matmul_add's); where the backend composes, gate is overwritten with silu(gate) * up first.
+void silu_mul_matmul(Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
+                     Tensor& scratch, Tensor& y, bool accumulate);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
 // Vocabulary-parallel embedding: out row t = table row (ids[t] - first_id) when that is a row of

@@ -35,6 +35,16 @@ bool gemv_uses_int8(WeightType type);
 // qs 16-byte aligned (the GEMV reads 32-byte blocks with two 128-bit loads).
 cudaError_t launch_quantize_q8(int8_t* qs, float2* ds, const float* x, int M, int64_t K,
                                cudaStream_t stream);
+// launch_quantize_q8 of the rows launch_rms_norm(x, weight, eps) would write (its arithmetic and
+// reduction, so the same bits as the two launches), without writing them: RMSNorm fused into the
+// next GEMV's input.
+cudaError_t launch_rms_norm_quantize_q8(int8_t* qs, float2* ds, const float* x,
+                                        const float* weight, float eps, int M, int64_t K,
+                                        cudaStream_t stream);
+// launch_quantize_q8 of silu(gate) * up (launch_silu_mul's arithmetic): SiLU x up fused into the
+// down projection's input.
+cudaError_t launch_silu_mul_quantize_q8(int8_t* qs, float2* ds, const float* gate, const float* up,
+                                        int M, int64_t K, cudaStream_t stream);
 
 struct GemvArgs {
   float* y = nullptr;        // [M, N]
