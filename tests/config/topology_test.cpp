@@ -133,6 +133,7 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "block_size",
                           "kv_cache_mb",
                           "kv_cache_dtype",
+                          "decode_graphs",
                           "enable_prefix_caching",
                           "http_port",
                           "grpc_port",
@@ -164,6 +165,7 @@ scheduler:
   block_size: 32
   kv_cache_mb: 3
   kv_cache_dtype: bf16
+  decode_graphs: off
   enable_prefix_caching: no
 listen: {host: 0.0.0.0, http_port: 0, grpc_port: 0, api_key: 12345, tls_cert: c.pem, tls_key: k.pem}
 logging: {level: debug, file: /tmp/x.log}
@@ -193,6 +195,11 @@ cpu_activations: fp32
   EXPECT_EQ(c.scheduler.block_size, 32);
   EXPECT_EQ(c.scheduler.kv_cache_bytes, size_t{3} << 20);
   EXPECT_EQ(c.scheduler.kv_cache_dtype, "bf16");
+  EXPECT_EQ(c.scheduler.decode_graphs, "off");
+  EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.decode_graphs, "auto");
+  EXPECT_THROW(parse_topology("model: {path: m.gguf}\nscheduler: {decode_graphs: sometimes}\n",
+                              "t.yaml"),
+               Error);
   EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.kv_cache_dtype, "f32");
   EXPECT_FALSE(c.scheduler.enable_prefix_caching);
   EXPECT_EQ(c.listen.host, "0.0.0.0");
