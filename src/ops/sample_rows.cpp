@@ -4,6 +4,7 @@
 // (kernels/sample.cu) shares the per-token arithmetic through sample_layout.h. No state beyond
 // a call.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -34,6 +35,27 @@ float max_of(const float* x, int32_t n) {
     for (int j = 0; j < kLanes; ++j) m[j] = std::max(m[j], x[t + j]);
   for (; t < n; ++t) m[0] = std::max(m[0], x[t]);
   return *std::max_element(m, m + kLanes);
+}
+
+// f(t) for every token row allows, in id order (all of them without a mask), a mask word at a
+// time: a grammar's mask allows a few hundred of ~50k tokens, so testing every bit cost more than
+// the rest of the row.
+template <class F>
+void for_allowed(const int32_t* words, const lay::Row& row, int32_t vocab, F&& f) {
+  if (row.mask_begin < 0) {
+    for (int32_t t = 0; t < vocab; ++t) f(t);
+    return;
+  }
+  const int32_t* mask = words + row.mask_begin;
+  for (int32_t base = 0; base < vocab; base += 32) {
+    auto bits = static_cast<uint32_t>(mask[base / 32]);
+    while (bits) {
+      const int32_t t = base + std::countr_zero(bits);
+      if (t >= vocab) return;
+      f(t);
+      bits &= bits - 1;
+    }
+  }
 }
 
 // The packed array against what the caller says it holds, and every offset inside it: a host
@@ -83,9 +105,20 @@ class RowSampler {
 
   void run(int r, float* logits, int32_t* tokens, float* logprobs, int cols) {
     const lay::Row row = lay::read_row(w_, r);
-    if (row.mask_begin >= 0)
-      for (int32_t t = 0; t < vocab_; ++t)
-        if (!lay::allowed(w_, row, t)) logits[t] = -std::numeric_limits<float>::infinity();
+    if (row.mask_begin >= 0) {  // everything the mask forbids to -inf, a word at a time
+      const int32_t* mask = w_ + row.mask_begin;
+      constexpr float kNone = -std::numeric_limits<float>::infinity();
+      for (int32_t base = 0; base < vocab_; base += 32) {
+        const auto bits = static_cast<uint32_t>(mask[base / 32]);
+        const int32_t end = std::min(base + 32, vocab_);
+        if (bits == 0) {
+          std::fill(logits + base, logits + end, kNone);
+        } else if (bits != ~uint32_t{0}) {
+          for (int32_t t = base; t < end; ++t)
+            if (!((bits >> (t - base)) & 1u)) logits[t] = kNone;
+        }
+      }
+    }
     for (int e = 0; e < row.edit_count; ++e) {
       const int32_t* ed = w_ + row.edit_begin + e * lay::kEditWords;
       logits[ed[0]] = lay::edited(logits[ed[0]], ed, row.repetition_penalty);
@@ -153,11 +186,10 @@ class RowSampler {
       n = static_cast<size_t>(vocab_);
       most = max_of(logits, vocab_);
     } else {
-      for (int32_t t = 0; t < vocab_; ++t)
-        if (lay::allowed(w_, row, t)) {
-          ++n;
-          most = std::max(most, logits[t]);
-        }
+      for_allowed(w_, row, vocab_, [&](int32_t t) {
+        ++n;
+        most = std::max(most, logits[t]);
+      });
     }
     const size_t k = row.top_k > 0 ? std::min<size_t>(static_cast<size_t>(row.top_k), n) : n;
     const bool truncates = row.top_p < 1.0f || row.min_p > 0.0f;
@@ -169,8 +201,7 @@ class RowSampler {
     if (k < n || truncates) {
       auto& cand = keys_;
       cand.clear();
-      for (int32_t t = 0; t < vocab_; ++t)
-        if (lay::allowed(w_, row, t)) cand.push_back(lay::rank_key(logits[t], t));
+      for_allowed(w_, row, vocab_, [&](int32_t t) { cand.push_back(lay::rank_key(logits[t], t)); });
       size_t sorted = full_sort_ ? n : k < n ? k : std::min<size_t>(256, n);
       rank(cand, sorted);
       if (full_sort_) sorted = n;
@@ -216,13 +247,12 @@ class RowSampler {
       }
       return vocab_ - 1;  // r rounded past the end: the last token
     }
-    for (int32_t t = 0; t < vocab_; ++t) {
-      if (!lay::allowed(w_, row, t) || (floor_key != 0 && lay::rank_key(logits[t], t) < floor_key))
-        continue;
+    for_allowed(w_, row, vocab_, [&](int32_t t) {
+      if (floor_key != 0 && lay::rank_key(logits[t], t) < floor_key) return;
       kept_.push_back(t);
       kept_w_.push_back(weight(t));
       mass += kept_w_.back();
-    }
+    });
     double r = row.u * mass;
     for (size_t i = 0; i < kept_.size(); ++i) {
       r -= kept_w_[i];
@@ -236,8 +266,9 @@ class RowSampler {
   double kept_mass(const lay::Row& row, const float* logits, uint64_t floor_key,
                    const Weight& weight) const {
     double s = 0.0;
-    for (int32_t t = 0; t < vocab_; ++t)
-      if (lay::allowed(w_, row, t) && lay::rank_key(logits[t], t) >= floor_key) s += weight(t);
+    for_allowed(w_, row, vocab_, [&](int32_t t) {
+      if (lay::rank_key(logits[t], t) >= floor_key) s += weight(t);
+    });
     return s;
   }
 };
