@@ -12,6 +12,7 @@
 #include <climits>
 
 #include "decode.cuh"
+#include "prologue.cuh"
 #include "tessera/kernels/matmul.h"
 
 namespace tessera::kernels {
@@ -168,42 +169,22 @@ struct LoadX {
   const float* x;
   __device__ float operator()(int64_t at) const { return x[at]; }
 };
-struct LoadSiluMul {  // launch_silu_mul's arithmetic (elementwise.cu), so the same bits
+struct LoadSiluMul {  // launch_silu_mul's arithmetic (prologue.cuh), so the same bits
   const float* gate;
   const float* up;
-  __device__ float operator()(int64_t at) const {
-    const float g = gate[at];
-    return g / (1.f + __expf(-g)) * up[at];
-  }
+  __device__ float operator()(int64_t at) const { return detail::silu_times(gate[at], up[at]); }
 };
-
-__device__ float warp_total(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 constexpr int kNormThreads = 256;  // launch_rms_norm's block: the same reduction, the same bits
 
-// grid (M, S) of kNormThreads: each CTA takes its row's inverse RMS exactly as rms_norm_kernel
-// (elementwise.cu) does, then its warps quantize the normed row's blocks y*8 + warp, + 8 S, ...
+// grid (M, S) of kNormThreads: each CTA takes its row's inverse RMS as rms_norm_kernel does
+// (prologue.cuh, the same code and block size), then its warps quantize the normed row's blocks y*8 + warp, + 8 S, ...
 // (every CTA of a row recomputes the sum from L2: cheaper than a second launch at decode sizes).
 __global__ void rms_norm_quantize_q8_kernel(int8_t* qs, float2* ds, const float* x, const float* w,
                                             int cols, float eps) {
   const int64_t m = blockIdx.x;
   const float* xr = x + m * cols;
-  float ss = 0.f;
-  for (int c = threadIdx.x; c < cols; c += blockDim.x) ss += xr[c] * xr[c];
-  __shared__ float partial[32];
-  ss = warp_total(ss);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x + 31) / 32 ? partial[threadIdx.x] : 0.f;
-    v = warp_total(v);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(partial[0] / cols + eps);
+  const float inv = detail::row_inv_rms(xr, cols, eps);
   const int lane = threadIdx.x & 31, warps = blockDim.x / 32;
   const int64_t nb = cols / detail::kQK;
   for (int64_t b = static_cast<int64_t>(blockIdx.y) * warps + threadIdx.x / 32; b < nb;

@@ -22,14 +22,21 @@ namespace {
 
 class LlamaOnDevice : public ::testing::TestWithParam<DeviceType> {};
 
+// The device's allocator, or null with `why` when the device is not here.
+std::shared_ptr<Allocator> allocator_of(Device device, std::string& why) {
+  try {
+    return ops::make_allocator(device);
+  } catch (const Error& e) {
+    why = e.what();
+    return nullptr;
+  }
+}
+
 TEST_P(LlamaOnDevice, LogitsMatchTheCpu) {
   const Device device{GetParam(), 0};
-  std::shared_ptr<Allocator> alloc;
-  try {
-    alloc = ops::make_allocator(device);
-  } catch (const Error& e) {
-    GTEST_SKIP() << device.str() << " is not available here: " << e.what();
-  }
+  std::string why;
+  const std::shared_ptr<Allocator> alloc = allocator_of(device, why);
+  if (!alloc) GTEST_SKIP() << device.str() << " is not available here: " << why;
   const std::string path = testing::write_tiny_llama(11);
   const auto weights = open_weights(path);
   const LlamaModel cpu_model(*weights);
@@ -98,12 +105,9 @@ TEST(LlamaLoadProgress, ReportsUploadedBytesUpToTheTotal) {
 // splits by batch shape): 1e-4 on the host kernels, 1e-3 on CUDA as above.
 TEST_P(LlamaOnDevice, DecodeGraphsMatchForward) {
   const Device device{GetParam(), 0};
-  std::shared_ptr<Allocator> alloc;
-  try {
-    alloc = ops::make_allocator(device);
-  } catch (const Error& e) {
-    GTEST_SKIP() << device.str() << " is not available here: " << e.what();
-  }
+  std::string why;
+  const std::shared_ptr<Allocator> alloc = allocator_of(device, why);
+  if (!alloc) GTEST_SKIP() << device.str() << " is not available here: " << why;
   const auto weights = open_weights(testing::write_tiny_llama(13));
   const LlamaModel m(*weights, {}, nullptr, alloc);
   kv_cache::KvPoolParams kp = m.kv_shape(4);
@@ -115,26 +119,38 @@ TEST_P(LlamaOnDevice, DecodeGraphsMatchForward) {
   std::vector<int32_t> tables(12);
   for (int i = 0; i < 12; ++i) tables[static_cast<size_t>(i)] = i;
   std::vector<std::vector<int32_t>> seqs{{1, 9, 4}, {5, 6, 60, 17, 2}, {33, 8}};
-  {  // the prompts, op by op on both pools
+  // A step feeding sequence s its tokens from position cached[s] on (slot 16 s + position), each
+  // sequence's last row wanted.
+  struct Step {
     std::vector<int32_t> tokens, positions, slots, starts{0}, context, rows;
+  };
+  const auto make_step = [&](const std::vector<size_t>& cached) {
+    Step st;
     for (size_t s = 0; s < seqs.size(); ++s) {
-      for (size_t p = 0; p < seqs[s].size(); ++p) {
-        tokens.push_back(seqs[s][p]);
-        positions.push_back(static_cast<int32_t>(p));
-        slots.push_back(static_cast<int32_t>(16 * s + p));
+      for (size_t p = cached[s]; p < seqs[s].size(); ++p) {
+        st.tokens.push_back(seqs[s][p]);
+        st.positions.push_back(static_cast<int32_t>(p));
+        st.slots.push_back(static_cast<int32_t>(16 * s + p));
       }
-      starts.push_back(static_cast<int32_t>(tokens.size()));
-      context.push_back(static_cast<int32_t>(seqs[s].size()));
-      rows.push_back(static_cast<int32_t>(tokens.size()) - 1);
+      st.starts.push_back(static_cast<int32_t>(st.tokens.size()));
+      st.context.push_back(static_cast<int32_t>(seqs[s].size()));
+      st.rows.push_back(static_cast<int32_t>(st.tokens.size()) - 1);
     }
-    const ForwardBatch b{.tokens = tokens,
-                         .positions = positions,
-                         .slots = slots,
-                         .query_start = starts,
-                         .context_lens = context,
-                         .block_tables = tables,
-                         .max_blocks_per_seq = 4,
-                         .logit_rows = rows};
+    return st;
+  };
+  const auto batch_of = [&](const Step& st) {
+    return ForwardBatch{.tokens = st.tokens,
+                        .positions = st.positions,
+                        .slots = st.slots,
+                        .query_start = st.starts,
+                        .context_lens = st.context,
+                        .block_tables = tables,
+                        .max_blocks_per_seq = 4,
+                        .logit_rows = st.rows};
+  };
+  {  // the prompts, op by op on both pools
+    const Step prefill = make_step({0, 0, 0});
+    const ForwardBatch b = batch_of(prefill);
     EXPECT_FALSE(graphs.forward(b).defined());  // a prefill: not for a graph
     m.forward(b, eager);
     m.forward(b, graphed);
@@ -142,23 +158,8 @@ TEST_P(LlamaOnDevice, DecodeGraphsMatchForward) {
   for (auto& q : seqs) q.push_back(7);  // each sequence's next token, not yet cached
   const float tol = device.is_cuda() ? 1e-3f : 1e-4f;
   for (int step = 0; step < 4; ++step) {
-    std::vector<int32_t> tokens, positions, slots, context;
-    for (size_t s = 0; s < seqs.size(); ++s) {
-      const auto len = static_cast<int32_t>(seqs[s].size());
-      tokens.push_back(seqs[s].back());
-      positions.push_back(len - 1);
-      slots.push_back(static_cast<int32_t>(16 * s) + len - 1);
-      context.push_back(len);
-    }
-    const std::vector<int32_t> starts{0, 1, 2, 3}, rows{0, 1, 2};
-    const ForwardBatch b{.tokens = tokens,
-                         .positions = positions,
-                         .slots = slots,
-                         .query_start = starts,
-                         .context_lens = context,
-                         .block_tables = tables,
-                         .max_blocks_per_seq = 4,
-                         .logit_rows = rows};
+    const Step decode = make_step({seqs[0].size() - 1, seqs[1].size() - 1, seqs[2].size() - 1});
+    const ForwardBatch b = batch_of(decode);
     const Tensor want = to_host(m.forward(b, eager));
     const Tensor got_dev = graphs.forward(b);
     ASSERT_TRUE(got_dev.defined()) << "step " << step;
