@@ -7,7 +7,9 @@
 //     to the host each step as a server would); tok/s = batch x steps / time; at batch 1 also
 //     the weight bytes one step must read (LlamaModel::weight_bytes: every matrix and norm, the
 //     embedding table only when it is also the LM head) / step time, as a fraction of the copy
-//     bandwidth's read half;
+//     bandwidth's read half; each batch twice where the model can take decode graphs (one rank,
+//     dense: model/decode_graphs.h), op by op ("decode_no_graphs") and replayed ("decode", the
+//     serving default on CUDA); --graphs off: op by op only;
 //   - prefill: one sequence of --prefill tokens in one step; tok/s and TFLOP/s from the matmuls'
 //     2 x params x tokens (attention's own FLOPs left out: < 5% at 512 tokens on these shapes).
 // Prints a table and writes JSON (--json). Nothing is asserted: figures, not a test.
@@ -37,6 +39,7 @@ struct Options {
   std::string model, device = "cuda:0", json;
   std::vector<int> batches{1, 8, 64};
   int steps = 32, prompt = 16, prefill = 512, copy_mib = 1024;
+  bool graphs = true;  // also decode with graphs (model/decode_graphs.h) beside op by op
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -72,10 +75,13 @@ struct Decode {
   double step_ms = 0, tok_s = 0;
 };
 
-Decode decode(const LlamaModel& model, int batch, const Options& o) {
+// graphs: the decode steps replay device graphs recorded for batch sizes up to `batch`.
+Decode decode(const LlamaModel& model, int batch, const Options& o, bool graphs) {
   const int block = 16;
   const int per_seq = (o.prompt + o.steps + 1 + block - 1) / block;
-  LocalRunner runner(model, {.num_blocks = batch * per_seq + 1, .block_size = block});
+  LocalRunner runner(model, {.num_blocks = batch * per_seq + 1,
+                             .block_size = block,
+                             .graph_max_batch = graphs ? batch : 0});
   const int64_t vocab = model.config().vocab_size;
   std::vector<int> seqs;
   std::vector<std::vector<int32_t>> feed;
@@ -123,19 +129,32 @@ int run(const Options& o) {
   std::ostringstream js;
   js << "{\"model\":\"" << o.model << "\",\"device\":\"" << device.str()
      << "\",\"weight_bytes\":" << wbytes << ",\"copy_gbps\":" << gbps << ",\"decode\":[";
-  std::printf("%-6s %-10s %-12s %-14s %-10s\n", "batch", "step ms", "tok/s", "weights GB/s",
-              "of read bw");
+  std::printf("%-6s %-7s %-10s %-12s %-14s %-10s\n", "batch", "graphs", "step ms", "tok/s",
+              "weights GB/s", "of read bw");
+  // "decode": the serving default (graphs where the model can take them), "decode_no_graphs": op by
+  // op, for the launch overhead the graphs save.
+  const bool graphs = o.graphs && model.graphable();
+  std::ostringstream eager;
   for (size_t i = 0; i < o.batches.size(); ++i) {
-    const Decode d = decode(model, o.batches[i], o);
+    if (graphs) {
+      const Decode e = decode(model, o.batches[i], o, false);
+      std::printf("%-6d %-7s %-10.3f %-12.1f %-14.1f\n", e.batch, "off", e.step_ms, e.tok_s,
+                  wbytes / (e.step_ms / 1e3) / 1e9);
+      eager << (i ? "," : "") << "{\"batch\":" << e.batch << ",\"step_ms\":" << e.step_ms
+            << ",\"tok_s\":" << e.tok_s << "}";
+    }
+    const Decode d = decode(model, o.batches[i], o, graphs);
     const double wgbps = wbytes / (d.step_ms / 1e3) / 1e9;
     // A copy reads half the bytes it moves: the fair ceiling for a pass that only reads weights.
     const double frac = wgbps / (gbps / 2);
-    std::printf("%-6d %-10.3f %-12.1f %-14.1f %-10.2f\n", d.batch, d.step_ms, d.tok_s, wgbps, frac);
+    std::printf("%-6d %-7s %-10.3f %-12.1f %-14.1f %-10.2f\n", d.batch, graphs ? "on" : "off",
+                d.step_ms, d.tok_s, wgbps, frac);
     js << (i ? "," : "") << "{\"batch\":" << d.batch << ",\"step_ms\":" << d.step_ms
        << ",\"tok_s\":" << d.tok_s << ",\"weight_gbps\":" << wgbps << ",\"of_read_bw\":" << frac
        << "}";
   }
-  js << "]";
+  js << "],\"graphs\":" << (graphs ? "true" : "false") << ",\"decode_no_graphs\":[" << eager.str()
+     << "]";
   if (o.prefill > 0) {
     const int block = 16;
     LocalRunner runner(model,
@@ -165,7 +184,8 @@ int run(const Options& o) {
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s --model FILE [--device cuda:0] [--batches 1,8,64] [--steps N]\n"
-               "          [--prompt N] [--prefill N (0: skip)] [--copy-mib N] [--json FILE]\n",
+               "          [--prompt N] [--prefill N (0: skip)] [--copy-mib N] [--json FILE]\n"
+               "          [--graphs on|off (on: decode with decode graphs too)]\n",
                argv0);
   return 2;
 }
@@ -196,6 +216,9 @@ int main(int argc, char** argv) {
       o.prefill = std::atoi(v.c_str());
     } else if (a == "--copy-mib") {
       o.copy_mib = std::atoi(v.c_str());
+    } else if (a == "--graphs") {
+      if (v != "on" && v != "off") return usage(argv[0]);
+      o.graphs = v == "on";
     } else {
       return usage(argv[0]);
     }

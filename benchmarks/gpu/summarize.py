@@ -60,15 +60,17 @@ def main(argv=None):
     ratios = {}
     if benches:
         print(f"\n{'model bench (cuda:0)':<22} {'GB/step':>8} {'copy GB/s':>10} {'b1 tok/s':>9} "
-              f"{'b1 of bw':>9} {'b8 tok/s':>9} {'b64 tok/s':>10} {'prefill tok/s':>14} {'TFLOP/s':>8}")
+              f"{'b1 of bw':>9} {'b8 tok/s':>9} {'b64 tok/s':>10} {'prefill tok/s':>14} {'TFLOP/s':>8} "
+              f"{'b1 no graphs':>12}")
         for name, b in benches.items():
             d = {r["batch"]: r for r in b.get("decode", [])}
             pre = b.get("prefill", {})
             g = lambda batch, k: d.get(batch, {}).get(k, float("nan"))
+            eager = {r["batch"]: r["tok_s"] for r in b.get("decode_no_graphs", [])}
             print(f"{name[6:]:<22} {b.get('weight_bytes', 0) / 1e9:>8.3f} {b.get('copy_gbps', 0):>10.0f} "
                   f"{g(1, 'tok_s'):>9.1f} {g(1, 'of_read_bw'):>9.2f} {g(8, 'tok_s'):>9.1f} "
                   f"{g(64, 'tok_s'):>10.1f} {pre.get('tok_s', float('nan')):>14.0f} "
-                  f"{pre.get('tflops', float('nan')):>8.2f}")
+                  f"{pre.get('tflops', float('nan')):>8.2f} {eager.get(1, float('nan')):>12.1f}")
     if peers:
         print(f"\n{'transformers peer':<22} {'batch':>5} {'tok/s':>9} {'tessera f16 tok/s':>18} {'ratio':>6}")
         ours = {r["batch"]: r["tok_s"] for r in benches.get("bench_llama1b-f16", {}).get("decode", [])}

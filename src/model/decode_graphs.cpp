@@ -62,6 +62,15 @@ void pad_decode_step(const ForwardBatch& b, int bucket, int max_blocks, std::vec
   }
 }
 
+DecodeGraphParams decode_graph_params(const LlamaModel& model, const kv_cache::KvPoolParams& kp,
+                                      int max_batch) {
+  const int max_pos = model.config().max_position;
+  const int blocks = max_pos > 0
+                         ? std::min(kp.num_blocks, (max_pos + kp.block_size - 1) / kp.block_size)
+                         : kp.num_blocks;
+  return {.buckets = default_decode_buckets(max_batch), .max_blocks_per_seq = blocks};
+}
+
 struct DecodeGraphs::Graph {
   int bucket = 0;
   std::vector<int32_t> host;  // the padded arrays of the step being replayed

@@ -19,7 +19,11 @@ LocalRunner::LocalRunner(const LlamaModel& model, const LocalRunnerParams& param
             return kp;
           }(),
           model.allocator()),
-      allocator_(params.num_blocks) {}
+      allocator_(params.num_blocks) {
+  if (params.graph_max_batch > 0)
+    graphs_ = std::make_unique<DecodeGraphs>(
+        model_, pool_, decode_graph_params(model_, pool_.params(), params.graph_max_batch));
+}
 
 int LocalRunner::add_sequence() {
   seqs_[next_id_] = Sequence{};
@@ -75,7 +79,9 @@ Tensor LocalRunner::step(std::span<const Chunk> chunks, bool all_rows) {
              all_rows ? StepBatch::Logits::kAll : StepBatch::Logits::kLast);
   }
   const ForwardBatch batch = step.batch();
-  Tensor logits = model_.forward(batch, pool_);
+  Tensor logits;
+  if (graphs_) logits = graphs_->forward(batch);  // a plain decode step that fits, else undefined
+  if (!logits.defined()) logits = model_.forward(batch, pool_);
   for (const auto& ch : chunks) seqs_.at(ch.seq).length += static_cast<int64_t>(ch.tokens.size());
   return logits;
 }

@@ -107,18 +107,11 @@ void Worker::start_graphs(const WorkerParams& p) {
           "tensor or expert parallelism) and a dense model");
     return;
   }
-  // The table stride every graph is recorded with: the longest sequence the model and the pool
-  // can hold (a step with a wider table runs op by op).
-  const auto& kp = pool_->params();
-  const int max_pos = model_->config().max_position;
-  const int blocks = max_pos > 0
-                         ? std::min(kp.num_blocks, (max_pos + kp.block_size - 1) / kp.block_size)
-                         : kp.num_blocks;
+  // A step with a table wider than the graphs' (or more sequences) runs op by op.
+  const model::DecodeGraphParams gp =
+      model::decode_graph_params(*model_, pool_->params(), p.graph_max_batch);
   try {
-    graphs_ = std::make_unique<model::DecodeGraphs>(
-        *model_, *pool_,
-        model::DecodeGraphParams{.buckets = model::default_decode_buckets(p.graph_max_batch),
-                                 .max_blocks_per_seq = blocks});
+    graphs_ = std::make_unique<model::DecodeGraphs>(*model_, *pool_, gp);
   } catch (const Error& e) {
     // Never run on a GPU yet: a recording that fails leaves the worker serving op by op.
     TESSERA_LOG_ERROR("decode graphs off: recording failed: {}", e.what());
@@ -127,7 +120,8 @@ void Worker::start_graphs(const WorkerParams& p) {
   std::string sizes;
   for (int b : graphs_->buckets()) sizes += (sizes.empty() ? "" : " ") + std::to_string(b);
   TESSERA_LOG_INFO("decode graphs: batch sizes {} ({}), tables of {} blocks", sizes,
-                   graphs_->records() ? "recorded" : "ops re-run per replay", blocks);
+                   graphs_->records() ? "recorded" : "ops re-run per replay",
+                   gp.max_blocks_per_seq);
 }
 
 void Worker::add_matcher(uint64_t seq_id, const std::string& gbnf) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "tessera/core/error.h"
+#include "tessera/model/local_runner.h"
+#include "tiny_llama.h"
 
 namespace tessera::model {
 namespace {
@@ -74,6 +76,31 @@ TEST(DecodeGraphs, PaddingRowsCacheNothingAndReadBlockZero) {
   EXPECT_EQ(out, want);
   EXPECT_THROW(pad_decode_step(s.batch(), 2, 5, out), Error);  // more rows than the bucket
   EXPECT_THROW(pad_decode_step(s.batch(), 4, 2, out), Error);  // a wider table
+}
+
+// A LocalRunner with graphs (model_bench's decode, `graph_max_batch`) gives the logits of one
+// without: two sequences prefilled op by op, then three decode steps replayed at bucket 2.
+TEST(DecodeGraphs, LocalRunnerReplaysDecodeSteps) {
+  const auto weights = open_weights(testing::write_tiny_llama(17));
+  const LlamaModel m(*weights);
+  LocalRunner plain(m, {.num_blocks = 16, .block_size = 4});
+  LocalRunner graphed(m, {.num_blocks = 16, .block_size = 4, .graph_max_batch = 2});
+  ASSERT_NE(graphed.graphs(), nullptr);
+  EXPECT_EQ(graphed.graphs()->buckets(), (std::vector<int>{1, 2}));
+  std::vector<std::vector<int32_t>> feed{{3, 9, 27, 4, 1}, {8, 2}};
+  const int a = plain.add_sequence(), b = plain.add_sequence();
+  const int ga = graphed.add_sequence(), gb = graphed.add_sequence();
+  for (int step = 0; step < 4; ++step) {
+    const LocalRunner::Chunk p[] = {{.seq = a, .tokens = feed[0]}, {.seq = b, .tokens = feed[1]}};
+    const LocalRunner::Chunk g[] = {{.seq = ga, .tokens = feed[0]}, {.seq = gb, .tokens = feed[1]}};
+    const Tensor want = to_host(plain.step(p)), got = to_host(graphed.step(g));
+    ASSERT_EQ(want.shape(), got.shape());
+    for (int64_t i = 0; i < want.numel(); ++i)
+      ASSERT_NEAR(got.data_as<float>()[i], want.data_as<float>()[i], 1e-4f)
+          << "step " << step << " [" << i << "]";
+    feed = {{static_cast<int32_t>(10 + step)}, {static_cast<int32_t>(20 + step)}};
+  }
+  EXPECT_EQ(graphed.graphs()->replays(), 3);  // the prefill ran op by op
 }
 
 }  // namespace

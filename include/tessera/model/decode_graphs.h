@@ -43,6 +43,11 @@ struct DecodeGraphParams {
   int max_blocks_per_seq = 0;  // the table stride every graph is recorded with (>= 1)
 };
 
+// The graphs a model on pool `kp` records for batches up to max_batch: default_decode_buckets,
+// tables as wide as the longest sequence the model (max_position) and the pool can hold.
+DecodeGraphParams decode_graph_params(const LlamaModel& model, const kv_cache::KvPoolParams& kp,
+                                      int max_batch);
+
 class DecodeGraphs {
  public:
   // Records one graph per bucket (model.graphable() must hold). Throws what the recording threw.

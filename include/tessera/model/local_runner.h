@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "tessera/kv_cache/block_allocator.h"
 #include "tessera/kv_cache/kv_pool.h"
+#include "tessera/model/decode_graphs.h"
 #include "tessera/model/llama.h"
 
 namespace tessera::model {
@@ -19,6 +21,10 @@ struct LocalRunnerParams {
   int num_blocks = 256;
   int block_size = 16;
   DType kv_dtype = DType::kF32;  // the pool's element type (kv_cache::KvPoolParams::dtype)
+  // > 0: decode steps of up to this many sequences replay device graphs recorded at construction
+  // (decode_graphs.h; the model must be graphable; a replayed step's logits are the graph's
+  // buffer, valid until the next step on CUDA); 0: every step op by op.
+  int graph_max_batch = 0;
 };
 
 class LocalRunner {
@@ -39,6 +45,7 @@ class LocalRunner {
   Tensor step(std::span<const Chunk> chunks, bool all_rows = false);
 
   int free_blocks() const { return allocator_.num_free(); }
+  const DecodeGraphs* graphs() const { return graphs_.get(); }
 
  private:
   struct Sequence {
@@ -49,6 +56,7 @@ class LocalRunner {
   LocalRunnerParams params_;
   kv_cache::KvPool pool_;
   kv_cache::BlockAllocator allocator_;
+  std::unique_ptr<DecodeGraphs> graphs_;  // after pool_: replays write it
   std::map<int, Sequence> seqs_;
   int next_id_ = 0;
 };
