@@ -1,12 +1,25 @@
 """Starts `tessera serve` for the integration tests (and benchmarks/compare_serving.py) and waits
-for its READY line (and its GRPC line when a gRPC port is asked for)."""
+for its READY line (and its GRPC line when a gRPC port is asked for); runs `tessera generate`
+greedily on token ids for the tests that read its log and logprobs."""
 
+import json
 import os
 import subprocess
 import time
 
 BIN = os.environ.get("TESSERA_BIN", "build/tessera")
 MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def generate_json(prompt_ids, max_tokens, *extra):
+    """`tessera generate` of `max_tokens` greedy tokens after the comma-separated `prompt_ids`, one
+    thread, logprobs on, plus EXTRA flags; returns (its stderr, its JSON result). Asserts it exits 0."""
+    out = subprocess.run([BIN, "generate", "--prompt-ids", prompt_ids, "--max-tokens",
+                          str(max_tokens), "--temperature", "0", "--ignore-eos", "--logprobs", "1",
+                          "--json", "--threads", "1", *extra], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stderr, json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def launch(args, binary=None, timeout=120, stderr=subprocess.DEVNULL, env=None):

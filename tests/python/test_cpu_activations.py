@@ -12,21 +12,17 @@ import subprocess
 
 import pytest
 
-MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-BIN = os.environ.get("TESSERA_BIN", "build/tessera")
+from serve_util import BIN, MODEL, generate_json
 PROMPT = "1,504,3458,282,4649,314"  # token ids: no tokenizer round trip needed
 
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
 
 
 def generate(*extra):
-    out = subprocess.run([BIN, "generate", "--prompt-ids", PROMPT, "--max-tokens", "2",
-                          "--temperature", "0", "--ignore-eos", "--logprobs", "1", "--json",
-                          "--threads", "1", *extra], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    modes = re.findall(r"cpu matmul: (\w+) activations .*, (\w+) kernels", out.stderr)
-    assert modes, out.stderr[-3000:]
-    return {m for m, _ in modes}, json.loads(out.stdout.strip().splitlines()[-1])
+    log, result = generate_json(PROMPT, 2, *extra)
+    modes = re.findall(r"cpu matmul: (\w+) activations .*, (\w+) kernels", log)
+    assert modes, log[-3000:]
+    return {m for m, _ in modes}, result
 
 
 def first_logprob(result):

@@ -6,28 +6,23 @@ twice the blocks of f32 in the same --kv-cache-mb, and their logprobs (fp32 acti
 little (values are rounded as stored) but not far. An unknown type is a usage error. Uses the default model; skipped
 when it is not downloaded."""
 
-import json
 import os
 import re
 import subprocess
 
 import pytest
 
-MODEL = os.path.expanduser("~/.cache/tessera/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-BIN = os.environ.get("TESSERA_BIN", "build/tessera")
+from serve_util import BIN, MODEL, generate_json
 PROMPT = "1,504,3458,282,4649,314,28,1134,2484,282,253"  # token ids: no tokenizer round trip
 
 pytestmark = pytest.mark.skipif(not os.path.exists(MODEL), reason="default model not downloaded")
 
 
 def generate(*extra):
-    out = subprocess.run([BIN, "generate", "--prompt-ids", PROMPT, "--max-tokens", "4",
-                          "--temperature", "0", "--ignore-eos", "--logprobs", "1", "--json",
-                          "--threads", "1", *extra], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    pools = re.findall(r"KV cache \((\d+) blocks of \d+ tokens, (\w+)\)", out.stderr)
-    assert pools, out.stderr[-3000:]
-    return pools, json.loads(out.stdout.strip().splitlines()[-1])
+    log, result = generate_json(PROMPT, 4, *extra)
+    pools = re.findall(r"KV cache \((\d+) blocks of \d+ tokens, (\w+)\)", log)
+    assert pools, log[-3000:]
+    return pools, result
 
 
 def logprobs(result):
