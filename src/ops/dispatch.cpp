@@ -73,14 +73,23 @@ void embedding_shard(const Tensor& table, const Indices& ids, int64_t first_id, 
                                                                           out);
 }
 
+namespace {
+
+// rms_norm's checks (rms_norm_matmul_many's for the rows it normalises into `out` or in place).
+void check_rms_norm(const char* op, const Tensor& x, const Tensor& weight, const Tensor& out) {
+  detail::check_f32(op, "x", x);
+  detail::check_f32(op, "out", out);
+  detail::check_dense(op, "weight", weight);
+  if (weight.numel() != detail::cols_of(x) || out.shape() != x.shape())
+    fail(ErrorCode::kInvalidArgument, op, ": x ", x.str(), " weight ", weight.str(), " out ",
+         out.str());
+}
+
+}  // namespace
+
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   const Device d = device_of(Op::kRmsNorm, {&x, &weight, &out});
-  detail::check_f32("rms_norm", "x", x);
-  detail::check_f32("rms_norm", "out", out);
-  detail::check_dense("rms_norm", "weight", weight);
-  if (weight.numel() != detail::cols_of(x) || out.shape() != x.shape())
-    fail(ErrorCode::kInvalidArgument, "rms_norm: x ", x.str(), " weight ", weight.str(), " out ",
-         out.str());
+  check_rms_norm("rms_norm", x, weight, out);
   entry(Op::kRmsNorm, d, weight.dtype(), &Backend::rms_norm)(x, weight, eps, out);
 }
 
@@ -104,24 +113,32 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
   entry(Op::kMatmul, d, w.dtype(), &Backend::matmul)(x, w, bias, y);
 }
 
-void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
-  if (targets.empty()) return;
-  std::vector<const Tensor*> all{&x};
+namespace {
+
+// matmul_many's checks of its targets against x (rms_norm_matmul_many's too, for the rows it
+// would normalise): every tensor on x's device, every shape and weight dtype supported there.
+void check_targets(const char* op, const Tensor& x, std::span<const MatmulTarget> targets) {
+  const Device d = x.device();
   for (const MatmulTarget& t : targets) {
     if (!t.w || !t.bias || !t.y)
-      fail(ErrorCode::kInvalidArgument, "matmul_many: a target without w, bias or y");
-    all.insert(all.end(), {t.w, t.bias, t.y});
+      fail(ErrorCode::kInvalidArgument, op, ": a target without w, bias or y");
+    for (const Tensor* u : std::initializer_list<const Tensor*>{t.w, t.bias, t.y})
+      if (u->defined() && u->device() != d)
+        fail(ErrorCode::kInvalidArgument, op, ": tensors on different devices (", x.str(), " and ",
+             u->str(), ")");
   }
-  Device d = x.device();
-  for (const Tensor* t : all)
-    if (t->defined() && t->device() != d)
-      fail(ErrorCode::kInvalidArgument, "matmul_many: tensors on different devices (", x.str(),
-           " and ", t->str(), ")");
   for (const MatmulTarget& t : targets) {
-    detail::check_matmul("matmul_many", x, *t.w, *t.bias, *t.y);
+    detail::check_matmul(op, x, *t.w, *t.bias, *t.y);
     entry(Op::kMatmul, d, t.w->dtype(), &Backend::matmul_many);  // throws when unsupported
   }
-  backend_for(d).matmul_many(x, targets);
+}
+
+}  // namespace
+
+void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
+  if (targets.empty()) return;
+  check_targets("matmul_many", x, targets);
+  backend_for(x.device()).matmul_many(x, targets);
 }
 
 void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& scratch, Tensor& y) {
@@ -137,27 +154,11 @@ void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& sc
 void rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps, Tensor& normed,
                           std::span<const MatmulTarget> targets) {
   const Device d = device_of(Op::kRmsNorm, {&x, &norm, &normed});
-  detail::check_f32("rms_norm_matmul_many", "normed", normed);
-  if (normed.shape() != x.shape())
-    fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: normed ", normed.str(),
-         " is not x's shape ", x.str());
   const Backend& b = backend_for(d);
   if (b.rms_norm_matmul_many && !targets.empty()) {
-    detail::check_f32("rms_norm_matmul_many", "x", x);
-    detail::check_dense("rms_norm_matmul_many", "norm", norm);
-    if (norm.numel() != detail::cols_of(x))
-      fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: x ", x.str(), " norm ", norm.str());
+    check_rms_norm("rms_norm_matmul_many", x, norm, normed);
     entry(Op::kRmsNorm, d, norm.dtype(), &Backend::rms_norm);  // throws when unsupported
-    for (const MatmulTarget& t : targets) {
-      if (!t.w || !t.bias || !t.y)
-        fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: a target without w, bias or y");
-      for (const Tensor* u : std::initializer_list<const Tensor*>{t.w, t.bias, t.y})
-        if (u->defined() && u->device() != d)
-          fail(ErrorCode::kInvalidArgument, "rms_norm_matmul_many: tensors on different devices (",
-               x.str(), " and ", u->str(), ")");
-      detail::check_matmul("rms_norm_matmul_many", x, *t.w, *t.bias, *t.y);
-      entry(Op::kMatmul, d, t.w->dtype(), &Backend::matmul_many);
-    }
+    check_targets("rms_norm_matmul_many", x, targets);
     if (b.rms_norm_matmul_many(x, norm, eps, targets)) return;
   }
   rms_norm(x, norm, eps, normed);
