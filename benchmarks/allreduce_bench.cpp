@@ -1,7 +1,10 @@
 // All-reduce latency between 2 processes on this node: Gloo (TCP loopback) against the
 // shared-memory engine (make_cpu_communicator), side by side in one run, for 1 KB .. 1 MB of F32.
-// Each rank is pinned to its own core (rank r on CPU r mod the online count); rank 0 times every
-// op separately and reports p50/p99 in microseconds, with the CPU model from /proc/cpuinfo.
+// Beside each all-reduce, the pair that replaces it under sequence parallelism (model::ShardSpec::
+// sequence_parallel): a reduce-scatter of the same buffer and an all-gather of the 1/W block
+// back, timed as one op. Each rank is pinned to its own core (rank r on CPU r mod the online
+// count); rank 0 times every op separately and reports p50/p99 in microseconds, with the CPU
+// model from /proc/cpuinfo.
 //
 //   allreduce_bench [--iters N] [--ranks W] [--json]
 //
@@ -35,7 +38,7 @@ std::string cpu_model() {
 }
 
 struct Row {
-  std::string engine;
+  std::string engine, op;
   size_t bytes;
   double p50_us, p99_us;
   int iters;
@@ -72,20 +75,33 @@ std::string run_rank(int port, int rank, int ranks, int iters) {
   for (size_t bytes :
        {size_t{1} << 10, size_t{4} << 10, size_t{8} << 10, size_t{64} << 10, size_t{1} << 20}) {
     const int n = bytes >= (size_t{1} << 20) ? std::max(50, iters / 20) : iters;
+    // Whole blocks for the reduce-scatter: the buffer rounded up to W equal blocks.
+    const auto per = static_cast<int64_t>((bytes / sizeof(float) + ranks - 1) / ranks);
     for (comm::Communicator* c : {gloo.get(), shm.get()}) {
-      Tensor t = Tensor::zeros({static_cast<int64_t>(bytes / sizeof(float))}, DType::kF32);
-      std::fill_n(t.data_as<float>(), bytes / sizeof(float), 1e-3f);
-      for (int i = 0; i < n / 10 + 10; ++i) c->all_reduce_sum(t);  // warm up
-      c->barrier();
-      std::vector<double> us(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) {
-        const auto t0 = Clock::now();
-        c->all_reduce_sum(t);
-        us[static_cast<size_t>(i)] =
-            std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      Tensor t = Tensor::zeros({per * ranks}, DType::kF32),
+             block = Tensor::zeros({per}, DType::kF32);
+      std::fill_n(t.data_as<float>(), t.numel(), 1e-3f);
+      for (const std::string op : {"all_reduce", "rs+ag"}) {
+        auto once = [&] {
+          if (op == "all_reduce") {
+            c->all_reduce_sum(t);
+          } else {
+            c->reduce_scatter_sum(t, block);
+            c->all_gather(block, t);
+          }
+        };
+        for (int i = 0; i < n / 10 + 10; ++i) once();  // warm up
+        c->barrier();
+        std::vector<double> us(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) {
+          const auto t0 = Clock::now();
+          once();
+          us[static_cast<size_t>(i)] =
+              std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        }
+        os << c->engine() << ' ' << op << ' ' << bytes << ' ' << pct(us, 0.5) << ' '
+           << pct(us, 0.99) << ' ' << n << '\n';
       }
-      os << c->engine() << ' ' << bytes << ' ' << pct(us, 0.5) << ' ' << pct(us, 0.99) << ' ' << n
-         << '\n';
     }
   }
   return os.str();
@@ -120,7 +136,7 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   std::istringstream is(out[0].payload);
   Row r;
-  while (is >> r.engine >> r.bytes >> r.p50_us >> r.p99_us >> r.iters) rows.push_back(r);
+  while (is >> r.engine >> r.op >> r.bytes >> r.p50_us >> r.p99_us >> r.iters) rows.push_back(r);
   const std::string cpu = cpu_model();
   const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
   if (json) {
@@ -128,20 +144,23 @@ int main(int argc, char** argv) {
                 cores, ranks);
     for (size_t i = 0; i < rows.size(); ++i)
       std::printf(
-          "%s{\"engine\": \"%s\", \"bytes\": %zu, \"iters\": %d, \"p50_us\": %.2f, "
-          "\"p99_us\": %.2f}",
-          i ? ", " : "", rows[i].engine.c_str(), rows[i].bytes, rows[i].iters, rows[i].p50_us,
-          rows[i].p99_us);
+          "%s{\"engine\": \"%s\", \"op\": \"%s\", \"bytes\": %zu, \"iters\": %d, "
+          "\"p50_us\": %.2f, \"p99_us\": %.2f}",
+          i ? ", " : "", rows[i].engine.c_str(), rows[i].op.c_str(), rows[i].bytes, rows[i].iters,
+          rows[i].p50_us, rows[i].p99_us);
     std::printf("]}\n");
     return 0;
   }
-  std::printf("all_reduce_sum F32, %d processes, one core each; CPU: %s (%ld online)\n", ranks,
-              cpu.c_str(), cores);
-  std::printf("%10s  %12s %12s  %12s %12s  %8s\n", "bytes", "gloo p50 us", "gloo p99 us",
-              "shm p50 us", "shm p99 us", "p50 x");
-  for (size_t i = 0; i + 1 < rows.size(); i += 2)
-    std::printf("%10zu  %12.1f %12.1f  %12.1f %12.1f  %8.1f\n", rows[i].bytes, rows[i].p50_us,
-                rows[i].p99_us, rows[i + 1].p50_us, rows[i + 1].p99_us,
-                rows[i].p50_us / rows[i + 1].p50_us);
+  std::printf(
+      "all_reduce_sum F32 (AR) and reduce_scatter_sum + all_gather (RS+AG), %d processes, one "
+      "core each; CPU: %s (%ld online)\n",
+      ranks, cpu.c_str(), cores);
+  std::printf("%10s  %10s %10s %10s  %10s %10s %10s  %8s\n", "bytes", "gloo AR", "p99",
+              "gloo RS+AG", "shm AR", "p99", "shm RS+AG", "AR gloo/shm");
+  // Rows come per size as gloo AR, gloo RS+AG, shm AR, shm RS+AG (p50 us unless marked p99).
+  for (size_t i = 0; i + 3 < rows.size(); i += 4)
+    std::printf("%10zu  %10.1f %10.1f %10.1f  %10.1f %10.1f %10.1f  %8.1f\n", rows[i].bytes,
+                rows[i].p50_us, rows[i].p99_us, rows[i + 1].p50_us, rows[i + 2].p50_us,
+                rows[i + 2].p99_us, rows[i + 3].p50_us, rows[i].p50_us / rows[i + 2].p50_us);
   return 0;
 }

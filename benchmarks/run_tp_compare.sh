@@ -4,12 +4,16 @@
 # (TESSERA_COMM_SHM=0) and TP=2 over shared memory (the default on one node). Each layout serves
 # the same `tessera bench` workload (same seed) at each concurrency; tokens/s and ITL land in
 # benchmarks/results/tp-<stamp>-<layout>-c<N>.json and a table on stdout, with the CPU model.
+# LAYOUTS picks among tp1, tp2-gloo, tp2-shm and their sequence-parallel forms tp2-gloo-sp,
+# tp2-shm-sp (`sequence_parallel: true`: reduce-scatter + all-gather for each all-reduce), and
+# tp4-shm, tp4-shm-sp (four ranks: oversubscribed on fewer than four cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 TESSERA=${TESSERA:-$BUILD/tessera}
 PYTHON=${PYTHON:-python3}
 CONCURRENCIES=${CONCURRENCIES:-"1 8"}
+LAYOUTS=${LAYOUTS:-"tp1 tp2-gloo tp2-shm"}
 NUM_REQUESTS=${NUM_REQUESTS:-16}
 INPUT_LEN=${INPUT_LEN:-32}
 OUTPUT_LEN=${OUTPUT_LEN:-48}
@@ -29,25 +33,31 @@ tok = json.load(open(d + "/hf/tokenizer.json"))
 TinySpec(vocab=len(tok["model"]["vocab"]), **kw).write_gguf(d + "/dense.gguf", tok)
 PY
 
-layout() {  # name tensor
+layout() {  # name: tp<T>[-gloo|-shm][-sp]
+  local t=${1#tp}
+  t=${t%%-*}
   cat >"$tmp/$1.yaml" <<YAML
 model: {path: '$tmp/dense.gguf'}
 backend: cpu
-parallel: {tensor: $2, pipeline: 1}
+parallel: {tensor: $t, pipeline: 1}
 scheduler: {kv_cache_mb: 64, max_num_seqs: 16}
 listen: {http_port: 0}
 threads_per_rank: 1
+sequence_parallel: $(case $1 in *-sp) echo true ;; *) echo false ;; esac)
 YAML
 }
-layout tp1 1
-layout tp2-gloo 2
-layout tp2-shm 2
+for name in $LAYOUTS; do
+  case $name in
+    tp1 | tp[0-9]-gloo | tp[0-9]-shm | tp[0-9]-gloo-sp | tp[0-9]-shm-sp) layout "$name" ;;
+    *) echo "unknown layout $name" >&2; exit 2 ;;
+  esac
+done
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
-printf '%-10s %4s %10s %10s %10s\n' layout conc "out tok/s" "ITL p50" "TPOT p50"
-for name in tp1 tp2-gloo tp2-shm; do
+printf '%-12s %4s %10s %10s %10s %10s\n' layout conc "out tok/s" "ITL p50" "TPOT p50" "TTFT p50"
+for name in $LAYOUTS; do
   log="$tmp/$name.log"
-  shm=1; [ "$name" = tp2-gloo ] && shm=0
+  shm=1; case $name in *-gloo*) shm=0 ;; esac
   TESSERA_COMM_SHM=$shm "$TESSERA" serve --config "$tmp/$name.yaml" --no-warmup >"$log" 2>&1 &
   server=$!
   url=""
@@ -68,8 +78,8 @@ for name in tp1 tp2-gloo tp2-shm; do
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]
 itl = s.get("itl_ms", s["tpot_ms"])
-print(f"{sys.argv[2]:<10} {sys.argv[3]:>4} {s['output_token_throughput']:10.1f} "
-      f"{itl['p50']:10.1f} {s['tpot_ms']['p50']:10.1f}")
+print(f"{sys.argv[2]:<12} {sys.argv[3]:>4} {s['output_token_throughput']:10.1f} "
+      f"{itl['p50']:10.1f} {s['tpot_ms']['p50']:10.1f} {s['ttft_ms']['p50']:10.1f}")
 PY
   done
   kill "$server"; wait "$server" || true

@@ -81,6 +81,7 @@ Launch launch_from_config(const std::string& path, int node_rank) {
   l.engine.kv_cache_dtype = kv_cache::parse_kv_dtype(t.scheduler.kv_cache_dtype);
   l.engine.graph_mode = worker::parse_graph_mode(t.scheduler.decode_graphs);
   l.engine.tp_overlap = t.tp_overlap;
+  l.engine.sequence_parallel = t.sequence_parallel;
   l.engine.ep_data_attention = t.parallel.expert_attention == "data";
   return l;
 }

@@ -40,7 +40,7 @@ Command add_worker(CLI::App& root) {
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
     double connect_timeout = 120.0, collective_timeout = 30.0, heartbeat = 1.0;
-    bool tp_overlap = false, ep_data_attention = false;
+    bool tp_overlap = false, sequence_parallel = false, ep_data_attention = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* c = root.add_subcommand("worker", "one rank of a worker group (internal)");
@@ -101,6 +101,9 @@ Command add_worker(CLI::App& root) {
       ->capture_default_str();
   c->add_flag("--tp-overlap", o->tp_overlap,
               "overlap each half of a step's TP all-reduces with the other half's compute");
+  c->add_flag("--sequence-parallel", o->sequence_parallel,
+              "TP: each rank keeps 1/T of the residual rows (reduce-scatter and all-gather in "
+              "place of each all-reduce)");
   c->add_flag("--ep-data-attention", o->ep_data_attention,
               "expert parallelism: attention data-parallel over the EP ranks, tokens to their "
               "experts by all-to-all");
@@ -117,6 +120,7 @@ Command add_worker(CLI::App& root) {
                 .graph_max_batch = o->graph_max_batch,
                 .cpu_activations = ops::cpu::parse_activations(o->activations),
                 .tp_overlap = o->tp_overlap,
+                .sequence_parallel = o->sequence_parallel,
                 .ep_data_attention = o->ep_data_attention,
                 .vocabulary = engine::grammar_vocabulary(o->model)};
             // Everything a rank needs comes from the launcher's command line and the

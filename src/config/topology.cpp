@@ -341,36 +341,39 @@ TopologyConfig parse_checked(std::string_view text, const std::string& src) {
   if (root.IsNull()) {
     fail_at(src, {}, "model.path", "the config is empty; model.path is required", kModelPathValid);
   }
-  detail::for_each_key(src, root, "(top level)", detail::pos_of(root), "",
-                       {"model", "backend", "parallel", "nodes", "coordinator", "scheduler",
-                        "listen", "logging", "threads_per_rank", "cpu_activations", "tp_overlap"},
-                       [&](const Field& f) {
-                         c.positions[f.key] = f.pos;
-                         if (f.key == "model") {
-                           parse_model(f, c);
-                         } else if (f.key == "backend") {
-                           c.backend = detail::read_enum(f, {"cpu", "cuda", "guarded"});
-                         } else if (f.key == "parallel") {
-                           parse_parallel(f, c);
-                         } else if (f.key == "nodes") {
-                           parse_nodes(f, c);
-                         } else if (f.key == "coordinator") {
-                           parse_coordinator(f, c);
-                         } else if (f.key == "scheduler") {
-                           parse_scheduler(f, c);
-                         } else if (f.key == "listen") {
-                           parse_listen(f, c);
-                         } else if (f.key == "logging") {
-                           parse_logging(f, c);
-                         } else if (f.key == "cpu_activations") {
-                           c.cpu_activations = detail::read_enum(f, {"int8", "fp32"});
-                         } else if (f.key == "tp_overlap") {
-                           c.tp_overlap = detail::read_bool(f);
-                         } else {
-                           c.threads_per_rank = static_cast<int>(detail::read_int(
-                               f, 0, 4096, "0 (cores / local ranks) or a thread count"));
-                         }
-                       });
+  detail::for_each_key(
+      src, root, "(top level)", detail::pos_of(root), "",
+      {"model", "backend", "parallel", "nodes", "coordinator", "scheduler", "listen", "logging",
+       "threads_per_rank", "cpu_activations", "tp_overlap", "sequence_parallel"},
+      [&](const Field& f) {
+        c.positions[f.key] = f.pos;
+        if (f.key == "model") {
+          parse_model(f, c);
+        } else if (f.key == "backend") {
+          c.backend = detail::read_enum(f, {"cpu", "cuda", "guarded"});
+        } else if (f.key == "parallel") {
+          parse_parallel(f, c);
+        } else if (f.key == "nodes") {
+          parse_nodes(f, c);
+        } else if (f.key == "coordinator") {
+          parse_coordinator(f, c);
+        } else if (f.key == "scheduler") {
+          parse_scheduler(f, c);
+        } else if (f.key == "listen") {
+          parse_listen(f, c);
+        } else if (f.key == "logging") {
+          parse_logging(f, c);
+        } else if (f.key == "cpu_activations") {
+          c.cpu_activations = detail::read_enum(f, {"int8", "fp32"});
+        } else if (f.key == "tp_overlap") {
+          c.tp_overlap = detail::read_bool(f);
+        } else if (f.key == "sequence_parallel") {
+          c.sequence_parallel = detail::read_bool(f);
+        } else {
+          c.threads_per_rank = static_cast<int>(
+              detail::read_int(f, 0, 4096, "0 (cores / local ranks) or a thread count"));
+        }
+      });
   if (c.model.path.empty()) {
     fail_at(src, pos_or(c, {"model"}), "model.path", "missing: which model to serve",
             kModelPathValid);

@@ -35,6 +35,7 @@ worker::WorkerParams worker_params(const EngineConfig& cfg) {
           .graph_max_batch = cfg.limits.max_num_seqs,
           .cpu_activations = cfg.cpu_activations,
           .tp_overlap = cfg.tp_overlap,
+          .sequence_parallel = cfg.sequence_parallel,
           .ep_data_attention = cfg.ep_data_attention};
 }
 

@@ -169,6 +169,7 @@ std::vector<std::string> worker_command(const WorkerGroupParams& p, int rank, in
   args.insert(args.end(), {"--decode-graphs", worker::graph_mode_name(p.worker.graph_mode),
                            "--graph-max-batch", std::to_string(p.worker.graph_max_batch)});
   if (p.worker.tp_overlap) args.push_back("--tp-overlap");
+  if (p.worker.sequence_parallel) args.push_back("--sequence-parallel");
   if (p.worker.ep_data_attention && p.expert > 1) args.push_back("--ep-data-attention");
   if (local_index < static_cast<int>(p.devices.size()))
     args.insert(args.end(),

@@ -357,7 +357,10 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   // The norm in the projections' input (a GPU's int8 GEMV normalises as it quantizes).
   const ops::MatmulTarget qkv[] = {
       {&L.wq, &L.bq, &m.q}, {&L.wk, &L.bk, &m.k}, {&L.wv, &L.bv, &m.v}};
-  ops::rms_norm_matmul_many(m.hidden, L.attn_norm, c.rms_eps, m.normed, qkv);
+  if (m.prenormed)
+    ops::matmul_many(m.normed, qkv);
+  else
+    ops::rms_norm_matmul_many(m.hidden, L.attn_norm, c.rms_eps, m.normed, qkv);
   if (L.q_norm.defined() && c.qk_norm_full) {  // OLMoE: each token's whole q and k, in place
     ops::rms_norm(m.q, L.q_norm, c.rms_eps, m.q);
     ops::rms_norm(m.k, L.k_norm, c.rms_eps, m.k);
@@ -379,10 +382,33 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
 void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
   const Tensor none;
   const ops::MatmulTarget gate_up[] = {{&L.w_gate, &none, &m.gate}, {&L.w_up, &none, &m.up}};
-  ops::rms_norm_matmul_many(m.hidden, L.ffn_norm, config_.rms_eps, m.normed, gate_up);
+  if (m.prenormed)
+    ops::matmul_many(m.normed, gate_up);
+  else
+    ops::rms_norm_matmul_many(m.hidden, L.ffn_norm, config_.rms_eps, m.normed, gate_up);
   // SiLU x up in the down projection's input; on one rank its result adds into the residual.
   ops::silu_mul_matmul(m.gate, m.up, L.w_down, none, m.proj, m.fused_residual ? m.hidden : m.proj,
                        m.fused_residual);
+}
+
+void LlamaModel::moe_rows(const Layer& L, int l, Rows& m, std::span<int64_t> expert_tokens) const {
+  const auto& c = config_;
+  const auto E = static_cast<size_t>(c.num_experts);
+  // Every TP rank routes every token: only the first counts them, so the group reports each
+  // routed token once.
+  const std::span<int64_t> counts = expert_tokens.empty() || shard_.tp_rank != 0
+                                        ? std::span<int64_t>()
+                                        : expert_tokens.subspan(static_cast<size_t>(l) * E, E);
+  if (data_parallel_ep()) {
+    // Each TP rank of the EP group exchanges the same tokens with its peers of the other EP
+    // groups and computes its slice of the held experts' width; the TP all-reduce sums them.
+    L.moe.forward_dispatch(c, m.normed, m.proj, *ep_, alloc_, counts);
+    return;
+  }
+  L.moe.forward(c, m.normed, m.proj, alloc_, counts);
+  // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part;
+  // tensor parallelism: each rank has a slice of every expert's width.
+  if (shard_.ep_size > 1) ep_->all_reduce_sum(m.proj);
 }
 
 Tensor LlamaModel::forward(const ForwardBatch& b, kv_cache::KvPool& kv,
@@ -427,8 +453,13 @@ Tensor LlamaModel::forward_packed(const ForwardBatch& b, const detail::StepMeta&
                                   .block_size = kp.block_size,
                                   .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
   Tensor hidden = act({T, c.hidden_size});  // residual stream
+  // Overlap needs two micro-batches whose rows every op computes exactly as in the whole step.
+  const int64_t cut = shard_.tp_overlap && shard_.tp_size > 1 && !c.is_moe()
+                          ? ops::exact_row_split(device(), T)
+                          : 0;
+  const bool sequence_parallel = cut == 0 && shard_.sequence_parallel && shard_.tp_size > 1;
   if (shard_.first_stage()) {
-    embed(meta.tokens, hidden);
+    if (!sequence_parallel) embed(meta.tokens, hidden);  // else scattered as it is summed
   } else {
     if (!hidden_in || hidden_in->shape() != hidden.shape())
       fail(ErrorCode::kInvalidArgument, "stage ", shard_.stage, " needs hidden states [", T, ", ",
@@ -436,12 +467,10 @@ Tensor LlamaModel::forward_packed(const ForwardBatch& b, const detail::StepMeta&
            hidden_in ? hidden_in->str() : std::string("none"));
     copy(hidden, *hidden_in);
   }
-  // Overlap needs two micro-batches whose rows every op computes exactly as in the whole step.
-  const int64_t cut = shard_.tp_overlap && shard_.tp_size > 1 && !c.is_moe()
-                          ? ops::exact_row_split(device(), T)
-                          : 0;
   if (cut > 0) {
     layers_overlapped(b, cut, hidden, kv, attn);
+  } else if (sequence_parallel) {
+    layers_sequence_parallel(b, meta, hidden, kv, attn);
   } else {
     // Activations, named as in the paper so they can be dumped when debugging.
     Rows m{.hidden = hidden,
@@ -472,25 +501,7 @@ Tensor LlamaModel::forward_packed(const ForwardBatch& b, const detail::StepMeta&
         continue;
       }
       ops::rms_norm(hidden, L.ffn_norm, c.rms_eps, m.normed);
-      const auto E = static_cast<size_t>(c.num_experts);
-      // Every TP rank routes every token: only the first counts them, so the group reports each
-      // routed token once.
-      const std::span<int64_t> counts =
-          b.expert_tokens.empty() || shard_.tp_rank != 0
-              ? std::span<int64_t>()
-              : b.expert_tokens.subspan(static_cast<size_t>(l) * E, E);
-      if (data_parallel_ep()) {
-        // Each TP rank of the EP group exchanges the same tokens with its peers of the other EP
-        // groups and computes its slice of the held experts' width; the TP all-reduce sums them.
-        L.moe.forward_dispatch(c, m.normed, m.proj, *ep_, alloc_, counts);
-        reduce(m.proj);
-        ops::add(hidden, m.proj);
-        continue;
-      }
-      L.moe.forward(c, m.normed, m.proj, alloc_, counts);
-      // Expert parallelism: each rank has its experts' (and rank 0 the shared expert's) part;
-      // tensor parallelism: each rank has a slice of every expert's width.
-      if (shard_.ep_size > 1) ep_->all_reduce_sum(m.proj);
+      moe_rows(L, l, m, b.expert_tokens);
       reduce(m.proj);
       ops::add(hidden, m.proj);
     }

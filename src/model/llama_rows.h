@@ -33,6 +33,9 @@ struct LlamaModel::Rows {
   // into `hidden` themselves (ops::matmul_add, the add in a GPU GEMV's epilogue) and m.proj is
   // only their scratch.
   bool fused_residual = false;
+  // Sequence parallelism: m.normed already holds the layer half's normed input (gathered from
+  // the ranks' shards), so the projections read it instead of norming m.hidden.
+  bool prenormed = false;
 };
 
 }  // namespace tessera::model

@@ -11,11 +11,11 @@
 #include <thread>
 
 #include "tessera/comm/groups.h"
-#include "tessera/ops/backend.h"
 #include "tessera/comm/tcp.h"
 #include "tessera/core/error.h"
 #include "tessera/core/log.h"
 #include "tessera/model/shard.h"
+#include "tessera/ops/backend.h"
 #include "tessera/protocol/codec.h"
 #include "tessera/protocol/frame_io.h"
 
@@ -170,7 +170,8 @@ int run_group_worker(const GroupWorkerArgs& a) {
                 .ep_rank = ep_rank,
                 .ep_size = E,
                 .ep_data_attention = a.worker.ep_data_attention,
-                .tp_overlap = a.worker.tp_overlap};
+                .tp_overlap = a.worker.tp_overlap,
+                .sequence_parallel = a.worker.sequence_parallel};
     w = std::make_unique<Worker>(wp, tp.get(), pp.get(), ep.get());
   } catch (const std::exception& e) {
     TESSERA_LOG_ERROR("{}: {}", who, e.what());
@@ -204,6 +205,11 @@ int run_group_worker(const GroupWorkerArgs& a) {
       who, stage, tp_rank, w->device().str(), shard.first_layer,
       shard.first_layer + shard.num_layers - 1, hello.weight_bytes / 1048576.0,
       hello.kv_bytes / 1048576.0, hello.resident_bytes / 1048576.0);
+  if (shard.tp_size > 1)
+    TESSERA_LOG_INFO("{}: TP residual {}, tp_overlap {}", who,
+                     shard.sequence_parallel ? "sequence-parallel (reduce-scatter + all-gather)"
+                                             : "replicated (all-reduce)",
+                     shard.tp_overlap ? "on" : "off");
   ch.send(FrameType::kHello, protocol::encode_hello(hello));
   Heartbeat beat(ch, a.heartbeat_seconds);
   const int code = serve_plans(*w, ch, who);

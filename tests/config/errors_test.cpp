@@ -177,6 +177,9 @@ TEST(ConfigErrors, TensorAcrossNodesLiftsTheOneNodeRuleOnly) {
   const std::string three = replace(ok, "devices: [0]", "devices: [0, 1]");
   EXPECT_TRUE(contains(parse_error(three), "tensor x pipeline = 2 x 1 = 2 ranks")) << three;
   EXPECT_TRUE(contains(parse_error(ok + "tp_overlap: maybe\n"), "tp_overlap"));
+  EXPECT_FALSE(c.sequence_parallel);
+  EXPECT_TRUE(parse_topology(ok + "sequence_parallel: true\n", "t.yaml").sequence_parallel);
+  EXPECT_TRUE(contains(parse_error(ok + "sequence_parallel: 2\n"), "sequence_parallel"));
 }
 
 TEST(ConfigErrors, LayerSplitNeedsOneEntryPerStageEachAtLeastOne) {

@@ -33,9 +33,9 @@ int total_devices(const TopologyConfig& c) {
 }
 
 TEST(ShippedConfigs, AllPresentParseAndAreDocumented) {
-  const std::set<std::string> expected = {"cpu.yaml",         "cpu-tp3.yaml", "cpu-pp2.yaml",
-                                          "cpu-tp3-pp2.yaml", "gpu.yaml",     "gpu-tp8.yaml",
-                                          "gpu-tp8-pp2.yaml", "guarded-tp3-pp2.yaml"};
+  const std::set<std::string> expected = {
+      "cpu.yaml", "cpu-tp3.yaml", "cpu-pp2.yaml",     "cpu-tp3-pp2.yaml",
+      "gpu.yaml", "gpu-tp8.yaml", "gpu-tp8-pp2.yaml", "guarded-tp3-pp2.yaml"};
   std::set<std::string> found;
   for (const auto& entry : std::filesystem::directory_iterator(configs_dir())) {
     if (entry.path().extension() != ".yaml") continue;
@@ -141,7 +141,9 @@ TEST(ShippedConfigs, ReadmeDocumentsEveryKey) {
                           "level",
                           "file",
                           "threads_per_rank",
-                          "cpu_activations"}) {
+                          "cpu_activations",
+                          "tp_overlap",
+                          "sequence_parallel"}) {
     EXPECT_TRUE(contains(readme, std::string("`") + key + "`")) << key;
   }
 }
@@ -197,9 +199,9 @@ cpu_activations: fp32
   EXPECT_EQ(c.scheduler.kv_cache_dtype, "bf16");
   EXPECT_EQ(c.scheduler.decode_graphs, "off");
   EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.decode_graphs, "auto");
-  EXPECT_THROW(parse_topology("model: {path: m.gguf}\nscheduler: {decode_graphs: sometimes}\n",
-                              "t.yaml"),
-               Error);
+  EXPECT_THROW(
+      parse_topology("model: {path: m.gguf}\nscheduler: {decode_graphs: sometimes}\n", "t.yaml"),
+      Error);
   EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.kv_cache_dtype, "f32");
   EXPECT_FALSE(c.scheduler.enable_prefix_caching);
   EXPECT_EQ(c.listen.host, "0.0.0.0");

@@ -151,7 +151,8 @@ std::vector<std::vector<float>> run_whole(const WeightSource& w, const Steps& s)
 // states from stage s-1 on its PP group and sends its own on; TP rank 0 of the last stage keeps
 // the logits.
 std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& s, int T, int P,
-                                            const std::vector<int>& split, bool overlap = false) {
+                                            const std::vector<int>& split, bool overlap = false,
+                                            bool sequence_parallel = false) {
   const auto ranges = stage_ranges(w.config().num_layers, P, split);
   std::vector<std::vector<std::unique_ptr<comm::Communicator>>> tp, pp;
   for (int st = 0; st < P; ++st)
@@ -171,7 +172,8 @@ std::vector<std::vector<float>> run_sharded(const WeightSource& w, const Steps& 
                                .num_layers = ranges[st].second,
                                .stage = st,
                                .num_stages = P,
-                               .tp_overlap = overlap};
+                               .tp_overlap = overlap,
+                               .sequence_parallel = sequence_parallel};
           LlamaModel m(w, spec, tp[st][r].get());
           auto kp = m.kv_shape(4);
           kp.num_blocks = 8;
@@ -356,10 +358,12 @@ namespace {
 
 // tp_overlap cuts each step in two micro-batches (llama_overlap.cpp) and must not change a bit:
 // a prefill of 20 rows (not cut: sgemm's rows depend on M, see ops::exact_row_split) and one of 8
-// rows (cut at 4, inside the first sequence's 5), then decodes of 2 rows (cut between the
-// sequences), on TP=2 and TP=4
-// (KV heads replicated), with a pipeline stage after, F32 and Q8_0 weights, both CPU activation
-// modes.
+// rows (cut at 4, inside the first sequence's 5) or 9 (not cut), then decodes of 2 rows (cut
+// between the sequences), on TP=2 and TP=4 (KV heads replicated), with a pipeline stage after, F32
+// and Q8_0 weights, both CPU activation modes. sequence_parallel (llama_sequence_parallel.cpp: the
+// residual cut by rows among the TP ranks, reduce-scatter + all-gather for each all-reduce) must
+// not either, alone (20 rows: 10 per rank at T=2, 5 at T=4; 8 rows; 2 rows: 1 per rank at T=2, half
+// the ranks hold only padding at T=4) and with tp_overlap (which takes the steps it cuts).
 struct OverlapCase {
   int T, P;
   DType dtype;
@@ -377,18 +381,23 @@ TEST_P(OverlappedShards, LogitsAreBitwiseThoseWithoutOverlap) {
   const uint32_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   RandomWeights w(tiny_config(false, k.T == 2), k.dtype, seed);
-  for (const std::vector<int>& first : {std::vector<int>{13, 7}, std::vector<int>{5, 3}}) {
+  for (const std::vector<int>& first :
+       {std::vector<int>{13, 7}, std::vector<int>{5, 3}, std::vector<int>{6, 3}}) {
     std::mt19937 rng(seed);
     const Steps steps = make_steps(rng, w.config().vocab_size, first);
     const std::vector<int> split = k.P == 2 ? std::vector<int>{3, 2} : std::vector<int>{};
     const auto off = run_sharded(w, steps, k.T, k.P, split, false);
-    const auto on = run_sharded(w, steps, k.T, k.P, split, true);
-    ASSERT_EQ(on.size(), steps.tokens.size());
-    ASSERT_EQ(on.size(), off.size());
-    for (size_t i = 0; i < on.size(); ++i) {
-      ASSERT_EQ(on[i].size(), off[i].size());
-      EXPECT_EQ(std::memcmp(on[i].data(), off[i].data(), on[i].size() * sizeof(float)), 0)
-          << "prefill " << first[0] << "+" << first[1] << ", step " << i;
+    ASSERT_EQ(off.size(), steps.tokens.size());
+    for (const auto& [overlap, sp] : {std::pair{true, false}, {false, true}, {true, true}}) {
+      SCOPED_TRACE(std::string("tp_overlap ") + (overlap ? "on" : "off") + ", sequence_parallel " +
+                   (sp ? "on" : "off"));
+      const auto on = run_sharded(w, steps, k.T, k.P, split, overlap, sp);
+      ASSERT_EQ(on.size(), off.size());
+      for (size_t i = 0; i < on.size(); ++i) {
+        ASSERT_EQ(on[i].size(), off[i].size());
+        EXPECT_EQ(std::memcmp(on[i].data(), off[i].data(), on[i].size() * sizeof(float)), 0)
+            << "prefill " << first[0] << "+" << first[1] << ", step " << i;
+      }
     }
   }
 }
@@ -403,8 +412,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       const auto& k = info.param;
       return "T" + std::to_string(k.T) + "xP" + std::to_string(k.P) + "_" +
-             std::string(dtype_name(k.dtype)) + "_" +
-             ops::cpu::activations_name(k.activations);
+             std::string(dtype_name(k.dtype)) + "_" + ops::cpu::activations_name(k.activations);
     });
 
 }  // namespace

@@ -4,7 +4,8 @@ Gloo worker processes must give the single-process greedy tokens and log-probabi
 F32 rounding difference of ~1e-6) for EP=2, EP=4, EP=2 x PP=2, TP=2 (every expert's width split),
 TP=2 x PP=2 and EP=2 x TP=2 (two EP groups of two TP ranks), on Mixtral and on Qwen2-MoE (whose shared expert must be counted once, and is
 split by TP like the experts); bad layouts are refused by key before any rank
-starts."""
+starts. Sequence parallelism (`sequence_parallel: true`: the residual rows cut among the TP ranks)
+gives bitwise the same tokens and logprobs as without it on the TP layouts."""
 
 import json
 import os
@@ -22,15 +23,15 @@ ATOL = 2e-4
 N = 6
 
 
-def run(tmp_path, model, prompt, expert=1, pipeline=1, tensor=1, group=True):
+def run(tmp_path, model, prompt, expert=1, pipeline=1, tensor=1, group=True, extra=()):
     args = [BIN, "generate", "--prompt-ids", ",".join(map(str, prompt)), "--max-tokens", str(N),
             "--temperature", "0", "--ignore-eos", "--json", "--logprobs", "0"]
     if group:
-        cfg = tmp_path / f"e{expert}t{tensor}p{pipeline}.yaml"
+        cfg = tmp_path / f"e{expert}t{tensor}p{pipeline}{len(extra)}.yaml"
         cfg.write_text("\n".join([
             f"model: {{path: '{model}'}}", "backend: cpu",
             f"parallel: {{expert: {expert}, tensor: {tensor}, pipeline: {pipeline}}}",
-            "scheduler: {kv_cache_mb: 4}", "threads_per_rank: 1"]) + "\n")
+            "scheduler: {kv_cache_mb: 4}", "threads_per_rank: 1", *extra]) + "\n")
         args += ["--config", str(cfg)]
     else:
         args += ["--model", model]
@@ -58,6 +59,24 @@ def test_expert_parallel_matches_single_process(tmp_path, style):
         tokens, lp = tokens_and_logprobs(run(tmp_path, model, prompt, expert, pipeline, tensor))
         assert tokens == want, (expert, pipeline, tensor)
         assert np.abs(lp - ref_lp).max() < ATOL, (expert, pipeline, tensor, lp, ref_lp)
+
+
+@pytest.mark.parametrize("style", ["mixtral", "qwen2_moe"])
+def test_sequence_parallel_moe_is_bitwise_the_same(tmp_path, style):
+    kw = {"norm_topk": True} if style == "qwen2_moe" else {}
+    spec = make(tmp_path, style, layers=4, **kw)
+    model = str(tmp_path / "hf")
+    prompt = list(np.random.default_rng().integers(0, spec.vocab, size=5))  # 3 + 2 rows at TP=2
+    for expert, pipeline, tensor in [(1, 1, 2), (1, 2, 2), (2, 1, 2)]:
+        off = json.loads(run(tmp_path, model, prompt, expert, pipeline, tensor)
+                         .stdout.strip().splitlines()[-1])
+        out = run(tmp_path, model, prompt, expert, pipeline, tensor,
+                  extra=("sequence_parallel: true",))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "TP residual sequence-parallel" in out.stderr, out.stderr[-3000:]
+        on = json.loads(out.stdout.strip().splitlines()[-1])
+        assert on["token_ids"] == off["token_ids"], (expert, pipeline, tensor, prompt)
+        assert on["logprobs"] == off["logprobs"], (expert, pipeline, tensor, prompt)
 
 
 def test_bad_expert_layouts_are_refused_by_key(tmp_path):

@@ -107,6 +107,9 @@ struct TopologyConfig {
   // Tensor parallelism: overlap each half of a step's all-reduces with the other half's compute
   // (ShardSpec::tp_overlap); `serve --tp-overlap` overrides it. Off until measured better.
   bool tp_overlap = false;
+  // Sequence parallelism of the TP residual stream (ShardSpec::sequence_parallel);
+  // `serve --sequence-parallel` overrides it.
+  bool sequence_parallel = false;
   // Dotted key ("parallel.tensor", "nodes[1].devices") -> where it was written; filled by the
   // parser, read by validate_for_model for its messages. Keys left at their default are absent.
   std::map<std::string, SourcePos> positions;

@@ -48,6 +48,9 @@ struct EngineConfig {
   // Tensor parallelism: overlapped micro-batches (model::ShardSpec::tp_overlap; topology
   // tp_overlap, serve --tp-overlap).
   bool tp_overlap = false;
+  // Tensor parallelism: the residual stream cut by rows (model::ShardSpec::sequence_parallel;
+  // topology sequence_parallel, serve --sequence-parallel).
+  bool sequence_parallel = false;
   // Expert parallelism: data-parallel attention and all-to-all token exchange
   // (worker::WorkerParams::ep_data_attention; topology parallel.expert_attention).
   bool ep_data_attention = false;

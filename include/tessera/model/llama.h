@@ -122,6 +122,12 @@ class LlamaModel {
   // one's all-reduces in flight while the other computes (llama_overlap.cpp).
   void layers_overlapped(const ForwardBatch& b, int64_t cut, Tensor& hidden, kv_cache::KvPool& kv,
                          const ops::AttentionParams& ap) const;
+  // sequence_parallel: every layer with the residual stream cut by rows among the TP ranks
+  // (llama_sequence_parallel.cpp); on the first stage it embeds the step's tokens itself.
+  void layers_sequence_parallel(const ForwardBatch& b, const detail::StepMeta& meta, Tensor& hidden,
+                                kv_cache::KvPool& kv, const ops::AttentionParams& ap) const;
+  // A MoE layer's FFN on m.normed into m.proj, before the TP all-reduce (the EP sum included).
+  void moe_rows(const Layer& L, int l, Rows& m, std::span<int64_t> expert_tokens) const;
   void embed(const Tensor& tokens, Tensor& hidden) const;
   bool data_parallel_ep() const { return shard_.ep_size > 1 && shard_.ep_data_attention; }
   Tensor idle_layers(std::span<int64_t> expert_tokens) const;  // forward() of no tokens

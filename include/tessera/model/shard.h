@@ -39,6 +39,14 @@ struct ShardSpec {
   // ops::exact_row_split allows) so that one half's all-reduce runs while the other half
   // computes. Bitwise the same results either way (llama_overlap.cpp says why).
   bool tp_overlap = false;
+  // Tensor parallelism: sequence parallelism of the residual stream. Each TP rank keeps only its
+  // 1/T of the step's rows of the residual; a layer half's partial output is reduce-scattered
+  // (not all-reduced) onto those rows, added and normed there, and the normed rows all-gathered
+  // for the next projections: the same bits as the all-reduce form, each rank adding and norming
+  // 1/T of the rows, and on the engines that exchange directly (gloo, shm) 2(T-1)/T of a buffer
+  // sent per layer half instead of T-1 (the same at T = 2, one more message round). Not with
+  // tp_overlap (which wins where both apply).
+  bool sequence_parallel = false;
 
   bool first_stage() const { return first_layer == 0; }
 };

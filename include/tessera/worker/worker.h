@@ -58,6 +58,8 @@ struct WorkerParams {
   ops::cpu::Activations cpu_activations = ops::cpu::Activations::kInt8;
   // A TP rank's shard overlaps its all-reduces with compute (model::ShardSpec::tp_overlap).
   bool tp_overlap = false;
+  // A TP rank's shard keeps its rows of the residual (model::ShardSpec::sequence_parallel).
+  bool sequence_parallel = false;
   // Expert parallelism: data-parallel attention, tokens exchanged by all-to-all
   // (model::ShardSpec::ep_data_attention); false: attention replicated on the EP ranks.
   bool ep_data_attention = false;
