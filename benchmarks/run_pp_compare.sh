@@ -14,6 +14,7 @@ CONCURRENCY=${CONCURRENCY:-8}
 NUM_REQUESTS=${NUM_REQUESTS:-32}
 INPUT_LEN=${INPUT_LEN:-64}
 OUTPUT_LEN=${OUTPUT_LEN:-48}
+LAYOUTS=${LAYOUTS:-"pp1-1core pp1-allcores pp2-serial pp2 pp2-even"}  # a subset, in this order
 out=benchmarks/results
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -37,7 +38,7 @@ layout pp2 2 2 1
 layout pp2-even 2 2 1 "[15, 15]"
 
 printf '%-14s %10s %10s %10s %10s\n' layout "out tok/s" "req/s" "TPOT p50" "E2E p50"
-for name in pp1-1core pp1-allcores pp2-serial pp2 pp2-even; do
+for name in $LAYOUTS; do
   log="$tmp/$name.log"
   "$TESSERA" serve --config "$tmp/$name.yaml" --no-warmup >"$log" 2>&1 &
   server=$!

@@ -182,8 +182,8 @@ class GlooCommunicator final : public Communicator {
     }
     for (int r = 0; r < size_; ++r)
       if (r != rank_)
-        post(op, sends, r, const_cast<float*>(src) + static_cast<size_t>(r) * n,
-             n * sizeof(float), slot, true);
+        post(op, sends, r, const_cast<float*>(src) + static_cast<size_t>(r) * n, n * sizeof(float),
+             slot, true);
     wait_all(op, recvs, false, deadline);
     wait_all(op, sends, true, deadline);
     sum_.assign(n, 0.0f);
@@ -259,6 +259,18 @@ class GlooCommunicator final : public Communicator {
     wait_all(op, posted, /*send=*/false, deadline);
   }
 
+  // Full duplex: the message is posted to Gloo's event loop here, under its pair's next slot, and
+  // moves while the caller computes or waits on other ops; a send and a recv (or several) may be
+  // in flight at once, in either order, since neither waits for the other. (On the progress
+  // thread a send would wait there for the peer's recv, and a recv issued after it would wait
+  // behind it: two ranks sending to each other first would deadlock.)
+  std::unique_ptr<Work> send_async(const Tensor& t, int peer) override {
+    return post_p2p("send", t, peer, true);
+  }
+  std::unique_ptr<Work> recv_async(Tensor& t, int peer) override {
+    return post_p2p("recv", t, peer, false);
+  }
+
   // Every rank posts a recv for each peer that sends it rows and a send for each peer it sends
   // rows to, all under one collective slot, then waits for the recvs and then the sends: no
   // ordering between pairs, so no deadlock. Empty blocks post nothing (both sides know the count).
@@ -310,8 +322,9 @@ class GlooCommunicator final : public Communicator {
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
   }
   uint64_t next_collective_slot() { return ++collective_seq_; }
-  // Bit 63 set: point-to-point, 16 bits each of src and dst, 30 bits of sequence. At most one
-  // message per direction is in flight (send waits for the matching recv), so wrapping is safe.
+  // Bit 63 set: point-to-point, 16 bits each of src and dst, 30 bits of sequence. A pair has at
+  // most a few messages in flight (a blocking send waits for the matching recv; the worker waits
+  // for its previous send_async before the next), so wrapping is safe.
   static uint64_t p2p_slot(int src, int dst, uint64_t seq) {
     return (1ull << 63) | (static_cast<uint64_t>(src & 0xffff) << 46) |
            (static_cast<uint64_t>(dst & 0xffff) << 30) | (seq & ((1ull << 30) - 1));
@@ -450,7 +463,8 @@ class GlooCommunicator final : public Communicator {
       const size_t n = static_cast<size_t>(t.numel());
       std::vector<float> sum(n, 0.0f);
       for (int r = 0; r < c->size_; ++r) {
-        const float* f = r == c->rank_ ? t.data_as<float>() : scratch[static_cast<size_t>(r)].data();
+        const float* f =
+            r == c->rank_ ? t.data_as<float>() : scratch[static_cast<size_t>(r)].data();
         for (size_t i = 0; i < n; ++i) sum[i] += f[i];
       }
       std::memcpy(t.data(), sum.data(), n * sizeof(float));
@@ -463,6 +477,47 @@ class GlooCommunicator final : public Communicator {
     std::vector<std::vector<float>> scratch;
     std::vector<Posted> recvs, sends;
   };
+
+  // A send_async / recv_async in flight: its posted buffer and the tensor (kept open, for the
+  // guarded device, until the message has moved).
+  struct P2PWork final : Work {
+    P2PWork(GlooCommunicator* c, const Tensor& t, const char* op, bool is_send)
+        : c(c), t(t), open{&this->t}, op(op), is_send(is_send) {}
+    ~P2PWork() override {
+      try {
+        wait();
+      } catch (const std::exception&) {
+        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
+      }
+    }
+    void wait() override {
+      if (!posted) return;
+      posted = false;
+      c->wait_all(op, buf, is_send, deadline);
+    }
+    GlooCommunicator* c;
+    Tensor t;
+    HostAccess open;
+    const char* op;
+    bool is_send;
+    bool posted = false;
+    Clock::time_point deadline;
+    std::vector<Posted> buf;
+  };
+
+  std::unique_ptr<Work> post_p2p(const char* op, const Tensor& t, int peer, bool is_send) {
+    check_usable(op);
+    check_cpu(t, op);
+    check_peer(peer, op);
+    auto w = std::make_unique<P2PWork>(this, t, op, is_send);
+    auto& seq = is_send ? send_seq_ : recv_seq_;
+    const uint64_t slot = is_send ? p2p_slot(rank_, peer, seq[static_cast<size_t>(peer)]++)
+                                  : p2p_slot(peer, rank_, seq[static_cast<size_t>(peer)]++);
+    w->deadline = op_deadline();
+    post(op, w->buf, peer, t.data(), t.nbytes(), slot, is_send);
+    w->posted = true;
+    return w;
+  }
 
   int rank_, size_;
   std::string name_;

@@ -47,6 +47,11 @@ ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline) {
   }
 }
 
+// An op that is complete as far as the host is concerned once enqueued (see send_async).
+struct EnqueuedWork final : Work {
+  void wait() override {}
+};
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const GroupParams& p, ncclComm_t comm, void* barrier_buf)
@@ -171,6 +176,19 @@ class NcclCommunicator final : public Communicator {
     check_peer(peer, op);
     run(op,
         [&](cudaStream_t s) { return ncclRecv(t.data(), t.nbytes(), ncclUint8, peer, comm_, s); });
+  }
+
+  // NCCL's send and recv already return to the host at once (enqueued on the worker's stream,
+  // complete in its order), and on that one stream a pipeline stage's sends and receives keep
+  // their issue order on both ranks; the progress thread would call NCCL from a second thread. So
+  // the async forms are the calls themselves, and wait() has nothing left to do.
+  std::unique_ptr<Work> send_async(const Tensor& t, int peer) override {
+    send(t, peer);
+    return std::make_unique<EnqueuedWork>();
+  }
+  std::unique_ptr<Work> recv_async(Tensor& t, int peer) override {
+    recv(t, peer);
+    return std::make_unique<EnqueuedWork>();
   }
 
   // One NCCL group of a send and a recv per non-empty block (the self block is a device copy):

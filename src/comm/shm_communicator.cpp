@@ -254,8 +254,46 @@ class ShmCommunicator final : public Communicator {
     check_usable("recv");
     p2p([&] { gloo_->recv(t, peer); });
   }
+  // Gloo's own (full-duplex) async send/recv; its error comes from wait(), and fails the shm
+  // side too, as the blocking calls do.
+  std::unique_ptr<Work> send_async(const Tensor& t, int peer) override {
+    check_usable("send");
+    auto w = std::make_unique<P2PWork>(this);
+    p2p([&] { w->inner = w->gloo->send_async(t, peer); });
+    return w;
+  }
+  std::unique_ptr<Work> recv_async(Tensor& t, int peer) override {
+    check_usable("recv");
+    auto w = std::make_unique<P2PWork>(this);
+    p2p([&] { w->inner = w->gloo->recv_async(t, peer); });
+    return w;
+  }
 
  private:
+  // Holds the Gloo communicator, which an abort drops from gloo_ (closing its pairs), until the
+  // op in flight on it is over. The ShmCommunicator must outlive the work, as any communicator.
+  struct P2PWork final : Work {
+    explicit P2PWork(ShmCommunicator* c) : c(c), gloo(c->gloo_) {}
+    ~P2PWork() override {
+      try {
+        wait();
+      } catch (const std::exception&) {
+        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
+      }
+    }
+    void wait() override {
+      if (!inner) return;
+      auto w = std::move(inner);
+      if (c->gloo_ == gloo)
+        c->p2p([&] { w->wait(); });
+      else
+        w->wait();  // the group aborted meanwhile
+    }
+    ShmCommunicator* c;
+    std::shared_ptr<Communicator> gloo;
+    std::unique_ptr<Work> inner;
+  };
+
   Clock::time_point op_deadline() const {
     return Clock::now() +
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
@@ -380,7 +418,7 @@ class ShmCommunicator final : public Communicator {
   std::string name_;
   double timeout_;
   std::chrono::microseconds spin_;
-  std::unique_ptr<Communicator> gloo_;  // send/recv; reset when the group aborts
+  std::shared_ptr<Communicator> gloo_;  // send/recv; reset when the group aborts
   std::unique_ptr<shm::ShmSegment> seg_;
   uint32_t seq_ = 0;
   bool aborted_ = false;

@@ -167,6 +167,13 @@ bool Worker::mine(int32_t attention_rank) const {
   return !s.ep_data_attention || attention_rank == s.ep_rank;
 }
 
+void Worker::finish_send() {
+  if (!pending_send_) return;
+  auto w = std::move(pending_send_);
+  w->wait();
+  pending_out_ = Tensor();
+}
+
 protocol::ExecuteResult Worker::execute(const protocol::ExecutePlan& plan) {
   const auto before = comm_tallies();
   protocol::ExecuteResult result = run_plan(plan);
@@ -227,7 +234,14 @@ protocol::ExecuteResult Worker::run_plan(const protocol::ExecutePlan& plan) {
              .expert = static_cast<int32_t>(i % cfg.num_experts),
              .tokens = static_cast<uint32_t>(expert_tokens[i])});
     if (!model_->last_stage()) {
-      if (!idle) pp_->send(out, shard.stage + 1);
+      if (!idle) {
+        // The hidden states move to the next stage while this one takes its next plan (and
+        // receives that plan's input: gloo and shm send and receive at once); the previous
+        // send is waited for first, so one is in flight at a time.
+        finish_send();
+        pending_send_ = pp_->send_async(out, shard.stage + 1);
+        pending_out_ = out;
+      }
     } else if (sampler && !sample_seqs.empty()) {
       sample_rows(out, sample_seqs, result);  // on the logits' device
     }

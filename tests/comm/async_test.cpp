@@ -35,7 +35,7 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n) {
 struct Case {
   static constexpr int kReduces = 4;
   int n = 0;
-  std::vector<size_t> lens;                   // per async all-reduce; several slots for the last
+  std::vector<size_t> lens;  // per async all-reduce; several slots for the last
   std::vector<std::vector<std::vector<float>>> in;  // [op][rank]
   std::vector<std::vector<float>> gather_in;        // [rank], 3 rows x 5
   std::vector<std::vector<float>> scatter_in;       // [rank], n blocks of 2 x 7
@@ -63,8 +63,7 @@ struct Case {
 
 Tensor tensor_of(const std::vector<float>& v, Shape shape) { return Tensor::from_floats(v, shape); }
 bool same_bits(const Tensor& t, const std::vector<float>& v) {
-  return t.nbytes() == v.size() * sizeof(float) &&
-         std::memcmp(t.data(), v.data(), t.nbytes()) == 0;
+  return t.nbytes() == v.size() * sizeof(float) && std::memcmp(t.data(), v.data(), t.nbytes()) == 0;
 }
 
 // The sequence every rank runs: four async all-reduces, an async all-gather and an async
@@ -92,7 +91,8 @@ std::string run_sequence(Communicator& c, const Case& k) {
 
   std::string err;
   for (size_t op = 0; op < k.in.size(); ++op)
-    if (!same_bits(t[op], Case::sum(k.in[op]))) err += "all_reduce_sum_async " + std::to_string(op) + "; ";
+    if (!same_bits(t[op], Case::sum(k.in[op])))
+      err += "all_reduce_sum_async " + std::to_string(op) + "; ";
   if (!same_bits(b, Case::sum(k.blocking_in))) err += "blocking all_reduce_sum; ";
   std::vector<float> gathered;
   for (const auto& v : k.gather_in) gathered.insert(gathered.end(), v.begin(), v.end());
@@ -130,7 +130,8 @@ TEST(AsyncLocal, OutstandingOpsGiveTheBlockingResults) {
         }
       });
     for (auto& t : ts) t.join();
-    for (int r = 0; r < n; ++r) EXPECT_EQ(errs[static_cast<size_t>(r)], "") << "rank " << r << " of " << n;
+    for (int r = 0; r < n; ++r)
+      EXPECT_EQ(errs[static_cast<size_t>(r)], "") << "rank " << r << " of " << n;
   }
 }
 
@@ -208,6 +209,49 @@ TEST_P(AsyncProcesses, OutstandingOpsGiveTheBlockingResults) {
   }
 }
 
+// Full duplex: every rank sends to the next rank and receives from the previous one with both ops
+// in flight at once, the sends issued first (two ranks sending to each other: a send that waited
+// for its matching recv before the recv was posted would deadlock until the timeout), two
+// messages per pair, then a blocking all-reduce on the same communicator.
+TEST_P(AsyncProcesses, SendAndRecvAreInFlightAtOnce) {
+  std::mt19937 rng(std::random_device{}());
+  const int size = n();
+  std::vector<std::vector<float>> first, second;  // [rank]: what rank r sends
+  for (int r = 0; r < size; ++r) {
+    first.push_back(random_floats(rng, 100000));  // several Gloo chunks
+    second.push_back(random_floats(rng, 7));
+  }
+  auto out = run_ranks(size, [&](int r) {
+    auto g = cpu_rank(server_.port(), "pp", r, size, shm(), 10.0);
+    const int next = (r + 1) % size, prev = (r + size - 1) % size;
+    Tensor a = tensor_of(first[static_cast<size_t>(r)], {100000});
+    Tensor b = tensor_of(second[static_cast<size_t>(r)], {7});
+    Tensor ra = Tensor::zeros({100000}, DType::kF32), rb = Tensor::zeros({7}, DType::kF32);
+    const auto start = Clock::now();
+    auto s1 = g.comm->send_async(a, next);
+    auto s2 = g.comm->send_async(b, next);
+    auto r1 = g.comm->recv_async(ra, prev);
+    auto r2 = g.comm->recv_async(rb, prev);
+    r2->wait();
+    r1->wait();
+    s1->wait();
+    s2->wait();
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    Tensor one = tensor_of({1.0f}, {1});
+    g.comm->all_reduce_sum(one);
+    std::string err;
+    if (!same_bits(ra, first[static_cast<size_t>(prev)])) err += "first message; ";
+    if (!same_bits(rb, second[static_cast<size_t>(prev)])) err += "second message; ";
+    if (one.f32()[0] != static_cast<float>(size)) err += "all_reduce after; ";
+    if (s > 5.0) err += "took " + std::to_string(s) + " s; ";
+    return err;
+  });
+  for (int r = 0; r < size; ++r) {
+    ASSERT_TRUE(out[static_cast<size_t>(r)].ok) << describe(out[static_cast<size_t>(r)]);
+    EXPECT_EQ(out[static_cast<size_t>(r)].payload, "") << "rank " << r;
+  }
+}
+
 TEST_P(AsyncProcesses, WaitNamesTheRankThatNeverJoins) {
   constexpr double kTimeout = 1.0, kSlack = 5.0;
   const int size = std::max(3, n());
@@ -227,8 +271,8 @@ TEST_P(AsyncProcesses, WaitNamesTheRankThatNeverJoins) {
       w->wait();
     } catch (const Error& e) {
       report = std::to_string(static_cast<int>(e.code())) + " " +
-               std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) +
-               " " + e.what();
+               std::to_string(std::chrono::duration<double>(Clock::now() - start).count()) + " " +
+               e.what();
     }
     if (g.store->add("failed", 1) == size - 1) g.store->set_string("release", "1");
     return report;
@@ -240,8 +284,7 @@ TEST_P(AsyncProcesses, WaitNamesTheRankThatNeverJoins) {
     const std::string& m = o.payload;
     // Rank 0 or 1 may see the other's abort first (shm): then it names the rank it still waits
     // for and the code is still a deadline.
-    EXPECT_EQ(m.rfind(std::to_string(static_cast<int>(ErrorCode::kDeadlineExceeded)) + " ", 0),
-              0u)
+    EXPECT_EQ(m.rfind(std::to_string(static_cast<int>(ErrorCode::kDeadlineExceeded)) + " ", 0), 0u)
         << m;
     EXPECT_NE(m.find("group tp[stage 0]"), std::string::npos) << m;
     EXPECT_NE(m.find("all_reduce_sum"), std::string::npos) << m;

@@ -19,9 +19,12 @@
 // issued before it; Gloo's all_reduce_sum_async instead posts its messages at once through Gloo's
 // own async buffers (slots taken in issue order) and finishes in wait(). Either way every
 // rank still sees one sequence of ops, so the ordering rules of the blocking calls apply
-// unchanged (e.g. a send must not depend on a recv issued after it). An op's error (timeout, lost
-// rank, bad argument) is thrown by its wait() (a bad argument or a connection already lost may be
-// thrown by the call itself), with the same message as the blocking call; the
+// unchanged (e.g. a send must not depend on a recv issued after it), with one exception: gloo's
+// and shm's send_async / recv_async are posted at once too and are full duplex (a rank may have
+// sends and recvs in flight together, issued in any order: two ranks may each send to the other
+// first), and NCCL's are its (host-non-blocking, stream-ordered) send / recv. An op's error
+// (timeout, lost rank, bad argument) is thrown by its wait() (a bad argument or a connection
+// already lost may be thrown by the call itself), with the same message as the blocking call; the
 // tensors an async op reads or writes must stay alive and untouched until its wait() returns.
 // NCCL enqueues on a side stream instead and wait() makes the caller's stream wait for it.
 #pragma once

@@ -121,6 +121,12 @@ class Worker {
   // The allowed tokens of a constrained sequence into mask_.
   void fill_mask(uint64_t seq_id, std::optional<grammar::Matcher>& m);
   void advance(uint64_t seq_id, std::optional<grammar::Matcher>& m, int32_t token);
+  // Pipeline stages but the last: the hidden states of the latest step on their way to the next
+  // stage (pp_->send_async) and the tensor they are sent from. Declared last: destroyed (waited
+  // for) first.
+  Tensor pending_out_;
+  std::unique_ptr<comm::Work> pending_send_;
+  void finish_send();  // waits for pending_send_ (throws its error) and drops it
 };
 
 }  // namespace tessera::worker
