@@ -4,9 +4,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "tessera/core/error.h"
 
@@ -57,18 +60,65 @@ void Allocator::copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src
 
 namespace {
 
+constexpr size_t kHugePage = size_t{2} << 20;  // an x86-64 transparent huge page
+
 class CpuAllocator final : public Allocator {
  public:
   Device device() const override { return Device::cpu(); }
   void* allocate(size_t bytes) override {
-    const size_t rounded = (bytes + 63) / 64 * 64;
+    // Buffers of 2 MiB and more (a model's weights, the KV pool) on transparent huge pages where
+    // the kernel offers them (THP "madvise" mode): decode streams every weight once per token,
+    // and with 4 KiB pages each page of it is a TLB miss.
+    const size_t align = bytes >= kHugePage ? kHugePage : 64;
+    const size_t rounded = (bytes + align - 1) / align * align;
     if (!rounded) return nullptr;
-    void* p = std::aligned_alloc(64, rounded);
+    void* p = std::aligned_alloc(align, rounded);
     if (!p) fail(ErrorCode::kResourceExhausted, "out of memory allocating ", bytes, " bytes");
+    if (align == kHugePage) madvise(p, rounded, MADV_HUGEPAGE);  // a hint: no error if refused
     std::memset(p, 0, rounded);
     return p;
   }
   void deallocate(void* p, size_t) noexcept override { std::free(p); }
+};
+
+class HostArena final : public Allocator {
+ public:
+  explicit HostArena(size_t chunk_bytes) : chunk_bytes_(chunk_bytes) {}
+  ~HostArena() override {
+    for (void* c : chunks_) std::free(c);
+  }
+  Device device() const override { return Device::cpu(); }
+  void* allocate(size_t bytes) override {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    if (!rounded) return nullptr;
+    std::lock_guard lk(mu_);
+    if (rounded > left_) {
+      // Huge-page aligned and advised from 2 MiB up; a smaller chunk (a test's tiny model) is
+      // plain memory.
+      const bool huge = std::max(rounded, chunk_bytes_) >= kHugePage;
+      const size_t align = huge ? kHugePage : 64;
+      const size_t size = (std::max(rounded, chunk_bytes_) + align - 1) / align * align;
+      void* c = std::aligned_alloc(align, size);
+      if (!c) fail(ErrorCode::kResourceExhausted, "out of memory allocating ", size, " bytes");
+      if (huge) madvise(c, size, MADV_HUGEPAGE);  // a hint: no error if refused
+      std::memset(c, 0, size);
+      chunks_.push_back(c);
+      next_ = static_cast<char*>(c);
+      left_ = size;
+    }
+    void* p = next_;
+    next_ += rounded;
+    left_ -= rounded;
+    return p;
+  }
+  void deallocate(void*, size_t) noexcept override {}
+
+ private:
+  size_t chunk_bytes_;
+  std::mutex mu_;
+  std::vector<void*> chunks_;
+  char* next_ = nullptr;
+  size_t left_ = 0;
 };
 
 size_t page_size() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
@@ -119,6 +169,10 @@ std::shared_ptr<Allocator> default_allocator(Device device) {
   }
   fail(ErrorCode::kUnsupported, "memory on ", device.str(),
        " comes from the worker's CUDA allocator (ops::make_allocator), not a default one");
+}
+
+std::shared_ptr<Allocator> make_host_arena(size_t chunk_bytes) {
+  return std::make_shared<HostArena>(chunk_bytes);
 }
 
 }  // namespace tessera

@@ -247,7 +247,18 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
   // Matmul weights in the layout the device multiplies fastest (the CPU's int8 path: 8 rows
   // interleaved). A tied LM head gets its own packed copy; the embedding keeps the row-major
   // table its lookups read.
-  auto pack = [&](Tensor& t) { t = ops::pack_weight(t, alloc_); };
+  // On the host they come from one arena on huge pages (core/allocator.h says why), sized for
+  // them all: a packed weight takes at most 148/144 of its bytes (Q4_Kx8), plus alignment.
+  size_t to_pack = 0;
+  auto size = [&](const Tensor& t) {
+    if (t.defined()) to_pack += t.nbytes() + t.nbytes() / 32 + 64;
+  };
+  size(output_);
+  for (const auto& L : layers_)
+    for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) size(*t);
+  const std::shared_ptr<Allocator> packed =
+      alloc_->device().type == DeviceType::kCPU ? make_host_arena(to_pack) : alloc_;
+  auto pack = [&](Tensor& t) { t = ops::pack_weight(t, packed); };
   pack(output_);
   for (auto& L : layers_)
     for (Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) pack(*t);
