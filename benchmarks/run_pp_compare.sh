@@ -19,7 +19,9 @@ out=benchmarks/results
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+server=""
+# A failed step (set -e) must not leave the server it started running.
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 layout() {  # name pipeline micro_batches threads_per_rank [layer_split]
   cat >"$tmp/$1.yaml" <<YAML
@@ -54,6 +56,7 @@ for name in $LAYOUTS; do
     --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" --seed 1 --timeout 600 --quiet \
     --output "$out/pp-$stamp-$name.json" >/dev/null
   kill "$server"; wait "$server" || true
+  server=""
   python3 - "$out/pp-$stamp-$name.json" "$name" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]

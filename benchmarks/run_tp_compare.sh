@@ -21,7 +21,9 @@ out=benchmarks/results
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+server=""
+# A failed step (set -e) must not leave the server it started running.
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 PYTHONPATH=tests/python "$PYTHON" - "$tmp" <<'PY'
 import json, sys
@@ -83,4 +85,5 @@ print(f"{sys.argv[2]:<12} {sys.argv[3]:>4} {s['output_token_throughput']:10.1f} 
 PY
   done
   kill "$server"; wait "$server" || true
+  server=""
 done

@@ -447,13 +447,7 @@ class GlooCommunicator final : public Communicator {
   // open, for the guarded device, until the sum is written).
   struct AllReduceWork final : Work {
     AllReduceWork(GlooCommunicator* c, const Tensor& t) : c(c), t(t), open{&this->t} {}
-    ~AllReduceWork() override {
-      try {
-        wait();
-      } catch (const std::exception&) {
-        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
-      }
-    }
+    ~AllReduceWork() override { group_util::wait_dropping_error(*this); }
     void wait() override {
       if (!posted) return;
       posted = false;
@@ -483,13 +477,7 @@ class GlooCommunicator final : public Communicator {
   struct P2PWork final : Work {
     P2PWork(GlooCommunicator* c, const Tensor& t, const char* op, bool is_send)
         : c(c), t(t), open{&this->t}, op(op), is_send(is_send) {}
-    ~P2PWork() override {
-      try {
-        wait();
-      } catch (const std::exception&) {
-        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
-      }
-    }
+    ~P2PWork() override { group_util::wait_dropping_error(*this); }
     void wait() override {
       if (!posted) return;
       posted = false;

@@ -57,12 +57,21 @@ size_t reduce_scatter_block(const std::string& group, int size, const Tensor& in
                             const Tensor& out) {
   const auto n = static_cast<int64_t>(size);
   if (!in.defined() || !out.defined() || !in.is_contiguous() || !out.is_contiguous() ||
-      in.dtype() != DType::kF32 || out.dtype() != DType::kF32 || in.ndim() < 1 ||
-      out.ndim() < 1 || in.dim(0) != n * out.dim(0) || in.numel() != n * out.numel())
+      in.dtype() != DType::kF32 || out.dtype() != DType::kF32 || in.ndim() < 1 || out.ndim() < 1 ||
+      in.dim(0) != n * out.dim(0) || in.numel() != n * out.numel())
     fail(ErrorCode::kInvalidArgument, group, " reduce_scatter_sum: needs F32 `in` of ", size,
-         " blocks of `out` along dim 0, got in ", in.defined() ? in.str() : std::string("undefined"),
-         " and out ", out.defined() ? out.str() : std::string("undefined"));
+         " blocks of `out` along dim 0, got in ",
+         in.defined() ? in.str() : std::string("undefined"), " and out ",
+         out.defined() ? out.str() : std::string("undefined"));
   return static_cast<size_t>(out.numel());
+}
+
+void wait_dropping_error(Work& w) noexcept {
+  try {
+    w.wait();
+  } catch (const std::exception&) {
+    // Dropped, as communicator.h says: the communicator is aborted and says so next time.
+  }
 }
 
 }  // namespace tessera::comm::group_util

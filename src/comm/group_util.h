@@ -45,4 +45,8 @@ AllToAllLayout all_to_all_layout(const std::string& group, int rank, int size, c
 // process). The caller holds host access to both.
 void copy_own_block(const AllToAllLayout& l, int rank, const Tensor& in, Tensor& out);
 
+// What a Work's destructor does when nobody waited for it (communicator.h): waits, and drops the
+// error (the communicator is aborted then, and its next call says so).
+void wait_dropping_error(Work& w) noexcept;
+
 }  // namespace tessera::comm::group_util

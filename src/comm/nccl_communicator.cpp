@@ -309,11 +309,7 @@ class NcclCommunicator final : public Communicator {
    public:
     NcclWork(NcclCommunicator* c, const char* op, cudaEvent_t done) : c_(c), op_(op), done_(done) {}
     ~NcclWork() override {
-      try {
-        wait();
-      } catch (const std::exception&) {
-        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
-      }
+      group_util::wait_dropping_error(*this);
       cudaEventDestroy(done_);
     }
     void wait() override {

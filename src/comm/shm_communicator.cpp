@@ -274,13 +274,7 @@ class ShmCommunicator final : public Communicator {
   // op in flight on it is over. The ShmCommunicator must outlive the work, as any communicator.
   struct P2PWork final : Work {
     explicit P2PWork(ShmCommunicator* c) : c(c), gloo(c->gloo_) {}
-    ~P2PWork() override {
-      try {
-        wait();
-      } catch (const std::exception&) {
-        // Dropped, as communicator.h says: the communicator is aborted and says so next time.
-      }
-    }
+    ~P2PWork() override { group_util::wait_dropping_error(*this); }
     void wait() override {
       if (!inner) return;
       auto w = std::move(inner);
