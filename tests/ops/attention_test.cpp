@@ -2,6 +2,8 @@
 // K/V, with the caches filled through kv_append and random, non-contiguous block tables. One batch
 // mixes a whole prefill, a prefill chunk after prior context and decodes of different lengths;
 // GQA with 9 query heads over 3 kv heads, head_dim 64.
+#include <omp.h>
+
 #include <algorithm>
 #include <numeric>
 
@@ -162,6 +164,50 @@ TEST_F(AttentionTest, HalfCachesHoldRoundedValues) {
     const double unit = kv == DType::kF16 ? 0x1p-11 : 0x1p-8;
     EXPECT_GT(worst, unit / 64);
     EXPECT_LT(worst, unit * 8);
+  }
+}
+
+// A decode step of one or two sequences has fewer (sequence, kv head) items than twice the
+// threads, so cpu::paged_attention runs one item per query head instead; each head's arithmetic
+// is its group's, so the outputs equal the single-thread call (grouped items, inline) bit for
+// bit, and the reference to fp32 noise.
+TEST_F(AttentionTest, DecodeSplitByQueryHeadEqualsGroupedItems) {
+  const int H = 9, KVH = 3, HD = 64, BS = 16;
+  for (const std::vector<int>& ctxs : {std::vector<int>{131}, std::vector<int>{70, 200}}) {
+    const int S = static_cast<int>(ctxs.size());
+    const int max_blocks = (*std::max_element(ctxs.begin(), ctxs.end()) + BS - 1) / BS;
+    const int num_blocks = S * max_blocks;
+    Tensor kc = Tensor::zeros({num_blocks, BS, KVH, HD}, DType::kF32);
+    Tensor vc = Tensor::zeros({num_blocks, BS, KVH, HD}, DType::kF32);
+    std::vector<int32_t> tables(static_cast<size_t>(num_blocks)), qstart = {0}, ctx_lens;
+    std::iota(tables.begin(), tables.end(), 0);
+    std::shuffle(tables.begin(), tables.end(), rng());
+    for (int s = 0; s < S; ++s) {
+      std::vector<int32_t> slots;
+      for (int t = 0; t < ctxs[s]; ++t)
+        slots.push_back(tables[static_cast<size_t>(s * max_blocks + t / BS)] * BS + t % BS);
+      ops::kv_append(random_f32({ctxs[s], KVH * HD}), random_f32({ctxs[s], KVH * HD}), slots, kc,
+                     vc);
+      ctx_lens.push_back(ctxs[s]);
+      qstart.push_back(s + 1);
+    }
+    Tensor q = random_f32({S, H * HD});
+    const AttentionParams p{H, KVH, HD, BS, 1.0f / 8.0f};
+    const AttentionBatch batch{qstart, ctx_lens, tables, max_blocks};
+    Tensor ref_out = Tensor::empty({S, H * HD}, DType::kF32);
+    Tensor one = Tensor::empty({S, H * HD}, DType::kF32);
+    Tensor two = Tensor::empty({S, H * HD}, DType::kF32);
+    ref::paged_attention(q, kc, vc, batch, p, ref_out);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    cpu::paged_attention(q, kc, vc, batch, p, one);
+    omp_set_num_threads(2);
+    cpu::paged_attention(q, kc, vc, batch, p, two);
+    omp_set_num_threads(threads);
+    for (int64_t i = 0; i < one.numel(); ++i) {
+      ASSERT_EQ(one.data_as<float>()[i], two.data_as<float>()[i]) << "S " << S << " at " << i;
+      ASSERT_NEAR(two.data_as<float>()[i], ref_out.data_as<float>()[i], 2e-5) << "at " << i;
+    }
   }
 }
 

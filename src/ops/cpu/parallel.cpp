@@ -1,17 +1,26 @@
-// The ops' chunk pool (see parallel.h). A job is published as a new epoch in `ticket_`, whose
-// low 32 bits count the chunks handed out. Every claim is a compare-exchange that names the epoch,
-// so a worker holding a stale view of the job (it read the parameters, then was descheduled
-// while the job finished and the next one was published) can never run a chunk of the wrong job:
-// its claim fails and it re-reads. A claimed chunk keeps its job alive (the caller waits for
-// `done_`), which is what makes reading the job's parameters before the claim safe. All atomics
-// are sequentially consistent: the loads are free on x86 and the proof above relies on one order.
-// A finished job closes its epoch (chunk count all ones) before the next job's parameters are
-// written, so a claim can only succeed on the epoch whose parameters the claimer may have read.
+// The ops' chunk pool (see parallel.h). A job's chunks are cut into one contiguous segment per
+// thread; each thread claims its own segment's chunks in ascending order and, when that is empty,
+// takes the remaining chunks of the others (in the same order). Why segments: decode's matmuls are
+// streams of weight bytes, and a thread that claimed chunks from one shared counter read 48 KiB
+// here, 48 KiB two chunks further on, so the hardware prefetcher restarted at every chunk; a
+// segment is one ascending stream per thread, and a late or slow thread's remainder is still
+// taken by the others.
+//
+// A job is published as a new epoch: each segment's counter holds epoch << 32 | next chunk, and
+// every claim is a compare-exchange that names the epoch, so a worker holding a stale view of the
+// job (it read the parameters, then was descheduled while the job finished and the next one was
+// published) can never run a chunk of the wrong job: its claim fails and it re-reads. A claimed
+// chunk keeps its job alive (the caller waits for `done_`), which is what makes reading the job's
+// parameters before the claim safe. All atomics are sequentially consistent: the loads are free on
+// x86 and the proof above relies on one order. A finished job closes every segment of its epoch
+// (next chunk all ones) before the next job's parameters are written, so a claim can only succeed
+// on the epoch whose parameters the claimer may have read.
 #include "parallel.h"
 
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -42,21 +51,27 @@ class Pool {
 
   void run(int threads, int64_t chunks, ChunkFn fn, void* ctx) {
     std::lock_guard<std::mutex> lock(run_mu_);
+    threads = std::min(threads, kMaxThreads);
     while (static_cast<int>(workers_.size()) < threads - 1) {
       const int id = static_cast<int>(workers_.size());
       workers_.emplace_back([this, id] { worker_loop(id); });
     }
+    const int segments = static_cast<int>(std::min<int64_t>(threads, chunks));
     fn_ = fn;
     ctx_ = ctx;
     chunks_ = chunks;
+    segments_ = segments;
     active_workers_ = threads - 1;
     done_ = 0;
     const uint64_t epoch = (ticket_.load() >> 32) + 1;
+    for (int s = 0; s < segments; ++s)
+      segment_[s].next.store(epoch << 32 |
+                             static_cast<uint64_t>(segment_begin(s, chunks, segments)));
     ticket_.store(epoch << 32);
     epoch_word_.store(static_cast<uint32_t>(epoch));
     if (sleepers_.load() > 0) epoch_word_.notify_all();
     t_in_job = true;
-    claim_and_run(epoch << 32, fn, ctx, chunks);
+    claim_and_run(epoch, 0, fn, ctx, chunks, segments);
     t_in_job = false;
     // Wait only for chunks other threads have claimed and are running.
     for (int spins = 0; done_.load() < chunks; ++spins) {
@@ -66,22 +81,37 @@ class Pool {
         std::this_thread::yield();
     }
     // Close the epoch before the next job's parameters are stored. Without this, a worker holding
-    // this epoch's ticket could read the next job's (larger) chunk count, claim chunk `chunks` of
-    // this epoch and run it with the next job's function: that chunk then ran twice (seen in
-    // ChunkPoolTest as a chunk hit twice). A closed epoch's count is above any chunk count.
-    ticket_.store((epoch << 32) | kChunkMask);
+    // this epoch could read the next job's (larger) chunk count, claim chunk `chunks` of this
+    // epoch and run it with the next job's function: that chunk then ran twice (seen in
+    // ChunkPoolTest as a chunk hit twice). A closed segment's next chunk is above any chunk count.
+    for (int s = 0; s < segments; ++s) segment_[s].next.store(epoch << 32 | kChunkMask);
   }
 
  private:
-  // Claims chunks of the job whose ticket was `t` until it is exhausted or replaced.
-  void claim_and_run(uint64_t t, ChunkFn fn, void* ctx, int64_t chunks) {
-    const uint64_t epoch = t >> 32;
-    while ((t >> 32) == epoch && static_cast<int64_t>(t & kChunkMask) < chunks) {
-      if (ticket_.compare_exchange_weak(t, t + 1)) {
-        fn(ctx, static_cast<int64_t>(t & kChunkMask));
-        done_.fetch_add(1);
-        t = ticket_.load();
+  static constexpr int kMaxThreads = 64;
+
+  static int64_t segment_begin(int s, int64_t chunks, int segments) {
+    return s * chunks / segments;
+  }
+
+  // Claims chunks of job `epoch`: segment `first`'s, then the others' in turn, until every
+  // segment is exhausted or the job has been replaced.
+  void claim_and_run(uint64_t epoch, int first, ChunkFn fn, void* ctx, int64_t chunks,
+                     int segments) {
+    if (segments < 1 || segments > kMaxThreads) return;  // a stale view of a later job
+    for (int i = 0; i < segments; ++i) {
+      const int s = (first + i) % segments;
+      const auto end = static_cast<uint64_t>(segment_begin(s + 1, chunks, segments));
+      std::atomic<uint64_t>& next = segment_[s].next;
+      uint64_t t = next.load();
+      while ((t >> 32) == epoch && (t & kChunkMask) < end) {
+        if (next.compare_exchange_weak(t, t + 1)) {
+          fn(ctx, static_cast<int64_t>(t & kChunkMask));
+          done_.fetch_add(1);
+          t = next.load();
+        }
       }
+      if ((t >> 32) != epoch) return;  // the job is over
     }
   }
 
@@ -107,20 +137,26 @@ class Pool {
       seen = t >> 32;
       if (id >= active_workers_.load()) continue;
       // Parameters of epoch `seen` (or of a later job: then every claim below fails).
-      claim_and_run(t, fn_.load(), ctx_.load(), chunks_.load());
+      claim_and_run(seen, id + 1, fn_.load(), ctx_.load(), chunks_.load(), segments_.load());
     }
   }
 
+  struct alignas(64) Segment {
+    std::atomic<uint64_t> next{0};  // epoch << 32 | next chunk to hand out
+  };
+
   std::mutex run_mu_;  // one job at a time; callers from several threads queue here
   std::vector<std::thread> workers_;
-  std::atomic<uint64_t> ticket_{0};      // epoch << 32 | next chunk to hand out
-  std::atomic<uint32_t> epoch_word_{0};  // low bits of the epoch, for futex sleeping
+  Segment segment_[kMaxThreads];
+  alignas(64) std::atomic<uint64_t> ticket_{0};  // epoch << 32: a new job
+  std::atomic<uint32_t> epoch_word_{0};          // low bits of the epoch, for futex sleeping
   std::atomic<int> sleepers_{0};
   std::atomic<ChunkFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
   std::atomic<int64_t> chunks_{0};
+  std::atomic<int> segments_{0};
   std::atomic<int> active_workers_{0};
-  std::atomic<int64_t> done_{0};
+  alignas(64) std::atomic<int64_t> done_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -5,9 +5,10 @@
 // Why not `#pragma omp parallel`: decode runs ~250 small parallel ops per token, and every OpenMP
 // region ends in a barrier that waits for every team thread. On a shared machine a worker that the
 // kernel has descheduled holds that barrier for a whole time slice (milliseconds), which made two
-// threads four times slower than one. Here the calling thread takes chunks too, chunks are claimed
-// from a shared counter, and the caller waits only for chunks that were actually claimed: a worker
-// that wakes late finds nothing left and the op has already returned.
+// threads four times slower than one. Here the calling thread takes chunks too, each thread claims
+// the chunks of its own contiguous segment first and then what is left of the others', and the
+// caller waits only for chunks that were actually claimed: a worker that wakes late finds nothing
+// left and the op has already returned.
 #pragma once
 
 #include <cstdint>
