@@ -18,7 +18,8 @@ using tessera::DType;
 using tessera::Tensor;
 namespace ops = tessera::ops;
 
-constexpr DType kTypes[] = {DType::kF32, DType::kQ8_0, DType::kQ4_1, DType::kQ4_K, DType::kQ6_K};
+constexpr DType kTypes[] = {DType::kF32,  DType::kQ8_0, DType::kQ4_1, DType::kQ4_K,
+                            DType::kQ6_K, DType::kQ5_0, DType::kQ4_0};
 
 // K-quants cannot be quantized in C++ (scripts/requantize_q4_k_m.py does it in numpy); random bits
 // with small finite fp16 super-block scales take the same time through the kernels.

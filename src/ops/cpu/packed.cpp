@@ -52,7 +52,25 @@ void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_pac
       std::memcpy(base_at, packed_at, n);
   };
   for (int h = 0; h < g.halves; ++h) mv(blk + 2 * h, pk + 16 * h + 2 * r, 2);
-  if (g.qh_bytes) mv(blk + 2 * g.halves, pk + 16 * g.halves + 4 * r, 4);
+  if (g.qh_bytes) {  // the file's qh word <-> the slice-ordered fifth bits (packed.h)
+    uint8_t* at = pk + 16 * g.halves + 4 * r;
+    uint32_t qh = 0;
+    if (to_packed) {
+      std::memcpy(&qh, blk + 2 * g.halves, 4);
+      for (int e = 0; e < 4; ++e) {
+        uint8_t byte = 0;
+        for (int j = 0; j < 4; ++j)
+          byte = static_cast<uint8_t>(byte | ((qh >> (4 * j + e)) & 1u) << j |
+                                      ((qh >> (16 + 4 * j + e)) & 1u) << (4 + j));
+        at[e] = byte;
+      }
+    } else {
+      for (int e = 0; e < 4; ++e)
+        for (int j = 0; j < 4; ++j)
+          qh |= ((at[e] >> j) & 1u) << (4 * j + e) | ((at[e] >> (4 + j)) & 1u) << (16 + 4 * j + e);
+      std::memcpy(blk + 2 * g.halves, &qh, 4);
+    }
+  }
   uint8_t* qs = blk + 2 * g.halves + g.qh_bytes;
   uint8_t* pq = pk + g.packed_quants();
   for (int j = 0; j < g.quant_bytes / 4; ++j) mv(qs + 4 * j, pq + 32 * j + 4 * r, 4);
@@ -295,16 +313,17 @@ void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
           uint16_t h;
           std::memcpy(&h, pk + 2 * r, 2);
           const float dw = fp16_to_f32(h);
-          uint32_t qh = 0;
-          if (g.qh_bytes) std::memcpy(&qh, pk + 16 * g.halves + 4 * r, 4);
+          const uint8_t* fifth = g.qh_bytes ? pk + 16 * g.halves + 4 * r : nullptr;
           int32_t s = 0;
           for (int i = 0; i < g.quant_bytes; ++i) {
             const uint8_t byte = pq[32 * (i / 4) + 4 * r + i % 4];
             if (base == DType::kQ8_0) {
               s += static_cast<int8_t>(byte) * x.qs[i];
             } else {
-              const int lo = (byte & 15) | static_cast<int>(((qh >> i) & 1u) << 4);
-              const int hi = (byte >> 4) | static_cast<int>(((qh >> (i + 16)) & 1u) << 4);
+              // Fifth bits (Q5): byte i % 4 of the row's four, bit i / 4 (low), 4 + i / 4 (high).
+              const int f = fifth ? fifth[i % 4] : 0, j = i / 4;
+              const int lo = (byte & 15) | ((f >> j) & 1) << 4;
+              const int hi = (byte >> 4) | ((f >> (4 + j)) & 1) << 4;
               s += lo * x.qs[i] + hi * x.qs[i + 16];
             }
           }

@@ -12,10 +12,14 @@
 //   Q4_0x8 (144 B): d[8] (fp16), then for j = 0..3 the 8 rows' qs bytes 4j..4j+3 (32 B each)
 //   Q4_1x8 (160 B): d[8], m[8] (fp16), then the qs slices as Q4_0x8
 //   Q8_0x8 (272 B): d[8], then for j = 0..7 the 8 rows' qs bytes 4j..4j+3
-//   Q5_0x8 (176 B): d[8], qh[8] (each row's 32-bit fifth-bit word), then the qs slices
-//   Q5_1x8 (192 B): d[8], m[8], qh[8], then the qs slices
+//   Q5_0x8 (176 B): d[8], fh[8] (each row's 32 fifth bits as 4 bytes, below), then the qs slices
+//   Q5_1x8 (192 B): d[8], m[8], fh[8], then the qs slices
 // In a 4/5-bit block byte i holds element i (low nibble) and element i + 16 (high nibble), so the
-// slice j of a row carries elements 4j..4j+3 and 4j+16..4j+19 (fifth bits: qh bits i, i + 16).
+// slice j of a row carries elements 4j..4j+3 and 4j+16..4j+19. The fifth bits are reordered to
+// match the slices (a bijection of the file's qh word, undone by unpacking): bit j of a row's fh
+// byte e is element 4j + e's (the low nibble of slice j's byte e), bit 4 + j element 16 + 4j + e's.
+// So the fifth bits of slice j sit at the same byte as its quants, and one shift and one mask put
+// them at 0x10 (qh's bit order took a shuffle, a compare and two masks per nibble half).
 //
 // Arithmetic (every kernel, scalar and SIMD, does the same fp32 operations in the same order, so
 // they agree bitwise): per (activation row m, weight row n, block b) the exact int32 sum

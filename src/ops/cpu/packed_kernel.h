@@ -25,26 +25,14 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// The Q5 types' fifth bits of slice j: 0x10 in byte 4r + e where bit `first + e` of row r's qh
-// word (lane r of qh) is set, first = 4j for the low nibbles, 16 + 4j for the high ones. The
-// shuffle copies the qh byte holding those 4 bits into the lane's 4 bytes; each byte then tests
-// its own bit.
-inline __m256i fifth_bits(__m256i qh, int first) {
-  const int byte = first / 8;
-  const auto b = static_cast<char>(byte);
-  const __m256i pick = _mm256_setr_epi8(
-      b, b, b, b, static_cast<char>(4 + byte), static_cast<char>(4 + byte),
-      static_cast<char>(4 + byte), static_cast<char>(4 + byte), static_cast<char>(8 + byte),
-      static_cast<char>(8 + byte), static_cast<char>(8 + byte), static_cast<char>(8 + byte),
-      static_cast<char>(12 + byte), static_cast<char>(12 + byte), static_cast<char>(12 + byte),
-      static_cast<char>(12 + byte), b, b, b, b, static_cast<char>(4 + byte),
-      static_cast<char>(4 + byte), static_cast<char>(4 + byte), static_cast<char>(4 + byte),
-      static_cast<char>(8 + byte), static_cast<char>(8 + byte), static_cast<char>(8 + byte),
-      static_cast<char>(8 + byte), static_cast<char>(12 + byte), static_cast<char>(12 + byte),
-      static_cast<char>(12 + byte), static_cast<char>(12 + byte));
-  const __m256i bits = _mm256_set1_epi32(first % 8 ? static_cast<int>(0x80402010u) : 0x08040201);
-  const __m256i x = _mm256_and_si256(_mm256_shuffle_epi8(qh, pick), bits);
-  return _mm256_and_si256(_mm256_cmpeq_epi8(x, bits), _mm256_set1_epi8(0x10));
+// The Q5 types' fifth bits of slice j at 0x10 of each byte (packed.h's fh layout): bit j of each
+// fh byte for the low nibbles, bit 4 + j for the high ones. 16-bit shifts by at most 4 bring no
+// bit of the neighbouring byte to bit 4.
+inline __m256i fifth_lo(__m256i fh, int j) {
+  return _mm256_and_si256(_mm256_slli_epi16(fh, 4 - j), _mm256_set1_epi8(0x10));
+}
+inline __m256i fifth_hi(__m256i fh, int j) {
+  return _mm256_and_si256(_mm256_srli_epi16(fh, j), _mm256_set1_epi8(0x10));
 }
 
 // Up to 4 activation rows share each unpacked weight slice (more would spill registers).
@@ -53,7 +41,8 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
   constexpr bool kFour = T != DType::kQ8_0x8;  // 4-bit quants (plus a fifth bit for Q5)
   constexpr bool kFive = T == DType::kQ5_0x8 || T == DType::kQ5_1x8;
   constexpr bool kMin = T == DType::kQ4_1x8 || T == DType::kQ5_1x8;
-  // The fp16 arrays (d; d and m) come first, then the Q5 types' qh words, then the quants.
+  // The fp16 arrays (d; d and m) come first, then the Q5 types' fifth-bit bytes (fh), then the
+  // quants.
   constexpr size_t kQh = kMin ? 32 : 16;
   constexpr size_t kQuants = kQh + (kFive ? 32 : 0);
   constexpr size_t kBlock = kQuants + (kFour ? 128 : 256);
@@ -87,8 +76,8 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
           __m256i lo = _mm256_and_si256(w, m4);
           __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
           if constexpr (kFive) {
-            lo = _mm256_or_si256(lo, fifth_bits(qh, 4 * j));
-            hi = _mm256_or_si256(hi, fifth_bits(qh, 16 + 4 * j));
+            lo = _mm256_or_si256(lo, fifth_lo(qh, j));
+            hi = _mm256_or_si256(hi, fifth_hi(qh, j));
           }
           for (int m = 0; m < M; ++m) {
             const int8_t* xq = a.x[m * nb + b].qs;
