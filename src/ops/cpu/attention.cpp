@@ -74,9 +74,14 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
     std::fill(sum, sum + group, 0.0f);
     for (int64_t t0 = 0; t0 <= pos; t0 += kKeyChunk) {
       const int64_t n = std::min(kKeyChunk, pos + 1 - t0);
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t t = t0 + i;
-        const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
+      // The key's block and offset advance with it: no division per key.
+      int64_t blk = t0 / p.block_size, in_blk = t0 % p.block_size;
+      for (int64_t i = 0; i < n; ++i, ++in_blk) {
+        if (in_blk == p.block_size) {
+          ++blk;
+          in_blk = 0;
+        }
+        const int64_t slot = int64_t{table[blk]} * p.block_size + in_blk;
         const auto at = static_cast<size_t>(slot * p.num_kv_heads + it.kv_head) * c.head_bytes;
         if (convert) {
           detail::kv_load_row_avx2(c.kv_type, c.kc + at, kbuf + i * hd, hd);
@@ -99,16 +104,14 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
       }
       for (int g = 0; g < group; ++g) {
         float* sc = scores + g * kKeyChunk;
-        float cmax = mx[g];
-        for (int64_t i = 0; i < n; ++i) cmax = std::fmax(cmax, sc[i]);
+        const float cmax = detail::max_avx2(sc, n, mx[g]);
         if (cmax > mx[g]) {  // rescale what was accumulated under the old maximum
           const float corr = std::exp(mx[g] - cmax);
           sum[g] *= corr;
           detail::scale_avx2(corr, acc + g * hd, hd);
           mx[g] = cmax;
         }
-        detail::exp_inplace_avx2(sc, n, mx[g]);
-        for (int64_t i = 0; i < n; ++i) sum[g] += sc[i];
+        sum[g] += detail::exp_sum_inplace_avx2(sc, n, mx[g]);
       }
       for (int g = 0; g < group; ++g) {
         if (vec8) {

@@ -46,7 +46,9 @@ void rms_norm_row_avx2(const float* x, const float* w, float eps, int64_t n, flo
 void add_avx2(float* x, const float* y, int64_t n);
 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t n);
 void softmax_row_avx2(float* x, int64_t n);
-void exp_inplace_avx2(float* x, int64_t n, float sub);         // x[i] = exp(x[i] - sub)
+// x[i] = exp(x[i] - sub); returns the sum of the new x (8 lane sums, then the tail in order).
+float exp_sum_inplace_avx2(float* x, int64_t n, float sub);
+float max_avx2(const float* x, int64_t n, float init);         // max(init, x[0..n)), NaNs skipped
 void axpy_avx2(float a, const float* x, float* y, int64_t n);  // y += a * x
 void scale_avx2(float a, float* y, int64_t n);                 // y *= a
 // Paged attention (attention_avx2.cpp), head_dim hd % 8 == 0, keys/values one pointer per key:

@@ -62,12 +62,29 @@ void silu_mul_avx2(const float* g, const float* u, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-void exp_inplace_avx2(float* x, int64_t n, float sub) {
+float exp_sum_inplace_avx2(float* x, int64_t n, float sub) {
   const __m256 vs = _mm256_set1_ps(sub);
+  __m256 vsum = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(x + i, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)));
-  for (; i < n; ++i) x[i] = std::exp(x[i] - sub);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(x + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  float sum = hsum256(vsum);
+  for (; i < n; ++i) sum += (x[i] = std::exp(x[i] - sub));
+  return sum;
+}
+
+float max_avx2(const float* x, int64_t n, float init) {
+  // maxps returns its second operand when either is NaN: with the running maximum second, a NaN
+  // element is skipped, as std::fmax skips it.
+  __m256 vm = _mm256_set1_ps(init);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(x + i), vm);
+  float m = hmax256(vm);
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
 }
 
 void softmax_row_avx2(float* x, int64_t n) {
