@@ -88,7 +88,8 @@ class Pool {
   }
 
  private:
-  static constexpr int kMaxThreads = 64;
+  // Threads one job runs on (one segment each): --threads above this uses this many for the ops.
+  static constexpr int kMaxThreads = 256;
 
   static int64_t segment_begin(int s, int64_t chunks, int segments) {
     return s * chunks / segments;
