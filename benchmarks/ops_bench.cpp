@@ -131,6 +131,7 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_PagedAttentionDecode)
+    ->Args({1, 96})
     ->Args({1, 512})
     ->Args({8, 512})
     ->Args({8, 2048})
