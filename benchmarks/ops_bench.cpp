@@ -133,6 +133,7 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
 BENCHMARK(BM_PagedAttentionDecode)
     ->Args({1, 96})
     ->Args({1, 512})
+    ->Args({1, 2048})
     ->Args({8, 512})
     ->Args({8, 2048})
     ->Unit(benchmark::kMicrosecond)

@@ -24,12 +24,21 @@ constexpr int64_t kQueryChunk = 16;
 // 2^14 (a context of ~28 for 9 heads of 64) one decode step's attention took ~10 us on one core
 // of the AMD EPYC VM, several pool dispatches' worth.
 constexpr int64_t kParallelMinWork = 1 << 14;
+// A decode row (a sequence with one query row) with a longer context is split into parts of this
+// many keys, each an item of its own, merged after (flash-decoding): at batch 1 a step otherwise
+// has one item per kv head (or per query head), too few for the threads at long contexts, where
+// attention is most of the step. The parts depend on the context only, never on the thread count,
+// so results are the same for every thread count.
+constexpr int64_t kSplitKeys = 256;
 
 struct WorkItem {
   int64_t seq;
   int kv_head;
   int64_t j0, j1;  // query rows [j0, j1) of the sequence
   int g0, g1;      // query heads [g0, g1) of the kv head's group
+  // A part of a split decode row: keys [k0, k1), its unnormalised result written to the partial
+  // records instead of `out`. k1 < 0: the whole row, into `out`.
+  int64_t k0 = 0, k1 = -1;
 };
 
 struct Ctx {
@@ -39,11 +48,12 @@ struct Ctx {
   DType kv_type;
   size_t head_bytes;  // one head's row of one slot
   float* out;
+  float* partial;  // per item: group x (max, sum, acc[hd]) for the parts of split rows
   const ops::detail::HostBatch* batch;
   const AttentionParams* p;
 };
 
-void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
+void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float>& scratch) {
   const AttentionParams& p = *c.p;
   const int hd = p.head_dim, group = it.g1 - it.g0;
   const int64_t q0 = c.batch->query_start[it.seq];
@@ -72,8 +82,9 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
     std::fill(acc, acc + group * hd, 0.0f);
     std::fill(mx, mx + group, -INFINITY);
     std::fill(sum, sum + group, 0.0f);
-    for (int64_t t0 = 0; t0 <= pos; t0 += kKeyChunk) {
-      const int64_t n = std::min(kKeyChunk, pos + 1 - t0);
+    const int64_t kbeg = it.k1 >= 0 ? it.k0 : 0, kend = it.k1 >= 0 ? it.k1 : pos + 1;
+    for (int64_t t0 = kbeg; t0 < kend; t0 += kKeyChunk) {
+      const int64_t n = std::min(kKeyChunk, kend - t0);
       // The key's block and offset advance with it: no division per key.
       int64_t blk = t0 / p.block_size, in_blk = t0 % p.block_size;
       for (int64_t i = 0; i < n; ++i, ++in_blk) {
@@ -122,10 +133,64 @@ void run_item(const Ctx& c, const WorkItem& it, std::vector<float>& scratch) {
         }
       }
     }
+    if (it.k1 >= 0) {  // a part: its maximum, sum and unnormalised accumulator per head
+      float* rec = c.partial + index * (p.num_heads / p.num_kv_heads) * (hd + 2);
+      for (int g = 0; g < group; ++g, rec += hd + 2) {
+        rec[0] = mx[g];
+        rec[1] = sum[g];
+        std::copy(acc + g * hd, acc + (g + 1) * hd, rec + 2);
+      }
+      continue;
+    }
     for (int g = 0; g < group; ++g) {
       float* o = c.out + ((q0 + j) * p.num_heads + h0 + g) * hd;
       const float inv = 1.0f / sum[g];
       for (int i = 0; i < hd; ++i) o[i] = acc[g * hd + i] * inv;
+    }
+  }
+}
+
+// Combines the parts of the split decode rows into `out`, each head's parts in ascending key
+// order (the order the items were made in), as the online softmax combines key chunks:
+// M' = max(M, m), L = L e^(M - M') + l e^(m - M'), O = O e^(M - M') + acc e^(m - M'); then O / L.
+void merge_parts(const std::vector<WorkItem>& items, const std::vector<float>& partial,
+                 const ops::detail::HostBatch& batch, const AttentionParams& p, float* out) {
+  const int hd = p.head_dim, group = p.num_heads / p.num_kv_heads;
+  const auto num_seqs = static_cast<int64_t>(batch.context_lens.size());
+  std::vector<float> big_m(static_cast<size_t>(num_seqs * p.num_heads), -INFINITY);
+  std::vector<float> big_l(static_cast<size_t>(num_seqs * p.num_heads), 0.0f);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const WorkItem& it = items[i];
+    if (it.k1 < 0) continue;
+    const float* rec = partial.data() + i * static_cast<size_t>(group * (hd + 2));
+    const int64_t row = batch.query_start[it.seq];
+    for (int g = it.g0; g < it.g1; ++g, rec += hd + 2) {
+      const int64_t h = int64_t{it.kv_head} * group + g;
+      float* o = out + (row * p.num_heads + h) * hd;
+      float& M = big_m[static_cast<size_t>(it.seq * p.num_heads + h)];
+      float& L = big_l[static_cast<size_t>(it.seq * p.num_heads + h)];
+      if (it.k0 == 0) {  // the first part
+        M = rec[0];
+        L = rec[1];
+        std::copy(rec + 2, rec + 2 + hd, o);
+        continue;
+      }
+      const float m = std::max(M, rec[0]);
+      const float a = std::exp(M - m), b = std::exp(rec[0] - m);
+      L = L * a + rec[1] * b;
+      for (int d = 0; d < hd; ++d) o[d] = o[d] * a + rec[2 + d] * b;
+      M = m;
+    }
+  }
+  for (size_t i = 0; i < items.size(); ++i) {  // normalise once, after each row's last part
+    const WorkItem& it = items[i];
+    if (it.k1 < 0 || it.k1 != batch.context_lens[it.seq]) continue;
+    const int64_t row = batch.query_start[it.seq];
+    for (int g = it.g0; g < it.g1; ++g) {
+      const int64_t h = int64_t{it.kv_head} * group + g;
+      float* o = out + (row * p.num_heads + h) * hd;
+      const float inv = 1.0f / big_l[static_cast<size_t>(it.seq * p.num_heads + h)];
+      for (int d = 0; d < hd; ++d) o[d] *= inv;
     }
   }
 }
@@ -144,12 +209,21 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   std::vector<WorkItem> items;
   int64_t work = 0;
   const int group = p.num_heads / p.num_kv_heads;
+  bool any_split = false;
   for (int64_t s = 0; s < num_seqs; ++s) {
     const int64_t q_len = batch.query_start[s + 1] - batch.query_start[s];
-    work += q_len * batch.context_lens[s];
-    for (int h = 0; h < p.num_kv_heads; ++h)
+    const int64_t ctx = batch.context_lens[s];
+    work += q_len * ctx;
+    for (int h = 0; h < p.num_kv_heads; ++h) {
+      if (q_len == 1 && ctx > kSplitKeys) {
+        any_split = true;
+        for (int64_t k0 = 0; k0 < ctx; k0 += kSplitKeys)
+          items.push_back({s, h, 0, 1, 0, group, k0, std::min(ctx, k0 + kSplitKeys)});
+        continue;
+      }
       for (int64_t j0 = 0; j0 < q_len; j0 += kQueryChunk)
         items.push_back({s, h, j0, std::min(q_len, j0 + kQueryChunk), 0, group});
+    }
   }
   // Too few items to keep the threads busy (a decode step of one or two sequences: one item per
   // kv head): one item per query head instead. A group's K/V rows are then read once per head,
@@ -158,25 +232,30 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   if (group > 1 && threads > 1 && static_cast<int64_t>(items.size()) < 2 * threads) {
     std::vector<WorkItem> split;
     for (const WorkItem& it : items)
-      for (int g = 0; g < group; ++g) split.push_back({it.seq, it.kv_head, it.j0, it.j1, g, g + 1});
+      for (int g = 0; g < group; ++g)
+        split.push_back({it.seq, it.kv_head, it.j0, it.j1, g, g + 1, it.k0, it.k1});
     items = std::move(split);
   }
+  const auto n_items = static_cast<int64_t>(items.size());
+  std::vector<float> partial(any_split ? static_cast<size_t>(n_items * group * (p.head_dim + 2))
+                                       : size_t{0});
   const Ctx c{&q,
               static_cast<const char*>(k_cache.data()),
               static_cast<const char*>(v_cache.data()),
               k_cache.dtype(),
               row_bytes(k_cache.dtype(), p.head_dim),
               out.data_as<float>(),
+              partial.data(),
               &batch,
               &p};
-  const auto n_items = static_cast<int64_t>(items.size());
   detail::parallel_for(
       n_items,
       [&](int64_t i) {
         thread_local std::vector<float> scratch;  // per pool thread, reused across calls
-        run_item(c, items[static_cast<size_t>(i)], scratch);
+        run_item(c, items[static_cast<size_t>(i)], i, scratch);
       },
       work * p.num_heads * p.head_dim >= kParallelMinWork);
+  if (any_split) merge_parts(items, partial, batch, p, out.data_as<float>());
 }
 
 }  // namespace tessera::ops::cpu
