@@ -98,6 +98,34 @@ BENCHMARK(BM_Decode)
     ->Iterations(60)
     ->UseRealTime();
 
+// Batch-1 decode after a long prompt, default path only: attention reads the whole context's K
+// and V every step (at 2048 tokens 94 MB of F32 K and V per token for this model, as much as its
+// ~97 MB of weights), so
+// this is where splitting a row's keys across threads shows. range(0): threads; range(1): context.
+void BM_DecodeLongContext(benchmark::State& state) {
+  Loaded* l = loaded(1, 1);
+  if (!l) return state.SkipWithError("default model not downloaded");
+  omp_set_num_threads(static_cast<int>(state.range(0)));
+  set_mode(state, 1, 1);
+  const int context = static_cast<int>(state.range(1));
+  tessera::model::LocalRunner runner(*l->model, {.num_blocks = context / 16 + 8});
+  std::vector<int32_t> prompt(static_cast<size_t>(context));
+  for (int i = 0; i < context; ++i) prompt[static_cast<size_t>(i)] = 100 + (i * 37) % 30000;
+  const int seq = runner.add_sequence();
+  tessera::model::LocalRunner::Chunk c{.seq = seq, .tokens = prompt};
+  runner.step({&c, 1});
+  const int32_t tok = 1234;
+  const tessera::model::LocalRunner::Chunk next{.seq = seq, .tokens = {&tok, 1}};
+  for (auto _ : state) benchmark::DoNotOptimize(runner.step({&next, 1}));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_DecodeLongContext)
+    ->ArgsProduct({{1, 2}, {2048}})
+    ->ArgNames({"threads", "context"})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(32)
+    ->UseRealTime();
+
 void BM_Prefill(benchmark::State& state) {
   const int64_t int8 = state.range(2) > 0, packed = state.range(2) == 2;
   Loaded* l = loaded(int8, packed);

@@ -4,8 +4,10 @@
 // while it sits in L1. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
 // rescale of the running max/sum/accumulator, then the value accumulation (attention_avx2.cpp:
 // 8 keys per horizontal reduction, each head's accumulator in registers across the chunk). An
-// F16/BF16 cache's rows of a chunk are converted to fp32 scratch first (kv_load_row_avx2), so the
-// arithmetic is the F32 cache's on the same values.
+// F16/BF16 cache's rows are widened to fp32 in registers by those loops (head sizes that are a
+// multiple of 8) or converted to fp32 scratch first (other sizes, kv_load_row_avx2): either way
+// the arithmetic is the F32 cache's on the same values. A decode row with a long context is cut
+// into parts of kSplitKeys keys, merged after (merge_parts).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -60,9 +62,13 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
   const int64_t q_len = c.batch->query_start[it.seq + 1] - q0;
   const int64_t ctx = c.batch->context_lens[it.seq];
   const int32_t* table = c.batch->block_tables.data() + it.seq * c.batch->max_blocks_per_seq;
+  // Head sizes that fill whole registers take the batched loops of attention_avx2.cpp, which read
+  // F16/BF16 rows in place (widened in registers); other sizes convert a chunk's rows first.
+  const bool vec8 = hd % 8 == 0;
   // scratch: scores [group][kKeyChunk], acc [group][hd], max [group], sum [group]
-  // then, for an F16/BF16 cache, the chunk's K and V rows as fp32 [kKeyChunk][hd] each
-  const bool convert = c.kv_type != DType::kF32;
+  // then, for an F16/BF16 cache read by the scalar loops, the chunk's K and V rows as fp32
+  // [kKeyChunk][hd] each
+  const bool convert = c.kv_type != DType::kF32 && !vec8;
   scratch.resize(
       static_cast<size_t>(group * (kKeyChunk + hd + 2) + (convert ? 2 * kKeyChunk * hd : 0)));
   float* scores = scratch.data();
@@ -71,10 +77,8 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
   float* sum = mx + group;
   float* kbuf = sum + group;
   float* vbuf = kbuf + kKeyChunk * hd;
-  const float* kvk[kKeyChunk];
-  const float* kvv[kKeyChunk];
-  // Head sizes that fill whole registers take the batched loops of attention_avx2.cpp.
-  const bool vec8 = hd % 8 == 0;
+  const void* kvk[kKeyChunk];
+  const void* kvv[kKeyChunk];
   for (int64_t j = it.j0; j < it.j1; ++j) {
     const int64_t pos = ctx - q_len + j;
     const float* qrow = c.q->data_as<float>() + (q0 + j) * p.num_heads * hd;
@@ -100,17 +104,18 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
           kvk[i] = kbuf + i * hd;
           kvv[i] = vbuf + i * hd;
         } else {
-          kvk[i] = reinterpret_cast<const float*>(c.kc + at);
-          kvv[i] = reinterpret_cast<const float*>(c.vc + at);
+          kvk[i] = c.kc + at;
+          kvv[i] = c.vc + at;
         }
       }
       for (int g = 0; g < group; ++g) {
         const float* qg = qrow + (h0 + g) * hd;
         if (vec8) {
-          detail::dot_keys_avx2(qg, kvk, n, hd, p.scale, scores + g * kKeyChunk);
+          detail::dot_keys_avx2(c.kv_type, qg, kvk, n, hd, p.scale, scores + g * kKeyChunk);
         } else {
           for (int64_t i = 0; i < n; ++i)
-            scores[g * kKeyChunk + i] = detail::dot_f32_avx2(qg, kvk[i], hd) * p.scale;
+            scores[g * kKeyChunk + i] =
+                detail::dot_f32_avx2(qg, static_cast<const float*>(kvk[i]), hd) * p.scale;
         }
       }
       for (int g = 0; g < group; ++g) {
@@ -126,10 +131,11 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
       }
       for (int g = 0; g < group; ++g) {
         if (vec8) {
-          detail::axpy_keys_avx2(scores + g * kKeyChunk, kvv, n, hd, acc + g * hd);
+          detail::axpy_keys_avx2(c.kv_type, scores + g * kKeyChunk, kvv, n, hd, acc + g * hd);
         } else {
           for (int64_t i = 0; i < n; ++i)
-            detail::axpy_avx2(scores[g * kKeyChunk + i], kvv[i], acc + g * hd, hd);
+            detail::axpy_avx2(scores[g * kKeyChunk + i], static_cast<const float*>(kvv[i]),
+                              acc + g * hd, hd);
         }
       }
     }

@@ -19,14 +19,29 @@
 namespace tessera::ops::cpu::detail {
 namespace {
 
+// Eight values of a cache row from element d, widened to fp32 (F16: F16C; BF16: the 16 bits above
+// 16 zero bits; both exact).
+template <DType T>
+inline __m256 load8(const void* row, int d) {
+  if constexpr (T == DType::kF32) {
+    return _mm256_loadu_ps(static_cast<const float*>(row) + d);
+  } else {
+    const __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + d));
+    if constexpr (T == DType::kF16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
 // q . k_j for 8 keys (hd % 8 == 0): lane-wise FMAs over the head, then one hadd tree. Every key
 // is summed in the same order whichever of the 8 places it takes.
-inline __m256 dot8(const float* q, const float* const* k, int hd) {
+template <DType T>
+inline __m256 dot8(const float* q, const void* const* k, int hd) {
   __m256 a[8];
-  for (int j = 0; j < 8; ++j) a[j] = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(k[j]));
+  for (int j = 0; j < 8; ++j) a[j] = _mm256_mul_ps(_mm256_loadu_ps(q), load8<T>(k[j], 0));
   for (int d = 8; d < hd; d += 8) {
     const __m256 qv = _mm256_loadu_ps(q + d);
-    for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + d), a[j]);
+    for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, load8<T>(k[j], d), a[j]);
   }
   // hadd pairs within 128-bit halves: u0 = [k0..k3 low-half sums | k0..k3 high-half sums].
   const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
@@ -35,55 +50,69 @@ inline __m256 dot8(const float* q, const float* const* k, int hd) {
 }
 
 // acc[0, 8R) += sum over keys i of w[i] * v_i[0, 8R), the accumulator in R registers.
-template <int R>
-void axpy_block(const float* w, const float* const* v, int64_t n, int d0, float* acc) {
+template <DType T, int R>
+void axpy_block(const float* w, const void* const* v, int64_t n, int d0, float* acc) {
   __m256 a[R];
   for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(acc + d0 + 8 * r);
   for (int64_t i = 0; i < n; ++i) {
     const __m256 wi = _mm256_set1_ps(w[i]);
-    const float* vi = v[i] + d0;
-    for (int r = 0; r < R; ++r) a[r] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vi + 8 * r), a[r]);
+    for (int r = 0; r < R; ++r) a[r] = _mm256_fmadd_ps(wi, load8<T>(v[i], d0 + 8 * r), a[r]);
   }
   for (int r = 0; r < R; ++r) _mm256_storeu_ps(acc + d0 + 8 * r, a[r]);
 }
 
-}  // namespace
-
-void dot_keys_avx2(const float* q, const float* const* keys, int64_t n, int hd, float scale,
-                   float* s) {
+template <DType T>
+void dot_keys(const float* q, const void* const* keys, int64_t n, int hd, float scale, float* s) {
   const __m256 vs = _mm256_set1_ps(scale);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(dot8(q, keys + i, hd), vs));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(dot8<T>(q, keys + i, hd), vs));
   if (i == n) return;
   // The last < 8 keys: the same arithmetic with the missing places repeating the last key.
-  const float* k[8];
+  const void* k[8];
   for (int j = 0; j < 8; ++j) k[j] = keys[i + j < n ? i + j : n - 1];
   alignas(32) float out[8];
-  _mm256_store_ps(out, _mm256_mul_ps(dot8(q, k, hd), vs));
+  _mm256_store_ps(out, _mm256_mul_ps(dot8<T>(q, k, hd), vs));
   for (int j = 0; i + j < n; ++j) s[i + j] = out[j];
 }
 
-void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd, float* acc) {
+template <DType T>
+void axpy_keys(const float* w, const void* const* vals, int64_t n, int hd, float* acc) {
   int d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) axpy_block<8>(w, vals, n, d0, acc);
+  for (; d0 + 64 <= hd; d0 += 64) axpy_block<T, 8>(w, vals, n, d0, acc);
   switch ((hd - d0) / 8) {
     case 7:
-      return axpy_block<7>(w, vals, n, d0, acc);
+      return axpy_block<T, 7>(w, vals, n, d0, acc);
     case 6:
-      return axpy_block<6>(w, vals, n, d0, acc);
+      return axpy_block<T, 6>(w, vals, n, d0, acc);
     case 5:
-      return axpy_block<5>(w, vals, n, d0, acc);
+      return axpy_block<T, 5>(w, vals, n, d0, acc);
     case 4:
-      return axpy_block<4>(w, vals, n, d0, acc);
+      return axpy_block<T, 4>(w, vals, n, d0, acc);
     case 3:
-      return axpy_block<3>(w, vals, n, d0, acc);
+      return axpy_block<T, 3>(w, vals, n, d0, acc);
     case 2:
-      return axpy_block<2>(w, vals, n, d0, acc);
+      return axpy_block<T, 2>(w, vals, n, d0, acc);
     case 1:
-      return axpy_block<1>(w, vals, n, d0, acc);
+      return axpy_block<T, 1>(w, vals, n, d0, acc);
     default:
       return;
   }
+}
+
+}  // namespace
+
+void dot_keys_avx2(DType t, const float* q, const void* const* keys, int64_t n, int hd, float scale,
+                   float* s) {
+  if (t == DType::kF16) return dot_keys<DType::kF16>(q, keys, n, hd, scale, s);
+  if (t == DType::kBF16) return dot_keys<DType::kBF16>(q, keys, n, hd, scale, s);
+  return dot_keys<DType::kF32>(q, keys, n, hd, scale, s);
+}
+
+void axpy_keys_avx2(DType t, const float* w, const void* const* vals, int64_t n, int hd,
+                    float* acc) {
+  if (t == DType::kF16) return axpy_keys<DType::kF16>(w, vals, n, hd, acc);
+  if (t == DType::kBF16) return axpy_keys<DType::kBF16>(w, vals, n, hd, acc);
+  return axpy_keys<DType::kF32>(w, vals, n, hd, acc);
 }
 
 void kv_store_row_avx2(DType t, const float* src, void* dst, int64_t n) {

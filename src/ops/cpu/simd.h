@@ -51,11 +51,14 @@ float exp_sum_inplace_avx2(float* x, int64_t n, float sub);
 float max_avx2(const float* x, int64_t n, float init);         // max(init, x[0..n)), NaNs skipped
 void axpy_avx2(float a, const float* x, float* y, int64_t n);  // y += a * x
 void scale_avx2(float a, float* y, int64_t n);                 // y *= a
-// Paged attention (attention_avx2.cpp), head_dim hd % 8 == 0, keys/values one pointer per key:
-// s[i] = scale * (q . keys[i]) for i < n; acc[0, hd) += sum_i w[i] * vals[i][0, hd).
-void dot_keys_avx2(const float* q, const float* const* keys, int64_t n, int hd, float scale,
+// Paged attention (attention_avx2.cpp), head_dim hd % 8 == 0, keys/values one pointer per key to
+// a cache row of type t (F32, F16 or BF16, widened in registers: exact, so the arithmetic is the
+// F32 cache's on the same values): s[i] = scale * (q . keys[i]) for i < n;
+// acc[0, hd) += sum_i w[i] * vals[i][0, hd).
+void dot_keys_avx2(DType t, const float* q, const void* const* keys, int64_t n, int hd, float scale,
                    float* s);
-void axpy_keys_avx2(const float* w, const float* const* vals, int64_t n, int hd, float* acc);
+void axpy_keys_avx2(DType t, const float* w, const void* const* vals, int64_t n, int hd,
+                    float* acc);
 // KV cache rows of type t (F32/F16/BF16, ops/kv_rows.h): the scalar converters' bits for every
 // value but NaN payloads (F16C for fp16; bf16 loads are a shift, stores stay scalar).
 void kv_store_row_avx2(DType t, const float* src, void* dst, int64_t n);
