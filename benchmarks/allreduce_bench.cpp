@@ -3,10 +3,12 @@
 // Beside each all-reduce, the pair that replaces it under sequence parallelism (model::ShardSpec::
 // sequence_parallel): a reduce-scatter of the same buffer and an all-gather of the 1/W block
 // back, timed as one op. Each rank is pinned to its own core (rank r on CPU r mod the online
-// count); rank 0 times every op separately and reports p50/p99 in microseconds, with the CPU
-// model from /proc/cpuinfo.
+// count) before its communicators exist, so Gloo's event-loop thread shares that core; --no-pin
+// leaves every thread to the scheduler, as `tessera serve` does (Gloo's p50 at 64 KiB and above
+// is several times lower unpinned on a 2-core VM: benchmarks/RESULTS.md). Rank 0 times every op
+// separately and reports p50/p99 in microseconds, with the CPU model from /proc/cpuinfo.
 //
-//   allreduce_bench [--iters N] [--ranks W] [--json]
+//   allreduce_bench [--iters N] [--ranks W] [--no-pin] [--json]
 //
 // Ownership: the parent runs the rendezvous store and forks the ranks (tests/comm/multiproc.h);
 // all state is per process.
@@ -49,14 +51,14 @@ double pct(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
 }
 
-std::string run_rank(int port, int rank, int ranks, int iters) {
+std::string run_rank(int port, int rank, int ranks, int iters, bool pin) {
   cpu_set_t allowed, set;  // rank r on the r-th CPU this process may use
   CPU_ZERO(&set);
   std::vector<int> ids;
   if (::sched_getaffinity(0, sizeof(allowed), &allowed) == 0)
     for (int c = 0; c < CPU_SETSIZE; ++c)
       if (CPU_ISSET(c, &allowed)) ids.push_back(c);
-  if (!ids.empty()) {
+  if (pin && !ids.empty()) {
     CPU_SET(ids[static_cast<size_t>(rank) % ids.size()], &set);
     ::sched_setaffinity(0, sizeof(set), &set);
   }
@@ -111,23 +113,25 @@ std::string run_rank(int port, int rank, int ranks, int iters) {
 
 int main(int argc, char** argv) {
   int iters = 5000, ranks = 2;
-  bool json = false;
+  bool json = false, pin = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json")
       json = true;
+    else if (a == "--no-pin")
+      pin = false;
     else if (a == "--iters" && i + 1 < argc)
       iters = std::atoi(argv[++i]);
     else if (a == "--ranks" && i + 1 < argc)
       ranks = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--iters N] [--ranks W] [--json]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--iters N] [--ranks W] [--no-pin] [--json]\n", argv[0]);
       return 2;
     }
   }
   comm::StoreServer server(comm::StoreServerParams{});
   auto out = comm::testing::run_ranks(
-      ranks, [&](int r) { return run_rank(server.port(), r, ranks, iters); }, 600.0);
+      ranks, [&](int r) { return run_rank(server.port(), r, ranks, iters, pin); }, 600.0);
   for (const auto& o : out)
     if (!o.ok) {
       std::fprintf(stderr, "a rank failed: %s\n", comm::testing::describe(o).c_str());
@@ -140,8 +144,8 @@ int main(int argc, char** argv) {
   const std::string cpu = cpu_model();
   const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
   if (json) {
-    std::printf("{\"cpu\": \"%s\", \"cores\": %ld, \"ranks\": %d, \"results\": [", cpu.c_str(),
-                cores, ranks);
+    std::printf("{\"cpu\": \"%s\", \"cores\": %ld, \"ranks\": %d, \"pinned\": %s, \"results\": [",
+                cpu.c_str(), cores, ranks, pin ? "true" : "false");
     for (size_t i = 0; i < rows.size(); ++i)
       std::printf(
           "%s{\"engine\": \"%s\", \"op\": \"%s\", \"bytes\": %zu, \"iters\": %d, "
@@ -152,9 +156,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf(
-      "all_reduce_sum F32 (AR) and reduce_scatter_sum + all_gather (RS+AG), %d processes, one "
-      "core each; CPU: %s (%ld online)\n",
-      ranks, cpu.c_str(), cores);
+      "all_reduce_sum F32 (AR) and reduce_scatter_sum + all_gather (RS+AG), %d processes, %s; "
+      "CPU: %s (%ld online)\n",
+      ranks, pin ? "one core each" : "unpinned", cpu.c_str(), cores);
   std::printf("%10s  %10s %10s %10s  %10s %10s %10s  %8s\n", "bytes", "gloo AR", "p99",
               "gloo RS+AG", "shm AR", "p99", "shm RS+AG", "AR gloo/shm");
   // Rows come per size as gloo AR, gloo RS+AG, shm AR, shm RS+AG (p50 us unless marked p99).
