@@ -231,9 +231,10 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
         items.push_back({s, h, j0, std::min(q_len, j0 + kQueryChunk), 0, group});
     }
   }
-  // Too few items to keep the threads busy (a decode step of one or two sequences: one item per
-  // kv head): one item per query head instead. A group's K/V rows are then read once per head,
-  // from L1/L2 after the first, and each head's arithmetic is the same as in its group's item.
+  // Too few items to keep the threads busy (a decode step of one or two sequences with a short
+  // context: one item per kv head): one item per query head instead. A group's K/V rows are then
+  // read once per head (each head's arithmetic is the same as in its group's item), which costs
+  // little at short contexts; long ones already have their parts as items and rarely get here.
   const int threads = detail::max_threads();
   if (group > 1 && threads > 1 && static_cast<int64_t>(items.size()) < 2 * threads) {
     std::vector<WorkItem> split;

@@ -89,25 +89,8 @@ float max_avx2(const float* x, int64_t n, float init) {
 
 void softmax_row_avx2(float* x, int64_t n) {
   if (n <= 0) return;
-  __m256 vm = _mm256_set1_ps(-INFINITY);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
-  float max = hmax256(vm);
-  for (; i < n; ++i) max = std::fmax(max, x[i]);
-  const __m256 vmax = _mm256_set1_ps(max);
-  __m256 vsum = _mm256_setzero_ps();
-  i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
-    _mm256_storeu_ps(x + i, e);
-    vsum = _mm256_add_ps(vsum, e);
-  }
-  float sum = hsum256(vsum);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  scale_avx2(1.0f / sum, x, n);
+  const float max = max_avx2(x, n, -INFINITY);
+  scale_avx2(1.0f / exp_sum_inplace_avx2(x, n, max), x, n);
 }
 
 void axpy_avx2(float a, const float* x, float* y, int64_t n) {
