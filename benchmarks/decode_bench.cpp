@@ -153,4 +153,4 @@ BENCHMARK(BM_Prefill)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+#include "isa_main.h"

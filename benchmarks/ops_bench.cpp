@@ -73,7 +73,8 @@ void BM_Matmul(benchmark::State& state) {
     ops::matmul(x, w, Tensor(), y);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(tessera::dtype_name(w.dtype())) + " " + ops::cpu::simd_level());
+  state.SetLabel(std::string(tessera::dtype_name(w.dtype())) + " " + ops::cpu::simd_level() +
+                 " int8 " + ops::cpu::int8_isa());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(w.nbytes()));
   state.counters["FLOP/s"] = benchmark::Counter(
@@ -154,4 +155,4 @@ BENCHMARK(BM_RmsNormSiluSoftmax)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+#include "isa_main.h"

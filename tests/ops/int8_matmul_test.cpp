@@ -230,5 +230,56 @@ TEST_F(Int8MatmulTest, ActivationNamesParseAndUnknownOnesThrow) {
             !cpu::detail::cpu_has(Int8Isa::kAvx2));
 }
 
+// set_int8_isa picks the kernels ops::matmul runs: each path this CPU has takes effect (the SIMD
+// ones bitwise equal on row-major and packed weights, scalar equal on packed ones), one it lacks
+// is refused as unsupported, an unknown name as invalid, and "auto" restores the widest.
+TEST_F(Int8MatmulTest, SetInt8IsaSelectsTheKernelsMatmulRuns) {
+  const std::string widest = cpu::detail::int8_isa_name(cpu::detail::best_int8_isa());
+  ActivationsScope mode(cpu::Activations::kInt8);
+  const auto& cpu_alloc = default_allocator(Device::cpu());
+  const int64_t m = 3, n = 64, k = 576;
+  const Tensor x = random_f32({m, k});
+  const Tensor w = random_weight(DType::kQ4_1, n, k);
+  const Tensor packed = ops::pack_weight(w, cpu_alloc);
+  std::vector<float> first_rows, first_packed;
+  std::string ran;
+  for (Int8Isa isa : kIsas) {
+    const char* name = cpu::detail::int8_isa_name(isa);
+    if (!cpu::detail::cpu_has(isa)) {
+      try {
+        cpu::set_int8_isa(name);
+        ADD_FAILURE() << name << " accepted on a CPU without it";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+      }
+      EXPECT_EQ(cpu::int8_isa(), widest);
+      continue;
+    }
+    cpu::set_int8_isa(name);
+    EXPECT_STREQ(cpu::int8_isa(), name);
+    ran += std::string(" ") + name;
+    Tensor y = Tensor::empty({m, n}, DType::kF32), yp = Tensor::empty({m, n}, DType::kF32);
+    ops::matmul(x, w, Tensor(), y);
+    ops::matmul(x, packed, Tensor(), yp);
+    const std::vector<float> rows(y.f32().begin(), y.f32().end());
+    const std::vector<float> pk(yp.f32().begin(), yp.f32().end());
+    if (first_packed.empty()) first_packed = pk;
+    EXPECT_EQ(pk, first_packed) << name << ": packed weights";
+    if (isa == Int8Isa::kScalar) continue;
+    if (first_rows.empty()) first_rows = rows;
+    EXPECT_EQ(rows, first_rows) << name << ": row-major weights";
+  }
+  std::printf("int8 kernels selected and run:%s\n", ran.c_str());
+  EXPECT_THROW(cpu::set_int8_isa("avx1024"), Error);
+  try {
+    cpu::set_int8_isa("");
+    ADD_FAILURE() << "empty name accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+  }
+  cpu::set_int8_isa("auto");
+  EXPECT_EQ(cpu::int8_isa(), widest);
+}
+
 }  // namespace
 }  // namespace tessera::ops::test

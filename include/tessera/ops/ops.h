@@ -207,8 +207,14 @@ void set_activations(Activations a);
 Activations activations();
 const char* activations_name(Activations a);        // "int8", "fp32"
 Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kInvalidArgument
-// The integer kernels picked at run time from CPUID ("avx512vnni", "avxvnni", "avx2", "scalar").
+// The integer kernels in use ("avx512vnni", "avxvnni", "avx2", "scalar"): the widest CPUID
+// offers, unless set_int8_isa named a narrower one ("auto": back to the widest; a name this CPU
+// cannot run: kUnsupported; an unknown one: kInvalidArgument). One process-wide setting, made at
+// startup like the activation mode; benchmarks set it to compare the paths on one machine. The
+// SIMD paths give bitwise the same results (the same exact int32 block sums, the same fp32 steps);
+// scalar equals them on packed weights and differs by fp32 rounding on row-major ones.
 const char* int8_isa();
+void set_int8_isa(std::string_view name);
 // exact_row_split for cpu::matmul (ops::exact_row_split).
 int64_t exact_row_split(int64_t rows);
 // Weight packing (src/ops/cpu/packed.h): the dtype matmul streams fastest for weight w under the

@@ -36,6 +36,8 @@ const char* int8_isa_name(Int8Isa isa);
 Int8Isa best_int8_isa();
 // Can this CPU run `isa`?
 bool cpu_has(Int8Isa isa);
+// The kernels matmul runs: best_int8_isa() unless cpu::set_int8_isa picked a narrower one.
+Int8Isa int8_isa_in_use();
 
 // Weight types the integer path handles.
 bool int8_weight_type(DType t);

@@ -40,6 +40,12 @@ std::atomic<bool>& packing() {
   return on;
 }
 
+// The integer kernels in use: the widest the CPU runs unless set_int8_isa chose a narrower one.
+std::atomic<detail::Int8Isa>& isa_in_use() {
+  static std::atomic<detail::Int8Isa> isa{detail::best_int8_isa()};
+  return isa;
+}
+
 }  // namespace
 
 void set_activations(Activations a) { mode().store(a, std::memory_order_relaxed); }
@@ -59,8 +65,9 @@ bool pack_weights() { return packing().load(std::memory_order_relaxed); }
 DType pack_target(const Tensor& w) {
   const DType p = detail::packed_type(w.dtype());
   if (p == w.dtype() || !pack_weights() || activations() != Activations::kInt8 ||
-      detail::best_int8_isa() == detail::Int8Isa::kScalar || w.ndim() != 2 || !w.is_contiguous() ||
-      w.shape()[0] % kPackRows != 0 || w.shape()[1] % dtype_info(w.dtype()).block_elems != 0)
+      detail::int8_isa_in_use() == detail::Int8Isa::kScalar || w.ndim() != 2 ||
+      !w.is_contiguous() || w.shape()[0] % kPackRows != 0 ||
+      w.shape()[1] % dtype_info(w.dtype()).block_elems != 0)
     return w.dtype();
   return p;
 }
@@ -77,9 +84,29 @@ void pack_weight_into(const Tensor& w, Tensor& out) {
                     static_cast<uint8_t*>(out.data()));
 }
 
-const char* int8_isa() { return detail::int8_isa_name(detail::best_int8_isa()); }
+const char* int8_isa() { return detail::int8_isa_name(detail::int8_isa_in_use()); }
+
+void set_int8_isa(std::string_view name) {
+  using detail::Int8Isa;
+  if (name == "auto") {
+    isa_in_use().store(detail::best_int8_isa(), std::memory_order_relaxed);
+    return;
+  }
+  for (Int8Isa i : {Int8Isa::kAvx512Vnni, Int8Isa::kAvxVnni, Int8Isa::kAvx2, Int8Isa::kScalar}) {
+    if (name != detail::int8_isa_name(i)) continue;
+    if (!detail::cpu_has(i))
+      fail(ErrorCode::kUnsupported, "int8 kernels '", name, "': this CPU lacks them (it runs ",
+           detail::int8_isa_name(detail::best_int8_isa()), ")");
+    isa_in_use().store(i, std::memory_order_relaxed);
+    return;
+  }
+  fail(ErrorCode::kInvalidArgument, "int8 kernels '", name,
+       "': expected auto, avx512vnni, avxvnni, avx2 or scalar");
+}
 
 namespace detail {
+
+Int8Isa int8_isa_in_use() { return isa_in_use().load(std::memory_order_relaxed); }
 
 bool use_int8(DType w) {
   if (activations() != Activations::kInt8) return false;
@@ -112,7 +139,7 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
       },
       m * k >= kParallelQuantElems);
 
-  const Int8Isa isa = best_int8_isa();
+  const Int8Isa isa = int8_isa_in_use();
   struct Plan {
     const MatmulTarget* t;
     int64_t n, rows_per_chunk, first_chunk;

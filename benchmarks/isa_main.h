@@ -1,0 +1,39 @@
+// main() for the benchmarks that run the CPU integer kernels: Google Benchmark's, plus
+// --int8-isa=NAME (auto, avx512vnni, avxvnni, avx2, scalar; ops::cpu::set_int8_isa), so the paths
+// a CPU offers can be timed against each other on the same machine in one session. Include once,
+// in place of BENCHMARK_MAIN().
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <exception>
+#include <string_view>
+#include <vector>
+
+#include "tessera/ops/ops.h"
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  constexpr std::string_view kFlag = "--int8-isa=";
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (!a.starts_with(kFlag)) {
+      rest.push_back(argv[i]);
+      continue;
+    }
+    try {
+      tessera::ops::cpu::set_int8_isa(a.substr(kFlag.size()));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 2;
+    }
+  }
+  int n = static_cast<int>(rest.size());
+  benchmark::Initialize(&n, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(n, rest.data())) return 1;
+  benchmark::AddCustomContext("int8_isa", tessera::ops::cpu::int8_isa());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
