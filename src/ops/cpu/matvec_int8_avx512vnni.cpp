@@ -1,6 +1,7 @@
-// The int8 dot-product row kernel (int8_kernel.h) for AVX-512 VNNI (the 256-bit EVEX vpdpbusd of
-// AVX512VL, e.g. Cascade Lake and later Xeons: 4 u8 x s8 products summed straight into int32, no
-// int16 saturation; 256 bits, since a 32-element block fills one register). Called only when
+// The int8 dot-product kernels for AVX-512 VNNI (vpdpbusd, e.g. Cascade Lake and later Xeons: 4
+// u8 x s8 products summed straight into int32, no int16 saturation): the row-major kernel
+// (int8_kernel.h) on 256-bit EVEX registers, since a 32-element block fills one; the packed one
+// on 512-bit registers, two 8-row groups at a time (packed_kernel512.h). Called only when
 // cpu_has(Int8Isa) says the CPU has it. No state.
 #include "simd.h"
 
@@ -12,6 +13,10 @@
 #else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+// GCC 12's 512-bit intrinsics (cvtph_ps, cvtepi32_ps, inserti64x4) start from a deliberately
+// undefined register (`__Y = __Y`), which -Wmaybe-uninitialized reports once they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace tessera::ops::cpu::detail {
@@ -28,16 +33,18 @@ constexpr bool kInt16Sums = false;
 
 #include "int8_kernel.h"
 #include "packed_kernel.h"
+#include "packed_kernel512.h"
 
 namespace tessera::ops::cpu::detail {
 void int8_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1) { int8_rows_impl(a, n0, n1); }
 void packed_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1) {
-  packed_rows_impl(a, n0, n1);
+  packed_rows_512_impl(a, n0, n1);
 }
 }  // namespace tessera::ops::cpu::detail
 
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
