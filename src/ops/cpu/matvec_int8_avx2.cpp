@@ -20,6 +20,9 @@ inline __m256i dot_u8s8(__m256i u, __m256i s) {
 inline __m256i acc_u8s8(__m256i acc, __m256i u, __m256i s) {
   return _mm256_add_epi32(acc, dot_u8s8(u, s));
 }
+// 1 KiB ahead: on the AMD EPYC VM batch-1 decode ran ~10% faster than without prefetching, 4 KiB
+// no better.
+constexpr size_t kPrefetchAhead = 1024;
 constexpr bool kInt16Sums = true;
 }  // namespace
 }  // namespace tessera::ops::cpu::detail

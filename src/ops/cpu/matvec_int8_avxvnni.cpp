@@ -19,6 +19,8 @@ inline __m256i dot_u8s8(__m256i u, __m256i s) {
 inline __m256i acc_u8s8(__m256i acc, __m256i u, __m256i s) {
   return _mm256_dpbusd_avx_epi32(acc, u, s);
 }
+// 1 KiB ahead, as the AVX2 kernels (no AVX-VNNI machine without AVX-512 has been measured).
+constexpr size_t kPrefetchAhead = 1024;
 constexpr bool kInt16Sums = false;
 }  // namespace
 }  // namespace tessera::ops::cpu::detail

@@ -3,6 +3,9 @@
 // after that file's target pragma and after it has defined, in this namespace:
 //   acc_u8s8(acc, u, s)  acc + the int32x8 sums of 4 adjacent products of unsigned bytes u and
 //                        signed bytes s (maddubs + madd + add on AVX2, one vpdpbusd with VNNI)
+//   kPrefetchAhead       how many bytes ahead of the row groups being read to prefetch (a
+//                        chunk's groups are one contiguous stream; the best distance differs
+//                        by machine, so each ISA's file names its own)
 //   kInt16Sums           true where maddubs results are better summed in int16 before one madd
 //                        (AVX2; exact: 8 of a 4-bit block, |sum| <= 8 x 2 x 15 x 127 = 30480;
 //                        4 at a time of a 5-bit one, <= 4 x 2 x 31 x 127 = 31496)
@@ -46,7 +49,7 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
   constexpr size_t kQh = kMin ? 32 : 16;
   constexpr size_t kQuants = kQh + (kFive ? 32 : 0);
   constexpr size_t kBlock = kQuants + (kFour ? 128 : 256);
-  constexpr size_t kAhead = 1024;
+  constexpr size_t kAhead = kPrefetchAhead;
   const int64_t nb = a.k / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i ones16 = _mm256_set1_epi16(1);
@@ -57,9 +60,8 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = grp + static_cast<size_t>(b) * kBlock;
       const uint8_t* q = blk + kQuants;
-      // A chunk's row groups are one contiguous stream; ask for the lines kAhead bytes on (1 KiB:
-      // batch-1 decode ~10% faster on one thread than without, 4 KiB no better; a prefetch past
-      // the end of the tensor is only a hint and never faults).
+      // A chunk's row groups are one contiguous stream; ask for the lines kAhead bytes on (a
+      // prefetch past the end of the tensor is only a hint and never faults).
       for (size_t l = 0; l < kBlock; l += 64)
         _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + l), _MM_HINT_T0);
       const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
@@ -137,7 +139,7 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
 // y = acc - off [+ bias] (off stays zero for the types without minima, which leaves acc as it is).
 template <int M, size_t kBytes, typename Block>
 void kquant_groups(const Int8Args& a, int64_t n0, int64_t n1, Block&& block) {
-  constexpr size_t kAhead = 1024;
+  constexpr size_t kAhead = kPrefetchAhead;
   const int64_t nb = a.k / kQK_K;
   for (int64_t n = n0; n < n1; n += kPackRows) {
     const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;

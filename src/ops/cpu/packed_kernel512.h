@@ -54,7 +54,7 @@ void packed_pair_t(const Int8Args& a, int64_t n0, int64_t n1) {
   constexpr size_t kQh = kMin ? 32 : 16;
   constexpr size_t kQuants = kQh + (kFive ? 32 : 0);
   constexpr size_t kBlock = kQuants + (kFour ? 128 : 256);
-  constexpr size_t kAhead = 1024;
+  constexpr size_t kAhead = kPrefetchAhead;
   const int64_t nb = a.k / 32;
   const size_t stride = static_cast<size_t>(kPackRows) * a.w_row_bytes;  // group g -> g + 1
   const __m512i m4 = _mm512_set1_epi8(0x0f);
