@@ -1,7 +1,7 @@
 // main() for the benchmarks that run the CPU integer kernels: Google Benchmark's, plus
-// --int8-isa=NAME (auto, avx512vnni, avxvnni, avx2, scalar; ops::cpu::set_int8_isa), so the paths
-// a CPU offers can be timed against each other on the same machine in one session. Include once,
-// in place of BENCHMARK_MAIN().
+// --int8-isa=NAME (auto, amx, avx512vnni, avxvnni, avx2, scalar; ops::cpu::set_int8_isa), so the
+// paths a CPU offers can be timed against each other on the same machine in one session. Include
+// once, in place of BENCHMARK_MAIN().
 #pragma once
 
 #include <benchmark/benchmark.h>

@@ -21,7 +21,7 @@ using cpu::detail::Int8Isa;
 constexpr DType kInt8Types[] = {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
                                 DType::kQ5_1};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
-                             Int8Isa::kAvx512Vnni};
+                             Int8Isa::kAvx512Vnni, Int8Isa::kAmx};
 
 class Int8MatmulTest : public SeededTest {
  protected:
@@ -237,7 +237,7 @@ TEST_F(Int8MatmulTest, SetInt8IsaSelectsTheKernelsMatmulRuns) {
   const std::string widest = cpu::detail::int8_isa_name(cpu::detail::best_int8_isa());
   ActivationsScope mode(cpu::Activations::kInt8);
   const auto& cpu_alloc = default_allocator(Device::cpu());
-  const int64_t m = 3, n = 64, k = 576;
+  const int64_t m = 19, n = 64, k = 576;  // 19: AMX tiles 16 rows, the rest go to VNNI
   const Tensor x = random_f32({m, k});
   const Tensor w = random_weight(DType::kQ4_1, n, k);
   const Tensor packed = ops::pack_weight(w, cpu_alloc);

@@ -21,7 +21,7 @@ using cpu::detail::Int8Isa;
 constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ5_0,
                             DType::kQ5_1, DType::kQ4_K, DType::kQ6_K};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
-                             Int8Isa::kAvx512Vnni};
+                             Int8Isa::kAvx512Vnni, Int8Isa::kAmx};
 
 // Packing on, for a scope (restoring the process's setting after).
 class PackScope {
@@ -48,24 +48,23 @@ class PackedMatmulTest : public SeededTest {
     cpu::detail::quantize_act({x.data_as<float>(), static_cast<size_t>(m * k)}, out);
     return out;
   }
-  // y[m, n] from the packed kernel of `isa` over rows [0, n), activation rows in groups of 8.
+  // y[m, n] from the packed kernel of `isa` over rows [0, n), every activation row in one call
+  // (as matmul calls it: the kernels group the rows themselves).
   static std::vector<float> run(Int8Isa isa, const Tensor& packed, std::span<const ActBlock> act,
                                 int64_t m, const float* bias) {
     const int64_t n = packed.shape()[0], k = packed.shape()[1];
     std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
-    for (int64_t m0 = 0; m0 < m; m0 += cpu::detail::kInt8MaxRows) {
-      cpu::detail::Int8Args a;
-      a.wtype = packed.dtype();
-      a.w = static_cast<const uint8_t*>(packed.data());
-      a.w_row_bytes = packed.row_bytes();
-      a.x = act.data() + m0 * (k / 32);
-      a.m_count = static_cast<int>(std::min<int64_t>(cpu::detail::kInt8MaxRows, m - m0));
-      a.k = k;
-      a.y = y.data() + m0 * n;
-      a.ldy = n;
-      a.bias = bias;
-      cpu::detail::packed_rows(isa, a, 0, n);
-    }
+    cpu::detail::Int8Args a;
+    a.wtype = packed.dtype();
+    a.w = static_cast<const uint8_t*>(packed.data());
+    a.w_row_bytes = packed.row_bytes();
+    a.x = act.data();
+    a.m_count = static_cast<int>(m);
+    a.k = k;
+    a.y = y.data();
+    a.ldy = n;
+    a.bias = bias;
+    cpu::detail::packed_rows(isa, a, 0, n);
     return y;
   }
 };
@@ -112,7 +111,7 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
     if (isa == Int8Isa::kScalar || !cpu::detail::cpu_has(isa)) continue;
     ran += std::string(" ") + cpu::detail::int8_isa_name(isa);
     for (DType t : kBases)
-      for (int64_t m : {1, 2, 3, 4, 5, 8, 11}) {
+      for (int64_t m : {1, 2, 3, 4, 5, 8, 11, 16, 21, 32, 35}) {  // AMX: whole 16s + rest
         SCOPED_TRACE(std::string(cpu::detail::int8_isa_name(isa)) + " " +
                      std::string(dtype_name(t)) + " M=" + std::to_string(m));
         const int64_t n = 40, k = 768;

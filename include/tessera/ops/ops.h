@@ -207,8 +207,9 @@ void set_activations(Activations a);
 Activations activations();
 const char* activations_name(Activations a);        // "int8", "fp32"
 Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kInvalidArgument
-// The integer kernels in use ("avx512vnni", "avxvnni", "avx2", "scalar"): the widest CPUID
-// offers, unless set_int8_isa named a narrower one ("auto": back to the widest; a name this CPU
+// The integer kernels in use ("amx", "avx512vnni", "avxvnni", "avx2", "scalar"; amx: AMX tiles
+// for packed weights' calls of 16 rows or more, AVX-512 VNNI otherwise): the widest the CPU (and,
+// for AMX, the kernel) offers, unless set_int8_isa named a narrower one ("auto": back to the widest; a name this CPU
 // cannot run: kUnsupported; an unknown one: kInvalidArgument). One process-wide setting, made at
 // startup like the activation mode; benchmarks set it to compare the paths on one machine. The
 // SIMD paths give bitwise the same results (the same exact int32 block sums, the same fp32 steps);

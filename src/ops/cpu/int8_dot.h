@@ -30,7 +30,9 @@ struct ActBlock {
 static_assert(sizeof(ActBlock) == 40);
 
 // The integer kernels, widest first. Picked once from CPUID; kScalar runs anywhere.
-enum class Int8Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kAvx512Vnni };
+// kAmx: AMX-INT8 tiles for the packed weights' prefill-sized calls (matvec_int8_amx.cpp), the
+// AVX-512 VNNI kernels for everything else.
+enum class Int8Isa : uint8_t { kScalar, kAvx2, kAvxVnni, kAvx512Vnni, kAmx };
 const char* int8_isa_name(Int8Isa isa);
 // The widest integer path this CPU runs (probed once).
 Int8Isa best_int8_isa();

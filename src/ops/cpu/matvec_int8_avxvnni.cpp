@@ -30,7 +30,10 @@ constexpr bool kInt16Sums = false;
 
 namespace tessera::ops::cpu::detail {
 void int8_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1) { int8_rows_impl(a, n0, n1); }
-void packed_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1) { packed_rows_impl(a, n0, n1); }
+void packed_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1) {
+  prefetch_start(a, n0, n1);
+  packed_rows_impl(a, n0, n1);
+}
 }  // namespace tessera::ops::cpu::detail
 
 #if defined(__clang__)

@@ -345,6 +345,8 @@ void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
 
 void packed_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1) {
   switch (isa) {
+    case Int8Isa::kAmx:
+      return packed_rows_amx(a, n0, n1);
     case Int8Isa::kAvx512Vnni:
       return packed_rows_avx512vnni(a, n0, n1);
     case Int8Isa::kAvxVnni:

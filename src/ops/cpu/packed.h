@@ -99,6 +99,7 @@ void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1);
 void packed_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
 void packed_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1);
 void packed_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1);
+void packed_rows_amx(const Int8Args& a, int64_t n0, int64_t n1);
 void packed_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1);
 
 }  // namespace tessera::ops::cpu::detail

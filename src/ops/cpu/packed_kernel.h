@@ -13,6 +13,7 @@
 // file gets its own copy for its own ISA. No state.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 
 #include "avx2_common.h"
@@ -306,6 +307,18 @@ void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
     in_row_groups<4>(
         a, [&](auto m, const Int8Args& s) { packed_t<T, decltype(m)::value>(s, n0, n1); });
   }
+}
+
+// Requests the first kPrefetchAhead bytes of rows [n0, n1) at once. The kernels' loops prefetch
+// kPrefetchAhead bytes ahead of where they read, so without this the start of every call (a pool
+// chunk; at decode a thread's first chunk of each op) is read by demand misses one block after
+// the other; a chunk that continues the previous one finds its lines already requested.
+inline void prefetch_start(const Int8Args& a, int64_t n0, int64_t n1) {
+  const uint8_t* p = a.w + static_cast<size_t>(n0) * a.w_row_bytes;
+  const size_t bytes =
+      std::min(kPrefetchAhead, static_cast<size_t>(n1 - n0) * static_cast<size_t>(a.w_row_bytes));
+  for (size_t l = 0; l < bytes; l += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T0);
 }
 
 inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {

@@ -3,6 +3,8 @@
 // quantizers do the same fp32 operations in the same order, so they give bitwise the same blocks
 // and every integer kernel sees the same activations. Holds no state beyond the immutable probe.
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +17,8 @@ namespace tessera::ops::cpu::detail {
 
 const char* int8_isa_name(Int8Isa isa) {
   switch (isa) {
+    case Int8Isa::kAmx:
+      return "amx";
     case Int8Isa::kAvx512Vnni:
       return "avx512vnni";
     case Int8Isa::kAvxVnni:
@@ -35,6 +39,21 @@ static bool cpuid_avx_vnni() {
   return (a >> 4) & 1u;
 }
 
+// AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24 and 25), and the tile data state granted to
+// this process: Linux hands it out only on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA, 18); without it the first tile instruction kills the process. Asked once;
+// the grant is process-wide and covers threads started later.
+static bool amx_granted() {
+  static const bool kGranted = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 24) & 1u) || !((d >> 25) & 1u))
+      return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return kGranted;
+}
+
 bool cpu_has(Int8Isa isa) {
   switch (isa) {
     case Int8Isa::kScalar:
@@ -47,13 +66,15 @@ bool cpu_has(Int8Isa isa) {
       // The 256-bit VPDPBUSD form needs VL; BW for the byte shuffles under the same target.
       return have_avx2() && __builtin_cpu_supports("avx512vnni") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+    case Int8Isa::kAmx:
+      return cpu_has(Int8Isa::kAvx512Vnni) && amx_granted();
   }
   return false;
 }
 
 Int8Isa best_int8_isa() {
   static const Int8Isa kBest = [] {
-    for (Int8Isa i : {Int8Isa::kAvx512Vnni, Int8Isa::kAvxVnni, Int8Isa::kAvx2})
+    for (Int8Isa i : {Int8Isa::kAmx, Int8Isa::kAvx512Vnni, Int8Isa::kAvxVnni, Int8Isa::kAvx2})
       if (cpu_has(i)) return i;
     return Int8Isa::kScalar;
   }();
@@ -71,6 +92,7 @@ bool int8_kquant_type(DType t) {
 
 void int8_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1) {
   switch (isa) {
+    case Int8Isa::kAmx:  // row-major weights: the AVX-512 VNNI kernel
     case Int8Isa::kAvx512Vnni:
       return int8_rows_avx512vnni(a, n0, n1);
     case Int8Isa::kAvxVnni:
