@@ -106,17 +106,11 @@ __attribute__((always_inline)) inline void build_b(const uint8_t* blk, size_t st
   if constexpr (P::kEight) {
     for (int j = 0; j < 8; ++j) _mm512_store_si512(bb + 64 * j, load_pair(q + 32 * j, stride));
   } else {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i qh = _mm512_setzero_si512();
     if constexpr (P::kFive) qh = load_pair(blk + P::kQh, stride);
     for (int j = 0; j < 4; ++j) {
-      const __m512i w = load_pair(q + 32 * j, stride);
-      __m512i lo = _mm512_and_si512(w, m4);
-      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
-      if constexpr (P::kFive) {
-        lo = _mm512_or_si512(lo, fifth_lo512(qh, j));
-        hi = _mm512_or_si512(hi, fifth_hi512(qh, j));
-      }
+      __m512i lo, hi;
+      unpack_pair<P::kFive>(q, stride, qh, j, lo, hi);
       _mm512_store_si512(bb + 64 * j, lo);        // elements 4j..4j+3 of each row
       _mm512_store_si512(bb + 64 * (4 + j), hi);  // elements 16 + 4j..16 + 4j + 3
     }

@@ -45,6 +45,22 @@ inline __m512i fifth_hi512(__m512i fh, int j) {
   return _mm512_and_si512(_mm512_srli_epi16(fh, static_cast<unsigned>(j)), _mm512_set1_epi8(0x10));
 }
 
+// Slice j (0..3) of a pair of 4-bit (kFive: 5-bit, fifth bits fh) blocks as unsigned quants,
+// one dword per weight row: lo = elements 4j..4j+3, hi = elements 16 + 4j..16 + 4j + 3. Shared
+// with the AMX kernel, whose B tile rows these are.
+template <bool kFive>
+inline void unpack_pair(const uint8_t* q, size_t stride, __m512i fh, int j, __m512i& lo,
+                        __m512i& hi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i w = load_pair(q + 32 * j, stride);
+  lo = _mm512_and_si512(w, m4);
+  hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+  if constexpr (kFive) {
+    lo = _mm512_or_si512(lo, fifth_lo512(fh, j));
+    hi = _mm512_or_si512(hi, fifth_hi512(fh, j));
+  }
+}
+
 // Rows [n0, n1) with (n1 - n0) % 16 == 0, M activation rows sharing each unpacked slice.
 template <DType T, int M>
 void packed_pair_t(const Int8Args& a, int64_t n0, int64_t n1) {
@@ -57,7 +73,6 @@ void packed_pair_t(const Int8Args& a, int64_t n0, int64_t n1) {
   constexpr size_t kAhead = kPrefetchAhead;
   const int64_t nb = a.k / 32;
   const size_t stride = static_cast<size_t>(kPackRows) * a.w_row_bytes;  // group g -> g + 1
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
   for (int64_t n = n0; n < n1; n += 2 * kPackRows) {
     const uint8_t* grp = a.w + static_cast<size_t>(n) * a.w_row_bytes;
     __m512 acc[M], off[M];
@@ -76,13 +91,8 @@ void packed_pair_t(const Int8Args& a, int64_t n0, int64_t n1) {
         __m512i qh = _mm512_setzero_si512();
         if constexpr (kFive) qh = load_pair(blk + kQh, stride);
         for (int j = 0; j < 4; ++j) {
-          const __m512i w = load_pair(q + 32 * j, stride);
-          __m512i lo = _mm512_and_si512(w, m4);
-          __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
-          if constexpr (kFive) {
-            lo = _mm512_or_si512(lo, fifth_lo512(qh, j));
-            hi = _mm512_or_si512(hi, fifth_hi512(qh, j));
-          }
+          __m512i lo, hi;
+          unpack_pair<kFive>(q, stride, qh, j, lo, hi);
           for (int m = 0; m < M; ++m) {
             const int8_t* xq = a.x[m * nb + b].qs;
             isum[m] = _mm512_dpbusd_epi32(isum[m], lo, bcast4_512(xq + 4 * j));
