@@ -149,6 +149,12 @@ __attribute__((always_inline)) inline void offsets(const uint8_t* grp, size_t st
   }
 }
 
+// GCC's tileloadd and ldtilecfg are asm statements that do not tell the compiler they read memory
+// (ldtilecfg names only the configuration's first 8 bytes), so the stores that fill a B tile or the
+// configuration could legally be moved after them; this barrier keeps them before. (tilestored
+// declares its write.) It emits no instruction.
+inline void stores_before_tile_reads() { __asm__ volatile("" ::: "memory"); }
+
 // The tile multiply C += A . B of one set (tile numbers are literals in the instruction).
 #define TESSERA_AMX_DP(c, a, b) \
   do {                          \
@@ -180,6 +186,7 @@ void amx_pairs(const Int8Args& a, int64_t n0, int64_t n1) {
       const ActBlock* xs = a.x + m0 * nb;
       auto blk = [&](int64_t b) { return grp + static_cast<size_t>(b) * P::kBlock; };
       if (first) build_b<T>(blk(0), stride, bt);
+      stores_before_tile_reads();
       _tile_loadd(2, bt, 64);
       _tile_loadd(1, xs[0].qs, a_stride);
       _tile_zero(0);
@@ -188,6 +195,7 @@ void amx_pairs(const Int8Args& a, int64_t n0, int64_t n1) {
         if (b + 1 < nb) {  // block b + 1 on set 1
           int8_t* bb = bt + (b + 1) * 512;
           if (first) build_b<T>(blk(b + 1), stride, bb);
+          stores_before_tile_reads();
           _tile_loadd(5, bb, 64);
           _tile_loadd(4, xs[b + 1].qs, a_stride);
           _tile_zero(3);
@@ -199,6 +207,7 @@ void amx_pairs(const Int8Args& a, int64_t n0, int64_t n1) {
           if (b + 2 < nb) {  // block b + 2 on set 0
             int8_t* bb = bt + (b + 2) * 512;
             if (first) build_b<T>(blk(b + 2), stride, bb);
+            stores_before_tile_reads();
             _tile_loadd(2, bb, 64);
             _tile_loadd(1, xs[b + 2].qs, a_stride);
             _tile_zero(0);
@@ -235,6 +244,7 @@ void packed_rows_amx(const Int8Args& a, int64_t n0, int64_t n1) {
   Int8Args t = a;
   t.m_count = tiled_m;
   const TileConfig cfg = tile_config();
+  stores_before_tile_reads();
   _tile_loadconfig(&cfg);
   switch (a.wtype) {
     case DType::kQ4_0x8:
