@@ -58,11 +58,11 @@ def tessera_logits(bin_, model, ids, activations, threads):
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
 
 
-def peer_logits(bin_, model, ids, threads):
+def peer_logits(bin_, model, ids, threads, repack=True):
     """llama.cpp's logits for the same ids (benchmarks/peer/peer_logits.cpp)."""
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         run(bin_, "--model", model, "--ids", ",".join(map(str, ids)), "--out", f.name,
-            "--threads", str(threads))
+            "--threads", str(threads), *([] if repack else ["--repack", "0"]))
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
 
 
@@ -76,6 +76,9 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--peer-logits", default=DEFAULT_PEER,
                     help="llama.cpp's peer_logits (skipped if absent; 'none' to skip)")
+    ap.add_argument("--peer-no-repack", dest="peer_repack", action="store_false",
+                    help="llama.cpp without its repacked / AMX weight buffers (its AMX matmul "
+                         "crashes on batches on some AMX machines, build 11434)")
     a = ap.parse_args()
 
     ids = json.loads(run(a.bin, "tokenize", "--model", a.model, "--json", english_text()))["ids"]
@@ -94,7 +97,8 @@ def main():
         theirs = ref.logits(w)
         tgt = np.array(w[1:])  # next-token targets for the negative log-likelihood
         for m in modes:
-            ours = (peer_logits(a.peer_logits, a.model, w, a.threads) if m == "llama.cpp"
+            ours = (peer_logits(a.peer_logits, a.model, w, a.threads, a.peer_repack)
+                    if m == "llama.cpp"
                     else tessera_logits(a.bin, a.model, w, m, a.threads))
             s = stats[m]
             hit = ours.argmax(-1) == theirs.argmax(-1)

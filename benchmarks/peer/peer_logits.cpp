@@ -42,18 +42,22 @@ std::vector<llama_token> parse_ids(const char* s) {
 int main(int argc, char** argv) {
   const char *model_path = nullptr, *ids_arg = nullptr, *out_path = nullptr;
   int threads = 1;
+  bool repack = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--model")) model_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--ids")) ids_arg = argv[i + 1];
     else if (!std::strcmp(argv[i], "--out")) out_path = argv[i + 1];
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    // --repack 0: no repacked / AMX weight buffers (their AMX matmul crashes on batches on some
+    // AMX machines at build 11434).
+    else if (!std::strcmp(argv[i], "--repack")) repack = std::atoi(argv[i + 1]) != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
     }
   }
   if (!model_path || !ids_arg || !out_path || threads < 1) {
-    std::fprintf(stderr, "usage: peer_logits --model GGUF --ids 1,2,3 --out FILE [--threads N]\n");
+    std::fprintf(stderr, "usage: peer_logits --model GGUF --ids 1,2,3 --out FILE [--threads N] [--repack 0|1]\n");
     return 2;
   }
   const std::vector<llama_token> ids = parse_ids(ids_arg);
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
   llama_backend_init();
   llama_model_params mp = llama_model_default_params();
   mp.n_gpu_layers = 0;
+  mp.use_extra_bufts = repack;
   llama_model* model = llama_model_load_from_file(model_path, mp);
   if (!model) {
     std::fprintf(stderr, "cannot load %s\n", model_path);

@@ -90,6 +90,47 @@ def test_ratios_and_roofline(tmp_path):
     assert "| 1 | 1 | prefill 128 (pp128) | 300.0 | 200.0 | 1.50 |" in r.stdout
 
 
+def test_llama_no_repack_times_decode_both_ways(tmp_path):
+    """--llama-no-repack: llama-bench's prefill runs with --repack 0, its decode both ways and the
+    faster counts; the working-set read joins the roofline."""
+    build, peer = tmp_path / "build", tmp_path / "peer"
+    stand_in(build / "tessera", {})
+    stand_in(build / "benchmarks" / "machine_bench", {"benchmarks": [
+        {"name": "BM_MemoryRead/1/real_time", "bytes_per_second": 10e9},
+        {"name": "BM_WorkingSetReadPrefetched/1/real_time", "bytes_per_second": 20e9}]})
+    stand_in(build / "benchmarks" / "decode_bench", {"benchmarks": [
+        {"name": "BM_Decode/threads:1/batch:1/int8:1/iterations:60/real_time",
+         "items_per_second": 100.0, "weight_GB/s": 5.0, "label": "int8 amx"},
+        {"name": "BM_Prefill/threads:1/tokens:128/int8:1/iterations:5/real_time",
+         "items_per_second": 300.0, "label": "int8 amx"}]})
+    common = {"build_commit": "abc", "build_number": 1, "backends": "CPU", "cpu_info": "x"}
+    without = [dict(common, n_prompt=128, n_gen=0, avg_ts=200.0),
+               dict(common, n_prompt=0, n_gen=64, avg_ts=40.0)]
+    with_repack = [dict(common, n_prompt=0, n_gen=64, avg_ts=90.0)]
+    peer.mkdir(parents=True)
+    (peer / "llama-bench").write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        f"sys.stdout.write({json.dumps(json.dumps(without))} if '--repack' in sys.argv "
+        f"else {json.dumps(json.dumps(with_repack))})\n")
+    (peer / "llama-bench").chmod(0o755)
+    stand_in(peer / "llama-server", {})
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks/peer/peer_bench.py"),
+                        "--build", str(build), "--peer-bin", str(peer), "--model", str(model),
+                        "--threads", "1", "--prefills", "128", "--repeats", "1",
+                        "--skip-serving", "--llama-no-repack", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    (p,) = j["speed"]
+    assert j["llama_repack"] is False
+    assert p["llama.cpp"]["tg_no_repack"] == 40.0 and p["llama.cpp"]["tg_repack"] == 90.0
+    assert p["ratio"]["tg"] == pytest.approx(100 / 90)  # against the faster of the two
+    assert p["ratio"]["pp128"] == pytest.approx(300 / 200)
+    assert p["roofline_tok_s"] == pytest.approx(20e9 / 50e6)  # the working-set read, not DRAM's
+
+
 def test_missing_peer_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks/peer/peer_bench.py"),
                         "--build", str(tmp_path), "--peer-bin", str(tmp_path / "none")],
