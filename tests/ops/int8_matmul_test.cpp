@@ -237,7 +237,8 @@ TEST_F(Int8MatmulTest, SetInt8IsaSelectsTheKernelsMatmulRuns) {
   const std::string widest = cpu::detail::int8_isa_name(cpu::detail::best_int8_isa());
   ActivationsScope mode(cpu::Activations::kInt8);
   const auto& cpu_alloc = default_allocator(Device::cpu());
-  const int64_t m = 19, n = 64, k = 576;  // 19: AMX tiles 16 rows, the rest go to VNNI
+  // 19 rows: AMX tiles 16, the rest go to VNNI; 1536 rows: several pool chunks, most not at row 0.
+  const int64_t m = 19, n = 1536, k = 576;
   const Tensor x = random_f32({m, k});
   const Tensor w = random_weight(DType::kQ4_1, n, k);
   const Tensor packed = ops::pack_weight(w, cpu_alloc);
