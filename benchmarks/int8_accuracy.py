@@ -51,10 +51,11 @@ def run(bin_, *args):
     return r.stdout
 
 
-def tessera_logits(bin_, model, ids, activations, threads):
+def tessera_logits(bin_, model, ids, activations, threads, kv="f32", chunk=0):
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         run(bin_, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", f.name,
-            "--activations", activations, "--threads", str(threads))
+            "--activations", activations, "--threads", str(threads), "--kv-cache-dtype", kv,
+            *(["--chunk", str(chunk)] if chunk else []))
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
 
 
@@ -76,6 +77,11 @@ def main():
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--peer-logits", default=DEFAULT_PEER,
                     help="llama.cpp's peer_logits (skipped if absent; 'none' to skip)")
+    ap.add_argument("--kv-cache-dtype", default="f32", choices=("f32", "f16", "bf16"),
+                    help="Tessera's KV cache element type")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="Tessera's tokens per prefill step (1: every position reads its context "
+                         "back from the cache, as decode does; 0: a window per step)")
     ap.add_argument("--peer-no-repack", dest="peer_repack", action="store_false",
                     help="llama.cpp without its repacked / AMX weight buffers (its AMX matmul "
                          "crashes on batches on some AMX machines, build 11434)")
@@ -99,7 +105,8 @@ def main():
         for m in modes:
             ours = (peer_logits(a.peer_logits, a.model, w, a.threads, a.peer_repack)
                     if m == "llama.cpp"
-                    else tessera_logits(a.bin, a.model, w, m, a.threads))
+                    else tessera_logits(a.bin, a.model, w, m, a.threads, a.kv_cache_dtype,
+                                        a.chunk))
             s = stats[m]
             hit = ours.argmax(-1) == theirs.argmax(-1)
             s["agree"] += int(hit.sum())
@@ -112,8 +119,10 @@ def main():
                 lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
                 s[key] += float(-lp[np.arange(len(tgt)), tgt].sum())
     result = {"model": os.path.basename(a.model), "positions": n, "windows": len(windows),
-              "window": a.window, "modes": {}}
-    print(f"{os.path.basename(a.model)}: {n} teacher-forced positions ({len(windows)} x {a.window})")
+              "window": a.window, "kv_cache_dtype": a.kv_cache_dtype, "chunk": a.chunk,
+              "modes": {}}
+    print(f"{os.path.basename(a.model)}: {n} teacher-forced positions ({len(windows)} x {a.window}); "
+          f"Tessera KV cache {a.kv_cache_dtype}, {a.chunk or a.window} tokens per step")
     print(f"{'engine/mode':<12}{'top-1 agree':>16}{'max|dlogit|':>13}{'mean|dlogit|':>14}"
           f"{'ppl':>9}{'ref ppl':>9}")
     for m in modes:

@@ -426,7 +426,8 @@ Command add_template(CLI::App& root) {
 // --chunk N prefills N tokens per step to exercise the paged cache.
 Command add_logits(CLI::App& root) {
   struct Opts {
-    std::string model = default_model().name, ids, out, backend = "cpu", activations = "int8";
+    std::string model = default_model().name, ids, out, backend = "cpu", activations = "int8",
+                kv_cache_dtype = "f32";
     int threads = 0, chunk = 1 << 30;
   };
   auto o = std::make_shared<Opts>();
@@ -444,6 +445,7 @@ Command add_logits(CLI::App& root) {
       ->capture_default_str();
   add_backend_option(c, o->backend);
   add_activations_option(c, o->activations);
+  add_kv_cache_dtype_option(c, o->kv_cache_dtype);
   return {c, [o] {
             if (o->threads > 0) omp_set_num_threads(o->threads);
             ops::cpu::set_activations(ops::cpu::parse_activations(o->activations));
@@ -453,7 +455,8 @@ Command add_logits(CLI::App& root) {
             const size_t chunk = static_cast<size_t>(o->chunk);
             model::LocalRunner runner(
                 *m.model,
-                {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1});
+                {.num_blocks = kv_cache::blocks_for(static_cast<int64_t>(ids.size()), 16) + 1,
+                 .kv_dtype = kv_cache::parse_kv_dtype(o->kv_cache_dtype)});
             const int seq = runner.add_sequence();
             std::ofstream out(o->out, std::ios::binary);
             for (size_t i = 0; i < ids.size(); i += chunk) {
