@@ -48,18 +48,23 @@ def stand_in(path, payload):
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def test_ratios_and_roofline(tmp_path):
-    build, peer = tmp_path / "build", tmp_path / "peer"
+def fake_build(build, reads):
+    """A build dir whose tessera, machine_bench (reads: name -> bytes/s) and decode_bench stand
+    in: 100 tok/s decode streaming 5 GB/s (50 MB per token), 300 tok/s prefill of 128."""
     stand_in(build / "tessera", {})
     stand_in(build / "benchmarks" / "machine_bench", {"benchmarks": [
-        {"name": "BM_MemoryRead/1/real_time", "bytes_per_second": 10e9},
-        {"name": "BM_MemoryRead/0/real_time", "bytes_per_second": 20e9}]})
-    # 100 tok/s streaming 5 GB/s: 50 MB per token; roofline at 1 thread 10e9/50e6 = 200 tok/s.
+        {"name": n, "bytes_per_second": v} for n, v in reads.items()]})
     stand_in(build / "benchmarks" / "decode_bench", {"benchmarks": [
         {"name": "BM_Decode/threads:1/batch:1/int8:1/iterations:60/real_time",
          "items_per_second": 100.0, "weight_GB/s": 5.0, "label": "int8 avx2"},
         {"name": "BM_Prefill/threads:1/tokens:128/int8:1/iterations:5/real_time",
          "items_per_second": 300.0, "label": "int8 avx2"}]})
+
+
+def test_ratios_and_roofline(tmp_path):
+    build, peer = tmp_path / "build", tmp_path / "peer"
+    # Roofline at 1 thread: 10e9 / 50e6 = 200 tok/s.
+    fake_build(build, {"BM_MemoryRead/1/real_time": 10e9, "BM_MemoryRead/0/real_time": 20e9})
     stand_in(peer / "llama-bench", [
         {"build_commit": "abc", "build_number": 1, "backends": "CPU", "cpu_info": "x",
          "n_prompt": 128, "n_gen": 0, "avg_ts": 200.0},
@@ -94,15 +99,8 @@ def test_llama_no_repack_times_decode_both_ways(tmp_path):
     """--llama-no-repack: llama-bench's prefill runs with --repack 0, its decode both ways and the
     faster counts; the working-set read joins the roofline."""
     build, peer = tmp_path / "build", tmp_path / "peer"
-    stand_in(build / "tessera", {})
-    stand_in(build / "benchmarks" / "machine_bench", {"benchmarks": [
-        {"name": "BM_MemoryRead/1/real_time", "bytes_per_second": 10e9},
-        {"name": "BM_WorkingSetReadPrefetched/1/real_time", "bytes_per_second": 20e9}]})
-    stand_in(build / "benchmarks" / "decode_bench", {"benchmarks": [
-        {"name": "BM_Decode/threads:1/batch:1/int8:1/iterations:60/real_time",
-         "items_per_second": 100.0, "weight_GB/s": 5.0, "label": "int8 amx"},
-        {"name": "BM_Prefill/threads:1/tokens:128/int8:1/iterations:5/real_time",
-         "items_per_second": 300.0, "label": "int8 amx"}]})
+    fake_build(build, {"BM_MemoryRead/1/real_time": 10e9,
+                       "BM_WorkingSetReadPrefetched/1/real_time": 20e9})
     common = {"build_commit": "abc", "build_number": 1, "backends": "CPU", "cpu_info": "x"}
     without = [dict(common, n_prompt=128, n_gen=0, avg_ts=200.0),
                dict(common, n_prompt=0, n_gen=64, avg_ts=40.0)]

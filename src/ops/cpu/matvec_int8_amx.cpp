@@ -229,41 +229,22 @@ void amx_pairs(const Int8Args& a, int64_t n0, int64_t n1) {
 }
 #undef TESSERA_AMX_DP
 
-bool amx_type(DType t) {
-  return t == DType::kQ4_0x8 || t == DType::kQ4_1x8 || t == DType::kQ5_0x8 || t == DType::kQ5_1x8 ||
-         t == DType::kQ8_0x8;
-}
-
 }  // namespace
 
 void packed_rows_amx(const Int8Args& a, int64_t n0, int64_t n1) {
   prefetch_start(a, n0, n1);
   const int tiled_m = a.m_count / kTileRows * kTileRows;
   const int64_t pairs_end = n0 + (n1 - n0) / (2 * kPackRows) * (2 * kPackRows);
-  if (tiled_m == 0 || pairs_end == n0 || !amx_type(a.wtype)) return packed_rows_512_impl(a, n0, n1);
+  if (tiled_m == 0 || pairs_end == n0) return packed_rows_512_impl(a, n0, n1);
   Int8Args t = a;
   t.m_count = tiled_m;
   const TileConfig cfg = tile_config();
   stores_before_tile_reads();
   _tile_loadconfig(&cfg);
-  switch (a.wtype) {
-    case DType::kQ4_0x8:
-      amx_pairs<DType::kQ4_0x8>(t, n0, pairs_end);
-      break;
-    case DType::kQ4_1x8:
-      amx_pairs<DType::kQ4_1x8>(t, n0, pairs_end);
-      break;
-    case DType::kQ5_0x8:
-      amx_pairs<DType::kQ5_0x8>(t, n0, pairs_end);
-      break;
-    case DType::kQ5_1x8:
-      amx_pairs<DType::kQ5_1x8>(t, n0, pairs_end);
-      break;
-    default:
-      amx_pairs<DType::kQ8_0x8>(t, n0, pairs_end);
-      break;
-  }
+  const bool tiled = with_pair_type(
+      a.wtype, [&](auto type) { amx_pairs<decltype(type)::value>(t, n0, pairs_end); });
   _tile_release();
+  if (!tiled) return packed_rows_512_impl(a, n0, n1);  // the K-quants
   if (tiled_m < a.m_count) {  // the last rows (fewer than 16) on the VNNI kernel
     Int8Args r = a;
     const int64_t nb = a.k / 32;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstring>
+#include <type_traits>
 
 #include "packed_kernel.h"
 
@@ -139,31 +140,34 @@ void packed_pair_rows(const Int8Args& a, int64_t n0, int64_t n1) {
       a, [&](auto m, const Int8Args& s) { packed_pair_t<T, decltype(m)::value>(s, n0, n1); });
 }
 
+// f(std::integral_constant<DType, T>{}) for the packed types with a two-group kernel (Q4_0x8,
+// Q4_1x8, Q5_0x8, Q5_1x8, Q8_0x8; the 512-bit one here, the AMX one); false for the others.
+template <typename F>
+bool with_pair_type(DType t, F&& f) {
+  switch (t) {
+    case DType::kQ4_0x8:
+      return f(std::integral_constant<DType, DType::kQ4_0x8>{}), true;
+    case DType::kQ4_1x8:
+      return f(std::integral_constant<DType, DType::kQ4_1x8>{}), true;
+    case DType::kQ8_0x8:
+      return f(std::integral_constant<DType, DType::kQ8_0x8>{}), true;
+    case DType::kQ5_0x8:
+      return f(std::integral_constant<DType, DType::kQ5_0x8>{}), true;
+    case DType::kQ5_1x8:
+      return f(std::integral_constant<DType, DType::kQ5_1x8>{}), true;
+    default:
+      return false;
+  }
+}
+
 // packed_rows_impl with the 512-bit kernel over whole pairs of groups where the type has one; a
 // last odd group, and the K-quants, take the 256-bit kernels.
 inline void packed_rows_512_impl(const Int8Args& a, int64_t n0, int64_t n1) {
   const int64_t pairs_end = n0 + (n1 - n0) / (2 * kPackRows) * (2 * kPackRows);
-  if (pairs_end > n0) {
-    switch (a.wtype) {
-      case DType::kQ4_0x8:
-        packed_pair_rows<DType::kQ4_0x8>(a, n0, pairs_end);
-        break;
-      case DType::kQ4_1x8:
-        packed_pair_rows<DType::kQ4_1x8>(a, n0, pairs_end);
-        break;
-      case DType::kQ8_0x8:
-        packed_pair_rows<DType::kQ8_0x8>(a, n0, pairs_end);
-        break;
-      case DType::kQ5_0x8:
-        packed_pair_rows<DType::kQ5_0x8>(a, n0, pairs_end);
-        break;
-      case DType::kQ5_1x8:
-        packed_pair_rows<DType::kQ5_1x8>(a, n0, pairs_end);
-        break;
-      default:
-        return packed_rows_impl(a, n0, n1);
-    }
-  }
+  if (pairs_end > n0 && !with_pair_type(a.wtype, [&](auto t) {
+        packed_pair_rows<decltype(t)::value>(a, n0, pairs_end);
+      }))
+    return packed_rows_impl(a, n0, n1);
   if (pairs_end < n1) packed_rows_impl(a, pairs_end, n1);
 }
 
