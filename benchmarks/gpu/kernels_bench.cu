@@ -1,22 +1,26 @@
 // Timings of the CUDA launchers (kernels/model_ops.h, kernels/matmul.h) at serving shapes, with
 // CUDA events: median of 20 launches after 3 warm-ups, on random data. Standalone (no GoogleTest,
-// no Google Benchmark) so that benchmarks/gpu/run.sh can build it with nvcc on a bare GPU machine:
+// no Google Benchmark) so that benchmarks/gpu/run.sh can build it with nvcc on a bare GPU machine
+// (CI compiles the same sources as the CMake target kernels_bench, warnings as errors):
 //   nvcc -O3 -std=c++17 -arch=native -Ikernels/include -Iinclude -Isrc/ops
 //        benchmarks/gpu/kernels_bench.cu benchmarks/gpu/matmul_bench.cu
 //        src/ops/cuda_matmul_plan.cpp build-gpu/kernels/libtessera_kernels.a -lcublas
 //        -o kernels_bench  (one command line; run.sh has it)
 // Prints one line per case: microseconds and the bytes the kernel must move, as GB/s; the matmul
 // cases (matmul_bench.cu) also print their share of the same run's copy bandwidth / GEMM peak.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "tessera/kernels/attention_plan.h"
 #include "tessera/kernels/model_ops.h"
 
 void matmul_cases(std::mt19937& rng);  // matmul_bench.cu
@@ -69,9 +73,34 @@ void time_case(const char* name, double bytes, const std::function<cudaError_t()
   cudaEventDestroy(b);
 }
 
-// Decode (q_len 1) or prefill (q_len == ctx) over `seqs` sequences of `ctx` tokens each.
+// The cache's element bytes and a random cache of that type (F16 / BF16 rounded from fp32 on
+// the host: the kernels only read it).
+size_t kv_bytes(k::KvType t) { return t == k::KvType::kF32 ? 4 : 2; }
+const char* kv_name(k::KvType t) {
+  return t == k::KvType::kF32 ? "f32" : t == k::KvType::kF16 ? "f16" : "bf16";
+}
+void* upload_cache(size_t n, k::KvType t, std::mt19937& rng) {
+  const std::vector<float> f = randn(n, rng);
+  if (t == k::KvType::kF32) return upload(f);
+  std::vector<uint16_t> h(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (t == k::KvType::kF16) {
+      const __half x = __float2half_rn(f[i]);
+      std::memcpy(&h[i], &x, 2);
+    } else {
+      uint32_t u = 0;
+      std::memcpy(&u, &f[i], 4);
+      h[i] = static_cast<uint16_t>(u >> 16);  // truncation: any bf16 value will do here
+    }
+  }
+  return upload(h);
+}
+
+// Decode (q_len 1) or prefill (q_len == ctx) over `seqs` sequences of `ctx` tokens each: the
+// flash attention the model runs (src/ops/backend_cuda.cpp: plan from the table's capacity, split
+// over the context where that fills the SMs) and the simple paged kernel beside it.
 void attention_case(int seqs, int ctx, int q_len, int heads, int kv_heads, int hd, int bs,
-                    std::mt19937& rng) {
+                    k::KvType kv, int sms, std::mt19937& rng) {
   const int blocks_per_seq = (ctx + bs - 1) / bs, num_blocks = seqs * blocks_per_seq;
   const int tokens = seqs * q_len;
   std::vector<int32_t> ids(static_cast<size_t>(num_blocks));
@@ -80,24 +109,35 @@ void attention_case(int seqs, int ctx, int q_len, int heads, int kv_heads, int h
   std::vector<int32_t> qstart(static_cast<size_t>(seqs) + 1), ctxs(static_cast<size_t>(seqs), ctx);
   for (int s = 0; s <= seqs; ++s) qstart[static_cast<size_t>(s)] = s * q_len;
   const size_t cache = static_cast<size_t>(num_blocks) * bs * kv_heads * hd;
-  float* kc = upload(randn(cache, rng));
-  float* vc = upload(randn(cache, rng));
+  void* kc = upload_cache(cache, kv, rng);
+  void* vc = upload_cache(cache, kv, rng);
   float* q = upload(randn(static_cast<size_t>(tokens) * heads * hd, rng));
   float* out = upload(std::vector<float>(static_cast<size_t>(tokens) * heads * hd));
   int32_t* dq = upload(qstart);
   int32_t* dc = upload(ctxs);
   int32_t* dt = upload(ids);
   const k::PagedAttentionArgs args{
-      out, q, kc, vc, dq, dc, dt, seqs, tokens, blocks_per_seq, heads, kv_heads, hd, bs, 0.088f};
-  char name[128];
-  std::snprintf(name, sizeof name, "paged_attention %s seqs=%d ctx=%d h=%d/%d hd=%d",
-                q_len == 1 ? "decode" : "prefill", seqs, ctx, heads, kv_heads, hd);
+      out,   q,        kc, vc, kv,    dq, dc, dt, seqs, tokens, blocks_per_seq,
+      heads, kv_heads, hd, bs, 0.088f};
   // Bytes: every K/V row of every sequence once (what a memory-bound decode kernel must read).
-  time_case(name, 2.0 * static_cast<double>(cache) * 4,
-            [&] { return k::launch_paged_attention(args, nullptr); });
-  for (void* p : {static_cast<void*>(kc), static_cast<void*>(vc), static_cast<void*>(q),
-                  static_cast<void*>(out), static_cast<void*>(dq), static_cast<void*>(dc),
-                  static_cast<void*>(dt)})
+  const double bytes = 2.0 * static_cast<double>(cache) * static_cast<double>(kv_bytes(kv));
+  char name[160];
+  const auto plan =
+      k::attn::plan_attention(tokens, seqs, heads, kv_heads, hd, int64_t{blocks_per_seq} * bs, sms);
+  if (plan.ok) {
+    void* ws = nullptr;
+    ok(cudaMalloc(&ws, k::attn::workspace_bytes(plan, tokens, seqs, heads, hd)), "cudaMalloc");
+    std::snprintf(name, sizeof name, "flash_attention %s %s seqs=%d ctx=%d h=%d/%d hd=%d splits=%d",
+                  q_len == 1 ? "decode" : "prefill", kv_name(kv), seqs, ctx, heads, kv_heads, hd,
+                  plan.split.num_splits);
+    time_case(name, bytes, [&] { return k::launch_flash_attention(args, plan, ws, nullptr); });
+    cudaFree(ws);
+  }
+  std::snprintf(name, sizeof name, "paged_attention %s %s seqs=%d ctx=%d h=%d/%d hd=%d",
+                q_len == 1 ? "decode" : "prefill", kv_name(kv), seqs, ctx, heads, kv_heads, hd);
+  time_case(name, bytes, [&] { return k::launch_paged_attention(args, nullptr); });
+  for (void* p : {kc, vc, static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(dq),
+                  static_cast<void*>(dc), static_cast<void*>(dt)})
     cudaFree(p);
 }
 
@@ -109,10 +149,13 @@ int main() {
   ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
 
-  attention_case(1, 4096, 1, 32, 8, 128, 16, rng);
-  attention_case(32, 2048, 1, 32, 8, 128, 16, rng);
-  attention_case(64, 1024, 1, 32, 8, 128, 16, rng);
-  attention_case(1, 1024, 1024, 32, 8, 128, 16, rng);
+  const int sms = prop.multiProcessorCount;
+  for (const k::KvType kv : {k::KvType::kF16, k::KvType::kF32}) {
+    attention_case(1, 4096, 1, 32, 8, 128, 16, kv, sms, rng);
+    attention_case(32, 2048, 1, 32, 8, 128, 16, kv, sms, rng);
+    attention_case(64, 1024, 1, 32, 8, 128, 16, kv, sms, rng);
+  }
+  attention_case(1, 1024, 1024, 32, 8, 128, 16, k::KvType::kF16, sms, rng);
 
   {  // argmax over Llama-3 vocabulary rows
     const int rows = 64, cols = 128256;
@@ -142,13 +185,15 @@ int main() {
     std::iota(slots.begin(), slots.end(), 0);
     std::shuffle(slots.begin(), slots.end(), rng);
     slots.resize(tokens);
-    float* kc = upload(std::vector<float>(static_cast<size_t>(slots_total) * width));
-    float* vc = upload(std::vector<float>(static_cast<size_t>(slots_total) * width));
+    uint16_t* kc = upload(std::vector<uint16_t>(static_cast<size_t>(slots_total) * width));
+    uint16_t* vc = upload(std::vector<uint16_t>(static_cast<size_t>(slots_total) * width));
     float* kk = upload(randn(static_cast<size_t>(tokens) * width, rng));
     float* vv = upload(randn(static_cast<size_t>(tokens) * width, rng));
     int32_t* ds = upload(slots);
-    time_case("kv_append tokens=2048 width=1024", 16.0 * tokens * width,
-              [&] { return k::launch_kv_append(kc, vc, kk, vv, ds, tokens, width, nullptr); });
+    // Bytes: K and V read as fp32, written as F16.
+    time_case("kv_append f16 tokens=2048 width=1024", 12.0 * tokens * width, [&] {
+      return k::launch_kv_append(kc, vc, k::KvType::kF16, kk, vv, ds, tokens, width, nullptr);
+    });
     for (void* p : {static_cast<void*>(kc), static_cast<void*>(vc), static_cast<void*>(kk),
                     static_cast<void*>(vv), static_cast<void*>(ds)})
       cudaFree(p);
