@@ -71,8 +71,8 @@ CLI::Option* add_activations_option(CLI::App* app, std::string& activations) {
 CLI::Option* add_kv_cache_dtype_option(CLI::App* app, std::string& dtype) {
   return app
       ->add_option("--kv-cache-dtype", dtype,
-                   "KV cache element type: f32, or f16 / bf16 (half the memory per token, "
-                   "values rounded to nearest even as they are stored)")
+                   "KV cache element type: f16 / bf16 (values rounded to nearest even as they "
+                   "are stored) or f32 (exact, twice the memory per token)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
 }

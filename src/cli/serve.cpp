@@ -84,7 +84,7 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 struct ServeOpts {
   std::string model = default_model().name, served_model_name, backend = "cpu", config,
               activations = "int8", tp_overlap = "off", sequence_parallel = "off",
-              kv_cache_dtype = "f32", decode_graphs = "auto";
+              kv_cache_dtype = "f16", decode_graphs = "auto";
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;
@@ -260,8 +260,9 @@ Command add_serve(CLI::App& root) {
   opts.add("kv-cache-mb", o->kv_cache_mb, "KV cache size in MiB [topology: scheduler.kv_cache_mb]")
       ->check(positive);
   opts.add("kv-cache-dtype", o->kv_cache_dtype,
-           "KV cache element type: f32, or f16 / bf16 (half the memory per token, values rounded "
-           "to nearest even as they are stored) [topology: scheduler.kv_cache_dtype]")
+           "KV cache element type: f16 / bf16 (values rounded to nearest even as they are "
+           "stored) or f32 (exact, twice the memory per token) [topology: "
+           "scheduler.kv_cache_dtype]")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   opts.add("decode-graphs", o->decode_graphs,
            "replay decode steps from CUDA graphs recorded at start for batch sizes up to "

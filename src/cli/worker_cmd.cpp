@@ -34,7 +34,7 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 Command add_worker(CLI::App& root) {
   struct Opts {
     std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
-                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f32",
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f16",
                        decode_graphs = "auto";
     int graph_max_batch = 64;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,

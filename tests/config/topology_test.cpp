@@ -202,7 +202,7 @@ cpu_activations: fp32
   EXPECT_THROW(
       parse_topology("model: {path: m.gguf}\nscheduler: {decode_graphs: sometimes}\n", "t.yaml"),
       Error);
-  EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.kv_cache_dtype, "f32");
+  EXPECT_EQ(parse_topology("model: {path: m.gguf}\n", "t.yaml").scheduler.kv_cache_dtype, "f16");
   EXPECT_FALSE(c.scheduler.enable_prefix_caching);
   EXPECT_EQ(c.listen.host, "0.0.0.0");
   EXPECT_EQ(c.listen.http_port, 0);

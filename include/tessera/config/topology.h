@@ -62,7 +62,7 @@ struct SchedulerSpec {
   int max_waiting = 1024;
   int block_size = 16;
   size_t kv_cache_bytes = size_t{512} << 20;  // per rank (`kv_cache_mb` in YAML)
-  std::string kv_cache_dtype = "f32";         // f32, f16 or bf16 (half the bytes per token)
+  std::string kv_cache_dtype = "f16";         // f16 (default), bf16 or f32 (twice the bytes)
   std::string decode_graphs = "auto";         // auto (CUDA only), on, off: worker::GraphMode
   bool enable_prefix_caching = true;
 };
