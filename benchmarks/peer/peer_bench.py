@@ -168,12 +168,15 @@ class Server:
                 self.proc.wait()
 
 
-def bench(tessera, url, conc, a, tmp):
+def bench(tessera, url, conc, a, tmp, seed=0):
+    """One closed-loop run. Each run in a server's life needs its own seed: a prompt sent again
+    hits the server's prefix cache (llama-server's slots reuse a cached prompt token by token), and
+    the TTFT then measures the cache, not the prefill."""
     out = os.path.join(tmp, "bench.json")
     cmd = [tessera, "bench", "--base-url", url, "--model", NAME, "--tokenizer", NAME,
            "--concurrency", str(conc), "--num-requests", str(max(a.num_requests, conc * 2)),
            "--warmup", "2", "--input-len", str(a.input_len), "--output-len", str(a.output_len),
-           "--seed", "0", "--timeout", "300", "--output", out]
+           "--seed", str(seed), "--timeout", "300", "--output", out]
     log("+", " ".join(cmd))
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out) as f:
@@ -205,8 +208,8 @@ def serving(a, tessera, peer_bin, tmp):
                                    + ([] if a.llama_repack else ["--no-repack"]),
                              f"http://127.0.0.1:{port}", "health", logf)
             try:
-                for c in concs:
-                    r = bench(tessera, srv.url, c, a, tmp)
+                for i, c in enumerate(concs):
+                    r = bench(tessera, srv.url, c, a, tmp, seed=i)
                     r.update(server=kind, concurrency=c, repeat=rep + 1)
                     rows.append(r)
             finally:
