@@ -36,7 +36,7 @@ struct SamplingOpts {
   int threads = 0;
   std::string activations = "int8";
   CLI::Option* activations_opt = nullptr;
-  std::string kv_cache_dtype = "f16";
+  std::string kv_cache_dtype = config::SchedulerSpec{}.kv_cache_dtype;  // the topology's
   CLI::Option* kv_cache_dtype_opt = nullptr;
   int max_tokens;
   float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1, presence_penalty = 0,

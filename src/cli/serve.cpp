@@ -84,7 +84,9 @@ server::TlsCredentials load_tls(const std::string& cert, const std::string& key)
 struct ServeOpts {
   std::string model = default_model().name, served_model_name, backend = "cpu", config,
               activations = "int8", tp_overlap = "off", sequence_parallel = "off",
-              kv_cache_dtype = "f16", decode_graphs = "auto";
+              decode_graphs = "auto";
+  // The topology key's default, so a flag left out and a key left out mean the same.
+  std::string kv_cache_dtype = config::SchedulerSpec{}.kv_cache_dtype;
   // Listeners: defaults from config::ListenSpec, the topology's `listen:` section.
   std::string host = config::ListenSpec{}.host, api_key, tls_cert, tls_key;
   int http_port = config::ListenSpec{}.http_port, grpc_port = config::ListenSpec{}.grpc_port;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "tessera/config/topology.h"
 #include "tessera/core/error.h"
 #include "tessera/engine/llm_engine.h"
 #include "tessera/kv_cache/kv_pool.h"
@@ -34,8 +35,8 @@ std::vector<int> int_list(const std::string& s, const char* what) {
 Command add_worker(CLI::App& root) {
   struct Opts {
     std::string model, backend = "cpu", activations = "int8", layer_split, store, group_id = "g0",
-                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, kv_cache_dtype = "f16",
-                       decode_graphs = "auto";
+                       comm = "gloo", bind_host = "127.0.0.1", fingerprint, decode_graphs = "auto",
+                       kv_cache_dtype = config::SchedulerSpec{}.kv_cache_dtype;
     int graph_max_batch = 64;
     int num_blocks = 0, block_size = 16, kv_cache_mb = 256, threads = 0, rank = 0, tp = 1, pp = 1,
         ep = 1, device = 0;
