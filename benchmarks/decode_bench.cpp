@@ -4,7 +4,8 @@
 // machine_bench's measured memory bandwidth: decode at batch 1 reads every weight once per token.
 // The last argument picks the CPU path: 0 fp32 activations (the exact path), 1 int8 activations on
 // the file's row-major weights, 2 int8 on weights packed 8 rows at a time (the default); it varies
-// fastest, so the three paths of one configuration run back to back.
+// fastest, so the three paths of one configuration run back to back. The KV cache is F16, as
+// `tessera serve` runs it by default (and llama-bench, the peer benchmark's other side).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -19,6 +20,8 @@
 #include "tessera/ops/ops.h"
 
 namespace {
+
+constexpr tessera::DType kKvDtype = tessera::DType::kF16;  // serve's default cache
 
 struct Loaded {
   std::unique_ptr<tessera::model::WeightSource> weights;
@@ -69,7 +72,7 @@ void BM_Decode(benchmark::State& state) {
   set_mode(state, int8, packed);
   const int batch = static_cast<int>(state.range(1));
   const int context = 64;
-  tessera::model::LocalRunner runner(*l->model, {.num_blocks = batch * 64});
+  tessera::model::LocalRunner runner(*l->model, {.num_blocks = batch * 64, .kv_dtype = kKvDtype});
   std::vector<int> seqs;
   std::vector<int32_t> prompt(context, 1000);
   for (int b = 0; b < batch; ++b) {
@@ -108,7 +111,8 @@ void BM_DecodeLongContext(benchmark::State& state) {
   omp_set_num_threads(static_cast<int>(state.range(0)));
   set_mode(state, 1, 1);
   const int context = static_cast<int>(state.range(1));
-  tessera::model::LocalRunner runner(*l->model, {.num_blocks = context / 16 + 8});
+  tessera::model::LocalRunner runner(*l->model,
+                                     {.num_blocks = context / 16 + 8, .kv_dtype = kKvDtype});
   std::vector<int32_t> prompt(static_cast<size_t>(context));
   for (int i = 0; i < context; ++i) prompt[static_cast<size_t>(i)] = 100 + (i * 37) % 30000;
   const int seq = runner.add_sequence();
@@ -136,7 +140,7 @@ void BM_Prefill(benchmark::State& state) {
   std::vector<int32_t> prompt(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) prompt[static_cast<size_t>(i)] = 100 + (i * 37) % 30000;
   for (auto _ : state) {
-    tessera::model::LocalRunner runner(*l->model, {.num_blocks = n / 16 + 2});
+    tessera::model::LocalRunner runner(*l->model, {.num_blocks = n / 16 + 2, .kv_dtype = kKvDtype});
     tessera::model::LocalRunner::Chunk c{.seq = runner.add_sequence(), .tokens = prompt};
     benchmark::DoNotOptimize(runner.step({&c, 1}));
   }
