@@ -18,8 +18,8 @@ using tessera::DType;
 using tessera::Tensor;
 namespace ops = tessera::ops;
 
-constexpr DType kTypes[] = {DType::kF32,  DType::kQ8_0, DType::kQ4_1, DType::kQ4_K,
-                            DType::kQ6_K, DType::kQ5_0, DType::kQ4_0};
+constexpr DType kTypes[] = {DType::kF32,  DType::kQ8_0, DType::kQ4_1, DType::kQ4_K, DType::kQ6_K,
+                            DType::kQ5_0, DType::kQ4_0, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K};
 
 // K-quants cannot be quantized in C++ (scripts/requantize_q4_k_m.py does it in numpy); random bits
 // with small finite fp16 super-block scales take the same time through the kernels.
@@ -29,12 +29,9 @@ Tensor random_kquant(DType t, int64_t n, int64_t k) {
   auto* p = static_cast<uint8_t*>(w.data());
   for (size_t i = 0; i < w.nbytes(); ++i) p[i] = static_cast<uint8_t>(rng());
   const size_t bytes = static_cast<size_t>(tessera::dtype_info(t).block_bytes);
-  const size_t d_at =
-      t == DType::kQ4_K ? offsetof(tessera::BlockQ4_K, d) : offsetof(tessera::BlockQ6_K, d);
   for (size_t b = 0; b < w.nbytes() / bytes; ++b) {
     const uint16_t h = 0x1c00;  // 2^-8: finite, normal, and so are all products
-    std::memcpy(p + b * bytes + d_at, &h, 2);
-    if (t == DType::kQ4_K) std::memcpy(p + b * bytes + offsetof(tessera::BlockQ4_K, dmin), &h, 2);
+    for (size_t at : tessera::kquant_half_fields(t)) std::memcpy(p + b * bytes + at, &h, 2);
   }
   return w;
 }

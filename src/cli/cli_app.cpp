@@ -62,7 +62,7 @@ CLI::Option* add_backend_option(CLI::App* app, std::string& backend) {
 CLI::Option* add_activations_option(CLI::App* app, std::string& activations) {
   return app
       ->add_option("--activations", activations,
-                   "cpu backend, Q4_0..Q8_0, Q3_K..Q6_K weights: int8 (activations quantized "
+                   "cpu backend, Q4_0..Q8_0, Q2_K..Q6_K weights: int8 (activations quantized "
                    "per 32 values, integer dot products) or fp32 (exact)")
       ->check(CLI::IsMember({"int8", "fp32"}))
       ->capture_default_str();

@@ -275,7 +275,7 @@ Command add_serve(CLI::App& root) {
   add_backend_option(c, o->backend);
   opts.add(
           "activations", o->activations,
-          "cpu backend, Q4_0..Q8_0, Q3_K..Q6_K weights: int8 (activations quantized per 32 values, "
+          "cpu backend, Q4_0..Q8_0, Q2_K..Q6_K weights: int8 (activations quantized per 32 values, "
           "integer dot products) or fp32 (exact) [topology: cpu_activations]")
       ->check(CLI::IsMember({"int8", "fp32"}));
   opts.add("tp-overlap", o->tp_overlap,

@@ -27,6 +27,7 @@ const DTypeInfo& dtype_info(DType t) {
       {"q5_0x8", 32, 22, true},
       {"q5_1x8", 32, 24, true},
       {"q4_Kx8", kQK_K, 148, true},
+      {"q5_Kx8", kQK_K, 180, true},
       {"q6_Kx8", kQK_K, 210, true},
   };
   auto i = static_cast<size_t>(t);
@@ -48,6 +49,8 @@ DType packed_base(DType t) {
       return DType::kQ5_1;
     case DType::kQ4_Kx8:
       return DType::kQ4_K;
+    case DType::kQ5_Kx8:
+      return DType::kQ5_K;
     case DType::kQ6_Kx8:
       return DType::kQ6_K;
     default:

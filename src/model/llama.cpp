@@ -248,7 +248,8 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
   // interleaved). A tied LM head gets its own packed copy; the embedding keeps the row-major
   // table its lookups read.
   // On the host they come from one arena on huge pages (core/allocator.h says why), sized for
-  // them all: a packed weight takes at most 148/144 of its bytes (Q4_Kx8), plus alignment.
+  // them all: a packed weight takes at most 148/144 of its bytes (Q4_Kx8; Q5_Kx8 180/176), plus
+  // alignment.
   size_t to_pack = 0;
   auto size = [&](const Tensor& t) {
     if (t.defined()) to_pack += t.nbytes() + t.nbytes() / 32 + 64;

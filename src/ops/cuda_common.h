@@ -101,6 +101,7 @@ inline bool weight_type(DType dtype, kernels::WeightType* out) {
     case DType::kQ5_0x8:
     case DType::kQ5_1x8:
     case DType::kQ4_Kx8:
+    case DType::kQ5_Kx8:
     case DType::kQ6_Kx8:
       return false;
   }

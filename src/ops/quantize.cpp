@@ -146,6 +146,7 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     case DType::kQ5_0x8:
     case DType::kQ5_1x8:
     case DType::kQ4_Kx8:
+    case DType::kQ5_Kx8:
     case DType::kQ6_Kx8:
       break;
   }

@@ -102,6 +102,7 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ5_0x8:
     case DType::kQ5_1x8:
     case DType::kQ4_Kx8:
+    case DType::kQ5_Kx8:
     case DType::kQ6_Kx8:
       break;
   }

@@ -45,11 +45,11 @@ Worker::Worker(const WorkerParams& p, comm::Communicator* tp, comm::Communicator
     // Which kernels will run: the ISA, and whether weights get packed 8 rows at a time
     // (only the int8 path packs, and only where an integer SIMD kernel exists).
     TESSERA_LOG_INFO(
-        "cpu matmul: {} activations for Q4_0..Q8_0 and Q3_K..Q6_K weights, {} kernels{}",
+        "cpu matmul: {} activations for Q4_0..Q8_0 and Q2_K..Q6_K weights, {} kernels{}",
         ops::cpu::activations_name(p.cpu_activations),
         int8 ? ops::cpu::int8_isa() : ops::cpu::simd_level(),
         int8 && ops::cpu::pack_weights() && std::string_view(ops::cpu::int8_isa()) != "scalar"
-            ? ", Q4_0..Q8_0, Q4_K, Q6_K weights packed 8 rows interleaved"
+            ? ", Q4_0..Q8_0, Q4_K, Q5_K, Q6_K weights packed 8 rows interleaved"
             : "");
   }
   // Start-up progress: a bar for a lone rank on a terminal; ranks of a group share the terminal

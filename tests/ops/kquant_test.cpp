@@ -15,7 +15,10 @@ namespace {
 
 constexpr DType kKquants[] = {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
-std::vector<size_t> half_fields(DType t) { return kquant_half_fields(t); }
+std::vector<size_t> half_fields(DType t) {
+  const KquantHalfFields f = kquant_half_fields(t);
+  return {f.begin(), f.end()};
+}
 
 class KquantTest : public SeededTest {
  protected:
@@ -88,7 +91,7 @@ TEST_F(KquantTest, FastDequantizeMatchesReference) {
 // sgemm sums the dequantized weights (each within u (|p_k| + |w_k|)) its own way (<= K u S).
 // So |fast - ref| <= u ((2K + 16) (2 S + 2 P) + |y|): ~2e-4 (S + P) for K = 1536, still far below
 // one wrong element's term (~S / K).
-// The fp32-activation kernels (kquant_avx2.cpp row_dot); the int8 path of Q3_K..Q6_K is tested in
+// The fp32-activation kernels (kquant_avx2.cpp row_dot); the int8 path of Q2_K..Q6_K is tested in
 // kquant_int8_test.cpp.
 class KquantMatmulTest : public KquantTest {
  protected:

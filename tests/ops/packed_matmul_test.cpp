@@ -19,7 +19,7 @@ using cpu::detail::ActBlock;
 using cpu::detail::Int8Isa;
 
 constexpr DType kBases[] = {DType::kQ4_0, DType::kQ4_1, DType::kQ8_0, DType::kQ5_0,
-                            DType::kQ5_1, DType::kQ4_K, DType::kQ6_K};
+                            DType::kQ5_1, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 constexpr Int8Isa kIsas[] = {Int8Isa::kScalar, Int8Isa::kAvx2, Int8Isa::kAvxVnni,
                              Int8Isa::kAvx512Vnni, Int8Isa::kAmx};
 
@@ -74,8 +74,10 @@ TEST_F(PackedMatmulTest, PackingRoundTripsAndMovesEveryByte) {
     SCOPED_TRACE(std::string(dtype_name(t)));
     const Tensor w = random_any_weight(t, 24, 256);
     const Tensor p = pack(w);
-    // Q4_K's scales take a byte each when packed (148 bytes per 256 elements, not 144).
-    EXPECT_EQ(p.nbytes(), t == DType::kQ4_K ? w.nbytes() / 144 * 148 : w.nbytes());
+    // Q4_K's and Q5_K's scales take a byte each when packed (4 bytes more per 256 elements).
+    const size_t base = static_cast<size_t>(dtype_info(t).block_bytes);
+    EXPECT_EQ(p.nbytes(),
+              t == DType::kQ4_K || t == DType::kQ5_K ? w.nbytes() / base * (base + 4) : w.nbytes());
     EXPECT_NE(std::memcmp(p.data(), w.data(), w.nbytes()), 0) << "packing changed nothing";
     std::vector<uint8_t> back(w.nbytes());
     cpu::detail::unpack_rows(t, static_cast<const uint8_t*>(p.data()), 24, 256, back.data());
@@ -133,9 +135,49 @@ TEST_F(PackedMatmulTest, SimdKernelsEqualTheScalarKernelBitwise) {
   std::printf("packed int8 kernels run on this CPU:%s\n", ran.c_str());
 }
 
-// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K [N % 8 == 0, K] under int8
-// activations with packing on, on a CPU with an integer SIMD kernel; everything else stays as it
-// is.
+// The largest products the kernels meet: every quant byte 0xff (the 4/5/6-bit types' top value,
+// Q8_0's -1) or 0x80 (Q8_0's -128) and every activation 127 of the same sign, so each int16
+// partial sum of the AVX2 kernels is at its bound (packed_kernel.h: Q4 8, Q5 4 maddubs results
+// per sum). A sum that saturated or wrapped would leave the scalar kernel's exact value.
+TEST_F(PackedMatmulTest, LargestProductsDoNotOverflowTheSimdSums) {
+  for (uint8_t fill : {uint8_t{0xff}, uint8_t{0x80}})
+    for (DType t : kBases) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " fill " + std::to_string(fill));
+      const int64_t m = 3, n = 16, k = 512;
+      Tensor w = Tensor::empty({n, k}, t);
+      auto* p = static_cast<uint8_t*>(w.data());
+      std::memset(p, fill, w.nbytes());
+      const auto bytes = static_cast<size_t>(dtype_info(t).block_bytes);
+      std::vector<size_t> halves;
+      if (is_kquant(t))
+        for (size_t at : kquant_half_fields(t)) halves.push_back(at);
+      else if (t == DType::kQ4_1 || t == DType::kQ5_1)
+        halves = {0, 2};  // d, m
+      else
+        halves = {0};  // d
+      for (size_t b = 0; b < w.nbytes() / bytes; ++b)
+        for (size_t at : halves) {
+          const uint16_t h = 0x1c00;  // 2^-8
+          std::memcpy(p + b * bytes + at, &h, 2);
+        }
+      Tensor x = Tensor::empty({m, k}, DType::kF32);
+      for (float& v : x.f32()) v = 1.0f;
+      const auto act = quantize(x, m, k);
+      const Tensor pw = pack(w);
+      const auto want = run(Int8Isa::kScalar, pw, act, m, nullptr);
+      EXPECT_EQ(int8_result_error(w, x, Tensor(), want.data()), "");
+      for (Int8Isa isa : kIsas) {
+        if (isa == Int8Isa::kScalar || !cpu::detail::cpu_has(isa)) continue;
+        const auto got = run(isa, pw, act, m, nullptr);
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_EQ(got[i], want[i]) << cpu::detail::int8_isa_name(isa) << " " << i;
+      }
+    }
+}
+
+// Which weights pack_target packs: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K [N % 8 == 0, K] under
+// int8 activations with packing on, on a CPU with an integer SIMD kernel; everything else stays as
+// it is.
 TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path) {
   if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
   ActivationsScope int8(cpu::Activations::kInt8);
@@ -143,7 +185,7 @@ TEST_F(PackedMatmulTest, OnlyWholeGroupsOfTheBaseTypesPackAndOnlyForTheInt8Path)
   for (DType t : kBases)
     EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), cpu::detail::packed_type(t));
   EXPECT_EQ(cpu::pack_target(random_any_weight(DType::kQ4_1, 12, 256)), DType::kQ4_1);
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ2_K, DType::kQ5_K})
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ2_K, DType::kQ3_K})
     EXPECT_EQ(cpu::pack_target(random_any_weight(t, 16, 256)), t);
   {
     ActivationsScope f32(cpu::Activations::kF32);

@@ -20,22 +20,6 @@
 
 namespace tessera::ops::test {
 
-// Byte offsets of a K-quant's fp16 super-block scales d and (where the type has mins) dmin.
-inline std::vector<size_t> kquant_half_fields(DType t) {
-  switch (t) {
-    case DType::kQ2_K:
-      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
-    case DType::kQ3_K:
-      return {offsetof(BlockQ3_K, d)};
-    case DType::kQ4_K:
-      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
-    case DType::kQ5_K:
-      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
-    default:
-      return {offsetof(BlockQ6_K, d)};
-  }
-}
-
 // Fresh entropy every run; SCOPED_TRACE puts the seed in every failure message so a failing run
 // can be replayed by hard-coding it.
 class SeededTest : public ::testing::Test {

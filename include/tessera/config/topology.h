@@ -102,7 +102,7 @@ struct TopologyConfig {
   LoggingSpec logging;
   int threads_per_rank = 0;  // cpu backend: op threads per worker (0 = cores / local ranks)
   // cpu backend: int8 (integer dot products, the default) | fp32 (exact) activations in the
-  // matmuls of Q4_0..Q8_0 and Q3_K..Q6_K weights; `serve --activations` overrides it.
+  // matmuls of Q4_0..Q8_0 and Q2_K..Q6_K weights; `serve --activations` overrides it.
   std::string cpu_activations = "int8";
   // Tensor parallelism: overlap each half of a step's all-reduces with the other half's compute
   // (ShardSpec::tp_overlap); `serve --tp-overlap` overrides it. Off until measured better.

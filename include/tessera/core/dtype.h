@@ -27,13 +27,14 @@ enum class DType : uint8_t {
   // CPU-only layouts made at load by ops::pack_weight (src/ops/cpu/packed.h), never in a file:
   // the base type's blocks of 8 consecutive rows interleaved so one SIMD register holds a 4-byte
   // slice of each of the 8 rows. Only matmul reads them; rows come in groups of 8. All but Q4_Kx8
-  // keep their bytes per row; Q4_Kx8 stores its scales unpacked (148 bytes, not 144).
+  // and Q5_Kx8 keep their bytes per row; those two store their scales unpacked (4 bytes more).
   kQ4_0x8,
   kQ4_1x8,
   kQ8_0x8,
   kQ5_0x8,
   kQ5_1x8,
   kQ4_Kx8,  // 148 bytes per row per 256 elements: the 6-bit scales re-encoded as bytes
+  kQ5_Kx8,  // 180 (Q5_K's 176), likewise
   kQ6_Kx8,
 };
 
@@ -122,5 +123,30 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
+
+// Byte offsets of a K-quant super-block's fp16 fields (d, then dmin where the type has one), for
+// code that writes blocks of random bits and must make those fields finite (tests, benchmarks).
+struct KquantHalfFields {
+  size_t at[2];
+  int count;
+  constexpr const size_t* begin() const { return at; }
+  constexpr const size_t* end() const { return at + count; }
+};
+constexpr KquantHalfFields kquant_half_fields(DType t) {
+  switch (t) {
+    case DType::kQ2_K:
+      return {{offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}, 2};
+    case DType::kQ3_K:
+      return {{offsetof(BlockQ3_K, d), 0}, 1};
+    case DType::kQ4_K:
+      return {{offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}, 2};
+    case DType::kQ5_K:
+      return {{offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}, 2};
+    case DType::kQ6_K:
+      return {{offsetof(BlockQ6_K, d), 0}, 1};
+    default:
+      return {{0, 0}, 0};
+  }
+}
 
 }  // namespace tessera

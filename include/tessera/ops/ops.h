@@ -197,7 +197,7 @@ void moe_experts(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, cons
                  const Indices& ids, const Tensor& weights, int first_expert, Tensor& out);
 // Name of the SIMD level picked at run time ("avx512", "avx2", "scalar").
 const char* simd_level();
-// How matmul multiplies activations by Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and Q3_K..Q6_K weights. kInt8 (the
+// How matmul multiplies activations by Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and Q2_K..Q6_K weights. kInt8 (the
 // default): each activation row is quantized to int8 per 32 elements and the dot products are
 // integer (like llama.cpp's Q8 activations; relative error per block ~ 1/254 of the block's max).
 // kF32: fp32 activations, equal to dequantize-then-dot up to fp32 rounding. One process-wide
@@ -209,17 +209,18 @@ const char* activations_name(Activations a);        // "int8", "fp32"
 Activations parse_activations(std::string_view s);  // "int8" / "fp32", else kInvalidArgument
 // The integer kernels in use ("amx", "avx512vnni", "avxvnni", "avx2", "scalar"; amx: AMX tiles
 // for packed weights' calls of 16 rows or more, AVX-512 VNNI otherwise): the widest the CPU (and,
-// for AMX, the kernel) offers, unless set_int8_isa named a narrower one ("auto": back to the widest; a name this CPU
-// cannot run: kUnsupported; an unknown one: kInvalidArgument). One process-wide setting, made at
-// startup like the activation mode; benchmarks set it to compare the paths on one machine. The
-// SIMD paths give bitwise the same results (the same exact int32 block sums, the same fp32 steps);
-// scalar equals them on packed weights and differs by fp32 rounding on row-major ones.
+// for AMX, the kernel) offers, unless set_int8_isa named a narrower one ("auto": back to the
+// widest; a name this CPU cannot run: kUnsupported; an unknown one: kInvalidArgument). One
+// process-wide setting, made at startup like the activation mode; benchmarks set it to compare the
+// paths on one machine. The SIMD paths give bitwise the same results (the same exact int32 block
+// sums, the same fp32 steps); scalar equals them on packed weights and differs by fp32 rounding on
+// row-major ones.
 const char* int8_isa();
 void set_int8_isa(std::string_view name);
 // exact_row_split for cpu::matmul (ops::exact_row_split).
 int64_t exact_row_split(int64_t rows);
 // Weight packing (src/ops/cpu/packed.h): the dtype matmul streams fastest for weight w under the
-// current activation mode: the 8-row interleaved type of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K
+// current activation mode: the 8-row interleaved type of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K
 // [N, K] weight with N % 8 == 0 when the int8 kernels run (kInt8, AVX2 or better) and packing is
 // on, else w.dtype().
 DType pack_target(const Tensor& w);

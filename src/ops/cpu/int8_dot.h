@@ -70,8 +70,8 @@ void int8_rows_avxvnni(const Int8Args& a, int64_t n0, int64_t n1);
 void int8_rows_avx512vnni(const Int8Args& a, int64_t n0, int64_t n1);
 // The kernel of `isa` (which the CPU must have).
 void int8_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1);
-// The K-quants Q3_K..Q6_K (kquant_avx2.cpp; AVX2, k % 256 == 0). Q2_K, whose minimum is per 16
-// elements (an activation block carries one sum per 32), keeps the fp32 path.
+// The K-quants Q2_K..Q6_K (kquant_avx2.cpp; AVX2, k % 256 == 0). Q2_K's minimum is per 16
+// elements (an activation block carries one sum per 32): the kernel forms the 16-element sums.
 bool int8_kquant_type(DType t);
 void kquant_int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
 

@@ -1,14 +1,15 @@
 // AVX2 kernels for the K-quant weights (Q2_K..Q6_K) with fp32 activations: the small-M matmul
 // (every weight row streamed once, dotted against up to 8 activation rows) and the row
-// dequantizer (embedding rows, prefill panels); and the integer path for Q3_K..Q6_K
+// dequantizer (embedding rows, prefill panels); and the integer path for Q2_K..Q6_K
 // (int8_row_dot: int8 activation blocks, see int8_dot.h). Each 32-element chunk of a super-block is
 // unpacked in registers to 4 x 8 fp32 quants. The dequantizer forms w = q * (d*sc) - dmin*m in
 // one FMA (the reference rounds the product and the difference apart: at most 1 ulp of w away);
 // the matmul scales partial dot products instead (row_dot). No activation quantization: results
-// differ from the reference only by fp32 rounding order. Stateless; called only after
-// have_avx2() (see simd.h).
+// differ from the reference only by fp32 rounding order. No state but the integer path's per-thread
+// scratch (Q2_K's 16-element sums); called only after have_avx2() (see simd.h).
 #include <cstddef>
 #include <cstring>
+#include <vector>
 
 // Included before the target pragma so that their inline functions stay baseline code in every
 // translation unit (the linker keeps one copy of each).
@@ -271,20 +272,26 @@ void rows(const MatvecArgs& a, int64_t n0, int64_t n1) {
 }
 
 // The integer path (int8_dot.h) for one weight row against M quantized activation rows: each
-// 32-element chunk's signed quants (|q| <= 32) dot the activation block's int8 values exactly in
-// int32 (|w| against x with w's sign, as Q8_0: pairs <= 2 x 32 x 127, no int16 saturation), the
-// low 4 int32 lanes holding elements 0-15 and the high 4 elements 16-31, so one vector of the two
-// 16-element scales times dx scales them; the Q4_K / Q5_K minimum enters as ml * sx per chunk.
+// 32-element chunk's quants dot the activation block's int8 values exactly in int32, the low 4
+// int32 lanes holding elements 0-15 and the high 4 elements 16-31, so one vector of the two
+// 16-element scales times dx scales them. Signed quants (Q3_K, Q6_K: |q| <= 32) multiply as |q|
+// against x with q's sign (as Q8_0: pairs <= 2 x 32 x 127, no int16 saturation); the unsigned
+// ones (Q2_K 0..3, Q4_K 0..15, Q5_K 0..31) go into maddubs as they are (pairs <= 2 x 31 x 127).
+// The Q4_K / Q5_K minimum enters as ml * sx per chunk; Q2_K's, one per 16 elements, as
+// ml . sx16 per super-block, sx16 (dx times each 16 elements' sum of quants) formed once per call
+// for all rows (half_sums).
 template <DType kType, int M>
-void int8_row_dot(const uint8_t* row, const Int8Args& a, float* out) {
+void int8_row_dot(const uint8_t* row, const Int8Args& a, const float* sx16, float* out) {
   constexpr size_t kBytes = Format<kType>::kBytes;
   constexpr bool kMin32 = kType == DType::kQ4_K || kType == DType::kQ5_K;
+  constexpr bool kMin16 = kType == DType::kQ2_K;
+  constexpr bool kUnsigned = kMin32 || kMin16;
   const int64_t nb = a.k / kQK_K, nblocks = a.k / 32;
   const __m256i ones16 = _mm256_set1_epi16(1);
-  __m256 acc[M];
+  __m256 acc[M], macc16[M];
   float mins[M];
   for (int m = 0; m < M; ++m) {
-    acc[m] = _mm256_setzero_ps();
+    acc[m] = macc16[m] = _mm256_setzero_ps();
     mins[m] = 0.0f;
   }
   Unpacked u;
@@ -294,27 +301,58 @@ void int8_row_dot(const uint8_t* row, const Int8Args& a, float* out) {
     Format<kType>::scales(blk, u);
     for (int c = 0; c < 8; ++c) {
       const __m256i w = Format<kType>::chunk(blk, c);
-      const __m256i aw = _mm256_abs_epi8(w);
+      const __m256i aw = kUnsigned ? w : _mm256_abs_epi8(w);
       const __m256 dl = _mm256_set_m128(_mm_set1_ps(u.dl[2 * c + 1]), _mm_set1_ps(u.dl[2 * c]));
       for (int m = 0; m < M; ++m) {
         const ActBlock& x = a.x[m * nblocks + b * 8 + c];
-        const __m256i xs = _mm256_sign_epi8(load32(reinterpret_cast<const uint8_t*>(x.qs)), w);
+        const __m256i xq = load32(reinterpret_cast<const uint8_t*>(x.qs));
+        const __m256i xs = kUnsigned ? xq : _mm256_sign_epi8(xq, w);
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones16);
         acc[m] =
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dl, _mm256_set1_ps(x.d)), acc[m]);
         if constexpr (kMin32) mins[m] += u.ml[2 * c] * x.s;
       }
     }
+    if constexpr (kMin16) {
+      for (int m = 0; m < M; ++m) {
+        const float* s = sx16 + 2 * (m * nblocks + b * 8);
+        macc16[m] = _mm256_fmadd_ps(_mm256_loadu_ps(u.ml), _mm256_loadu_ps(s), macc16[m]);
+        macc16[m] = _mm256_fmadd_ps(_mm256_loadu_ps(u.ml + 8), _mm256_loadu_ps(s + 8), macc16[m]);
+      }
+    }
   }
-  for (int m = 0; m < M; ++m) out[m] = hsum256(acc[m]) - mins[m];
+  for (int m = 0; m < M; ++m) out[m] = hsum256(_mm256_sub_ps(acc[m], macc16[m])) - mins[m];
+}
+
+// sx16[2 i + h] = dx * (sum of the quants of half h of activation block i), for the a.m_count
+// rows' blocks in order (exact integer sums, one fp32 rounding each).
+void half_sums(const Int8Args& a, std::vector<float>& sx16) {
+  const int64_t blocks = a.m_count * (a.k / 32);
+  sx16.resize(static_cast<size_t>(2 * blocks));
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < blocks; ++i) {
+    const ActBlock& x = a.x[i];
+    const __m256i s = _mm256_madd_epi16(
+        _mm256_maddubs_epi16(ones8, load32(reinterpret_cast<const uint8_t*>(x.qs))), ones16);
+    alignas(32) int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+    sx16[static_cast<size_t>(2 * i)] =
+        x.d * static_cast<float>(lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+    sx16[static_cast<size_t>(2 * i + 1)] =
+        x.d * static_cast<float>(lanes[4] + lanes[5] + lanes[6] + lanes[7]);
+  }
 }
 
 template <DType kType>
 void int8_rows_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  // Reused per thread: no allocation per call once it has grown.
+  thread_local std::vector<float> sx16;
+  if constexpr (kType == DType::kQ2_K) half_sums(a, sx16);
+  const float* s = sx16.data();
   with_row_count(a.m_count, [&](auto m) {
     constexpr int M = decltype(m)::value;
     each_row<M>(a, n0, n1,
-                [&](const uint8_t* row, float* out) { int8_row_dot<kType, M>(row, a, out); });
+                [&](const uint8_t* row, float* out) { int8_row_dot<kType, M>(row, a, s, out); });
   });
 }
 
@@ -351,6 +389,8 @@ void kquant_rows_avx2(const MatvecArgs& a, int64_t n0, int64_t n1) {
 
 void kquant_int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1) {
   switch (a.wtype) {
+    case DType::kQ2_K:
+      return int8_rows_t<DType::kQ2_K>(a, n0, n1);
     case DType::kQ3_K:
       return int8_rows_t<DType::kQ3_K>(a, n0, n1);
     case DType::kQ4_K:

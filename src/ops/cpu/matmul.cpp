@@ -1,4 +1,4 @@
-// ops::cpu::matmul: y[M,N] = x[M,K] . w[N,K]^T + bias. Q4_0..Q8_0 and Q3_K..Q6_K weights take
+// ops::cpu::matmul: y[M,N] = x[M,K] . w[N,K]^T + bias. Q4_0..Q8_0 and Q2_K..Q6_K weights take
 // the integer path (matmul_int8.cpp) unless the process chose fp32 activations; otherwise two
 // regimes:
 //  - small M (decode, M <= kMaxFusedM): memory-bound, so each weight row is streamed once, still

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "../kquant_layout.h"
 #include "tessera/core/error.h"
@@ -76,24 +77,28 @@ void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_pac
   for (int j = 0; j < g.quant_bytes / 4; ++j) mv(qs + 4 * j, pq + 32 * j + 4 * r, 4);
 }
 
-// Q4_K (K4 below): the 6-bit scale/min pairs are re-encoded one byte each, so a register load
-// gives 8 rows' scales of a sub-block; the 12-byte encoding is a bijection on 96 bits, so
-// unpacking restores the file's bytes exactly.
-void move_k4(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
+// Q4_K and Q5_K (K4, K5 below): the 6-bit scale/min pairs are re-encoded one byte each, so a
+// register load gives 8 rows' scales of a sub-block; the 12-byte encoding is a bijection on 96
+// bits, so unpacking restores the file's bytes exactly. Q5_K's qh bytes move in 4-byte slices.
+template <bool kFive>
+void move_k45(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
+  using Block = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  // Both layouts put d, dmin, sc and m at the same offsets.
   const auto& L = k4x8::kLayout;
+  static_assert(k5x8::kLayout.sc == L.sc && k5x8::kLayout.mn == L.mn);
   if (to_packed) {
-    std::memcpy(pk + L.d + 2 * r, blk + offsetof(BlockQ4_K, d), 2);
-    std::memcpy(pk + L.dmin + 2 * r, blk + offsetof(BlockQ4_K, dmin), 2);
+    std::memcpy(pk + L.d + 2 * r, blk + offsetof(Block, d), 2);
+    std::memcpy(pk + L.dmin + 2 * r, blk + offsetof(Block, dmin), 2);
     for (int j = 0; j < 8; ++j) {
       int sc = 0, mn = 0;
-      kquant::scale_min_k4(blk + offsetof(BlockQ4_K, scales), j, &sc, &mn);
+      kquant::scale_min_k4(blk + offsetof(Block, scales), j, &sc, &mn);
       pk[L.sc + 8 * j + r] = static_cast<uint8_t>(sc);
       pk[L.mn + 8 * j + r] = static_cast<uint8_t>(mn);
     }
   } else {
-    std::memcpy(blk + offsetof(BlockQ4_K, d), pk + L.d + 2 * r, 2);
-    std::memcpy(blk + offsetof(BlockQ4_K, dmin), pk + L.dmin + 2 * r, 2);
-    uint8_t* s = blk + offsetof(BlockQ4_K, scales);
+    std::memcpy(blk + offsetof(Block, d), pk + L.d + 2 * r, 2);
+    std::memcpy(blk + offsetof(Block, dmin), pk + L.dmin + 2 * r, 2);
+    uint8_t* s = blk + offsetof(Block, scales);
     auto sc = [&](int j) { return pk[L.sc + 8 * j + r]; };
     auto mn = [&](int j) { return pk[L.mn + 8 * j + r]; };
     for (int j = 0; j < 4; ++j) {
@@ -102,14 +107,17 @@ void move_k4(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
       s[j + 8] = static_cast<uint8_t>((sc(j + 4) & 15) | ((mn(j + 4) & 15) << 4));
     }
   }
-  uint8_t* qs = blk + offsetof(BlockQ4_K, qs);
-  for (int i = 0; i < 128; i += 4) {
-    uint8_t* at = pk + k4x8::quant_at(i, r);
+  auto mv = [&](uint8_t* base_at, uint8_t* packed_at) {
     if (to_packed)
-      std::memcpy(at, qs + i, 4);
+      std::memcpy(packed_at, base_at, 4);
     else
-      std::memcpy(qs + i, at, 4);
-  }
+      std::memcpy(base_at, packed_at, 4);
+  };
+  uint8_t* qs = blk + offsetof(Block, qs);
+  for (int i = 0; i < 128; i += 4)
+    mv(qs + i, pk + (kFive ? k5x8::quant_at(i, r) : k4x8::quant_at(i, r)));
+  if constexpr (kFive)
+    for (int l = 0; l < 32; l += 4) mv(blk + offsetof(BlockQ5_K, qh) + l, pk + k5x8::qh_at(l, r));
 }
 
 // Q6_K (K6): d, the 16 int8 sub-block scales, and ql / qh in the slices of k6x8::slice_at; the
@@ -161,7 +169,10 @@ void repack(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* ds
          kPackRows, " and columns of ", dtype_info(base).block_elems);
   if (base == DType::kQ4_K)
     return repack_k(base, DType::kQ4_Kx8, k4x8::kLayout.bytes, src, rows, k, dst, to_packed,
-                    move_k4);
+                    move_k45<false>);
+  if (base == DType::kQ5_K)
+    return repack_k(base, DType::kQ5_Kx8, k5x8::kLayout.bytes, src, rows, k, dst, to_packed,
+                    move_k45<true>);
   if (base == DType::kQ6_K)
     return repack_k(base, DType::kQ6_Kx8, k6x8::kLayout.bytes, src, rows, k, dst, to_packed,
                     move_k6);
@@ -200,6 +211,8 @@ DType packed_type(DType base) {
       return DType::kQ5_1x8;
     case DType::kQ4_K:
       return DType::kQ4_Kx8;
+    case DType::kQ5_K:
+      return DType::kQ5_Kx8;
     case DType::kQ6_K:
       return DType::kQ6_Kx8;
     default:
@@ -246,19 +259,24 @@ float half_float(const uint8_t* p) {
   return fp16_to_f32(h);
 }
 
-// The scalar Q4_Kx8 kernel, in the SIMD kernel's order: per 32-element sub-block j the exact int32
-// S, then acc = fma(S, (d sc_j) dx, acc), off = fma(dmin m_j, sx, off).
-void k4_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
-  constexpr const auto& L = k4x8::kLayout;
-  kquant_groups_scalar<L.bytes>(
+// The scalar Q4_Kx8 / Q5_Kx8 kernel, in the SIMD kernel's order: per 32-element sub-block j the
+// exact int32 S, then acc = fma(S, (d sc_j) dx, acc), off = fma(dmin m_j, sx, off).
+template <bool kFive>
+void k45_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr size_t kBytes = kFive ? k5x8::kLayout.bytes : k4x8::kLayout.bytes;
+  kquant_groups_scalar<kBytes>(
       a, n0, n1, [](const uint8_t* pk, int r, const ActBlock* xb, float& acc, float& off) {
+        constexpr const auto& L = k4x8::kLayout;  // d, dmin, sc, m: the same in both layouts
         const float d = half_float(pk + L.d + 2 * r), dmin = half_float(pk + L.dmin + 2 * r);
         for (int j = 0; j < 8; ++j) {
           const ActBlock& x = xb[j];
           int32_t s = 0;
           for (int e = 0; e < 32; ++e) {
-            const uint8_t byte = pk[k4x8::quant_at(32 * (j / 2) + e, r)];
-            s += (j % 2 ? byte >> 4 : byte & 15) * x.qs[e];
+            const int i = 32 * (j / 2) + e;
+            const uint8_t byte = pk[kFive ? k5x8::quant_at(i, r) : k4x8::quant_at(i, r)];
+            int q = j % 2 ? byte >> 4 : byte & 15;
+            if constexpr (kFive) q |= ((pk[k5x8::qh_at(e, r)] >> j) & 1) << 4;
+            s += q * x.qs[e];
           }
           acc = std::fma(static_cast<float>(s), d * static_cast<float>(pk[L.sc + 8 * j + r]) * x.d,
                          acc);
@@ -295,7 +313,8 @@ void k6_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
 }  // namespace
 
 void packed_rows_scalar(const Int8Args& a, int64_t n0, int64_t n1) {
-  if (a.wtype == DType::kQ4_Kx8) return k4_rows_scalar(a, n0, n1);
+  if (a.wtype == DType::kQ4_Kx8) return k45_rows_scalar<false>(a, n0, n1);
+  if (a.wtype == DType::kQ5_Kx8) return k45_rows_scalar<true>(a, n0, n1);
   if (a.wtype == DType::kQ6_Kx8) return k6_rows_scalar(a, n0, n1);
   const DType base = packed_base(a.wtype);
   const Geometry g = geometry(base);

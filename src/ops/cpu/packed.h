@@ -1,5 +1,5 @@
 // Private to the CPU ops: weights repacked at load so the integer matmul streams 8 rows at once
-// (the packed dtypes of core/dtype.h: kQ4_0x8 .. kQ5_1x8, kQ4_Kx8, kQ6_Kx8). Why:
+// (the packed dtypes of core/dtype.h: kQ4_0x8 .. kQ5_1x8, kQ4_Kx8, kQ5_Kx8, kQ6_Kx8). Why:
 // the row-major kernels (int8_kernel.h) spend ~16 instructions per 32-weight block of one row
 // (unpack, one int8 dot, an int-to-float conversion, a scale built and broadcast, an FMA, the
 // minimum term), which keeps batch-1 decode at half the memory bandwidth. With 8 rows
@@ -37,6 +37,13 @@
 // sub-block 2g + 1. Per 32-element sub-block j the exact S as above, then
 //   acc = fma(float(S), (d sc_j) dx, acc);  off = fma(dmin m_j, sx, off);  y = acc - off [+ bias].
 //
+// Q5_Kx8 (1440 B per 8 rows x 256 elements, 180 per row against Q5_K's 176): Q4_Kx8's d, dmin,
+// sc and m, then the fifth bits, then Q4_Kx8's quant slices. The fifth bits come as 8 slices of
+// the rows' qh bytes 4s..4s+3 (slice s of row r at qh + 32 s + 4 r): bit j of qh byte l is that of
+// element l of sub-block j, so the qh slice s lines up byte for byte with quant slice s of every
+// 32-byte group g (elements 4s..4s+3 of sub-blocks 2g and 2g + 1), whose fifth bits are bits 2g
+// and 2g + 1 of it. Arithmetic as Q4_Kx8's, with q in 0..31.
+//
 // Q6_Kx8 (1680 B per 8 rows x 256 elements, Q6_K's 210 per row): d[8] (fp16), sc[16 sub-blocks]
 // [8 rows] (int8), then per 128-element half n and slice s (0..7) three registers: the rows'
 // ql bytes 64n + 4s..+3, ql bytes 64n + 32 + 4s..+3 and qh bytes 32n + 4s..+3. Slice s gives 4
@@ -69,6 +76,24 @@ inline constexpr size_t quant_at(int i, int r) {
 static_assert(kLayout.bytes == kPackRows * 148);
 }  // namespace k4x8
 
+// Q5_Kx8's offsets: Q4_Kx8's fields, the fifth-bit slices, then the quant slices.
+namespace k5x8 {
+struct Layout {
+  size_t d = 0, dmin = 16, sc = 32, mn = 96, qh = 160, qs = 416, bytes = 1440;
+};
+inline constexpr Layout kLayout{};
+// Quant byte i (0..127, as in BlockQ5_K::qs) of row r, and qh byte l (0..31) of row r.
+inline constexpr size_t quant_at(int i, int r) {
+  return kLayout.qs + k4x8::quant_at(i, r) - k4x8::kLayout.qs;
+}
+inline constexpr size_t qh_at(int l, int r) {
+  return kLayout.qh + 32 * static_cast<size_t>(l / 4) + 4 * static_cast<size_t>(r) +
+         static_cast<size_t>(l % 4);
+}
+static_assert(kLayout.bytes == kPackRows * 180 && quant_at(127, 7) + 1 == kLayout.bytes);
+static_assert(qh_at(31, 7) + 1 == kLayout.qs);
+}  // namespace k5x8
+
 // Q6_Kx8's offsets: the three slice registers of (half n, slice s), and the sub-block scales.
 namespace k6x8 {
 struct Layout {
@@ -89,7 +114,7 @@ DType packed_type(DType base);
 size_t packed_block_bytes(DType packed);
 
 // Rearranges `rows` (a multiple of 8) base-layout rows of `k` elements at `src` into `dst` (the
-// same size, Q4_K: 148/144 of it), and back.
+// same size, Q4_K: 148/144 of it, Q5_K: 180/176), and back.
 void pack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
 void unpack_rows(DType base, const uint8_t* src, int64_t rows, int64_t k, uint8_t* dst);
 

@@ -160,28 +160,48 @@ void kquant_groups(const Int8Args& a, int64_t n0, int64_t n1, Block&& block) {
   }
 }
 
-// Q4_Kx8 (packed.h): per 32-byte group g of a super-block, 8 slices feed two sums, sub-block
-// 2g (low nibbles) and 2g + 1 (high nibbles), each then scaled by its 8 rows' d sc and dmin m.
-template <int M>
-void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  constexpr const auto& L = k4x8::kLayout;
+// Bit `bit` (0..7) of each byte at 0x10. 16-bit shifts by at most 4 left or 3 right bring no bit
+// of the neighbouring byte to bit 4.
+inline __m256i bit_at_4(__m256i v, int bit) {
+  const __m256i s = bit <= 4 ? _mm256_slli_epi16(v, 4 - bit) : _mm256_srli_epi16(v, bit - 4);
+  return _mm256_and_si256(s, _mm256_set1_epi8(0x10));
+}
+
+// Q4_Kx8 and Q5_Kx8 (packed.h): per 32-byte group g of a super-block, 8 slices feed two sums,
+// sub-block 2g (low nibbles) and 2g + 1 (high nibbles), each then scaled by its 8 rows' d sc and
+// dmin m. Q5_Kx8 ORs in the fifth bits from its qh slice (bits 2g and 2g + 1 of it); its products
+// (q <= 31) allow only 4 maddubs results per int16 sum (4 x 2 x 31 x 127 = 31496), so on AVX2
+// the sums go to int32 after every 4 slices.
+template <int M, bool kFive>
+void packed_k45_t(const Int8Args& a, int64_t n0, int64_t n1) {
+  constexpr const auto& L = k4x8::kLayout;  // d, dmin, sc, m: the same in both layouts
+  constexpr size_t kQs = kFive ? k5x8::kLayout.qs : L.qs;
+  constexpr size_t kBytes = kFive ? k5x8::kLayout.bytes : L.bytes;
+  constexpr bool kSplit = kFive && kInt16Sums;  // int16 sums moved to int32 every 4 slices
   const int64_t nblocks = a.k / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i ones16 = _mm256_set1_epi16(1);
-  kquant_groups<M, L.bytes>(
+  kquant_groups<M, kBytes>(
       a, n0, n1, [&](const uint8_t* pk, const ActBlock* xb, __m256* acc, __m256* off) {
         const __m256 dv =
             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.d)));
         const __m256 dmv =
             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pk + L.dmin)));
         for (int g = 0; g < 4; ++g) {
-          __m256i s[2][M];
-          for (int m = 0; m < M; ++m) s[0][m] = s[1][m] = _mm256_setzero_si256();
+          __m256i s[2][M], s32[2][M];
+          for (int m = 0; m < M; ++m)
+            s[0][m] = s[1][m] = s32[0][m] = s32[1][m] = _mm256_setzero_si256();
           for (int sl = 0; sl < 8; ++sl) {
             const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                pk + L.qs + 256 * static_cast<size_t>(g) + 32 * sl));
-            const __m256i lo = _mm256_and_si256(w, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+                pk + kQs + 256 * static_cast<size_t>(g) + 32 * sl));
+            __m256i lo = _mm256_and_si256(w, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+            if constexpr (kFive) {
+              const __m256i qh = _mm256_loadu_si256(
+                  reinterpret_cast<const __m256i*>(pk + k5x8::kLayout.qh + 32 * sl));
+              lo = _mm256_or_si256(lo, bit_at_4(qh, 2 * g));
+              hi = _mm256_or_si256(hi, bit_at_4(qh, 2 * g + 1));
+            }
             for (int m = 0; m < M; ++m) {
               const __m256i xl = bcast4(xb[m * nblocks + 2 * g].qs + 4 * sl);
               const __m256i xh = bcast4(xb[m * nblocks + 2 * g + 1].qs + 4 * sl);
@@ -191,6 +211,15 @@ void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
               } else {
                 s[0][m] = acc_u8s8(s[0][m], lo, xl);
                 s[1][m] = acc_u8s8(s[1][m], hi, xh);
+              }
+            }
+            if constexpr (kSplit) {
+              if (sl % 4 == 3) {
+                for (int m = 0; m < M; ++m)
+                  for (int h = 0; h < 2; ++h) {
+                    s32[h][m] = _mm256_add_epi32(s32[h][m], _mm256_madd_epi16(s[h][m], ones16));
+                    s[h][m] = _mm256_setzero_si256();
+                  }
               }
             }
           }
@@ -204,7 +233,10 @@ void packed_k4_t(const Int8Args& a, int64_t n0, int64_t n1) {
             for (int m = 0; m < M; ++m) {
               const ActBlock& x = xb[m * nblocks + j];
               __m256i sum = s[half][m];
-              if constexpr (kInt16Sums) sum = _mm256_madd_epi16(sum, ones16);
+              if constexpr (kSplit)
+                sum = s32[half][m];
+              else if constexpr (kInt16Sums)
+                sum = _mm256_madd_epi16(sum, ones16);
               acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
                                        _mm256_mul_ps(scale, _mm256_set1_ps(x.d)), acc[m]);
               off[m] = _mm256_fmadd_ps(minimum, _mm256_set1_ps(x.s), off[m]);
@@ -297,9 +329,10 @@ void in_row_groups(const Int8Args& a, Kernel&& kernel) {
 
 template <DType T>
 void packed_type_rows(const Int8Args& a, int64_t n0, int64_t n1) {
-  if constexpr (T == DType::kQ4_Kx8) {
-    in_row_groups<2>(
-        a, [&](auto m, const Int8Args& s) { packed_k4_t<decltype(m)::value>(s, n0, n1); });
+  if constexpr (T == DType::kQ4_Kx8 || T == DType::kQ5_Kx8) {
+    in_row_groups<2>(a, [&](auto m, const Int8Args& s) {
+      packed_k45_t<decltype(m)::value, T == DType::kQ5_Kx8>(s, n0, n1);
+    });
   } else if constexpr (T == DType::kQ6_Kx8) {
     in_row_groups<2>(
         a, [&](auto m, const Int8Args& s) { packed_k6_t<decltype(m)::value>(s, n0, n1); });
@@ -335,6 +368,8 @@ inline void packed_rows_impl(const Int8Args& a, int64_t n0, int64_t n1) {
       return packed_type_rows<DType::kQ5_1x8>(a, n0, n1);
     case DType::kQ4_Kx8:
       return packed_type_rows<DType::kQ4_Kx8>(a, n0, n1);
+    case DType::kQ5_Kx8:
+      return packed_type_rows<DType::kQ5_Kx8>(a, n0, n1);
     case DType::kQ6_Kx8:
       return packed_type_rows<DType::kQ6_Kx8>(a, n0, n1);
     default:

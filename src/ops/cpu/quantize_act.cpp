@@ -87,7 +87,8 @@ bool int8_weight_type(DType t) {
 }
 
 bool int8_kquant_type(DType t) {
-  return t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
+  return t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K ||
+         t == DType::kQ6_K;
 }
 
 void int8_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1) {
