@@ -33,7 +33,8 @@ def generate(d, model, prompt, tensor, pipeline, split=None):
     lines = [f"model: {{path: '{model}'}}", "backend: cpu",
              f"parallel: {{tensor: {tensor}, pipeline: {pipeline}"
              + (f", layer_split: {split}" if split else "") + "}",
-             "scheduler: {kv_cache_mb: 4}", "threads_per_rank: 1"]
+             # f32 cache: the logprobs are held to fp32 reordering error (see the top).
+             "scheduler: {kv_cache_mb: 4, kv_cache_dtype: f32}", "threads_per_rank: 1"]
     cfg.write_text("\n".join(lines) + "\n")
     out = subprocess.run([BIN, "generate", "--config", str(cfg), "--prompt-ids", ",".join(map(str, prompt)),
                           "--max-tokens", "10", "--temperature", "0", "--ignore-eos", "--logprobs", "2", "--json"],
