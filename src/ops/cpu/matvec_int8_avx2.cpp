@@ -20,8 +20,8 @@ inline __m256i dot_u8s8(__m256i u, __m256i s) {
 inline __m256i acc_u8s8(__m256i acc, __m256i u, __m256i s) {
   return _mm256_add_epi32(acc, dot_u8s8(u, s));
 }
-// 1 KiB ahead: on the AMD EPYC VM batch-1 decode ran ~10% faster than without prefetching, 4 KiB
-// no better.
+// 1 KiB ahead: on the AMD EPYC VMs batch-1 decode ran 1.1-1.2x faster than without prefetching
+// (re-measured 2026-12-07 at 1 and 2 threads), 4 and 16 KiB no better (benchmarks/RESULTS.md).
 constexpr size_t kPrefetchAhead = 1024;
 constexpr bool kInt16Sums = true;
 }  // namespace

@@ -5,7 +5,7 @@
 //                        signed bytes s (maddubs + madd + add on AVX2, one vpdpbusd with VNNI)
 //   kPrefetchAhead       how many bytes ahead of the row groups being read to prefetch (a
 //                        chunk's groups are one contiguous stream; the best distance differs
-//                        by machine, so each ISA's file names its own)
+//                        by machine, so each ISA's file names its own; 0: no prefetches)
 //   kInt16Sums           true where maddubs results are better summed in int16 before one madd
 //                        (AVX2; exact: 8 of a 4-bit block, |sum| <= 8 x 2 x 15 x 127 = 30480;
 //                        4 at a time of a 5-bit one, <= 4 x 2 x 31 x 127 = 31496)
@@ -63,8 +63,9 @@ void packed_t(const Int8Args& a, int64_t n0, int64_t n1) {
       const uint8_t* q = blk + kQuants;
       // A chunk's row groups are one contiguous stream; ask for the lines kAhead bytes on (a
       // prefetch past the end of the tensor is only a hint and never faults).
-      for (size_t l = 0; l < kBlock; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + l), _MM_HINT_T0);
+      if constexpr (kAhead > 0)
+        for (size_t l = 0; l < kBlock; l += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + kAhead + l), _MM_HINT_T0);
       const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)));
       __m256i isum[M];
       for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
@@ -148,8 +149,9 @@ void kquant_groups(const Int8Args& a, int64_t n0, int64_t n1, Block&& block) {
     for (int m = 0; m < M; ++m) acc[m] = off[m] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* pk = grp + static_cast<size_t>(b) * kBytes;
-      for (size_t l = 0; l < kBytes; l += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
+      if constexpr (kAhead > 0)
+        for (size_t l = 0; l < kBytes; l += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pk + kAhead + l), _MM_HINT_T0);
       block(pk, a.x + b * 8, acc, off);
     }
     for (int m = 0; m < M; ++m) {
