@@ -1,7 +1,7 @@
 // Private to the ops: how the K-quants' packed sub-block scales unpack (ggml-common.h layouts),
-// the definition used by the reference dequantizers (ref_dequant_k.cpp) and, for Q3_K, by the
-// AVX2 kernels (kquant_avx2.cpp unpacks Q4_K/Q5_K scales four at a time instead; tests compare
-// the two). Pure functions; no state.
+// the definition used by the reference dequantizers (ref_dequant_k.cpp) and the packing of
+// Q4_K / Q5_K (cpu/packed.cpp); the AVX2 kernels (kquant_avx2.cpp) unpack the Q3_K / Q4_K / Q5_K
+// scales in vector registers instead, and tests compare the two. Pure functions; no state.
 #pragma once
 
 #include <cstdint>
