@@ -358,10 +358,12 @@ void half_sums(const Int8Args& a, std::vector<float>& sx16) {
 
 template <DType kType>
 void int8_rows_t(const Int8Args& a, int64_t n0, int64_t n1) {
-  // Reused per thread: no allocation per call once it has grown.
-  thread_local std::vector<float> sx16;
-  if constexpr (kType == DType::kQ2_K) half_sums(a, sx16);
-  const float* s = sx16.data();
+  const float* s = nullptr;  // Q2_K's 16-element activation sums (int8_row_dot)
+  if constexpr (kType == DType::kQ2_K) {
+    thread_local std::vector<float> sx16;  // per thread: no allocation once it has grown
+    half_sums(a, sx16);
+    s = sx16.data();
+  }
   with_row_count(a.m_count, [&](auto m) {
     constexpr int M = decltype(m)::value;
     each_row<M>(a, n0, n1,

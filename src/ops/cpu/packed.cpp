@@ -43,14 +43,20 @@ Geometry geometry(DType base) {
   }
 }
 
+// n bytes from base_at to packed_at (packing) or back: every move_* below copies both ways with
+// the same offsets, so one function serves pack_rows and unpack_rows.
+void move_bytes(uint8_t* base_at, uint8_t* packed_at, size_t n, bool to_packed) {
+  if (to_packed)
+    std::memcpy(packed_at, base_at, n);
+  else
+    std::memcpy(base_at, packed_at, n);
+}
+
 // Copies between base block `blk` of row r (0..7) and packed block `pk`; to_packed picks the
 // direction.
 void move_block(const Geometry& g, int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
   auto mv = [&](uint8_t* base_at, uint8_t* packed_at, size_t n) {
-    if (to_packed)
-      std::memcpy(packed_at, base_at, n);
-    else
-      std::memcpy(base_at, packed_at, n);
+    move_bytes(base_at, packed_at, n, to_packed);
   };
   for (int h = 0; h < g.halves; ++h) mv(blk + 2 * h, pk + 16 * h + 2 * r, 2);
   if (g.qh_bytes) {  // the file's qh word <-> the slice-ordered fifth bits (packed.h)
@@ -108,10 +114,7 @@ void move_k45(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
     }
   }
   auto mv = [&](uint8_t* base_at, uint8_t* packed_at) {
-    if (to_packed)
-      std::memcpy(packed_at, base_at, 4);
-    else
-      std::memcpy(base_at, packed_at, 4);
+    move_bytes(base_at, packed_at, 4, to_packed);
   };
   uint8_t* qs = blk + offsetof(Block, qs);
   for (int i = 0; i < 128; i += 4)
@@ -125,10 +128,7 @@ void move_k45(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
 void move_k6(int r, uint8_t* blk, uint8_t* pk, bool to_packed) {
   const auto& L = k6x8::kLayout;
   auto mv = [&](uint8_t* base_at, uint8_t* packed_at, size_t n) {
-    if (to_packed)
-      std::memcpy(packed_at, base_at, n);
-    else
-      std::memcpy(base_at, packed_at, n);
+    move_bytes(base_at, packed_at, n, to_packed);
   };
   mv(blk + offsetof(BlockQ6_K, d), pk + L.d + 2 * r, 2);
   for (int j = 0; j < 16; ++j) mv(blk + offsetof(BlockQ6_K, scales) + j, pk + L.sc + 8 * j + r, 1);

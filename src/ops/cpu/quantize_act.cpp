@@ -86,10 +86,7 @@ bool int8_weight_type(DType t) {
          t == DType::kQ8_0;
 }
 
-bool int8_kquant_type(DType t) {
-  return t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K ||
-         t == DType::kQ6_K;
-}
+bool int8_kquant_type(DType t) { return is_kquant(t); }  // every K-quant, Q2_K included
 
 void int8_rows(Int8Isa isa, const Int8Args& a, int64_t n0, int64_t n1) {
   switch (isa) {
