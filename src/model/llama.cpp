@@ -324,19 +324,26 @@ void LlamaModel::embed(const Tensor& tokens, Tensor& hidden) const {
 
 Tensor LlamaModel::lm_head(const Tensor& last) const {
   const int64_t R = last.dim(0), V = config_.vocab_size;
+  // The logits' activations keep a second int8 digit where the backend rounds them (ops.h:
+  // MatmulTarget::fine_activations): their argmax is the token, and this is the widest weight.
+  const Tensor none;
+  const auto logits_of = [&](Tensor& out) {
+    const ops::MatmulTarget t{&output_, &none, &out, /*fine_activations=*/true};
+    ops::matmul_many(last, {&t, 1});
+  };
   if (shard_.tp_size == 1) {
     Tensor logits = act({R, V});
-    ops::matmul(last, output_, Tensor(), logits);
+    logits_of(logits);
     return logits;
   }
   // Vocabulary-parallel: each rank computes its padded slice, all-gather assembles [T, R, Vp].
   const int64_t Vp = tp_.vocab_per_rank, T = shard_.tp_size;
   Tensor part = act({R, Vp});  // zero-filled: the padding columns stay zero
   if (tp_.vocab == Vp) {
-    ops::matmul(last, output_, Tensor(), part);
+    logits_of(part);
   } else if (tp_.vocab > 0) {
     Tensor mine = act({R, tp_.vocab});
-    ops::matmul(last, output_, Tensor(), mine);
+    logits_of(mine);
     copy(part.cols(0, tp_.vocab), mine);
   }
   Tensor all = act({T * R, Vp});

@@ -282,5 +282,70 @@ TEST_F(Int8MatmulTest, SetInt8IsaSelectsTheKernelsMatmulRuns) {
   EXPECT_EQ(cpu::int8_isa(), widest);
 }
 
+// MatmulTarget::fine_activations: the rounding residual of each activation block as a second int8
+// digit. Its scale is at most 1/254 of the first digit's, so the result stays within
+// int8_rounding_bound / 254 (plus fp32 scaling and summing) of the float64 dot of the original
+// activations, for every integer weight type, row-major and packed, with bias, on 1 row (decode),
+// 3 and 9 (more than one packed row group); and its largest error is a small fraction of the
+// one-digit path's on the same inputs (a kernel pass that dropped the residual rows would fail
+// both). Mixed targets in one matmul_many each get their own path, bitwise as alone.
+TEST_F(Int8MatmulTest, FineActivationsAddTheRoundingResidualAsASecondDigit) {
+  ActivationsScope mode(cpu::Activations::kInt8);
+  const auto& cpu_alloc = default_allocator(Device::cpu());
+  std::vector<DType> types(std::begin(kInt8Types), std::end(kInt8Types));
+  if (cpu::detail::cpu_has(Int8Isa::kAvx2))  // the K-quants' integer kernels are AVX2 ones
+    types.insert(types.end(), std::begin(kKquantTypes), std::end(kKquantTypes));
+  for (DType t : types)
+    for (bool pack : {false, true})
+      for (int64_t m : {1, 3, 9}) {
+        const int64_t n = 48, k = 512;
+        SCOPED_TRACE(std::string(dtype_name(t)) + (pack ? " packed" : " row-major") +
+                     " M=" + std::to_string(m));
+        const Tensor w = random_any_weight(t, n, k);
+        const Tensor wp = pack ? ops::pack_weight(w, cpu_alloc) : w;
+        const Tensor x = random_f32({m, k});
+        const Tensor bias = random_f32({n});
+        Tensor fine = Tensor::empty({m, n}, DType::kF32), one = Tensor::empty({m, n}, DType::kF32);
+        const MatmulTarget tf{&wp, &bias, &fine, true}, t1{&wp, &bias, &one};
+        ops::matmul_many(x, {&tf, 1});
+        ops::matmul_many(x, {&t1, 1});
+        std::vector<float> wrow(static_cast<size_t>(k));
+        const float* xp = x.data_as<float>();
+        double worst_fine = 0, worst_one = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          ref::dequantize_row(t, w.row_ptr(j), wrow.data(), k);
+          for (int64_t i = 0; i < m; ++i) {
+            double want = bias.data_as<float>()[j], sum_abs = 0;
+            for (int64_t c = 0; c < k; ++c) {
+              const double p = static_cast<double>(wrow[static_cast<size_t>(c)]) * xp[i * k + c];
+              want += p;
+              sum_abs += std::fabs(p);
+            }
+            const double tol =
+                int8_rounding_bound(xp + i * k, wrow.data(), k) / 254 + 1e-5 * sum_abs + 1e-6;
+            const double err = std::fabs(fine.data_as<float>()[i * n + j] - want);
+            ASSERT_LE(err, tol) << "y[" << i << "," << j << "] float64 " << want;
+            worst_fine = std::max(worst_fine, err);
+            worst_one = std::max(worst_one, std::fabs(one.data_as<float>()[i * n + j] - want));
+          }
+        }
+        EXPECT_LT(worst_fine * 8, worst_one) << "the second digit gained too little";
+      }
+  // One fine and one plain target in one call: as two calls of their own, bit for bit.
+  const int64_t m = 2, n = 64, k = 256;
+  const Tensor w = ops::pack_weight(random_weight(DType::kQ8_0, n, k), cpu_alloc);
+  const Tensor x = random_f32({m, k}), none;
+  Tensor a = Tensor::empty({m, n}, DType::kF32), b = Tensor::empty({m, n}, DType::kF32);
+  Tensor a1 = Tensor::empty({m, n}, DType::kF32), b1 = Tensor::empty({m, n}, DType::kF32);
+  const MatmulTarget both[] = {{&w, &none, &a, true}, {&w, &none, &b, false}};
+  ops::matmul_many(x, both);
+  const MatmulTarget alone[] = {{&w, &none, &a1, true}, {&w, &none, &b1, false}};
+  ops::matmul_many(x, {&alone[0], 1});
+  ops::matmul_many(x, {&alone[1], 1});
+  EXPECT_EQ(std::memcmp(a.data(), a1.data(), a.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(b.data(), b1.data(), b.nbytes()), 0);
+  EXPECT_NE(std::memcmp(a.data(), b.data(), a.nbytes()), 0);
+}
+
 }  // namespace
 }  // namespace tessera::ops::test

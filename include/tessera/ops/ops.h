@@ -62,6 +62,13 @@ struct MatmulTarget {
   const Tensor* w = nullptr;
   const Tensor* bias = nullptr;
   Tensor* y = nullptr;
+  // Where the CPU rounds activations to int8 (Activations::kInt8), also multiply the rounding
+  // residual as a second int8 digit: ~15-bit activations for this product, at the cost of a second
+  // activation row in the same weight pass (the weights are read once). For the logits, whose
+  // argmax is the answer and whose weight is the widest (benchmarks/int8_accuracy.py measures
+  // it). The reference and the fp32 path are exact anyway; the CUDA int8 GEMV does not take it
+  // yet (it rounds these activations like any other).
+  bool fine_activations = false;
 };
 
 // An I32 index array argument: a contiguous I32 tensor on the data's device, or a host span (or

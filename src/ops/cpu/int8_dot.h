@@ -49,6 +49,11 @@ bool int8_weight_type(DType t);
 void quantize_act_scalar(std::span<const float> x, std::span<ActBlock> out);
 void quantize_act_avx2(std::span<const float> x, std::span<ActBlock> out);  // needs AVX2
 void quantize_act(std::span<const float> x, std::span<ActBlock> out);       // best available
+// The second digit of MatmulTarget::fine_activations: out = quantize_act(x - dequantized first),
+// the rounding residual of `first` (x's blocks) quantized in its own blocks. |residual| <= d / 2
+// per block, so its scale is at most 1/254 of the first's: the two digits carry x to ~15 bits.
+void quantize_act_residual(std::span<const float> x, std::span<const ActBlock> first,
+                           std::span<ActBlock> out);
 
 // y[m, n] for n in [n0, n1), m < m_count: weight row n against activation rows m.
 struct Int8Args {

@@ -177,10 +177,19 @@ void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y) {
 }
 
 void matmul_many(const Tensor& x, std::span<const MatmulTarget> targets) {
-  bool merged = targets.size() > 1;
-  for (const MatmulTarget& t : targets) merged = merged && detail::use_int8(t.w->dtype());
+  // One integer pass for two or more targets, or for one that wants the second digit; targets
+  // that differ in fine_activations go one by one.
+  const bool fine = !targets.empty() && targets[0].fine_activations;
+  bool merged = targets.size() > 1 || fine;
+  for (const MatmulTarget& t : targets)
+    merged = merged && detail::use_int8(t.w->dtype()) && t.fine_activations == fine;
   if (!merged) {
-    for (const MatmulTarget& t : targets) matmul(x, *t.w, *t.bias, *t.y);
+    for (const MatmulTarget& t : targets) {
+      if (t.fine_activations && targets.size() > 1)
+        matmul_many(x, {&t, 1});
+      else
+        matmul(x, *t.w, *t.bias, *t.y);
+    }
     return;
   }
   for (const MatmulTarget& t : targets) {

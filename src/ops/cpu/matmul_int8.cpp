@@ -124,19 +124,28 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
 // The activation rows are quantized once for every target; then one parallel pass over the
 // chunks of all targets' weight rows (each chunk one target's rows), so q, k and v (or gate and
 // up) cost one pool dispatch, not three. Each output is computed exactly as by a call of its own.
+// With fine_activations (every target alike) the rows' rounding residuals follow as rows m..2m-1:
+// the kernels run 2m rows into a scratch and each chunk adds the two halves (and the bias).
 void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m,
                       int64_t k) {
   const int64_t nb = k / 32;
+  const bool fine = targets[0].fine_activations;
+  for (const MatmulTarget& t : targets)
+    TESSERA_CHECK(t.fine_activations == fine, "matmul_int8_many: mixed fine_activations");
+  const int64_t rows = fine ? 2 * m : m;  // activation rows the kernels see
   // One buffer per calling thread, reused: no allocation per call once it has grown. The lambdas
   // below get the pointer, since on a pool thread the name would mean that thread's own buffer.
   thread_local std::vector<ActBlock> act;
-  if (act.size() < static_cast<size_t>(m * nb)) act.resize(static_cast<size_t>(m * nb));
+  if (act.size() < static_cast<size_t>(rows * nb)) act.resize(static_cast<size_t>(rows * nb));
   ActBlock* ap = act.data();
   const float* xp = x.data_as<float>();
+  const auto blocks = [&](int64_t r) { return std::span<ActBlock>(ap + r * nb, nb); };
   parallel_for(
       m,
       [&](int64_t r) {
-        quantize_act({xp + r * k, static_cast<size_t>(k)}, {ap + r * nb, static_cast<size_t>(nb)});
+        const std::span<const float> xr(xp + r * k, static_cast<size_t>(k));
+        quantize_act(xr, blocks(r));
+        if (fine) quantize_act_residual(xr, blocks(r), blocks(m + r));
       },
       m * k >= kParallelQuantElems);
 
@@ -145,9 +154,10 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
     const MatmulTarget* t;
     int64_t n, rows_per_chunk, first_chunk;
     bool packed, kquant;
+    float* out;  // the kernels' [rows, n] output: t->y, or the fine scratch
   };
   std::vector<Plan> plans;
-  int64_t chunks = 0, bytes = 0;
+  int64_t chunks = 0, bytes = 0, scratch_floats = 0;
   for (const MatmulTarget& t : targets) {
     const Tensor& w = *t.w;
     const auto row_bytes = static_cast<int64_t>(w.row_bytes());
@@ -159,9 +169,21 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
     const int64_t rows_per_chunk = std::max<int64_t>(
         packed ? unit : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
     const int64_t n = w.dim(0);
-    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype())});
+    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype()),
+                     t.y->data_as<float>()});
     chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
     bytes += n * row_bytes;
+    scratch_floats += rows * n;
+  }
+  if (fine) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < static_cast<size_t>(scratch_floats))
+      scratch.resize(static_cast<size_t>(scratch_floats));
+    float* s = scratch.data();
+    for (Plan& p : plans) {
+      p.out = s;
+      s += rows * p.n;
+    }
   }
   parallel_for(
       chunks,
@@ -172,27 +194,35 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
         const Tensor& w = *p.t->w;
         const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
         const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
-        float* yp = p.t->y->data_as<float>();
+        const float* bias = p.t->bias->defined() ? p.t->bias->data_as<float>() : nullptr;
         // Packed kernels take every activation row in one call (they group the rows themselves:
         // the AMX one 16 at a time); the row-major ones at most kInt8MaxRows.
-        const int64_t m_step = p.packed ? m : kInt8MaxRows;
-        for (int64_t m0 = 0; m0 < m; m0 += m_step) {
+        const int64_t m_step = p.packed ? rows : kInt8MaxRows;
+        for (int64_t m0 = 0; m0 < rows; m0 += m_step) {
           Int8Args a;
           a.wtype = w.dtype();
           a.w = static_cast<const uint8_t*>(w.data());
           a.w_row_bytes = w.row_bytes();
           a.x = ap + m0 * nb;
-          a.m_count = static_cast<int>(std::min<int64_t>(m_step, m - m0));
+          a.m_count = static_cast<int>(std::min<int64_t>(m_step, rows - m0));
           a.k = k;
-          a.y = yp + m0 * p.n;
+          a.y = p.out + m0 * p.n;
           a.ldy = p.n;
-          a.bias = p.t->bias->defined() ? p.t->bias->data_as<float>() : nullptr;
+          a.bias = fine ? nullptr : bias;
           if (p.packed)
             packed_rows(isa, a, n0, n1);
           else if (p.kquant)
             kquant_int8_rows_avx2(a, n0, n1);
           else
             int8_rows(isa, a, n0, n1);
+        }
+        if (!fine) return;
+        float* yp = p.t->y->data_as<float>();
+        for (int64_t r = 0; r < m; ++r) {
+          const float* hi = p.out + r * p.n;
+          const float* lo = p.out + (m + r) * p.n;
+          float* y = yp + r * p.n;
+          for (int64_t j = n0; j < n1; ++j) y[j] = hi[j] + lo[j] + (bias ? bias[j] : 0.0f);
         }
       },
       bytes >= kParallelMinBytes);

@@ -164,4 +164,16 @@ void quantize_act(std::span<const float> x, std::span<ActBlock> out) {
   quantize_act_scalar(x, out);
 }
 
+void quantize_act_residual(std::span<const float> x, std::span<const ActBlock> first,
+                           std::span<ActBlock> out) {
+  for (size_t b = 0; b < out.size(); ++b) {
+    const float* xb = x.data() + b * 32;
+    float r[32];
+    // fp32 residual: its own rounding (~2^-24 of |x|) is far below the second digit's step
+    // (~2^-15 of the block's max).
+    for (int i = 0; i < 32; ++i) r[i] = xb[i] - first[b].d * static_cast<float>(first[b].qs[i]);
+    quantize_act({r, 32}, out.subspan(b, 1));
+  }
+}
+
 }  // namespace tessera::ops::cpu::detail
