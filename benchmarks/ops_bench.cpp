@@ -101,6 +101,31 @@ void MatmulRowsArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_Matmul)->Name("BM_MatmulRows")->Apply(MatmulRowsArgs);
 
+// The LM head (Q8_0, the default model's tied embedding, N=49152 K=576) with and without
+// MatmulTarget::fine_activations (the second digit for each row's largest outputs): its cost at
+// decode (M=1) and batch (M=8) sizes. Args: fine (0/1), M.
+void BM_LmHead(benchmark::State& state) {
+  const bool fine = state.range(0) != 0;
+  const int64_t n = 49152, k = 576, m = state.range(1);
+  Tensor w = ops::pack_weight(random_weight(DType::kQ8_0, n, k),
+                              tessera::default_allocator(tessera::Device::cpu()));
+  Tensor x = random_f32({m, k}), none;
+  Tensor y = Tensor::empty({m, n}, DType::kF32);
+  const ops::MatmulTarget t{&w, &none, &y, fine};
+  for (auto _ : state) {
+    ops::matmul_many(x, {&t, 1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(tessera::dtype_name(w.dtype())) + " int8 " + ops::cpu::int8_isa());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(w.nbytes()));
+}
+BENCHMARK(BM_LmHead)
+    ->ArgsProduct({{0, 1}, {1, 8}})
+    ->ArgNames({"fine", "M"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
 // Decode step of paged attention: Args: sequences, context length. 9 heads / 3 kv heads, hd 64.
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int seqs = static_cast<int>(state.range(0)), ctx = static_cast<int>(state.range(1));

@@ -62,12 +62,13 @@ struct MatmulTarget {
   const Tensor* w = nullptr;
   const Tensor* bias = nullptr;
   Tensor* y = nullptr;
-  // Where the CPU rounds activations to int8 (Activations::kInt8), also multiply the rounding
-  // residual as a second int8 digit: ~15-bit activations for this product, at the cost of a second
-  // activation row in the same weight pass (the weights are read once). For the logits, whose
-  // argmax is the answer and whose weight is the widest (benchmarks/int8_accuracy.py measures
-  // it). The reference and the fp32 path are exact anyway; the CUDA int8 GEMV does not take it
-  // yet (it rounds these activations like any other).
+  // Where the CPU rounds activations to int8 (Activations::kInt8): each row's 32 largest outputs
+  // also get the product of the activations' rounding residual, quantized as a second int8 digit
+  // (~15-bit activations for them; the rest keep one digit). For the logits: their argmax and the
+  // tokens a sampler would pick are what the precision is for (benchmarks/int8_accuracy.py), at
+  // the cost of 8 x 32 weight rows read again per row, not a second pass over the vocabulary. The
+  // set depends on the row's own outputs only (batch-invariant). The reference and the fp32 path
+  // are exact anyway; the CUDA int8 GEMV does not take it yet (it rounds these like any other).
   bool fine_activations = false;
 };
 

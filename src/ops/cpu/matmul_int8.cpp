@@ -6,6 +6,7 @@
 // runs the model (like the op thread count, which the OpenMP runtime holds), read by every matmul.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -29,6 +30,11 @@ constexpr int64_t kChunkBytes = 48 << 10;
 constexpr int64_t kParallelMinBytes = 32 << 10;
 // Activation elements from which the quantization of the rows is split across threads.
 constexpr int64_t kParallelQuantElems = 1 << 16;
+// Outputs per row that MatmulTarget::fine_activations refines: the argmax and the tokens a sampler
+// would pick, at the cost of reading 8 x kFineTop weight rows again per activation row (the full
+// second pass cost the LM head ~20% of a batch-8 decode step at one thread, where it is
+// compute-bound).
+constexpr int kFineTop = 32;
 
 std::atomic<Activations>& mode() {
   static std::atomic<Activations> m{Activations::kInt8};
@@ -121,18 +127,75 @@ void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y
   matmul_int8_many(x, {&t, 1}, m, k);
 }
 
+namespace {
+
+// The kernel of weight rows [n0, n1) for the activation rows a.x .. (a.m_count of them).
+void run_rows(Int8Isa isa, bool packed, bool kquant, Int8Args& a, int64_t n0, int64_t n1) {
+  if (packed)
+    packed_rows(isa, a, n0, n1);
+  else if (kquant)
+    kquant_int8_rows_avx2(a, n0, n1);
+  else
+    int8_rows(isa, a, n0, n1);
+}
+
+// The first j in [j0, n) with y[j] > thr (false for NaN), or n.
+__attribute__((target("avx2"))) int64_t next_above_avx2(const float* y, int64_t j0, int64_t n,
+                                                        float thr) {
+  const __m256 t = _mm256_set1_ps(thr);
+  int64_t j = j0;
+  for (; j + 8 <= n; j += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y + j), t, _CMP_GT_OQ));
+    if (mask) return j + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+  for (; j < n; ++j)
+    if (y[j] > thr) return j;
+  return n;
+}
+
+int64_t next_above(const float* y, int64_t j0, int64_t n, float thr) {
+  if (have_avx2()) return next_above_avx2(y, j0, n, thr);
+  for (int64_t j = j0; j < n; ++j)
+    if (y[j] > thr) return j;
+  return n;
+}
+
+// The k largest of y[0, n) (by value, then the lower index; NaN as -inf), in no order: a min-heap
+// of k, and a vector scan for the next value above its top (most of a vocabulary never is).
+void top_k(const float* y, int64_t n, int k, std::vector<int64_t>& out) {
+  const auto val = [&](int64_t j) { return std::isnan(y[j]) ? -INFINITY : y[j]; };
+  const auto greater = [&](int64_t a, int64_t b) {  // a ranks above b
+    const float va = val(a), vb = val(b);
+    return va > vb || (va == vb && a < b);
+  };
+  out.clear();
+  const int64_t first = std::min<int64_t>(k, n);
+  for (int64_t j = 0; j < first; ++j) out.push_back(j);
+  std::make_heap(out.begin(), out.end(), greater);  // top: the lowest ranked
+  if (out.empty()) return;
+  // A later j ranks above the top only with a larger value (an equal one has a higher index).
+  for (int64_t j = first; (j = next_above(y, j, n, val(out.front()))) < n; ++j) {
+    std::pop_heap(out.begin(), out.end(), greater);
+    out.back() = j;
+    std::push_heap(out.begin(), out.end(), greater);
+  }
+}
+
+}  // namespace
+
 // The activation rows are quantized once for every target; then one parallel pass over the
 // chunks of all targets' weight rows (each chunk one target's rows), so q, k and v (or gate and
 // up) cost one pool dispatch, not three. Each output is computed exactly as by a call of its own.
-// With fine_activations (every target alike) the rows' rounding residuals follow as rows m..2m-1:
-// the kernels run 2m rows into a scratch and each chunk adds the two halves (and the bias).
+// With fine_activations (every target alike) each row's rounding residual is quantized too, and
+// after the pass each row's kFineTop largest outputs get the residual's product added: only their
+// weight rows (their packed groups) are read again, against one activation row.
 void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m,
                       int64_t k) {
   const int64_t nb = k / 32;
   const bool fine = targets[0].fine_activations;
   for (const MatmulTarget& t : targets)
     TESSERA_CHECK(t.fine_activations == fine, "matmul_int8_many: mixed fine_activations");
-  const int64_t rows = fine ? 2 * m : m;  // activation rows the kernels see
+  const int64_t rows = fine ? 2 * m : m;  // rows m..2m-1: the residuals
   // One buffer per calling thread, reused: no allocation per call once it has grown. The lambdas
   // below get the pointer, since on a pool thread the name would mean that thread's own buffer.
   thread_local std::vector<ActBlock> act;
@@ -154,10 +217,9 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
     const MatmulTarget* t;
     int64_t n, rows_per_chunk, first_chunk;
     bool packed, kquant;
-    float* out;  // the kernels' [rows, n] output: t->y, or the fine scratch
   };
   std::vector<Plan> plans;
-  int64_t chunks = 0, bytes = 0, scratch_floats = 0;
+  int64_t chunks = 0, bytes = 0;
   for (const MatmulTarget& t : targets) {
     const Tensor& w = *t.w;
     const auto row_bytes = static_cast<int64_t>(w.row_bytes());
@@ -169,63 +231,69 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
     const int64_t rows_per_chunk = std::max<int64_t>(
         packed ? unit : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
     const int64_t n = w.dim(0);
-    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype()),
-                     t.y->data_as<float>()});
+    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype())});
     chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
     bytes += n * row_bytes;
-    scratch_floats += rows * n;
   }
-  if (fine) {
-    thread_local std::vector<float> scratch;
-    if (scratch.size() < static_cast<size_t>(scratch_floats))
-      scratch.resize(static_cast<size_t>(scratch_floats));
-    float* s = scratch.data();
-    for (Plan& p : plans) {
-      p.out = s;
-      s += rows * p.n;
-    }
-  }
+  const auto args = [&](const Plan& p, int64_t m0, int64_t count, float* y) {
+    const Tensor& w = *p.t->w;
+    Int8Args a;
+    a.wtype = w.dtype();
+    a.w = static_cast<const uint8_t*>(w.data());
+    a.w_row_bytes = w.row_bytes();
+    a.x = ap + m0 * nb;
+    a.m_count = static_cast<int>(count);
+    a.k = k;
+    a.y = y;
+    a.ldy = p.n;
+    return a;
+  };
   parallel_for(
       chunks,
       [&](int64_t c) {
         size_t i = plans.size() - 1;
         while (plans[i].first_chunk > c) --i;  // a handful of targets: a scan
         const Plan& p = plans[i];
-        const Tensor& w = *p.t->w;
         const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
         const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
+        float* yp = p.t->y->data_as<float>();
         const float* bias = p.t->bias->defined() ? p.t->bias->data_as<float>() : nullptr;
         // Packed kernels take every activation row in one call (they group the rows themselves:
         // the AMX one 16 at a time); the row-major ones at most kInt8MaxRows.
-        const int64_t m_step = p.packed ? rows : kInt8MaxRows;
-        for (int64_t m0 = 0; m0 < rows; m0 += m_step) {
-          Int8Args a;
-          a.wtype = w.dtype();
-          a.w = static_cast<const uint8_t*>(w.data());
-          a.w_row_bytes = w.row_bytes();
-          a.x = ap + m0 * nb;
-          a.m_count = static_cast<int>(std::min<int64_t>(m_step, rows - m0));
-          a.k = k;
-          a.y = p.out + m0 * p.n;
-          a.ldy = p.n;
-          a.bias = fine ? nullptr : bias;
-          if (p.packed)
-            packed_rows(isa, a, n0, n1);
-          else if (p.kquant)
-            kquant_int8_rows_avx2(a, n0, n1);
-          else
-            int8_rows(isa, a, n0, n1);
-        }
-        if (!fine) return;
-        float* yp = p.t->y->data_as<float>();
-        for (int64_t r = 0; r < m; ++r) {
-          const float* hi = p.out + r * p.n;
-          const float* lo = p.out + (m + r) * p.n;
-          float* y = yp + r * p.n;
-          for (int64_t j = n0; j < n1; ++j) y[j] = hi[j] + lo[j] + (bias ? bias[j] : 0.0f);
+        const int64_t m_step = p.packed ? m : kInt8MaxRows;
+        for (int64_t m0 = 0; m0 < m; m0 += m_step) {
+          Int8Args a = args(p, m0, std::min<int64_t>(m_step, m - m0), yp + m0 * p.n);
+          a.bias = bias;
+          run_rows(isa, p.packed, p.kquant, a, n0, n1);
         }
       },
       bytes >= kParallelMinBytes);
+  if (!fine) return;
+
+  // The second digit for each (target, row)'s largest outputs. The set depends on the row's own
+  // one-digit outputs only, so a row's result does not depend on the rows beside it.
+  parallel_for(
+      static_cast<int64_t>(plans.size()) * m,
+      [&](int64_t item) {
+        const Plan& p = plans[static_cast<size_t>(item / m)];
+        const int64_t r = item % m;
+        float* y = p.t->y->data_as<float>() + r * p.n;
+        thread_local std::vector<int64_t> top;
+        thread_local std::vector<float> lo;  // the residual's products, by weight row
+        if (lo.size() < static_cast<size_t>(p.n)) lo.resize(static_cast<size_t>(p.n));
+        top_k(y, p.n, kFineTop, top);
+        std::sort(top.begin(), top.end());
+        const int64_t group = p.packed ? kPackRows : 1;
+        Int8Args a = args(p, m + r, 1, lo.data());
+        int64_t done = -1;  // the group computed last (the sorted candidates share groups)
+        for (const int64_t j : top) {
+          const int64_t g0 = j / group * group;
+          if (g0 != done) run_rows(isa, p.packed, p.kquant, a, g0, std::min(p.n, g0 + group));
+          done = g0;
+          y[j] += lo[static_cast<size_t>(j)];
+        }
+      },
+      m * static_cast<int64_t>(plans.size()) > 1);
 }
 
 }  // namespace detail
