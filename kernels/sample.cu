@@ -68,10 +68,6 @@ __device__ unsigned long long block_max(Temp& t, unsigned long long v) {
 __device__ double block_sum(Temp& t, double v) { return block_all(t, v, SumOp()); }
 __device__ int block_count(Temp& t, int v) { return block_all(t, v, SumOp()); }
 
-__device__ int32_t id_of(unsigned long long key) {
-  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
-}
-
 // Allowed tokens ranked at or above `floor`: how many, and their weight.
 __device__ int count_at_least(Temp& t, const RowState& s, unsigned long long floor) {
   int c = 0;
@@ -103,7 +99,7 @@ __device__ unsigned long long bisect(unsigned long long lo, unsigned long long h
 
 __device__ int32_t draw(Temp& t, const RowState& s, unsigned long long best) {
   const lay::Row& row = s.row;
-  const float mx = s.l[id_of(best)];
+  const float mx = s.l[lay::rank_id(best)];
   const int n = count_at_least(t, s, 0);
   const int k = row.top_k > 0 && row.top_k < n ? row.top_k : n;
   unsigned long long floor = 0;
@@ -181,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     best = key > best ? key : best;
   }
   best = block_max(temp, best);
-  const int32_t chosen = s.row.temperature == 0.0f ? id_of(best) : draw(temp, s, best);
+  const int32_t chosen = s.row.temperature == 0.0f ? lay::rank_id(best) : draw(temp, s, best);
   int32_t* tok = tokens + static_cast<int64_t>(r) * cols;
   float* lp = logprobs + static_cast<int64_t>(r) * cols;
   for (int j = threadIdx.x; j < cols; j += kThreads) {
@@ -191,7 +187,7 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   if (threadIdx.x == 0) tok[0] = chosen;
   if (!s.row.logprobs && s.row.top_logprobs == 0) return;
-  const float mx = l[id_of(best)];
+  const float mx = l[lay::rank_id(best)];
   double sum = 0.0;
   for (int i = threadIdx.x; i < vocab; i += kThreads) sum += exp(static_cast<double>(l[i] - mx));
   const double lse = static_cast<double>(mx) + log(block_sum(temp, sum));
@@ -206,8 +202,8 @@ __global__ void __launch_bounds__(kThreads)
     next = block_max(temp, next);
     if (next == 0) break;  // fewer tokens than alternatives asked for
     if (threadIdx.x == 0) {
-      tok[1 + j] = id_of(next);
-      lp[1 + j] = static_cast<float>(l[id_of(next)] - lse);
+      tok[1 + j] = lay::rank_id(next);
+      lp[1 + j] = static_cast<float>(l[lay::rank_id(next)] - lse);
     }
     prev = next;
   }

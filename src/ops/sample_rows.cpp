@@ -19,10 +19,6 @@ namespace {
 
 namespace lay = kernels::sample;
 
-int32_t id_of(uint64_t key) {
-  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
-}
-
 // The largest of x[0, n). Eight running maxima: one (or a maximum captured by reference, which
 // the compiler kept in memory) made a latency chain that cost a third of an unmasked row's
 // sampling. Order-free: max is exact, and a -0 / +0 tie changes no weight (l - mx is the same).
@@ -141,7 +137,7 @@ class RowSampler {
     const int top = std::min(row.top_logprobs, vocab_);
     rank(keys_, static_cast<size_t>(top));
     for (int j = 0; j < top; ++j) {
-      tokens[1 + j] = id_of(keys_[static_cast<size_t>(j)]);
+      tokens[1 + j] = lay::rank_id(keys_[static_cast<size_t>(j)]);
       logprobs[1 + j] = lp(tokens[1 + j]);
     }
   }
@@ -172,7 +168,7 @@ class RowSampler {
   int32_t best(const float* logits) const {
     uint64_t k = 0;
     for (int32_t t = 0; t < vocab_; ++t) k = std::max(k, lay::rank_key(logits[t], t));
-    return id_of(k);
+    return lay::rank_id(k);
   }
 
   // Step 4 of ops/sample.h.
@@ -209,11 +205,11 @@ class RowSampler {
       const double total = kept_mass(row, logits, k_key, weight);
       size_t keep = k;
       for (;;) {
-        const double best_w = weight(id_of(cand[0]));
+        const double best_w = weight(lay::rank_id(cand[0]));
         double cum = 0.0;
         bool decided = false;
         for (size_t i = 0; i < std::min(sorted, k); ++i) {
-          const double wi = weight(id_of(cand[i]));
+          const double wi = weight(lay::rank_id(cand[i]));
           if (i > 0 && row.min_p > 0.0f && !lay::min_p_keeps(wi, best_w, total, row.min_p)) {
             keep = i;  // min-p drops it and everything after
             decided = true;

@@ -15,6 +15,7 @@
 #include "parallel.h"
 #include "simd.h"
 #include "tessera/core/error.h"
+#include "tessera/kernels/sample_layout.h"
 #include "tessera/ops/ops.h"
 
 namespace tessera::ops::cpu {
@@ -139,45 +140,45 @@ void run_rows(Int8Isa isa, bool packed, bool kquant, Int8Args& a, int64_t n0, in
     int8_rows(isa, a, n0, n1);
 }
 
-// The first j in [j0, n) with y[j] > thr (false for NaN), or n.
-__attribute__((target("avx2"))) int64_t next_above_avx2(const float* y, int64_t j0, int64_t n,
+int64_t next_above_scalar(const float* y, int64_t j, int64_t n, float thr) {
+  for (; j < n; ++j)
+    if (!(y[j] <= thr)) return j;
+  return n;
+}
+
+// The first j in [j0, n) with y[j] > thr or y[j] NaN, or n.
+__attribute__((target("avx2"))) int64_t next_above_avx2(const float* y, int64_t j, int64_t n,
                                                         float thr) {
   const __m256 t = _mm256_set1_ps(thr);
-  int64_t j = j0;
   for (; j + 8 <= n; j += 8) {
-    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y + j), t, _CMP_GT_OQ));
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(y + j), t, _CMP_NLE_UQ));
     if (mask) return j + __builtin_ctz(static_cast<unsigned>(mask));
   }
-  for (; j < n; ++j)
-    if (y[j] > thr) return j;
-  return n;
+  return next_above_scalar(y, j, n, thr);
 }
 
-int64_t next_above(const float* y, int64_t j0, int64_t n, float thr) {
-  if (have_avx2()) return next_above_avx2(y, j0, n, thr);
-  for (int64_t j = j0; j < n; ++j)
-    if (y[j] > thr) return j;
-  return n;
-}
-
-// The k largest of y[0, n) (by value, then the lower index; NaN as -inf), in no order: a min-heap
-// of k, and a vector scan for the next value above its top (most of a vocabulary never is).
-void top_k(const float* y, int64_t n, int k, std::vector<int64_t>& out) {
-  const auto val = [&](int64_t j) { return std::isnan(y[j]) ? -INFINITY : y[j]; };
-  const auto greater = [&](int64_t a, int64_t b) {  // a ranks above b
-    const float va = val(a), vb = val(b);
-    return va > vb || (va == vb && a < b);
-  };
+// The k best of y[0, n) in the sampler's ranking (kernels::sample::rank_key: larger first, ties to
+// the lower index), as keys, in no order: a min-heap of k, and a vector scan for the next value
+// that could rank above its top (most of a vocabulary never does). So the outputs refined are the
+// ones a sampler ranks first.
+void top_k(const float* y, int64_t n, int k, std::vector<uint64_t>& out) {
+  namespace sample = kernels::sample;
   out.clear();
   const int64_t first = std::min<int64_t>(k, n);
-  for (int64_t j = 0; j < first; ++j) out.push_back(j);
-  std::make_heap(out.begin(), out.end(), greater);  // top: the lowest ranked
+  for (int64_t j = 0; j < first; ++j)
+    out.push_back(sample::rank_key(y[j], static_cast<int32_t>(j)));
+  std::make_heap(out.begin(), out.end(), std::greater<>());  // top: the lowest ranked
   if (out.empty()) return;
-  // A later j ranks above the top only with a larger value (an equal one has a higher index).
-  for (int64_t j = first; (j = next_above(y, j, n, val(out.front()))) < n; ++j) {
-    std::pop_heap(out.begin(), out.end(), greater);
-    out.back() = j;
-    std::push_heap(out.begin(), out.end(), greater);
+  const bool avx2 = have_avx2();
+  for (int64_t j = first; j < n; ++j) {
+    const float thr = y[sample::rank_id(out.front())];
+    j = avx2 ? next_above_avx2(y, j, n, thr) : next_above_scalar(y, j, n, thr);
+    if (j == n) break;
+    const uint64_t key = sample::rank_key(y[j], static_cast<int32_t>(j));
+    if (key <= out.front()) continue;  // (the NaN the scan lets through, ranked against the top)
+    std::pop_heap(out.begin(), out.end(), std::greater<>());
+    out.back() = key;
+    std::push_heap(out.begin(), out.end(), std::greater<>());
   }
 }
 
@@ -278,15 +279,18 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
         const Plan& p = plans[static_cast<size_t>(item / m)];
         const int64_t r = item % m;
         float* y = p.t->y->data_as<float>() + r * p.n;
-        thread_local std::vector<int64_t> top;
+        thread_local std::vector<uint64_t> top;
         thread_local std::vector<float> lo;  // the residual's products, by weight row
         if (lo.size() < static_cast<size_t>(p.n)) lo.resize(static_cast<size_t>(p.n));
         top_k(y, p.n, kFineTop, top);
-        std::sort(top.begin(), top.end());
+        thread_local std::vector<int64_t> rows_of_top;  // ascending: neighbours share a group
+        rows_of_top.clear();
+        for (const uint64_t key : top) rows_of_top.push_back(kernels::sample::rank_id(key));
+        std::sort(rows_of_top.begin(), rows_of_top.end());
         const int64_t group = p.packed ? kPackRows : 1;
         Int8Args a = args(p, m + r, 1, lo.data());
         int64_t done = -1;  // the group computed last (the sorted candidates share groups)
-        for (const int64_t j : top) {
+        for (const int64_t j : rows_of_top) {
           const int64_t g0 = j / group * group;
           if (g0 != done) run_rows(isa, p.packed, p.kquant, a, g0, std::min(p.n, g0 + group));
           done = g0;

@@ -106,6 +106,11 @@ TESSERA_SAMPLE_HD inline uint64_t rank_key(float logit, int32_t id) {
   return static_cast<uint64_t>(b) << 32 | (0xFFFFFFFFu - static_cast<uint32_t>(id));
 }
 
+// The id a rank_key was made for.
+TESSERA_SAMPLE_HD inline int32_t rank_id(uint64_t key) {
+  return static_cast<int32_t>(0xFFFFFFFFu - static_cast<uint32_t>(key));
+}
+
 // A token's weight under temperature t > 0, relative to the row's largest logit mx (in (0, 1]).
 TESSERA_SAMPLE_HD inline float weight(float logit, float mx, float t) {
   return expf((logit - mx) / t);
