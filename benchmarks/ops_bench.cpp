@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "tessera/core/half.h"
 #include "tessera/core/tensor.h"
 #include "tessera/ops/ops.h"
 
@@ -126,13 +127,22 @@ BENCHMARK(BM_LmHead)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-// Decode step of paged attention: Args: sequences, context length. 9 heads / 3 kv heads, hd 64.
+// Decode step of paged attention: Args: sequences, context length, cache type (0: F32, 1: F16,
+// serve's default). 9 heads / 3 kv heads, hd 64.
 void BM_PagedAttentionDecode(benchmark::State& state) {
   const int seqs = static_cast<int>(state.range(0)), ctx = static_cast<int>(state.range(1));
+  const DType kv = state.range(2) ? DType::kF16 : DType::kF32;
   const int H = 9, KVH = 3, HD = 64, BS = 16;
   const int blocks_per_seq = (ctx + BS - 1) / BS;
-  Tensor kc = random_f32({seqs * blocks_per_seq, BS, KVH, HD});
-  Tensor vc = random_f32({seqs * blocks_per_seq, BS, KVH, HD});
+  const auto cache = [&] {
+    Tensor f = random_f32({seqs * blocks_per_seq, BS, KVH, HD});
+    if (kv == DType::kF32) return f;
+    Tensor h = Tensor::empty(f.shape(), kv);
+    for (int64_t i = 0; i < f.numel(); ++i)
+      h.data_as<uint16_t>()[i] = tessera::f32_to_fp16(f.data_as<float>()[i]);
+    return h;
+  };
+  const Tensor kc = cache(), vc = cache();
   Tensor q = random_f32({seqs, H * HD});
   Tensor out = Tensor::empty({seqs, H * HD}, DType::kF32);
   std::vector<int32_t> qs(static_cast<size_t>(seqs) + 1), lens(static_cast<size_t>(seqs), ctx),
@@ -148,17 +158,16 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
   }
   // K and V bytes read per step.
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * seqs * ctx * KVH * HD *
-                          static_cast<int64_t>(sizeof(float)));
+                          (kv == DType::kF32 ? 4 : 2));
   state.counters["FLOP/s"] =
       benchmark::Counter(4.0 * seqs * ctx * H * HD * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(tessera::dtype_name(kv)));
 }
 BENCHMARK(BM_PagedAttentionDecode)
-    ->Args({1, 96})
-    ->Args({1, 512})
-    ->Args({1, 2048})
-    ->Args({8, 512})
-    ->Args({8, 2048})
+    ->ArgsProduct({{1}, {96, 512, 2048}, {0, 1}})
+    ->ArgsProduct({{8}, {512, 2048}, {0, 1}})
+    ->ArgNames({"seqs", "ctx", "f16"})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -215,6 +215,51 @@ TEST_F(AttentionTest, DecodeSplitByQueryHeadEqualsGroupedItems) {
   }
 }
 
+// cpu::paged_attention's loops take up to three heads of a GQA group at a time over each widened
+// K/V row (groups of 2, 4, 5, 7, 8 run as 3+3+2, 3+1, ...; head sizes with a 32-lane remainder;
+// key counts that are not a multiple of 4). Each head's products are summed in the order of the
+// one-head loop, so the grouped call (one thread: one item per kv head) equals the call that
+// splits a decode step into one item per query head (two threads, fewer items than twice the
+// threads) bit for bit, on every cache type; and both are the reference to fp32 noise.
+TEST_F(AttentionTest, GroupedHeadsEqualOneHeadAtATime) {
+  const int BS = 16;
+  const int threads = omp_get_max_threads();
+  for (auto [H, KVH] : {std::pair{4, 2}, {8, 2}, {10, 2}, {7, 1}, {8, 1}, {3, 3}, {9, 3}})
+    for (int HD : {40, 64, 80, 128})
+      for (DType kv : {DType::kF32, DType::kF16, DType::kBF16})
+        for (int ctx : {37, 300}) {
+          SCOPED_TRACE(::testing::Message() << H << "/" << KVH << " heads, hd " << HD << ", "
+                                            << dtype_name(kv) << ", ctx " << ctx);
+          const int blocks = (ctx + BS - 1) / BS;
+          std::vector<int32_t> table(static_cast<size_t>(blocks)), slots;
+          std::iota(table.begin(), table.end(), 0);
+          std::shuffle(table.begin(), table.end(), rng());
+          for (int t = 0; t < ctx; ++t)
+            slots.push_back(table[static_cast<size_t>(t / BS)] * BS + t % BS);
+          Tensor kc = Tensor::zeros({blocks, BS, KVH, HD}, kv), vc = clone(kc);
+          ops::kv_append(random_f32({ctx, KVH * HD}), random_f32({ctx, KVH * HD}), slots, kc, vc);
+          const Tensor q = random_f32({1, H * HD});
+          const AttentionParams p{.num_heads = H,
+                                  .num_kv_heads = KVH,
+                                  .head_dim = HD,
+                                  .block_size = BS,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(HD))};
+          const std::vector<int32_t> qstart{0, 1}, lens{ctx};
+          const AttentionBatch batch{qstart, lens, table, blocks};
+          Tensor want = Tensor::empty({1, H * HD}, DType::kF32), one = clone(want),
+                 two = clone(want);
+          ref::paged_attention(q, kc, vc, batch, p, want);
+          omp_set_num_threads(1);
+          cpu::paged_attention(q, kc, vc, batch, p, one);
+          omp_set_num_threads(2);
+          cpu::paged_attention(q, kc, vc, batch, p, two);
+          omp_set_num_threads(threads);
+          ASSERT_EQ(std::memcmp(one.data(), two.data(), one.nbytes()), 0);
+          for (int64_t i = 0; i < one.numel(); ++i)
+            ASSERT_NEAR(one.data_as<float>()[i], want.data_as<float>()[i], 2e-5) << "at " << i;
+        }
+}
+
 TEST_F(AttentionTest, SingleKeyReturnsItsValue) {
   // One token of context: softmax weight is exactly 1, so the output is that token's V row.
   const int H = 2, KVH = 1, HD = 16, BS = 4;

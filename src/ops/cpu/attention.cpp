@@ -1,9 +1,9 @@
 // ops::cpu::paged_attention: flash-style online softmax over the paged cache. A work item is
 // (sequence, kv head, chunk of query rows); the query heads that share the kv head (GQA group)
-// are handled together so every K/V row fetched through the block table is used `group` times
-// while it sits in L1. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
+// are handled together so every K/V row fetched through the block table is widened once for up to
+// three heads of the group. Keys are visited in chunks of kKeyChunk: scores for the chunk, then one
 // rescale of the running max/sum/accumulator, then the value accumulation (attention_avx2.cpp:
-// 8 keys per horizontal reduction, each head's accumulator in registers across the chunk). An
+// up to 3 heads x 4 keys per pass, the accumulators in registers across the chunk). An
 // F16/BF16 cache's rows are widened to fp32 in registers by those loops (head sizes that are a
 // multiple of 8) or converted to fp32 scratch first (other sizes, kv_load_row_avx2): either way
 // the arithmetic is the F32 cache's on the same values. A decode row with a long context is cut
@@ -108,15 +108,15 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
           kvv[i] = c.vc + at;
         }
       }
-      for (int g = 0; g < group; ++g) {
-        const float* qg = qrow + (h0 + g) * hd;
-        if (vec8) {
-          detail::dot_keys_avx2(c.kv_type, qg, kvk, n, hd, p.scale, scores + g * kKeyChunk);
-        } else {
+      if (vec8) {
+        detail::dot_keys_avx2(c.kv_type, qrow + h0 * hd, group, kvk, n, hd, p.scale, scores,
+                              kKeyChunk);
+      } else {
+        for (int g = 0; g < group; ++g)
           for (int64_t i = 0; i < n; ++i)
             scores[g * kKeyChunk + i] =
-                detail::dot_f32_avx2(qg, static_cast<const float*>(kvk[i]), hd) * p.scale;
-        }
+                detail::dot_f32_avx2(qrow + (h0 + g) * hd, static_cast<const float*>(kvk[i]), hd) *
+                p.scale;
       }
       for (int g = 0; g < group; ++g) {
         float* sc = scores + g * kKeyChunk;
@@ -129,14 +129,13 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
         }
         sum[g] += detail::exp_sum_inplace_avx2(sc, n, mx[g]);
       }
-      for (int g = 0; g < group; ++g) {
-        if (vec8) {
-          detail::axpy_keys_avx2(c.kv_type, scores + g * kKeyChunk, kvv, n, hd, acc + g * hd);
-        } else {
+      if (vec8) {
+        detail::axpy_keys_avx2(c.kv_type, scores, kKeyChunk, group, kvv, n, hd, acc);
+      } else {
+        for (int g = 0; g < group; ++g)
           for (int64_t i = 0; i < n; ++i)
             detail::axpy_avx2(scores[g * kKeyChunk + i], static_cast<const float*>(kvv[i]),
                               acc + g * hd, hd);
-        }
       }
     }
     if (it.k1 >= 0) {  // a part: its maximum, sum and unnormalised accumulator per head

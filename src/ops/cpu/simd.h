@@ -53,12 +53,14 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n);  // y += a * x
 void scale_avx2(float a, float* y, int64_t n);                 // y *= a
 // Paged attention (attention_avx2.cpp), head_dim hd % 8 == 0, keys/values one pointer per key to
 // a cache row of type t (F32, F16 or BF16, widened in registers: exact, so the arithmetic is the
-// F32 cache's on the same values): s[i] = scale * (q . keys[i]) for i < n;
-// acc[0, hd) += sum_i w[i] * vals[i][0, hd).
-void dot_keys_avx2(DType t, const float* q, const void* const* keys, int64_t n, int hd, float scale,
-                   float* s);
-void axpy_keys_avx2(DType t, const float* w, const void* const* vals, int64_t n, int hd,
-                    float* acc);
+// F32 cache's on the same values), for `group` query heads sharing the keys (q and acc: group rows
+// of hd; s and w: group rows ss / ws apart): s[g*ss + i] = scale * (q_g . keys[i]) for i < n;
+// acc[g*hd + (0, hd)] += sum_i w[g*ws + i] * vals[i][0, hd). Each head's arithmetic is the same
+// whatever the group size.
+void dot_keys_avx2(DType t, const float* q, int group, const void* const* keys, int64_t n, int hd,
+                   float scale, float* s, int64_t ss);
+void axpy_keys_avx2(DType t, const float* w, int64_t ws, int group, const void* const* vals,
+                    int64_t n, int hd, float* acc);
 // KV cache rows of type t (F32/F16/BF16, ops/kv_rows.h): the scalar converters' bits for every
 // value but NaN payloads (F16C for fp16; bf16 loads are a shift, stores stay scalar).
 void kv_store_row_avx2(DType t, const float* src, void* dst, int64_t n);
