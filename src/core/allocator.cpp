@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "tessera/core/error.h"
@@ -121,6 +122,63 @@ class HostArena final : public Allocator {
   size_t left_ = 0;
 };
 
+// Free lists by rounded size over the plain CPU allocator; a buffer is zeroed again when it is
+// handed out a second time (the Allocator contract). Only buffers below kHugePage are kept, and at
+// most max_cached_ bytes of them: those are the per-step activations, whose allocation otherwise
+// cost a malloc, and above glibc's mmap threshold (128 KiB: a step's logits) an mmap, its page
+// faults and an munmap, every step.
+class HostCache final : public Allocator {
+ public:
+  explicit HostCache(size_t max_cached) : max_cached_(max_cached) {}
+  ~HostCache() override {
+    for (auto& [bytes, list] : free_)
+      for (void* p : list) base_->deallocate(p, bytes);
+  }
+  Device device() const override { return Device::cpu(); }
+  void* allocate(size_t bytes) override {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded && rounded < kHugePage) {
+      void* p = nullptr;
+      {
+        std::lock_guard lk(mu_);
+        auto it = free_.find(rounded);
+        if (it != free_.end() && !it->second.empty()) {
+          p = it->second.back();
+          it->second.pop_back();
+          cached_ -= rounded;
+        }
+      }
+      if (p) {
+        std::memset(p, 0, rounded);
+        return p;
+      }
+    }
+    return base_->allocate(rounded);
+  }
+  void deallocate(void* p, size_t bytes) noexcept override {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    if (p && rounded < kHugePage) {
+      std::lock_guard lk(mu_);
+      if (cached_ + rounded <= max_cached_) {
+        try {
+          free_[rounded].push_back(p);
+          cached_ += rounded;
+          return;
+        } catch (...) {  // no memory for the list entry: give the buffer back instead
+        }
+      }
+    }
+    base_->deallocate(p, rounded);
+  }
+
+ private:
+  const std::shared_ptr<Allocator> base_ = default_allocator(Device::cpu());
+  const size_t max_cached_;
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // rounded size -> buffers
+  size_t cached_ = 0;
+};
+
 size_t page_size() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 size_t round_to_pages(size_t bytes) {
   const size_t page = page_size();
@@ -173,6 +231,10 @@ std::shared_ptr<Allocator> default_allocator(Device device) {
 
 std::shared_ptr<Allocator> make_host_arena(size_t chunk_bytes) {
   return std::make_shared<HostArena>(chunk_bytes);
+}
+
+std::shared_ptr<Allocator> make_host_cache(size_t max_cached_bytes) {
+  return std::make_shared<HostCache>(max_cached_bytes);
 }
 
 }  // namespace tessera

@@ -114,7 +114,7 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       shard_(shard),
       comm_(tp),
       ep_(ep),
-      alloc_(device ? std::move(device) : default_allocator(Device::cpu())) {
+      alloc_(device ? std::move(device) : make_host_cache()) {
   const auto& c = config_;
   // Pipeline stages split MoE layers like dense ones; the experts are split by expert
   // parallelism (shard_.ep_size: whole experts per rank) and/or tensor parallelism (a slice of

@@ -276,6 +276,7 @@ const Backend* cuda_backend() {
 
 std::shared_ptr<Allocator> make_allocator(Device device) {
   if (device.is_cuda()) return std::make_shared<cuda::CachingAllocator>(device.index);
+  if (device.type == DeviceType::kCPU) return make_host_cache();
   return default_allocator(device);
 }
 
@@ -288,6 +289,7 @@ std::shared_ptr<Allocator> make_allocator(Device device) {
     fail(ErrorCode::kUnavailable,
          "backend cuda: this build of tessera has no CUDA (configure with "
          "the CUDA toolkit present)");
+  if (device.type == DeviceType::kCPU) return make_host_cache();
   return default_allocator(device);
 }
 

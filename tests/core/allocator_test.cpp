@@ -1,5 +1,6 @@
 // The host allocators: the plain CPU allocator's zero-filled, aligned buffers (on huge-page
-// boundaries from 2 MiB), and make_host_arena's bump arena for a model's packed weights.
+// boundaries from 2 MiB), make_host_arena's bump arena for a model's packed weights, and
+// make_host_cache's free lists for a model's per-step activations.
 #include "tessera/core/allocator.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "tessera/core/tensor.h"
@@ -82,6 +84,66 @@ TEST(HostArena, TensorsHoldTheArena) {
   float sum = 0;
   for (float v : t.f32()) sum += v;
   EXPECT_EQ(sum, 1.5f * 512);
+}
+
+// A freed buffer comes back for the next request of the same rounded size, zeroed again; a
+// request of another size never gets it; the cache keeps at most its byte budget (the rest goes
+// back to the heap) and nothing from 2 MiB up.
+TEST(HostCache, ReusesFreedBuffersZeroedBySizeWithinItsBudget) {
+  auto cache = make_host_cache(1024);
+  void* a = cache->allocate(1000);  // rounds to 1024
+  void* b = cache->allocate(1024);
+  std::memset(a, 0xab, 1000);
+  std::memset(b, 0xcd, 1024);
+  cache->deallocate(a, 1000);
+  cache->deallocate(b, 1024);  // over the budget: freed
+  void* other = cache->allocate(512);
+  EXPECT_NE(other, a);  // a is still held by the cache
+  void* again = cache->allocate(1024);
+  EXPECT_EQ(again, a);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(again) % 64, 0u);
+  EXPECT_TRUE(all_zero(again, 1024));
+  cache->deallocate(other, 512);
+  cache->deallocate(again, 1024);
+
+  auto roomy = make_host_cache();
+  const size_t big = size_t{2} << 20;
+  void* p = roomy->allocate(big);
+  std::memset(p, 0x11, big);
+  roomy->deallocate(p, big);
+  void* q = roomy->allocate(big);  // from the heap, zeroed whether or not at the same address
+  EXPECT_TRUE(all_zero(q, big));
+  roomy->deallocate(q, big);
+}
+
+// Tensors from the cache keep it alive, and threads allocating and freeing at once each get
+// zeroed buffers of their own (each fills its buffer with its own byte and checks it).
+TEST(HostCache, TensorsHoldItAndThreadsShareIt) {
+  Tensor t;
+  {
+    auto cache = make_host_cache();
+    t = Tensor::empty({64, 8}, DType::kF32, cache);
+    std::vector<std::thread> threads;
+    std::vector<int> bad(4, 0);
+    for (int id = 0; id < 4; ++id)
+      threads.emplace_back([&, id] {
+        for (int i = 0; i < 2000; ++i) {
+          const size_t bytes = 64 * static_cast<size_t>(1 + (i + id) % 5);
+          auto* p = static_cast<uint8_t*>(cache->allocate(bytes));
+          if (!all_zero(p, bytes)) ++bad[static_cast<size_t>(id)];
+          std::memset(p, id + 1, bytes);
+          for (size_t k = 0; k < bytes; ++k)
+            if (p[k] != id + 1) ++bad[static_cast<size_t>(id)];
+          cache->deallocate(p, bytes);
+        }
+      });
+    for (auto& th : threads) th.join();
+    for (int id = 0; id < 4; ++id) EXPECT_EQ(bad[static_cast<size_t>(id)], 0) << id;
+  }
+  for (float& v : t.f32()) v = 2.0f;
+  float sum = 0;
+  for (float v : t.f32()) sum += v;
+  EXPECT_EQ(sum, 2.0f * 512);
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 //
 // Implementations: the CPU (aligned heap), the guarded device (here) and CUDA (a caching
 // allocator in the ops module, which owns the CUDA runtime). The CPU and guarded allocators hold
-// no mutable state; the CUDA one owns its cache and is owned by whoever made it (the worker).
+// no mutable state; the host cache (make_host_cache) and the CUDA allocator own their caches and
+// are owned by whoever made them (the worker, a model).
 //
 // The guarded device: each buffer is its own anonymous mapping, PROT_NONE except while a
 // HostAccess scope (tensor.h) holds it open, which only device ops, copies and collectives do.
@@ -57,5 +58,11 @@ std::shared_ptr<Allocator> default_allocator(Device device);
 // tensors of 0.1-1 MB each, which the plain allocator puts on 4 KiB pages, and decode streams every
 // one of them once per token: a TLB miss per 4 KiB (one per 2 MiB here). Thread-safe.
 std::shared_ptr<Allocator> make_host_arena(size_t chunk_bytes = size_t{32} << 20);
+
+// Host memory that keeps freed buffers below 2 MiB (up to max_cached_bytes of them) and hands them
+// out again, zeroed, for the next request of the same rounded size: a model's activations, made
+// and freed every step in the same sizes. Buffers from 2 MiB up come and go as the plain CPU
+// allocator's. Owned by whoever runs the model (worker, model); thread-safe.
+std::shared_ptr<Allocator> make_host_cache(size_t max_cached_bytes = size_t{64} << 20);
 
 }  // namespace tessera

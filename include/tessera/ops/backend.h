@@ -96,8 +96,10 @@ const Backend* cuda_backend();
 // The table ops::* use for tensors on `device`; throws kUnsupported for CUDA without CUDA.
 const Backend& backend_for(Device device);
 
-// Memory of `device`: core's allocators for the CPU and the guarded device; for CUDA a caching
-// allocator on that GPU (throws kUnavailable when the build has no CUDA or the GPU is absent).
+// Memory of `device`: core's host cache for the CPU (make_host_cache: a worker's activations come
+// and go in the same sizes every step), its guarded allocator for the guarded device; for CUDA a
+// caching allocator on that GPU (throws kUnavailable when the build has no CUDA or the GPU is
+// absent).
 std::shared_ptr<Allocator> make_allocator(Device device);
 
 }  // namespace tessera::ops
