@@ -106,7 +106,16 @@ Tensor Tensor::from_floats(std::span<const float> values, Shape shape) {
 
 int64_t Tensor::numel() const { return product(shape_); }
 
-bool Tensor::is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+// Without building the contiguous strides: ops check their operands with this on every call.
+bool Tensor::is_contiguous() const {
+  if (strides_.size() != shape_.size()) return false;
+  int64_t s = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (strides_[i] != s) return false;
+    s *= shape_[i];
+  }
+  return true;
+}
 
 size_t Tensor::row_bytes() const {
   return tessera::row_bytes(dtype_, shape_.empty() ? 1 : shape_.back());
@@ -142,7 +151,8 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
     TESSERA_CHECK(!is_quantized(dtype_), "1-D slice of a quantized tensor");
     t.offset_ += static_cast<size_t>(begin) * tessera::row_bytes(dtype_, 1);
   } else {
-    const size_t bytes_per_index = static_cast<size_t>(numel() / shape_[0] / shape_.back()) * row_bytes();
+    const size_t bytes_per_index =
+        static_cast<size_t>(numel() / shape_[0] / shape_.back()) * row_bytes();
     t.offset_ += static_cast<size_t>(begin) * bytes_per_index;
   }
   t.shape_[0] = end - begin;
@@ -151,8 +161,8 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
 
 Tensor Tensor::cols(int64_t begin, int64_t end) const {
   TESSERA_CHECK(ndim() == 2 && is_contiguous() && !is_quantized(dtype_), "cols() of ", str());
-  TESSERA_CHECK(0 <= begin && begin <= end && end <= shape_[1], "cols [", begin, ", ", end,
-                ") of ", str());
+  TESSERA_CHECK(0 <= begin && begin <= end && end <= shape_[1], "cols [", begin, ", ", end, ") of ",
+                str());
   Tensor t = *this;
   t.offset_ += static_cast<size_t>(begin) * tessera::row_bytes(dtype_, 1);
   t.shape_[1] = end - begin;

@@ -46,6 +46,21 @@ TEST(Tensor, BorrowedStorageBoundsChecked) {
   EXPECT_THROW(Tensor::from_storage(st, 8, {5, 5}, DType::kF32), Error);
 }
 
+// Row slices and views keep a tensor contiguous; a column range is contiguous only at the full
+// width (its row stride stays the parent's width, even for a single row).
+TEST(Tensor, ContiguityOfSlicesViewsAndColumns) {
+  Tensor t = Tensor::empty({4, 3, 2}, DType::kF32);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_TRUE(t.slice(1, 3).is_contiguous());
+  EXPECT_TRUE(t.view({12, 2}).is_contiguous());
+  Tensor m = Tensor::empty({4, 6}, DType::kF32);
+  EXPECT_TRUE(m.cols(0, 6).is_contiguous());
+  EXPECT_FALSE(m.cols(0, 3).is_contiguous());
+  EXPECT_FALSE(m.cols(2, 5).is_contiguous());
+  EXPECT_FALSE(m.slice(0, 1).cols(1, 4).is_contiguous());
+  EXPECT_TRUE(Tensor::empty({}, DType::kF32).is_contiguous());
+}
+
 TEST(Half, RoundTripsAndRounds) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-70000.f, 70000.f);
