@@ -1,7 +1,7 @@
 // AVX2 inner loops of the CPU paged attention (attention.cpp), over one chunk of keys whose rows
 // sit anywhere in the paged cache (a pointer per key): the scores of a GQA group's query heads and
 // their value accumulation. Each K/V row is widened once for up to three heads of the group at a
-// time (4 keys x 3 heads of accumulators, or 32 lanes x 3 heads, fill the 16 registers); a single
+// time (4 keys x 3 heads of score accumulators, 24 lanes x 3 heads of value ones); a single
 // head takes 8 keys per pass so that 8 dot products share one horizontal reduction, and keeps its
 // accumulator in registers across the keys. Every path sums a head's products in one order, so a
 // score or an output is the same bits however the heads were grouped. AVX2+FMA via a target pragma,
@@ -80,20 +80,9 @@ inline void dot4_heads(const float* q, const void* const* k, int hd, float scale
     _mm_storeu_ps(s + g * ss, _mm_mul_ps(sum4(a[g][0], a[g][1], a[g][2], a[g][3]), vs));
 }
 
-// acc[0, 8R) += sum over keys i of w[i] * v_i[0, 8R), the accumulator in R registers.
-template <DType T, int R>
-void axpy_block(const float* w, const void* const* v, int64_t n, int d0, float* acc) {
-  __m256 a[R];
-  for (int r = 0; r < R; ++r) a[r] = _mm256_loadu_ps(acc + d0 + 8 * r);
-  for (int64_t i = 0; i < n; ++i) {
-    const __m256 wi = _mm256_set1_ps(w[i]);
-    for (int r = 0; r < R; ++r) a[r] = _mm256_fmadd_ps(wi, load8<T>(v[i], d0 + 8 * r), a[r]);
-  }
-  for (int r = 0; r < R; ++r) _mm256_storeu_ps(acc + d0 + 8 * r, a[r]);
-}
-
-// The same for G heads at once (weights w[g * ws + i], accumulators acc[g * hd + ...]): each value
-// row's 8R lanes are widened once for all G heads. Per head the same FMAs in the same key order.
+// acc[g * hd + d0 + (0, 8R)] += sum over keys i of w[g * ws + i] * v_i[d0 + (0, 8R)] for G heads,
+// the accumulators in G x R registers: each value row's 8R lanes are widened once for all G heads,
+// and every head gets the same FMAs in the same key order whatever G is.
 template <DType T, int G, int R>
 void axpy_block_heads(const float* w, int64_t ws, const void* const* v, int64_t n, int hd, int d0,
                       float* acc) {
@@ -153,22 +142,22 @@ void dot_keys_heads(const float* q, const void* const* keys, int64_t n, int hd, 
 template <DType T>
 void axpy_keys(const float* w, const void* const* vals, int64_t n, int hd, float* acc) {
   int d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) axpy_block<T, 8>(w, vals, n, d0, acc);
+  for (; d0 + 64 <= hd; d0 += 64) axpy_block_heads<T, 1, 8>(w, 0, vals, n, hd, d0, acc);
   switch ((hd - d0) / 8) {
     case 7:
-      return axpy_block<T, 7>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 7>(w, 0, vals, n, hd, d0, acc);
     case 6:
-      return axpy_block<T, 6>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 6>(w, 0, vals, n, hd, d0, acc);
     case 5:
-      return axpy_block<T, 5>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 5>(w, 0, vals, n, hd, d0, acc);
     case 4:
-      return axpy_block<T, 4>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 4>(w, 0, vals, n, hd, d0, acc);
     case 3:
-      return axpy_block<T, 3>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 3>(w, 0, vals, n, hd, d0, acc);
     case 2:
-      return axpy_block<T, 2>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 2>(w, 0, vals, n, hd, d0, acc);
     case 1:
-      return axpy_block<T, 1>(w, vals, n, d0, acc);
+      return axpy_block_heads<T, 1, 1>(w, 0, vals, n, hd, d0, acc);
     default:
       return;
   }
