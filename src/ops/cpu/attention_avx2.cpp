@@ -139,49 +139,26 @@ void dot_keys_heads(const float* q, const void* const* keys, int64_t n, int hd, 
     for (int j = 0; i + j < n; ++j) s[g * ss + i + j] = out[g * 4 + j];
 }
 
-template <DType T>
-void axpy_keys(const float* w, const void* const* vals, int64_t n, int hd, float* acc) {
-  int d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) axpy_block_heads<T, 1, 8>(w, 0, vals, n, hd, d0, acc);
-  switch ((hd - d0) / 8) {
-    case 7:
-      return axpy_block_heads<T, 1, 7>(w, 0, vals, n, hd, d0, acc);
-    case 6:
-      return axpy_block_heads<T, 1, 6>(w, 0, vals, n, hd, d0, acc);
-    case 5:
-      return axpy_block_heads<T, 1, 5>(w, 0, vals, n, hd, d0, acc);
-    case 4:
-      return axpy_block_heads<T, 1, 4>(w, 0, vals, n, hd, d0, acc);
-    case 3:
-      return axpy_block_heads<T, 1, 3>(w, 0, vals, n, hd, d0, acc);
-    case 2:
-      return axpy_block_heads<T, 1, 2>(w, 0, vals, n, hd, d0, acc);
-    case 1:
-      return axpy_block_heads<T, 1, 1>(w, 0, vals, n, hd, d0, acc);
-    default:
-      return;
+// The last (hd - d0) / 8 < R registers of lanes of a head, one block of that many.
+template <DType T, int G, int R>
+void axpy_tail(const float* w, int64_t ws, const void* const* vals, int64_t n, int hd, int d0,
+               float* acc) {
+  if constexpr (R > 0) {
+    if ((hd - d0) / 8 == R) return axpy_block_heads<T, G, R>(w, ws, vals, n, hd, d0, acc);
+    axpy_tail<T, G, R - 1>(w, ws, vals, n, hd, d0, acc);
   }
 }
 
-// G heads (2 or 3) in blocks of R = 4 or 3 registers of lanes, then what is left of the head:
-// G x R accumulators, R widened rows and a weight stay within the 16 registers (3 x 4 spilled an
-// accumulator, whose store-to-load round trip then set the pace of the loop).
+// G heads (1, 2 or 3) in blocks of R = 8, 4 or 3 registers of lanes, then what is left of the
+// head: G x R accumulators, R widened rows and a weight stay within the 16 registers (3 x 4
+// spilled an accumulator, whose store-to-load round trip then set the pace of the loop).
 template <DType T, int G>
 void axpy_keys_heads(const float* w, int64_t ws, const void* const* vals, int64_t n, int hd,
                      float* acc) {
-  constexpr int R = G == 3 ? 3 : 4;
+  constexpr int R = G == 1 ? 8 : G == 2 ? 4 : 3;
   int d0 = 0;
   for (; d0 + 8 * R <= hd; d0 += 8 * R) axpy_block_heads<T, G, R>(w, ws, vals, n, hd, d0, acc);
-  switch ((hd - d0) / 8) {
-    case 3:
-      return axpy_block_heads<T, G, 3>(w, ws, vals, n, hd, d0, acc);
-    case 2:
-      return axpy_block_heads<T, G, 2>(w, ws, vals, n, hd, d0, acc);
-    case 1:
-      return axpy_block_heads<T, G, 1>(w, ws, vals, n, hd, d0, acc);
-    default:
-      return;
-  }
+  axpy_tail<T, G, R - 1>(w, ws, vals, n, hd, d0, acc);
 }
 
 // Heads [0, group) three at a time (two, one for what is left).
@@ -201,7 +178,7 @@ void axpy_keys_group(const float* w, int64_t ws, int group, const void* const* v
   int g = 0;
   for (; g + 3 <= group; g += 3) axpy_keys_heads<T, 3>(w + g * ws, ws, vals, n, hd, acc + g * hd);
   if (group - g == 2) axpy_keys_heads<T, 2>(w + g * ws, ws, vals, n, hd, acc + g * hd);
-  if (group - g == 1) axpy_keys<T>(w + g * ws, vals, n, hd, acc + g * hd);
+  if (group - g == 1) axpy_keys_heads<T, 1>(w + g * ws, ws, vals, n, hd, acc + g * hd);
 }
 
 }  // namespace
