@@ -110,11 +110,13 @@ void run_item(const Ctx& c, const WorkItem& it, int64_t index, std::vector<float
           kvv[i] = c.vc + at;
         }
       }
-      // The chunk's value rows, requested now to arrive while the scores are computed (the
-      // value loop then reads them in passes of a few registers of lanes per row).
-      for (int64_t i = 0; i < n; ++i)
-        for (size_t b = 0; b < c.head_bytes; b += 64)
-          _mm_prefetch(static_cast<const char*>(kvv[i]) + b, _MM_HINT_T0);
+      // The chunk's value rows in the cache, requested now to arrive while the scores are computed
+      // (the value loop then reads them in passes of a few registers of lanes per row). Converted
+      // rows are already in scratch.
+      if (vec8)
+        for (int64_t i = 0; i < n; ++i)
+          for (size_t b = 0; b < c.head_bytes; b += 64)
+            _mm_prefetch(static_cast<const char*>(kvv[i]) + b, _MM_HINT_T0);
       if (vec8) {
         detail::dot_keys_avx2(c.kv_type, qrow + h0 * hd, group, kvk, n, hd, p.scale, scores,
                               kKeyChunk);
