@@ -115,6 +115,7 @@ LlamaModel::LlamaModel(const WeightSource& w, const ShardSpec& shard, comm::Comm
       comm_(tp),
       ep_(ep),
       alloc_(device ? std::move(device) : make_host_cache()) {
+  config_.rope = ops::with_inv_freq(config_.rope);  // once, not per rope call
   const auto& c = config_;
   // Pipeline stages split MoE layers like dense ones; the experts are split by expert
   // parallelism (shard_.ep_size: whole experts per rank) and/or tensor parallelism (a slice of

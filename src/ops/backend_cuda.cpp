@@ -119,7 +119,8 @@ void rope(Tensor& x, int num_heads, const Indices& positions, const RopeParams& 
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
   // Frequencies come from the same host function as the CPU ops, so every scaling matches; they
   // travel by value in the launch's arguments (no upload, nothing for a graph to re-copy).
-  const std::vector<float> inv = rope_inv_freq(p);
+  std::vector<float> scratch;
+  const std::span<const float> inv = rope_frequencies(p, scratch);
   check(kernels::launch_rope(x.data_as<float>(), ids_of(positions), inv.data(),
                              narrow(positions.size(), "rope", "tokens"), num_heads, p.head_dim, rot,
                              p.style == RopeStyle::kNeox, scope.stream()),
@@ -190,7 +191,8 @@ void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices&
   const char* op = "rope_kv_append";
   DeviceScope scope(op, k);
   const int rot = p.rotary_dim == 0 ? p.head_dim : p.rotary_dim;
-  const std::vector<float> inv = rope_inv_freq(p);  // by value, as rope's
+  std::vector<float> scratch;
+  const std::span<const float> inv = rope_frequencies(p, scratch);  // by value, as rope's
   check(
       kernels::launch_rope_kv_append(
           k.data_as<float>(), v.data_as<float>(), k_cache.data(), v_cache.data(), kv_type(k_cache),

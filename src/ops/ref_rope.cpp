@@ -2,7 +2,9 @@
 // Face transformers' _compute_default_rope_parameters / _compute_llama3_parameters) and the
 // reference rotation for both pair layouts.
 #include <cmath>
+#include <memory>
 #include <numbers>
+#include <span>
 #include <vector>
 
 #include "check.h"
@@ -46,6 +48,36 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
     for (size_t i = 0; i < inv.size(); ++i) inv[i] /= p.freq_factors[i];
   }
   return inv;
+}
+
+namespace {
+// The fields rope_inv_freq reads (style and head_dim do not change the frequencies, rotary_dim's
+// default does).
+bool same_frequency_fields(const RopeParams& a, const RopeParams& b) {
+  const int rot_a = a.rotary_dim == 0 ? a.head_dim : a.rotary_dim;
+  const int rot_b = b.rotary_dim == 0 ? b.head_dim : b.rotary_dim;
+  return rot_a == rot_b && a.theta == b.theta && a.linear_factor == b.linear_factor &&
+         a.llama3_factor == b.llama3_factor &&
+         a.llama3_low_freq_factor == b.llama3_low_freq_factor &&
+         a.llama3_high_freq_factor == b.llama3_high_freq_factor &&
+         a.llama3_original_max_position == b.llama3_original_max_position &&
+         a.freq_factors == b.freq_factors;
+}
+}  // namespace
+
+RopeParams with_inv_freq(RopeParams p) {
+  p.inv_freq.reset();
+  auto cache = std::make_shared<RopeInvFreq>();
+  cache->source = p;
+  cache->values = rope_inv_freq(p);
+  p.inv_freq = std::move(cache);
+  return p;
+}
+
+std::span<const float> rope_frequencies(const RopeParams& p, std::vector<float>& scratch) {
+  if (p.inv_freq && same_frequency_fields(p, p.inv_freq->source)) return p.inv_freq->values;
+  scratch = rope_inv_freq(p);
+  return scratch;
 }
 
 namespace ref {

@@ -1,6 +1,9 @@
 // RoPE: both pair layouts against a direct complex rotation computed in double, partial rotary
 // dims left alone, cpu == ref, and the scaled inverse frequencies against hand-worked numbers.
 #include <complex>
+#include <cstring>
+#include <functional>
+#include <span>
 
 #include "test_util.h"
 
@@ -8,6 +11,11 @@ namespace tessera::ops::test {
 namespace {
 
 class RopeTest : public SeededTest {};
+
+void expect_bitwise_equal(const Tensor& got, const Tensor& want) {
+  ASSERT_EQ(got.nbytes(), want.nbytes());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.nbytes()), 0);
+}
 
 TEST_F(RopeTest, MatchesComplexRotation) {
   for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kNeox}) {
@@ -86,6 +94,64 @@ TEST_F(RopeTest, Llama3ScalingHandWorked) {
   inv = rope_inv_freq(p);
   const float want2[4] = {1.0f, 0.0376060309f, 0.000429556797f, 1.66196747e-06f};
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(inv[i], want2[i], want2[i] * 1e-5f) << i;
+}
+
+// with_inv_freq stores the frequencies once; every op given the stored copy rotates exactly as
+// one computing them per call, and a copy whose fields were edited afterwards is not served the
+// stale values.
+TEST_F(RopeTest, StoredFrequenciesMatchAndNeverGoStale) {
+  RopeParams p;
+  p.head_dim = 64;
+  p.theta = 100000.0f;
+  p.style = RopeStyle::kNeox;
+  p.llama3_factor = 8.0f;
+  p.llama3_original_max_position = 64;
+  const RopeParams stored = with_inv_freq(p);
+  ASSERT_TRUE(stored.inv_freq);
+  std::vector<float> scratch;
+  const std::span<const float> got = rope_frequencies(stored, scratch);
+  EXPECT_TRUE(scratch.empty());  // served from the store
+  const std::vector<float> want = rope_inv_freq(p);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
+
+  const int heads = 5, T = 3;
+  std::vector<int32_t> pos = {randint(0, 500), randint(0, 500), randint(0, 500)};
+  Tensor x = random_f32({T, heads * 64});
+  Tensor k = random_f32({T, 2 * 64}), v = random_f32({T, 2 * 64});
+  for (const Tensor* in : {&x, &k}) {
+    const int h = in == &x ? heads : 2;
+    Tensor a = clone(*in), b = clone(*in), c = clone(*in);
+    ops::rope(a, h, pos, p);
+    ops::rope(b, h, pos, stored);
+    ref::rope(c, h, pos, stored);
+    expect_bitwise_equal(b, a);
+    expect_bitwise_equal(c, a);
+  }
+
+  // Edited after storing: each field the frequencies depend on makes the op recompute them.
+  auto edits = std::vector<std::function<void(RopeParams&)>>{
+      [](RopeParams& q) { q.theta = 10000.0f; },
+      [](RopeParams& q) { q.rotary_dim = 32; },
+      [](RopeParams& q) { q.linear_factor = 2.0f; },
+      [](RopeParams& q) { q.llama3_factor = 0.0f; },
+      [](RopeParams& q) { q.llama3_high_freq_factor = 2.0f; },
+      [](RopeParams& q) { q.freq_factors.assign(32, 1.5f); }};
+  for (size_t e = 0; e < edits.size(); ++e) {
+    SCOPED_TRACE("edit " + std::to_string(e));
+    RopeParams fresh = p, edited = stored;
+    edits[e](fresh);
+    edits[e](edited);
+    std::vector<float> s2;
+    const std::span<const float> f = rope_frequencies(edited, s2);
+    const std::vector<float> w = rope_inv_freq(fresh);
+    ASSERT_EQ(f.size(), w.size());
+    for (size_t i = 0; i < w.size(); ++i) ASSERT_EQ(f[i], w[i]) << i;
+    Tensor a = clone(x), b = clone(x);
+    ops::rope(a, heads, pos, fresh);
+    ops::rope(b, heads, pos, edited);
+    expect_bitwise_equal(b, a);
+  }
 }
 
 TEST_F(RopeTest, RejectsBadArguments) {

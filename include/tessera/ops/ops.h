@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -39,10 +40,30 @@ struct RopeParams {
   // Per-pair frequency divisors (GGUF `rope_freqs.weight`, where llama.cpp's converter bakes in
   // Llama-3 scaling); empty: none. Size rotary_dim/2 when set.
   std::vector<float> freq_factors;
+  // rope_inv_freq of the fields above, stored once by with_inv_freq so the ops need not recompute
+  // it every call (rotary_dim/2 pow per call per layer: ~2% of a CPU decode step). Used only while
+  // the fields still equal the ones it was computed from, so a copy edited afterwards is never
+  // served stale frequencies. Null: computed per call.
+  std::shared_ptr<const struct RopeInvFreq> inv_freq;
 };
 
-// Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values.
+// Inverse frequencies of the rotary pairs, after any scaling: rotary_dim/2 values. Always computed
+// from the fields (the formula; the reference ops use it).
 std::vector<float> rope_inv_freq(const RopeParams& p);
+
+// What with_inv_freq stores: the fields the frequencies came from (without a cache of their own)
+// and the frequencies.
+struct RopeInvFreq {
+  RopeParams source;
+  std::vector<float> values;
+};
+
+// p with its inverse frequencies computed and stored (call it after the last edit of a field).
+RopeParams with_inv_freq(RopeParams p);
+
+// The inverse frequencies for p: the stored ones when they were computed from p's current fields,
+// else rope_inv_freq(p) written into `scratch`. The span lives as long as p's cache or scratch.
+std::span<const float> rope_frequencies(const RopeParams& p, std::vector<float>& scratch);
 
 // Mixture-of-Experts routing (moe_route): logits [T, E] F32 -> per token the k chosen experts
 // (ids [T, k] I32, best first) and their weights ([T, k] F32).

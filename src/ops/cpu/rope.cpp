@@ -3,6 +3,7 @@
 // (parallel.h).
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include "../check.h"
@@ -14,7 +15,8 @@ void rope(Tensor& x, int num_heads, const Indices& idx, const RopeParams& p) {
   ops::detail::require_host("rope", {&x, &idx.tensor()});
   const int rot = ops::detail::check_rope("rope", x, num_heads, idx, p);
   const auto positions = ops::detail::host_span("rope", "positions", idx);
-  const std::vector<float> inv = rope_inv_freq(p);
+  std::vector<float> inv_scratch;
+  const std::span<const float> inv = rope_frequencies(p, inv_scratch);
   const int half = rot / 2;
   const bool interleaved = p.style == RopeStyle::kInterleaved;
   float* base = x.data_as<float>();
@@ -23,13 +25,24 @@ void rope(Tensor& x, int num_heads, const Indices& idx, const RopeParams& p) {
   detail::parallel_for(
       (rows + kRowsPerChunk - 1) / kRowsPerChunk,
       [&](int64_t chunk) {
-        std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+        // A decode step rotates one row per layer: no allocation for the angles' cos and sin.
+        constexpr int kOnStack = 128;
+        float cs_stack[kOnStack], sn_stack[kOnStack];
+        std::vector<float> cs_heap, sn_heap;
+        float* cs = cs_stack;
+        float* sn = sn_stack;
+        if (half > kOnStack) {
+          cs_heap.resize(static_cast<size_t>(half));
+          sn_heap.resize(static_cast<size_t>(half));
+          cs = cs_heap.data();
+          sn = sn_heap.data();
+        }
         for (int64_t t = chunk * kRowsPerChunk; t < std::min(rows, (chunk + 1) * kRowsPerChunk);
              ++t) {
           for (int i = 0; i < half; ++i) {
             const float angle = static_cast<float>(positions[t]) * inv[static_cast<size_t>(i)];
-            cs[static_cast<size_t>(i)] = std::cos(angle);
-            sn[static_cast<size_t>(i)] = std::sin(angle);
+            cs[i] = std::cos(angle);
+            sn[i] = std::sin(angle);
           }
           for (int h = 0; h < num_heads; ++h) {
             float* v = base + (t * num_heads + h) * p.head_dim;
