@@ -215,6 +215,8 @@ const Backend& cpu_backend() {
       .rope_kv_append = cpu::rope_kv_append,
       .sample = cpu::sample,
       .pack_weight = cpu_pack_weight,
+      .rms_norm_matmul_many = cpu::rms_norm_matmul_many,
+      .silu_mul_matmul = cpu::silu_mul_matmul,
   };
   return kCpu;
 }

@@ -144,7 +144,7 @@ void matmul_add(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& sc
 bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
                           std::span<const MatmulTarget> targets);
 bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
-                     Tensor& y, bool accumulate);
+                     Tensor& scratch, Tensor& y, bool accumulate);
 // y = x w^T on `stream`, for tensors over borrowed scratch (no allocator, so no stream of their
 // own: the MoE experts' gathered rows).
 void matmul_on(cudaStream_t stream, const Tensor& x, const Tensor& w, Tensor& y);

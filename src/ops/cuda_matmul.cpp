@@ -246,7 +246,8 @@ bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
 
 // SiLU x up fused into the down projection's quantizer (silu(gate) * up never written).
 bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
-                     Tensor& y, bool accumulate) {
+                     Tensor& /*scratch: the GEMV adds in its epilogue*/, Tensor& y,
+                     bool accumulate) {
   const int64_t rows = detail::rows_of(gate);
   const Tensor none;
   const MatmulTarget target{&w, bias.defined() ? &bias : &none, &y};

@@ -177,7 +177,13 @@ void silu_mul_matmul(Tensor& gate, const Tensor& up, const Tensor& w, const Tens
     entry(Op::kSiluMul, d, DType::kF32, &Backend::silu_mul);
     detail::check_matmul("silu_mul_matmul", gate, w, bias, y);
     entry(Op::kMatmul, d, w.dtype(), &Backend::matmul);
-    if (b.silu_mul_matmul(gate, up, w, bias, y, accumulate)) return;
+    if (accumulate) {
+      detail::check_f32("silu_mul_matmul", "scratch", scratch);
+      if (scratch.shape() != y.shape())
+        fail(ErrorCode::kInvalidArgument, "silu_mul_matmul: scratch ", scratch.str(),
+             " is not y's shape ", y.str());
+    }
+    if (b.silu_mul_matmul(gate, up, w, bias, scratch, y, accumulate)) return;
   }
   silu_mul(gate, up, gate);
   if (accumulate)

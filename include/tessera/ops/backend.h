@@ -81,11 +81,12 @@ struct Backend {
   Tensor (*pack_weight)(const Tensor& w, const std::shared_ptr<Allocator>& allocator);
   // Optional fusions (ops::rms_norm_matmul_many, ops::silu_mul_matmul), checked by the dispatcher;
   // null, or false returned for a call the backend does not fuse: the dispatcher composes the ops
-  // above. The CUDA table's: the int8 GEMV's quantizer reads the norm's / SiLU x up's rows.
+  // above. The CUDA table's: the int8 GEMV's quantizer reads the norm's / SiLU x up's rows; the
+  // CPU's: the integer matmul's quantizer makes them (cpu::rms_norm_matmul_many).
   bool (*rms_norm_matmul_many)(const Tensor& x, const Tensor& norm, float eps,
                                std::span<const MatmulTarget> targets) = nullptr;
   bool (*silu_mul_matmul)(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
-                          Tensor& y, bool accumulate) = nullptr;
+                          Tensor& scratch, Tensor& y, bool accumulate) = nullptr;
 };
 
 const Backend& ref_backend();

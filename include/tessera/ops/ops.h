@@ -213,6 +213,16 @@ void kv_append(const Tensor& k, const Tensor& v, const Indices& slots, Tensor& k
 // rotated as by the two ops: the model's K path in one call, one kernel where a backend fuses it.
 void rope_kv_append(Tensor& k, const Tensor& v, int num_kv_heads, const Indices& positions,
                     const RopeParams& p, const Indices& slots, Tensor& k_cache, Tensor& v_cache);
+// The decode fusions (backend.h's optional entries) on the integer path, arguments checked by the
+// dispatcher: the norm's or SiLU x up's rows made by their own row kernels as each row is
+// quantized, and a residual added chunk by chunk by the threads that computed it, so one op's
+// work is one pool pass with no serial elementwise op around it. Bit for bit the composed ops.
+// False (the dispatcher composes) off that path: fp32 activations, a weight without an int8
+// kernel, no AVX2, a non-F32 norm weight.
+bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
+                          std::span<const MatmulTarget> targets);
+bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
+                     Tensor& scratch, Tensor& y, bool accumulate);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
 // Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].

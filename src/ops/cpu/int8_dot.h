@@ -83,8 +83,23 @@ void kquant_int8_rows_avx2(const Int8Args& a, int64_t n0, int64_t n1);
 // cpu::matmul's integer path (matmul_int8.cpp): taken when use_int8(w's dtype), i.e. the process
 // runs int8 activations (cpu::activations()) and int8_weight_type(w). y[m, n] = x[m, k] . w^T + b.
 bool use_int8(DType w);
+// How matmul_int8_many makes each activation row before quantizing it: x's row as it is, or the
+// row of an op fused in front (the decode fusions: rms_norm's with the norm weights and eps, or
+// silu_mul's with x the gate and `up` beside it), computed by that op's own row kernel into a
+// per-thread row, so the quantized blocks are those of the two ops run one after the other.
+struct ActRows {
+  enum class Kind : uint8_t { kPlain, kRmsNorm, kSiluMul };
+  Kind kind = Kind::kPlain;
+  const float* norm = nullptr;  // kRmsNorm: k weights
+  float eps = 0.0f;
+  const float* up = nullptr;  // kSiluMul: [m, k] beside x
+};
 // ops::matmul_many on this path: every target's weight must be use_int8; one x of m rows, k wide.
-void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m, int64_t k);
+// With add_to (one target, no fine_activations), each chunk's outputs, once the target's y holds
+// them, are added into add_to ([m, n] like y) by the thread that computed them: matmul then add,
+// without a serial add after the pass.
+void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m, int64_t k,
+                      const ActRows& rows = {}, float* add_to = nullptr);
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
                  int64_t n, int64_t k);
 

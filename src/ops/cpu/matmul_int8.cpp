@@ -190,12 +190,14 @@ void top_k(const float* y, int64_t n, int k, std::vector<uint64_t>& out) {
 // With fine_activations (every target alike) each row's rounding residual is quantized too, and
 // after the pass each row's kFineTop largest outputs get the residual's product added: only their
 // weight rows (their packed groups) are read again, against one activation row.
-void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m,
-                      int64_t k) {
+void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, int64_t m, int64_t k,
+                      const ActRows& act_rows, float* add_to) {
   const int64_t nb = k / 32;
   const bool fine = targets[0].fine_activations;
   for (const MatmulTarget& t : targets)
     TESSERA_CHECK(t.fine_activations == fine, "matmul_int8_many: mixed fine_activations");
+  TESSERA_CHECK(!add_to || (targets.size() == 1 && !fine),
+                "matmul_int8_many: add_to takes one target without fine_activations");
   const int64_t rows = fine ? 2 * m : m;  // rows m..2m-1: the residuals
   // One buffer per calling thread, reused: no allocation per call once it has grown. The lambdas
   // below get the pointer, since on a pool thread the name would mean that thread's own buffer.
@@ -207,7 +209,17 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
   parallel_for(
       m,
       [&](int64_t r) {
-        const std::span<const float> xr(xp + r * k, static_cast<size_t>(k));
+        const float* src = xp + r * k;
+        if (act_rows.kind != ActRows::Kind::kPlain) {
+          thread_local std::vector<float> row;  // per thread: rows may run on the pool
+          if (row.size() < static_cast<size_t>(k)) row.resize(static_cast<size_t>(k));
+          if (act_rows.kind == ActRows::Kind::kRmsNorm)
+            rms_norm_row_avx2(src, act_rows.norm, act_rows.eps, k, row.data());
+          else
+            silu_mul_avx2(src, act_rows.up + r * k, row.data(), k);
+          src = row.data();
+        }
+        const std::span<const float> xr(src, static_cast<size_t>(k));
         quantize_act(xr, blocks(r));
         if (fine) quantize_act_residual(xr, blocks(r), blocks(m + r));
       },
@@ -267,6 +279,9 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
           a.bias = bias;
           run_rows(isa, p.packed, p.kquant, a, n0, n1);
         }
+        if (add_to)  // this chunk's outputs, still in cache, into the residual
+          for (int64_t r = 0; r < m; ++r)
+            add_avx2(add_to + r * p.n + n0, yp + r * p.n + n0, n1 - n0);
       },
       bytes >= kParallelMinBytes);
   if (!fine) return;
