@@ -1,5 +1,6 @@
 #include "tessera/model/llama.h"
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -381,6 +382,10 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
     ops::matmul_many(m.normed, qkv);
   else
     ops::rms_norm_matmul_many(m.hidden, L.attn_norm, c.rms_eps, m.normed, qkv);
+  // Each projection's weights are hinted as the previous projection returns: what follows it
+  // (rope, attention's bookkeeping, norms, quantization) is serial work other threads idle through.
+  const Tensor none;
+  ops::prefetch_weights(std::array{ops::MatmulTarget{&L.wo, &none, &m.proj}});
   if (L.q_norm.defined() && c.qk_norm_full) {  // OLMoE: each token's whole q and k, in place
     ops::rms_norm(m.q, L.q_norm, c.rms_eps, m.q);
     ops::rms_norm(m.k, L.k_norm, c.rms_eps, m.k);
@@ -394,9 +399,12 @@ void LlamaModel::attention_rows(const Layer& L, int l, Rows& m, kv_cache::KvPool
   ops::rope_kv_append(m.k, m.v, tp_.kv_heads, m.positions, c.rope, m.slots, kv.k(l), kv.v(l));
   ops::paged_attention(m.q, kv.k(l), kv.v(l), m.attn, ap, m.attn_out);
   if (m.fused_residual)
-    ops::matmul_add(m.attn_out, L.wo, Tensor(), m.proj, m.hidden);
+    ops::matmul_add(m.attn_out, L.wo, none, m.proj, m.hidden);
   else
-    ops::matmul(m.attn_out, L.wo, Tensor(), m.proj);
+    ops::matmul(m.attn_out, L.wo, none, m.proj);
+  if (L.w_gate.defined())  // the dense MLP's gate and up projections next
+    ops::prefetch_weights(std::array{ops::MatmulTarget{&L.w_gate, &none, &m.gate},
+                                     ops::MatmulTarget{&L.w_up, &none, &m.up}});
 }
 
 void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
@@ -406,6 +414,7 @@ void LlamaModel::mlp_rows(const Layer& L, Rows& m) const {
     ops::matmul_many(m.normed, gate_up);
   else
     ops::rms_norm_matmul_many(m.hidden, L.ffn_norm, config_.rms_eps, m.normed, gate_up);
+  ops::prefetch_weights(std::array{ops::MatmulTarget{&L.w_down, &none, &m.proj}});
   // SiLU x up in the down projection's input; on one rank its result adds into the residual.
   ops::silu_mul_matmul(m.gate, m.up, L.w_down, none, m.proj, m.fused_residual ? m.hidden : m.proj,
                        m.fused_residual);
@@ -514,6 +523,12 @@ Tensor LlamaModel::forward_packed(const ForwardBatch& b, const detail::StepMeta&
       }
       if (!c.is_moe()) {
         mlp_rows(L, m);
+        if (l + 1 < shard_.num_layers) {  // the next layer's q, k and v projections
+          const Layer& N = layers_[static_cast<size_t>(l + 1)];
+          const ops::MatmulTarget next[] = {
+              {&N.wq, &N.bq, &m.q}, {&N.wk, &N.bk, &m.k}, {&N.wv, &N.bv, &m.v}};
+          ops::prefetch_weights(next);
+        }
         if (!m.fused_residual) {
           reduce(m.proj);
           ops::add(hidden, m.proj);

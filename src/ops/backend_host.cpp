@@ -217,6 +217,7 @@ const Backend& cpu_backend() {
       .pack_weight = cpu_pack_weight,
       .rms_norm_matmul_many = cpu::rms_norm_matmul_many,
       .silu_mul_matmul = cpu::silu_mul_matmul,
+      .prefetch_weights = cpu::prefetch_weights,
   };
   return kCpu;
 }

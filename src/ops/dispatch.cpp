@@ -192,6 +192,22 @@ void silu_mul_matmul(Tensor& gate, const Tensor& up, const Tensor& w, const Tens
     matmul(gate, w, bias, y);
 }
 
+void prefetch_weights(std::span<const MatmulTarget> targets) {
+  if (targets.empty()) return;
+  Device d;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const Tensor* w = targets[i].w;
+    if (!w || !w->defined())
+      fail(ErrorCode::kInvalidArgument, "prefetch_weights: target ", i, " has no weight");
+    if (i == 0)
+      d = w->device();
+    else if (w->device() != d)
+      fail(ErrorCode::kInvalidArgument, "prefetch_weights: weights on different devices (",
+           targets[0].w->str(), " and ", w->str(), ")");
+  }
+  if (const auto fn = backend_for(d).prefetch_weights) fn(targets);
+}
+
 int64_t exact_row_split(Device device, int64_t rows) {
   // CUDA's kernels are not yet checked for it (they have not run on a GPU): no cut there.
   return device.is_cpu() || device.is_guarded() ? cpu::exact_row_split(rows) : 0;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../../src/ops/cpu/int8_dot.h"
 #include "../../src/ops/cpu/packed.h"
 #include "tessera/core/allocator.h"
 #include "tessera/ops/backend.h"
@@ -255,6 +256,78 @@ TEST_F(PackedMatmulTest, MatmulThroughTheOpsOnCpuAndGuardedDevice) {
       }
     }
   }
+}
+
+// ops::prefetch_weights' ranges: for each pool worker, the first bytes of the rows it streams
+// first in the pass over the same targets (its own segment of the chunks), inside the weights'
+// bytes, at most kPrefetchHintBytes per worker; nothing for a call that is not a parallel pass
+// on the integer path. The hint changes no result, and a target without a weight is refused.
+TEST_F(PackedMatmulTest, PrefetchHintNamesEachWorkersFirstRows) {
+  if (cpu::detail::best_int8_isa() == Int8Isa::kScalar) GTEST_SKIP() << "no integer SIMD kernel";
+  ActivationsScope int8(cpu::Activations::kInt8);
+  PackScope on(true);
+  const auto alloc = default_allocator(Device::cpu());
+  const int64_t k = 576;
+  // gate/up-like: two weights of 1536 rows (Q4_1: 360 B per row, 128 rows per 48 KiB chunk).
+  const Tensor gate = ops::pack_weight(random_any_weight(DType::kQ4_1, 1536, k), alloc);
+  const Tensor up = ops::pack_weight(random_any_weight(DType::kQ4_1, 1536, k), alloc);
+  ASSERT_TRUE(is_packed(gate.dtype()));
+  Tensor yg = Tensor::empty({1, 1536}, DType::kF32), yu = yg;
+  yu = Tensor::empty({1, 1536}, DType::kF32);
+  const Tensor none;
+  const MatmulTarget both[] = {{&gate, &none, &yg}, {&up, &none, &yu}};
+  const auto inside = [](const cpu::detail::PrefetchRange& r, const Tensor& w) {
+    const auto* b = static_cast<const uint8_t*>(w.data());
+    const auto* p = static_cast<const uint8_t*>(r.p);
+    return p >= b && p + r.bytes <= b + w.nbytes();
+  };
+  // 2 threads: 24 chunks (12 per weight); the worker's segment starts at chunk 12, up's row 0.
+  auto ranges = cpu::detail::prefetch_ranges(both, 2);
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].worker, 0);
+  EXPECT_EQ(ranges[0].p, up.data());
+  EXPECT_EQ(ranges[0].bytes, cpu::detail::kPrefetchHintBytes);
+  // 4 threads: segments start at chunks 6 (gate's row 768), 12 (up's row 0), 18 (up's row 768).
+  ranges = cpu::detail::prefetch_ranges(both, 4);
+  ASSERT_EQ(ranges.size(), 3u);
+  const std::pair<const Tensor*, int64_t> first_rows[] = {{&gate, 768}, {&up, 0}, {&up, 768}};
+  for (int wkr = 0; wkr < 3; ++wkr) {
+    const auto& r = ranges[static_cast<size_t>(wkr)];
+    EXPECT_EQ(r.worker, wkr);
+    EXPECT_EQ(r.p, first_rows[wkr].first->row_ptr(first_rows[wkr].second)) << wkr;
+    EXPECT_TRUE(inside(r, *first_rows[wkr].first)) << wkr;
+    EXPECT_LE(r.bytes, cpu::detail::kPrefetchHintBytes);
+  }
+  // A worker's segment shorter than the budget: its whole segment and no byte beyond it.
+  const Tensor small = ops::pack_weight(random_any_weight(DType::kQ4_1, 256, k), alloc);
+  Tensor ys = Tensor::empty({1, 256}, DType::kF32);
+  const MatmulTarget one[] = {{&small, &none, &ys}};
+  ranges = cpu::detail::prefetch_ranges(one, 2);  // 90 KiB: 2 chunks of 128 rows
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].p, small.row_ptr(128));
+  EXPECT_EQ(ranges[0].bytes, 128 * small.row_bytes());
+  // Nothing: one thread, a pass too small for the pool, fp32 activations.
+  EXPECT_TRUE(cpu::detail::prefetch_ranges(both, 1).empty());
+  const Tensor tiny = ops::pack_weight(random_any_weight(DType::kQ4_1, 32, k), alloc);
+  Tensor yt = Tensor::empty({1, 32}, DType::kF32);
+  const MatmulTarget tiny_t[] = {{&tiny, &none, &yt}};
+  EXPECT_TRUE(cpu::detail::prefetch_ranges(tiny_t, 2).empty());
+  {
+    ActivationsScope f32(cpu::Activations::kF32);
+    EXPECT_TRUE(cpu::detail::prefetch_ranges(both, 2).empty());
+  }
+  // Through the ops: the hint, then the matmul, gives the matmul's values.
+  const Tensor x = random_f32({1, k});
+  Tensor want_g = Tensor::empty({1, 1536}, DType::kF32), want_u = want_g;
+  want_u = Tensor::empty({1, 1536}, DType::kF32);
+  const MatmulTarget want[] = {{&gate, &none, &want_g}, {&up, &none, &want_u}};
+  ops::matmul_many(x, want);
+  ops::prefetch_weights(both);
+  ops::matmul_many(x, both);
+  EXPECT_EQ(std::memcmp(yg.data(), want_g.data(), yg.nbytes()), 0);
+  EXPECT_EQ(std::memcmp(yu.data(), want_u.data(), yu.nbytes()), 0);
+  const MatmulTarget no_weight[] = {{&none, &none, &yg}};
+  EXPECT_THROW(ops::prefetch_weights(no_weight), Error);
 }
 
 }  // namespace

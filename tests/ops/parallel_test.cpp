@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"
@@ -30,6 +31,36 @@ TEST(ChunkPoolTest, EveryChunkExactlyOnceAcrossManyJobs) {
         ASSERT_EQ(hits[static_cast<size_t>(c)].load(), 1) << "job " << job << " chunk " << c;
     }
   }
+}
+
+// Prefetch hints posted from another thread while jobs run (the workers take them between jobs)
+// never cost a chunk or run one twice.
+TEST(ChunkPoolTest, PrefetchHintsNeverDisturbJobs) {
+  std::vector<char> buffer(1 << 20, 1);
+  std::atomic<bool> stop{false};
+  std::thread hinter([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      const cpu::detail::PrefetchRange r[] = {
+          {i % 3, buffer.data() + (i % 16) * 4096, size_t{256} << 10},
+          {0, buffer.data(), buffer.size()}};
+      cpu::detail::hint_prefetch(r);
+      std::this_thread::yield();
+    }
+  });
+  for (int threads : {2, 4}) {
+    for (int job = 0; job < 300; ++job) {
+      const int64_t chunks = 1 + (job * 53) % 300;
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
+      auto body = [&](int64_t c) { hits[static_cast<size_t>(c)].fetch_add(1); };
+      run_chunks(
+          threads, chunks, [](void* ctx, int64_t c) { (*static_cast<decltype(body)*>(ctx))(c); },
+          &body);
+      for (int64_t c = 0; c < chunks; ++c)
+        ASSERT_EQ(hits[static_cast<size_t>(c)].load(), 1) << "job " << job << " chunk " << c;
+    }
+  }
+  stop = true;
+  hinter.join();
 }
 
 TEST(ChunkPoolTest, NestedAndDegenerateCalls) {

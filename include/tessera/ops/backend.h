@@ -87,6 +87,8 @@ struct Backend {
                                std::span<const MatmulTarget> targets) = nullptr;
   bool (*silu_mul_matmul)(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
                           Tensor& scratch, Tensor& y, bool accumulate) = nullptr;
+  // ops::prefetch_weights; null: the hint is ignored.
+  void (*prefetch_weights)(std::span<const MatmulTarget> targets) = nullptr;
 };
 
 const Backend& ref_backend();

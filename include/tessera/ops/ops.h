@@ -223,6 +223,7 @@ bool rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps,
                           std::span<const MatmulTarget> targets);
 bool silu_mul_matmul(const Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
                      Tensor& scratch, Tensor& y, bool accumulate);
+void prefetch_weights(std::span<const MatmulTarget> targets);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, const AttentionParams& p, Tensor& out);
 // Router (see MoeRouteParams): ids [T, k] I32 and weights [T, k] F32 from logits [T, E].
@@ -306,6 +307,11 @@ void rms_norm_matmul_many(const Tensor& x, const Tensor& norm, float eps, Tensor
 // matmul_add's); where the backend composes, gate is overwritten with silu(gate) * up first.
 void silu_mul_matmul(Tensor& gate, const Tensor& up, const Tensor& w, const Tensor& bias,
                      Tensor& scratch, Tensor& y, bool accumulate);
+// A hint: a matmul over these targets' weights comes next, after some serial work (norms, rope,
+// attention's bookkeeping). A backend whose threads idle through that work may start reading the
+// weights into the caches of the threads that will multiply them (the CPU's pool workers, each
+// its own first rows). Changes no result; a no-op where a backend has nothing to gain.
+void prefetch_weights(std::span<const MatmulTarget> targets);
 void softmax(Tensor& x);
 std::vector<int32_t> argmax(const Tensor& logits);
 // Vocabulary-parallel embedding: out row t = table row (ids[t] - first_id) when that is a row of

@@ -182,6 +182,44 @@ void top_k(const float* y, int64_t n, int k, std::vector<uint64_t>& out) {
   }
 }
 
+// How matmul_int8_many cuts its targets' weight rows into pool chunks (each chunk one target's
+// rows); prefetch_weights cuts them the same way, to know which rows each thread reads first.
+struct Plan {
+  const MatmulTarget* t;
+  int64_t n, rows_per_chunk, first_chunk;
+  bool packed, kquant;
+};
+struct ChunkPlan {
+  std::vector<Plan> plans;
+  int64_t chunks = 0, bytes = 0;
+};
+ChunkPlan chunk_plan(std::span<const MatmulTarget> targets) {
+  ChunkPlan cp;
+  for (const MatmulTarget& t : targets) {
+    const Tensor& w = *t.w;
+    const auto row_bytes = static_cast<int64_t>(w.row_bytes());
+    // Packed weights come in groups of kPackRows rows, and the AVX-512 / AMX kernels take two
+    // groups at a time (a chunk's odd last group falls back to the 256-bit kernel: with 17 groups
+    // per chunk, 1/17 of a prefill's rows took 13% of its matmul time), so chunks hold pairs.
+    const bool packed = is_packed(w.dtype());
+    const int64_t unit = packed ? 2 * kPackRows : 1;
+    const int64_t rows_per_chunk = std::max<int64_t>(
+        packed ? unit : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
+    const int64_t n = w.dim(0);
+    cp.plans.push_back({&t, n, rows_per_chunk, cp.chunks, packed, int8_kquant_type(w.dtype())});
+    cp.chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
+    cp.bytes += n * row_bytes;
+  }
+  return cp;
+}
+
+// The plan of chunk c (a handful of targets: a scan).
+const Plan& plan_of(const std::vector<Plan>& plans, int64_t c) {
+  size_t i = plans.size() - 1;
+  while (plans[i].first_chunk > c) --i;
+  return plans[i];
+}
+
 }  // namespace
 
 // The activation rows are quantized once for every target; then one parallel pass over the
@@ -226,28 +264,9 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
       m * k >= kParallelQuantElems);
 
   const Int8Isa isa = int8_isa_in_use();
-  struct Plan {
-    const MatmulTarget* t;
-    int64_t n, rows_per_chunk, first_chunk;
-    bool packed, kquant;
-  };
-  std::vector<Plan> plans;
-  int64_t chunks = 0, bytes = 0;
-  for (const MatmulTarget& t : targets) {
-    const Tensor& w = *t.w;
-    const auto row_bytes = static_cast<int64_t>(w.row_bytes());
-    // Packed weights come in groups of kPackRows rows, and the AVX-512 / AMX kernels take two
-    // groups at a time (a chunk's odd last group falls back to the 256-bit kernel: with 17 groups
-    // per chunk, 1/17 of a prefill's rows took 13% of its matmul time), so chunks hold pairs.
-    const bool packed = is_packed(w.dtype());
-    const int64_t unit = packed ? 2 * kPackRows : 1;
-    const int64_t rows_per_chunk = std::max<int64_t>(
-        packed ? unit : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
-    const int64_t n = w.dim(0);
-    plans.push_back({&t, n, rows_per_chunk, chunks, packed, int8_kquant_type(w.dtype())});
-    chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
-    bytes += n * row_bytes;
-  }
+  const ChunkPlan cp = chunk_plan(targets);
+  const std::vector<Plan>& plans = cp.plans;
+  const int64_t chunks = cp.chunks;
   const auto args = [&](const Plan& p, int64_t m0, int64_t count, float* y) {
     const Tensor& w = *p.t->w;
     Int8Args a;
@@ -264,9 +283,7 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
   parallel_for(
       chunks,
       [&](int64_t c) {
-        size_t i = plans.size() - 1;
-        while (plans[i].first_chunk > c) --i;  // a handful of targets: a scan
-        const Plan& p = plans[i];
+        const Plan& p = plan_of(plans, c);
         const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
         const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
         float* yp = p.t->y->data_as<float>();
@@ -283,7 +300,7 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
           for (int64_t r = 0; r < m; ++r)
             add_avx2(add_to + r * p.n + n0, yp + r * p.n + n0, n1 - n0);
       },
-      bytes >= kParallelMinBytes);
+      cp.bytes >= kParallelMinBytes);
   if (!fine) return;
 
   // The second digit for each (target, row)'s largest outputs. The set depends on the row's own
@@ -316,4 +333,44 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
 }
 
 }  // namespace detail
+
+namespace detail {
+std::vector<PrefetchRange> prefetch_ranges(std::span<const MatmulTarget> targets, int threads) {
+  std::vector<PrefetchRange> ranges;
+  if (threads < 2 || targets.empty()) return ranges;
+  for (const MatmulTarget& t : targets)
+    if (!t.w || !t.w->defined() || !use_int8(t.w->dtype()) || t.w->ndim() != 2 ||
+        !t.w->storage()->host_addressable())
+      return ranges;
+  const ChunkPlan cp = chunk_plan(targets);
+  if (cp.bytes < kParallelMinBytes) return ranges;  // not a parallel pass
+  const int segments = static_cast<int>(std::min<int64_t>(threads, cp.chunks));
+  for (int s = 1; s < segments && ranges.size() < kMaxPrefetchRanges; ++s) {
+    size_t left = kPrefetchHintBytes;
+    const int64_t end = segment_begin(s + 1, cp.chunks, segments);
+    for (int64_t c = segment_begin(s, cp.chunks, segments);
+         c < end && left > 0 && ranges.size() < kMaxPrefetchRanges; ++c) {
+      const Plan& p = plan_of(cp.plans, c);
+      const Tensor& w = *p.t->w;
+      const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
+      const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
+      const size_t bytes = std::min(left, static_cast<size_t>(n1 - n0) * w.row_bytes());
+      const uint8_t* at = w.row_ptr(n0);
+      // Consecutive chunks of one weight are one contiguous run.
+      if (!ranges.empty() && ranges.back().worker == s - 1 &&
+          static_cast<const uint8_t*>(ranges.back().p) + ranges.back().bytes == at)
+        ranges.back().bytes += bytes;
+      else
+        ranges.push_back({s - 1, at, bytes});
+      left -= bytes;
+    }
+  }
+  return ranges;
+}
+}  // namespace detail
+
+void prefetch_weights(std::span<const MatmulTarget> targets) {
+  detail::hint_prefetch(detail::prefetch_ranges(targets, detail::max_threads()));
+}
+
 }  // namespace tessera::ops::cpu

@@ -49,6 +49,17 @@ class Pool {
     for (auto& t : workers_) t.join();
   }
 
+  void hint(std::span<const PrefetchRange> ranges) {
+    const size_t n = std::min(ranges.size(), kMaxPrefetchRanges);
+    for (size_t i = 0; i < n; ++i) {
+      hint_[i].worker.store(ranges[i].worker);
+      hint_[i].p.store(ranges[i].p);
+      hint_[i].bytes.store(ranges[i].bytes);
+    }
+    hint_count_.store(static_cast<int>(n));
+    hint_seq_.fetch_add(1);
+  }
+
   void run(int threads, int64_t chunks, ChunkFn fn, void* ctx) {
     std::lock_guard<std::mutex> lock(run_mu_);
     threads = std::min(threads, kMaxThreads);
@@ -91,10 +102,6 @@ class Pool {
   // Threads one job runs on (one segment each): --threads above this uses this many for the ops.
   static constexpr int kMaxThreads = 256;
 
-  static int64_t segment_begin(int s, int64_t chunks, int segments) {
-    return s * chunks / segments;
-  }
-
   // Claims chunks of job `epoch`: segment `first`'s, then the others' in turn, until every
   // segment is exhausted or the job has been replaced.
   void claim_and_run(uint64_t epoch, int first, ChunkFn fn, void* ctx, int64_t chunks,
@@ -116,14 +123,33 @@ class Pool {
     }
   }
 
+  // Prefetches worker `id`'s hinted ranges, up to the moment a job after `seen` is published.
+  void take_hint(int id, uint64_t seen) {
+    const int n = hint_count_.load();
+    for (int i = 0; i < n; ++i) {
+      if (hint_[i].worker.load() != id) continue;
+      const char* p = static_cast<const char*>(hint_[i].p.load());
+      const size_t bytes = hint_[i].bytes.load();
+      for (size_t l = 0; l < bytes; l += 64) {
+        _mm_prefetch(p + l, _MM_HINT_T0);
+        if ((l & 4095) == 4032 && (ticket_.load() >> 32) != seen) return;  // a job: stop
+      }
+    }
+  }
+
   void worker_loop(int id) {
     t_in_job = true;
-    uint64_t seen = 0;
+    uint64_t seen = 0, hint_seen = 0;
     while (!stop_) {
       uint64_t t = ticket_.load();
       if ((t >> 32) == seen) {
         const auto until = std::chrono::steady_clock::now() + kSpin;
         for (int i = 0; (ticket_.load() >> 32) == seen && !stop_; ++i) {
+          if (const uint64_t h = hint_seq_.load(); h != hint_seen) {
+            hint_seen = h;
+            take_hint(id, seen);
+            continue;
+          }
           _mm_pause();
           if ((i & 255) == 255 && std::chrono::steady_clock::now() > until) {
             sleepers_.fetch_add(1);
@@ -159,6 +185,17 @@ class Pool {
   std::atomic<int> active_workers_{0};
   alignas(64) std::atomic<int64_t> done_{0};
   std::atomic<bool> stop_{false};
+  // The latest hint (hint_prefetch): its ranges, how many, and a sequence number that tells a
+  // worker a new one came. Fields are atomics so a worker reading while the caller replaces them
+  // reads some range of the old or the new hint, each a harmless prefetch.
+  struct HintRange {
+    std::atomic<int> worker{0};
+    std::atomic<const void*> p{nullptr};
+    std::atomic<size_t> bytes{0};
+  };
+  alignas(64) HintRange hint_[kMaxPrefetchRanges];
+  std::atomic<int> hint_count_{0};
+  std::atomic<uint64_t> hint_seq_{0};
 };
 
 Pool& pool() {
@@ -169,6 +206,11 @@ Pool& pool() {
 }  // namespace
 
 int max_threads() { return omp_get_max_threads(); }
+
+void hint_prefetch(std::span<const PrefetchRange> ranges) {
+  if (ranges.empty() || t_in_job) return;
+  pool().hint(ranges);
+}
 
 void run_chunks(int threads, int64_t chunks, ChunkFn fn, void* ctx) {
   // (More than 2^31 chunks cannot be counted in the ticket; no op comes near that.)

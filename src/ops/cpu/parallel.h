@@ -11,7 +11,9 @@
 // left and the op has already returned.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <type_traits>
 
 namespace tessera::ops::cpu::detail {
@@ -25,6 +27,24 @@ void run_chunks(int threads, int64_t chunks, ChunkFn fn, void* ctx);
 
 // The thread count ops use: omp_get_max_threads(), i.e. what --threads / OMP_NUM_THREADS set.
 int max_threads();
+
+// The first chunk of segment s when `chunks` are cut into `segments` (run_chunks' cut: thread 0,
+// the caller, takes segment 0 first, pool worker w segment w + 1).
+inline int64_t segment_begin(int s, int64_t chunks, int segments) { return s * chunks / segments; }
+
+// Bytes an idle pool worker may read ahead of the job that will need them: `worker` (0-based, the
+// one that takes segment worker + 1 first) prefetches [p, p + bytes).
+struct PrefetchRange {
+  int worker = 0;
+  const void* p = nullptr;
+  size_t bytes = 0;
+};
+inline constexpr size_t kMaxPrefetchRanges = 16;
+// Hands the ranges (at most kMaxPrefetchRanges; more are dropped) to the pool's workers, replacing
+// any not yet taken, and returns at once. A worker spinning for its next job prefetches its own
+// ranges' lines and stops as soon as a job is published; a sleeping worker or one in a job ignores
+// them. A hint only: prefetching never faults and changes no result.
+void hint_prefetch(std::span<const PrefetchRange> ranges);
 
 // parallel_for(chunks, f): f(c) for c in [0, chunks) on max_threads() threads when `parallel`.
 template <typename F>
