@@ -17,20 +17,23 @@ namespace {
 using cpu::detail::parallel_for;
 using cpu::detail::run_chunks;
 
-TEST(ChunkPoolTest, EveryChunkExactlyOnceAcrossManyJobs) {
-  for (int threads : {2, 3, 4}) {
-    SCOPED_TRACE("threads=" + std::to_string(threads));
-    for (int job = 0; job < 300; ++job) {
-      const int64_t chunks = 1 + (job * 37) % 500;
-      std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
-      auto body = [&](int64_t c) { hits[static_cast<size_t>(c)].fetch_add(1); };
-      run_chunks(
-          threads, chunks, [](void* ctx, int64_t c) { (*static_cast<decltype(body)*>(ctx))(c); },
-          &body);
-      for (int64_t c = 0; c < chunks; ++c)
-        ASSERT_EQ(hits[static_cast<size_t>(c)].load(), 1) << "job " << job << " chunk " << c;
-    }
+// 300 jobs of 1..max_chunks chunks on `threads` threads: every chunk of every job runs once.
+void expect_every_chunk_once(int threads, int stride, int max_chunks) {
+  SCOPED_TRACE("threads=" + std::to_string(threads));
+  for (int job = 0; job < 300; ++job) {
+    const int64_t chunks = 1 + (job * stride) % max_chunks;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
+    auto body = [&](int64_t c) { hits[static_cast<size_t>(c)].fetch_add(1); };
+    run_chunks(
+        threads, chunks, [](void* ctx, int64_t c) { (*static_cast<decltype(body)*>(ctx))(c); },
+        &body);
+    for (int64_t c = 0; c < chunks; ++c)
+      ASSERT_EQ(hits[static_cast<size_t>(c)].load(), 1) << "job " << job << " chunk " << c;
   }
+}
+
+TEST(ChunkPoolTest, EveryChunkExactlyOnceAcrossManyJobs) {
+  for (int threads : {2, 3, 4}) expect_every_chunk_once(threads, 37, 500);
 }
 
 // Prefetch hints posted from another thread while jobs run (the workers take them between jobs)
@@ -47,18 +50,7 @@ TEST(ChunkPoolTest, PrefetchHintsNeverDisturbJobs) {
       std::this_thread::yield();
     }
   });
-  for (int threads : {2, 4}) {
-    for (int job = 0; job < 300; ++job) {
-      const int64_t chunks = 1 + (job * 53) % 300;
-      std::vector<std::atomic<int>> hits(static_cast<size_t>(chunks));
-      auto body = [&](int64_t c) { hits[static_cast<size_t>(c)].fetch_add(1); };
-      run_chunks(
-          threads, chunks, [](void* ctx, int64_t c) { (*static_cast<decltype(body)*>(ctx))(c); },
-          &body);
-      for (int64_t c = 0; c < chunks; ++c)
-        ASSERT_EQ(hits[static_cast<size_t>(c)].load(), 1) << "job " << job << " chunk " << c;
-    }
-  }
+  for (int threads : {2, 4}) expect_every_chunk_once(threads, 53, 300);
   stop = true;
   hinter.join();
 }
