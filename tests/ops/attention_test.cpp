@@ -167,15 +167,15 @@ TEST_F(AttentionTest, HalfCachesHoldRoundedValues) {
   }
 }
 
-// A decode step of one or two sequences has fewer (sequence, kv head) items than twice the
-// threads, so cpu::paged_attention runs one item per query head instead; each head's arithmetic
+// A decode step of one or two sequences has fewer (sequence, kv head) items than 8 threads, so
+// cpu::paged_attention runs one item per query head instead; each head's arithmetic
 // is its group's, so the outputs equal the single-thread call (grouped items, inline) bit for
 // bit, and the reference to fp32 noise (convex combinations of N(0,1) values: 2e-5 absolute, as
 // in MixedBatchMatchesDenseAttention; a part merged with the wrong weight moves outputs by ~1e-2).
 TEST_F(AttentionTest, DecodeSplitByQueryHeadEqualsGroupedItems) {
   const int H = 9, KVH = 3, HD = 64, BS = 16;
   // Contexts above 256 are also cut into parts of 256 keys (flash-decoding), merged after: the
-  // parts depend on the context only, so one and two threads still agree bit for bit.
+  // parts depend on the context only, so one and eight threads still agree bit for bit.
   for (const std::vector<int>& ctxs : {std::vector<int>{131}, std::vector<int>{70, 200},
                                        std::vector<int>{700}, std::vector<int>{300, 1000}}) {
     const int S = static_cast<int>(ctxs.size());
@@ -205,7 +205,7 @@ TEST_F(AttentionTest, DecodeSplitByQueryHeadEqualsGroupedItems) {
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
     cpu::paged_attention(q, kc, vc, batch, p, one);
-    omp_set_num_threads(2);
+    omp_set_num_threads(8);
     cpu::paged_attention(q, kc, vc, batch, p, two);
     omp_set_num_threads(threads);
     for (int64_t i = 0; i < one.numel(); ++i) {
@@ -219,8 +219,8 @@ TEST_F(AttentionTest, DecodeSplitByQueryHeadEqualsGroupedItems) {
 // K/V row (groups of 2, 4, 5, 7, 8 run as 3+3+2, 3+1, ...; head sizes with a 32-lane remainder;
 // key counts that are not a multiple of 4). Each head's products are summed in the order of the
 // one-head loop, so the grouped call (one thread: one item per kv head) equals the call that
-// splits a decode step into one item per query head (two threads, fewer items than twice the
-// threads) bit for bit, on every cache type; and both are the reference to fp32 noise.
+// splits a decode step into one item per query head (eight threads, more than the kv heads'
+// items) bit for bit, on every cache type; and both are the reference to fp32 noise.
 TEST_F(AttentionTest, GroupedHeadsEqualOneHeadAtATime) {
   const int BS = 16;
   const int threads = omp_get_max_threads();
@@ -251,7 +251,7 @@ TEST_F(AttentionTest, GroupedHeadsEqualOneHeadAtATime) {
           ref::paged_attention(q, kc, vc, batch, p, want);
           omp_set_num_threads(1);
           cpu::paged_attention(q, kc, vc, batch, p, one);
-          omp_set_num_threads(2);
+          omp_set_num_threads(8);
           cpu::paged_attention(q, kc, vc, batch, p, two);
           omp_set_num_threads(threads);
           ASSERT_EQ(std::memcmp(one.data(), two.data(), one.nbytes()), 0);
