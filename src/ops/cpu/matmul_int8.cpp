@@ -332,9 +332,6 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
       m * static_cast<int64_t>(plans.size()) > 1);
 }
 
-}  // namespace detail
-
-namespace detail {
 std::vector<PrefetchRange> prefetch_ranges(std::span<const MatmulTarget> targets, int threads) {
   std::vector<PrefetchRange> ranges;
   if (threads < 2 || targets.empty()) return ranges;
