@@ -11,6 +11,7 @@
 // Holds no state beyond the immutable CPU probe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -110,7 +111,15 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
 // path.
 // kPrefetchHintBytes: ~8 us of one core's ~16 GB/s stream, a sixteenth of Intel's 2 MiB L2.
 inline constexpr size_t kPrefetchHintBytes = 128 << 10;
-std::vector<PrefetchRange> prefetch_ranges(std::span<const MatmulTarget> targets, int threads);
+struct PrefetchRanges {
+  std::array<PrefetchRange, kMaxPrefetchRanges> r{};
+  size_t n = 0;
+  std::span<const PrefetchRange> span() const { return {r.data(), n}; }
+  size_t size() const { return n; }
+  bool empty() const { return n == 0; }
+  const PrefetchRange& operator[](size_t i) const { return r[i]; }
+};
+PrefetchRanges prefetch_ranges(std::span<const MatmulTarget> targets, int threads);
 void matmul_int8(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, int64_t m,
                  int64_t n, int64_t k);
 

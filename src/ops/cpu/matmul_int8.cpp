@@ -193,22 +193,25 @@ struct ChunkPlan {
   std::vector<Plan> plans;
   int64_t chunks = 0, bytes = 0;
 };
+// Weight rows per chunk of w. Packed weights come in groups of kPackRows rows, and the AVX-512 /
+// AMX kernels take two groups at a time (a chunk's odd last group falls back to the 256-bit
+// kernel: with 17 groups per chunk, 1/17 of a prefill's rows took 13% of its matmul time), so
+// chunks hold pairs.
+int64_t rows_per_chunk(const Tensor& w) {
+  const auto row_bytes = static_cast<int64_t>(w.row_bytes());
+  const int64_t unit = is_packed(w.dtype()) ? 2 * kPackRows : 1;
+  return std::max<int64_t>(is_packed(w.dtype()) ? unit : 4,
+                           kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
+}
+
 ChunkPlan chunk_plan(std::span<const MatmulTarget> targets) {
   ChunkPlan cp;
   for (const MatmulTarget& t : targets) {
     const Tensor& w = *t.w;
-    const auto row_bytes = static_cast<int64_t>(w.row_bytes());
-    // Packed weights come in groups of kPackRows rows, and the AVX-512 / AMX kernels take two
-    // groups at a time (a chunk's odd last group falls back to the 256-bit kernel: with 17 groups
-    // per chunk, 1/17 of a prefill's rows took 13% of its matmul time), so chunks hold pairs.
-    const bool packed = is_packed(w.dtype());
-    const int64_t unit = packed ? 2 * kPackRows : 1;
-    const int64_t rows_per_chunk = std::max<int64_t>(
-        packed ? unit : 4, kChunkBytes / std::max<int64_t>(1, row_bytes) / unit * unit);
-    const int64_t n = w.dim(0);
-    cp.plans.push_back({&t, n, rows_per_chunk, cp.chunks, packed, int8_kquant_type(w.dtype())});
-    cp.chunks += (n + rows_per_chunk - 1) / rows_per_chunk;
-    cp.bytes += n * row_bytes;
+    const int64_t rpc = rows_per_chunk(w), n = w.dim(0);
+    cp.plans.push_back({&t, n, rpc, cp.chunks, is_packed(w.dtype()), int8_kquant_type(w.dtype())});
+    cp.chunks += (n + rpc - 1) / rpc;
+    cp.bytes += n * static_cast<int64_t>(w.row_bytes());
   }
   return cp;
 }
@@ -332,42 +335,54 @@ void matmul_int8_many(const Tensor& x, std::span<const MatmulTarget> targets, in
       m * static_cast<int64_t>(plans.size()) > 1);
 }
 
-std::vector<PrefetchRange> prefetch_ranges(std::span<const MatmulTarget> targets, int threads) {
-  std::vector<PrefetchRange> ranges;
-  if (threads < 2 || targets.empty()) return ranges;
-  for (const MatmulTarget& t : targets)
+PrefetchRanges prefetch_ranges(std::span<const MatmulTarget> targets, int threads) {
+  // Called four times per layer on the caller's serial path: no allocation (the chunks are walked
+  // target by target with chunk_plan's cut, not planned into a vector).
+  PrefetchRanges out;
+  if (threads < 2 || targets.empty()) return out;
+  int64_t chunks = 0, bytes = 0;
+  for (const MatmulTarget& t : targets) {
     if (!t.w || !t.w->defined() || !use_int8(t.w->dtype()) || t.w->ndim() != 2 ||
         !t.w->storage()->host_addressable())
-      return ranges;
-  const ChunkPlan cp = chunk_plan(targets);
-  if (cp.bytes < kParallelMinBytes) return ranges;  // not a parallel pass
-  const int segments = static_cast<int>(std::min<int64_t>(threads, cp.chunks));
-  for (int s = 1; s < segments && ranges.size() < kMaxPrefetchRanges; ++s) {
+      return out;
+    const int64_t rpc = rows_per_chunk(*t.w);
+    chunks += (t.w->dim(0) + rpc - 1) / rpc;
+    bytes += t.w->dim(0) * static_cast<int64_t>(t.w->row_bytes());
+  }
+  if (bytes < kParallelMinBytes) return out;  // not a parallel pass
+  const int segments = static_cast<int>(std::min<int64_t>(threads, chunks));
+  for (int s = 1; s < segments && out.n < kMaxPrefetchRanges; ++s) {
     size_t left = kPrefetchHintBytes;
-    const int64_t end = segment_begin(s + 1, cp.chunks, segments);
-    for (int64_t c = segment_begin(s, cp.chunks, segments);
-         c < end && left > 0 && ranges.size() < kMaxPrefetchRanges; ++c) {
-      const Plan& p = plan_of(cp.plans, c);
-      const Tensor& w = *p.t->w;
-      const int64_t n0 = (c - p.first_chunk) * p.rows_per_chunk;
-      const int64_t n1 = std::min(p.n, n0 + p.rows_per_chunk);
-      const size_t bytes = std::min(left, static_cast<size_t>(n1 - n0) * w.row_bytes());
-      const uint8_t* at = w.row_ptr(n0);
-      // Consecutive chunks of one weight are one contiguous run.
-      if (!ranges.empty() && ranges.back().worker == s - 1 &&
-          static_cast<const uint8_t*>(ranges.back().p) + ranges.back().bytes == at)
-        ranges.back().bytes += bytes;
-      else
-        ranges.push_back({s - 1, at, bytes});
-      left -= bytes;
+    int64_t c = segment_begin(s, chunks, segments);
+    const int64_t end = segment_begin(s + 1, chunks, segments);
+    int64_t first = 0;  // the first chunk of the target being walked
+    for (const MatmulTarget& t : targets) {
+      const Tensor& w = *t.w;
+      const int64_t rpc = rows_per_chunk(w), n = w.dim(0);
+      const int64_t last = first + (n + rpc - 1) / rpc;  // one past this target's chunks
+      for (; c < std::min(end, last) && left > 0 && out.n < kMaxPrefetchRanges; ++c) {
+        const int64_t n0 = (c - first) * rpc, n1 = std::min(n, n0 + rpc);
+        const size_t b = std::min(left, static_cast<size_t>(n1 - n0) * w.row_bytes());
+        const uint8_t* at = w.row_ptr(n0);
+        PrefetchRange* back = out.n > 0 ? &out.r[out.n - 1] : nullptr;
+        // Consecutive chunks of one weight are one contiguous run.
+        if (back && back->worker == s - 1 &&
+            static_cast<const uint8_t*>(back->p) + back->bytes == at)
+          back->bytes += b;
+        else
+          out.r[out.n++] = {s - 1, at, b};
+        left -= b;
+      }
+      first = last;
     }
   }
-  return ranges;
+  return out;
 }
 }  // namespace detail
 
 void prefetch_weights(std::span<const MatmulTarget> targets) {
-  detail::hint_prefetch(detail::prefetch_ranges(targets, detail::max_threads()));
+  const detail::PrefetchRanges ranges = detail::prefetch_ranges(targets, detail::max_threads());
+  detail::hint_prefetch(ranges.span());
 }
 
 }  // namespace tessera::ops::cpu
